@@ -1,0 +1,205 @@
+//! The requests of the line protocol, parsed from one line each.
+//!
+//! Parsing turns raw bytes into a typed [`Command`] (or a [`CommandError`] that becomes the
+//! client's `ERROR` reply) before anything reaches the Store, so the Store only ever sees
+//! well-formed operations.
+
+use bytes::Bytes;
+use thiserror::Error;
+
+/// One request of the line protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `PUT <key> <value>`: the value is the rest of the line after the key, leading blanks
+    /// trimmed, so it may contain spaces.
+    Put { key: Bytes, value: Bytes },
+    /// `GET <key>`
+    Get { key: Bytes },
+    /// `DEL <key>`
+    Del { key: Bytes },
+    /// `PING`: a liveness check that never touches the Store.
+    Ping,
+    /// `EXIT`: say goodbye and close the connection.
+    Exit,
+}
+
+impl Command {
+    /// Whether the command changes data, which a replica refuses.
+    pub fn is_write(&self) -> bool {
+        matches!(self, Command::Put { .. } | Command::Del { .. })
+    }
+}
+
+/// Why a line is not a valid request; its `Display` is the text after `ERROR: `.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CommandError {
+    /// The verb is known but its arguments are wrong; carries the verb's usage.
+    #[error("usage: {0}")]
+    Usage(&'static str),
+    /// The verb is not one the protocol knows (shown printable and shortened).
+    #[error("unknown command '{0}'")]
+    Unknown(String),
+}
+
+const PUT_USAGE: &str = "PUT <key> <value>";
+const GET_USAGE: &str = "GET <key>";
+const DEL_USAGE: &str = "DEL <key>";
+
+/// Longest verb echoed back in an "unknown command" error.
+const MAX_ECHOED_VERB: usize = 32;
+
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// The next token at or after `from`: its start and end offsets.
+fn token(line: &[u8], from: usize) -> Option<(usize, usize)> {
+    let start = from + line.get(from..)?.iter().position(|&b| !is_blank(b))?;
+    let end = line[start..]
+        .iter()
+        .position(|&b| is_blank(b))
+        .map_or(line.len(), |n| start + n);
+    Some((start, end))
+}
+
+/// Parse one line (without its `\n`; a trailing `\r` is dropped here).
+///
+/// Answers `None` for a blank line, which the protocol ignores. A `GET` or `DEL` key is a
+/// zero-copy slice of `line`; a `PUT` key and value are copied into buffers of their own, because
+/// the Store keeps them and must not pin the whole read buffer they arrived in.
+pub fn parse(line: &Bytes) -> Option<Result<Command, CommandError>> {
+    let line = match line.last() {
+        Some(b'\r') => line.slice(..line.len() - 1),
+        _ => line.clone(),
+    };
+    let (verb_start, verb_end) = token(&line, 0)?;
+    let verb = &line[verb_start..verb_end];
+    let single_key = |usage| match token(&line, verb_end) {
+        Some((start, end)) if token(&line, end).is_none() => Ok(line.slice(start..end)),
+        _ => Err(CommandError::Usage(usage)),
+    };
+    let no_args = |usage| match token(&line, verb_end) {
+        None => Ok(()),
+        Some(_) => Err(CommandError::Usage(usage)),
+    };
+    let command = if verb.eq_ignore_ascii_case(b"GET") {
+        single_key(GET_USAGE).map(|key| Command::Get { key })
+    } else if verb.eq_ignore_ascii_case(b"PUT") {
+        parse_put(&line, verb_end)
+    } else if verb.eq_ignore_ascii_case(b"DEL") {
+        single_key(DEL_USAGE).map(|key| Command::Del { key })
+    } else if verb.eq_ignore_ascii_case(b"PING") {
+        no_args("PING").map(|()| Command::Ping)
+    } else if verb.eq_ignore_ascii_case(b"EXIT") {
+        no_args("EXIT").map(|()| Command::Exit)
+    } else {
+        Err(CommandError::Unknown(printable(verb)))
+    };
+    Some(command)
+}
+
+fn parse_put(line: &Bytes, verb_end: usize) -> Result<Command, CommandError> {
+    let usage = || CommandError::Usage(PUT_USAGE);
+    let (key_start, key_end) = token(line, verb_end).ok_or_else(usage)?;
+    let (value_start, _) = token(line, key_end).ok_or_else(usage)?;
+    Ok(Command::Put {
+        key: Bytes::copy_from_slice(&line[key_start..key_end]),
+        value: Bytes::copy_from_slice(&line[value_start..]),
+    })
+}
+
+/// A verb as it can safely be echoed in one reply line: lossy UTF-8, control characters
+/// replaced, and shortened.
+fn printable(verb: &[u8]) -> String {
+    let text = String::from_utf8_lossy(verb);
+    let mut shown: String = text
+        .chars()
+        .take(MAX_ECHOED_VERB)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if text.chars().count() > MAX_ECHOED_VERB {
+        shown.push_str("...");
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(line: &str) -> Option<Result<Command, CommandError>> {
+        parse(&Bytes::copy_from_slice(line.as_bytes()))
+    }
+
+    fn put(key: &str, value: &str) -> Option<Result<Command, CommandError>> {
+        Some(Ok(Command::Put {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+        }))
+    }
+
+    #[test]
+    fn put_value_is_the_rest_of_the_line() {
+        assert_eq!(p("PUT name John  Smith "), put("name", "John  Smith "));
+        assert_eq!(p("put\tk \t v"), put("k", "v"));
+        assert_eq!(p("PUT k v\r"), put("k", "v"));
+    }
+
+    #[test]
+    fn verbs_are_case_insensitive() {
+        let get = Some(Ok(Command::Get {
+            key: Bytes::from_static(b"k"),
+        }));
+        assert_eq!(p("get k"), get);
+        assert_eq!(p("GeT k"), get);
+        assert_eq!(p("  pInG "), Some(Ok(Command::Ping)));
+        assert_eq!(p("exit"), Some(Ok(Command::Exit)));
+    }
+
+    #[test]
+    fn blank_lines_are_ignored() {
+        assert_eq!(p(""), None);
+        assert_eq!(p(" \t "), None);
+        assert_eq!(p("\r"), None);
+    }
+
+    #[test]
+    fn wrong_arguments_give_the_usage() {
+        let usage = |u| Some(Err(CommandError::Usage(u)));
+        assert_eq!(p("PUT"), usage(PUT_USAGE));
+        assert_eq!(p("PUT k"), usage(PUT_USAGE));
+        assert_eq!(p("PUT k   "), usage(PUT_USAGE));
+        assert_eq!(p("GET"), usage(GET_USAGE));
+        assert_eq!(p("GET a b"), usage(GET_USAGE));
+        assert_eq!(p("DEL"), usage(DEL_USAGE));
+        assert_eq!(p("PING x"), usage("PING"));
+    }
+
+    #[test]
+    fn unknown_verbs_are_echoed_printably() {
+        assert_eq!(
+            p("FOO bar"),
+            Some(Err(CommandError::Unknown("FOO".to_string())))
+        );
+        let long = "X".repeat(100);
+        let Some(Err(CommandError::Unknown(shown))) = p(&long) else {
+            panic!("expected an unknown-command error");
+        };
+        assert_eq!(shown.len(), MAX_ECHOED_VERB + 3);
+        assert_eq!(
+            parse(&Bytes::from_static(b"\x01\xff")),
+            Some(Err(CommandError::Unknown("?\u{fffd}".to_string())))
+        );
+    }
+
+    #[test]
+    fn keys_and_values_are_bytes() {
+        assert_eq!(
+            parse(&Bytes::from_static(b"PUT \xff\x00 \xfe v")),
+            Some(Ok(Command::Put {
+                key: Bytes::from_static(b"\xff\x00"),
+                value: Bytes::from_static(b"\xfe v"),
+            }))
+        );
+    }
+}

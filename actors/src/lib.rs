@@ -1,0 +1,15 @@
+//! The engine of kvstore: its actors, the typed messages they exchange, and the wire codec.
+//!
+//! - [`store::Store`] owns the data and numbers every mutation; it does no I/O.
+//! - [`session::Session`] serves one client connection.
+//! - [`listener::Listener`] accepts connections and starts sessions.
+//! - [`codec`], [`command`] and [`reply`] are the line protocol.
+//!
+//! The programs that assemble these into a node live in the `kvstore` package.
+
+pub mod codec;
+pub mod command;
+pub mod listener;
+pub mod reply;
+pub mod session;
+pub mod store;

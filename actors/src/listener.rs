@@ -1,0 +1,229 @@
+//! The Listener actor: accepts connections and starts a [`Session`] for each.
+//!
+//! Sessions are spread over a set of I/O arbiters (threads) so that parsing and socket work use
+//! every core, while the Store runs on an arbiter of its own. The Listener also enforces the
+//! client limit and, at shutdown, stops accepting and waits for every session to finish.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_rt::ArbiterHandle;
+use futures::channel::oneshot;
+use futures::stream;
+use slog::{debug, info, warn, Logger};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::reply::{ErrorReply, Reply};
+use crate::session::{self, Session, SessionClosed, SessionConfig};
+use crate::store::Store;
+
+/// How long to back off after `accept` fails (for example when out of file descriptors), so
+/// the failure does not turn into a busy loop.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What a Listener needs to start sessions.
+pub struct ListenerConfig {
+    /// Sessions are placed on these arbiters, in turn.
+    pub arbiters: Vec<ArbiterHandle>,
+    /// At most this many client connections at once.
+    pub max_clients: usize,
+    pub session: Arc<SessionConfig>,
+}
+
+/// Stop accepting, ask every session to finish, and answer once all have.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopAccepting;
+
+/// Answers how many client connections are open.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct ClientCount;
+
+/// A session started on its arbiter and can now be reached.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SessionStarted {
+    id: u64,
+    addr: Addr<Session>,
+}
+
+/// Accepts client connections on one socket.
+pub struct Listener {
+    store: Addr<Store>,
+    config: ListenerConfig,
+    log: Logger,
+    /// Every open session; `None` while it is still starting on its arbiter.
+    sessions: HashMap<u64, Option<Addr<Session>>>,
+    next_id: u64,
+    next_arbiter: usize,
+    accepting: Option<SpawnHandle>,
+    /// Who waits for the last session to end, once shutdown began.
+    drained: Vec<oneshot::Sender<()>>,
+}
+
+impl Listener {
+    /// Start accepting on `socket`, on the current arbiter.
+    pub fn start(
+        socket: TcpListener,
+        store: Addr<Store>,
+        config: ListenerConfig,
+        log: &Logger,
+    ) -> Addr<Listener> {
+        let log = log.clone();
+        Listener::create(move |ctx| {
+            let incoming = stream::unfold(socket, |socket| async move {
+                let accepted = socket.accept().await;
+                Some((accepted, socket))
+            });
+            let accepting = Some(ctx.add_stream(incoming));
+            Listener {
+                store,
+                config,
+                log,
+                sessions: HashMap::new(),
+                next_id: 0,
+                next_arbiter: 0,
+                accepting,
+                drained: Vec::new(),
+            }
+        })
+    }
+
+    fn accept(&mut self, stream: TcpStream, peer: SocketAddr, ctx: &mut Context<Self>) {
+        if self.sessions.len() >= self.config.max_clients {
+            warn!(self.log, "refusing connection: max clients reached";
+                "peer" => %peer, "max_clients" => self.config.max_clients);
+            actix_rt::spawn(refuse(stream));
+            return;
+        }
+        // Move the socket to the session's arbiter as a std socket, so that it registers with
+        // that thread's own reactor rather than this one's.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                warn!(self.log, "dropping connection"; "peer" => %peer, "error" => %error);
+                return;
+            }
+        };
+        self.next_id += 1;
+        let id = self.next_id;
+        self.sessions.insert(id, None);
+        let arbiters = &self.config.arbiters;
+        let arbiter = arbiters[self.next_arbiter % arbiters.len()].clone();
+        self.next_arbiter = self.next_arbiter.wrapping_add(1);
+        let store = self.store.clone();
+        let me = ctx.address();
+        let session_config = self.config.session.clone();
+        let log = self.log.clone();
+        let spawned = arbiter.spawn(async move {
+            let started = TcpStream::from_std(stream).and_then(|stream| {
+                Session::start(id, stream, store, me.clone().recipient(), session_config, &log)
+            });
+            match started {
+                Ok(addr) => me.do_send(SessionStarted { id, addr }),
+                Err(error) => {
+                    debug!(log, "connection lost before its session started"; "peer" => %peer, "error" => %error);
+                    me.do_send(SessionClosed { id });
+                }
+            }
+        });
+        if !spawned {
+            warn!(self.log, "I/O arbiter is gone; dropping connection"; "peer" => %peer);
+            self.sessions.remove(&id);
+        }
+    }
+
+    fn notify_if_drained(&mut self) {
+        if self.accepting.is_none() && self.sessions.is_empty() {
+            for waiter in self.drained.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+}
+
+/// Tell a client over the limit why it is refused, then close.
+async fn refuse(mut stream: TcpStream) {
+    let line = Reply::Error(ErrorReply::MaxClients).to_line();
+    // The client may already be gone; there is nobody left to tell.
+    let _ = stream.write_all(&line).await;
+    let _ = stream.shutdown().await;
+}
+
+impl Actor for Listener {
+    type Context = Context<Self>;
+}
+
+impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for Listener {
+    fn handle(&mut self, item: io::Result<(TcpStream, SocketAddr)>, ctx: &mut Self::Context) {
+        match item {
+            Ok((stream, peer)) => self.accept(stream, peer, ctx),
+            Err(error) => {
+                warn!(self.log, "accept failed; backing off"; "error" => %error);
+                ctx.wait(actix::clock::sleep(ACCEPT_BACKOFF).into_actor(self));
+            }
+        }
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {
+        // The stream of connections never ends by itself; it is only cancelled at shutdown.
+    }
+}
+
+impl Handler<SessionStarted> for Listener {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionStarted, _: &mut Self::Context) {
+        if self.accepting.is_none() {
+            msg.addr.do_send(session::Shutdown);
+        }
+        if let Some(slot) = self.sessions.get_mut(&msg.id) {
+            *slot = Some(msg.addr);
+        }
+    }
+}
+
+impl Handler<SessionClosed> for Listener {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionClosed, _: &mut Self::Context) {
+        self.sessions.remove(&msg.id);
+        self.notify_if_drained();
+    }
+}
+
+impl Handler<ClientCount> for Listener {
+    type Result = usize;
+
+    fn handle(&mut self, _: ClientCount, _: &mut Self::Context) -> usize {
+        self.sessions.len()
+    }
+}
+
+impl Handler<StopAccepting> for Listener {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: StopAccepting, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(handle) = self.accepting.take() {
+            // Dropping the accept stream closes the listening socket.
+            ctx.cancel_future(handle);
+            info!(self.log, "stopped accepting connections"; "open_sessions" => self.sessions.len());
+            for addr in self.sessions.values().flatten() {
+                addr.do_send(session::Shutdown);
+            }
+        }
+        let (done, drained) = oneshot::channel();
+        self.drained.push(done);
+        self.notify_if_drained();
+        Box::pin(async move {
+            // An error only means the Listener itself stopped, which is as good as drained.
+            let _ = drained.await;
+        })
+    }
+}

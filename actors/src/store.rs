@@ -1,0 +1,297 @@
+//! The Store actor: the node's data, in memory, and the single source of sequence numbers.
+//!
+//! Every mutation the Store applies gets the next sequence number and is published, in apply
+//! order, to every subscriber. That publication is the one seam through which persistence and
+//! replication see changes, so the Store itself never touches a disk or a socket: it stays a
+//! pure state machine that answers typed messages, which keeps it fast and easy to test.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::Bytes;
+
+/// A sequence number: the position of a mutation in the node's history.
+///
+/// The first mutation a fresh node applies is 1; 0 means "nothing applied yet". Persistence and
+/// replication use it as their offset.
+pub type Seq = u64;
+
+/// One applied change, as the Store publishes it to subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mutation {
+    /// The sequence number the Store gave this change.
+    pub seq: Seq,
+    /// What changed.
+    pub change: Change,
+}
+
+/// The two kinds of change a key can undergo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// `key` now holds `value`.
+    Put { key: Bytes, value: Bytes },
+    /// `key` no longer exists.
+    Del { key: Bytes },
+}
+
+impl Change {
+    /// The key this change touches.
+    pub fn key(&self) -> &Bytes {
+        match self {
+            Change::Put { key, .. } | Change::Del { key } => key,
+        }
+    }
+}
+
+/// The mutations one Store message applied, in apply order, shared by every subscriber.
+///
+/// Publishing one message per request batch (rather than per mutation) keeps the cost of a
+/// subscriber at one mailbox push per batch of pipelined requests.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Applied {
+    pub mutations: Arc<[Mutation]>,
+}
+
+/// Read the value of `key`. Answers `None` when the key does not exist.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Bytes>")]
+pub struct Get {
+    pub key: Bytes,
+}
+
+/// Set `key` to `value`. Answers the sequence number of the mutation.
+#[derive(Debug, Message)]
+#[rtype(result = "Seq")]
+pub struct Put {
+    pub key: Bytes,
+    pub value: Bytes,
+}
+
+/// Remove `key`. Answers the sequence number of the mutation, or `None` when the key did not
+/// exist (which changes nothing and so uses no sequence number).
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Seq>")]
+pub struct Del {
+    pub key: Bytes,
+}
+
+/// One operation of a [`Batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Get(Bytes),
+    Put(Bytes, Bytes),
+    Del(Bytes),
+}
+
+/// What one [`Op`] came to, in the same position as the op in its batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A `Get` found this value.
+    Value(Bytes),
+    /// A `Get` or `Del` found no such key.
+    NotFound,
+    /// A `Put` or `Del` was applied with this sequence number.
+    Applied(Seq),
+}
+
+/// Many operations applied in order as one message.
+///
+/// A session sends every request a client pipelined in one read as one batch, so the cost of
+/// crossing threads is paid once per batch rather than once per request.
+#[derive(Debug, Message)]
+#[rtype(result = "BatchResult")]
+pub struct Batch {
+    pub ops: Vec<Op>,
+}
+
+/// The answer to a [`Batch`]: one outcome per op, in order.
+#[derive(Debug, MessageResponse)]
+pub struct BatchResult {
+    pub outcomes: Vec<Outcome>,
+    /// The sequence number of the last mutation this batch applied, if it applied any.
+    /// Durability and replication waits are expressed against it.
+    pub last_seq: Option<Seq>,
+}
+
+/// Register a recipient of every mutation applied from now on.
+///
+/// A subscriber receives each mutation exactly once, in apply order. Delivery never blocks the
+/// Store: a subscriber that falls behind must bound its own queue.
+#[derive(Message)]
+#[rtype(result = "Seq")]
+pub struct Subscribe(pub Recipient<Applied>);
+
+/// Answers the number of keys and the last sequence number applied.
+#[derive(Debug, Message)]
+#[rtype(result = "StoreStats")]
+pub struct Stats;
+
+/// A point-in-time summary of the Store, for `INFO`-style reporting and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
+pub struct StoreStats {
+    pub keys: usize,
+    pub last_seq: Seq,
+}
+
+/// How many messages may wait in the Store's mailbox before senders park.
+const MAILBOX_CAPACITY: usize = 64 * 1024;
+
+/// The in-memory key-value map and its history counter.
+pub struct Store {
+    data: HashMap<Bytes, Bytes>,
+    last_seq: Seq,
+    subscribers: Vec<Recipient<Applied>>,
+    /// Mutations applied by the message being handled, published when it is done.
+    pending: Vec<Mutation>,
+}
+
+impl Store {
+    /// An empty store whose first mutation will get sequence number 1.
+    pub fn new() -> Self {
+        Self::with_data(HashMap::new(), 0)
+    }
+
+    /// A store that starts from recovered `data` whose last applied mutation was `last_seq`;
+    /// the next mutation gets `last_seq + 1`.
+    pub fn with_data(data: HashMap<Bytes, Bytes>, last_seq: Seq) -> Self {
+        Store {
+            data,
+            last_seq,
+            subscribers: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Bytes> {
+        self.data.get(key).cloned()
+    }
+
+    fn put(&mut self, key: Bytes, value: Bytes) -> Seq {
+        self.data.insert(key.clone(), value.clone());
+        self.record(Change::Put { key, value })
+    }
+
+    fn del(&mut self, key: Bytes) -> Option<Seq> {
+        // Keep the key the map held (an exact-size copy) rather than the caller's slice.
+        let (key, _) = self.data.remove_entry(&key)?;
+        Some(self.record(Change::Del { key }))
+    }
+
+    fn record(&mut self, change: Change) -> Seq {
+        self.last_seq += 1;
+        if !self.subscribers.is_empty() {
+            self.pending.push(Mutation {
+                seq: self.last_seq,
+                change,
+            });
+        }
+        self.last_seq
+    }
+
+    /// Send what the current message applied to every subscriber, as one shared slice.
+    fn publish(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mutations: Arc<[Mutation]> = std::mem::take(&mut self.pending).into();
+        // `do_send` ignores the subscriber's mailbox capacity on purpose: a mutation must never
+        // be dropped, and the Store must never wait for a subscriber.
+        self.subscribers.retain(|subscriber| subscriber.connected());
+        for subscriber in &self.subscribers {
+            subscriber.do_send(Applied {
+                mutations: mutations.clone(),
+            });
+        }
+    }
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Actor for Store {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Sessions on every I/O thread talk to this one actor; a large mailbox keeps their
+        // sends from parking while it catches up, and still bounds it.
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+impl Handler<Get> for Store {
+    type Result = Option<Bytes>;
+
+    fn handle(&mut self, msg: Get, _: &mut Self::Context) -> Self::Result {
+        self.get(&msg.key)
+    }
+}
+
+impl Handler<Put> for Store {
+    type Result = Seq;
+
+    fn handle(&mut self, msg: Put, _: &mut Self::Context) -> Self::Result {
+        let seq = self.put(msg.key, msg.value);
+        self.publish();
+        seq
+    }
+}
+
+impl Handler<Del> for Store {
+    type Result = Option<Seq>;
+
+    fn handle(&mut self, msg: Del, _: &mut Self::Context) -> Self::Result {
+        let seq = self.del(msg.key);
+        self.publish();
+        seq
+    }
+}
+
+impl Handler<Batch> for Store {
+    type Result = BatchResult;
+
+    fn handle(&mut self, msg: Batch, _: &mut Self::Context) -> Self::Result {
+        let mut last_seq = None;
+        let mut applied = |seq: Seq| {
+            last_seq = Some(seq);
+            Outcome::Applied(seq)
+        };
+        let outcomes = msg
+            .ops
+            .into_iter()
+            .map(|op| match op {
+                Op::Get(key) => self.get(&key).map_or(Outcome::NotFound, Outcome::Value),
+                Op::Put(key, value) => applied(self.put(key, value)),
+                Op::Del(key) => self.del(key).map_or(Outcome::NotFound, &mut applied),
+            })
+            .collect();
+        self.publish();
+        BatchResult { outcomes, last_seq }
+    }
+}
+
+impl Handler<Subscribe> for Store {
+    type Result = Seq;
+
+    /// Answers the last sequence number applied before the subscription: the subscriber will
+    /// see every mutation after it.
+    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> Self::Result {
+        self.subscribers.push(msg.0);
+        self.last_seq
+    }
+}
+
+impl Handler<Stats> for Store {
+    type Result = StoreStats;
+
+    fn handle(&mut self, _: Stats, _: &mut Self::Context) -> Self::Result {
+        StoreStats {
+            keys: self.data.len(),
+            last_seq: self.last_seq,
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! `kvcli`: talk to a kvstore node.
+//!
+//! - `kvcli GET name` runs one command and prints the reply.
+//! - With commands piped on stdin, runs each and prints each reply.
+//! - Otherwise opens an interactive prompt with line editing and history.
+//!
+//! Exit status: 0 when every reply was a success, 1 when a reply was an `ERROR`, 2 when the
+//! node could not be reached or the connection failed.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use kvstore::client::{is_error, Client, ClientError};
+use rustyline::error::ReadlineError;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client for kvstore nodes.
+#[derive(Debug, Parser)]
+#[command(name = "kvcli", version, about, long_about = None)]
+struct Args {
+    /// Host of the node.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port of the node (a primary listens on 12345, a replica on 12346).
+    #[arg(long, short, default_value_t = 12345)]
+    port: u16,
+    /// A command to run, such as `GET name` or `PUT name John Smith`. Without one, commands
+    /// are read from stdin: interactively with a prompt when it is a terminal.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    command: Vec<String>,
+}
+
+/// How a run ended, which decides the exit status.
+#[derive(Debug, Default)]
+struct Outcome {
+    saw_error: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let addr = format!("{}:{}", args.host, args.port);
+    let result = Client::connect(&addr, CONNECT_TIMEOUT).and_then(|mut client| {
+        if !args.command.is_empty() {
+            one_command(&mut client, &args.command.join(" "))
+        } else if io::stdin().is_terminal() {
+            interactive(&mut client, &addr)
+        } else {
+            piped(&mut client)
+        }
+    });
+    match result {
+        Ok(Outcome { saw_error: false }) => ExitCode::SUCCESS,
+        Ok(Outcome { saw_error: true }) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("kvcli: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn print_reply(reply: &[u8]) -> Result<(), ClientError> {
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(reply)?;
+    stdout.write_all(b"\n")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Whether the server ignores this line (it only holds spaces, tabs or a `\r`).
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
+}
+
+fn is_exit(line: &[u8]) -> bool {
+    line.trim_ascii().eq_ignore_ascii_case(b"EXIT")
+}
+
+fn one_command(client: &mut Client, line: &str) -> Result<Outcome, ClientError> {
+    if is_blank(line.as_bytes()) {
+        return Ok(Outcome::default());
+    }
+    let reply = client.request(line.as_bytes())?;
+    print_reply(&reply)?;
+    Ok(Outcome {
+        saw_error: is_error(&reply),
+    })
+}
+
+/// Run every line of stdin, pipelining them: requests are written in chunks and the replies
+/// read back in order, so a large script runs at the node's speed rather than one round trip
+/// per line.
+fn piped(client: &mut Client) -> Result<Outcome, ClientError> {
+    const CHUNK: usize = 256;
+    let mut outcome = Outcome::default();
+    let mut pending = 0usize;
+    for line in io::stdin().lock().split(b'\n') {
+        let line = line?;
+        if is_blank(&line) {
+            continue;
+        }
+        client.send(&line)?;
+        pending += 1;
+        let exit = is_exit(&line);
+        if exit || pending == CHUNK {
+            outcome.saw_error |= drain(client, &mut pending)?;
+        }
+        if exit {
+            break;
+        }
+    }
+    outcome.saw_error |= drain(client, &mut pending)?;
+    Ok(outcome)
+}
+
+/// Read and print `pending` replies; answers whether any was an error.
+fn drain(client: &mut Client, pending: &mut usize) -> Result<bool, ClientError> {
+    let mut saw_error = false;
+    while *pending > 0 {
+        let reply = client.read_reply()?;
+        print_reply(&reply)?;
+        saw_error |= is_error(&reply);
+        *pending -= 1;
+    }
+    Ok(saw_error)
+}
+
+const HELP: &str = "\
+Commands:
+  PUT <key> <value>   store a value (the rest of the line, spaces included)
+  GET <key>           print the value, or NOT_FOUND
+  DEL <key>           remove a key: OK, or NOT_FOUND
+  PING                PONG if the node is alive
+  EXIT                close the connection and quit (so does Ctrl-D)
+  HELP                this text";
+
+fn history_file() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".kvcli_history"))
+}
+
+fn interactive(client: &mut Client, addr: &str) -> Result<Outcome, ClientError> {
+    let mut editor = match rustyline::DefaultEditor::new() {
+        Ok(editor) => editor,
+        // No usable terminal after all: behave as when piped.
+        Err(_) => return piped(client),
+    };
+    let history = history_file();
+    if let Some(path) = &history {
+        // A missing history file is normal on first use.
+        let _ = editor.load_history(path);
+    }
+    let prompt = format!("{addr}> ");
+    let result = loop {
+        let line = match editor.readline(&prompt) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break Ok(Outcome::default()),
+            Err(error) => break Err(ClientError::Io(io::Error::other(error))),
+        };
+        if is_blank(line.as_bytes()) {
+            continue;
+        }
+        let _ = editor.add_history_entry(line.as_str());
+        if line.trim().eq_ignore_ascii_case("HELP") {
+            println!("{HELP}");
+            continue;
+        }
+        match client.request(line.as_bytes()) {
+            Ok(reply) => print_reply(&reply)?,
+            Err(error) => break Err(error),
+        }
+        if is_exit(line.as_bytes()) {
+            break Ok(Outcome::default());
+        }
+    };
+    if let Some(path) = &history {
+        let _ = editor.save_history(path);
+    }
+    result
+}

@@ -1,0 +1,151 @@
+//! `kvnode`'s command line and the node configuration it becomes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+use crate::logging::LogLevel;
+
+/// The port a primary listens on unless told otherwise, as the C++ store did.
+pub const PRIMARY_PORT: u16 = 12345;
+/// The port a replica listens on unless told otherwise.
+pub const REPLICA_PORT: u16 = 12346;
+
+/// What a node does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Accepts writes and forwards them to its replicas.
+    Primary,
+    /// Serves reads; its data comes from the primary.
+    Replica,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+/// A node of kvstore: a key-value store speaking a line protocol over TCP
+/// (`PUT key value`, `GET key`, `DEL key`, `PING`, `EXIT`).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "kvnode", version, about, long_about = None)]
+pub struct NodeArgs {
+    /// Whether this node is the primary (takes writes) or a replica (read-only).
+    #[arg(long, value_enum, default_value_t = Role::Primary)]
+    pub role: Role,
+
+    /// Address to listen on for clients. Defaults to 127.0.0.1:12345 for a primary and
+    /// 127.0.0.1:12346 for a replica; use 0.0.0.0:PORT to accept remote clients, or port 0 to
+    /// let the system pick a free port (the bound address is logged).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Directory holding this node's data. Defaults to ./kvdata/<role>.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address of a replica to forward writes to (repeatable; primary only).
+    #[arg(long = "replica", value_name = "ADDR")]
+    pub replicas: Vec<SocketAddr>,
+
+    /// How much to log to stderr.
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// Longest request line accepted; a longer one gets an error and the connection closes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(16..=1 << 32))]
+    pub max_line_bytes: u64,
+
+    /// Most client connections open at once; more are refused with an error.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_clients: u64,
+
+    /// Most reply bytes one client may have queued for one batch of pipelined requests;
+    /// past it the client is told so and disconnected.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub client_output_limit: u64,
+
+    /// Threads serving client connections (the Store has a thread of its own).
+    /// Defaults to the number of cores.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub io_threads: Option<u64>,
+}
+
+/// Everything a node needs to start, with every default resolved.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub role: Role,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub replicas: Vec<SocketAddr>,
+    pub max_line_bytes: usize,
+    pub max_clients: usize,
+    pub client_output_limit: usize,
+    pub io_threads: usize,
+}
+
+impl NodeConfig {
+    /// The configuration of a node with `role` and every default.
+    pub fn new(role: Role) -> Self {
+        NodeArgs::parse_from(["kvnode", "--role", role.as_str()]).into()
+    }
+}
+
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+impl From<NodeArgs> for NodeConfig {
+    fn from(args: NodeArgs) -> Self {
+        let default_port = match args.role {
+            Role::Primary => PRIMARY_PORT,
+            Role::Replica => REPLICA_PORT,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        NodeConfig {
+            role: args.role,
+            listen: args
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port))),
+            data_dir: args
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from("kvdata").join(args.role.as_str())),
+            replicas: args.replicas,
+            max_line_bytes: to_usize(args.max_line_bytes),
+            max_clients: to_usize(args.max_clients),
+            client_output_limit: to_usize(args.client_output_limit),
+            io_threads: args.io_threads.map_or(cores, to_usize),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_role() {
+        let primary = NodeConfig::new(Role::Primary);
+        assert_eq!(primary.listen, "127.0.0.1:12345".parse().unwrap());
+        assert_eq!(primary.data_dir, PathBuf::from("kvdata/primary"));
+        let replica = NodeConfig::new(Role::Replica);
+        assert_eq!(replica.listen, "127.0.0.1:12346".parse().unwrap());
+        assert_eq!(replica.max_line_bytes, 1024 * 1024);
+        assert_eq!(replica.max_clients, 10_000);
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        assert!(NodeArgs::try_parse_from(["kvnode", "--role", "leader"]).is_err());
+        assert!(NodeArgs::try_parse_from(["kvnode", "--listen", "nowhere"]).is_err());
+        assert!(NodeArgs::try_parse_from(["kvnode", "--max-clients", "0"]).is_err());
+    }
+}

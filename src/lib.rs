@@ -1,0 +1,9 @@
+//! The programs of kvstore: node assembly, configuration, logging and a small client library.
+//!
+//! The engine (actors, messages, codec) is the `kv_actors` crate; this crate puts its pieces
+//! together into the `kvnode` server and the `kvcli` client.
+
+pub mod client;
+pub mod config;
+pub mod logging;
+pub mod node;

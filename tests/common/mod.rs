@@ -1,0 +1,174 @@
+//! Helpers shared by the process-level tests: a `kvnode` child process that is always killed,
+//! raw connections with deadlines, and polling.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use kvstore::client::Client;
+use tempfile::TempDir;
+
+/// How long any single wait in a test may take before the test fails. Generous, because the
+/// suite must pass on a loaded 2-core machine; a passing test never waits this long.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Poll `condition` until it holds, failing the test with `what` at the deadline.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A `kvnode` process on a free port with a data dir of its own, killed when dropped.
+pub struct NodeProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: TempDir,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl NodeProcess {
+    /// Start a primary with `extra` flags.
+    pub fn start(extra: &[&str]) -> NodeProcess {
+        let data_dir = tempfile::tempdir().expect("temporary data dir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kvnode"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start kvnode");
+        let stderr = child.stderr.take().expect("kvnode stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (found, addr) = mpsc::channel();
+        let lines = log.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("INFO listening") {
+                    let _ = found.send(listening_addr(&line));
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let mut node = NodeProcess {
+            child,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir,
+            log,
+        };
+        match addr.recv_timeout(DEADLINE) {
+            Ok(Some(addr)) => node.addr = addr,
+            _ => panic!("kvnode did not report its address; log:\n{}", node.log()),
+        }
+        node
+    }
+
+    /// Everything the node logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A client connected to the node.
+    pub fn client(&self) -> Client {
+        Client::connect(&self.addr.to_string(), DEADLINE).expect("connect to kvnode")
+    }
+
+    /// A raw connection to the node, with read and write deadlines.
+    pub fn raw(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).expect("connect to kvnode");
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        stream.set_write_timeout(Some(DEADLINE)).unwrap();
+        stream
+    }
+
+    /// Send a signal (`TERM`, `INT`, `KILL`, ...) to the node.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Wait for the node to exit, failing the test at the deadline.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll kvnode") {
+                return status;
+            }
+            assert!(start.elapsed() < DEADLINE, "kvnode did not exit");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The node's resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+
+    /// Whether the node still answers PING on a new connection.
+    pub fn answers_ping(&self) -> bool {
+        let mut client = self.client();
+        client.ping().is_ok()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let start = line.find("addr: ")? + "addr: ".len();
+    let rest = &line[start..];
+    let end = rest.find([',', ' ']).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// Send `request` on a raw connection, close the sending side, and read every reply byte until
+/// the node closes the connection.
+pub fn exchange(stream: &mut TcpStream, request: &[u8]) -> Vec<u8> {
+    stream.write_all(request).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    read_to_close(stream)
+}
+
+/// Read until the node closes the connection (a reset counts as closed).
+pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut replies = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return replies,
+            Ok(n) => replies.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return replies,
+            Err(e) => panic!("reading replies failed after {} bytes: {e}", replies.len()),
+        }
+    }
+}

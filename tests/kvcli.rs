@@ -1,0 +1,100 @@
+//! `kvcli`, run as a user would: one command, commands piped on stdin, and failures.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::NodeProcess;
+
+fn kvcli(node: Option<&NodeProcess>, args: &[&str], stdin: &str) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kvcli"));
+    if let Some(node) = node {
+        command.args(["--port", &node.addr.port().to_string()]);
+    }
+    let mut child = command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kvcli");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().expect("kvcli output")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[test]
+fn one_command_prints_its_reply() {
+    let node = NodeProcess::start(&[]);
+    let put = kvcli(Some(&node), &["PUT", "name", "John", "Smith"], "");
+    assert!(put.status.success());
+    assert_eq!(stdout(&put), "OK\n");
+    let get = kvcli(Some(&node), &["get", "name"], "");
+    assert_eq!(stdout(&get), "John Smith\n");
+    assert!(get.status.success());
+    let missing = kvcli(Some(&node), &["GET", "nobody"], "");
+    assert_eq!(stdout(&missing), "NOT_FOUND\n");
+    assert!(
+        missing.status.success(),
+        "NOT_FOUND is an answer, not an error"
+    );
+}
+
+#[test]
+fn an_error_reply_exits_one() {
+    let node = NodeProcess::start(&[]);
+    let output = kvcli(Some(&node), &["GET"], "");
+    assert_eq!(stdout(&output), "ERROR: usage: GET <key>\n");
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn piped_commands_are_all_run_in_order() {
+    let node = NodeProcess::start(&[]);
+    let script = "PUT a 1\n\nGET a\nBOGUS\nDEL a\nGET a\nPING\n";
+    let output = kvcli(Some(&node), &[], script);
+    assert_eq!(
+        stdout(&output),
+        "OK\n1\nERROR: unknown command 'BOGUS'\nOK\nNOT_FOUND\nPONG\n"
+    );
+    assert_eq!(output.status.code(), Some(1), "one reply was an error");
+
+    let many: String = (0..2000).map(|i| format!("PUT k{i} v{i}\n")).collect();
+    let output = kvcli(Some(&node), &[], &many);
+    assert!(output.status.success());
+    assert_eq!(stdout(&output), "OK\n".repeat(2000));
+}
+
+#[test]
+fn exit_in_a_script_stops_it() {
+    let node = NodeProcess::start(&[]);
+    let output = kvcli(Some(&node), &[], "PING\nEXIT\nPING\n");
+    assert_eq!(stdout(&output), "PONG\nGoodbye\n");
+    assert!(output.status.success());
+}
+
+#[test]
+fn an_unreachable_node_exits_two_with_a_clear_message() {
+    // Bind then drop a listener to find a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = kvcli(None, &["--port", &port.to_string(), "PING"], "");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!("kvcli: cannot connect to 127.0.0.1:{port}")),
+        "stderr was {stderr:?}"
+    );
+}

@@ -1,0 +1,285 @@
+//! The Store actor, driven through its mailbox in an actix System, with no sockets.
+
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use kv_actors::store::{
+    Applied, Batch, BatchResult, Change, Del, Get, Mutation, Op, Outcome, Put, Stats, Store,
+    StoreStats, Subscribe,
+};
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+/// Collects every mutation published to it.
+struct Recorder(Arc<Mutex<Vec<Mutation>>>);
+
+impl Actor for Recorder {
+    type Context = Context<Self>;
+}
+
+impl Handler<Applied> for Recorder {
+    type Result = ();
+    fn handle(&mut self, msg: Applied, _: &mut Self::Context) {
+        self.0.lock().unwrap().extend(msg.mutations.iter().cloned());
+    }
+}
+
+/// Start a recorder subscribed to `store`; answers the mutations it has seen so far.
+async fn subscribe(store: &Addr<Store>) -> Arc<Mutex<Vec<Mutation>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorder = Recorder(seen.clone()).start();
+    store.send(Subscribe(recorder.recipient())).await.unwrap();
+    seen
+}
+
+#[actix_rt::test]
+async fn put_get_del_semantics() {
+    let store = Store::new().start();
+    assert_eq!(store.send(Get { key: b("k") }).await.unwrap(), None);
+    assert_eq!(store.send(Del { key: b("k") }).await.unwrap(), None);
+    let first = store
+        .send(Put {
+            key: b("k"),
+            value: b("v1"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(first, 1);
+    assert_eq!(
+        store.send(Get { key: b("k") }).await.unwrap(),
+        Some(b("v1"))
+    );
+    let second = store
+        .send(Put {
+            key: b("k"),
+            value: b("v2"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(second, 2, "an overwrite is a mutation too");
+    assert_eq!(
+        store.send(Get { key: b("k") }).await.unwrap(),
+        Some(b("v2"))
+    );
+    assert_eq!(store.send(Del { key: b("k") }).await.unwrap(), Some(3));
+    assert_eq!(store.send(Get { key: b("k") }).await.unwrap(), None);
+    assert_eq!(
+        store.send(Stats).await.unwrap(),
+        StoreStats {
+            keys: 0,
+            last_seq: 3
+        }
+    );
+}
+
+#[actix_rt::test]
+async fn a_batch_applies_in_order_and_answers_each_op() {
+    let store = Store::new().start();
+    let BatchResult { outcomes, last_seq } = store
+        .send(Batch {
+            ops: vec![
+                Op::Get(b("a")),
+                Op::Put(b("a"), b("1")),
+                Op::Get(b("a")),
+                Op::Del(b("a")),
+                Op::Del(b("a")),
+                Op::Put(b("b"), b("2")),
+            ],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            Outcome::NotFound,
+            Outcome::Applied(1),
+            Outcome::Value(b("1")),
+            Outcome::Applied(2),
+            Outcome::NotFound,
+            Outcome::Applied(3),
+        ]
+    );
+    assert_eq!(last_seq, Some(3));
+    let reads_only = store
+        .send(Batch {
+            ops: vec![Op::Get(b("b"))],
+        })
+        .await
+        .unwrap();
+    assert_eq!(reads_only.last_seq, None);
+}
+
+#[actix_rt::test]
+async fn sequence_numbers_continue_from_recovered_state() {
+    let data = [(b("k"), b("v"))].into_iter().collect();
+    let store = Store::with_data(data, 41).start();
+    assert_eq!(store.send(Get { key: b("k") }).await.unwrap(), Some(b("v")));
+    let seq = store
+        .send(Put {
+            key: b("x"),
+            value: b("y"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(seq, 42);
+}
+
+#[actix_rt::test]
+async fn a_subscriber_sees_each_mutation_once_in_apply_order() {
+    let store = Store::new().start();
+    let seen = subscribe(&store).await;
+    store
+        .send(Put {
+            key: b("a"),
+            value: b("1"),
+        })
+        .await
+        .unwrap();
+    store.send(Del { key: b("missing") }).await.unwrap();
+    store.send(Del { key: b("a") }).await.unwrap();
+    store
+        .send(Batch {
+            ops: vec![Op::Put(b("b"), b("2")), Op::Get(b("b"))],
+        })
+        .await
+        .unwrap();
+    let expected = vec![
+        Mutation {
+            seq: 1,
+            change: Change::Put {
+                key: b("a"),
+                value: b("1"),
+            },
+        },
+        Mutation {
+            seq: 2,
+            change: Change::Del { key: b("a") },
+        },
+        Mutation {
+            seq: 3,
+            change: Change::Put {
+                key: b("b"),
+                value: b("2"),
+            },
+        },
+    ];
+    wait_for_len(&seen, expected.len()).await;
+    assert_eq!(*seen.lock().unwrap(), expected);
+}
+
+/// Poll until `seen` holds `len` mutations, with a deadline.
+async fn wait_for_len(seen: &Arc<Mutex<Vec<Mutation>>>, len: usize) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while seen.lock().unwrap().len() < len {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscriber saw {} of {len} mutations",
+            seen.lock().unwrap().len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn concurrent_senders_get_gapless_increasing_sequence_numbers() {
+    const SENDERS: usize = 16;
+    const PER_SENDER: usize = 2_000;
+    // The Store on a thread of its own, as in a node; senders on this thread and another.
+    let store_arbiter = Arbiter::new();
+    let sender_arbiter = Arbiter::new();
+    let store = Store::start_in_arbiter(&store_arbiter.handle(), |_| Store::new());
+    let first = subscribe(&store).await;
+    let second = subscribe(&store).await;
+
+    let mut tasks = Vec::new();
+    for sender in 0..SENDERS {
+        let store = store.clone();
+        let (done, result) = futures::channel::oneshot::channel();
+        let task = async move {
+            let mut seqs = Vec::new();
+            for i in 0..PER_SENDER {
+                let key = b(&format!("s{sender}-k{}", i % 10));
+                let value = b(&format!("{i}"));
+                let seq = if i % 7 == 6 {
+                    store.send(Del { key }).await.unwrap()
+                } else if i % 3 == 0 {
+                    store
+                        .send(Batch {
+                            ops: vec![Op::Put(key.clone(), value), Op::Get(key)],
+                        })
+                        .await
+                        .unwrap()
+                        .last_seq
+                } else {
+                    Some(store.send(Put { key, value }).await.unwrap())
+                };
+                // Each sender's own mutations are applied in the order it sent them.
+                if let (Some(seq), Some(&last)) = (seq, seqs.last()) {
+                    assert!(seq > last, "sequence numbers must increase per sender");
+                }
+                seqs.extend(seq);
+            }
+            let _ = done.send(seqs);
+        };
+        if sender % 2 == 0 {
+            actix_rt::spawn(task);
+        } else {
+            assert!(sender_arbiter.spawn(task));
+        }
+        tasks.push(result);
+    }
+    let mut all: Vec<u64> = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("sender finished"));
+    }
+    all.sort_unstable();
+    let total = all.len();
+    assert_eq!(
+        all,
+        (1..=total as u64).collect::<Vec<_>>(),
+        "no gaps, no repeats"
+    );
+
+    for seen in [&first, &second] {
+        wait_for_len(seen, total).await;
+        let seen = seen.lock().unwrap();
+        let seqs: Vec<u64> = seen.iter().map(|m| m.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=total as u64).collect::<Vec<_>>(),
+            "every mutation exactly once, in apply order"
+        );
+    }
+    store_arbiter.stop();
+    sender_arbiter.stop();
+}
+
+#[actix_rt::test]
+async fn a_stopped_subscriber_does_not_disturb_the_store() {
+    let store = Store::new().start();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorder = Recorder(seen).start();
+    store
+        .send(Subscribe(recorder.clone().recipient()))
+        .await
+        .unwrap();
+    drop(recorder);
+    // Let the recorder stop (it has no other owner), then keep writing.
+    for i in 0..100 {
+        let seq = store
+            .send(Put {
+                key: b("k"),
+                value: b(&i.to_string()),
+            })
+            .await
+            .unwrap();
+        assert_eq!(seq, i + 1);
+    }
+    assert_eq!(
+        store.send(Get { key: b("k") }).await.unwrap(),
+        Some(b("99"))
+    );
+}

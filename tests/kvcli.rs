@@ -98,3 +98,79 @@ fn an_unreachable_node_exits_two_with_a_clear_message() {
         "stderr was {stderr:?}"
     );
 }
+
+/// A tmux server of the test's own, killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let output = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("run tmux (CI installs it)");
+        assert!(output.status.success(), "tmux {args:?} failed");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "kv"])
+    }
+
+    fn wait_for_screen(&self, what: &str, condition: impl Fn(&str) -> bool) {
+        common::wait_until(what, || condition(&self.screen()));
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+#[test]
+fn the_interactive_prompt_runs_commands_and_keeps_history() {
+    let node = NodeProcess::start(&[]);
+    let home = tempfile::tempdir().unwrap();
+    let tmux = Tmux {
+        socket: format!("kvcli-test-{}", std::process::id()),
+    };
+    let command = format!(
+        "HOME={} {} --port {}",
+        home.path().display(),
+        env!("CARGO_BIN_EXE_kvcli"),
+        node.addr.port()
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "kv",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ]);
+    // capture-pane drops trailing blanks, so look for the prompt without its space.
+    let prompt = format!("127.0.0.1:{}>", node.addr.port());
+    tmux.wait_for_screen("the prompt appears", |s| s.contains(&prompt));
+
+    tmux.run(&["send-keys", "-t", "kv", "PUT greeting hello world", "Enter"]);
+    tmux.wait_for_screen("PUT is answered", |s| s.lines().any(|l| l == "OK"));
+    tmux.run(&["send-keys", "-t", "kv", "GET greeting", "Enter"]);
+    let answers = |n: usize| move |s: &str| s.lines().filter(|l| *l == "hello world").count() == n;
+    tmux.wait_for_screen("GET is answered", answers(1));
+    // Up-arrow recalls the last command from history.
+    tmux.run(&["send-keys", "-t", "kv", "Up", "Enter"]);
+    tmux.wait_for_screen("the recalled GET is answered", answers(2));
+    tmux.run(&["send-keys", "-t", "kv", "EXIT", "Enter"]);
+    let history = home.path().join(".kvcli_history");
+    common::wait_until("kvcli saves its history on exit", || {
+        std::fs::read_to_string(&history).is_ok_and(|h| h.contains("GET greeting"))
+    });
+}

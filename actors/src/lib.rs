@@ -9,6 +9,7 @@
 
 pub mod codec;
 pub mod command;
+pub mod keyspace;
 pub mod listener;
 pub mod reply;
 pub mod session;

@@ -5,11 +5,12 @@
 //! replication see changes, so the Store itself never touches a disk or a socket: it stays a
 //! pure state machine that answers typed messages, which keeps it fast and easy to test.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use bytes::Bytes;
+
+use crate::keyspace::Keyspace;
 
 /// A sequence number: the position of a mutation in the node's history.
 ///
@@ -140,7 +141,7 @@ const MAILBOX_CAPACITY: usize = 64 * 1024;
 
 /// The in-memory key-value map and its history counter.
 pub struct Store {
-    data: HashMap<Bytes, Bytes>,
+    data: Keyspace,
     last_seq: Seq,
     subscribers: Vec<Recipient<Applied>>,
     /// Mutations applied by the message being handled, published when it is done.
@@ -150,12 +151,12 @@ pub struct Store {
 impl Store {
     /// An empty store whose first mutation will get sequence number 1.
     pub fn new() -> Self {
-        Self::with_data(HashMap::new(), 0)
+        Self::with_data(Keyspace::new(), 0)
     }
 
     /// A store that starts from recovered `data` whose last applied mutation was `last_seq`;
     /// the next mutation gets `last_seq + 1`.
-    pub fn with_data(data: HashMap<Bytes, Bytes>, last_seq: Seq) -> Self {
+    pub fn with_data(data: Keyspace, last_seq: Seq) -> Self {
         Store {
             data,
             last_seq,
@@ -175,7 +176,7 @@ impl Store {
 
     fn del(&mut self, key: Bytes) -> Option<Seq> {
         // Keep the key the map held (an exact-size copy) rather than the caller's slice.
-        let (key, _) = self.data.remove_entry(&key)?;
+        let (key, _) = self.data.remove(&key)?;
         Some(self.record(Change::Del { key }))
     }
 

@@ -28,8 +28,46 @@ pub enum ClientError {
 
 /// A connection to one node.
 pub struct Client {
-    reader: BufReader<TcpStream>,
-    writer: io::BufWriter<TcpStream>,
+    writer: RequestWriter,
+    reader: ReplyReader,
+}
+
+/// The sending half of a connection, for callers that write requests on one thread while
+/// another reads the replies.
+pub struct RequestWriter(io::BufWriter<TcpStream>);
+
+/// The receiving half of a connection.
+pub struct ReplyReader(BufReader<TcpStream>);
+
+impl RequestWriter {
+    /// Queue one request line (without its `\n`).
+    pub fn send(&mut self, line: &[u8]) -> Result<(), ClientError> {
+        if line.contains(&b'\n') {
+            return Err(ClientError::Newline);
+        }
+        self.0.write_all(line)?;
+        self.0.write_all(b"\n")?;
+        Ok(())
+    }
+
+    /// Send everything queued.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        Ok(self.0.flush()?)
+    }
+}
+
+impl ReplyReader {
+    /// Read the next reply line, without its `\n`.
+    pub fn read_reply(&mut self) -> Result<Vec<u8>, ClientError> {
+        let mut line = Vec::new();
+        if self.0.read_until(b'\n', &mut line)? == 0 {
+            return Err(ClientError::Closed);
+        }
+        if line.pop() != Some(b'\n') {
+            return Err(ClientError::Closed);
+        }
+        Ok(line)
+    }
 }
 
 /// Whether a reply line is an error.
@@ -50,8 +88,8 @@ impl Client {
                 Ok(stream) => {
                     stream.set_nodelay(true)?;
                     return Ok(Client {
-                        reader: BufReader::new(stream.try_clone()?),
-                        writer: io::BufWriter::new(stream),
+                        reader: ReplyReader(BufReader::new(stream.try_clone()?)),
+                        writer: RequestWriter(io::BufWriter::new(stream)),
                     });
                 }
                 Err(error) => last = error,
@@ -63,30 +101,23 @@ impl Client {
     /// Queue one request line (without its `\n`); it goes out at the next [`Client::flush`] or
     /// [`Client::read_reply`].
     pub fn send(&mut self, line: &[u8]) -> Result<(), ClientError> {
-        if line.contains(&b'\n') {
-            return Err(ClientError::Newline);
-        }
-        self.writer.write_all(line)?;
-        self.writer.write_all(b"\n")?;
-        Ok(())
+        self.writer.send(line)
     }
 
     /// Send everything queued.
     pub fn flush(&mut self) -> Result<(), ClientError> {
-        Ok(self.writer.flush()?)
+        self.writer.flush()
     }
 
-    /// Read the next reply line, without its `\n`.
+    /// Read the next reply line, without its `\n`; sends anything still queued first.
     pub fn read_reply(&mut self) -> Result<Vec<u8>, ClientError> {
         self.flush()?;
-        let mut line = Vec::new();
-        if self.reader.read_until(b'\n', &mut line)? == 0 {
-            return Err(ClientError::Closed);
-        }
-        if line.pop() != Some(b'\n') {
-            return Err(ClientError::Closed);
-        }
-        Ok(line)
+        self.reader.read_reply()
+    }
+
+    /// Split into a sending and a receiving half, to pipeline from two threads.
+    pub fn into_split(self) -> (RequestWriter, ReplyReader) {
+        (self.writer, self.reader)
     }
 
     /// Send one request and read its reply line, whatever it says.

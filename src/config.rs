@@ -15,9 +15,9 @@ pub const REPLICA_PORT: u16 = 12346;
 /// What a node does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
-    /// Accepts writes and forwards them to its replicas.
+    /// Accepts reads and writes.
     Primary,
-    /// Serves reads; its data comes from the primary.
+    /// Read-only: serves reads and refuses writes.
     Replica,
 }
 
@@ -33,7 +33,7 @@ impl Role {
 /// A node of kvstore: a key-value store speaking a line protocol over TCP
 /// (`PUT key value`, `GET key`, `DEL key`, `PING`, `EXIT`).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "kvnode", version, about, long_about = None)]
+#[command(name = "kvnode", version)]
 pub struct NodeArgs {
     /// Whether this node is the primary (takes writes) or a replica (read-only).
     #[arg(long, value_enum, default_value_t = Role::Primary)]
@@ -45,11 +45,12 @@ pub struct NodeArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
-    /// Directory holding this node's data. Defaults to ./kvdata/<role>.
+    /// Directory holding this node's data (created if missing). Defaults to ./kvdata/<role>.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Address of a replica to forward writes to (repeatable; primary only).
+    /// Address of a replica to forward writes to (repeatable; primary only). Replication is
+    /// not available yet: the flag is accepted and ignored with a warning.
     #[arg(long = "replica", value_name = "ADDR")]
     pub replicas: Vec<SocketAddr>,
 
@@ -92,10 +93,21 @@ pub struct NodeConfig {
     pub io_threads: usize,
 }
 
+/// A combination of flags that cannot work together.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "--client-output-limit ({output}) must be larger than --max-line-bytes ({line}), \
+         or a value that could be stored could never be read back"
+    )]
+    OutputBelowLine { output: u64, line: u64 },
+}
+
 impl NodeConfig {
     /// The configuration of a node with `role` and every default.
     pub fn new(role: Role) -> Self {
-        NodeArgs::parse_from(["kvnode", "--role", role.as_str()]).into()
+        let args = NodeArgs::parse_from(["kvnode", "--role", role.as_str()]);
+        Self::try_from(args).expect("the defaults are consistent")
     }
 }
 
@@ -103,14 +115,22 @@ fn to_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
-impl From<NodeArgs> for NodeConfig {
-    fn from(args: NodeArgs) -> Self {
+impl TryFrom<NodeArgs> for NodeConfig {
+    type Error = ConfigError;
+
+    fn try_from(args: NodeArgs) -> Result<Self, ConfigError> {
+        if args.client_output_limit <= args.max_line_bytes {
+            return Err(ConfigError::OutputBelowLine {
+                output: args.client_output_limit,
+                line: args.max_line_bytes,
+            });
+        }
         let default_port = match args.role {
             Role::Primary => PRIMARY_PORT,
             Role::Replica => REPLICA_PORT,
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        NodeConfig {
+        Ok(NodeConfig {
             role: args.role,
             listen: args
                 .listen
@@ -123,7 +143,7 @@ impl From<NodeArgs> for NodeConfig {
             max_clients: to_usize(args.max_clients),
             client_output_limit: to_usize(args.client_output_limit),
             io_threads: args.io_threads.map_or(cores, to_usize),
-        }
+        })
     }
 }
 
@@ -147,5 +167,7 @@ mod tests {
         assert!(NodeArgs::try_parse_from(["kvnode", "--role", "leader"]).is_err());
         assert!(NodeArgs::try_parse_from(["kvnode", "--listen", "nowhere"]).is_err());
         assert!(NodeArgs::try_parse_from(["kvnode", "--max-clients", "0"]).is_err());
+        let args = NodeArgs::parse_from(["kvnode", "--client-output-limit", "4096"]);
+        assert!(NodeConfig::try_from(args).is_err());
     }
 }

@@ -19,13 +19,15 @@ fn kvcli(node: Option<&NodeProcess>, args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start kvcli");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().expect("kvcli output")
+    // Feed stdin from a thread: kvcli may print replies before it has read all its input.
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_string();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(stdin.as_bytes());
+    });
+    let output = child.wait_with_output().expect("kvcli output");
+    feeder.join().unwrap();
+    output
 }
 
 fn stdout(output: &Output) -> String {
@@ -72,6 +74,20 @@ fn piped_commands_are_all_run_in_order() {
     let output = kvcli(Some(&node), &[], &many);
     assert!(output.status.success());
     assert_eq!(stdout(&output), "OK\n".repeat(2000));
+}
+
+#[test]
+fn a_piped_script_of_large_values_cannot_deadlock() {
+    let node = NodeProcess::start(&[]);
+    let value = "x".repeat(900 * 1024);
+    // Megabytes of requests and of replies in flight at once, both ways.
+    let script: String = (0..64)
+        .map(|i| format!("PUT k{i} {value}\nGET k{i}\n"))
+        .collect();
+    let output = kvcli(Some(&node), &[], &script);
+    assert!(output.status.success());
+    let expected: String = (0..64).map(|_| format!("OK\n{value}\n")).collect();
+    assert!(stdout(&output) == expected, "replies differ");
 }
 
 #[test]

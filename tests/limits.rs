@@ -126,7 +126,12 @@ fn a_client_that_never_reads_its_replies_cannot_grow_the_nodes_memory() {
 
 #[test]
 fn a_batch_whose_replies_pass_the_output_limit_disconnects_that_client() {
-    let node = NodeProcess::start(&["--client-output-limit", "100000"]);
+    let node = NodeProcess::start(&[
+        "--client-output-limit",
+        "100000",
+        "--max-line-bytes",
+        "50000",
+    ]);
     let value = "v".repeat(10_000);
     node.client().put(b"big", value.as_bytes()).unwrap();
     let mut stream = node.raw();

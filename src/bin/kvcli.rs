@@ -10,6 +10,8 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::mpsc;
+use std::thread;
 use std::time::Duration;
 
 use clap::Parser;
@@ -20,7 +22,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A client for kvstore nodes.
 #[derive(Debug, Parser)]
-#[command(name = "kvcli", version, about, long_about = None)]
+#[command(name = "kvcli", version)]
 struct Args {
     /// Host of the node.
     #[arg(long, default_value = "127.0.0.1")]
@@ -53,7 +55,7 @@ fn main() -> ExitCode {
         } else if io::stdin().is_terminal() {
             interactive(&mut client, &addr)
         } else {
-            piped(&mut client)
+            piped(client)
         }
     });
     match result {
@@ -94,42 +96,46 @@ fn one_command(client: &mut Client, line: &str) -> Result<Outcome, ClientError> 
     })
 }
 
-/// Run every line of stdin, pipelining them: requests are written in chunks and the replies
-/// read back in order, so a large script runs at the node's speed rather than one round trip
-/// per line.
-fn piped(client: &mut Client) -> Result<Outcome, ClientError> {
-    const CHUNK: usize = 256;
-    let mut outcome = Outcome::default();
-    let mut pending = 0usize;
-    for line in io::stdin().lock().split(b'\n') {
-        let line = line?;
-        if is_blank(&line) {
-            continue;
+/// Run every line of stdin, pipelining them: this thread sends requests while another reads
+/// and prints the replies, so a large script runs at the node's speed and neither side can
+/// wait on the other with full buffers.
+fn piped(client: Client) -> Result<Outcome, ClientError> {
+    let (mut writer, mut reader) = client.into_split();
+    // One token per request sent: the reader reads exactly as many replies as were sent.
+    let (sent, expected) = mpsc::channel::<()>();
+    let printer = thread::spawn(move || -> Result<bool, ClientError> {
+        let mut saw_error = false;
+        for () in expected {
+            let reply = reader.read_reply()?;
+            print_reply(&reply)?;
+            saw_error |= is_error(&reply);
         }
-        client.send(&line)?;
-        pending += 1;
-        let exit = is_exit(&line);
-        if exit || pending == CHUNK {
-            outcome.saw_error |= drain(client, &mut pending)?;
+        Ok(saw_error)
+    });
+    let sending = (|| -> Result<(), ClientError> {
+        for line in io::stdin().lock().split(b'\n') {
+            let line = line?;
+            if is_blank(&line) {
+                continue;
+            }
+            writer.send(&line)?;
+            // Flush per line: stdin may pause (a script that waits), and its replies must not.
+            writer.flush()?;
+            if sent.send(()).is_err() {
+                break; // the reader stopped: its error is reported below
+            }
+            if is_exit(&line) {
+                break;
+            }
         }
-        if exit {
-            break;
-        }
-    }
-    outcome.saw_error |= drain(client, &mut pending)?;
-    Ok(outcome)
-}
-
-/// Read and print `pending` replies; answers whether any was an error.
-fn drain(client: &mut Client, pending: &mut usize) -> Result<bool, ClientError> {
-    let mut saw_error = false;
-    while *pending > 0 {
-        let reply = client.read_reply()?;
-        print_reply(&reply)?;
-        saw_error |= is_error(&reply);
-        *pending -= 1;
-    }
-    Ok(saw_error)
+        Ok(())
+    })();
+    drop(sent);
+    let saw_error = printer
+        .join()
+        .map_err(|_| ClientError::Io(io::Error::other("reply reader panicked")))??;
+    sending?;
+    Ok(Outcome { saw_error })
 }
 
 const HELP: &str = "\
@@ -148,8 +154,7 @@ fn history_file() -> Option<PathBuf> {
 fn interactive(client: &mut Client, addr: &str) -> Result<Outcome, ClientError> {
     let mut editor = match rustyline::DefaultEditor::new() {
         Ok(editor) => editor,
-        // No usable terminal after all: behave as when piped.
-        Err(_) => return piped(client),
+        Err(error) => return Err(ClientError::Io(io::Error::other(error))),
     };
     let history = history_file();
     if let Some(path) = &history {

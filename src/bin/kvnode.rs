@@ -8,21 +8,35 @@ use kvstore::config::{NodeArgs, NodeConfig};
 use kvstore::logging::stderr_logger;
 use kvstore::node::Node;
 use slog::{error, info};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// How long in-flight requests get to finish once a stop signal arrives.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Why `kvnode` could not run, as one line for the operator.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Config(#[from] kvstore::config::ConfigError),
+    #[error(transparent)]
+    Node(#[from] kvstore::node::NodeError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
 fn main() -> ExitCode {
     let args = NodeArgs::parse();
     let log = stderr_logger(args.log_level);
-    let config = NodeConfig::from(args);
     let system = actix_rt::System::new();
     let result = system.block_on(async {
+        let config = NodeConfig::try_from(args)?;
+        // Handlers first, so that a signal during start-up still means a clean stop.
+        let signals = StopSignals::install().map_err(RunError::Signals)?;
         let node = Node::start(&config, &log).await?;
-        let signal = wait_for_stop_signal().await;
+        let signal = signals.wait().await;
         info!(log, "stop signal received"; "signal" => signal);
         node.shutdown(SHUTDOWN_GRACE).await;
-        Ok::<_, kvstore::node::NodeError>(())
+        Ok::<_, RunError>(())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,19 +47,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM, naming the signal.
-async fn wait_for_stop_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        // Without a SIGTERM handler the node still stops on Ctrl-C.
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
+/// SIGINT (Ctrl-C) and SIGTERM, caught from the moment they are installed.
+struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<Self> {
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves on the first stop signal, naming it.
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
     }
 }

@@ -99,6 +99,8 @@ fn a_client_that_never_reads_its_replies_cannot_grow_the_nodes_memory() {
     };
     // Wait until the node has stopped taking replies' worth of work: its memory stays put
     // while the other clients are served.
+    // The sleep is a stability check inside a polled condition: a stall on a loaded machine
+    // can only end the wait early, and every check below holds from any point on.
     wait_until("the requests are all sent or the sender is blocked", || {
         let before = sent.load(Ordering::SeqCst);
         thread::sleep(Duration::from_millis(200));

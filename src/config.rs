@@ -3,7 +3,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
+use kv_actors::durability::FsyncPolicy;
+use kv_actors::recovery::RecoveryOptions;
+use kv_actors::writer::WriterConfig;
 
 use crate::logging::LogLevel;
 
@@ -30,10 +33,64 @@ impl Role {
     }
 }
 
+/// When the log is forced to disk (as Redis's appendfsync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Fsync {
+    /// Before every write is acknowledged: nothing acknowledged is ever lost.
+    Always,
+    /// Once a second: a crash loses at most about a second of writes.
+    Everysec,
+    /// Never explicitly: the operating system decides.
+    No,
+}
+
+impl From<Fsync> for FsyncPolicy {
+    fn from(fsync: Fsync) -> Self {
+        match fsync {
+            Fsync::Always => FsyncPolicy::Always,
+            Fsync::Everysec => FsyncPolicy::EverySec,
+            Fsync::No => FsyncPolicy::No,
+        }
+    }
+}
+
 /// A node of kvstore: a key-value store speaking a line protocol over TCP
 /// (`PUT key value`, `GET key`, `DEL key`, `PING`, `EXIT`).
+///
+/// Run with no subcommand to serve; `kvnode import` loads a seed file into a data directory.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "kvnode", version)]
+#[command(name = "kvnode", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<NodeCommand>,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// What `kvnode` does besides serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum NodeCommand {
+    /// Load a `key=value` seed file of the C++ store into a data directory, then exit.
+    Import(ImportArgs),
+}
+
+/// `kvnode import`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImportArgs {
+    /// The C++ store's text file: one `key=value` pair a line, split at the first `=`.
+    #[arg(long, value_name = "FILE")]
+    pub seed_file: PathBuf,
+    /// The data directory to load into (its node must not be running).
+    #[arg(long, value_name = "DIR", default_value = "kvdata/primary")]
+    pub data_dir: PathBuf,
+    /// How much to log to stderr.
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+}
+
+/// The flags of a serving node.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "kvnode")]
 pub struct NodeArgs {
     /// Whether this node is the primary (takes writes) or a replica (read-only).
     #[arg(long, value_enum, default_value_t = Role::Primary)]
@@ -74,6 +131,27 @@ pub struct NodeArgs {
           value_parser = clap::value_parser!(u64).range(1024..))]
     pub client_output_limit: u64,
 
+    /// When the log is forced to disk: `always` acknowledges a write only once it is on disk;
+    /// `everysec` fsyncs once a second; `no` leaves it to the operating system.
+    #[arg(long, value_enum, default_value_t = Fsync::Everysec)]
+    pub fsync: Fsync,
+
+    /// Compact (snapshot the data and drop the logs it covers) once the logs hold at least
+    /// this many bytes and at least --compact-ratio times the last snapshot's size.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(4096..))]
+    pub compact_min_bytes: u64,
+
+    /// See --compact-min-bytes.
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub compact_ratio: u64,
+
+    /// At start-up, accept losing everything from the first damaged log record on, even when
+    /// the damage is not at the end of the log (normally start-up stops with an error there).
+    #[arg(long)]
+    pub truncate_corrupt_tail: bool,
+
     /// Threads serving client connections (the Store has a thread of its own).
     /// Defaults to the number of cores.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
@@ -91,6 +169,8 @@ pub struct NodeConfig {
     pub max_clients: usize,
     pub client_output_limit: usize,
     pub io_threads: usize,
+    pub writer: WriterConfig,
+    pub recovery: RecoveryOptions,
 }
 
 /// A combination of flags that cannot work together.
@@ -143,6 +223,14 @@ impl TryFrom<NodeArgs> for NodeConfig {
             max_clients: to_usize(args.max_clients),
             client_output_limit: to_usize(args.client_output_limit),
             io_threads: args.io_threads.map_or(cores, to_usize),
+            writer: WriterConfig {
+                fsync: args.fsync.into(),
+                compact_min_bytes: args.compact_min_bytes,
+                compact_ratio: args.compact_ratio,
+            },
+            recovery: RecoveryOptions {
+                truncate_corrupt_tail: args.truncate_corrupt_tail,
+            },
         })
     }
 }
@@ -163,7 +251,22 @@ mod tests {
     }
 
     #[test]
+    fn import_is_a_subcommand() {
+        let cli = Cli::parse_from(["kvnode", "import", "--seed-file", "seed.txt"]);
+        let Some(NodeCommand::Import(args)) = cli.command else {
+            panic!("expected the import subcommand");
+        };
+        assert_eq!(args.seed_file, PathBuf::from("seed.txt"));
+        assert_eq!(args.data_dir, PathBuf::from("kvdata/primary"));
+        assert!(Cli::try_parse_from(["kvnode", "import"]).is_err());
+        let cli = Cli::parse_from(["kvnode", "--fsync", "always"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.node.fsync, Fsync::Always);
+    }
+
+    #[test]
     fn bad_flags_are_refused() {
+        assert!(NodeArgs::try_parse_from(["kvnode", "--fsync", "sometimes"]).is_err());
         assert!(NodeArgs::try_parse_from(["kvnode", "--role", "leader"]).is_err());
         assert!(NodeArgs::try_parse_from(["kvnode", "--listen", "nowhere"]).is_err());
         assert!(NodeArgs::try_parse_from(["kvnode", "--max-clients", "0"]).is_err());

@@ -5,5 +5,6 @@
 
 pub mod client;
 pub mod config;
+pub mod import;
 pub mod logging;
 pub mod node;

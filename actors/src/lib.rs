@@ -9,8 +9,15 @@
 
 pub mod codec;
 pub mod command;
+pub mod data_dir;
+pub mod durability;
 pub mod keyspace;
 pub mod listener;
+pub mod record;
+pub mod recovery;
 pub mod reply;
+pub mod segment;
 pub mod session;
+pub mod snapshot_file;
 pub mod store;
+pub mod writer;

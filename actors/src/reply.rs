@@ -41,6 +41,9 @@ pub enum ErrorReply {
     MaxClients,
     #[error("replies too large (client output limit {limit} bytes); closing the connection")]
     OutputLimit { limit: usize },
+    /// The write could not be made durable, or writes are refused until the disk recovers.
+    #[error("persistence failed: {0}")]
+    PersistenceFailed(std::sync::Arc<str>),
 }
 
 impl From<Outcome> for Reply {

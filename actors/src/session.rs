@@ -25,8 +25,9 @@ use tokio_util::codec::FramedRead;
 
 use crate::codec::{CodecError, LineCodec, Request};
 use crate::command::Command;
+use crate::durability::Durability;
 use crate::reply::{ErrorReply, Reply};
-use crate::store::{Batch, Op, Store};
+use crate::store::{Batch, Op, Outcome, Store};
 
 /// Settings every session of a node shares.
 #[derive(Debug, Clone)]
@@ -40,6 +41,9 @@ pub struct SessionConfig {
     /// The most reply bytes one batch may produce before the client is disconnected
     /// (a client output buffer hard limit, as Redis has).
     pub output_limit: usize,
+    /// The persistence writer's progress: writes wait on it under `--fsync always`, and are
+    /// refused while it reports a failure.
+    pub durability: Durability,
 }
 
 impl Default for SessionConfig {
@@ -49,6 +53,7 @@ impl Default for SessionConfig {
             max_line_bytes: 1024 * 1024,
             max_batch: 1024,
             output_limit: 256 * 1024 * 1024,
+            durability: Durability::none(),
         }
     }
 }
@@ -133,10 +138,15 @@ impl Session {
     fn respond(&mut self, requests: Vec<Request>, mut close: bool, ctx: &mut Context<Self>) {
         let mut steps = Vec::with_capacity(requests.len());
         let mut ops = Vec::new();
+        let refuse_writes = self.config.durability.failure();
         for request in requests {
             let step = match request {
                 Ok(command) if command.is_write() && self.config.read_only => {
                     Step::Reply(Reply::Error(ErrorReply::ReadOnly))
+                }
+                Ok(command) if command.is_write() && refuse_writes.is_some() => {
+                    let reason = refuse_writes.clone().unwrap_or_default();
+                    Step::Reply(Reply::Error(ErrorReply::PersistenceFailed(reason)))
                 }
                 Ok(Command::Get { key }) => {
                     ops.push(Op::Get(key));
@@ -174,17 +184,32 @@ impl Session {
         let mut out = std::mem::take(&mut self.out);
         let store_reply = (!ops.is_empty()).then(|| self.store.send(Batch { ops }));
         let limit = self.config.output_limit;
+        let mut durability = self.config.durability.clone();
         let work = async move {
-            let outcomes = match store_reply {
-                Some(reply) => reply.await?.outcomes,
-                None => Vec::new(),
+            let (outcomes, last_seq) = match store_reply {
+                Some(reply) => {
+                    let result = reply.await?;
+                    (result.outcomes, result.last_seq)
+                }
+                None => (Vec::new(), None),
+            };
+            // Under `--fsync always`, a write is acknowledged only once it is on disk.
+            let not_durable = match last_seq {
+                Some(seq) => durability.wait_synced(seq).await.err(),
+                None => None,
             };
             let mut outcomes = outcomes.into_iter();
             let mut replies: Vec<Reply> = steps
                 .into_iter()
-                .map(|step| match step {
-                    Step::Store => outcomes.next().map_or(Reply::NotFound, Reply::from),
-                    Step::Reply(reply) => reply,
+                .map(|step| match (step, &not_durable) {
+                    (Step::Store, Some(reason)) => match outcomes.next() {
+                        Some(Outcome::Applied(_)) => {
+                            Reply::Error(ErrorReply::PersistenceFailed(reason.clone()))
+                        }
+                        outcome => outcome.map_or(Reply::NotFound, Reply::from),
+                    },
+                    (Step::Store, None) => outcomes.next().map_or(Reply::NotFound, Reply::from),
+                    (Step::Reply(reply), _) => reply,
                 })
                 .collect();
             let mut close = close;

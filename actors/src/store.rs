@@ -10,7 +10,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytes::Bytes;
 
-use crate::keyspace::Keyspace;
+use crate::keyspace::{Keyspace, Snapshot};
 
 /// A sequence number: the position of a mutation in the node's history.
 ///
@@ -128,6 +128,21 @@ pub struct Subscribe(pub Recipient<Applied>);
 #[derive(Debug, Message)]
 #[rtype(result = "StoreStats")]
 pub struct Stats;
+
+/// Answers a consistent view of all the data and the sequence number it reflects.
+///
+/// Costs the Store O(shards), not O(keys): see [`crate::keyspace`]. Compaction writes it to
+/// disk; a replica's full resync streams it.
+#[derive(Debug, Message)]
+#[rtype(result = "StoreSnapshot")]
+pub struct TakeSnapshot;
+
+/// The answer to [`TakeSnapshot`]: the data exactly as of mutation `seq`.
+#[derive(MessageResponse)]
+pub struct StoreSnapshot {
+    pub data: Snapshot,
+    pub seq: Seq,
+}
 
 /// A point-in-time summary of the Store, for `INFO`-style reporting and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
@@ -293,6 +308,17 @@ impl Handler<Stats> for Store {
         StoreStats {
             keys: self.data.len(),
             last_seq: self.last_seq,
+        }
+    }
+}
+
+impl Handler<TakeSnapshot> for Store {
+    type Result = StoreSnapshot;
+
+    fn handle(&mut self, _: TakeSnapshot, _: &mut Self::Context) -> Self::Result {
+        StoreSnapshot {
+            data: self.data.snapshot(),
+            seq: self.last_seq,
         }
     }
 }

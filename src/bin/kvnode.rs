@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use kvstore::config::{NodeArgs, NodeConfig};
+use kvstore::config::{Cli, ImportArgs, NodeArgs, NodeCommand, NodeConfig};
 use kvstore::logging::stderr_logger;
 use kvstore::node::Node;
 use slog::{error, info};
@@ -25,7 +25,27 @@ enum RunError {
 }
 
 fn main() -> ExitCode {
-    let args = NodeArgs::parse();
+    let cli = Cli::parse();
+    if let Some(NodeCommand::Import(args)) = cli.command {
+        return import(&args);
+    }
+    serve(cli.node)
+}
+
+/// `kvnode import`: load a seed file, then exit.
+fn import(args: &ImportArgs) -> ExitCode {
+    let log = stderr_logger(args.log_level);
+    match kvstore::import::import(&args.seed_file, &args.data_dir, &log) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(log, "import failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Run a node until SIGINT or SIGTERM.
+fn serve(args: NodeArgs) -> ExitCode {
     let log = stderr_logger(args.log_level);
     let system = actix_rt::System::new();
     let result = system.block_on(async {

@@ -1,0 +1,121 @@
+//! How far the log is written and made durable, shared by the persistence writer (which
+//! advances it) and sessions (which wait on it under `--fsync always`).
+//!
+//! A `tokio::sync::watch` channel carries the latest [`DurableState`]: cheap to read from any
+//! thread, and a waiter wakes only when the state changes.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::store::Seq;
+
+/// When the persistence writer forces the log to disk, as Redis's `appendfsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FsyncPolicy {
+    /// Before a write is acknowledged: nothing acknowledged is ever lost.
+    Always,
+    /// At most once a second: a crash loses at most about a second of writes.
+    #[default]
+    EverySec,
+    /// Never explicitly: the operating system decides.
+    No,
+}
+
+impl FsyncPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FsyncPolicy::Always => "always",
+            FsyncPolicy::EverySec => "everysec",
+            FsyncPolicy::No => "no",
+        }
+    }
+}
+
+impl fmt::Display for FsyncPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FsyncPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "always" => Ok(FsyncPolicy::Always),
+            "everysec" => Ok(FsyncPolicy::EverySec),
+            "no" => Ok(FsyncPolicy::No),
+            _ => Err(format!("'{s}' is not one of always, everysec, no")),
+        }
+    }
+}
+
+/// The persistence writer's progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DurableState {
+    /// Every mutation up to this one has been handed to the operating system.
+    pub written: Seq,
+    /// Every mutation up to this one is on disk (fsynced).
+    pub synced: Seq,
+    /// Set while the log cannot be written; writes are refused until it clears.
+    pub failure: Option<Arc<str>>,
+}
+
+/// The writer's side of the channel.
+pub type DurableSender = watch::Sender<DurableState>;
+
+/// A session's view of the writer's progress.
+#[derive(Debug, Clone)]
+pub struct Durability {
+    policy: FsyncPolicy,
+    state: watch::Receiver<DurableState>,
+}
+
+impl Durability {
+    /// A channel starting with everything up to `synced` durable.
+    pub fn channel(policy: FsyncPolicy, synced: Seq) -> (DurableSender, Durability) {
+        let (sender, state) = watch::channel(DurableState {
+            written: synced,
+            synced,
+            failure: None,
+        });
+        (sender, Durability { policy, state })
+    }
+
+    /// For nodes and tests without persistence: everything counts as durable at once.
+    pub fn none() -> Durability {
+        let (sender, durability) = Durability::channel(FsyncPolicy::No, 0);
+        // Keep the value readable after the sender is gone.
+        drop(sender);
+        durability
+    }
+
+    pub fn policy(&self) -> FsyncPolicy {
+        self.policy
+    }
+
+    /// Why writes are refused right now, if they are.
+    pub fn failure(&self) -> Option<Arc<str>> {
+        self.state.borrow().failure.clone()
+    }
+
+    /// Under `--fsync always`, wait until `seq` is on disk; under other policies, answer at
+    /// once. Answers the failure that prevented it, if any.
+    pub async fn wait_synced(&mut self, seq: Seq) -> Result<(), Arc<str>> {
+        if self.policy != FsyncPolicy::Always {
+            return Ok(());
+        }
+        let state = self
+            .state
+            .wait_for(|state| state.synced >= seq || state.failure.is_some())
+            .await;
+        match state {
+            Ok(state) if state.synced >= seq => Ok(()),
+            Ok(state) => Err(state.failure.clone().unwrap_or_else(|| "unknown".into())),
+            Err(_) => Err("the persistence writer stopped".into()),
+        }
+    }
+}

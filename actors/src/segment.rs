@@ -1,0 +1,123 @@
+//! One log file being appended to.
+//!
+//! A failed append is rolled back (the file is cut back to its last good length), so a later
+//! retry never leaves half a record in the middle of the log.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::data_dir::{DataDir, StorageError};
+use crate::recovery::Recovered;
+use crate::store::Seq;
+
+/// The first bytes of every log file: format name and version.
+pub const LOG_MAGIC: &[u8; 8] = b"KVLOG\x00\x00\x01";
+
+/// A log file open for appending.
+#[derive(Debug)]
+pub struct Segment {
+    file: File,
+    path: PathBuf,
+    first_seq: Seq,
+    /// Bytes known to be in the file.
+    len: u64,
+}
+
+impl Segment {
+    /// Create the log file that starts at `first_seq`, with its header on disk.
+    pub fn create(dir: &DataDir, first_seq: Seq) -> Result<Segment, StorageError> {
+        let path = dir.log_path(first_seq);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .map_err(StorageError::io("create", &path))?;
+        file.write_all(LOG_MAGIC)
+            .and_then(|()| file.sync_all())
+            .map_err(StorageError::io("write", &path))?;
+        dir.sync()?;
+        Ok(Segment {
+            file,
+            path,
+            first_seq,
+            len: LOG_MAGIC.len() as u64,
+        })
+    }
+
+    /// The log to append to after `recovered`: its newest log, or a new one.
+    pub fn continue_after(dir: &DataDir, recovered: &Recovered) -> Result<Segment, StorageError> {
+        match recovered.logs.last() {
+            Some(last) => Segment::reopen(&last.path, last.first_seq, last.len),
+            None => Segment::create(dir, recovered.last_seq + 1),
+        }
+    }
+
+    /// Reopen an existing log file whose first `len` bytes are valid, cutting off anything after.
+    pub fn reopen(path: &Path, first_seq: Seq, len: u64) -> Result<Segment, StorageError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(StorageError::io("open", path))?;
+        let mut segment = Segment {
+            file,
+            path: path.to_path_buf(),
+            first_seq,
+            len,
+        };
+        segment
+            .truncate()
+            .map_err(StorageError::io("truncate", path))?;
+        Ok(segment)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn first_seq(&self) -> Seq {
+        self.first_seq
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len <= LOG_MAGIC.len() as u64
+    }
+
+    /// Append `bytes` at the end; on failure, cut the file back so nothing partial remains.
+    pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self.file.write_all(bytes) {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
+                // If this fails too, the next append retries it first (see `truncate`).
+                let _ = self.truncate();
+                Err(error)
+            }
+        }
+    }
+
+    /// Force everything appended so far to disk.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Cut the file to `len` bytes: everything after that was never acknowledged as written.
+    pub fn rollback_to(&mut self, len: u64) -> io::Result<()> {
+        self.len = len.min(self.len);
+        self.truncate()
+    }
+
+    fn truncate(&mut self) -> io::Result<()> {
+        use std::io::Seek;
+        self.file.set_len(self.len)?;
+        self.file.seek(io::SeekFrom::Start(self.len))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,118 @@
+//! Snapshot files: every key and value as of one sequence number.
+//!
+//! ```text
+//! snapshot := "KVSNAP\0\1" | record* | end record
+//! ```
+//! Each key is a `Put` record carrying the snapshot's sequence number; the end record carries
+//! the count of records before it, so a snapshot cut short is never mistaken for a small one.
+//! A snapshot is written to a `.tmp` file, fsynced, renamed into place and the directory
+//! fsynced, so a crash leaves either the old snapshot or the new one, never half of one.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::data_dir::{DataDir, StorageError};
+use crate::keyspace::{Keyspace, Snapshot};
+use crate::record::{self, Entry, RecordReader};
+use crate::store::{Change, Seq};
+
+/// The first bytes of every snapshot file: format name and version.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"KVSNAP\x00\x01";
+
+/// Write `data` as the snapshot for `seq`; answers its path and size in bytes.
+pub fn write(dir: &DataDir, data: &Snapshot, seq: Seq) -> Result<(PathBuf, u64), StorageError> {
+    let path = dir.snapshot_path(seq);
+    let tmp = path.with_extension("kvs.tmp");
+    let size = write_tmp(&tmp, data, seq).map_err(StorageError::io("write snapshot", &tmp))?;
+    fs::rename(&tmp, &path).map_err(StorageError::io("rename snapshot", &tmp))?;
+    dir.sync()?;
+    Ok((path, size))
+}
+
+fn write_tmp(tmp: &Path, data: &Snapshot, seq: Seq) -> io::Result<u64> {
+    let file = File::create(tmp)?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    out.write_all(SNAPSHOT_MAGIC)?;
+    let mut size = SNAPSHOT_MAGIC.len() as u64;
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut count = 0u64;
+    for (key, value) in data.iter() {
+        record::encode_put(seq, key, value, &mut buf);
+        count += 1;
+        if buf.len() >= 64 * 1024 {
+            out.write_all(&buf)?;
+            size += buf.len() as u64;
+            buf.clear();
+        }
+    }
+    record::encode_end(seq, count, &mut buf);
+    out.write_all(&buf)?;
+    size += buf.len() as u64;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(size)
+}
+
+/// Load the snapshot at `path` (for sequence number `seq`) into `keyspace`, calling
+/// `progress` with the bytes read so far now and then.
+pub fn load(
+    path: &Path,
+    seq: Seq,
+    keyspace: &mut Keyspace,
+    mut progress: impl FnMut(u64, usize),
+) -> Result<(), StorageError> {
+    let bad = |detail: String| StorageError::BadSnapshot {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let file = File::open(path).map_err(StorageError::io("open", path))?;
+    let mut input = BufReader::with_capacity(1 << 20, file);
+    let mut magic = [0u8; 8];
+    input
+        .read_exact(&mut magic)
+        .map_err(|_| bad("no header".into()))?;
+    if &magic != SNAPSHOT_MAGIC {
+        return Err(bad("not a kvstore snapshot".into()));
+    }
+    let mut reader = RecordReader::new(input, SNAPSHOT_MAGIC.len() as u64);
+    let mut count = 0u64;
+    loop {
+        let entry = match reader.read_next() {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Err(bad("it ends before its end marker".into())),
+            Err(Ok(error)) => return Err(bad(format!("{error} at offset {}", reader.offset()))),
+            Err(Err(error)) => return Err(StorageError::io("read", path)(error)),
+        };
+        match entry {
+            Entry::Mutation(mutation) if mutation.seq == seq => match mutation.change {
+                Change::Put { key, value } => {
+                    keyspace.insert(key, value);
+                }
+                Change::Del { .. } => return Err(bad("a delete in a snapshot".into())),
+            },
+            Entry::Mutation(mutation) => {
+                return Err(bad(format!(
+                    "record for mutation {} in the snapshot of {seq}",
+                    mutation.seq
+                )))
+            }
+            Entry::End {
+                seq: end_seq,
+                count: expected,
+            } => {
+                if end_seq != seq || expected != count {
+                    return Err(bad(format!(
+                        "end marker says {expected} keys at {end_seq}, found {count} at {seq}"
+                    )));
+                }
+                progress(reader.offset(), keyspace.len());
+                return Ok(());
+            }
+        }
+        count += 1;
+        if count % 65_536 == 0 {
+            progress(reader.offset(), keyspace.len());
+        }
+    }
+}

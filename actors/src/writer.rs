@@ -1,0 +1,448 @@
+//! The persistence writer: appends every mutation the Store publishes to the log, with group
+//! commit, an fsync policy, and compaction into snapshots.
+//!
+//! It runs on an arbiter of its own, so its blocking file calls never hold up the Store or a
+//! session. Group commit falls out of the actor model: `Applied` messages that arrive while a
+//! write or fsync is running wait in the mailbox, and the next flush writes them all at once
+//! and covers them with one fsync.
+//!
+//! Bytes written but not yet fsynced are kept in memory until an fsync succeeds. After a write
+//! or fsync error the writer cuts the log back to its last durable length and writes them
+//! again, so a failure never leaves a hole or half a record in the log, and the data the
+//! kernel may have dropped after a failed fsync is rewritten rather than trusted.
+
+use std::mem;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use slog::{error, info, warn, Logger};
+
+use crate::data_dir::{DataDir, StorageError};
+use crate::durability::{Durability, DurableSender, DurableState, FsyncPolicy};
+use crate::record;
+use crate::recovery::Recovered;
+use crate::segment::Segment;
+use crate::snapshot_file;
+use crate::store::{Applied, Seq, Store, StoreSnapshot, TakeSnapshot};
+
+/// How the writer persists.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    pub fsync: FsyncPolicy,
+    /// Compact once the logs hold at least this many bytes...
+    pub compact_min_bytes: u64,
+    /// ...and at least this many times the size of the last snapshot.
+    pub compact_ratio: u64,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            fsync: FsyncPolicy::EverySec,
+            compact_min_bytes: 64 * 1024 * 1024,
+            compact_ratio: 2,
+        }
+    }
+}
+
+/// How often the writer fsyncs under `everysec`, and retries after a failure.
+const TICK: Duration = Duration::from_secs(1);
+/// How long to wait before trying again after a compaction failed.
+const COMPACTION_RETRY: Duration = Duration::from_secs(30);
+
+/// Write everything received so far and fsync it; answers the last durable sequence number.
+/// Used at shutdown and by tests.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Seq, String>")]
+pub struct SyncNow;
+
+/// Answers the writer's file sizes, for tests, benchmarks and `INFO`.
+#[derive(Debug, Message)]
+#[rtype(result = "WriterStats")]
+pub struct GetWriterStats;
+
+/// The sizes of the files the writer manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
+pub struct WriterStats {
+    /// Bytes in the logs since the last snapshot.
+    pub log_bytes: u64,
+    /// Bytes of the last snapshot.
+    pub snapshot_bytes: u64,
+    /// How many compactions have finished since start-up.
+    pub compactions: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flush;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SnapshotWritten {
+    result: Result<(PathBuf, u64), StorageError>,
+    covered_logs: Vec<PathBuf>,
+    seq: Seq,
+    started: Instant,
+}
+
+/// The persistence writer actor.
+pub struct Writer {
+    dir: Arc<DataDir>,
+    config: WriterConfig,
+    log: Logger,
+    store: Addr<Store>,
+    durable: DurableSender,
+    /// The log being appended to.
+    segment: Segment,
+    /// Older logs since the last snapshot, oldest first.
+    older_logs: Vec<PathBuf>,
+    log_bytes: u64,
+    snapshot_bytes: u64,
+    snapshot_path: Option<PathBuf>,
+    /// Records received but not yet written, and the last sequence number among them.
+    pending: Vec<u8>,
+    pending_last: Seq,
+    /// Records written since the last fsync, kept to be rewritten after a failure.
+    unsynced: Vec<u8>,
+    /// Length of the segment known to be on disk.
+    synced_len: u64,
+    written: Seq,
+    synced: Seq,
+    flush_scheduled: bool,
+    failure: Option<Arc<str>>,
+    compacting: bool,
+    compaction_failed_at: Option<Instant>,
+    compactions: u64,
+}
+
+impl Writer {
+    /// A writer continuing the logs recovery found in `dir`; answers the writer and the
+    /// durability handle that sessions wait on.
+    pub fn new(
+        dir: Arc<DataDir>,
+        recovered: &Recovered,
+        config: WriterConfig,
+        store: Addr<Store>,
+        log: &Logger,
+    ) -> Result<(Writer, Durability), StorageError> {
+        let segment = Segment::continue_after(&dir, recovered)?;
+        let mut logs = recovered.logs.clone();
+        logs.pop();
+        let log_bytes = logs.iter().map(|l| l.len).sum::<u64>() + segment.len();
+        let (durable, durability) = Durability::channel(config.fsync, recovered.last_seq);
+        let synced_len = segment.len();
+        let writer = Writer {
+            snapshot_path: (recovered.snapshot_seq > 0)
+                .then(|| dir.snapshot_path(recovered.snapshot_seq)),
+            dir,
+            config,
+            log: log.new(slog::o!("actor" => "writer")),
+            store,
+            durable,
+            segment,
+            older_logs: logs.into_iter().map(|l| l.path).collect(),
+            log_bytes,
+            snapshot_bytes: recovered.snapshot_bytes,
+            pending: Vec::with_capacity(64 * 1024),
+            pending_last: recovered.last_seq,
+            unsynced: Vec::new(),
+            synced_len,
+            written: recovered.last_seq,
+            synced: recovered.last_seq,
+            flush_scheduled: false,
+            failure: None,
+            compacting: false,
+            compaction_failed_at: None,
+            compactions: 0,
+        };
+        Ok((writer, durability))
+    }
+
+    fn publish(&self) {
+        self.durable.send_replace(DurableState {
+            written: self.written,
+            synced: self.synced,
+            failure: self.failure.clone(),
+        });
+    }
+
+    /// Hand everything pending to the operating system.
+    fn write_pending(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.segment.append(&self.pending)?;
+        self.log_bytes += self.pending.len() as u64;
+        self.written = self.pending_last;
+        if self.config.fsync == FsyncPolicy::No {
+            // Nothing is kept for a rewrite: the operating system decides durability.
+            self.synced_len = self.segment.len();
+            self.pending.clear();
+        } else if self.unsynced.is_empty() {
+            mem::swap(&mut self.unsynced, &mut self.pending);
+        } else {
+            self.unsynced.extend_from_slice(&self.pending);
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        if self.written == self.synced && self.unsynced.is_empty() {
+            return Ok(());
+        }
+        self.segment.sync()?;
+        self.synced = self.written;
+        self.synced_len = self.segment.len();
+        self.unsynced.clear();
+        Ok(())
+    }
+
+    fn fail(&mut self, what: &str, error: std::io::Error) {
+        let reason: Arc<str> = format!("{what} {}: {error}", self.segment.path().display()).into();
+        error!(self.log, "persistence failed; refusing writes until the disk recovers";
+            "error" => %reason, "written_seq" => self.written, "synced_seq" => self.synced);
+        self.failure = Some(reason);
+        self.publish();
+    }
+
+    /// After a failure: cut the log back to what is durable and write the rest again.
+    fn try_recover(&mut self) {
+        let attempt = (|| {
+            self.segment.rollback_to(self.synced_len)?;
+            self.log_bytes = self.log_bytes.saturating_sub(self.unsynced.len() as u64);
+            self.unsynced.extend_from_slice(&self.pending);
+            self.pending = mem::take(&mut self.unsynced);
+            self.written = self.synced;
+            self.write_pending()?;
+            self.segment.sync()?;
+            self.synced = self.written;
+            self.synced_len = self.segment.len();
+            self.unsynced.clear();
+            Ok::<_, std::io::Error>(())
+        })();
+        match attempt {
+            Ok(()) => {
+                info!(self.log, "persistence recovered; accepting writes again";
+                    "synced_seq" => self.synced);
+                self.failure = None;
+                self.publish();
+            }
+            Err(error) => {
+                warn!(self.log, "persistence still failing"; "error" => %error);
+            }
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.failure.is_some() {
+            return; // the tick retries
+        }
+        if let Err(error) = self.write_pending() {
+            return self.fail("write", error);
+        }
+        if self.config.fsync == FsyncPolicy::Always {
+            if let Err(error) = self.sync() {
+                return self.fail("fsync", error);
+            }
+        }
+        self.publish();
+        self.maybe_compact(ctx);
+    }
+
+    fn maybe_compact(&mut self, ctx: &mut Context<Self>) {
+        let threshold = self.config.compact_min_bytes.max(
+            self.config
+                .compact_ratio
+                .saturating_mul(self.snapshot_bytes),
+        );
+        let recently_failed = self
+            .compaction_failed_at
+            .is_some_and(|at| at.elapsed() < COMPACTION_RETRY);
+        if self.compacting
+            || self.failure.is_some()
+            || recently_failed
+            || self.log_bytes < threshold
+        {
+            return;
+        }
+        // Close the current log durably and continue in a new one: the snapshot will cover
+        // every log before the new one.
+        if let Err(error) = self.sync() {
+            return self.fail("fsync", error);
+        }
+        let next = match Segment::create(&self.dir, self.written + 1) {
+            Ok(next) => next,
+            Err(error) => {
+                warn!(self.log, "cannot start a new log for compaction"; "error" => %error);
+                self.compaction_failed_at = Some(Instant::now());
+                return;
+            }
+        };
+        let closed = mem::replace(&mut self.segment, next);
+        self.synced_len = self.segment.len();
+        self.older_logs.push(closed.path().to_path_buf());
+        self.compacting = true;
+        let covered_logs = self.older_logs.clone();
+        let started = Instant::now();
+        info!(self.log, "compaction started"; "log_bytes" => self.log_bytes,
+            "snapshot_bytes" => self.snapshot_bytes, "threshold" => threshold);
+        let dir = self.dir.clone();
+        let me = ctx.address();
+        let take = self
+            .store
+            .send(TakeSnapshot)
+            .into_actor(self)
+            .map(move |snapshot, act, _| match snapshot {
+                Ok(StoreSnapshot { data, seq }) => {
+                    // Serialising runs on a thread of its own, so the writer keeps appending.
+                    let spawned = std::thread::Builder::new()
+                        .name("kv-snapshot".into())
+                        .spawn(move || {
+                            let result = snapshot_file::write(&dir, &data, seq);
+                            me.do_send(SnapshotWritten {
+                                result,
+                                covered_logs,
+                                seq,
+                                started,
+                            });
+                        });
+                    if let Err(error) = spawned {
+                        warn!(act.log, "cannot start the snapshot thread"; "error" => %error);
+                        act.compacting = false;
+                        act.compaction_failed_at = Some(Instant::now());
+                    }
+                }
+                Err(error) => {
+                    warn!(act.log, "the store did not answer for a snapshot"; "error" => %error);
+                    act.compacting = false;
+                    act.compaction_failed_at = Some(Instant::now());
+                }
+            });
+        ctx.spawn(take);
+    }
+}
+
+impl Actor for Writer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Applied messages must never be refused for a full mailbox (the Store uses
+        // `do_send`, which ignores capacity, but keep the intent explicit).
+        ctx.set_mailbox_capacity(64 * 1024);
+        ctx.run_interval(TICK, |act, _| {
+            if act.failure.is_some() {
+                act.try_recover();
+            } else if act.config.fsync == FsyncPolicy::EverySec && act.written > act.synced {
+                match act.sync() {
+                    Ok(()) => act.publish(),
+                    Err(error) => act.fail("fsync", error),
+                }
+            }
+        });
+        info!(self.log, "persistence writer started"; "fsync" => %self.config.fsync,
+            "log" => %self.segment.path().display(), "synced_seq" => self.synced);
+    }
+}
+
+impl Handler<Applied> for Writer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Applied, ctx: &mut Self::Context) {
+        for mutation in msg.mutations.iter() {
+            record::encode_mutation(mutation, &mut self.pending);
+            self.pending_last = mutation.seq;
+        }
+        if !self.flush_scheduled {
+            // Runs after every message already in the mailbox: that is the group commit.
+            self.flush_scheduled = true;
+            ctx.notify(Flush);
+        }
+    }
+}
+
+impl Handler<Flush> for Writer {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
+        self.flush_scheduled = false;
+        self.flush(ctx);
+    }
+}
+
+impl Handler<SyncNow> for Writer {
+    type Result = Result<Seq, String>;
+
+    fn handle(&mut self, _: SyncNow, _: &mut Self::Context) -> Self::Result {
+        if self.failure.is_some() {
+            self.try_recover();
+        }
+        if let Some(failure) = &self.failure {
+            return Err(failure.to_string());
+        }
+        let result = self.write_pending().and_then(|()| self.sync());
+        if let Err(error) = result {
+            self.fail("fsync", error);
+            return Err(self.failure.as_deref().unwrap_or_default().to_string());
+        }
+        self.publish();
+        Ok(self.synced)
+    }
+}
+
+impl Handler<GetWriterStats> for Writer {
+    type Result = WriterStats;
+
+    fn handle(&mut self, _: GetWriterStats, _: &mut Self::Context) -> WriterStats {
+        WriterStats {
+            log_bytes: self.log_bytes,
+            snapshot_bytes: self.snapshot_bytes,
+            compactions: self.compactions,
+        }
+    }
+}
+
+impl Handler<SnapshotWritten> for Writer {
+    type Result = ();
+
+    fn handle(&mut self, msg: SnapshotWritten, _: &mut Self::Context) {
+        self.compacting = false;
+        let (path, size) = match msg.result {
+            Ok(written) => written,
+            Err(error) => {
+                warn!(self.log, "compaction failed; keeping the logs"; "error" => %error);
+                self.compaction_failed_at = Some(Instant::now());
+                return;
+            }
+        };
+        let mut obsolete = msg.covered_logs.clone();
+        if let Some(previous) = self.snapshot_path.replace(path.clone()) {
+            if previous != path {
+                obsolete.push(previous);
+            }
+        }
+        for file in &obsolete {
+            if let Err(error) = std::fs::remove_file(file) {
+                warn!(self.log, "cannot remove a file the snapshot covers";
+                    "file" => %file.display(), "error" => %error);
+            }
+        }
+        let _ = self.dir.sync();
+        self.older_logs
+            .retain(|log| !msg.covered_logs.contains(log));
+        let remaining_older: u64 = self
+            .older_logs
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum();
+        self.log_bytes = remaining_older + self.segment.len();
+        self.snapshot_bytes = size;
+        self.compactions += 1;
+        info!(self.log, "compaction finished"; "snapshot" => %path.display(),
+            "snapshot_seq" => msg.seq, "snapshot_bytes" => size,
+            "removed_files" => obsolete.len(), "log_bytes" => self.log_bytes,
+            "duration_ms" => msg.started.elapsed().as_millis() as u64);
+    }
+}

@@ -250,7 +250,7 @@ fn replay_log(
                     *last_seq = mutation.seq;
                 }
                 applied += 1;
-                if applied % 65_536 == 0 {
+                if applied.is_multiple_of(65_536) {
                     progress.report(reader.offset(), keyspace.len());
                 }
                 continue;

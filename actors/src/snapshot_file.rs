@@ -111,7 +111,7 @@ pub fn load(
             }
         }
         count += 1;
-        if count % 65_536 == 0 {
+        if count.is_multiple_of(65_536) {
             progress(reader.offset(), keyspace.len());
         }
     }

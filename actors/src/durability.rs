@@ -97,6 +97,11 @@ impl Durability {
         self.policy
     }
 
+    /// The writer's progress as last reported.
+    pub fn current(&self) -> DurableState {
+        self.state.borrow().clone()
+    }
+
     /// Why writes are refused right now, if they are.
     pub fn failure(&self) -> Option<Arc<str>> {
         self.state.borrow().failure.clone()

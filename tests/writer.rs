@@ -1,0 +1,184 @@
+//! The persistence writer, driven in an actix System on a temporary data directory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use kv_actors::data_dir::DataDir;
+use kv_actors::durability::FsyncPolicy;
+use kv_actors::keyspace::Keyspace;
+use kv_actors::recovery::{recover, RecoveryOptions};
+use kv_actors::store::{Applied, Batch, Change, Mutation, Op, Store, Subscribe, TakeSnapshot};
+use kv_actors::writer::{GetWriterStats, SyncNow, Writer, WriterConfig};
+use slog::{o, Discard, Logger};
+
+fn quiet() -> Logger {
+    Logger::root(Discard, o!())
+}
+
+fn b(s: String) -> Bytes {
+    Bytes::from(s)
+}
+
+fn sorted(keyspace: &Keyspace) -> Vec<(Bytes, Bytes)> {
+    let mut pairs: Vec<_> = keyspace
+        .snapshot()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+/// A writer for a fresh directory, on an arbiter of its own as in a node.
+fn start_writer(
+    dir: &Arc<DataDir>,
+    config: WriterConfig,
+    store: Addr<Store>,
+) -> (Addr<Writer>, kv_actors::durability::Durability, Arbiter) {
+    let recovered = recover(dir, RecoveryOptions::default(), &quiet()).unwrap();
+    let (writer, durability) = Writer::new(dir.clone(), &recovered, config, store, &quiet()).unwrap();
+    let arbiter = Arbiter::new();
+    let writer = Writer::start_in_arbiter(&arbiter.handle(), move |_| writer);
+    (writer, durability, arbiter)
+}
+
+#[actix_rt::test]
+async fn fed_mutations_become_durable_in_order_and_replay_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Arc::new(DataDir::open(tmp.path()).unwrap());
+    let config = WriterConfig {
+        fsync: FsyncPolicy::Always,
+        ..WriterConfig::default()
+    };
+    let (writer, mut durability, arbiter) = start_writer(&dir, config, Store::new().start());
+
+    let mut expected = std::collections::BTreeMap::new();
+    let mut last_synced = 0;
+    let mut seq = 0;
+    for batch in 0..200u64 {
+        let mutations: Vec<Mutation> = (0..(batch % 7 + 1))
+            .map(|i| {
+                seq += 1;
+                let key = b(format!("key{}", (batch * 3 + i) % 50));
+                if seq % 4 == 0 {
+                    expected.remove(&key);
+                    Mutation {
+                        seq,
+                        change: Change::Del { key },
+                    }
+                } else {
+                    let value = b(format!("v{seq}"));
+                    expected.insert(key.clone(), value.clone());
+                    Mutation {
+                        seq,
+                        change: Change::Put { key, value },
+                    }
+                }
+            })
+            .collect();
+        writer.do_send(Applied {
+            mutations: mutations.into(),
+        });
+        durability.wait_synced(seq).await.unwrap();
+        let state = durability.current();
+        assert!(state.synced >= seq && state.synced >= last_synced, "durability went backwards");
+        last_synced = state.synced;
+    }
+    assert_eq!(writer.send(SyncNow).await.unwrap(), Ok(seq));
+    arbiter.stop();
+    drop(writer);
+
+    // A fresh recovery (the writer's lock is released with its directory handle).
+    drop(dir);
+    let wait = std::time::Instant::now();
+    let dir = loop {
+        match DataDir::open(tmp.path()) {
+            Ok(dir) => break dir,
+            Err(_) if wait.elapsed() < Duration::from_secs(60) => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let recovered = recover(&dir, RecoveryOptions::default(), &quiet()).unwrap();
+    assert_eq!(recovered.last_seq, seq);
+    assert_eq!(sorted(&recovered.keyspace), expected.into_iter().collect::<Vec<_>>());
+}
+
+#[actix_rt::test]
+async fn compaction_under_writes_keeps_every_key_and_shrinks_the_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Arc::new(DataDir::open(tmp.path()).unwrap());
+    let store_arbiter = Arbiter::new();
+    let store = Store::start_in_arbiter(&store_arbiter.handle(), |_| Store::new());
+    let config = WriterConfig {
+        fsync: FsyncPolicy::EverySec,
+        compact_min_bytes: 16 * 1024,
+        compact_ratio: 1,
+    };
+    let (writer, _durability, writer_arbiter) = start_writer(&dir, config, store.clone());
+    store.send(Subscribe(writer.clone().recipient())).await.unwrap();
+
+    // 200 keys overwritten again and again: the logs hold far more than the live data.
+    let mut total_written = 0u64;
+    for round in 0..300 {
+        let ops = (0..20)
+            .map(|i| {
+                let key = format!("key{}", (round * 20 + i) % 200);
+                let value = format!("round {round} value {}", "x".repeat(40));
+                total_written += (key.len() + value.len()) as u64;
+                Op::Put(b(key), b(value))
+            })
+            .collect();
+        store.send(Batch { ops }).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = writer.send(GetWriterStats).await.unwrap();
+        if stats.compactions >= 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no compaction: {stats:?}");
+        // Keep writing so compactions keep being triggered.
+        store
+            .send(Batch {
+                ops: vec![Op::Put(b("tick".into()), b("x".repeat(1000)))],
+            })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    writer.send(SyncNow).await.unwrap().unwrap();
+    let disk: u64 = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(
+        disk < total_written / 2,
+        "files hold {disk} bytes after compaction; {total_written} were written"
+    );
+
+    let live = store.send(TakeSnapshot).await.unwrap();
+    let mut expected: Vec<(Bytes, Bytes)> =
+        live.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    expected.sort();
+    writer_arbiter.stop();
+    store_arbiter.stop();
+    drop((writer, store, dir));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let dir = loop {
+        match DataDir::open(tmp.path()) {
+            Ok(dir) => break dir,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let recovered = recover(&dir, RecoveryOptions::default(), &quiet()).unwrap();
+    assert!(recovered.snapshot_seq > 0, "a snapshot was written");
+    assert_eq!(recovered.last_seq, live.seq);
+    assert_eq!(sorted(&recovered.keyspace), expected);
+}

@@ -86,7 +86,12 @@ fn replay_returns_exactly_what_was_written() {
     let tmp = tempfile::tempdir().unwrap();
     let mutations = history(500);
     write_log(tmp.path(), &mutations);
-    let recovered = recover(&DataDir::open(tmp.path()).unwrap(), RecoveryOptions::default(), &quiet()).unwrap();
+    let recovered = recover(
+        &DataDir::open(tmp.path()).unwrap(),
+        RecoveryOptions::default(),
+        &quiet(),
+    )
+    .unwrap();
     assert_eq!(recovered.last_seq, 500);
     assert_eq!(contents(&recovered.keyspace), model(&mutations));
 }
@@ -112,7 +117,10 @@ fn a_log_cut_at_any_offset_keeps_every_complete_record() {
             "cut at {cut}"
         );
         // The torn part is gone from disk, so appends continue from a clean end.
-        let kept = ends.get(complete.wrapping_sub(1)).copied().unwrap_or(LOG_MAGIC.len() as u64);
+        let kept = ends
+            .get(complete.wrapping_sub(1))
+            .copied()
+            .unwrap_or(LOG_MAGIC.len() as u64);
         assert_eq!(fs::metadata(&copy).unwrap().len(), kept, "cut at {cut}");
     }
 }
@@ -125,7 +133,12 @@ fn zeros_after_the_last_record_are_a_torn_tail() {
     // A file system may extend a file before the data reaches it: zeros at the end.
     let mut file = OpenOptions::new().append(true).open(&log).unwrap();
     std::io::Write::write_all(&mut file, &[0u8; 300]).unwrap();
-    let recovered = recover(&DataDir::open(tmp.path()).unwrap(), RecoveryOptions::default(), &quiet()).unwrap();
+    let recovered = recover(
+        &DataDir::open(tmp.path()).unwrap(),
+        RecoveryOptions::default(),
+        &quiet(),
+    )
+    .unwrap();
     assert_eq!(recovered.last_seq, 10);
     assert_eq!(fs::metadata(&log).unwrap().len(), *ends.last().unwrap());
 }
@@ -151,8 +164,14 @@ fn a_flipped_byte_before_the_tail_stops_recovery_naming_file_and_offset() {
         "unexpected error: {error}"
     );
     let message = error.to_string();
-    assert!(message.contains(&log.display().to_string()) && message.contains(&format!("offset {offset}")));
-    assert!(message.contains("--truncate-corrupt-tail"), "says what to do: {message}");
+    assert!(
+        message.contains(&log.display().to_string())
+            && message.contains(&format!("offset {offset}"))
+    );
+    assert!(
+        message.contains("--truncate-corrupt-tail"),
+        "says what to do: {message}"
+    );
     assert_eq!(fs::read(&log).unwrap(), bytes, "nothing is changed on disk");
 
     // The operator may accept the loss explicitly.
@@ -161,7 +180,10 @@ fn a_flipped_byte_before_the_tail_stops_recovery_naming_file_and_offset() {
     };
     let recovered = recover(&dir, options, &quiet()).unwrap();
     assert_eq!(recovered.last_seq, damaged_record as u64);
-    assert_eq!(contents(&recovered.keyspace), model(&mutations[..damaged_record]));
+    assert_eq!(
+        contents(&recovered.keyspace),
+        model(&mutations[..damaged_record])
+    );
 }
 
 #[test]
@@ -172,7 +194,11 @@ fn a_damaged_length_is_not_mistaken_for_a_torn_tail() {
     // Make record 6 claim to run far past the end of the file.
     bytes[ends[4] as usize + 3] = 0x7f;
     fs::write(&log, &bytes).unwrap();
-    let error = recover(&DataDir::open(tmp.path()).unwrap(), RecoveryOptions::default(), &quiet());
+    let error = recover(
+        &DataDir::open(tmp.path()).unwrap(),
+        RecoveryOptions::default(),
+        &quiet(),
+    );
     assert!(matches!(error, Err(StorageError::Corrupt { offset, .. }) if offset == ends[4]));
 }
 

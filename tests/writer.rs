@@ -38,7 +38,8 @@ fn start_writer(
     store: Addr<Store>,
 ) -> (Addr<Writer>, kv_actors::durability::Durability, Arbiter) {
     let recovered = recover(dir, RecoveryOptions::default(), &quiet()).unwrap();
-    let (writer, durability) = Writer::new(dir.clone(), &recovered, config, store, &quiet()).unwrap();
+    let (writer, durability) =
+        Writer::new(dir.clone(), &recovered, config, store, &quiet()).unwrap();
     let arbiter = Arbiter::new();
     let writer = Writer::start_in_arbiter(&arbiter.handle(), move |_| writer);
     (writer, durability, arbiter)
@@ -83,7 +84,10 @@ async fn fed_mutations_become_durable_in_order_and_replay_exactly() {
         });
         durability.wait_synced(seq).await.unwrap();
         let state = durability.current();
-        assert!(state.synced >= seq && state.synced >= last_synced, "durability went backwards");
+        assert!(
+            state.synced >= seq && state.synced >= last_synced,
+            "durability went backwards"
+        );
         last_synced = state.synced;
     }
     assert_eq!(writer.send(SyncNow).await.unwrap(), Ok(seq));
@@ -104,7 +108,10 @@ async fn fed_mutations_become_durable_in_order_and_replay_exactly() {
     };
     let recovered = recover(&dir, RecoveryOptions::default(), &quiet()).unwrap();
     assert_eq!(recovered.last_seq, seq);
-    assert_eq!(sorted(&recovered.keyspace), expected.into_iter().collect::<Vec<_>>());
+    assert_eq!(
+        sorted(&recovered.keyspace),
+        expected.into_iter().collect::<Vec<_>>()
+    );
 }
 
 #[actix_rt::test]
@@ -119,7 +126,10 @@ async fn compaction_under_writes_keeps_every_key_and_shrinks_the_files() {
         compact_ratio: 1,
     };
     let (writer, _durability, writer_arbiter) = start_writer(&dir, config, store.clone());
-    store.send(Subscribe(writer.clone().recipient())).await.unwrap();
+    store
+        .send(Subscribe(writer.clone().recipient()))
+        .await
+        .unwrap();
 
     // 200 keys overwritten again and again: the logs hold far more than the live data.
     let mut total_written = 0u64;
@@ -140,7 +150,10 @@ async fn compaction_under_writes_keeps_every_key_and_shrinks_the_files() {
         if stats.compactions >= 3 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no compaction: {stats:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no compaction: {stats:?}"
+        );
         // Keep writing so compactions keep being triggered.
         store
             .send(Batch {
@@ -161,8 +174,11 @@ async fn compaction_under_writes_keeps_every_key_and_shrinks_the_files() {
     );
 
     let live = store.send(TakeSnapshot).await.unwrap();
-    let mut expected: Vec<(Bytes, Bytes)> =
-        live.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut expected: Vec<(Bytes, Bytes)> = live
+        .data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     expected.sort();
     writer_arbiter.stop();
     store_arbiter.stop();

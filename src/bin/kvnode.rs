@@ -71,13 +71,20 @@ fn serve(args: NodeArgs) -> ExitCode {
 struct StopSignals {
     interrupt: Signal,
     terminate: Signal,
+    /// SIGXFSZ is caught (and ignored) so that a file size limit makes a log write fail with
+    /// an error the writer handles, rather than kill the process.
+    _file_size: Signal,
 }
+
+/// SIGXFSZ on Linux.
+const SIGXFSZ: i32 = 25;
 
 impl StopSignals {
     fn install() -> std::io::Result<Self> {
         Ok(StopSignals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            _file_size: signal(SignalKind::from_raw(SIGXFSZ))?,
         })
     }
 

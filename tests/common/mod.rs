@@ -5,7 +5,9 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -31,17 +33,43 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 pub struct NodeProcess {
     child: Child,
     pub addr: SocketAddr,
-    pub data_dir: TempDir,
+    pub data_dir: PathBuf,
+    /// The data dir's owner when the node made its own.
+    _own_dir: Option<TempDir>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
+/// How a node that was expected to start ended instead.
+#[derive(Debug)]
+pub struct StartFailure {
+    pub status: ExitStatus,
+    pub log: String,
+}
+
 impl NodeProcess {
-    /// Start a primary with `extra` flags.
+    /// Start a primary with `extra` flags and a data dir of its own.
     pub fn start(extra: &[&str]) -> NodeProcess {
         let data_dir = tempfile::tempdir().expect("temporary data dir");
+        let mut node = NodeProcess::start_in(data_dir.path(), extra);
+        node._own_dir = Some(data_dir);
+        node
+    }
+
+    /// Start a primary on `data_dir` with `extra` flags.
+    pub fn start_in(data_dir: &Path, extra: &[&str]) -> NodeProcess {
+        NodeProcess::try_start_in(data_dir, extra).unwrap_or_else(|failure| {
+            panic!(
+                "kvnode did not start ({}):\n{}",
+                failure.status, failure.log
+            )
+        })
+    }
+
+    /// Start a primary on `data_dir`, or report how it exited instead of listening.
+    pub fn try_start_in(data_dir: &Path, extra: &[&str]) -> Result<NodeProcess, StartFailure> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kvnode"))
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir.path())
+            .arg(data_dir)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -52,6 +80,8 @@ impl NodeProcess {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (found, addr) = mpsc::channel();
         let lines = log.clone();
+        let stderr_done = Arc::new(AtomicBool::new(false));
+        let done = stderr_done.clone();
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -60,18 +90,41 @@ impl NodeProcess {
                 }
                 lines.lock().unwrap().push(line);
             }
+            done.store(true, Ordering::SeqCst);
         });
         let mut node = NodeProcess {
             child,
             addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir,
+            data_dir: data_dir.to_path_buf(),
+            _own_dir: None,
             log,
         };
-        match addr.recv_timeout(DEADLINE) {
-            Ok(Some(addr)) => node.addr = addr,
-            _ => panic!("kvnode did not report its address; log:\n{}", node.log()),
+        let start = Instant::now();
+        loop {
+            match addr.recv_timeout(Duration::from_millis(20)) {
+                Ok(Some(addr)) => {
+                    node.addr = addr;
+                    return Ok(node);
+                }
+                Ok(None) => panic!("unreadable listening line; log:\n{}", node.log()),
+                Err(_) => {}
+            }
+            if let Some(status) = node.child.try_wait().expect("poll kvnode") {
+                // Let the log reader catch the last lines.
+                wait_until("the node's stderr is read to its end", || {
+                    stderr_done.load(Ordering::SeqCst)
+                });
+                return Err(StartFailure {
+                    status,
+                    log: node.log(),
+                });
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "kvnode did not start; log:\n{}",
+                node.log()
+            );
         }
-        node
     }
 
     /// Everything the node logged so far.

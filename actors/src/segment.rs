@@ -28,9 +28,9 @@ impl Segment {
     /// Create the log file that starts at `first_seq`, with its header on disk.
     pub fn create(dir: &DataDir, first_seq: Seq) -> Result<Segment, StorageError> {
         let path = dir.log_path(first_seq);
+        // Never clobber an existing log: a name collision is a bug to report, not data to lose.
         let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .write(true)
             .open(&path)
             .map_err(StorageError::io("create", &path))?;

@@ -265,6 +265,8 @@ impl Writer {
             || self.failure.is_some()
             || recently_failed
             || self.log_bytes < threshold
+            // A fresh log has nothing for a snapshot to cover yet.
+            || self.segment.is_empty()
         {
             return;
         }

@@ -233,7 +233,7 @@ fn sigterm_answers_what_was_read_then_exits_zero() {
     assert_eq!(read_to_close(&mut stream), b"");
     let status = node.wait_exit();
     assert!(status.success(), "kvnode exited with {status}");
-    assert!(node.log().contains("stop signal received, signal: SIGTERM"));
+    node.wait_for_log("stop signal received, signal: SIGTERM");
 }
 
 #[test]

@@ -294,9 +294,7 @@ fn compaction_under_write_load_keeps_every_latest_value_and_shrinks_the_files() 
     for writer in writers {
         model.extend(writer.join().unwrap());
     }
-    wait_until("a compaction finished", || {
-        node.log().contains("compaction finished")
-    });
+    node.wait_for_log("compaction finished");
     stop(node);
     let written_bytes = 4 * 4000 * 100;
     let on_disk = dir_bytes(dir.path());
@@ -420,7 +418,7 @@ fn a_disk_that_fills_up_refuses_writes_serves_reads_and_recovers() {
         Some(b"safe".to_vec()),
         "reads go on"
     );
-    assert!(node.log().contains("persistence failed"));
+    node.wait_for_log("persistence failed");
 
     prlimit("unlimited:unlimited".into());
     wait_until("writes are accepted again", || {

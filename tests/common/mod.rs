@@ -85,10 +85,15 @@ impl NodeProcess {
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("INFO listening") {
-                    let _ = found.send(listening_addr(&line));
-                }
+                // Record the line before announcing it, so that once a node is reported
+                // started, every line up to its listening line is in its log.
+                let listening = line
+                    .contains("INFO listening")
+                    .then(|| listening_addr(&line));
                 lines.lock().unwrap().push(line);
+                if let Some(addr) = listening {
+                    let _ = found.send(addr);
+                }
             }
             done.store(true, Ordering::SeqCst);
         });
@@ -125,6 +130,13 @@ impl NodeProcess {
                 node.log()
             );
         }
+    }
+
+    /// Wait until the node has logged a line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str) {
+        wait_until(&format!("the node logs {needle:?}"), || {
+            self.log().contains(needle)
+        });
     }
 
     /// Everything the node logged so far.

@@ -15,6 +15,7 @@ pub mod keyspace;
 pub mod listener;
 pub mod record;
 pub mod recovery;
+pub mod replication_id;
 pub mod reply;
 pub mod segment;
 pub mod session;

@@ -28,6 +28,8 @@ const OP_PUT: u8 = 1;
 const OP_DEL: u8 = 2;
 /// Closes a snapshot; its value is the number of records before it.
 const OP_END: u8 = 0xEE;
+/// A replication heartbeat: no change, carries the sender's current offset.
+const OP_HEARTBEAT: u8 = 0xEF;
 
 /// What a record holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub enum Entry {
     Mutation(Mutation),
     /// The end marker of a snapshot, with the count of records before it.
     End { seq: Seq, count: u64 },
+    /// A replication heartbeat: the primary is alive and at offset `seq`.
+    Heartbeat { seq: Seq },
 }
 
 /// Why bytes at some offset are not a valid record.
@@ -71,6 +75,37 @@ pub fn encode_put(seq: Seq, key: &[u8], value: &[u8], out: &mut Vec<u8>) {
 /// Append a snapshot's end marker.
 pub fn encode_end(seq: Seq, count: u64, out: &mut Vec<u8>) {
     encode(seq, OP_END, &[], &count.to_le_bytes(), out);
+}
+
+/// Append a replication heartbeat.
+pub fn encode_heartbeat(seq: Seq, out: &mut Vec<u8>) {
+    encode(seq, OP_HEARTBEAT, &[], &[], out);
+}
+
+/// Decode one record from the front of `buf`: answers the entry and the bytes it took, or
+/// `None` when `buf` does not hold a whole record yet. Records longer than `max_body` are
+/// refused before their bytes arrive, so a peer cannot make the reader buffer without bound.
+pub fn decode(buf: &[u8], max_body: usize) -> Result<Option<(Entry, usize)>, RecordError> {
+    if buf.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let len_bytes = [buf[0], buf[1], buf[2], buf[3]];
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    let body_crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    let stored_header_crc = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]);
+    if header_crc(len_bytes, body_crc) != stored_header_crc {
+        return Err(RecordError::BadHeader);
+    }
+    if !(MIN_BODY..=max_body.max(MIN_BODY)).contains(&len) {
+        return Err(RecordError::Malformed("record too large"));
+    }
+    let Some(body) = buf.get(HEADER_LEN..HEADER_LEN + len) else {
+        return Ok(None);
+    };
+    if crc32fast::hash(body) != body_crc {
+        return Err(RecordError::BadBody { len });
+    }
+    Ok(Some((parse_body(body)?, HEADER_LEN + len)))
 }
 
 fn encode(seq: Seq, op: u8, key: &[u8], value: &[u8], out: &mut Vec<u8>) {
@@ -170,6 +205,9 @@ fn parse_body(body: &[u8]) -> Result<Entry, RecordError> {
             value: Bytes::copy_from_slice(value),
         },
         OP_DEL if value.is_empty() => Change::Del { key },
+        OP_HEARTBEAT if key.is_empty() && value.is_empty() => {
+            return Ok(Entry::Heartbeat { seq });
+        }
         OP_END => {
             let count: [u8; 8] = value
                 .try_into()
@@ -243,12 +281,22 @@ mod tests {
             encode_mutation(m, &mut bytes);
         }
         encode_end(4, 4, &mut bytes);
+        encode_heartbeat(9, &mut bytes);
         let (entries, error, offset) = read_all(&bytes);
         assert_eq!(error, None);
         assert_eq!(offset, bytes.len() as u64);
         let mut expected: Vec<Entry> = mutations.into_iter().map(Entry::Mutation).collect();
         expected.push(Entry::End { seq: 4, count: 4 });
+        expected.push(Entry::Heartbeat { seq: 9 });
         assert_eq!(entries, expected);
+        // The slice decoder agrees, record by record, and waits for whole records.
+        let mut rest = &bytes[..];
+        for entry in &expected {
+            let (decoded, used) = decode(rest, 1 << 20).unwrap().unwrap();
+            assert_eq!(&decoded, entry);
+            assert_eq!(decode(&rest[..used - 1], 1 << 20), Ok(None));
+            rest = &rest[used..];
+        }
     }
 
     #[test]

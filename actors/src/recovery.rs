@@ -255,7 +255,9 @@ fn replay_log(
                 }
                 continue;
             }
-            Ok(Some(Entry::End { .. })) => RecordError::Malformed("snapshot end marker in a log"),
+            Ok(Some(Entry::End { .. } | Entry::Heartbeat { .. })) => {
+                RecordError::Malformed("a marker record in a log")
+            }
             Ok(None) => return Ok(Replayed::Kept(reader.offset())),
             Err(Ok(error)) => error,
             Err(Err(error)) => return Err(StorageError::io("read", path)(error)),

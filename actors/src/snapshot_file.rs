@@ -97,6 +97,7 @@ pub fn load(
                     mutation.seq
                 )))
             }
+            Entry::Heartbeat { .. } => return Err(bad("a heartbeat in a snapshot".into())),
             Entry::End {
                 seq: end_seq,
                 count: expected,

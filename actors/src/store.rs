@@ -129,6 +129,26 @@ pub struct Subscribe(pub Recipient<Applied>);
 #[rtype(result = "StoreStats")]
 pub struct Stats;
 
+/// Apply mutations that already have their sequence numbers (a replica applying its
+/// primary's stream), in order. Each must be the next one: `last_seq + 1`.
+///
+/// Answers the last sequence number applied; on a gap, applies nothing past it and answers
+/// the sequence number expected.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Seq, Seq>")]
+pub struct Apply {
+    pub mutations: Vec<Mutation>,
+}
+
+/// Replace all the data with `data` as of mutation `seq` (a replica's full resync).
+/// Subscribers are not told: whoever replaces the data resets their state first.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Replace {
+    pub data: Keyspace,
+    pub seq: Seq,
+}
+
 /// Answers a consistent view of all the data and the sequence number it reflects.
 ///
 /// Costs the Store O(shards), not O(keys): see [`crate::keyspace`]. Compaction writes it to
@@ -320,5 +340,45 @@ impl Handler<TakeSnapshot> for Store {
             data: self.data.snapshot(),
             seq: self.last_seq,
         }
+    }
+}
+
+impl Handler<Apply> for Store {
+    type Result = Result<Seq, Seq>;
+
+    fn handle(&mut self, msg: Apply, _: &mut Self::Context) -> Self::Result {
+        let mut result = Ok(self.last_seq);
+        for mutation in msg.mutations {
+            if mutation.seq != self.last_seq + 1 {
+                result = Err(self.last_seq + 1);
+                break;
+            }
+            match &mutation.change {
+                Change::Put { key, value } => {
+                    self.data.insert(key.clone(), value.clone());
+                }
+                Change::Del { key } => {
+                    self.data.remove(key);
+                }
+            }
+            // The primary's numbering is kept exactly, even for a DEL that found nothing
+            // here, so offsets mean the same on both sides.
+            self.last_seq = mutation.seq;
+            if !self.subscribers.is_empty() {
+                self.pending.push(mutation);
+            }
+            result = Ok(self.last_seq);
+        }
+        self.publish();
+        result
+    }
+}
+
+impl Handler<Replace> for Store {
+    type Result = ();
+
+    fn handle(&mut self, msg: Replace, _: &mut Self::Context) {
+        self.data = msg.data;
+        self.last_seq = msg.seq;
     }
 }

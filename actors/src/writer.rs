@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use slog::{error, info, warn, Logger};
 
-use crate::data_dir::{DataDir, StorageError};
+use crate::data_dir::{DataDir, FileKind, StorageError};
+use crate::keyspace::Snapshot;
+use crate::replication_id::{self, ReplicationState};
 use crate::durability::{Durability, DurableSender, DurableState, FsyncPolicy};
 use crate::record;
 use crate::recovery::Recovered;
@@ -74,6 +76,17 @@ pub struct WriterStats {
     pub compactions: u64,
 }
 
+/// Replace everything on disk with `data` as of `seq`, history `replication_id`: a replica's
+/// full resync. Until it succeeds, the directory claims no replication id, so a crash part way
+/// leads to another full resync, never to a partial one on mixed data.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Reset {
+    pub data: Snapshot,
+    pub seq: Seq,
+    pub replication_id: String,
+}
+
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Flush;
@@ -85,6 +98,8 @@ struct SnapshotWritten {
     covered_logs: Vec<PathBuf>,
     seq: Seq,
     started: Instant,
+    /// The data generation the snapshot was taken in (see `Writer::generation`).
+    generation: u64,
 }
 
 /// The persistence writer actor.
@@ -115,6 +130,8 @@ pub struct Writer {
     compacting: bool,
     compaction_failed_at: Option<Instant>,
     compactions: u64,
+    /// Bumped by every [`Reset`]: a snapshot taken before it describes replaced data.
+    generation: u64,
 }
 
 impl Writer {
@@ -156,6 +173,7 @@ impl Writer {
             compacting: false,
             compaction_failed_at: None,
             compactions: 0,
+            generation: 0,
         };
         Ok((writer, durability))
     }
@@ -293,6 +311,7 @@ impl Writer {
             "snapshot_bytes" => self.snapshot_bytes, "threshold" => threshold);
         let dir = self.dir.clone();
         let me = ctx.address();
+        let generation = self.generation;
         let take = self
             .store
             .send(TakeSnapshot)
@@ -309,6 +328,7 @@ impl Writer {
                                 covered_logs,
                                 seq,
                                 started,
+                                generation,
                             });
                         });
                     if let Err(error) = spawned {
@@ -411,6 +431,15 @@ impl Handler<SnapshotWritten> for Writer {
 
     fn handle(&mut self, msg: SnapshotWritten, _: &mut Self::Context) {
         self.compacting = false;
+        if msg.generation != self.generation {
+            // The data was replaced while this snapshot was written: it is stale.
+            if let Ok((path, _)) = &msg.result {
+                if self.snapshot_path.as_ref() != Some(path) {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            return;
+        }
         let (path, size) = match msg.result {
             Ok(written) => written,
             Err(error) => {
@@ -446,5 +475,58 @@ impl Handler<SnapshotWritten> for Writer {
             "snapshot_seq" => msg.seq, "snapshot_bytes" => size,
             "removed_files" => obsolete.len(), "log_bytes" => self.log_bytes,
             "duration_ms" => msg.started.elapsed().as_millis() as u64);
+    }
+}
+
+impl Writer {
+    fn reset(&mut self, msg: Reset) -> Result<(), StorageError> {
+        replication_id::save(&self.dir, &ReplicationState::None)?;
+        self.generation += 1;
+        // Everything pending belongs to the history being replaced.
+        self.pending.clear();
+        self.unsynced.clear();
+        for (kind, path) in self.dir.files()? {
+            if matches!(kind, FileKind::Log(_) | FileKind::Snapshot(_)) {
+                std::fs::remove_file(&path).map_err(StorageError::io("remove", &path))?;
+            }
+        }
+        let (path, size) = snapshot_file::write(&self.dir, &msg.data, msg.seq)?;
+        self.segment = Segment::create(&self.dir, msg.seq + 1)?;
+        self.older_logs.clear();
+        self.log_bytes = self.segment.len();
+        self.snapshot_bytes = size;
+        self.snapshot_path = Some(path);
+        self.synced_len = self.segment.len();
+        self.written = msg.seq;
+        self.synced = msg.seq;
+        self.pending_last = msg.seq;
+        self.failure = None;
+        replication_id::save(
+            &self.dir,
+            &ReplicationState::Following {
+                id: msg.replication_id,
+            },
+        )?;
+        self.publish();
+        Ok(())
+    }
+}
+
+impl Handler<Reset> for Writer {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: Reset, _: &mut Self::Context) -> Self::Result {
+        let seq = msg.seq;
+        let keys = msg.data.len();
+        match self.reset(msg) {
+            Ok(()) => {
+                info!(self.log, "data replaced by a full resync"; "seq" => seq, "keys" => keys);
+                Ok(())
+            }
+            Err(error) => {
+                error!(self.log, "could not store a full resync"; "error" => %error);
+                Err(error.to_string())
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@
 //!
 //! The programs that assemble these into a node live in the `kvstore` package.
 
+pub mod backlog;
 pub mod codec;
 pub mod command;
 pub mod data_dir;
@@ -16,6 +17,7 @@ pub mod listener;
 pub mod record;
 pub mod recovery;
 pub mod replication_id;
+pub mod replicator;
 pub mod reply;
 pub mod segment;
 pub mod session;

@@ -1,0 +1,136 @@
+//! The replication backlog: the most recent mutations, bounded in bytes.
+//!
+//! A replica that reconnects holding offset `n` can resume from `n + 1` (a partial resync) as
+//! long as the backlog still holds every mutation after `n`; otherwise it needs a full resync.
+//! The backlog keeps the Store's published batches themselves (`Arc<[Mutation]>`): replicators
+//! of the same node hold the same batches, so their backlogs share memory.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::store::{Change, Mutation, Seq};
+
+/// Bytes a mutation is counted as: its key and value plus a fixed overhead.
+fn weight(mutation: &Mutation) -> usize {
+    48 + match &mutation.change {
+        Change::Put { key, value } => key.len() + value.len(),
+        Change::Del { key } => key.len(),
+    }
+}
+
+/// A bounded window of the latest mutations, in sequence order with no gaps.
+pub struct Backlog {
+    batches: VecDeque<(Arc<[Mutation]>, Instant)>,
+    bytes: usize,
+    limit: usize,
+    /// The sequence number of the last mutation before the window.
+    before: Seq,
+    /// The last sequence number in the window (`before` when it is empty).
+    last: Seq,
+}
+
+impl Backlog {
+    /// An empty backlog of at most `limit` bytes, continuing after `last_seq`.
+    pub fn new(limit: usize, last_seq: Seq) -> Self {
+        Backlog {
+            batches: VecDeque::new(),
+            bytes: 0,
+            limit,
+            before: last_seq,
+            last: last_seq,
+        }
+    }
+
+    /// Add a batch the Store applied. The oldest batches go once the limit is passed (the
+    /// newest batch always stays, whatever its size).
+    pub fn push(&mut self, batch: Arc<[Mutation]>) {
+        let Some(last) = batch.last() else { return };
+        self.last = last.seq;
+        self.bytes += batch.iter().map(weight).sum::<usize>();
+        self.batches.push_back((batch, Instant::now()));
+        while self.bytes > self.limit && self.batches.len() > 1 {
+            if let Some((old, _)) = self.batches.pop_front() {
+                self.bytes -= old.iter().map(weight).sum::<usize>();
+                self.before = old.last().map_or(self.before, |m| m.seq);
+            }
+        }
+    }
+
+    /// The last sequence number the backlog has seen.
+    pub fn last_seq(&self) -> Seq {
+        self.last
+    }
+
+    /// Whether every mutation after `seq` is here (or `seq` is the latest).
+    pub fn covers(&self, seq: Seq) -> bool {
+        seq >= self.before && seq <= self.last
+    }
+
+    /// The mutations after `seq`, oldest first, until about `max_bytes` are taken.
+    pub fn after(&self, seq: Seq, max_bytes: usize) -> Vec<Mutation> {
+        let start = self
+            .batches
+            .partition_point(|(batch, _)| batch.last().is_some_and(|m| m.seq <= seq));
+        let mut taken = Vec::new();
+        let mut bytes = 0;
+        for (batch, _) in self.batches.range(start..) {
+            for mutation in batch.iter().filter(|m| m.seq > seq) {
+                bytes += weight(mutation);
+                taken.push(mutation.clone());
+            }
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        taken
+    }
+
+    /// When the mutation after `seq` was applied, if the backlog still holds it.
+    pub fn applied_at(&self, seq: Seq) -> Option<Instant> {
+        let index = self
+            .batches
+            .partition_point(|(batch, _)| batch.last().is_some_and(|m| m.seq <= seq));
+        self.batches.get(index).map(|(_, at)| *at)
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn batch(seqs: std::ops::RangeInclusive<Seq>) -> Arc<[Mutation]> {
+        seqs.map(|seq| Mutation {
+            seq,
+            change: Change::Put {
+                key: Bytes::from(format!("k{seq}")),
+                value: Bytes::from(vec![b'v'; 100]),
+            },
+        })
+        .collect()
+    }
+
+    #[test]
+    fn resumes_only_where_it_holds_everything_after() {
+        let mut backlog = Backlog::new(1000, 10);
+        assert!(backlog.covers(10));
+        backlog.push(batch(11..=13));
+        backlog.push(batch(14..=15));
+        assert!(backlog.covers(10) && backlog.covers(12) && backlog.covers(15));
+        assert!(!backlog.covers(9) && !backlog.covers(16));
+        let seqs: Vec<Seq> = backlog.after(12, usize::MAX).iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, vec![13, 14, 15]);
+        // 160 bytes each: pushing more drops the oldest batches.
+        backlog.push(batch(16..=20));
+        assert!(backlog.bytes() <= 1000);
+        assert!(!backlog.covers(10));
+        assert!(backlog.covers(15) || backlog.covers(13));
+        assert_eq!(backlog.after(19, usize::MAX).len(), 1);
+    }
+}

@@ -1,0 +1,472 @@
+//! The Replicator actor: keeps one replica converging to the primary's data.
+//!
+//! One per `--replica ADDR`. It subscribes to the Store's mutation stream, keeps the recent
+//! mutations in a bounded [`Backlog`], and streams them to its replica over TCP, never making
+//! a client wait (except a client that asks to, with `WAIT`).
+//!
+//! The link: connect to the replica's client port and send `REPLICATE <secret>`; the replica
+//! answers `POSITION <replication id> <offset>`. When the id is ours and the backlog holds
+//! everything after the offset, the stream resumes there (`CONTINUE`, a partial resync);
+//! otherwise the replicator takes a copy-on-write snapshot from the Store and streams it as
+//! records (`FULLSYNC`), then every mutation after it. The replica acknowledges with
+//! `ACK <applied> <durable>` lines, at least once a second; a link silent for longer than the
+//! timeout is dropped. A dropped link is retried forever with capped exponential backoff, and
+//! state changes are logged once, not every attempt.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::StreamExt;
+use slog::{debug, info, warn, Logger};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+
+use crate::backlog::Backlog;
+use crate::record;
+use crate::store::{Applied, Seq, Store, StoreSnapshot, TakeSnapshot};
+
+/// How a replicator reaches its replica.
+#[derive(Debug, Clone)]
+pub struct ReplicatorConfig {
+    pub replica: SocketAddr,
+    /// Sent in the handshake; a replica with a secret refuses any other.
+    pub secret: Option<String>,
+    /// The primary's replication id.
+    pub replication_id: Arc<str>,
+    /// The most bytes of recent mutations kept for partial resyncs and slow replicas.
+    pub backlog_bytes: usize,
+    /// A link with no acknowledgement for this long is dropped and reconnected.
+    pub timeout: Duration,
+}
+
+/// Where a link is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    Connecting,
+    FullSync,
+    Streaming,
+}
+
+impl LinkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::FullSync => "full_sync",
+            LinkState::Streaming => "streaming",
+        }
+    }
+}
+
+/// What the primary knows of one replica, published for `INFO` and `WAIT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaProgress {
+    pub addr: SocketAddr,
+    pub state: LinkState,
+    /// The replica applied every mutation up to this one...
+    pub acked: Seq,
+    /// ...and made every one up to this one durable.
+    pub durable: Seq,
+    /// How far behind the primary it is, in mutations and in milliseconds.
+    pub lag_offsets: u64,
+    pub lag_ms: u64,
+}
+
+/// The first line of the handshake, and the largest control line accepted from a replica.
+const MAX_CONTROL_LINE: usize = 256;
+/// Bytes of mutations written to the socket at a time.
+const CHUNK_BYTES: usize = 256 * 1024;
+/// The backoff between connection attempts starts here and doubles up to the cap.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// Heartbeats and timeout checks.
+const TICK: Duration = Duration::from_secs(1);
+
+/// A live connection to the replica.
+struct Link {
+    /// `None` while a write is in flight.
+    writer: Option<OwnedWriteHalf>,
+    reader: SpawnHandle,
+    state: LinkState,
+    /// Every mutation up to this one has been written to the socket.
+    sent: Seq,
+    last_heard: Instant,
+}
+
+/// Streams mutations to one replica.
+pub struct Replicator {
+    config: ReplicatorConfig,
+    store: Addr<Store>,
+    log: Logger,
+    backlog: Backlog,
+    link: Option<Link>,
+    /// Counts connection attempts, so results of an abandoned attempt are ignored.
+    attempt: u64,
+    backoff: Duration,
+    /// Whether the last attempt failed, so repeated failures are logged once.
+    failing: bool,
+    acked: Seq,
+    durable: Seq,
+    progress: watch::Sender<ReplicaProgress>,
+}
+
+/// Why a link ended.
+type LinkError = String;
+
+impl Replicator {
+    /// A replicator whose backlog continues after `last_seq`, with the channel on which it
+    /// publishes its replica's progress.
+    pub fn new(
+        config: ReplicatorConfig,
+        store: Addr<Store>,
+        last_seq: Seq,
+        log: &Logger,
+    ) -> (Replicator, watch::Receiver<ReplicaProgress>) {
+        let (progress, watcher) = watch::channel(ReplicaProgress {
+            addr: config.replica,
+            state: LinkState::Connecting,
+            acked: 0,
+            durable: 0,
+            lag_offsets: last_seq,
+            lag_ms: 0,
+        });
+        let replicator = Replicator {
+            backlog: Backlog::new(config.backlog_bytes, last_seq),
+            log: log.new(slog::o!("replica" => config.replica.to_string())),
+            config,
+            store,
+            link: None,
+            attempt: 0,
+            backoff: BACKOFF_START,
+            failing: false,
+            acked: 0,
+            durable: 0,
+            progress,
+        };
+        (replicator, watcher)
+    }
+
+    fn publish(&self) {
+        let state = self.link.as_ref().map_or(LinkState::Connecting, |l| l.state);
+        let last = self.backlog.last_seq();
+        let lag_ms = if self.acked >= last {
+            0
+        } else {
+            self.backlog
+                .applied_at(self.acked)
+                .map_or(0, |at| at.elapsed().as_millis() as u64)
+        };
+        self.progress.send_replace(ReplicaProgress {
+            addr: self.config.replica,
+            state,
+            acked: self.acked,
+            durable: self.durable,
+            lag_offsets: last.saturating_sub(self.acked),
+            lag_ms,
+        });
+    }
+
+    /// Open a link: connect, handshake, and learn where the replica stands.
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        self.attempt += 1;
+        let attempt = self.attempt;
+        let addr = self.config.replica;
+        let hello = format!(
+            "REPLICATE {}\n",
+            self.config.secret.as_deref().unwrap_or("-")
+        );
+        let timeout = self.config.timeout;
+        let handshake = async move {
+            let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+                .await
+                .map_err(|_| "connect timed out".to_string())?
+                .map_err(|e| format!("connect failed: {e}"))?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            let (reader, mut writer) = stream.into_split();
+            writer
+                .write_all(hello.as_bytes())
+                .await
+                .map_err(|e| format!("handshake failed: {e}"))?;
+            let mut lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_CONTROL_LINE));
+            let line = tokio::time::timeout(timeout, lines.next())
+                .await
+                .map_err(|_| "no answer to the handshake".to_string())?
+                .ok_or("the replica closed the connection during the handshake")?
+                .map_err(|e| format!("handshake failed: {e}"))?;
+            let position = parse_position(&line)?;
+            Ok::<_, LinkError>((lines, writer, position))
+        };
+        ctx.spawn(handshake.into_actor(self).map(move |result, act, ctx| {
+            if attempt != act.attempt {
+                return;
+            }
+            match result {
+                Ok((lines, writer, (id, offset))) => act.start_link(lines, writer, id, offset, ctx),
+                Err(error) => act.retry_later(&error, ctx),
+            }
+        }));
+    }
+
+    fn start_link(
+        &mut self,
+        lines: FramedRead<OwnedReadHalf, LinesCodec>,
+        writer: OwnedWriteHalf,
+        id: String,
+        offset: Seq,
+        ctx: &mut Context<Self>,
+    ) {
+        let reader = ctx.add_stream(lines);
+        let partial = id == *self.config.replication_id && self.backlog.covers(offset);
+        self.link = Some(Link {
+            writer: Some(writer),
+            reader,
+            state: if partial {
+                LinkState::Streaming
+            } else {
+                LinkState::FullSync
+            },
+            sent: offset,
+            last_heard: Instant::now(),
+        });
+        self.acked = offset.min(self.backlog.last_seq());
+        if partial {
+            info!(self.log, "replica connected; resuming the stream (partial resync)";
+                "offset" => offset, "primary_offset" => self.backlog.last_seq());
+            self.connected();
+            let control = format!("CONTINUE {} {offset}\n", self.config.replication_id);
+            self.write(control.into_bytes(), offset, ctx);
+        } else {
+            info!(self.log, "replica connected; sending a full snapshot (full resync)";
+                "replica_id" => id, "replica_offset" => offset);
+            self.full_sync(ctx);
+        }
+        self.publish();
+    }
+
+    fn connected(&mut self) {
+        self.backoff = BACKOFF_START;
+        self.failing = false;
+    }
+
+    /// Stream a snapshot of the Store, then carry on with the mutations after it.
+    fn full_sync(&mut self, ctx: &mut Context<Self>) {
+        let attempt = self.attempt;
+        let id = self.config.replication_id.clone();
+        let take = self.store.send(TakeSnapshot).into_actor(self).map(move |snapshot, act, ctx| {
+            if attempt != act.attempt {
+                return;
+            }
+            let Ok(StoreSnapshot { data, seq }) = snapshot else {
+                return act.drop_link("the store is gone", ctx);
+            };
+            let Some(mut writer) = act.link.as_mut().and_then(|l| l.writer.take()) else {
+                return;
+            };
+            let send = async move {
+                let mut buf = format!("FULLSYNC {id} {seq}\n").into_bytes();
+                let mut count = 0u64;
+                for (key, value) in data.iter() {
+                    record::encode_put(seq, key, value, &mut buf);
+                    count += 1;
+                    if buf.len() >= CHUNK_BYTES {
+                        writer.write_all(&buf).await?;
+                        buf.clear();
+                    }
+                }
+                record::encode_end(seq, count, &mut buf);
+                writer.write_all(&buf).await?;
+                Ok::<_, std::io::Error>((writer, seq, count))
+            };
+            ctx.spawn(send.into_actor(act).map(move |result, act, ctx| {
+                if attempt != act.attempt {
+                    return;
+                }
+                match result {
+                    Ok((writer, seq, keys)) => {
+                        if !act.backlog.covers(seq) {
+                            return act.drop_link("the backlog overflowed during the full resync", ctx);
+                        }
+                        if let Some(link) = act.link.as_mut() {
+                            link.writer = Some(writer);
+                            link.sent = seq;
+                            link.state = LinkState::Streaming;
+                        }
+                        info!(act.log, "full resync sent; streaming"; "snapshot_seq" => seq, "keys" => keys);
+                        act.connected();
+                        act.publish();
+                        act.pump(ctx);
+                    }
+                    Err(error) => act.drop_link(&format!("write failed: {error}"), ctx),
+                }
+            }));
+        });
+        ctx.spawn(take);
+    }
+
+    /// Write what the replica has not been sent yet, one chunk at a time.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        let Some(link) = self.link.as_ref() else { return };
+        if link.state != LinkState::Streaming || link.writer.is_none() {
+            return;
+        }
+        if !self.backlog.covers(link.sent) {
+            let sent = link.sent;
+            warn!(self.log, "replica fell out of the backlog; it will be fully resynced";
+                "sent" => sent, "primary_offset" => self.backlog.last_seq(),
+                "backlog_bytes" => self.backlog.bytes());
+            return self.drop_link("fell out of the backlog", ctx);
+        }
+        let mutations = self.backlog.after(link.sent, CHUNK_BYTES);
+        let Some(last) = mutations.last().map(|m| m.seq) else { return };
+        let mut buf = Vec::with_capacity(CHUNK_BYTES + 1024);
+        for mutation in &mutations {
+            record::encode_mutation(mutation, &mut buf);
+        }
+        self.write(buf, last, ctx);
+    }
+
+    /// Write `bytes`, after which everything up to `sent` is on its way; then pump again.
+    fn write(&mut self, bytes: Vec<u8>, sent: Seq, ctx: &mut Context<Self>) {
+        let Some(mut writer) = self.link.as_mut().and_then(|l| l.writer.take()) else {
+            return;
+        };
+        let attempt = self.attempt;
+        let write = async move {
+            let result = writer.write_all(&bytes).await;
+            (writer, result)
+        };
+        ctx.spawn(write.into_actor(self).map(move |(writer, result), act, ctx| {
+            if attempt != act.attempt {
+                return;
+            }
+            match result {
+                Ok(()) => {
+                    if let Some(link) = act.link.as_mut() {
+                        link.writer = Some(writer);
+                        link.sent = link.sent.max(sent);
+                    }
+                    act.pump(ctx);
+                }
+                Err(error) => act.drop_link(&format!("write failed: {error}"), ctx),
+            }
+        }));
+    }
+
+    /// End the current link (if any) and reconnect after the backoff.
+    fn drop_link(&mut self, reason: &str, ctx: &mut Context<Self>) {
+        if let Some(link) = self.link.take() {
+            ctx.cancel_future(link.reader);
+            if link.state == LinkState::Streaming {
+                warn!(self.log, "replication link lost; reconnecting"; "reason" => reason,
+                    "acked" => self.acked);
+            } else {
+                warn!(self.log, "replication link failed during resync; reconnecting";
+                    "reason" => reason);
+            }
+            self.failing = true;
+        }
+        self.attempt += 1;
+        self.publish();
+        self.schedule_connect(ctx);
+    }
+
+    fn retry_later(&mut self, error: &str, ctx: &mut Context<Self>) {
+        if self.failing {
+            debug!(self.log, "replica still unreachable"; "error" => error);
+        } else {
+            warn!(self.log, "replica unreachable; retrying with backoff"; "error" => error);
+            self.failing = true;
+        }
+        self.schedule_connect(ctx);
+    }
+
+    fn schedule_connect(&mut self, ctx: &mut Context<Self>) {
+        let attempt = self.attempt;
+        ctx.run_later(self.backoff, move |act, ctx| {
+            if act.attempt == attempt && act.link.is_none() {
+                act.connect(ctx);
+            }
+        });
+        self.backoff = (self.backoff * 2).min(BACKOFF_CAP);
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let timeout = self.config.timeout;
+        let Some(link) = self.link.as_ref() else {
+            return self.publish();
+        };
+        if link.last_heard.elapsed() > timeout {
+            return self.drop_link("no acknowledgement within the timeout", ctx);
+        }
+        // A heartbeat when idle, so the replica knows the link is alive.
+        if link.state == LinkState::Streaming
+            && link.writer.is_some()
+            && link.sent == self.backlog.last_seq()
+        {
+            let mut beat = Vec::new();
+            record::encode_heartbeat(link.sent, &mut beat);
+            let sent = link.sent;
+            self.write(beat, sent, ctx);
+        }
+        self.publish();
+    }
+}
+
+/// Parse `POSITION <id> <offset>`; `-` is a replica with no id.
+fn parse_position(line: &str) -> Result<(String, Seq), LinkError> {
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next(), words.next().map(str::parse)) {
+        (Some("POSITION"), Some(id), Some(Ok(offset))) => Ok((id.to_string(), offset)),
+        _ => Err(format!("the replica refused the handshake: {line}")),
+    }
+}
+
+impl Actor for Replicator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(64 * 1024);
+        ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
+        self.connect(ctx);
+    }
+}
+
+impl Handler<Applied> for Replicator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Applied, ctx: &mut Self::Context) {
+        self.backlog.push(msg.mutations);
+        self.pump(ctx);
+    }
+}
+
+impl StreamHandler<Result<String, LinesCodecError>> for Replicator {
+    fn handle(&mut self, line: Result<String, LinesCodecError>, ctx: &mut Self::Context) {
+        let line = match line {
+            Ok(line) => line,
+            Err(error) => return self.drop_link(&format!("bad line from the replica: {error}"), ctx),
+        };
+        let mut words = line.split_whitespace();
+        let (Some("ACK"), Some(Ok(applied)), Some(Ok(durable))) = (
+            words.next(),
+            words.next().map(str::parse::<Seq>),
+            words.next().map(str::parse::<Seq>),
+        ) else {
+            return self.drop_link(&format!("unexpected line from the replica: {line:.80}"), ctx);
+        };
+        self.acked = applied;
+        self.durable = durable;
+        if let Some(link) = self.link.as_mut() {
+            link.last_heard = Instant::now();
+        }
+        self.publish();
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        self.drop_link("the replica closed the connection", ctx);
+    }
+}

@@ -1,17 +1,45 @@
-//! The wire codec of the line protocol: bytes in, batches of parsed requests out.
+//! The wire codec of a connection: bytes in, batches of parsed requests out.
 //!
 //! Each call to `decode` takes every complete line already buffered (up to a batch limit), so a
 //! client that pipelines many requests has them handled as one batch: one message to the Store
 //! and one write of the replies.
+//!
+//! A connection that opens with `REPLICATE` is a primary's replication stream: after that line
+//! the codec reads one control line (`FULLSYNC <id> <seq>` or `CONTINUE <id> <offset>`) and
+//! then binary records (see `record.rs`), yielded in batches too.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 use tokio_util::codec::Decoder;
 
 use crate::command::{self, Command, CommandError};
+use crate::record::{self, Entry};
+use crate::store::Seq;
 
 /// One non-blank request line, parsed or refused.
 pub type Request = Result<Command, CommandError>;
+
+/// What a connection sends, decoded.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A batch of client requests.
+    Requests(Vec<Request>),
+    /// `REPLICATE <secret>`: the connection is a replication stream from now on.
+    Replicate { secret: Bytes },
+    /// How the primary starts the stream.
+    SyncStart(SyncStart),
+    /// A batch of replication records.
+    Records(Vec<Entry>),
+}
+
+/// The primary's choice after learning the replica's position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncStart {
+    /// A snapshot as of `seq` follows, then the mutations after it.
+    Full { id: String, seq: Seq },
+    /// The mutations after `offset` follow.
+    Continue { id: String, offset: Seq },
+}
 
 /// Why the byte stream of a connection cannot go on.
 #[derive(Debug, Error)]
@@ -20,8 +48,19 @@ pub enum CodecError {
     /// the rest of the line cannot be told apart from the next request.
     #[error("line too long (limit {limit} bytes)")]
     LineTooLong { limit: usize },
+    #[error("bad replication stream: {0}")]
+    Replication(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// What the codec expects next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Requests,
+    /// After `REPLICATE`: the control line.
+    SyncStart,
+    Records,
 }
 
 /// Splits the stream at `\n` and parses each line into a [`Request`].
@@ -32,6 +71,9 @@ pub struct LineCodec {
     /// How far the buffer has already been searched for `\n`, so a long line arriving in many
     /// reads is scanned once, not once per read.
     scanned: usize,
+    mode: Mode,
+    /// A `REPLICATE` line read at the end of a batch, yielded by the next call.
+    replicate: Option<Bytes>,
 }
 
 impl LineCodec {
@@ -42,15 +84,75 @@ impl LineCodec {
             max_line,
             max_batch: max_batch.max(1),
             scanned: 0,
+            mode: Mode::Requests,
+            replicate: None,
         }
+    }
+
+    /// The largest record accepted on a replication stream: a value as large as a request
+    /// line allows, with room for its key and header.
+    fn max_record(&self) -> usize {
+        self.max_line + 64 * 1024
+    }
+
+    fn decode_sync_start(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        let Some(end) = memchr::memchr(b'\n', src) else {
+            if src.len() > 256 {
+                return Err(CodecError::Replication("control line too long".into()));
+            }
+            return Ok(None);
+        };
+        let line = src.split_to(end + 1);
+        let text = String::from_utf8_lossy(&line[..end]);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let start = match words.as_slice() {
+            ["FULLSYNC", id, seq] => seq.parse().ok().map(|seq| SyncStart::Full {
+                id: id.to_string(),
+                seq,
+            }),
+            ["CONTINUE", id, offset] => offset.parse().ok().map(|offset| SyncStart::Continue {
+                id: id.to_string(),
+                offset,
+            }),
+            _ => None,
+        };
+        let start = start.ok_or_else(|| CodecError::Replication(format!("unexpected {text:.80}")))?;
+        self.mode = Mode::Records;
+        Ok(Some(Frame::SyncStart(start)))
+    }
+
+    fn decode_records(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        let mut entries = Vec::new();
+        let mut used = 0;
+        while entries.len() < self.max_batch {
+            match record::decode(&src[used..], self.max_record()) {
+                Ok(Some((entry, len))) => {
+                    entries.push(entry);
+                    used += len;
+                }
+                Ok(None) => break,
+                Err(error) => return Err(CodecError::Replication(error.to_string())),
+            }
+        }
+        let _ = src.split_to(used);
+        Ok((!entries.is_empty()).then_some(Frame::Records(entries)))
     }
 }
 
 impl Decoder for LineCodec {
-    type Item = Vec<Request>;
+    type Item = Frame;
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        if let Some(secret) = self.replicate.take() {
+            self.mode = Mode::SyncStart;
+            return Ok(Some(Frame::Replicate { secret }));
+        }
+        match self.mode {
+            Mode::Requests => {}
+            Mode::SyncStart => return self.decode_sync_start(src),
+            Mode::Records => return self.decode_records(src),
+        }
         let mut batch = Vec::new();
         while batch.len() < self.max_batch {
             let Some(offset) = memchr::memchr(b'\n', &src[self.scanned..]) else {
@@ -75,11 +177,21 @@ impl Decoder for LineCodec {
             }
             let mut line = src.split_to(end + 1).freeze();
             line.truncate(end);
-            if let Some(request) = command::parse(&line) {
-                batch.push(request);
+            match command::parse(&line) {
+                Some(Ok(Command::Replicate { secret })) => {
+                    // Nothing after this line is a request: answer the batch, then switch.
+                    if batch.is_empty() {
+                        self.mode = Mode::SyncStart;
+                        return Ok(Some(Frame::Replicate { secret }));
+                    }
+                    self.replicate = Some(secret);
+                    break;
+                }
+                Some(request) => batch.push(request),
+                None => {}
             }
         }
-        Ok((!batch.is_empty()).then_some(batch))
+        Ok((!batch.is_empty()).then_some(Frame::Requests(batch)))
     }
 }
 
@@ -94,32 +206,69 @@ mod tests {
         })
     }
 
+    fn requests(batch: Vec<Request>) -> Option<Frame> {
+        Some(Frame::Requests(batch))
+    }
+
+    #[test]
+    fn a_replication_stream_switches_to_records() {
+        let mut codec = LineCodec::new(100, 10);
+        let mut buf = BytesMut::from("PING\nREPLICATE s3cret\nFULLSYNC abc 7\n");
+        assert_eq!(codec.decode(&mut buf).unwrap(), requests(vec![Ok(Command::Ping)]));
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Frame::Replicate {
+                secret: Bytes::from_static(b"s3cret")
+            })
+        );
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Frame::SyncStart(SyncStart::Full {
+                id: "abc".into(),
+                seq: 7
+            }))
+        );
+        let mut records = Vec::new();
+        record::encode_end(7, 0, &mut records);
+        record::encode_heartbeat(7, &mut records);
+        buf.extend_from_slice(&records[..records.len() - 1]);
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Frame::Records(vec![Entry::End { seq: 7, count: 0 }]))
+        );
+        buf.extend_from_slice(&records[records.len() - 1..]);
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Frame::Records(vec![Entry::Heartbeat { seq: 7 }]))
+        );
+    }
+
     #[test]
     fn every_complete_line_forms_one_batch() {
         let mut codec = LineCodec::new(100, 10);
         let mut buf = BytesMut::from("GET a\r\n\nGET b\nGET c");
         assert_eq!(
             codec.decode(&mut buf).unwrap(),
-            Some(vec![get("a"), get("b")])
+            requests(vec![get("a"), get("b")])
         );
         assert_eq!(codec.decode(&mut buf).unwrap(), None);
         buf.extend_from_slice(b"\n");
-        assert_eq!(codec.decode(&mut buf).unwrap(), Some(vec![get("c")]));
+        assert_eq!(codec.decode(&mut buf).unwrap(), requests(vec![get("c")]));
     }
 
     #[test]
     fn batches_are_capped() {
         let mut codec = LineCodec::new(100, 2);
         let mut buf = BytesMut::from("GET a\nGET b\nGET c\n");
-        assert_eq!(codec.decode(&mut buf).unwrap().map(|b| b.len()), Some(2));
-        assert_eq!(codec.decode(&mut buf).unwrap().map(|b| b.len()), Some(1));
+        assert!(matches!(codec.decode(&mut buf).unwrap(), Some(Frame::Requests(b)) if b.len() == 2));
+        assert!(matches!(codec.decode(&mut buf).unwrap(), Some(Frame::Requests(b)) if b.len() == 1));
     }
 
     #[test]
     fn a_long_line_is_refused_once_the_requests_before_it_are_answered() {
         let mut codec = LineCodec::new(8, 10);
         let mut buf = BytesMut::from("GET a\nGET 123456789");
-        assert_eq!(codec.decode(&mut buf).unwrap(), Some(vec![get("a")]));
+        assert_eq!(codec.decode(&mut buf).unwrap(), requests(vec![get("a")]));
         assert!(matches!(
             codec.decode(&mut buf),
             Err(CodecError::LineTooLong { limit: 8 })

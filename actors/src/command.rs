@@ -21,6 +21,16 @@ pub enum Command {
     Ping,
     /// `EXIT`: say goodbye and close the connection.
     Exit,
+    /// `INFO`: the node's role, replication state and counters, as `field=value` pairs.
+    Info,
+    /// `DIGEST`: a hash of the whole data set and the offset it reflects.
+    Digest,
+    /// `WAIT <numreplicas> <timeout-ms>`: block until that many replicas acknowledged every
+    /// write this connection made, or the timeout passes.
+    Wait { replicas: u32, timeout_ms: u64 },
+    /// `REPLICATE <secret>`: a primary opening its replication stream (`-` for no secret).
+    /// From here on the connection carries replication, not requests.
+    Replicate { secret: Bytes },
 }
 
 impl Command {
@@ -44,6 +54,8 @@ pub enum CommandError {
 const PUT_USAGE: &str = "PUT <key> <value>";
 const GET_USAGE: &str = "GET <key>";
 const DEL_USAGE: &str = "DEL <key>";
+const WAIT_USAGE: &str = "WAIT <numreplicas> <timeout-ms>";
+const REPLICATE_USAGE: &str = "REPLICATE <secret>";
 
 /// Longest verb echoed back in an "unknown command" error.
 const MAX_ECHOED_VERB: usize = 32;
@@ -92,10 +104,39 @@ pub fn parse(line: &Bytes) -> Option<Result<Command, CommandError>> {
         no_args("PING").map(|()| Command::Ping)
     } else if verb.eq_ignore_ascii_case(b"EXIT") {
         no_args("EXIT").map(|()| Command::Exit)
+    } else if verb.eq_ignore_ascii_case(b"INFO") {
+        no_args("INFO").map(|()| Command::Info)
+    } else if verb.eq_ignore_ascii_case(b"DIGEST") {
+        no_args("DIGEST").map(|()| Command::Digest)
+    } else if verb.eq_ignore_ascii_case(b"WAIT") {
+        parse_wait(&line, verb_end)
+    } else if verb.eq_ignore_ascii_case(b"REPLICATE") {
+        single_key(REPLICATE_USAGE).map(|secret| Command::Replicate { secret })
     } else {
         Err(CommandError::Unknown(printable(verb)))
     };
     Some(command)
+}
+
+fn parse_wait(line: &Bytes, verb_end: usize) -> Result<Command, CommandError> {
+    let usage = || CommandError::Usage(WAIT_USAGE);
+    let (a, a_end) = token(line, verb_end).ok_or_else(usage)?;
+    let (b, b_end) = token(line, a_end).ok_or_else(usage)?;
+    if token(line, b_end).is_some() {
+        return Err(usage());
+    }
+    let number = |range: std::ops::Range<usize>| {
+        std::str::from_utf8(&line[range])
+            .ok()
+            .and_then(|text| text.parse::<u64>().ok())
+    };
+    match (number(a..a_end), number(b..b_end)) {
+        (Some(replicas), Some(timeout_ms)) => Ok(Command::Wait {
+            replicas: u32::try_from(replicas).map_err(|_| usage())?,
+            timeout_ms,
+        }),
+        _ => Err(usage()),
+    }
 }
 
 fn parse_put(line: &Bytes, verb_end: usize) -> Result<Command, CommandError> {
@@ -173,6 +214,23 @@ mod tests {
         assert_eq!(p("GET a b"), usage(GET_USAGE));
         assert_eq!(p("DEL"), usage(DEL_USAGE));
         assert_eq!(p("PING x"), usage("PING"));
+        assert_eq!(p("WAIT 1"), usage(WAIT_USAGE));
+        assert_eq!(p("WAIT x 10"), usage(WAIT_USAGE));
+        assert_eq!(p("WAIT 1 -5"), usage(WAIT_USAGE));
+        assert_eq!(p("INFO now"), usage("INFO"));
+    }
+
+    #[test]
+    fn operator_commands() {
+        assert_eq!(p("info"), Some(Ok(Command::Info)));
+        assert_eq!(p("DIGEST"), Some(Ok(Command::Digest)));
+        assert_eq!(
+            p("wait 2 100"),
+            Some(Ok(Command::Wait {
+                replicas: 2,
+                timeout_ms: 100
+            }))
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod codec;
 pub mod command;
 pub mod data_dir;
 pub mod durability;
+pub mod follower;
+pub mod info;
 pub mod keyspace;
 pub mod listener;
 pub mod record;

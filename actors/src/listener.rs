@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ pub struct ListenerConfig {
     /// At most this many client connections at once.
     pub max_clients: usize,
     pub session: Arc<SessionConfig>,
+    /// Kept equal to the number of open client connections, for `INFO`.
+    pub clients: Arc<AtomicUsize>,
 }
 
 /// Stop accepting, ask every session to finish, and answer once all have.
@@ -114,6 +117,7 @@ impl Listener {
         self.next_id += 1;
         let id = self.next_id;
         self.sessions.insert(id, None);
+        self.count_clients();
         let arbiters = &self.config.arbiters;
         let arbiter = arbiters[self.next_arbiter % arbiters.len()].clone();
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
@@ -136,7 +140,12 @@ impl Listener {
         if !spawned {
             warn!(self.log, "I/O arbiter is gone; dropping connection"; "peer" => %peer);
             self.sessions.remove(&id);
+            self.count_clients();
         }
+    }
+
+    fn count_clients(&self) {
+        self.config.clients.store(self.sessions.len(), Ordering::Relaxed);
     }
 
     fn notify_if_drained(&mut self) {
@@ -194,6 +203,7 @@ impl Handler<SessionClosed> for Listener {
 
     fn handle(&mut self, msg: SessionClosed, _: &mut Self::Context) {
         self.sessions.remove(&msg.id);
+        self.count_clients();
         self.notify_if_drained();
     }
 }

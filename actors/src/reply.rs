@@ -24,6 +24,8 @@ pub enum Reply {
     Pong,
     /// `Goodbye`, the answer to EXIT, after which the connection closes.
     Goodbye,
+    /// A line of text: INFO, DIGEST and WAIT answers, and replication control lines.
+    Text(String),
     /// `ERROR: ...`
     Error(ErrorReply),
 }
@@ -41,6 +43,12 @@ pub enum ErrorReply {
     MaxClients,
     #[error("replies too large (client output limit {limit} bytes); closing the connection")]
     OutputLimit { limit: usize },
+    #[error("REPLICATE: this node is not a replica")]
+    NotAReplica,
+    #[error("replication refused: wrong cluster secret")]
+    WrongSecret,
+    #[error("WAIT cannot be used on a replica")]
+    WaitOnReplica,
     /// The write could not be made durable, or writes are refused until the disk recovers.
     #[error("persistence failed: {0}")]
     PersistenceFailed(std::sync::Arc<str>),
@@ -69,6 +77,10 @@ impl Reply {
             }
             Reply::Pong => out.put_slice(b"PONG\n"),
             Reply::Goodbye => out.put_slice(b"Goodbye\n"),
+            Reply::Text(text) => {
+                out.put_slice(text.as_bytes());
+                out.put_u8(b'\n');
+            }
             Reply::Error(error) => {
                 // Writing to a BytesMut cannot fail.
                 let _ = writeln!(out, "ERROR: {error}");

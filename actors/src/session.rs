@@ -9,25 +9,32 @@
 //! leave in request order, a client that pipelines but never reads stops being read as soon as
 //! its socket is full (so what is queued for it stays bounded), and a mailbox message such as
 //! [`Shutdown`] is only handled between batches, after everything read has been answered.
+//!
+//! A connection that opens with `REPLICATE` is a primary's replication stream: the session
+//! hands what it reads to the node's [`Follower`] and writes back its acknowledgements.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::BytesMut;
-use slog::{debug, warn, Logger};
+use slog::{debug, info, warn, Logger};
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
-use crate::codec::{CodecError, LineCodec, Request};
+use crate::codec::{CodecError, Frame, LineCodec, Request, SyncStart};
 use crate::command::Command;
 use crate::durability::Durability;
+use crate::follower::{Ack, Attach, CurrentAck, Detach, Follower, Stream};
+use crate::info::{self, NodeContext};
+use crate::record::Entry;
 use crate::reply::{ErrorReply, Reply};
-use crate::store::{Batch, Op, Outcome, Store};
+use crate::store::{Batch, Op, Outcome, Seq, Stats, Store, TakeSnapshot};
 
 /// Settings every session of a node shares.
 #[derive(Debug, Clone)]
@@ -44,6 +51,8 @@ pub struct SessionConfig {
     /// The persistence writer's progress: writes wait on it under `--fsync always`, and are
     /// refused while it reports a failure.
     pub durability: Durability,
+    /// What the node reports about itself (INFO, DIGEST, WAIT) and its replication wiring.
+    pub node: NodeContext,
 }
 
 impl Default for SessionConfig {
@@ -54,6 +63,11 @@ impl Default for SessionConfig {
             max_batch: 1024,
             output_limit: 256 * 1024 * 1024,
             durability: Durability::none(),
+            node: NodeContext {
+                role: "primary",
+                replication_timeout: Duration::from_secs(10),
+                ..NodeContext::default()
+            },
         }
     }
 }
@@ -75,6 +89,8 @@ pub struct Shutdown;
 const FLUSH_BYTES: usize = 64 * 1024;
 /// An output buffer that grew past this for one batch is released afterwards.
 const KEEP_BUFFER_BYTES: usize = 256 * 1024;
+/// How often a replication stream acknowledges, and checks that its primary is alive.
+const REPLICATION_TICK: Duration = Duration::from_secs(1);
 
 /// One client connection.
 pub struct Session {
@@ -84,15 +100,31 @@ pub struct Session {
     owner: Recipient<SessionClosed>,
     config: Arc<SessionConfig>,
     log: Logger,
-    /// `None` only while a batch's replies are being written.
+    /// `None` only while replies are being written.
     writer: Option<OwnedWriteHalf>,
     out: BytesMut,
+    /// The sequence number of this connection's latest write, for `WAIT`.
+    last_write: Seq,
+    /// Set once the connection is a primary's replication stream.
+    replication: Option<Replication>,
 }
 
-/// What answers one request: the Store, or the session itself.
+/// A replication stream's state.
+struct Replication {
+    follower: Addr<Follower>,
+    link: u64,
+    last_heard: Instant,
+}
+
+/// What answers one request.
 enum Step {
+    /// The Store, through the batch's next outcome.
     Store,
+    /// The session itself, with this reply.
     Reply(Reply),
+    Info,
+    Digest,
+    Wait { replicas: usize, timeout_ms: u64 },
 }
 
 /// Why a batch could not be answered; each ends the session.
@@ -102,6 +134,16 @@ enum BatchError {
     Store(#[from] MailboxError),
     #[error("write failed: {0}")]
     Io(#[from] io::Error),
+    #[error("{0}")]
+    Replication(String),
+}
+
+/// What a batch's work hands back to the session.
+struct Answered {
+    writer: OwnedWriteHalf,
+    out: BytesMut,
+    close: bool,
+    last_write: Seq,
 }
 
 impl Session {
@@ -130,6 +172,8 @@ impl Session {
                 log,
                 writer: Some(writer),
                 out: BytesMut::with_capacity(4096),
+                last_write: 0,
+                replication: None,
             }
         }))
     }
@@ -161,6 +205,20 @@ impl Session {
                     Step::Store
                 }
                 Ok(Command::Ping) => Step::Reply(Reply::Pong),
+                Ok(Command::Info) => Step::Info,
+                Ok(Command::Digest) => Step::Digest,
+                Ok(Command::Wait { .. }) if self.config.node.follower.is_some() => {
+                    Step::Reply(Reply::Error(ErrorReply::WaitOnReplica))
+                }
+                Ok(Command::Wait {
+                    replicas,
+                    timeout_ms,
+                }) => Step::Wait {
+                    replicas: replicas as usize,
+                    timeout_ms,
+                },
+                // The codec turns REPLICATE into a frame of its own; never a request.
+                Ok(Command::Replicate { .. }) => Step::Reply(Reply::Error(ErrorReply::NotAReplica)),
                 Ok(Command::Exit) => {
                     steps.push(Step::Reply(Reply::Goodbye));
                     close = true;
@@ -173,8 +231,8 @@ impl Session {
         self.answer(steps, ops, close, ctx);
     }
 
-    /// Send `ops` to the Store, merge its outcomes into `steps`, write the replies, and only
-    /// then let the session read again.
+    /// Send `ops` to the Store, resolve every step in order, write the replies, and only then
+    /// let the session read again.
     fn answer(&mut self, steps: Vec<Step>, ops: Vec<Op>, close: bool, ctx: &mut Context<Self>) {
         let Some(mut writer) = self.writer.take() else {
             // Unreachable by construction: batches never overlap.
@@ -182,9 +240,12 @@ impl Session {
             return;
         };
         let mut out = std::mem::take(&mut self.out);
+        let store = self.store.clone();
         let store_reply = (!ops.is_empty()).then(|| self.store.send(Batch { ops }));
         let limit = self.config.output_limit;
         let mut durability = self.config.durability.clone();
+        let config = self.config.clone();
+        let mut last_write = self.last_write;
         let work = async move {
             let (outcomes, last_seq) = match store_reply {
                 Some(reply) => {
@@ -199,44 +260,197 @@ impl Session {
                 None => None,
             };
             let mut outcomes = outcomes.into_iter();
-            let mut replies: Vec<Reply> = steps
-                .into_iter()
-                .map(|step| match (step, &not_durable) {
-                    (Step::Store, Some(reason)) => match outcomes.next() {
-                        Some(Outcome::Applied(_)) => {
+            let mut replies = Vec::with_capacity(steps.len());
+            for step in steps {
+                let reply = match step {
+                    Step::Reply(reply) => reply,
+                    Step::Store => match (outcomes.next(), &not_durable) {
+                        (Some(Outcome::Applied(seq)), Some(reason)) => {
+                            last_write = last_write.max(seq);
                             Reply::Error(ErrorReply::PersistenceFailed(reason.clone()))
                         }
-                        outcome => outcome.map_or(Reply::NotFound, Reply::from),
+                        (Some(Outcome::Applied(seq)), None) => {
+                            last_write = last_write.max(seq);
+                            Reply::Ok
+                        }
+                        (outcome, _) => outcome.map_or(Reply::NotFound, Reply::from),
                     },
-                    (Step::Store, None) => outcomes.next().map_or(Reply::NotFound, Reply::from),
-                    (Step::Reply(reply), _) => reply,
-                })
-                .collect();
+                    Step::Info => {
+                        let stats = store.send(Stats).await?;
+                        let follower = match &config.node.follower {
+                            Some(follower) => info::follower_info(follower).await,
+                            None => None,
+                        };
+                        Reply::Text(config.node.info_line(stats, follower))
+                    }
+                    Step::Digest => Reply::Text(digest(&store).await?),
+                    Step::Wait {
+                        replicas,
+                        timeout_ms,
+                    } => {
+                        // As in Redis, a timeout of 0 waits for as long as it takes.
+                        let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
+                        let count = config
+                            .node
+                            .wait_for_replicas(last_write, replicas, timeout)
+                            .await;
+                        Reply::Text(count.to_string())
+                    }
+                };
+                replies.push(reply);
+            }
             let mut close = close;
             if reply_bytes(&replies) > limit {
                 replies = vec![Reply::Error(ErrorReply::OutputLimit { limit })];
                 close = true;
             }
-            let written = write_replies(&mut writer, &mut out, &replies).await;
-            Ok::<_, BatchError>((writer, out, written.map(|()| close)?))
+            write_replies(&mut writer, &mut out, &replies).await?;
+            Ok::<_, BatchError>(Answered {
+                writer,
+                out,
+                close,
+                last_write,
+            })
         };
-        ctx.wait(work.into_actor(self).map(|result, act, ctx| match result {
-            Ok((writer, mut out, close)) => {
-                if out.capacity() > KEEP_BUFFER_BYTES {
-                    out = BytesMut::with_capacity(4096);
+        ctx.wait(work.into_actor(self).map(|result, act, ctx| act.answered(result, ctx)));
+    }
+
+    /// Take the writer back after a batch; close if asked or if the batch failed.
+    fn answered(&mut self, result: Result<Answered, BatchError>, ctx: &mut Context<Self>) {
+        match result {
+            Ok(mut answered) => {
+                if answered.out.capacity() > KEEP_BUFFER_BYTES {
+                    answered.out = BytesMut::with_capacity(4096);
                 }
-                act.writer = Some(writer);
-                act.out = out;
-                if close {
+                self.writer = Some(answered.writer);
+                self.out = answered.out;
+                self.last_write = answered.last_write;
+                if answered.close {
                     ctx.stop();
                 }
             }
             Err(error) => {
-                debug!(act.log, "closing connection"; "reason" => %error);
+                debug!(self.log, "closing connection"; "reason" => %error);
+                ctx.stop();
+            }
+        }
+    }
+
+    /// A primary opened a replication stream on this connection.
+    fn start_replication(&mut self, secret: &[u8], ctx: &mut Context<Self>) {
+        let refuse = |reply: ErrorReply| vec![Step::Reply(Reply::Error(reply))];
+        let Some(follower) = self.config.node.follower.clone() else {
+            return self.answer(refuse(ErrorReply::NotAReplica), Vec::new(), true, ctx);
+        };
+        if let Some(expected) = &self.config.node.cluster_secret {
+            if secret != expected.as_bytes() {
+                warn!(self.log, "replication handshake refused: wrong cluster secret");
+                return self.answer(refuse(ErrorReply::WrongSecret), Vec::new(), true, ctx);
+            }
+        }
+        info!(self.log, "primary connected for replication");
+        let me = ctx.address().recipient();
+        let Some(mut writer) = self.writer.take() else {
+            return ctx.stop();
+        };
+        let work = async move {
+            let position = follower.send(Attach { session: me }).await?;
+            let id = position.replication_id.as_deref().unwrap_or("-").to_string();
+            let line = format!("POSITION {id} {}\n", position.offset);
+            writer.write_all(line.as_bytes()).await?;
+            Ok::<_, BatchError>((writer, follower, position.link))
+        };
+        ctx.wait(work.into_actor(self).map(|result, act, ctx| match result {
+            Ok((writer, follower, link)) => {
+                act.writer = Some(writer);
+                act.replication = Some(Replication {
+                    follower,
+                    link,
+                    last_heard: Instant::now(),
+                });
+                ctx.run_interval(REPLICATION_TICK, |act, ctx| act.replication_tick(ctx));
+            }
+            Err(error) => {
+                warn!(act.log, "replication handshake failed"; "error" => %error);
                 ctx.stop();
             }
         }));
     }
+
+    /// Hand part of the primary's stream to the follower; acknowledge what it applied.
+    fn replicate(&mut self, start: Option<SyncStart>, records: Vec<Entry>, ctx: &mut Context<Self>) {
+        let Some(replication) = self.replication.as_mut() else {
+            return ctx.stop();
+        };
+        replication.last_heard = Instant::now();
+        let request = replication.follower.send(Stream {
+            link: replication.link,
+            start,
+            records,
+        });
+        self.acknowledge(async move { request.await.map_err(BatchError::from)?.map_err(BatchError::Replication) }, ctx);
+    }
+
+    /// Write `ACK <applied> <durable>` once `ack` resolves.
+    fn acknowledge(
+        &mut self,
+        ack: impl std::future::Future<Output = Result<Ack, BatchError>> + 'static,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(mut writer) = self.writer.take() else {
+            return;
+        };
+        let out = std::mem::take(&mut self.out);
+        let last_write = self.last_write;
+        let work = async move {
+            let ack = ack.await?;
+            let line = format!("ACK {} {}\n", ack.applied, ack.durable);
+            writer.write_all(line.as_bytes()).await?;
+            Ok(Answered {
+                writer,
+                out,
+                close: false,
+                last_write,
+            })
+        };
+        ctx.wait(work.into_actor(self).map(|result, act, ctx| {
+            if let Err(error) = &result {
+                warn!(act.log, "replication stream closed"; "reason" => %error);
+            }
+            act.answered(result, ctx)
+        }));
+    }
+
+    fn replication_tick(&mut self, ctx: &mut Context<Self>) {
+        let Some(replication) = self.replication.as_ref() else { return };
+        if replication.last_heard.elapsed() > self.config.node.replication_timeout {
+            warn!(self.log, "the primary went silent; closing its stream";
+                "timeout_ms" => self.config.node.replication_timeout.as_millis() as u64);
+            return ctx.stop();
+        }
+        let request = replication.follower.send(CurrentAck);
+        self.acknowledge(async move { Ok(request.await?) }, ctx);
+    }
+}
+
+/// `DIGEST`: hash a snapshot of the data on a thread of its own, so the Store and this
+/// session's arbiter keep serving while it runs.
+async fn digest(store: &Addr<Store>) -> Result<String, BatchError> {
+    let snapshot = store.send(TakeSnapshot).await?;
+    let (done, result) = futures::channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name("kv-digest".into())
+        .spawn(move || {
+            let digest = info::digest(&snapshot.data);
+            let _ = done.send(format!(
+                "digest={digest:016x} offset={} keys={}",
+                snapshot.seq,
+                snapshot.data.len()
+            ));
+        })?;
+    result
+        .await
+        .map_err(|_| BatchError::Replication("the digest thread failed".into()))
 }
 
 /// The bytes a set of replies will occupy on the wire, counting values only, which is all that
@@ -291,18 +505,30 @@ impl Actor for Session {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         debug!(self.log, "client disconnected");
+        if let Some(replication) = &self.replication {
+            replication.follower.do_send(Detach {
+                link: replication.link,
+            });
+        }
         self.owner.do_send(SessionClosed { id: self.id });
     }
 }
 
-impl StreamHandler<Result<Vec<Request>, CodecError>> for Session {
-    fn handle(&mut self, item: Result<Vec<Request>, CodecError>, ctx: &mut Self::Context) {
+impl StreamHandler<Result<Frame, CodecError>> for Session {
+    fn handle(&mut self, item: Result<Frame, CodecError>, ctx: &mut Self::Context) {
         match item {
-            Ok(requests) => self.respond(requests, false, ctx),
+            Ok(Frame::Requests(requests)) => self.respond(requests, false, ctx),
+            Ok(Frame::Replicate { secret }) => self.start_replication(&secret, ctx),
+            Ok(Frame::SyncStart(start)) => self.replicate(Some(start), Vec::new(), ctx),
+            Ok(Frame::Records(records)) => self.replicate(None, records, ctx),
             Err(CodecError::LineTooLong { limit }) => {
                 warn!(self.log, "line too long; closing connection"; "limit" => limit);
                 let refusal = Step::Reply(Reply::Error(ErrorReply::LineTooLong { limit }));
                 self.answer(vec![refusal], Vec::new(), true, ctx);
+            }
+            Err(CodecError::Replication(error)) => {
+                warn!(self.log, "bad replication stream; closing it"; "error" => error);
+                ctx.stop();
             }
             Err(CodecError::Io(error)) => {
                 debug!(self.log, "read failed"; "error" => %error);

@@ -1,0 +1,317 @@
+//! The Follower actor: a replica's side of replication.
+//!
+//! A primary's replication connection arrives like any client connection; its session hands
+//! everything after the `REPLICATE` handshake to the Follower. The Follower applies the stream
+//! in order through the replica's own Store (so the replica's persistence writer persists it),
+//! answers where the replica stands, and reports what it applied and what is durable, which the
+//! session sends back as `ACK` lines.
+//!
+//! Only one primary stream is applied at a time: a new one supersedes the old, whose session
+//! is closed (a primary reconnecting after a network cut must not wait for the old TCP
+//! connection to time out).
+
+use actix::prelude::*;
+use slog::{info, warn, Logger};
+
+use crate::codec::SyncStart;
+use crate::durability::Durability;
+use crate::keyspace::Keyspace;
+use crate::record::Entry;
+use crate::session::Shutdown;
+use crate::store::{Apply, Change, Mutation, Replace, Seq, Store};
+use crate::writer::{Reset, Writer};
+
+/// A session became a primary's stream; answers where this replica stands.
+#[derive(Message)]
+#[rtype(result = "Position")]
+pub struct Attach {
+    pub session: Recipient<Shutdown>,
+}
+
+/// Where a replica stands: the history it holds and how far.
+#[derive(Debug, Clone, MessageResponse)]
+pub struct Position {
+    /// Identifies the attached stream in later messages.
+    pub link: u64,
+    /// The primary history this replica's data belongs to, if any.
+    pub replication_id: Option<String>,
+    pub offset: Seq,
+}
+
+/// Part of a primary's stream, in order.
+#[derive(Message)]
+#[rtype(result = "Result<Ack, String>")]
+pub struct Stream {
+    pub link: u64,
+    pub start: Option<SyncStart>,
+    pub records: Vec<Entry>,
+}
+
+/// Answers what to acknowledge now.
+#[derive(Message)]
+#[rtype(result = "Ack")]
+pub struct CurrentAck;
+
+/// Answers the replica's replication state, for `INFO`.
+#[derive(Message)]
+#[rtype(result = "FollowerInfo")]
+pub struct Peek;
+
+/// A replica's replication state.
+#[derive(Debug, Clone, MessageResponse)]
+pub struct FollowerInfo {
+    /// The primary history this replica's data belongs to.
+    pub replication_id: Option<String>,
+    /// Whether a primary's stream is attached.
+    pub linked: bool,
+}
+
+/// A session's stream ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detach {
+    pub link: u64,
+}
+
+/// What a replica acknowledges: applied and durable offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
+pub struct Ack {
+    pub applied: Seq,
+    pub durable: Seq,
+}
+
+/// A full resync being received.
+struct Loading {
+    id: String,
+    seq: Seq,
+    keyspace: Keyspace,
+    count: u64,
+}
+
+/// One step the Store and writer must take, in order.
+enum Step {
+    Apply(Vec<Mutation>),
+    Install { keyspace: Keyspace, seq: Seq, id: String },
+}
+
+/// Applies a primary's stream on a replica.
+pub struct Follower {
+    store: Addr<Store>,
+    writer: Addr<Writer>,
+    durability: Durability,
+    log: Logger,
+    replication_id: Option<String>,
+    applied: Seq,
+    link: Option<(u64, Recipient<Shutdown>)>,
+    links: u64,
+    loading: Option<Loading>,
+}
+
+impl Follower {
+    /// A follower for a replica whose data is history `replication_id` up to `applied`.
+    pub fn new(
+        store: Addr<Store>,
+        writer: Addr<Writer>,
+        durability: Durability,
+        replication_id: Option<String>,
+        applied: Seq,
+        log: &Logger,
+    ) -> Follower {
+        Follower {
+            store,
+            writer,
+            durability,
+            log: log.new(slog::o!("actor" => "follower")),
+            replication_id,
+            applied,
+            link: None,
+            links: 0,
+            loading: None,
+        }
+    }
+
+    fn ack(&self) -> Ack {
+        Ack {
+            applied: self.applied,
+            durable: self.durability.current().synced.min(self.applied),
+        }
+    }
+
+    /// Turn a part of the stream into steps, keeping a full resync's keys as they arrive.
+    fn plan(&mut self, start: Option<SyncStart>, records: Vec<Entry>) -> Result<Vec<Step>, String> {
+        match start {
+            Some(SyncStart::Full { id, seq }) => {
+                info!(self.log, "full resync started"; "primary_id" => &id, "seq" => seq);
+                self.loading = Some(Loading {
+                    id,
+                    seq,
+                    keyspace: Keyspace::new(),
+                    count: 0,
+                });
+            }
+            Some(SyncStart::Continue { id, offset }) => {
+                if self.replication_id.as_deref() != Some(id.as_str()) || offset != self.applied {
+                    return Err(format!(
+                        "the primary continues history {id} after {offset}; this replica holds {:?} up to {}",
+                        self.replication_id, self.applied
+                    ));
+                }
+                info!(self.log, "partial resync: continuing the stream"; "offset" => offset);
+            }
+            None => {}
+        }
+        let mut steps = Vec::new();
+        let mut mutations = Vec::new();
+        for entry in records {
+            match (entry, self.loading.as_mut()) {
+                (Entry::Mutation(mutation), Some(loading)) => match mutation.change {
+                    Change::Put { key, value } if mutation.seq == loading.seq => {
+                        loading.keyspace.insert(key, value);
+                        loading.count += 1;
+                    }
+                    _ => return Err("unexpected record in a snapshot".into()),
+                },
+                (Entry::End { seq, count }, Some(loading)) => {
+                    if seq != loading.seq || count != loading.count {
+                        return Err(format!(
+                            "snapshot ends with {count} keys at {seq}; received {} at {}",
+                            loading.count, loading.seq
+                        ));
+                    }
+                    let Some(loading) = self.loading.take() else { break };
+                    if !mutations.is_empty() {
+                        steps.push(Step::Apply(std::mem::take(&mut mutations)));
+                    }
+                    steps.push(Step::Install {
+                        keyspace: loading.keyspace,
+                        seq: loading.seq,
+                        id: loading.id,
+                    });
+                }
+                (Entry::Mutation(mutation), None) => mutations.push(mutation),
+                (Entry::Heartbeat { .. }, _) => {}
+                (Entry::End { .. }, None) => return Err("snapshot end outside a snapshot".into()),
+            }
+        }
+        if !mutations.is_empty() {
+            steps.push(Step::Apply(mutations));
+        }
+        Ok(steps)
+    }
+}
+
+impl Actor for Follower {
+    type Context = Context<Self>;
+}
+
+impl Handler<Attach> for Follower {
+    type Result = Position;
+
+    fn handle(&mut self, msg: Attach, _: &mut Self::Context) -> Position {
+        if let Some((_, old)) = self.link.take() {
+            info!(self.log, "a new primary stream supersedes the current one");
+            old.do_send(Shutdown);
+        }
+        self.links += 1;
+        self.loading = None;
+        self.link = Some((self.links, msg.session));
+        Position {
+            link: self.links,
+            replication_id: self.replication_id.clone(),
+            offset: self.applied,
+        }
+    }
+}
+
+impl Handler<Detach> for Follower {
+    type Result = ();
+
+    fn handle(&mut self, msg: Detach, _: &mut Self::Context) {
+        if self.link.as_ref().is_some_and(|(link, _)| *link == msg.link) {
+            self.link = None;
+            self.loading = None;
+        }
+    }
+}
+
+impl Handler<Peek> for Follower {
+    type Result = FollowerInfo;
+
+    fn handle(&mut self, _: Peek, _: &mut Self::Context) -> FollowerInfo {
+        FollowerInfo {
+            replication_id: self.replication_id.clone(),
+            linked: self.link.is_some(),
+        }
+    }
+}
+
+impl Handler<CurrentAck> for Follower {
+    type Result = Ack;
+
+    fn handle(&mut self, _: CurrentAck, _: &mut Self::Context) -> Ack {
+        self.ack()
+    }
+}
+
+impl Handler<Stream> for Follower {
+    type Result = AtomicResponse<Self, Result<Ack, String>>;
+
+    fn handle(&mut self, msg: Stream, _: &mut Self::Context) -> Self::Result {
+        let current = self.link.as_ref().is_some_and(|(link, _)| *link == msg.link);
+        let steps = if current {
+            self.plan(msg.start, msg.records)
+        } else {
+            Err("this stream was superseded".into())
+        };
+        let store = self.store.clone();
+        let writer = self.writer.clone();
+        let work = async move {
+            let mut installed = None;
+            let mut applied = None;
+            for step in steps? {
+                match step {
+                    Step::Apply(mutations) => {
+                        let last = store
+                            .send(Apply { mutations })
+                            .await
+                            .map_err(|_| "the store is gone".to_string())?
+                            .map_err(|expected| format!("gap in the stream: expected mutation {expected}"))?;
+                        applied = Some(last);
+                    }
+                    Step::Install { keyspace, seq, id } => {
+                        let snapshot = keyspace.snapshot();
+                        let keys = keyspace.len();
+                        store
+                            .send(Replace { data: keyspace, seq })
+                            .await
+                            .map_err(|_| "the store is gone".to_string())?;
+                        writer
+                            .send(Reset {
+                                data: snapshot,
+                                seq,
+                                replication_id: id.clone(),
+                            })
+                            .await
+                            .map_err(|_| "the writer is gone".to_string())??;
+                        installed = Some((id, keys));
+                        applied = Some(seq);
+                    }
+                }
+            }
+            Ok::<_, String>((installed, applied))
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|result, act, _| {
+            let (installed, applied) = result.inspect_err(|error| {
+                warn!(act.log, "replication stream failed"; "error" => error);
+            })?;
+            if let Some((id, keys)) = installed {
+                info!(act.log, "full resync installed"; "primary_id" => &id, "keys" => keys);
+                act.replication_id = Some(id);
+            }
+            if let Some(applied) = applied {
+                act.applied = applied;
+            }
+            Ok(act.ack())
+        })))
+    }
+}

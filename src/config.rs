@@ -20,8 +20,11 @@ pub const REPLICA_PORT: u16 = 12346;
 pub enum Role {
     /// Accepts reads and writes.
     Primary,
-    /// Read-only: serves reads and refuses writes.
+    /// Read-only: serves reads and applies its primary's replication stream.
     Replica,
+    /// A whole local cluster in one process: a primary and two replicas (ports 12345, 12346
+    /// and 12347 by default; data under --data-dir/primary, replica1 and replica2).
+    Cluster,
 }
 
 impl Role {
@@ -29,6 +32,7 @@ impl Role {
         match self {
             Role::Primary => "primary",
             Role::Replica => "replica",
+            Role::Cluster => "cluster",
         }
     }
 }
@@ -106,10 +110,31 @@ pub struct NodeArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Address of a replica to forward writes to (repeatable; primary only). Replication is
-    /// not available yet: the flag is accepted and ignored with a warning.
+    /// Address of a replica to stream every write to (repeatable; primary only). The
+    /// primary connects to it, and reconnects after any outage, forever.
     #[arg(long = "replica", value_name = "ADDR")]
     pub replicas: Vec<SocketAddr>,
+
+    /// A shared secret for replication: a replica refuses a primary's stream that does not
+    /// present it. Give the same secret to the primary and its replicas.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "KV_CLUSTER_SECRET",
+        hide_env_values = true
+    )]
+    pub cluster_secret: Option<String>,
+
+    /// How many bytes of recent writes the primary keeps so that a replica that reconnects
+    /// can resume where it stopped (partial resync) rather than receive everything again.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub repl_backlog_bytes: u64,
+
+    /// A replication link with no sign of life for this long is closed and reconnected.
+    #[arg(long, value_name = "MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub repl_timeout_ms: u64,
 
     /// How much to log to stderr.
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
@@ -171,6 +196,9 @@ pub struct NodeConfig {
     pub io_threads: usize,
     pub writer: WriterConfig,
     pub recovery: RecoveryOptions,
+    pub cluster_secret: Option<String>,
+    pub repl_backlog_bytes: usize,
+    pub repl_timeout: std::time::Duration,
 }
 
 /// A combination of flags that cannot work together.
@@ -206,7 +234,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
             });
         }
         let default_port = match args.role {
-            Role::Primary => PRIMARY_PORT,
+            Role::Primary | Role::Cluster => PRIMARY_PORT,
             Role::Replica => REPLICA_PORT,
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -231,6 +259,9 @@ impl TryFrom<NodeArgs> for NodeConfig {
             recovery: RecoveryOptions {
                 truncate_corrupt_tail: args.truncate_corrupt_tail,
             },
+            cluster_secret: args.cluster_secret,
+            repl_backlog_bytes: to_usize(args.repl_backlog_bytes),
+            repl_timeout: std::time::Duration::from_millis(args.repl_timeout_ms),
         })
     }
 }

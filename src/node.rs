@@ -15,12 +15,17 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_rt::Arbiter;
 use kv_actors::data_dir::{DataDir, StorageError};
+use kv_actors::follower::Follower;
+use kv_actors::info::NodeContext;
 use kv_actors::listener::{ClientCount, Listener, ListenerConfig, StopAccepting};
 use kv_actors::recovery;
+use kv_actors::replication_id::{self, ReplicationState};
+use kv_actors::replicator::{Replicator, ReplicatorConfig};
 use kv_actors::session::SessionConfig;
-use kv_actors::store::{Store, Subscribe};
+use kv_actors::store::{Stats, Store, Subscribe};
 use kv_actors::writer::{SyncNow, Writer};
 use slog::{info, warn, Logger};
+use std::sync::atomic::AtomicUsize;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
@@ -35,6 +40,8 @@ pub enum NodeError {
     Storage(#[from] StorageError),
     #[error("the {0} stopped during start-up")]
     ActorGone(&'static str),
+    #[error("--role cluster is started with kvstore::cluster, not Node::start")]
+    ClusterRole,
 }
 
 /// A running node.
@@ -48,11 +55,17 @@ pub struct Node {
     listener: Addr<Listener>,
     arbiters: Vec<Arbiter>,
     log: Logger,
+    dir: Arc<DataDir>,
+    /// A primary's replication id, recorded as clean at a complete shutdown.
+    replication_id: Option<Arc<str>>,
 }
 
 impl Node {
     /// Start a node inside the running actix System.
     pub async fn start(config: &NodeConfig, log: &Logger) -> Result<Node, NodeError> {
+        if config.role == Role::Cluster {
+            return Err(NodeError::ClusterRole);
+        }
         let log = log.new(slog::o!("role" => config.role.as_str()));
         let dir = Arc::new(DataDir::open(&config.data_dir)?);
         let mut recovered = recovery::recover(&dir, config.recovery, &log)?;
@@ -85,6 +98,71 @@ impl Node {
             .await
             .map_err(|_| NodeError::ActorGone("store"))?;
         debug_assert_eq!(from, last_seq);
+
+        let replication_arbiter = Arbiter::new();
+        let mut node_context = NodeContext {
+            role: config.role.as_str(),
+            clients: Arc::new(AtomicUsize::new(0)),
+            cluster_secret: config.cluster_secret.clone(),
+            replication_timeout: config.repl_timeout,
+            ..NodeContext::default()
+        };
+        let mut replication_id = None;
+        match config.role {
+            Role::Primary => {
+                let (id, kept) = replication_id::primary_id(&dir, last_seq)?;
+                info!(log, "replication id"; "replication_id" => &id,
+                    "kept" => kept, "offset" => last_seq);
+                let id: Arc<str> = id.into();
+                for replica in &config.replicas {
+                    let replicator_config = ReplicatorConfig {
+                        replica: *replica,
+                        secret: config.cluster_secret.clone(),
+                        replication_id: id.clone(),
+                        backlog_bytes: config.repl_backlog_bytes,
+                        timeout: config.repl_timeout,
+                    };
+                    let (replicator, progress) =
+                        Replicator::new(replicator_config, store.clone(), last_seq, &log);
+                    let replicator =
+                        Replicator::start_in_arbiter(&replication_arbiter.handle(), move |_| {
+                            replicator
+                        });
+                    store
+                        .send(Subscribe(replicator.recipient()))
+                        .await
+                        .map_err(|_| NodeError::ActorGone("store"))?;
+                    node_context.replicas.push(progress);
+                }
+                node_context.replication_id = id.clone();
+                replication_id = Some(id);
+            }
+            Role::Replica => {
+                if !config.replicas.is_empty() {
+                    warn!(log, "--replica is for a primary; a replica ignores it");
+                }
+                let following = match replication_id::load(&dir)? {
+                    ReplicationState::Following { id } => Some(id),
+                    _ => None,
+                };
+                info!(log, "replica position"; "replication_id" => following.as_deref().unwrap_or("-"),
+                    "offset" => last_seq);
+                let follower = Follower::new(
+                    store.clone(),
+                    writer.clone(),
+                    durability.clone(),
+                    following,
+                    last_seq,
+                    &log,
+                );
+                node_context.follower = Some(Follower::start_in_arbiter(
+                    &replication_arbiter.handle(),
+                    move |_| follower,
+                ));
+            }
+            Role::Cluster => return Err(NodeError::ClusterRole),
+        }
+
         let io_arbiters: Vec<Arbiter> = (0..config.io_threads.max(1))
             .map(|_| Arbiter::new())
             .collect();
@@ -96,14 +174,12 @@ impl Node {
                 max_line_bytes: config.max_line_bytes,
                 output_limit: config.client_output_limit,
                 durability,
+                node: node_context.clone(),
                 ..SessionConfig::default()
             }),
+            clients: node_context.clients.clone(),
         };
         let listener = Listener::start(socket, store.clone(), listener_config, &log);
-        if !config.replicas.is_empty() {
-            warn!(log, "replication is not available in this version; --replica is ignored";
-                "replicas" => format!("{:?}", config.replicas));
-        }
         info!(log, "listening"; "addr" => %addr, "data_dir" => %config.data_dir.display(),
             "fsync" => %config.writer.fsync, "keys" => keys,
             "io_threads" => io_arbiters.len());
@@ -111,6 +187,7 @@ impl Node {
         let mut arbiters = io_arbiters;
         arbiters.push(store_arbiter);
         arbiters.push(writer_arbiter);
+        arbiters.push(replication_arbiter);
         Ok(Node {
             addr,
             store,
@@ -118,6 +195,8 @@ impl Node {
             listener,
             arbiters,
             log,
+            dir,
+            replication_id,
         })
     }
 
@@ -131,12 +210,30 @@ impl Node {
     pub async fn shutdown(self, grace: Duration) {
         info!(self.log, "shutting down");
         let drained = self.listener.send(StopAccepting);
+        let mut complete = true;
         if tokio::time::timeout(grace, drained).await.is_err() {
             warn!(self.log, "sessions still open after the grace period; closing anyway";
                 "grace_ms" => grace.as_millis() as u64);
+            complete = false;
         }
         match self.writer.send(SyncNow).await {
-            Ok(Ok(seq)) => info!(self.log, "log flushed and synced"; "synced_seq" => seq),
+            Ok(Ok(seq)) => {
+                info!(self.log, "log flushed and synced"; "synced_seq" => seq);
+                // A primary whose every write is on disk keeps its replication id across
+                // the restart, so its replicas can resume rather than resync.
+                let applied = self.store.send(Stats).await.map(|s| s.last_seq).ok();
+                if let (Some(id), true, Some(applied)) = (&self.replication_id, complete, applied) {
+                    if applied == seq {
+                        let clean = ReplicationState::Clean {
+                            id: id.to_string(),
+                            offset: seq,
+                        };
+                        if let Err(error) = replication_id::save(&self.dir, &clean) {
+                            warn!(self.log, "cannot record the clean shutdown"; "error" => %error);
+                        }
+                    }
+                }
+            }
             Ok(Err(error)) => {
                 slog::error!(self.log, "could not flush the log at shutdown"; "error" => error)
             }

@@ -124,7 +124,11 @@ mod tests {
         backlog.push(batch(14..=15));
         assert!(backlog.covers(10) && backlog.covers(12) && backlog.covers(15));
         assert!(!backlog.covers(9) && !backlog.covers(16));
-        let seqs: Vec<Seq> = backlog.after(12, usize::MAX).iter().map(|m| m.seq).collect();
+        let seqs: Vec<Seq> = backlog
+            .after(12, usize::MAX)
+            .iter()
+            .map(|m| m.seq)
+            .collect();
         assert_eq!(seqs, vec![13, 14, 15]);
         // 160 bytes each: pushing more drops the oldest batches.
         backlog.push(batch(16..=20));

@@ -116,7 +116,8 @@ impl LineCodec {
             }),
             _ => None,
         };
-        let start = start.ok_or_else(|| CodecError::Replication(format!("unexpected {text:.80}")))?;
+        let start =
+            start.ok_or_else(|| CodecError::Replication(format!("unexpected {text:.80}")))?;
         self.mode = Mode::Records;
         Ok(Some(Frame::SyncStart(start)))
     }
@@ -214,7 +215,10 @@ mod tests {
     fn a_replication_stream_switches_to_records() {
         let mut codec = LineCodec::new(100, 10);
         let mut buf = BytesMut::from("PING\nREPLICATE s3cret\nFULLSYNC abc 7\n");
-        assert_eq!(codec.decode(&mut buf).unwrap(), requests(vec![Ok(Command::Ping)]));
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            requests(vec![Ok(Command::Ping)])
+        );
         assert_eq!(
             codec.decode(&mut buf).unwrap(),
             Some(Frame::Replicate {
@@ -260,8 +264,12 @@ mod tests {
     fn batches_are_capped() {
         let mut codec = LineCodec::new(100, 2);
         let mut buf = BytesMut::from("GET a\nGET b\nGET c\n");
-        assert!(matches!(codec.decode(&mut buf).unwrap(), Some(Frame::Requests(b)) if b.len() == 2));
-        assert!(matches!(codec.decode(&mut buf).unwrap(), Some(Frame::Requests(b)) if b.len() == 1));
+        assert!(
+            matches!(codec.decode(&mut buf).unwrap(), Some(Frame::Requests(b)) if b.len() == 2)
+        );
+        assert!(
+            matches!(codec.decode(&mut buf).unwrap(), Some(Frame::Requests(b)) if b.len() == 1)
+        );
     }
 
     #[test]

@@ -91,7 +91,11 @@ struct Loading {
 /// One step the Store and writer must take, in order.
 enum Step {
     Apply(Vec<Mutation>),
-    Install { keyspace: Keyspace, seq: Seq, id: String },
+    Install {
+        keyspace: Keyspace,
+        seq: Seq,
+        id: String,
+    },
 }
 
 /// Applies a primary's stream on a replica.
@@ -178,7 +182,9 @@ impl Follower {
                             loading.count, loading.seq
                         ));
                     }
-                    let Some(loading) = self.loading.take() else { break };
+                    let Some(loading) = self.loading.take() else {
+                        break;
+                    };
                     if !mutations.is_empty() {
                         steps.push(Step::Apply(std::mem::take(&mut mutations)));
                     }
@@ -227,7 +233,11 @@ impl Handler<Detach> for Follower {
     type Result = ();
 
     fn handle(&mut self, msg: Detach, _: &mut Self::Context) {
-        if self.link.as_ref().is_some_and(|(link, _)| *link == msg.link) {
+        if self
+            .link
+            .as_ref()
+            .is_some_and(|(link, _)| *link == msg.link)
+        {
             self.link = None;
             self.loading = None;
         }
@@ -257,7 +267,10 @@ impl Handler<Stream> for Follower {
     type Result = AtomicResponse<Self, Result<Ack, String>>;
 
     fn handle(&mut self, msg: Stream, _: &mut Self::Context) -> Self::Result {
-        let current = self.link.as_ref().is_some_and(|(link, _)| *link == msg.link);
+        let current = self
+            .link
+            .as_ref()
+            .is_some_and(|(link, _)| *link == msg.link);
         let steps = if current {
             self.plan(msg.start, msg.records)
         } else {
@@ -275,14 +288,19 @@ impl Handler<Stream> for Follower {
                             .send(Apply { mutations })
                             .await
                             .map_err(|_| "the store is gone".to_string())?
-                            .map_err(|expected| format!("gap in the stream: expected mutation {expected}"))?;
+                            .map_err(|expected| {
+                                format!("gap in the stream: expected mutation {expected}")
+                            })?;
                         applied = Some(last);
                     }
                     Step::Install { keyspace, seq, id } => {
                         let snapshot = keyspace.snapshot();
                         let keys = keyspace.len();
                         store
-                            .send(Replace { data: keyspace, seq })
+                            .send(Replace {
+                                data: keyspace,
+                                seq,
+                            })
                             .await
                             .map_err(|_| "the store is gone".to_string())?;
                         writer

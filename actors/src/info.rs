@@ -44,10 +44,18 @@ impl NodeContext {
             Some(f) => {
                 let id = f.replication_id.as_deref().unwrap_or("-");
                 let _ = write!(line, " replication_id={id} offset={}", stats.last_seq);
-                let _ = write!(line, " primary_link={}", if f.linked { "up" } else { "down" });
+                let _ = write!(
+                    line,
+                    " primary_link={}",
+                    if f.linked { "up" } else { "down" }
+                );
             }
             None => {
-                let _ = write!(line, " replication_id={} offset={}", self.replication_id, stats.last_seq);
+                let _ = write!(
+                    line,
+                    " replication_id={} offset={}",
+                    self.replication_id, stats.last_seq
+                );
             }
         }
         let _ = write!(
@@ -85,7 +93,12 @@ impl NodeContext {
 
     /// `WAIT`: until `wanted` replicas acknowledged `seq`, or `timeout` passes (none: forever);
     /// answers how many did.
-    pub async fn wait_for_replicas(&self, seq: Seq, wanted: usize, timeout: Option<Duration>) -> usize {
+    pub async fn wait_for_replicas(
+        &self,
+        seq: Seq,
+        wanted: usize,
+        timeout: Option<Duration>,
+    ) -> usize {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut receivers = self.replicas.clone();
         loop {

@@ -145,7 +145,9 @@ impl Listener {
     }
 
     fn count_clients(&self) {
-        self.config.clients.store(self.sessions.len(), Ordering::Relaxed);
+        self.config
+            .clients
+            .store(self.sessions.len(), Ordering::Relaxed);
     }
 
     fn notify_if_drained(&mut self) {

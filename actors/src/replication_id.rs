@@ -61,9 +61,9 @@ pub fn load(dir: &DataDir) -> Result<ReplicationState, StorageError> {
             _ => ReplicationState::None,
         },
         Some("dirty") => id(1).map_or(ReplicationState::None, |id| ReplicationState::Dirty { id }),
-        Some("following") => {
-            id(1).map_or(ReplicationState::None, |id| ReplicationState::Following { id })
-        }
+        Some("following") => id(1).map_or(ReplicationState::None, |id| {
+            ReplicationState::Following { id }
+        }),
         // An unreadable file only costs a full resync.
         _ => ReplicationState::None,
     };
@@ -115,13 +115,30 @@ mod tests {
         // Crashed (still dirty): a new id.
         let (second, kept) = primary_id(&dir, 10).unwrap();
         assert!(!kept && second != first);
-        save(&dir, &ReplicationState::Clean { id: second.clone(), offset: 10 }).unwrap();
+        save(
+            &dir,
+            &ReplicationState::Clean {
+                id: second.clone(),
+                offset: 10,
+            },
+        )
+        .unwrap();
         assert_eq!(primary_id(&dir, 10).unwrap(), (second.clone(), true));
-        save(&dir, &ReplicationState::Clean { id: second.clone(), offset: 10 }).unwrap();
+        save(
+            &dir,
+            &ReplicationState::Clean {
+                id: second.clone(),
+                offset: 10,
+            },
+        )
+        .unwrap();
         // Recovered less than it had at shutdown: history may differ, so a new id.
         assert!(!primary_id(&dir, 9).unwrap().1);
         save(&dir, &ReplicationState::Following { id: "abc".into() }).unwrap();
-        assert_eq!(load(&dir).unwrap(), ReplicationState::Following { id: "abc".into() });
+        assert_eq!(
+            load(&dir).unwrap(),
+            ReplicationState::Following { id: "abc".into() }
+        );
         drop(dir);
         fs::remove_dir_all(tmp).unwrap();
     }

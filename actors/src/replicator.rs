@@ -151,7 +151,10 @@ impl Replicator {
     }
 
     fn publish(&self) {
-        let state = self.link.as_ref().map_or(LinkState::Connecting, |l| l.state);
+        let state = self
+            .link
+            .as_ref()
+            .map_or(LinkState::Connecting, |l| l.state);
         let last = self.backlog.last_seq();
         let lag_ms = if self.acked >= last {
             0
@@ -191,7 +194,8 @@ impl Replicator {
                 .write_all(hello.as_bytes())
                 .await
                 .map_err(|e| format!("handshake failed: {e}"))?;
-            let mut lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_CONTROL_LINE));
+            let mut lines =
+                FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_CONTROL_LINE));
             let line = tokio::time::timeout(timeout, lines.next())
                 .await
                 .map_err(|_| "no answer to the handshake".to_string())?
@@ -309,7 +313,9 @@ impl Replicator {
 
     /// Write what the replica has not been sent yet, one chunk at a time.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        let Some(link) = self.link.as_ref() else { return };
+        let Some(link) = self.link.as_ref() else {
+            return;
+        };
         if link.state != LinkState::Streaming || link.writer.is_none() {
             return;
         }
@@ -321,7 +327,9 @@ impl Replicator {
             return self.drop_link("fell out of the backlog", ctx);
         }
         let mutations = self.backlog.after(link.sent, CHUNK_BYTES);
-        let Some(last) = mutations.last().map(|m| m.seq) else { return };
+        let Some(last) = mutations.last().map(|m| m.seq) else {
+            return;
+        };
         let mut buf = Vec::with_capacity(CHUNK_BYTES + 1024);
         for mutation in &mutations {
             record::encode_mutation(mutation, &mut buf);
@@ -339,21 +347,25 @@ impl Replicator {
             let result = writer.write_all(&bytes).await;
             (writer, result)
         };
-        ctx.spawn(write.into_actor(self).map(move |(writer, result), act, ctx| {
-            if attempt != act.attempt {
-                return;
-            }
-            match result {
-                Ok(()) => {
-                    if let Some(link) = act.link.as_mut() {
-                        link.writer = Some(writer);
-                        link.sent = link.sent.max(sent);
+        ctx.spawn(
+            write
+                .into_actor(self)
+                .map(move |(writer, result), act, ctx| {
+                    if attempt != act.attempt {
+                        return;
                     }
-                    act.pump(ctx);
-                }
-                Err(error) => act.drop_link(&format!("write failed: {error}"), ctx),
-            }
-        }));
+                    match result {
+                        Ok(()) => {
+                            if let Some(link) = act.link.as_mut() {
+                                link.writer = Some(writer);
+                                link.sent = link.sent.max(sent);
+                            }
+                            act.pump(ctx);
+                        }
+                        Err(error) => act.drop_link(&format!("write failed: {error}"), ctx),
+                    }
+                }),
+        );
     }
 
     /// End the current link (if any) and reconnect after the backoff.
@@ -448,7 +460,9 @@ impl StreamHandler<Result<String, LinesCodecError>> for Replicator {
     fn handle(&mut self, line: Result<String, LinesCodecError>, ctx: &mut Self::Context) {
         let line = match line {
             Ok(line) => line,
-            Err(error) => return self.drop_link(&format!("bad line from the replica: {error}"), ctx),
+            Err(error) => {
+                return self.drop_link(&format!("bad line from the replica: {error}"), ctx)
+            }
         };
         let mut words = line.split_whitespace();
         let (Some("ACK"), Some(Ok(applied)), Some(Ok(durable))) = (
@@ -456,7 +470,10 @@ impl StreamHandler<Result<String, LinesCodecError>> for Replicator {
             words.next().map(str::parse::<Seq>),
             words.next().map(str::parse::<Seq>),
         ) else {
-            return self.drop_link(&format!("unexpected line from the replica: {line:.80}"), ctx);
+            return self.drop_link(
+                &format!("unexpected line from the replica: {line:.80}"),
+                ctx,
+            );
         };
         self.acked = applied;
         self.durable = durable;

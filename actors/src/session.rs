@@ -124,7 +124,10 @@ enum Step {
     Reply(Reply),
     Info,
     Digest,
-    Wait { replicas: usize, timeout_ms: u64 },
+    Wait {
+        replicas: usize,
+        timeout_ms: u64,
+    },
 }
 
 /// Why a batch could not be answered; each ends the session.
@@ -312,7 +315,10 @@ impl Session {
                 last_write,
             })
         };
-        ctx.wait(work.into_actor(self).map(|result, act, ctx| act.answered(result, ctx)));
+        ctx.wait(
+            work.into_actor(self)
+                .map(|result, act, ctx| act.answered(result, ctx)),
+        );
     }
 
     /// Take the writer back after a batch; close if asked or if the batch failed.
@@ -344,7 +350,10 @@ impl Session {
         };
         if let Some(expected) = &self.config.node.cluster_secret {
             if secret != expected.as_bytes() {
-                warn!(self.log, "replication handshake refused: wrong cluster secret");
+                warn!(
+                    self.log,
+                    "replication handshake refused: wrong cluster secret"
+                );
                 return self.answer(refuse(ErrorReply::WrongSecret), Vec::new(), true, ctx);
             }
         }
@@ -355,7 +364,11 @@ impl Session {
         };
         let work = async move {
             let position = follower.send(Attach { session: me }).await?;
-            let id = position.replication_id.as_deref().unwrap_or("-").to_string();
+            let id = position
+                .replication_id
+                .as_deref()
+                .unwrap_or("-")
+                .to_string();
             let line = format!("POSITION {id} {}\n", position.offset);
             writer.write_all(line.as_bytes()).await?;
             Ok::<_, BatchError>((writer, follower, position.link))
@@ -378,7 +391,12 @@ impl Session {
     }
 
     /// Hand part of the primary's stream to the follower; acknowledge what it applied.
-    fn replicate(&mut self, start: Option<SyncStart>, records: Vec<Entry>, ctx: &mut Context<Self>) {
+    fn replicate(
+        &mut self,
+        start: Option<SyncStart>,
+        records: Vec<Entry>,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(replication) = self.replication.as_mut() else {
             return ctx.stop();
         };
@@ -388,7 +406,15 @@ impl Session {
             start,
             records,
         });
-        self.acknowledge(async move { request.await.map_err(BatchError::from)?.map_err(BatchError::Replication) }, ctx);
+        self.acknowledge(
+            async move {
+                request
+                    .await
+                    .map_err(BatchError::from)?
+                    .map_err(BatchError::Replication)
+            },
+            ctx,
+        );
     }
 
     /// Write `ACK <applied> <durable>` once `ack` resolves.
@@ -422,7 +448,9 @@ impl Session {
     }
 
     fn replication_tick(&mut self, ctx: &mut Context<Self>) {
-        let Some(replication) = self.replication.as_ref() else { return };
+        let Some(replication) = self.replication.as_ref() else {
+            return;
+        };
         if replication.last_heard.elapsed() > self.config.node.replication_timeout {
             warn!(self.log, "the primary went silent; closing its stream";
                 "timeout_ms" => self.config.node.replication_timeout.as_millis() as u64);

@@ -20,11 +20,11 @@ use actix::prelude::*;
 use slog::{error, info, warn, Logger};
 
 use crate::data_dir::{DataDir, FileKind, StorageError};
-use crate::keyspace::Snapshot;
-use crate::replication_id::{self, ReplicationState};
 use crate::durability::{Durability, DurableSender, DurableState, FsyncPolicy};
+use crate::keyspace::Snapshot;
 use crate::record;
 use crate::recovery::Recovered;
+use crate::replication_id::{self, ReplicationState};
 use crate::segment::Segment;
 use crate::snapshot_file;
 use crate::store::{Applied, Seq, Store, StoreSnapshot, TakeSnapshot};

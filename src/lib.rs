@@ -4,6 +4,7 @@
 //! together into the `kvnode` server and the `kvcli` client.
 
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod import;
 pub mod logging;

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use kvstore::config::{Cli, ImportArgs, NodeArgs, NodeCommand, NodeConfig};
+use kvstore::cluster::Cluster;
+use kvstore::config::{Cli, ImportArgs, NodeArgs, NodeCommand, NodeConfig, Role};
 use kvstore::logging::stderr_logger;
 use kvstore::node::Node;
 use slog::{error, info};
@@ -52,6 +53,13 @@ fn serve(args: NodeArgs) -> ExitCode {
         let config = NodeConfig::try_from(args)?;
         // Handlers first, so that a signal during start-up still means a clean stop.
         let signals = StopSignals::install().map_err(RunError::Signals)?;
+        if config.role == Role::Cluster {
+            let cluster = Cluster::start(&config, &log).await?;
+            let signal = signals.wait().await;
+            info!(log, "stop signal received"; "signal" => signal);
+            cluster.shutdown(SHUTDOWN_GRACE).await;
+            return Ok(());
+        }
         let node = Node::start(&config, &log).await?;
         let signal = signals.wait().await;
         info!(log, "stop signal received"; "signal" => signal);

@@ -90,6 +90,8 @@ const TICK: Duration = Duration::from_secs(1);
 struct Link {
     /// `None` while a write is in flight.
     writer: Option<OwnedWriteHalf>,
+    /// The write in flight, cancelled with the link (a stalled replica never finishes it).
+    writing: Option<SpawnHandle>,
     reader: SpawnHandle,
     state: LinkState,
     /// Every mutation up to this one has been written to the socket.
@@ -227,6 +229,7 @@ impl Replicator {
         let partial = id == *self.config.replication_id && self.backlog.covers(offset);
         self.link = Some(Link {
             writer: Some(writer),
+            writing: None,
             reader,
             state: if partial {
                 LinkState::Streaming
@@ -285,7 +288,7 @@ impl Replicator {
                 writer.write_all(&buf).await?;
                 Ok::<_, std::io::Error>((writer, seq, count))
             };
-            ctx.spawn(send.into_actor(act).map(move |result, act, ctx| {
+            let handle = ctx.spawn(send.into_actor(act).map(move |result, act, ctx| {
                 if attempt != act.attempt {
                     return;
                 }
@@ -296,6 +299,7 @@ impl Replicator {
                         }
                         if let Some(link) = act.link.as_mut() {
                             link.writer = Some(writer);
+                            link.writing = None;
                             link.sent = seq;
                             link.state = LinkState::Streaming;
                         }
@@ -307,6 +311,9 @@ impl Replicator {
                     Err(error) => act.drop_link(&format!("write failed: {error}"), ctx),
                 }
             }));
+            if let Some(link) = act.link.as_mut() {
+                link.writing = Some(handle);
+            }
         });
         ctx.spawn(take);
     }
@@ -316,15 +323,20 @@ impl Replicator {
         let Some(link) = self.link.as_ref() else {
             return;
         };
-        if link.state != LinkState::Streaming || link.writer.is_none() {
+        if link.state != LinkState::Streaming {
             return;
         }
+        // Checked even while a write is stalled: a replica that stopped reading is dropped as
+        // soon as the backlog no longer holds what it still needs.
         if !self.backlog.covers(link.sent) {
             let sent = link.sent;
             warn!(self.log, "replica fell out of the backlog; it will be fully resynced";
                 "sent" => sent, "primary_offset" => self.backlog.last_seq(),
                 "backlog_bytes" => self.backlog.bytes());
             return self.drop_link("fell out of the backlog", ctx);
+        }
+        if link.writer.is_none() {
+            return;
         }
         let mutations = self.backlog.after(link.sent, CHUNK_BYTES);
         let Some(last) = mutations.last().map(|m| m.seq) else {
@@ -347,31 +359,37 @@ impl Replicator {
             let result = writer.write_all(&bytes).await;
             (writer, result)
         };
-        ctx.spawn(
-            write
-                .into_actor(self)
-                .map(move |(writer, result), act, ctx| {
-                    if attempt != act.attempt {
-                        return;
-                    }
-                    match result {
-                        Ok(()) => {
-                            if let Some(link) = act.link.as_mut() {
-                                link.writer = Some(writer);
-                                link.sent = link.sent.max(sent);
-                            }
-                            act.pump(ctx);
+        let done = write
+            .into_actor(self)
+            .map(move |(writer, result), act, ctx| {
+                if attempt != act.attempt {
+                    return;
+                }
+                match result {
+                    Ok(()) => {
+                        if let Some(link) = act.link.as_mut() {
+                            link.writer = Some(writer);
+                            link.writing = None;
+                            link.sent = link.sent.max(sent);
                         }
-                        Err(error) => act.drop_link(&format!("write failed: {error}"), ctx),
+                        act.pump(ctx);
                     }
-                }),
-        );
+                    Err(error) => act.drop_link(&format!("write failed: {error}"), ctx),
+                }
+            });
+        let handle = ctx.spawn(done);
+        if let Some(link) = self.link.as_mut() {
+            link.writing = Some(handle);
+        }
     }
 
     /// End the current link (if any) and reconnect after the backoff.
     fn drop_link(&mut self, reason: &str, ctx: &mut Context<Self>) {
         if let Some(link) = self.link.take() {
             ctx.cancel_future(link.reader);
+            if let Some(writing) = link.writing {
+                ctx.cancel_future(writing);
+            }
             if link.state == LinkState::Streaming {
                 warn!(self.log, "replication link lost; reconnecting"; "reason" => reason,
                     "acked" => self.acked);

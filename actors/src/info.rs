@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::follower::{Follower, FollowerInfo, Peek};
 use crate::keyspace::Snapshot;
-use crate::replicator::ReplicaProgress;
+use crate::replicator::{LinkState, ReplicaProgress};
 use crate::store::{Seq, StoreStats};
 
 /// Facts about the node that every session can report.
@@ -83,11 +83,14 @@ impl NodeContext {
         line
     }
 
-    /// How many replicas have acknowledged everything up to `seq`.
+    /// How many connected replicas have acknowledged everything up to `seq`.
     pub fn replicas_at(&self, seq: Seq) -> usize {
         self.replicas
             .iter()
-            .filter(|r| r.borrow().acked >= seq)
+            .filter(|r| {
+                let progress = r.borrow();
+                progress.state == LinkState::Streaming && progress.acked >= seq
+            })
             .count()
     }
 

@@ -51,6 +51,9 @@ impl Default for WriterConfig {
 
 /// How often the writer fsyncs under `everysec`, and retries after a failure.
 const TICK: Duration = Duration::from_secs(1);
+/// The most bytes written but not yet fsynced that the writer keeps for a rewrite; past it,
+/// it fsyncs at once.
+const MAX_UNSYNCED_BYTES: usize = 8 * 1024 * 1024;
 /// How long to wait before trying again after a compaction failed.
 const COMPACTION_RETRY: Duration = Duration::from_secs(30);
 
@@ -261,7 +264,11 @@ impl Writer {
         if let Err(error) = self.write_pending() {
             return self.fail("write", error);
         }
-        if self.config.fsync == FsyncPolicy::Always {
+        // Under `everysec`, written bytes are kept until fsynced; a burst of large writes
+        // fsyncs early rather than let that copy grow with the write rate.
+        let sync_now =
+            self.config.fsync == FsyncPolicy::Always || self.unsynced.len() >= MAX_UNSYNCED_BYTES;
+        if sync_now {
             if let Err(error) = self.sync() {
                 return self.fail("fsync", error);
             }

@@ -21,6 +21,8 @@ use tempfile::TempDir;
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Poll `condition` until it holds, failing the test with `what` at the deadline.
+pub mod proxy;
+
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();
     while !condition() {
@@ -67,8 +69,27 @@ impl NodeProcess {
 
     /// Start a primary on `data_dir`, or report how it exited instead of listening.
     pub fn try_start_in(data_dir: &Path, extra: &[&str]) -> Result<NodeProcess, StartFailure> {
+        NodeProcess::try_start_at("127.0.0.1:0", data_dir, extra)
+    }
+
+    /// Start a node listening on `listen` (a restarted replica keeps its port).
+    pub fn start_at(listen: &str, data_dir: &Path, extra: &[&str]) -> NodeProcess {
+        NodeProcess::try_start_at(listen, data_dir, extra).unwrap_or_else(|failure| {
+            panic!(
+                "kvnode did not start ({}):\n{}",
+                failure.status, failure.log
+            )
+        })
+    }
+
+    /// Start a node on `listen` and `data_dir`, or report how it exited instead.
+    pub fn try_start_at(
+        listen: &str,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> Result<NodeProcess, StartFailure> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kvnode"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .stdin(Stdio::null())

@@ -22,6 +22,7 @@ pub mod replication_id;
 pub mod replicator;
 pub mod reply;
 pub mod segment;
+pub mod resp;
 pub mod session;
 pub mod snapshot_file;
 pub mod store;

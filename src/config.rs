@@ -150,9 +150,14 @@ pub struct NodeArgs {
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_clients: u64,
 
+    /// Largest value a RESP client may send (as Redis's proto-max-bulk-len).
+    #[arg(long, value_name = "BYTES", default_value_t = 512 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(16..=1 << 32))]
+    pub max_value_bytes: u64,
+
     /// Most reply bytes one client may have queued for one batch of pipelined requests;
     /// past it the client is told so and disconnected.
-    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024 * 1024,
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1024..))]
     pub client_output_limit: u64,
 
@@ -191,6 +196,7 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub replicas: Vec<SocketAddr>,
     pub max_line_bytes: usize,
+    pub max_value_bytes: usize,
     pub max_clients: usize,
     pub client_output_limit: usize,
     pub io_threads: usize,
@@ -205,10 +211,10 @@ pub struct NodeConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
-        "--client-output-limit ({output}) must be larger than --max-line-bytes ({line}), \
-         or a value that could be stored could never be read back"
+        "--client-output-limit ({output}) must be larger than --max-line-bytes and \
+         --max-value-bytes ({largest}), or a value that could be stored could never be read back"
     )]
-    OutputBelowLine { output: u64, line: u64 },
+    OutputBelowValue { output: u64, largest: u64 },
 }
 
 impl NodeConfig {
@@ -227,10 +233,11 @@ impl TryFrom<NodeArgs> for NodeConfig {
     type Error = ConfigError;
 
     fn try_from(args: NodeArgs) -> Result<Self, ConfigError> {
-        if args.client_output_limit <= args.max_line_bytes {
-            return Err(ConfigError::OutputBelowLine {
+        let largest = args.max_line_bytes.max(args.max_value_bytes);
+        if args.client_output_limit <= largest {
+            return Err(ConfigError::OutputBelowValue {
                 output: args.client_output_limit,
-                line: args.max_line_bytes,
+                largest,
             });
         }
         let default_port = match args.role {
@@ -248,6 +255,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
                 .unwrap_or_else(|| PathBuf::from("kvdata").join(args.role.as_str())),
             replicas: args.replicas,
             max_line_bytes: to_usize(args.max_line_bytes),
+            max_value_bytes: to_usize(args.max_value_bytes),
             max_clients: to_usize(args.max_clients),
             client_output_limit: to_usize(args.client_output_limit),
             io_threads: args.io_threads.map_or(cores, to_usize),

@@ -172,6 +172,7 @@ impl Node {
             session: Arc::new(SessionConfig {
                 read_only: config.role == Role::Replica,
                 max_line_bytes: config.max_line_bytes,
+                max_value_bytes: config.max_value_bytes,
                 output_limit: config.client_output_limit,
                 durability,
                 node: node_context.clone(),

@@ -133,6 +133,8 @@ fn a_batch_whose_replies_pass_the_output_limit_disconnects_that_client() {
         "100000",
         "--max-line-bytes",
         "50000",
+        "--max-value-bytes",
+        "50000",
     ]);
     let value = "v".repeat(10_000);
     node.client().put(b"big", value.as_bytes()).unwrap();

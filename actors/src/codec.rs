@@ -4,6 +4,9 @@
 //! client that pipelines many requests has them handled as one batch: one message to the Store
 //! and one write of the replies.
 //!
+//! A connection whose first byte is `*` speaks RESP2 (the Redis protocol) for its whole life:
+//! the codec then decodes RESP arrays into the same requests, in batches too.
+//!
 //! A connection that opens with `REPLICATE` is a primary's replication stream: after that line
 //! the codec reads one control line (`FULLSYNC <id> <seq>` or `CONTINUE <id> <offset>`) and
 //! then binary records (see `record.rs`), yielded in batches too.
@@ -14,6 +17,7 @@ use tokio_util::codec::Decoder;
 
 use crate::command::{self, Command, CommandError};
 use crate::record::{self, Entry};
+use crate::resp;
 use crate::store::Seq;
 
 /// One non-blank request line, parsed or refused.
@@ -30,6 +34,8 @@ pub enum Frame {
     SyncStart(SyncStart),
     /// A batch of replication records.
     Records(Vec<Entry>),
+    /// A batch of requests sent over RESP.
+    Resp(Vec<Request>),
 }
 
 /// The primary's choice after learning the replica's position.
@@ -50,6 +56,9 @@ pub enum CodecError {
     LineTooLong { limit: usize },
     #[error("bad replication stream: {0}")]
     Replication(String),
+    /// Malformed RESP; the client is told and the connection closed, as Redis does.
+    #[error(transparent)]
+    Resp(#[from] resp::ProtocolError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -57,7 +66,10 @@ pub enum CodecError {
 /// What the codec expects next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
+    /// Nothing received yet: the first byte decides between lines and RESP.
+    Start,
     Requests,
+    Resp,
     /// After `REPLICATE`: the control line.
     SyncStart,
     Records,
@@ -74,6 +86,8 @@ pub struct LineCodec {
     mode: Mode,
     /// A `REPLICATE` line read at the end of a batch, yielded by the next call.
     replicate: Option<Bytes>,
+    /// The largest value (RESP bulk string) accepted.
+    max_value: usize,
 }
 
 impl LineCodec {
@@ -84,15 +98,36 @@ impl LineCodec {
             max_line,
             max_batch: max_batch.max(1),
             scanned: 0,
-            mode: Mode::Requests,
+            mode: Mode::Start,
             replicate: None,
+            max_value: max_line,
         }
+    }
+
+    /// Accept RESP values of up to `max_value` bytes (by default, as long as a line).
+    pub fn max_value(mut self, max_value: usize) -> Self {
+        self.max_value = max_value;
+        self
+    }
+
+    fn decode_resp(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        let mut batch = Vec::new();
+        while batch.len() < self.max_batch {
+            match resp::decode_request(src, self.max_value) {
+                Ok(Some(args)) => batch.extend(command::from_resp(args)),
+                Ok(None) => break,
+                // Answer the requests before it first; the next call reports the error.
+                Err(_) if !batch.is_empty() => break,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok((!batch.is_empty()).then_some(Frame::Resp(batch)))
     }
 
     /// The largest record accepted on a replication stream: a value as large as a request
     /// line allows, with room for its key and header.
     fn max_record(&self) -> usize {
-        self.max_line + 64 * 1024
+        self.max_line.max(self.max_value) + 64 * 1024
     }
 
     fn decode_sync_start(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
@@ -149,8 +184,16 @@ impl Decoder for LineCodec {
             self.mode = Mode::SyncStart;
             return Ok(Some(Frame::Replicate { secret }));
         }
+        if self.mode == Mode::Start {
+            match src.first() {
+                None => return Ok(None),
+                Some(b'*') => self.mode = Mode::Resp,
+                Some(_) => self.mode = Mode::Requests,
+            }
+        }
         match self.mode {
-            Mode::Requests => {}
+            Mode::Start | Mode::Requests => {}
+            Mode::Resp => return self.decode_resp(src),
             Mode::SyncStart => return self.decode_sync_start(src),
             Mode::Records => return self.decode_records(src),
         }

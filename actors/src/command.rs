@@ -31,12 +31,33 @@ pub enum Command {
     /// `REPLICATE <secret>`: a primary opening its replication stream (`-` for no secret).
     /// From here on the connection carries replication, not requests.
     Replicate { secret: Bytes },
+    /// RESP `DEL key [key ...]`: answers how many of the keys existed.
+    DelMany(Vec<Bytes>),
+    /// RESP `EXISTS key [key ...]`: answers how many of the keys exist.
+    Exists(Vec<Bytes>),
+    /// RESP `MGET key [key ...]`: answers each value, or nil.
+    MGet(Vec<Bytes>),
+    /// RESP `MSET key value [key value ...]`.
+    MSet(Vec<(Bytes, Bytes)>),
+    /// RESP `DBSIZE`: the number of keys.
+    DbSize,
+    /// RESP `ECHO msg` and `PING msg`: answers `msg`.
+    Echo(Bytes),
+    /// RESP `COMMAND ...`: an empty array, enough for clients that ask on connect.
+    CommandDocs,
+    /// Accepted and answered `OK` with no effect: `CLIENT SETNAME`/`SETINFO`, `SELECT 0`.
+    Accept,
+    /// RESP `HELLO [protover]`: only RESP2 is spoken, so clients fall back to it.
+    Hello { version: Option<u64> },
 }
 
 impl Command {
     /// Whether the command changes data, which a replica refuses.
     pub fn is_write(&self) -> bool {
-        matches!(self, Command::Put { .. } | Command::Del { .. })
+        matches!(
+            self,
+            Command::Put { .. } | Command::Del { .. } | Command::DelMany(_) | Command::MSet(_)
+        )
     }
 }
 
@@ -49,6 +70,9 @@ pub enum CommandError {
     /// The verb is not one the protocol knows (shown printable and shortened).
     #[error("unknown command '{0}'")]
     Unknown(String),
+    /// A RESP request error, worded as Redis words it (the code word, then the message).
+    #[error("{0}")]
+    Redis(String),
 }
 
 const PUT_USAGE: &str = "PUT <key> <value>";
@@ -258,6 +282,176 @@ mod tests {
                 key: Bytes::from_static(b"\xff\x00"),
                 value: Bytes::from_static(b"\xfe v"),
             }))
+        );
+    }
+}
+
+/// Parse a RESP request (the array's elements: the command name, then its arguments).
+///
+/// Answers `None` for an empty array, which Redis ignores. Errors are worded as Redis words
+/// them, so clients and people who know Redis recognise them.
+pub fn from_resp(mut args: Vec<Bytes>) -> Option<Result<Command, CommandError>> {
+    if args.is_empty() {
+        return None;
+    }
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    let argc = args.len();
+    let wrong_args = || {
+        CommandError::Redis(format!(
+            "ERR wrong number of arguments for '{}' command",
+            printable(name.as_bytes())
+        ))
+    };
+    let integer = |arg: &Bytes| -> Result<u64, CommandError> {
+        std::str::from_utf8(arg)
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(|| {
+                CommandError::Redis("ERR value is not an integer or out of range".into())
+            })
+    };
+    let keys = |args: &mut Vec<Bytes>| args.drain(1..).collect::<Vec<_>>();
+    let command = match (name.as_str(), argc) {
+        ("get", 2) => Ok(Command::Get {
+            key: args.swap_remove(1),
+        }),
+        ("set", 3) => {
+            let value = args.swap_remove(2);
+            let key = args.swap_remove(1);
+            Ok(Command::Put { key, value })
+        }
+        ("set", n) if n > 3 => Err(CommandError::Redis(
+            "ERR SET options (EX, PX, NX, XX, GET, KEEPTTL) are not supported; use SET key value"
+                .into(),
+        )),
+        ("del", n) if n >= 2 => Ok(Command::DelMany(keys(&mut args))),
+        ("exists", n) if n >= 2 => Ok(Command::Exists(keys(&mut args))),
+        ("mget", n) if n >= 2 => Ok(Command::MGet(keys(&mut args))),
+        ("mset", n) if n >= 3 && n % 2 == 1 => {
+            let rest = keys(&mut args);
+            let mut pairs = Vec::with_capacity(rest.len() / 2);
+            let mut rest = rest.into_iter();
+            while let (Some(key), Some(value)) = (rest.next(), rest.next()) {
+                pairs.push((key, value));
+            }
+            Ok(Command::MSet(pairs))
+        }
+        ("dbsize", 1) => Ok(Command::DbSize),
+        ("ping", 1) => Ok(Command::Ping),
+        ("ping", 2) | ("echo", 2) => Ok(Command::Echo(args.swap_remove(1))),
+        ("info", _) => Ok(Command::Info),
+        ("digest", 1) => Ok(Command::Digest),
+        ("wait", 3) => integer(&args[1]).and_then(|replicas| {
+            Ok(Command::Wait {
+                replicas: u32::try_from(replicas).map_err(|_| {
+                    CommandError::Redis("ERR value is not an integer or out of range".into())
+                })?,
+                timeout_ms: integer(&args[2])?,
+            })
+        }),
+        ("quit", _) => Ok(Command::Exit),
+        ("command", _) => Ok(Command::CommandDocs),
+        ("client", n) if n >= 2 => {
+            let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+            match sub.as_str() {
+                "setname" | "setinfo" => Ok(Command::Accept),
+                _ => Err(CommandError::Redis(format!(
+                    "ERR CLIENT {} is not supported",
+                    printable(sub.as_bytes())
+                ))),
+            }
+        }
+        ("select", 2) => match integer(&args[1]) {
+            Ok(0) => Ok(Command::Accept),
+            _ => Err(CommandError::Redis("ERR DB index is out of range".into())),
+        },
+        ("hello", 1) => Ok(Command::Hello { version: None }),
+        ("hello", _) => integer(&args[1]).map(|v| Command::Hello { version: Some(v) }),
+        (
+            "get" | "set" | "del" | "exists" | "mget" | "mset" | "dbsize" | "ping" | "echo"
+            | "digest" | "wait" | "client" | "select",
+            _,
+        ) => Err(wrong_args()),
+        _ => {
+            let mut message = format!(
+                "ERR unknown command '{}', with args beginning with:",
+                printable(&args[0])
+            );
+            for arg in args.iter().skip(1).take(3) {
+                message.push_str(&format!(" '{}'", printable(arg)));
+            }
+            Err(CommandError::Redis(message))
+        }
+    };
+    Some(command)
+}
+
+#[cfg(test)]
+mod resp_tests {
+    use super::*;
+
+    fn resp(args: &[&str]) -> Option<Result<Command, CommandError>> {
+        from_resp(
+            args.iter()
+                .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+                .collect(),
+        )
+    }
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn redis_commands_map_onto_the_same_operations() {
+        assert_eq!(
+            resp(&["set", "k", "v"]),
+            Some(Ok(Command::Put {
+                key: b("k"),
+                value: b("v")
+            }))
+        );
+        assert_eq!(resp(&["GET", "k"]), Some(Ok(Command::Get { key: b("k") })));
+        assert_eq!(
+            resp(&["DEL", "a", "b"]),
+            Some(Ok(Command::DelMany(vec![b("a"), b("b")])))
+        );
+        assert_eq!(
+            resp(&["MSET", "a", "1", "b", "2"]),
+            Some(Ok(Command::MSet(vec![(b("a"), b("1")), (b("b"), b("2"))])))
+        );
+        assert_eq!(resp(&["ping", "hi"]), Some(Ok(Command::Echo(b("hi")))));
+        assert_eq!(resp(&["SELECT", "0"]), Some(Ok(Command::Accept)));
+        assert_eq!(
+            resp(&["CLIENT", "SETINFO", "lib-name", "x"]),
+            Some(Ok(Command::Accept))
+        );
+        assert_eq!(
+            resp(&["HELLO", "3"]),
+            Some(Ok(Command::Hello { version: Some(3) }))
+        );
+        assert_eq!(resp(&[]), None);
+    }
+
+    #[test]
+    fn errors_are_worded_as_redis_words_them() {
+        let err = |args: &[&str]| match resp(args) {
+            Some(Err(CommandError::Redis(text))) => text,
+            other => panic!("expected an error, got {other:?}"),
+        };
+        assert_eq!(
+            err(&["GET"]),
+            "ERR wrong number of arguments for 'get' command"
+        );
+        assert_eq!(
+            err(&["MSET", "a"]),
+            "ERR wrong number of arguments for 'mset' command"
+        );
+        assert!(err(&["SET", "k", "v", "EX", "10"]).contains("not supported"));
+        assert_eq!(err(&["SELECT", "1"]), "ERR DB index is out of range");
+        assert_eq!(
+            err(&["FOO", "a"]),
+            "ERR unknown command 'FOO', with args beginning with: 'a'"
         );
     }
 }

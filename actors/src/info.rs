@@ -136,6 +136,17 @@ impl NodeContext {
     }
 }
 
+/// The `INFO` line as Redis clients expect it over RESP: a heading, then one `field:value`
+/// line per field.
+pub fn redis_style(line: &str) -> String {
+    let mut text = String::from("# kvstore\r\n");
+    for field in line.split(' ') {
+        text.push_str(&field.replacen('=', ":", 1));
+        text.push_str("\r\n");
+    }
+    text
+}
+
 /// A replica's replication state, or `None` if its follower is gone.
 pub async fn follower_info(follower: &Addr<Follower>) -> Option<FollowerInfo> {
     follower.send(Peek).await.ok()

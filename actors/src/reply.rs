@@ -1,7 +1,9 @@
-//! The replies of the line protocol and how each is written on the wire.
+//! Replies, and how each is written on the wire in either protocol.
 //!
-//! Every reply is exactly one line. Encoding appends to the session's output buffer, so a reply
-//! costs no allocation of its own.
+//! A reply is a protocol-neutral value: the session decides what to answer, and the
+//! connection's [`Protocol`] decides how it looks. In the line protocol every reply is exactly
+//! one line; in RESP it is a typed RESP2 value. Encoding appends to the session's output
+//! buffer, so a reply costs no allocation of its own.
 
 use std::fmt::Write as _;
 
@@ -9,6 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
 use crate::command::CommandError;
+use crate::resp;
 use crate::store::Outcome;
 
 /// One reply line.
@@ -26,6 +29,10 @@ pub enum Reply {
     Goodbye,
     /// A line of text: INFO, DIGEST and WAIT answers, and replication control lines.
     Text(String),
+    /// A number (RESP `:n`; a decimal line in the line protocol).
+    Integer(i64),
+    /// Several replies (RESP arrays: MGET, COMMAND, HELLO).
+    Array(Vec<Reply>),
     /// `ERROR: ...`
     Error(ErrorReply),
 }
@@ -49,6 +56,8 @@ pub enum ErrorReply {
     WrongSecret,
     #[error("WAIT cannot be used on a replica")]
     WaitOnReplica,
+    #[error("a stored value contains a newline, which a line cannot carry; read it over RESP (redis-cli)")]
+    NeedsResp,
     /// The write could not be made durable, or writes are refused until the disk recovers.
     #[error("persistence failed: {0}")]
     PersistenceFailed(std::sync::Arc<str>),
@@ -64,12 +73,46 @@ impl From<Outcome> for Reply {
     }
 }
 
+/// How a connection frames its replies: chosen by the first byte the client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// The line protocol of the C++ store.
+    #[default]
+    Line,
+    /// RESP2, the Redis protocol.
+    Resp,
+}
+
+impl ErrorReply {
+    /// The error as Redis would word it: a code word, then the message.
+    pub fn resp_text(&self) -> String {
+        match self {
+            ErrorReply::Command(CommandError::Redis(text)) => text.clone(),
+            ErrorReply::ReadOnly => "READONLY You can't write against a read only replica.".into(),
+            ErrorReply::MaxClients => "ERR max number of clients reached".into(),
+            ErrorReply::WaitOnReplica => "ERR WAIT cannot be used with replica instances".into(),
+            other => format!("ERR {other}"),
+        }
+    }
+}
+
 impl Reply {
+    /// Append this reply to `out` as `protocol` frames it.
+    pub fn encode(&self, protocol: Protocol, out: &mut BytesMut) {
+        match protocol {
+            Protocol::Line => self.encode_line(out),
+            Protocol::Resp => self.encode_resp(out),
+        }
+    }
+
     /// Append this reply, with its `\n`, to `out`.
-    pub fn encode(&self, out: &mut BytesMut) {
+    pub fn encode_line(&self, out: &mut BytesMut) {
         match self {
             Reply::Ok => out.put_slice(b"OK\n"),
             Reply::NotFound => out.put_slice(b"NOT_FOUND\n"),
+            Reply::Value(value) if value.contains(&b'\n') => {
+                Reply::Error(ErrorReply::NeedsResp).encode_line(out)
+            }
             Reply::Value(value) => {
                 out.reserve(value.len() + 1);
                 out.put_slice(value);
@@ -81,6 +124,13 @@ impl Reply {
                 out.put_slice(text.as_bytes());
                 out.put_u8(b'\n');
             }
+            Reply::Integer(n) => {
+                let _ = writeln!(out, "{n}");
+            }
+            Reply::Array(items) => {
+                // Only RESP commands answer arrays; keep the one-line framing regardless.
+                let _ = writeln!(out, "{}", items.len());
+            }
             Reply::Error(error) => {
                 // Writing to a BytesMut cannot fail.
                 let _ = writeln!(out, "ERROR: {error}");
@@ -88,10 +138,29 @@ impl Reply {
         }
     }
 
+    /// Append this reply as a RESP2 value.
+    pub fn encode_resp(&self, out: &mut BytesMut) {
+        match self {
+            Reply::Ok | Reply::Goodbye => resp::simple(out, "OK"),
+            Reply::NotFound => resp::null(out),
+            Reply::Value(value) => resp::bulk(out, value),
+            Reply::Pong => resp::simple(out, "PONG"),
+            Reply::Text(text) => resp::bulk(out, text.as_bytes()),
+            Reply::Integer(n) => resp::integer(out, *n),
+            Reply::Array(items) => {
+                resp::array_header(out, items.len());
+                for item in items {
+                    item.encode_resp(out);
+                }
+            }
+            Reply::Error(error) => resp::error(out, &error.resp_text()),
+        }
+    }
+
     /// The encoded line, for tests and clients.
     pub fn to_line(&self) -> Bytes {
         let mut out = BytesMut::new();
-        self.encode(&mut out);
+        self.encode_line(&mut out);
         out.freeze()
     }
 }

@@ -48,7 +48,9 @@ pub fn decode_request(
             return Ok(None);
         }
         if &buf[end..end + 2] != b"\r\n" {
-            return Err(ProtocolError("expected '\\r\\n' after a bulk string".into()));
+            return Err(ProtocolError(
+                "expected '\\r\\n' after a bulk string".into(),
+            ));
         }
         spans.push((start, end));
         pos = end + 2;
@@ -183,7 +185,10 @@ mod tests {
         assert!(decode(b"*1\r\n$-5\r\n").is_err());
         assert!(decode(b"*1\r\n$3\r\nabcde").is_err());
         assert!(decode(b"*99999999999\r\n").is_err());
-        assert!(decode(b"*1\r\n$2147483648\r\n").is_err(), "over the bulk limit");
+        assert!(
+            decode(b"*1\r\n$2147483648\r\n").is_err(),
+            "over the bulk limit"
+        );
         assert!(decode(b"*1234567890123456789012345678901234\r\n").is_err());
     }
 
@@ -196,6 +201,9 @@ mod tests {
         bulk(&mut out, b"v");
         null(&mut out);
         array_header(&mut out, 2);
-        assert_eq!(&out[..], b"+OK\r\n-ERR bad  thing\r\n:-3\r\n$1\r\nv\r\n$-1\r\n*2\r\n");
+        assert_eq!(
+            &out[..],
+            b"+OK\r\n-ERR bad  thing\r\n:-3\r\n$1\r\nv\r\n$-1\r\n*2\r\n"
+        );
     }
 }

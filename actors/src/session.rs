@@ -29,11 +29,13 @@ use tokio_util::codec::FramedRead;
 
 use crate::codec::{CodecError, Frame, LineCodec, Request, SyncStart};
 use crate::command::Command;
+use crate::command::CommandError;
 use crate::durability::Durability;
 use crate::follower::{Ack, Attach, CurrentAck, Detach, Follower, Stream};
 use crate::info::{self, NodeContext};
 use crate::record::Entry;
-use crate::reply::{ErrorReply, Reply};
+use crate::reply::{ErrorReply, Protocol, Reply};
+use crate::resp;
 use crate::store::{Batch, Op, Outcome, Seq, Stats, Store, TakeSnapshot};
 
 /// Settings every session of a node shares.
@@ -45,6 +47,8 @@ pub struct SessionConfig {
     pub max_line_bytes: usize,
     /// The most requests handled as one batch.
     pub max_batch: usize,
+    /// The largest value a RESP client may send.
+    pub max_value_bytes: usize,
     /// The most reply bytes one batch may produce before the client is disconnected
     /// (a client output buffer hard limit, as Redis has).
     pub output_limit: usize,
@@ -61,7 +65,8 @@ impl Default for SessionConfig {
             read_only: false,
             max_line_bytes: 1024 * 1024,
             max_batch: 1024,
-            output_limit: 256 * 1024 * 1024,
+            max_value_bytes: 512 * 1024 * 1024,
+            output_limit: 1024 * 1024 * 1024,
             durability: Durability::none(),
             node: NodeContext {
                 role: "primary",
@@ -107,6 +112,8 @@ pub struct Session {
     last_write: Seq,
     /// Set once the connection is a primary's replication stream.
     replication: Option<Replication>,
+    /// How replies are framed: the line protocol, or RESP once the client spoke it.
+    protocol: Protocol,
 }
 
 /// A replication stream's state.
@@ -118,8 +125,12 @@ struct Replication {
 
 /// What answers one request.
 enum Step {
-    /// The Store, through the batch's next outcome.
-    Store,
+    /// The Store, through the batch's next `ops` outcomes, folded into one reply.
+    Store {
+        ops: usize,
+        fold: Fold,
+    },
+    DbSize,
     /// The session itself, with this reply.
     Reply(Reply),
     Info,
@@ -128,6 +139,21 @@ enum Step {
         replicas: usize,
         timeout_ms: u64,
     },
+}
+
+/// How the outcomes of one request's ops become its reply.
+#[derive(Clone, Copy)]
+enum Fold {
+    /// One op: its value, `OK` or not found.
+    One,
+    /// RESP `DEL`: how many keys were removed.
+    CountApplied,
+    /// RESP `EXISTS`: how many keys were found.
+    CountFound,
+    /// RESP `MGET`: each value or nil.
+    Values,
+    /// RESP `MSET`: `OK`.
+    AllOk,
 }
 
 /// Why a batch could not be answered; each ends the session.
@@ -164,7 +190,8 @@ impl Session {
         let (reader, writer) = stream.into_split();
         let log = log.new(slog::o!("peer" => peer.to_string(), "session" => id));
         Ok(Session::create(move |ctx| {
-            let codec = LineCodec::new(config.max_line_bytes, config.max_batch);
+            let codec = LineCodec::new(config.max_line_bytes, config.max_batch)
+                .max_value(config.max_value_bytes);
             ctx.add_stream(FramedRead::new(reader, codec));
             Session {
                 id,
@@ -177,6 +204,7 @@ impl Session {
                 out: BytesMut::with_capacity(4096),
                 last_write: 0,
                 replication: None,
+                protocol: Protocol::Line,
             }
         }))
     }
@@ -197,16 +225,62 @@ impl Session {
                 }
                 Ok(Command::Get { key }) => {
                     ops.push(Op::Get(key));
-                    Step::Store
+                    Step::Store {
+                        ops: 1,
+                        fold: Fold::One,
+                    }
                 }
                 Ok(Command::Put { key, value }) => {
                     ops.push(Op::Put(key, value));
-                    Step::Store
+                    Step::Store {
+                        ops: 1,
+                        fold: Fold::One,
+                    }
                 }
                 Ok(Command::Del { key }) => {
                     ops.push(Op::Del(key));
-                    Step::Store
+                    Step::Store {
+                        ops: 1,
+                        fold: Fold::One,
+                    }
                 }
+                Ok(Command::DelMany(keys)) => {
+                    let n = keys.len();
+                    ops.extend(keys.into_iter().map(Op::Del));
+                    Step::Store {
+                        ops: n,
+                        fold: Fold::CountApplied,
+                    }
+                }
+                Ok(Command::Exists(keys)) => {
+                    let n = keys.len();
+                    ops.extend(keys.into_iter().map(Op::Get));
+                    Step::Store {
+                        ops: n,
+                        fold: Fold::CountFound,
+                    }
+                }
+                Ok(Command::MGet(keys)) => {
+                    let n = keys.len();
+                    ops.extend(keys.into_iter().map(Op::Get));
+                    Step::Store {
+                        ops: n,
+                        fold: Fold::Values,
+                    }
+                }
+                Ok(Command::MSet(pairs)) => {
+                    let n = pairs.len();
+                    ops.extend(pairs.into_iter().map(|(k, v)| Op::Put(k, v)));
+                    Step::Store {
+                        ops: n,
+                        fold: Fold::AllOk,
+                    }
+                }
+                Ok(Command::DbSize) => Step::DbSize,
+                Ok(Command::Echo(message)) => Step::Reply(Reply::Value(message)),
+                Ok(Command::CommandDocs) => Step::Reply(Reply::Array(Vec::new())),
+                Ok(Command::Accept) => Step::Reply(Reply::Ok),
+                Ok(Command::Hello { version }) => Step::Reply(self.hello(version)),
                 Ok(Command::Ping) => Step::Reply(Reply::Pong),
                 Ok(Command::Info) => Step::Info,
                 Ok(Command::Digest) => Step::Digest,
@@ -249,6 +323,7 @@ impl Session {
         let mut durability = self.config.durability.clone();
         let config = self.config.clone();
         let mut last_write = self.last_write;
+        let protocol = self.protocol;
         let work = async move {
             let (outcomes, last_seq) = match store_reply {
                 Some(reply) => {
@@ -267,24 +342,36 @@ impl Session {
             for step in steps {
                 let reply = match step {
                     Step::Reply(reply) => reply,
-                    Step::Store => match (outcomes.next(), &not_durable) {
-                        (Some(Outcome::Applied(seq)), Some(reason)) => {
-                            last_write = last_write.max(seq);
-                            Reply::Error(ErrorReply::PersistenceFailed(reason.clone()))
+                    Step::Store { ops, fold } => {
+                        let taken: Vec<Outcome> = outcomes.by_ref().take(ops).collect();
+                        let mut wrote = false;
+                        for outcome in &taken {
+                            if let Outcome::Applied(seq) = outcome {
+                                last_write = last_write.max(*seq);
+                                wrote = true;
+                            }
                         }
-                        (Some(Outcome::Applied(seq)), None) => {
-                            last_write = last_write.max(seq);
-                            Reply::Ok
+                        match (&not_durable, wrote) {
+                            // Under `--fsync always`, a write that is not on disk is an error.
+                            (Some(reason), true) => {
+                                Reply::Error(ErrorReply::PersistenceFailed(reason.clone()))
+                            }
+                            _ => fold_outcomes(fold, taken),
                         }
-                        (outcome, _) => outcome.map_or(Reply::NotFound, Reply::from),
-                    },
+                    }
+                    Step::DbSize => Reply::Integer(store.send(Stats).await?.keys as i64),
                     Step::Info => {
                         let stats = store.send(Stats).await?;
                         let follower = match &config.node.follower {
                             Some(follower) => info::follower_info(follower).await,
                             None => None,
                         };
-                        Reply::Text(config.node.info_line(stats, follower))
+                        let line = config.node.info_line(stats, follower);
+                        Reply::Text(match protocol {
+                            Protocol::Line => line,
+                            // Redis clients read INFO as `field:value` lines under a heading.
+                            Protocol::Resp => info::redis_style(&line),
+                        })
                     }
                     Step::Digest => Reply::Text(digest(&store).await?),
                     Step::Wait {
@@ -307,7 +394,7 @@ impl Session {
                 replies = vec![Reply::Error(ErrorReply::OutputLimit { limit })];
                 close = true;
             }
-            write_replies(&mut writer, &mut out, &replies).await?;
+            write_replies(&mut writer, &mut out, &replies, protocol).await?;
             Ok::<_, BatchError>(Answered {
                 writer,
                 out,
@@ -340,6 +427,37 @@ impl Session {
                 ctx.stop();
             }
         }
+    }
+
+    /// `HELLO`: RESP3 is refused with `NOPROTO`, so clients fall back to RESP2; otherwise the
+    /// server's description, as Redis gives it.
+    fn hello(&self, version: Option<u64>) -> Reply {
+        if version.is_some_and(|v| v != 2) {
+            let text = "NOPROTO sorry, this protocol version is not supported".to_string();
+            return Reply::Error(ErrorReply::Command(CommandError::Redis(text)));
+        }
+        let text = |s: &str| Reply::Value(bytes::Bytes::copy_from_slice(s.as_bytes()));
+        let role = if self.config.read_only {
+            "replica"
+        } else {
+            "master"
+        };
+        Reply::Array(vec![
+            text("server"),
+            text("kvstore"),
+            text("version"),
+            text(env!("CARGO_PKG_VERSION")),
+            text("proto"),
+            Reply::Integer(2),
+            text("id"),
+            Reply::Integer(self.id as i64),
+            text("mode"),
+            text("standalone"),
+            text("role"),
+            text(role),
+            text("modules"),
+            Reply::Array(Vec::new()),
+        ])
     }
 
     /// A primary opened a replication stream on this connection.
@@ -461,6 +579,30 @@ impl Session {
     }
 }
 
+/// The reply to one request from the outcomes of its ops.
+fn fold_outcomes(fold: Fold, outcomes: Vec<Outcome>) -> Reply {
+    match fold {
+        Fold::One => outcomes
+            .into_iter()
+            .next()
+            .map_or(Reply::NotFound, Reply::from),
+        Fold::CountApplied => Reply::Integer(
+            outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Applied(_)))
+                .count() as i64,
+        ),
+        Fold::CountFound => Reply::Integer(
+            outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Value(_)))
+                .count() as i64,
+        ),
+        Fold::Values => Reply::Array(outcomes.into_iter().map(Reply::from).collect()),
+        Fold::AllOk => Reply::Ok,
+    }
+}
+
 /// `DIGEST`: hash a snapshot of the data on a thread of its own, so the Store and this
 /// session's arbiter keep serving while it runs.
 async fn digest(store: &Addr<Store>) -> Result<String, BatchError> {
@@ -499,15 +641,24 @@ async fn write_replies(
     writer: &mut OwnedWriteHalf,
     out: &mut BytesMut,
     replies: &[Reply],
+    protocol: Protocol,
 ) -> io::Result<()> {
     for reply in replies {
-        match reply {
-            Reply::Value(value) if value.len() >= FLUSH_BYTES => {
+        match (reply, protocol) {
+            (Reply::Value(value), Protocol::Line)
+                if value.len() >= FLUSH_BYTES && !value.contains(&b'\n') =>
+            {
                 flush(writer, out).await?;
                 writer.write_all(value).await?;
                 out.extend_from_slice(b"\n");
             }
-            _ => reply.encode(out),
+            (Reply::Value(value), Protocol::Resp) if value.len() >= FLUSH_BYTES => {
+                resp::bulk_header(out, value.len());
+                flush(writer, out).await?;
+                writer.write_all(value).await?;
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => reply.encode(protocol, out),
         }
         if out.len() >= FLUSH_BYTES {
             flush(writer, out).await?;
@@ -546,12 +697,24 @@ impl StreamHandler<Result<Frame, CodecError>> for Session {
     fn handle(&mut self, item: Result<Frame, CodecError>, ctx: &mut Self::Context) {
         match item {
             Ok(Frame::Requests(requests)) => self.respond(requests, false, ctx),
+            Ok(Frame::Resp(requests)) => {
+                self.protocol = Protocol::Resp;
+                self.respond(requests, false, ctx)
+            }
             Ok(Frame::Replicate { secret }) => self.start_replication(&secret, ctx),
             Ok(Frame::SyncStart(start)) => self.replicate(Some(start), Vec::new(), ctx),
             Ok(Frame::Records(records)) => self.replicate(None, records, ctx),
             Err(CodecError::LineTooLong { limit }) => {
                 warn!(self.log, "line too long; closing connection"; "limit" => limit);
                 let refusal = Step::Reply(Reply::Error(ErrorReply::LineTooLong { limit }));
+                self.answer(vec![refusal], Vec::new(), true, ctx);
+            }
+            Err(CodecError::Resp(error)) => {
+                debug!(self.log, "malformed RESP; closing connection"; "error" => %error);
+                self.protocol = Protocol::Resp;
+                let text = format!("ERR {error}");
+                let refusal =
+                    Step::Reply(Reply::Error(ErrorReply::Command(CommandError::Redis(text))));
                 self.answer(vec![refusal], Vec::new(), true, ctx);
             }
             Err(CodecError::Replication(error)) => {

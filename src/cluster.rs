@@ -50,7 +50,7 @@ impl Cluster {
         let primary = NodeConfig {
             role: Role::Primary,
             data_dir: root.join("primary"),
-            replicas: replicas.iter().map(|r| r.addr).collect(),
+            replicas: replicas.iter().map(|r| r.addr.to_string()).collect(),
             ..config.clone()
         };
         let log = log.new(slog::o!("node" => "primary"));

@@ -112,8 +112,8 @@ pub struct NodeArgs {
 
     /// Address of a replica to stream every write to (repeatable; primary only). The
     /// primary connects to it, and reconnects after any outage, forever.
-    #[arg(long = "replica", value_name = "ADDR")]
-    pub replicas: Vec<SocketAddr>,
+    #[arg(long = "replica", value_name = "HOST:PORT", value_parser = host_port)]
+    pub replicas: Vec<String>,
 
     /// A shared secret for replication: a replica refuses a primary's stream that does not
     /// present it. Give the same secret to the primary and its replicas.
@@ -194,7 +194,7 @@ pub struct NodeConfig {
     pub role: Role,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub replicas: Vec<SocketAddr>,
+    pub replicas: Vec<String>,
     pub max_line_bytes: usize,
     pub max_value_bytes: usize,
     pub max_clients: usize,
@@ -222,6 +222,19 @@ impl NodeConfig {
     pub fn new(role: Role) -> Self {
         let args = NodeArgs::parse_from(["kvnode", "--role", role.as_str()]);
         Self::try_from(args).expect("the defaults are consistent")
+    }
+}
+
+/// Check that an address is `host:port` with a valid port; the host is resolved later, at
+/// every connection attempt, so a replica's address may change.
+fn host_port(text: &str) -> Result<String, String> {
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(text.to_string())
+        }
+        _ => Err(format!(
+            "'{text}' is not HOST:PORT (for example 10.0.0.2:12346 or db2:12346)"
+        )),
     }
 }
 

@@ -44,6 +44,9 @@ pub enum NodeError {
     ClusterRole,
 }
 
+/// How long a stopping primary waits for its streaming replicas to catch up.
+const REPLICA_CATCH_UP: Duration = Duration::from_secs(2);
+
 /// A running node.
 pub struct Node {
     /// The address the node really listens on (useful when it was asked for port 0).
@@ -58,6 +61,9 @@ pub struct Node {
     dir: Arc<DataDir>,
     /// A primary's replication id, recorded as clean at a complete shutdown.
     replication_id: Option<Arc<str>>,
+    /// What sessions report and wait on; used at shutdown to let replicas catch up.
+    context: NodeContext,
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Node {
@@ -100,8 +106,10 @@ impl Node {
         debug_assert_eq!(from, last_seq);
 
         let replication_arbiter = Arbiter::new();
+        let (stopping, stopping_watch) = tokio::sync::watch::channel(false);
         let mut node_context = NodeContext {
             role: config.role.as_str(),
+            stopping: Some(stopping_watch),
             clients: Arc::new(AtomicUsize::new(0)),
             cluster_secret: config.cluster_secret.clone(),
             replication_timeout: config.repl_timeout,
@@ -116,7 +124,7 @@ impl Node {
                 let id: Arc<str> = id.into();
                 for replica in &config.replicas {
                     let replicator_config = ReplicatorConfig {
-                        replica: *replica,
+                        replica: replica.clone(),
                         secret: config.cluster_secret.clone(),
                         replication_id: id.clone(),
                         backlog_bytes: config.repl_backlog_bytes,
@@ -140,6 +148,13 @@ impl Node {
             Role::Replica => {
                 if !config.replicas.is_empty() {
                     warn!(log, "--replica is for a primary; a replica ignores it");
+                }
+                if config.cluster_secret.is_none() && !config.listen.ip().is_loopback() {
+                    warn!(
+                        log,
+                        "no --cluster-secret: anyone who can reach this port can replace \
+                        this replica's data with a replication stream"
+                    );
                 }
                 let following = match replication_id::load(&dir)? {
                     ReplicationState::Following { id } => Some(id),
@@ -198,7 +213,27 @@ impl Node {
             log,
             dir,
             replication_id,
+            context: node_context,
+            stopping,
         })
+    }
+
+    /// Give streaming replicas a moment to acknowledge everything up to `seq` before the
+    /// replicators stop, so a clean restart finds them up to date.
+    async fn let_replicas_catch_up(&self, seq: u64) {
+        if self.context.replicas.is_empty() {
+            return;
+        }
+        let waiting = NodeContext {
+            stopping: None,
+            ..self.context.clone()
+        };
+        let streaming = waiting.replicas_at(0);
+        let caught_up = waiting
+            .wait_for_replicas(seq, streaming, Some(REPLICA_CATCH_UP))
+            .await;
+        info!(self.log, "replicas at the final offset"; "replicas" => caught_up,
+            "streaming" => streaming, "offset" => seq);
     }
 
     /// How many clients are connected.
@@ -210,6 +245,8 @@ impl Node {
     /// then stop the node's threads. Sessions still busy after `grace` are abandoned.
     pub async fn shutdown(self, grace: Duration) {
         info!(self.log, "shutting down");
+        // Ends every WAIT, so its session can finish.
+        self.stopping.send_replace(true);
         let drained = self.listener.send(StopAccepting);
         let mut complete = true;
         if tokio::time::timeout(grace, drained).await.is_err() {
@@ -220,6 +257,7 @@ impl Node {
         match self.writer.send(SyncNow).await {
             Ok(Ok(seq)) => {
                 info!(self.log, "log flushed and synced"; "synced_seq" => seq);
+                self.let_replicas_catch_up(seq).await;
                 // A primary whose every write is on disk keeps its replication id across
                 // the restart, so its replicas can resume rather than resync.
                 let applied = self.store.send(Stats).await.map(|s| s.last_seq).ok();

@@ -432,3 +432,35 @@ fn a_replica_holding_more_than_a_crashed_primary_is_fully_resynced_to_the_primar
     assert_ne!(keys(&primary), "keys=100", "the primary lost its tail");
     assert_eq!(keys(replica.node()), keys(&primary));
 }
+
+#[test]
+fn a_wait_without_timeout_ends_when_the_node_shuts_down() {
+    // A replica that is never there: WAIT 1 0 would block forever.
+    let nobody = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let pdir = tempfile::tempdir().unwrap();
+    let mut primary = primary_for(pdir.path(), &[nobody], &[]);
+    let mut client = primary.client();
+    client.put(b"k", b"v").unwrap();
+    client.send(b"WAIT 1 0").unwrap();
+    client.flush().unwrap();
+    let mut observer = primary.client();
+    wait_until("the client is blocked in WAIT", || {
+        String::from_utf8(observer.request(b"INFO").unwrap())
+            .unwrap()
+            .contains("blocked_clients=1")
+    });
+    drop(observer);
+    primary.signal("TERM");
+    assert_eq!(client.read_reply().unwrap(), b"0");
+    assert!(primary.wait_exit().success());
+    assert!(
+        !primary
+            .log()
+            .contains("sessions still open after the grace period"),
+        "{}",
+        primary.log()
+    );
+}

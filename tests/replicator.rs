@@ -74,7 +74,7 @@ async fn every_keys_history_arrives_in_order() {
     let store_arbiter = Arbiter::new();
     let store = Store::start_in_arbiter(&store_arbiter.handle(), |_| Store::new());
     let config = ReplicatorConfig {
-        replica,
+        replica: replica.to_string(),
         secret: None,
         replication_id: "test-id".into(),
         backlog_bytes: 64 * 1024 * 1024,

@@ -135,6 +135,14 @@ impl Follower {
     }
 
     fn ack(&self) -> Ack {
+        if self.loading.is_some() {
+            // While a full resync loads, the old data is of another history: acknowledge
+            // nothing, which still tells the primary the link is alive.
+            return Ack {
+                applied: 0,
+                durable: 0,
+            };
+        }
         Ack {
             applied: self.applied,
             durable: self.durability.current().synced.min(self.applied),

@@ -33,6 +33,26 @@ pub struct NodeContext {
     pub cluster_secret: Option<String>,
     /// A replication link silent for this long is closed.
     pub replication_timeout: Duration,
+    /// Turns true when the node starts shutting down, which ends every `WAIT`.
+    pub stopping: Option<watch::Receiver<bool>>,
+    /// Clients blocked in `WAIT` right now.
+    pub blocked: Arc<AtomicUsize>,
+}
+
+/// Counts a client as blocked while it lives.
+struct Blocked<'a>(&'a AtomicUsize);
+
+impl<'a> Blocked<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Blocked(counter)
+    }
+}
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl NodeContext {
@@ -60,12 +80,22 @@ impl NodeContext {
         }
         let _ = write!(
             line,
-            " keys={} connected_clients={}",
+            " keys={} connected_clients={} blocked_clients={}",
             stats.keys,
-            self.clients.load(Ordering::Relaxed)
+            self.clients.load(Ordering::Relaxed),
+            self.blocked.load(Ordering::Relaxed)
         );
         if self.follower.is_none() {
-            let _ = write!(line, " connected_replicas={}", self.replicas.len());
+            let connected = self
+                .replicas
+                .iter()
+                .filter(|r| r.borrow().state == LinkState::Streaming)
+                .count();
+            let _ = write!(
+                line,
+                " connected_replicas={connected} configured_replicas={}",
+                self.replicas.len()
+            );
             for (i, replica) in self.replicas.iter().enumerate() {
                 let p = replica.borrow().clone();
                 let _ = write!(
@@ -94,8 +124,8 @@ impl NodeContext {
             .count()
     }
 
-    /// `WAIT`: until `wanted` replicas acknowledged `seq`, or `timeout` passes (none: forever);
-    /// answers how many did.
+    /// `WAIT`: until `wanted` replicas acknowledged `seq`, or `timeout` passes (none: forever),
+    /// or the node shuts down; answers how many did.
     pub async fn wait_for_replicas(
         &self,
         seq: Seq,
@@ -104,33 +134,38 @@ impl NodeContext {
     ) -> usize {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut receivers = self.replicas.clone();
+        let mut stopping = self.stopping.clone();
+        let mut blocked = None;
         loop {
             let count = self.replicas_at(seq);
             if count >= wanted || receivers.is_empty() {
                 return count;
             }
-            let outcome = {
-                let changed = futures::future::select_all(
-                    receivers.iter_mut().map(|r| Box::pin(r.changed())),
-                );
+            blocked.get_or_insert_with(|| Blocked::new(&self.blocked));
+            let changed =
+                futures::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
+            let expired = async {
                 match deadline {
-                    Some(deadline) => tokio::time::timeout_at(deadline, changed)
-                        .await
-                        .ok()
-                        .map(|(result, index, _)| (result.is_ok(), index)),
-                    None => {
-                        let (result, index, _) = changed.await;
-                        Some((result.is_ok(), index))
-                    }
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => futures::future::pending().await,
                 }
             };
-            match outcome {
-                None => return self.replicas_at(seq),
-                // A replicator that stopped can no longer acknowledge anything.
-                Some((false, index)) => {
-                    receivers.remove(index);
+            let stop = async {
+                match stopping.as_mut() {
+                    Some(stopping) => {
+                        let _ = stopping.wait_for(|stopping| *stopping).await;
+                    }
+                    None => futures::future::pending().await,
                 }
-                Some((true, _)) => {}
+            };
+            let gone = tokio::select! {
+                (result, index, _) = changed => result.is_err().then_some(index),
+                () = expired => return self.replicas_at(seq),
+                () = stop => return self.replicas_at(seq),
+            };
+            // A replicator that stopped can no longer acknowledge anything.
+            if let Some(index) = gone {
+                receivers.remove(index);
             }
         }
     }

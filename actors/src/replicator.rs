@@ -13,7 +13,6 @@
 //! timeout is dropped. A dropped link is retried forever with capped exponential backoff, and
 //! state changes are logged once, not every attempt.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +32,8 @@ use crate::store::{Applied, Seq, Store, StoreSnapshot, TakeSnapshot};
 /// How a replicator reaches its replica.
 #[derive(Debug, Clone)]
 pub struct ReplicatorConfig {
-    pub replica: SocketAddr,
+    /// `host:port`; the host name is resolved at every connection attempt.
+    pub replica: String,
     /// Sent in the handshake; a replica with a secret refuses any other.
     pub secret: Option<String>,
     /// The primary's replication id.
@@ -65,7 +65,7 @@ impl LinkState {
 /// What the primary knows of one replica, published for `INFO` and `WAIT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaProgress {
-    pub addr: SocketAddr,
+    pub addr: String,
     pub state: LinkState,
     /// The replica applied every mutation up to this one...
     pub acked: Seq,
@@ -129,7 +129,7 @@ impl Replicator {
         log: &Logger,
     ) -> (Replicator, watch::Receiver<ReplicaProgress>) {
         let (progress, watcher) = watch::channel(ReplicaProgress {
-            addr: config.replica,
+            addr: config.replica.clone(),
             state: LinkState::Connecting,
             acked: 0,
             durable: 0,
@@ -166,7 +166,7 @@ impl Replicator {
                 .map_or(0, |at| at.elapsed().as_millis() as u64)
         };
         self.progress.send_replace(ReplicaProgress {
-            addr: self.config.replica,
+            addr: self.config.replica.clone(),
             state,
             acked: self.acked,
             durable: self.durable,
@@ -179,14 +179,14 @@ impl Replicator {
     fn connect(&mut self, ctx: &mut Context<Self>) {
         self.attempt += 1;
         let attempt = self.attempt;
-        let addr = self.config.replica;
+        let addr = self.config.replica.clone();
         let hello = format!(
             "REPLICATE {}\n",
             self.config.secret.as_deref().unwrap_or("-")
         );
         let timeout = self.config.timeout;
         let handshake = async move {
-            let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            let stream = tokio::time::timeout(timeout, TcpStream::connect(addr.as_str()))
                 .await
                 .map_err(|_| "connect timed out".to_string())?
                 .map_err(|e| format!("connect failed: {e}"))?;
@@ -239,7 +239,9 @@ impl Replicator {
             sent: offset,
             last_heard: Instant::now(),
         });
-        self.acked = offset.min(self.backlog.last_seq());
+        // A replica on another history has acknowledged nothing of ours yet.
+        self.acked = if partial { offset } else { 0 };
+        self.durable = self.durable.min(self.acked);
         if partial {
             info!(self.log, "replica connected; resuming the stream (partial resync)";
                 "offset" => offset, "primary_offset" => self.backlog.last_seq());

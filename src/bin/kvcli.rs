@@ -144,6 +144,9 @@ Commands:
   GET <key>           print the value, or NOT_FOUND
   DEL <key>           remove a key: OK, or NOT_FOUND
   PING                PONG if the node is alive
+  INFO                role, replication and counters as field=value pairs
+  DIGEST              a hash of all the data and the offset it reflects
+  WAIT <n> <ms>       wait until n replicas have this connection's writes
   EXIT                close the connection and quit (so does Ctrl-D)
   HELP                this text";
 

@@ -1,0 +1,247 @@
+//! RESP2 on the same port: real Redis tools and a Redis client library nobody here wrote.
+
+mod common;
+
+use std::io::Write;
+use std::process::Command;
+
+use common::{exchange, read_to_close, NodeProcess};
+
+/// Run `redis-cli` against `node` with `args`; answers its stdout.
+fn redis_cli(node: &NodeProcess, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &node.addr.port().to_string()])
+        .args(args)
+        .output()
+        .expect("run redis-cli (CI installs redis-tools)");
+    assert!(output.status.success(), "redis-cli {args:?} failed");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn redis_cli_sets_gets_and_deletes_on_a_primary() {
+    let node = NodeProcess::start(&[]);
+    assert_eq!(redis_cli(&node, &["SET", "name", "John Smith"]), "OK\n");
+    assert_eq!(redis_cli(&node, &["GET", "name"]), "John Smith\n");
+    assert_eq!(
+        redis_cli(&node, &["SET", "poem", "line one\nline two"]),
+        "OK\n"
+    );
+    assert_eq!(redis_cli(&node, &["GET", "poem"]), "line one\nline two\n");
+    assert_eq!(redis_cli(&node, &["EXISTS", "name", "poem", "none"]), "2\n");
+    assert_eq!(redis_cli(&node, &["DEL", "name", "none"]), "1\n");
+    assert_eq!(redis_cli(&node, &["GET", "name"]), "\n", "nil");
+    assert_eq!(redis_cli(&node, &["DBSIZE"]), "1\n");
+    let info = redis_cli(&node, &["INFO"]);
+    assert!(
+        info.contains("role:primary") && info.contains("keys:1"),
+        "{info}"
+    );
+    assert!(redis_cli(&node, &["SET", "k", "v", "EX", "10"]).contains("not supported"));
+
+    // The line protocol reads what RESP wrote, and says so when it cannot.
+    let mut client = node.client();
+    let reply = client.request(b"GET poem").unwrap();
+    assert!(
+        reply.starts_with(b"ERROR: a stored value contains a newline"),
+        "{reply:?}"
+    );
+    client.put(b"plain", b"from the line protocol").unwrap();
+    assert_eq!(
+        redis_cli(&node, &["GET", "plain"]),
+        "from the line protocol\n"
+    );
+}
+
+#[test]
+fn redis_cli_reads_from_a_replica_and_is_refused_writes() {
+    let replica = NodeProcess::start(&["--role", "replica"]);
+    let pdir = tempfile::tempdir().unwrap();
+    let primary = NodeProcess::start_in(pdir.path(), &["--replica", &replica.addr.to_string()]);
+    assert_eq!(redis_cli(&primary, &["SET", "multi", "a\nb"]), "OK\n");
+    assert_eq!(redis_cli(&primary, &["WAIT", "1", "60000"]), "1\n");
+    assert_eq!(redis_cli(&replica, &["GET", "multi"]), "a\nb\n");
+    assert_eq!(
+        redis_cli(&replica, &["SET", "x", "y"]).trim_end(),
+        "READONLY You can't write against a read only replica."
+    );
+    assert!(redis_cli(&replica, &["INFO"]).contains("role:replica"));
+}
+
+#[test]
+fn redis_benchmark_runs_without_errors() {
+    let node = NodeProcess::start(&[]);
+    let output = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &node.addr.port().to_string()])
+        .args(["-t", "set,get,ping_mbulk", "-n", "20000", "-q", "-e"])
+        .output()
+        .expect("run redis-benchmark (CI installs redis-tools)");
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    for test in ["SET", "GET", "PING_MBULK"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!("{test}: ")) && l.contains("requests per second")),
+            "no result for {test}: {text}"
+        );
+    }
+    assert!(!text.contains("ERR"), "errors reported: {text}");
+    assert!(node.answers_ping());
+}
+
+#[test]
+fn a_redis_client_library_pipelines_binary_values() {
+    let node = NodeProcess::start(&[]);
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", node.addr.port())).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let binary: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let mut pipe = redis::pipe();
+    for i in 0..500 {
+        pipe.cmd("SET").arg(format!("bin{i}")).arg(&binary[i..]);
+    }
+    let _: () = pipe.query(&mut conn).unwrap();
+    let mut pipe = redis::pipe();
+    for i in 0..500 {
+        pipe.cmd("GET").arg(format!("bin{i}"));
+    }
+    let values: Vec<Vec<u8>> = pipe.query(&mut conn).unwrap();
+    for (i, value) in values.iter().enumerate() {
+        assert_eq!(value, &binary[i..], "bin{i}");
+    }
+    let _: () = redis::cmd("MSET")
+        .arg("a")
+        .arg("1")
+        .arg("b")
+        .arg(b"\0\r\n")
+        .query(&mut conn)
+        .unwrap();
+    let got: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+        .arg("a")
+        .arg("b")
+        .arg("c")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![Some(b"1".to_vec()), Some(b"\0\r\n".to_vec()), None]
+    );
+    let removed: i64 = redis::cmd("DEL")
+        .arg("a")
+        .arg("b")
+        .arg("c")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(removed, 2);
+    // Persistence carries binary values unchanged.
+    drop(conn);
+    node.signal("TERM");
+    let dir = node.data_dir.clone();
+    let mut node = node;
+    assert!(node.wait_exit().success());
+    let restarted = NodeProcess::start_in(&dir, &[]);
+    let client =
+        redis::Client::open(format!("redis://127.0.0.1:{}/", restarted.addr.port())).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let value: Vec<u8> = redis::cmd("GET").arg("bin7").query(&mut conn).unwrap();
+    assert_eq!(value, &binary[7..]);
+}
+
+#[test]
+fn malformed_resp_gets_a_protocol_error_and_the_connection_closes() {
+    let node = NodeProcess::start(&["--max-value-bytes", "1024", "--max-line-bytes", "1024"]);
+    let cases: [&[u8]; 5] = [
+        b"*1\r\n$4\r\nPING\r\n*x\r\n",
+        b"*1\r\n+PING\r\n",
+        b"*-5\r\n*1\r\n$-3\r\n",
+        b"*1\r\n$999999999\r\n",
+        b"*2\r\n$3\r\nGET\r\n$1\r\nkXX",
+    ];
+    let replies: Vec<String> = cases
+        .iter()
+        .map(|case| String::from_utf8_lossy(&exchange(&mut node.raw(), case)).into_owned())
+        .collect();
+    assert_eq!(
+        replies[0],
+        "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n"
+    );
+    assert!(
+        replies[1].starts_with("-ERR Protocol error: expected '$'"),
+        "{}",
+        replies[1]
+    );
+    assert!(
+        replies[2].starts_with("-ERR Protocol error: invalid bulk length"),
+        "{}",
+        replies[2]
+    );
+    assert!(
+        replies[3].starts_with("-ERR Protocol error: invalid bulk length"),
+        "{}",
+        replies[3]
+    );
+    assert!(
+        replies[4].starts_with("-ERR Protocol error"),
+        "{}",
+        replies[4]
+    );
+    assert!(node.answers_ping());
+}
+
+/// A tiny deterministic generator, so a failure can be replayed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn random_and_truncated_resp_frames_never_hurt_the_node_or_other_clients() {
+    let node = NodeProcess::start(&[]);
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", node.addr.port())).unwrap();
+    let mut bystander = client.get_connection().unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("steady")
+        .arg("value")
+        .query(&mut bystander)
+        .unwrap();
+    let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+    let valid = b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n";
+    for round in 0..60 {
+        let mut frame = b"*".to_vec();
+        match round % 3 {
+            // Valid requests cut at a random point.
+            0 => frame = valid[..(rng.next() as usize % valid.len()).max(1)].to_vec(),
+            // Valid requests with random bytes flipped.
+            1 => {
+                frame = valid.to_vec();
+                for _ in 0..3 {
+                    let at = rng.next() as usize % frame.len();
+                    frame[at] = rng.next() as u8;
+                }
+                frame[0] = b'*';
+            }
+            // Random bytes after a '*'.
+            _ => frame.extend((0..rng.next() % 2000).map(|_| rng.next() as u8)),
+        }
+        let mut stream = node.raw();
+        let _ = stream.write_all(&frame);
+        if round % 2 == 0 {
+            // Half close: the node answers what it can and closes.
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+            let _ = read_to_close(&mut stream);
+        }
+        // Otherwise the client vanishes mid-frame.
+        drop(stream);
+        let value: String = redis::cmd("GET")
+            .arg("steady")
+            .query(&mut bystander)
+            .unwrap();
+        assert_eq!(value, "value", "round {round}");
+    }
+    assert!(node.answers_ping());
+}

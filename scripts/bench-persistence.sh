@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Benchmark kvnode's persistence with kvbench:
+#   1. SET throughput and latency for each fsync policy (always, everysec, no) at 1, 10 and
+#      50 connections;
+#   2. SET latency during compactions: a prefilled node that compacts often, against the same
+#      node with compaction effectively off.
+# Prints a markdown table on stdout; the raw kvbench JSON lines (with the run's settings) and
+# the node logs go to target/bench/. Every process it starts is stopped on every exit path.
+#
+# Knobs (environment): REQUESTS (20000 per fsync run), DURATION (20 s per compaction run),
+# PREFILL_KEYS (200000), CONNS ("1 10 50").
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REQUESTS=${REQUESTS:-20000}
+DURATION=${DURATION:-20}
+PREFILL_KEYS=${PREFILL_KEYS:-200000}
+CONNS=${CONNS:-1 10 50}
+STARTUP_DEADLINE=30 # seconds a node gets to log "listening"
+
+OUT=target/bench
+mkdir -p "$OUT"
+STAMP=$(date +%Y%m%d-%H%M%S)
+RAW="$OUT/persistence-$STAMP.jsonl"
+: >"$RAW"
+WORK=$(mktemp -d)
+PIDS=() # every process started and not yet reaped
+
+log() { echo "bench-persistence: $*" >&2; }
+
+# Stop every process still running (TERM, then KILL after 15 s) and remove the data dirs.
+cleanup() {
+    local status=$? pid deadline
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    deadline=$((SECONDS + 15))
+    for pid in "${PIDS[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+forget() { # forget PID: it has been reaped
+    local keep=() pid
+    for pid in "${PIDS[@]}"; do [[ $pid == "$1" ]] || keep+=("$pid"); done
+    PIDS=("${keep[@]}")
+}
+
+# Run a command in the background and wait for it, so that a signal to this script reaches
+# the trap at once (bash defers traps while a foreground child runs) and the trap can stop it.
+run() {
+    local pid status=0
+    "$@" &
+    pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || status=$?
+    forget "$pid"
+    return "$status"
+}
+
+# start_node NAME KVNODE-FLAGS...: start a node on a free port (port 0; the bound address is
+# read from its log) with a fresh data dir. Sets NODE_PID, NODE_PORT and NODE_LOG.
+start_node() {
+    local name=$1 deadline
+    shift
+    NODE_LOG="$OUT/node-$name-$STAMP.log"
+    target/release/kvnode --listen 127.0.0.1:0 --data-dir "$(mktemp -d -p "$WORK")/data" "$@" \
+        2>"$NODE_LOG" &
+    NODE_PID=$!
+    PIDS+=("$NODE_PID")
+    deadline=$((SECONDS + STARTUP_DEADLINE))
+    until grep -qs ' listening' "$NODE_LOG"; do
+        if ! kill -0 "$NODE_PID" 2>/dev/null || ((SECONDS >= deadline)); then
+            log "node $name did not start; its log:"
+            cat "$NODE_LOG" >&2
+            return 1
+        fi
+        sleep 0.05
+    done
+    NODE_PORT=$(grep -o 'addr: 127\.0\.0\.1:[0-9]*' "$NODE_LOG" | head -n1 | cut -d: -f3)
+    [[ -n $NODE_PORT ]] || { log "no address in $NODE_LOG"; return 1; }
+}
+
+# Stop the node with SIGTERM and wait for it to exit.
+stop_node() {
+    local status=0
+    kill -TERM "$NODE_PID"
+    wait "$NODE_PID" || status=$?
+    forget "$NODE_PID"
+    ((status == 0)) || log "node exited with status $status (log: $NODE_LOG)"
+}
+
+# bench LABEL-JSON KVBENCH-FLAGS...: run kvbench against the node, append its JSON line
+# (prefixed with the run's labels) to the raw file, and set RESULT to it.
+bench() {
+    local labels=$1 json status=0
+    shift
+    # Into a file, not $(...): bash could not run the trap while a command substitution runs.
+    run target/release/kvbench --port "$NODE_PORT" --json "$@" >"$WORK/bench.json" || status=$?
+    json=$(cat "$WORK/bench.json")
+    if [[ $json != \{* ]]; then
+        log "kvbench failed (status $status) with: $*"
+        return 1
+    fi
+    ((status == 0)) || log "kvbench reported errors (status $status): $json"
+    RESULT="{$labels,${json#\{}"
+    echo "$RESULT" >>"$RAW"
+}
+
+# field JSON NAME: a number from a flat JSON object.
+field() {
+    [[ $1 =~ \"$2\":([0-9.]+) ]] && echo "${BASH_REMATCH[1]}"
+}
+
+ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
+
+# One table row: throughput and latencies of RESULT.
+row() {
+    echo "$(field "$RESULT" rps) | $(ms "$(field "$RESULT" p50_us)") | $(ms "$(field "$RESULT" p99_us)") | $(ms "$(field "$RESULT" p999_us)") | $(ms "$(field "$RESULT" max_us)") | $(field "$RESULT" errors)"
+}
+
+log "building release binaries"
+run cargo build --release --bins --quiet
+
+# 1. fsync policies.
+declare -A RPS
+FSYNC_TABLE="| fsync | conns | requests/s | p50 ms | p99 ms | p99.9 ms | max ms | errors |
+|---|---:|---:|---:|---:|---:|---:|---:|"
+for policy in always everysec no; do
+    start_node "fsync-$policy" --fsync "$policy"
+    for conns in $CONNS; do
+        log "fsync $policy, $conns connections, $REQUESTS SETs"
+        bench "\"run\":\"fsync\",\"fsync\":\"$policy\"" --workload set --conns "$conns" \
+            --pipeline 1 --requests "$REQUESTS" --keyspace 100000 --value-size 64
+        RPS[$policy-$conns]=$(field "$RESULT" rps)
+        FSYNC_TABLE+=$'\n'"| $policy | $conns | $(row) |"
+    done
+    stop_node
+done
+
+# 2. Latency during compaction, with compaction on and (practically) off.
+COMPACT_TABLE="| compaction | requests/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | compactions started / finished during the run | longest compaction ms |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for mode in on off; do
+    if [[ $mode == on ]]; then min=4194304; else min=1099511627776; fi
+    start_node "compact-$mode" --fsync everysec --compact-min-bytes "$min" --compact-ratio 1
+    log "compaction $mode: prefilling $PREFILL_KEYS keys of 100 bytes"
+    run target/release/kvbench --port "$NODE_PORT" --prefill --keyspace "$PREFILL_KEYS" \
+        --value-size 100 --conns 10 --pipeline 1 --requests 1 >/dev/null
+    # Let a compaction the prefill started finish, so that the run measures its own.
+    deadline=$((SECONDS + 60))
+    while (($(grep -c 'compaction started' "$NODE_LOG") > $(grep -c 'compaction finished' "$NODE_LOG"))) &&
+        ((SECONDS < deadline)); do sleep 0.1; done
+    lines_before=$(wc -l <"$NODE_LOG")
+    log "compaction $mode: SET for $DURATION s at 50 connections"
+    bench "\"run\":\"compaction\",\"compaction\":\"$mode\",\"compact_min_bytes\":$min" \
+        --workload set --conns 50 --pipeline 1 --duration "$DURATION" \
+        --keyspace "$PREFILL_KEYS" --value-size 100
+    during=$(tail -n +"$((lines_before + 1))" "$NODE_LOG")
+    started=$(grep -c 'compaction started' <<<"$during" || true)
+    finished=$(grep -c 'compaction finished' <<<"$during" || true)
+    longest=$(awk 'match($0, /compaction finished.*duration_ms: [0-9]+/) {
+        v = substr($0, RSTART, RLENGTH); sub(/.*duration_ms: /, "", v); if (v + 0 > m) m = v + 0
+    } END { print m + 0 }' <<<"$during")
+    echo "{\"run\":\"compaction-log\",\"compaction\":\"$mode\",\"started\":$started,\"finished\":$finished,\"longest_ms\":$longest}" >>"$RAW"
+    COMPACT_TABLE+=$'\n'"| $mode | $(row) | $started / $finished | $longest |"
+    stop_node
+done
+
+always=${RPS[always-50]:-}
+everysec=${RPS[everysec-50]:-}
+echo "### SET, $REQUESTS requests per run, pipeline 1, 64-byte values, keyspace 100000"
+echo
+echo "$FSYNC_TABLE"
+echo
+if [[ -n $always && -n $everysec ]]; then
+    awk -v a="$always" -v e="$everysec" 'BEGIN {
+        printf "At 50 connections, `always` reaches %.0f%% of `everysec` (target: at least 50%%).\n", 100 * a / e }'
+    echo
+fi
+echo "### SET for $DURATION s at 50 connections, --fsync everysec, $PREFILL_KEYS prefilled keys, 100-byte values"
+echo
+echo "$COMPACT_TABLE"
+echo
+echo "Raw results: $RAW; node logs: $OUT/node-*-$STAMP.log"

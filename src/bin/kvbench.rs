@@ -1,0 +1,490 @@
+//! `kvbench`: a load generator for kvstore's line protocol, in the spirit of redis-benchmark.
+//!
+//! It opens `--conns` connections, one OS thread each, and keeps `--pipeline` requests in
+//! flight on each: it writes a batch of requests with one write, then reads their replies.
+//! A request's latency is the time from its batch's write to its reply, so with a pipeline
+//! it includes the wait behind the earlier requests of the batch, as a real client sees it.
+//!
+//! Exit status: 0 when every request got a reply that is not an `ERROR`, 1 when some did not
+//! (the results are still printed), 2 when the node could not be reached at all.
+
+use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Barrier;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+
+/// How long to wait for each connection: a node that does not answer by then is not there.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A reply slower than this means the node is stuck: the connection counts as failed, so
+/// that the benchmark ends instead of hanging.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests per write during `--prefill`: big batches load fast, and the node reads at most
+/// 1024 lines per batch anyway.
+const PREFILL_CHUNK: usize = 1000;
+/// `--requests` when neither it nor `--duration` is given.
+const DEFAULT_REQUESTS: u64 = 100_000;
+/// Highest latency the histogram tells apart (60 s in µs); slower replies are clamped to it
+/// rather than dropped, so that every request is counted.
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// A load generator for kvstore nodes (PUT/GET over the line protocol).
+#[derive(Debug, Parser)]
+#[command(name = "kvbench", version)]
+struct Args {
+    /// Host of the node.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port of the node.
+    #[arg(long, short, default_value_t = 12345)]
+    port: u16,
+    /// Connections, each served by a thread of its own.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    conns: u64,
+    /// Requests in flight per connection. Keep pipeline x value size well under the socket
+    /// buffers (a few MiB): requests are all written before any reply is read.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pipeline: u64,
+    /// Total requests to send [default: 100000].
+    #[arg(long, conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    requests: Option<u64>,
+    /// Send requests for this many seconds instead of a fixed number.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    duration: Option<u64>,
+    /// Keys are `key:0` to `key:<K-1>`, picked uniformly at random.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    keyspace: u64,
+    /// Bytes in each PUT value.
+    #[arg(long, value_name = "B", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    value_size: u64,
+    /// What to send: PUTs, GETs, or a random mix of both (see --set-ratio).
+    #[arg(long, value_enum, default_value_t = Workload::Set)]
+    workload: Workload,
+    /// Share of PUTs in the mixed workload, from 0 to 1.
+    #[arg(long, default_value_t = 0.5, value_parser = parse_ratio)]
+    set_ratio: f64,
+    /// PUT every key of the keyspace once before measuring, so that GETs find values.
+    #[arg(long)]
+    prefill: bool,
+    /// Print the results as one JSON object on one line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The request mix, named as redis-benchmark's tests are.
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+enum Workload {
+    /// Only `PUT key:<n> <value>`: the write path, through the log and its fsync policy.
+    Set,
+    /// Only `GET key:<n>`: the read path, which never touches the disk.
+    Get,
+    /// PUTs with probability `--set-ratio`, GETs otherwise.
+    Mixed,
+}
+
+/// `--set-ratio` must be a probability, or the mix means nothing.
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{text:?} is not a number from 0 to 1")),
+    }
+}
+
+/// xorshift64*: a tiny, fast generator, good enough to spread keys, so that no dependency
+/// and no lock are needed in the hot loop.
+struct Rng(u64);
+
+impl Rng {
+    /// A generator per connection, seeded from the clock and the connection's number
+    /// (splitmix64 turns close seeds into unrelated states, never zero).
+    fn new(stream: u64) -> Rng {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let mut z = (nanos ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_add(1);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Rng((z ^ (z >> 31)) | 1)
+    }
+
+    /// The next 64 random bits.
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in [0, 1), from the top 53 bits (all an f64 holds).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A number below `n`, by multiply-and-shift (no modulo bias worth the name, no division).
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
+    }
+}
+
+/// Append one request line to `buf`: `PUT key:<n> <value>` or `GET key:<n>`.
+fn push_request(buf: &mut Vec<u8>, put: bool, key: u64, value: &[u8]) {
+    buf.extend_from_slice(if put { b"PUT key:" } else { b"GET key:" });
+    // Writing into a Vec cannot fail.
+    let _ = write!(buf, "{key}");
+    if put {
+        buf.push(b' ');
+        buf.extend_from_slice(value);
+    }
+    buf.push(b'\n');
+}
+
+/// One connection to the node, with its reading half buffered so that many small replies
+/// cost few system calls.
+struct Conn {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    /// Connect with a timeout and TCP_NODELAY (a lone request must not wait for Nagle).
+    fn open(host: &str, port: u16) -> io::Result<Conn> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
+        for addr in (host, port).to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+                    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+                    let reader = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
+                    return Ok(Conn {
+                        writer: stream,
+                        reader,
+                    });
+                }
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
+    }
+
+    /// Read one reply line into `line` (cleared first); a close before its `\n` is an error.
+    fn read_reply(&mut self, line: &mut Vec<u8>) -> io::Result<()> {
+        line.clear();
+        self.reader.read_until(b'\n', line)?;
+        if line.pop() != Some(b'\n') {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the node closed the connection",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// PUT `keys` in pipelined chunks; any error reply stops it, since a benchmark on a
+/// half-loaded keyspace would mislead.
+fn prefill(conn: &mut Conn, keys: impl Iterator<Item = u64>, value: &[u8]) -> Result<(), String> {
+    let (mut buf, mut line, mut keys) = (Vec::new(), Vec::new(), keys.peekable());
+    while keys.peek().is_some() {
+        buf.clear();
+        let chunk: Vec<u64> = keys.by_ref().take(PREFILL_CHUNK).collect();
+        for &key in &chunk {
+            push_request(&mut buf, true, key, value);
+        }
+        conn.writer.write_all(&buf).map_err(|e| e.to_string())?;
+        for _ in &chunk {
+            conn.read_reply(&mut line).map_err(|e| e.to_string())?;
+            if line.starts_with(b"ERROR") {
+                return Err(String::from_utf8_lossy(&line).into_owned());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Counters all connection threads share: requests handed out (so that `--requests` is a
+/// total however fast each connection is) and answered (for the progress line).
+struct Shared {
+    /// Requests claimed so far (may overshoot the total by the last claims, which get none).
+    issued: AtomicU64,
+    /// Requests answered so far.
+    answered: AtomicU64,
+    /// Connection threads still sending, so the progress line knows when to stop.
+    running: AtomicUsize,
+}
+
+/// Counts and latencies of answered requests: each connection keeps its own, and they are
+/// merged into the run's at the end, so that the hot loop shares nothing but two counters.
+struct Stats {
+    /// Latency of every answered request, in µs.
+    latency: Histogram<u64>,
+    /// Requests answered.
+    done: u64,
+    /// Replies that start with `ERROR`, plus failed connections.
+    errors: u64,
+    /// Connections that failed (a write, a read, a close or a timeout) before the end.
+    failures: u64,
+    /// `NOT_FOUND` replies: not errors, but a GET run that sees many was not prefilled.
+    not_found: u64,
+    /// When the last reply came: the run ends with the last connection's.
+    finished: Instant,
+}
+
+impl Stats {
+    /// Nothing answered yet.
+    fn new() -> Stats {
+        // Three significant digits, as redis-benchmark keeps; the bounds are constant.
+        let latency = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid bounds");
+        let (done, errors, failures, not_found) = (0, 0, 0, 0);
+        let finished = Instant::now();
+        Stats {
+            latency,
+            done,
+            errors,
+            failures,
+            not_found,
+            finished,
+        }
+    }
+
+    /// Count a connection that stopped early, and say why on stderr.
+    fn fail(&mut self, error: &dyn std::fmt::Display) {
+        eprintln!("kvbench: a connection failed: {error}");
+        (self.failures, self.errors) = (self.failures + 1, self.errors + 1);
+    }
+
+    /// Add another connection's results to these.
+    fn merge(&mut self, other: &Stats) {
+        self.latency
+            .add(&other.latency)
+            .expect("histograms share their bounds");
+        self.done += other.done;
+        self.errors += other.errors;
+        self.failures += other.failures;
+        self.not_found += other.not_found;
+        self.finished = self.finished.max(other.finished);
+    }
+
+    /// Print the results as text, or as one JSON object (for scripts: flat, numbers only).
+    fn print(&self, args: &Args, start: Instant) {
+        let seconds = self.finished.duration_since(start).as_secs_f64().max(1e-9);
+        let rps = self.done as f64 / seconds;
+        let q = |quantile| self.latency.value_at_quantile(quantile);
+        let (p50, p90, p99, p999) = (q(0.5), q(0.9), q(0.99), q(0.999));
+        let (max, mean) = (self.latency.max(), self.latency.mean());
+        let Stats {
+            done,
+            errors,
+            failures,
+            not_found,
+            ..
+        } = *self;
+        let workload = format!("{:?}", args.workload).to_lowercase();
+        let (conns, pipeline, keyspace, size) =
+            (args.conns, args.pipeline, args.keyspace, args.value_size);
+        if args.json {
+            println!(
+                "{{\"workload\":\"{workload}\",\"conns\":{conns},\"pipeline\":{pipeline},\
+                 \"keyspace\":{keyspace},\"value_size\":{size},\"set_ratio\":{},\"requests\":{done},\
+                 \"errors\":{errors},\"conn_failures\":{failures},\"not_found\":{not_found},\
+                 \"seconds\":{seconds:.3},\"rps\":{rps:.0},\"p50_us\":{p50},\"p90_us\":{p90},\
+                 \"p99_us\":{p99},\"p999_us\":{p999},\"max_us\":{max},\"mean_us\":{mean:.0}}}",
+                args.set_ratio
+            );
+            return;
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        println!("{workload}: {conns} conns, pipeline {pipeline}, keyspace {keyspace}, values of {size} B");
+        println!("  {done} requests in {seconds:.2} s: {rps:.0} requests/s");
+        println!(
+            "  latency (ms): p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+            ms(p50),
+            ms(p90),
+            ms(p99),
+            ms(p999),
+            ms(max)
+        );
+        println!(
+            "  errors: {errors} ({failures} failed connections); NOT_FOUND replies: {not_found}"
+        );
+    }
+}
+
+/// The measured loop of one connection: claim a batch, write it, read its replies.
+/// It stops at `--duration`'s deadline, or once `--requests` have been handed out over all
+/// connections (claimed a batch at a time, so that fast connections take more).
+fn run_conn(conn: &mut Conn, args: &Args, shared: &Shared, stream: u64) -> Stats {
+    let mut rng = Rng::new(stream);
+    let value = vec![b'x'; args.value_size as usize];
+    let (mut buf, mut line) = (Vec::new(), Vec::new());
+    let mut r = Stats::new();
+    let deadline = args
+        .duration
+        .map(|secs| Instant::now() + Duration::from_secs(secs));
+    let total = args.requests.unwrap_or(DEFAULT_REQUESTS);
+    'run: loop {
+        let batch = match deadline {
+            Some(deadline) if Instant::now() >= deadline => 0,
+            Some(_) => args.pipeline,
+            None => {
+                let before = shared.issued.fetch_add(args.pipeline, Relaxed);
+                total.saturating_sub(before).min(args.pipeline)
+            }
+        };
+        if batch == 0 {
+            break;
+        }
+        buf.clear();
+        for _ in 0..batch {
+            let put = match args.workload {
+                Workload::Set => true,
+                Workload::Get => false,
+                Workload::Mixed => rng.unit() < args.set_ratio,
+            };
+            push_request(&mut buf, put, rng.below(args.keyspace), &value);
+        }
+        let sent = Instant::now();
+        if let Err(error) = conn.writer.write_all(&buf) {
+            r.fail(&error);
+            break;
+        }
+        for _ in 0..batch {
+            if let Err(error) = conn.read_reply(&mut line) {
+                r.fail(&error);
+                break 'run;
+            }
+            r.latency
+                .saturating_record(sent.elapsed().as_micros() as u64);
+            r.done += 1;
+            if line.starts_with(b"ERROR") {
+                r.errors += 1;
+            } else if line == b"NOT_FOUND" {
+                r.not_found += 1;
+            }
+        }
+        shared.answered.fetch_add(batch, Relaxed);
+    }
+    r.finished = Instant::now();
+    shared.running.fetch_sub(1, Relaxed);
+    r
+}
+
+/// Once a second until every connection is done, print the progress so far (only called
+/// when stderr is a terminal, so that logs of scripted runs stay clean).
+fn show_progress(shared: &Shared, start: Instant) {
+    let (mut last_count, mut last_print) = (0, start);
+    while shared.running.load(Relaxed) > 0 {
+        thread::sleep(Duration::from_millis(50));
+        if last_print.elapsed() >= Duration::from_secs(1) {
+            let count = shared.answered.load(Relaxed);
+            let rate = (count - last_count) as f64 / last_print.elapsed().as_secs_f64();
+            eprintln!(
+                "kvbench: {:.0} s: {count} requests, {rate:.0} req/s",
+                start.elapsed().as_secs_f64()
+            );
+            (last_count, last_print) = (count, Instant::now());
+        }
+    }
+}
+
+/// Open every connection before anything is measured, so that a node that is not there is
+/// reported at once, as one line, with exit status 2.
+fn connect_all(args: &Args) -> Result<Vec<Conn>, ExitCode> {
+    (0..args.conns)
+        .map(|_| Conn::open(&args.host, args.port))
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(|error| {
+            let (host, port) = (&args.host, args.port);
+            eprintln!(
+                "kvbench: cannot connect to {host}:{port}: {error} (is kvnode running there?)"
+            );
+            ExitCode::from(2)
+        })
+}
+
+/// `--prefill`: every connection loads its share of the keyspace in parallel.
+fn prefill_all(conns: &mut [Conn], args: &Args) -> Result<(), String> {
+    let started = Instant::now();
+    let (step, keyspace) = (conns.len(), args.keyspace);
+    let value = &vec![b'x'; args.value_size as usize];
+    thread::scope(|s| {
+        let loaders: Vec<_> = (0..)
+            .zip(conns.iter_mut())
+            .map(|(i, conn)| {
+                let keys = (i..keyspace).step_by(step); // connection i loads i, i + step, ...
+                s.spawn(move || prefill(conn, keys, value))
+            })
+            .collect();
+        loaders
+            .into_iter()
+            .try_for_each(|h| h.join().unwrap_or(Err("a loader panicked".into())))
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!("kvbench: prefilled {keyspace} keys in {secs:.2} s");
+    Ok(())
+}
+
+/// Run every connection's loop, started together behind a barrier, and return the time the
+/// clock started with the merged results.
+fn measure(conns: &mut [Conn], args: &Args) -> (Instant, Stats) {
+    let shared = Shared {
+        issued: AtomicU64::new(0),
+        answered: AtomicU64::new(0),
+        running: AtomicUsize::new(conns.len()),
+    };
+    let barrier = Barrier::new(conns.len() + 1);
+    thread::scope(|s| {
+        let workers: Vec<_> = (0..)
+            .zip(conns.iter_mut())
+            .map(|(i, conn)| {
+                let (shared, barrier) = (&shared, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    run_conn(conn, args, shared, i)
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        if io::stderr().is_terminal() {
+            show_progress(&shared, start);
+        }
+        let mut totals = Stats::new();
+        totals.finished = start;
+        for worker in workers {
+            match worker.join() {
+                Ok(stats) => totals.merge(&stats),
+                Err(_) => totals.fail(&"its thread panicked"),
+            }
+        }
+        (start, totals)
+    })
+}
+
+/// Connect, optionally prefill, measure, report.
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut conns = match connect_all(&args) {
+        Ok(conns) => conns,
+        Err(code) => return code,
+    };
+    if args.prefill {
+        if let Err(error) = prefill_all(&mut conns, &args) {
+            eprintln!("kvbench: prefill failed: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let (start, totals) = measure(&mut conns, &args);
+    totals.print(&args, start);
+    if totals.errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::{exchange, read_to_close, wait_until, NodeProcess, DEADLINE};
+use common::{exchange, read_to_close, wait_until, NodeProcess, XorShift, DEADLINE};
 
 #[test]
 fn a_line_over_the_limit_gets_an_error_and_the_connection_closes() {
@@ -147,18 +147,6 @@ fn a_batch_whose_replies_pass_the_output_limit_disconnects_that_client() {
     );
     let mut client = node.client();
     assert_eq!(client.get(b"big").unwrap(), Some(value.into_bytes()));
-}
-
-/// A tiny deterministic generator, so a failure can be replayed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Start-up recovery, driven in-process on data directories the tests build and damage.
 
+mod common;
+
 use std::fs::{self, OpenOptions};
 use std::path::Path;
 
@@ -57,13 +59,7 @@ fn model(mutations: &[Mutation]) -> Vec<(Bytes, Bytes)> {
 }
 
 fn contents(keyspace: &Keyspace) -> Vec<(Bytes, Bytes)> {
-    let mut pairs: Vec<_> = keyspace
-        .snapshot()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    pairs.sort();
-    pairs
+    common::sorted_pairs(&keyspace.snapshot())
 }
 
 /// Write `mutations` as one log in `dir`; answers the log's path and each record's end offset.

@@ -5,7 +5,7 @@ mod common;
 use std::io::Write;
 use std::process::Command;
 
-use common::{exchange, read_to_close, NodeProcess};
+use common::{exchange, read_to_close, NodeProcess, XorShift};
 
 /// Run `redis-cli` against `node` with `args`; answers its stdout.
 fn redis_cli(node: &NodeProcess, args: &[&str]) -> String {
@@ -185,18 +185,6 @@ fn malformed_resp_gets_a_protocol_error_and_the_connection_closes() {
         replies[4]
     );
     assert!(node.answers_ping());
-}
-
-/// A tiny deterministic generator, so a failure can be replayed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 #[test]

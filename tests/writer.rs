@@ -1,5 +1,7 @@
 //! The persistence writer, driven in an actix System on a temporary data directory.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,13 +24,7 @@ fn b(s: String) -> Bytes {
 }
 
 fn sorted(keyspace: &Keyspace) -> Vec<(Bytes, Bytes)> {
-    let mut pairs: Vec<_> = keyspace
-        .snapshot()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    pairs.sort();
-    pairs
+    common::sorted_pairs(&keyspace.snapshot())
 }
 
 /// A writer for a fresh directory, on an arbiter of its own as in a node.

@@ -23,6 +23,28 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 /// Poll `condition` until it holds, failing the test with `what` at the deadline.
 pub mod proxy;
 
+/// A tiny deterministic generator for fuzz-style tests, so a failure can be replayed.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Every key and value of a snapshot, sorted, for comparing data sets.
+pub fn sorted_pairs(snapshot: &kv_actors::keyspace::Snapshot) -> Vec<(bytes::Bytes, bytes::Bytes)> {
+    let mut pairs: Vec<_> = snapshot
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();
     while !condition() {

@@ -10,6 +10,10 @@ use kv_actors::writer::WriterConfig;
 
 use crate::logging::LogLevel;
 
+/// The most either flag bounding a value may allow (512 MiB, as Redis's default
+/// proto-max-bulk-len): a key and a value at this limit still fit in one log record.
+pub const MAX_VALUE_LIMIT: u64 = 512 * 1024 * 1024;
+
 /// The port a primary listens on unless told otherwise, as the C++ store did.
 pub const PRIMARY_PORT: u16 = 12345;
 /// The port a replica listens on unless told otherwise.
@@ -142,7 +146,7 @@ pub struct NodeArgs {
 
     /// Longest request line accepted; a longer one gets an error and the connection closes.
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024,
-          value_parser = clap::value_parser!(u64).range(16..=1 << 32))]
+          value_parser = clap::value_parser!(u64).range(16..=MAX_VALUE_LIMIT))]
     pub max_line_bytes: u64,
 
     /// Most client connections open at once; more are refused with an error.
@@ -151,8 +155,8 @@ pub struct NodeArgs {
     pub max_clients: u64,
 
     /// Largest value a RESP client may send (as Redis's proto-max-bulk-len).
-    #[arg(long, value_name = "BYTES", default_value_t = 512 * 1024 * 1024,
-          value_parser = clap::value_parser!(u64).range(16..=1 << 32))]
+    #[arg(long, value_name = "BYTES", default_value_t = MAX_VALUE_LIMIT,
+          value_parser = clap::value_parser!(u64).range(16..=MAX_VALUE_LIMIT))]
     pub max_value_bytes: u64,
 
     /// Most reply bytes one client may have queued for one batch of pipelined requests;

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use kv_actors::data_dir::{DataDir, StorageError};
 use kv_actors::record;
 use kv_actors::recovery::{self, RecoveryOptions};
+use kv_actors::replication_id::{self, ReplicationState};
 use kv_actors::segment::Segment;
 use kv_actors::store::{Change, Mutation};
 use slog::{info, Logger};
@@ -116,6 +117,9 @@ pub fn import(
         .append(&buf)
         .and_then(|()| segment.sync())
         .map_err(append_error)?;
+    // The imported writes are this directory's own history now: a replica's claim to follow
+    // a primary's history no longer holds, so its next connection is a full resync.
+    replication_id::save(&dir, &ReplicationState::None)?;
     info!(log, "imported seed file"; "file" => %seed_file.display(), "pairs" => pairs.len(),
         "data_dir" => %data_dir.display(), "first_seq" => first_seq, "last_seq" => seq);
     Ok(ImportSummary {

@@ -205,7 +205,7 @@ fn a_snapshot_and_the_logs_after_it_make_the_data() {
     let dir = DataDir::open(tmp.path()).unwrap();
     // A snapshot as of 60, an old log it covers, and a log from 41 on (partly covered).
     let keyspace: Keyspace = model(&mutations[..60]).into_iter().collect();
-    snapshot_file::write(&dir, &keyspace.snapshot(), 60).unwrap();
+    snapshot_file::write(&dir, &keyspace.snapshot(), 60, || true).unwrap();
     let mut old = Segment::create(&dir, 1).unwrap();
     let mut newer = Segment::create(&dir, 41).unwrap();
     for m in &mutations {
@@ -252,4 +252,22 @@ fn a_missing_log_is_a_gap_not_silent_loss() {
             ..
         })
     ));
+}
+
+#[test]
+fn a_partly_written_header_at_the_end_is_a_torn_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, ends) = write_log(tmp.path(), &history(10));
+    // A header whose length reached the disk, then zeros: a write-back cut by power loss.
+    let mut file = OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut file, &[0x28, 0, 0, 0]).unwrap();
+    std::io::Write::write_all(&mut file, &[0u8; 100]).unwrap();
+    let recovered = recover(
+        &DataDir::open(tmp.path()).unwrap(),
+        RecoveryOptions::default(),
+        &quiet(),
+    )
+    .unwrap();
+    assert_eq!(recovered.last_seq, 10);
+    assert_eq!(fs::metadata(&log).unwrap().len(), *ends.last().unwrap());
 }

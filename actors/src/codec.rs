@@ -121,13 +121,23 @@ impl LineCodec {
                 Err(error) => return Err(error.into()),
             }
         }
+        // One request may carry several values (MSET), but not without bound: as Redis's
+        // client-query-buffer-limit, an incomplete request this large ends the connection.
+        let max_request = self
+            .max_value
+            .saturating_mul(2)
+            .saturating_add(self.max_line);
+        if batch.is_empty() && src.len() > max_request {
+            return Err(resp::ProtocolError("request too large".into()).into());
+        }
         Ok((!batch.is_empty()).then_some(Frame::Resp(batch)))
     }
 
-    /// The largest record accepted on a replication stream: a value as large as a request
-    /// line allows, with room for its key and header.
+    /// The largest record accepted on a replication stream: whatever any node may have
+    /// written, not this node's client limits, or a primary with larger limits than its replica
+    /// could send a record the replica refuses forever.
     fn max_record(&self) -> usize {
-        self.max_line.max(self.max_value) + 64 * 1024
+        record::MAX_BODY
     }
 
     fn decode_sync_start(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {

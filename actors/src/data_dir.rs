@@ -61,6 +61,8 @@ pub enum StorageError {
     },
     #[error("{}: not a kvstore log file (bad header)", path.display())]
     NotALog { path: PathBuf },
+    #[error("the snapshot was superseded: the data was replaced while it was written")]
+    Superseded,
 }
 
 impl StorageError {

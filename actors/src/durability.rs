@@ -72,6 +72,8 @@ pub type DurableSender = watch::Sender<DurableState>;
 pub struct Durability {
     policy: FsyncPolicy,
     state: watch::Receiver<DurableState>,
+    /// Whether a writer reports here: if it stops, writes must stop being acknowledged.
+    has_writer: bool,
 }
 
 impl Durability {
@@ -82,14 +84,22 @@ impl Durability {
             synced,
             failure: None,
         });
-        (sender, Durability { policy, state })
+        (
+            sender,
+            Durability {
+                policy,
+                state,
+                has_writer: true,
+            },
+        )
     }
 
     /// For nodes and tests without persistence: everything counts as durable at once.
     pub fn none() -> Durability {
-        let (sender, durability) = Durability::channel(FsyncPolicy::No, 0);
+        let (sender, mut durability) = Durability::channel(FsyncPolicy::No, 0);
         // Keep the value readable after the sender is gone.
         drop(sender);
+        durability.has_writer = false;
         durability
     }
 
@@ -104,6 +114,9 @@ impl Durability {
 
     /// Why writes are refused right now, if they are.
     pub fn failure(&self) -> Option<Arc<str>> {
+        if self.has_writer && self.state.has_changed().is_err() {
+            return Some("the persistence writer stopped".into());
+        }
         self.state.borrow().failure.clone()
     }
 

@@ -109,6 +109,8 @@ pub struct Follower {
     link: Option<(u64, Recipient<Shutdown>)>,
     links: u64,
     loading: Option<Loading>,
+    /// Whether the current link's stream has started (FULLSYNC or CONTINUE received).
+    started: bool,
 }
 
 impl Follower {
@@ -131,13 +133,15 @@ impl Follower {
             link: None,
             links: 0,
             loading: None,
+            started: false,
         }
     }
 
     fn ack(&self) -> Ack {
-        if self.loading.is_some() {
-            // While a full resync loads, the old data is of another history: acknowledge
-            // nothing, which still tells the primary the link is alive.
+        if self.loading.is_some() || !self.started {
+            // Before the primary said how the stream starts, and while a full resync loads,
+            // the data held may be of another history: acknowledge nothing, which still tells
+            // the primary the link is alive.
             return Ack {
                 applied: 0,
                 durable: 0,
@@ -152,7 +156,11 @@ impl Follower {
     /// Turn a part of the stream into steps, keeping a full resync's keys as they arrive.
     fn plan(&mut self, start: Option<SyncStart>, records: Vec<Entry>) -> Result<Vec<Step>, String> {
         match start {
+            Some(SyncStart::Full { seq, .. }) if seq >= Seq::MAX - 1 => {
+                return Err(format!("impossible snapshot offset {seq}"));
+            }
             Some(SyncStart::Full { id, seq }) => {
+                self.started = true;
                 info!(self.log, "full resync started"; "primary_id" => &id, "seq" => seq);
                 self.loading = Some(Loading {
                     id,
@@ -168,6 +176,7 @@ impl Follower {
                         self.replication_id, self.applied
                     ));
                 }
+                self.started = true;
                 info!(self.log, "partial resync: continuing the stream"; "offset" => offset);
             }
             None => {}
@@ -228,6 +237,7 @@ impl Handler<Attach> for Follower {
         }
         self.links += 1;
         self.loading = None;
+        self.started = false;
         self.link = Some((self.links, msg.session));
         Position {
             link: self.links,
@@ -304,6 +314,14 @@ impl Handler<Stream> for Follower {
                     Step::Install { keyspace, seq, id } => {
                         let snapshot = keyspace.snapshot();
                         let keys = keyspace.len();
+                        // Queued before the Store can publish anything after the snapshot,
+                        // so the writer stores the snapshot before those mutations; not
+                        // awaited, so a large install never silences the link's ACKs.
+                        writer.do_send(Reset {
+                            data: snapshot,
+                            seq,
+                            replication_id: id.clone(),
+                        });
                         store
                             .send(Replace {
                                 data: keyspace,
@@ -311,14 +329,6 @@ impl Handler<Stream> for Follower {
                             })
                             .await
                             .map_err(|_| "the store is gone".to_string())?;
-                        writer
-                            .send(Reset {
-                                data: snapshot,
-                                seq,
-                                replication_id: id.clone(),
-                            })
-                            .await
-                            .map_err(|_| "the writer is gone".to_string())??;
                         installed = Some((id, keys));
                         applied = Some(seq);
                     }

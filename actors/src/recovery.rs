@@ -14,7 +14,7 @@ use slog::{info, warn, Logger};
 
 use crate::data_dir::{DataDir, FileKind, StorageError};
 use crate::keyspace::Keyspace;
-use crate::record::{Entry, RecordError, RecordReader, HEADER_LEN};
+use crate::record::{self, Entry, RecordError, RecordReader};
 use crate::segment::LOG_MAGIC;
 use crate::snapshot_file;
 use crate::store::{Change, Seq};
@@ -285,39 +285,37 @@ fn replay_log(
 }
 
 /// Whether damage at `offset` is what a crash during an append leaves: the record runs past
-/// the end of the file, or nothing but zeros (space the file system allocated but never
-/// filled) follows the damaged part.
+/// the end of the file, or no valid record follows the damage. A crash can leave a partly
+/// written header, zeros where the file system allocated space it never filled, or pages of a
+/// write-back that were only partly written, but never a whole valid record *after* the torn
+/// one; damage followed by good records is corruption.
 fn is_torn_tail(
     path: &Path,
     offset: u64,
     len: u64,
     error: &RecordError,
 ) -> Result<bool, StorageError> {
-    let rest_from = match error {
+    match error {
         RecordError::Truncated => return Ok(true),
-        RecordError::BadHeader => offset,
-        RecordError::BadBody { len: body } => offset + (HEADER_LEN + body) as u64,
         RecordError::Malformed(_) => return Ok(false),
-    };
-    if rest_from >= len {
+        RecordError::BadHeader | RecordError::BadBody { .. } => {}
+    }
+    if offset + 1 >= len {
         return Ok(true);
     }
     let mut file = File::open(path).map_err(StorageError::io("open", path))?;
-    file.seek(SeekFrom::Start(rest_from))
+    file.seek(SeekFrom::Start(offset + 1))
         .map_err(StorageError::io("read", path))?;
-    let mut rest = BufReader::new(file);
-    let mut chunk = [0u8; 8192];
-    loop {
-        let n = rest
-            .read(&mut chunk)
-            .map_err(StorageError::io("read", path))?;
-        if n == 0 {
-            return Ok(true);
-        }
-        if chunk[..n].iter().any(|&b| b != 0) {
-            return Ok(false);
-        }
-    }
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest)
+        .map_err(StorageError::io("read", path))?;
+    let valid_record_follows = (0..rest.len()).any(|at| {
+        matches!(
+            record::decode(&rest[at..], record::MAX_BODY),
+            Ok(Some((Entry::Mutation(_), _)))
+        )
+    });
+    Ok(!valid_record_follows)
 }
 
 fn truncate(path: &Path, len: u64) -> Result<(), StorageError> {

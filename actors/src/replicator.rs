@@ -495,8 +495,11 @@ impl StreamHandler<Result<String, LinesCodecError>> for Replicator {
                 ctx,
             );
         };
-        self.acked = applied;
-        self.durable = durable;
+        // Never believe more than was sent: an acknowledgement of another history's offsets
+        // must not count for WAIT.
+        let sent = self.link.as_ref().map_or(0, |l| l.sent);
+        self.acked = applied.min(sent);
+        self.durable = durable.min(self.acked);
         if let Some(link) = self.link.as_mut() {
             link.last_heard = Instant::now();
         }

@@ -13,16 +13,20 @@
 //! A connection that opens with `REPLICATE` is a primary's replication stream: the session
 //! hands what it reads to the node's [`Follower`] and writes back its acknowledgements.
 
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::BytesMut;
 use slog::{debug, info, warn, Logger};
 use thiserror::Error;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
@@ -114,13 +118,36 @@ pub struct Session {
     replication: Option<Replication>,
     /// How replies are framed: the line protocol, or RESP once the client spoke it.
     protocol: Protocol,
+    /// When bytes last arrived: a replication stream is alive while bytes flow, even in the
+    /// middle of a record too large to arrive within the timeout.
+    last_read: Rc<Cell<Instant>>,
+}
+
+/// A read half that notes when bytes last arrived.
+struct Watched<R> {
+    inner: R,
+    last_read: Rc<Cell<Instant>>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.last_read.set(Instant::now());
+        }
+        polled
+    }
 }
 
 /// A replication stream's state.
 struct Replication {
     follower: Addr<Follower>,
     link: u64,
-    last_heard: Instant,
 }
 
 /// What answers one request.
@@ -192,6 +219,11 @@ impl Session {
         Ok(Session::create(move |ctx| {
             let codec = LineCodec::new(config.max_line_bytes, config.max_batch)
                 .max_value(config.max_value_bytes);
+            let last_read = Rc::new(Cell::new(Instant::now()));
+            let reader = Watched {
+                inner: reader,
+                last_read: last_read.clone(),
+            };
             ctx.add_stream(FramedRead::new(reader, codec));
             Session {
                 id,
@@ -205,6 +237,7 @@ impl Session {
                 last_write: 0,
                 replication: None,
                 protocol: Protocol::Line,
+                last_read,
             }
         }))
     }
@@ -494,11 +527,7 @@ impl Session {
         ctx.wait(work.into_actor(self).map(|result, act, ctx| match result {
             Ok((writer, follower, link)) => {
                 act.writer = Some(writer);
-                act.replication = Some(Replication {
-                    follower,
-                    link,
-                    last_heard: Instant::now(),
-                });
+                act.replication = Some(Replication { follower, link });
                 ctx.run_interval(REPLICATION_TICK, |act, ctx| act.replication_tick(ctx));
             }
             Err(error) => {
@@ -515,10 +544,9 @@ impl Session {
         records: Vec<Entry>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(replication) = self.replication.as_mut() else {
+        let Some(replication) = self.replication.as_ref() else {
             return ctx.stop();
         };
-        replication.last_heard = Instant::now();
         let request = replication.follower.send(Stream {
             link: replication.link,
             start,
@@ -569,7 +597,7 @@ impl Session {
         let Some(replication) = self.replication.as_ref() else {
             return;
         };
-        if replication.last_heard.elapsed() > self.config.node.replication_timeout {
+        if self.last_read.get().elapsed() > self.config.node.replication_timeout {
             warn!(self.log, "the primary went silent; closing its stream";
                 "timeout_ms" => self.config.node.replication_timeout.as_millis() as u64);
             return ctx.stop();
@@ -630,13 +658,14 @@ fn reply_bytes(replies: &[Reply]) -> usize {
         .iter()
         .map(|reply| match reply {
             Reply::Value(value) => value.len() + 1,
+            Reply::Array(items) => reply_bytes(items),
             _ => 0,
         })
         .sum()
 }
 
 /// Encode `replies` into `out` and write them, handing large values to the socket directly
-/// instead of copying them.
+/// instead of copying them, inside arrays too.
 async fn write_replies(
     writer: &mut OwnedWriteHalf,
     out: &mut BytesMut,
@@ -645,26 +674,45 @@ async fn write_replies(
 ) -> io::Result<()> {
     for reply in replies {
         match (reply, protocol) {
-            (Reply::Value(value), Protocol::Line)
-                if value.len() >= FLUSH_BYTES && !value.contains(&b'\n') =>
-            {
-                flush(writer, out).await?;
-                writer.write_all(value).await?;
-                out.extend_from_slice(b"\n");
+            (Reply::Array(items), Protocol::Resp) => {
+                resp::array_header(out, items.len());
+                for item in items {
+                    write_reply(writer, out, item, protocol).await?;
+                }
             }
-            (Reply::Value(value), Protocol::Resp) if value.len() >= FLUSH_BYTES => {
-                resp::bulk_header(out, value.len());
-                flush(writer, out).await?;
-                writer.write_all(value).await?;
-                out.extend_from_slice(b"\r\n");
-            }
-            _ => reply.encode(protocol, out),
-        }
-        if out.len() >= FLUSH_BYTES {
-            flush(writer, out).await?;
+            _ => write_reply(writer, out, reply, protocol).await?,
         }
     }
     flush(writer, out).await
+}
+
+/// Write one reply (not an array of large values: arrays inside arrays are small).
+async fn write_reply(
+    writer: &mut OwnedWriteHalf,
+    out: &mut BytesMut,
+    reply: &Reply,
+    protocol: Protocol,
+) -> io::Result<()> {
+    match (reply, protocol) {
+        (Reply::Value(value), Protocol::Line)
+            if value.len() >= FLUSH_BYTES && !value.contains(&b'\n') =>
+        {
+            flush(writer, out).await?;
+            writer.write_all(value).await?;
+            out.extend_from_slice(b"\n");
+        }
+        (Reply::Value(value), Protocol::Resp) if value.len() >= FLUSH_BYTES => {
+            resp::bulk_header(out, value.len());
+            flush(writer, out).await?;
+            writer.write_all(value).await?;
+            out.extend_from_slice(b"\r\n");
+        }
+        _ => reply.encode(protocol, out),
+    }
+    if out.len() >= FLUSH_BYTES {
+        flush(writer, out).await?;
+    }
+    Ok(())
 }
 
 async fn flush(writer: &mut OwnedWriteHalf, out: &mut BytesMut) -> io::Result<()> {

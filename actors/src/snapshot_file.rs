@@ -11,6 +11,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::data_dir::{DataDir, StorageError};
 use crate::keyspace::{Keyspace, Snapshot};
@@ -21,10 +22,25 @@ use crate::store::{Change, Seq};
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"KVSNAP\x00\x01";
 
 /// Write `data` as the snapshot for `seq`; answers its path and size in bytes.
-pub fn write(dir: &DataDir, data: &Snapshot, seq: Seq) -> Result<(PathBuf, u64), StorageError> {
+///
+/// `still_wanted` is asked just before the snapshot is renamed into place: a compaction whose
+/// data was replaced meanwhile (a replica's full resync) must not put old data back.
+pub fn write(
+    dir: &DataDir,
+    data: &Snapshot,
+    seq: Seq,
+    still_wanted: impl Fn() -> bool,
+) -> Result<(PathBuf, u64), StorageError> {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let path = dir.snapshot_path(seq);
-    let tmp = path.with_extension("kvs.tmp");
+    // A name of its own, so two writers of the same snapshot never share a temporary file.
+    let unique = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("kvs.{}-{unique}.tmp", std::process::id()));
     let size = write_tmp(&tmp, data, seq).map_err(StorageError::io("write snapshot", &tmp))?;
+    if !still_wanted() {
+        let _ = fs::remove_file(&tmp);
+        return Err(StorageError::Superseded);
+    }
     fs::rename(&tmp, &path).map_err(StorageError::io("rename snapshot", &tmp))?;
     dir.sync()?;
     Ok((path, size))

@@ -13,6 +13,7 @@
 
 use std::mem;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -133,8 +134,9 @@ pub struct Writer {
     compacting: bool,
     compaction_failed_at: Option<Instant>,
     compactions: u64,
-    /// Bumped by every [`Reset`]: a snapshot taken before it describes replaced data.
-    generation: u64,
+    /// Bumped by every [`Reset`]: a snapshot taken before it describes replaced data. Shared
+    /// with the snapshot thread, which checks it before renaming its file into place.
+    generation: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -176,7 +178,7 @@ impl Writer {
             compacting: false,
             compaction_failed_at: None,
             compactions: 0,
-            generation: 0,
+            generation: Arc::new(AtomicU64::new(0)),
         };
         Ok((writer, durability))
     }
@@ -318,7 +320,8 @@ impl Writer {
             "snapshot_bytes" => self.snapshot_bytes, "threshold" => threshold);
         let dir = self.dir.clone();
         let me = ctx.address();
-        let generation = self.generation;
+        let generation = self.generation.load(Ordering::SeqCst);
+        let current = self.generation.clone();
         let take = self
             .store
             .send(TakeSnapshot)
@@ -329,7 +332,9 @@ impl Writer {
                     let spawned = std::thread::Builder::new()
                         .name("kv-snapshot".into())
                         .spawn(move || {
-                            let result = snapshot_file::write(&dir, &data, seq);
+                            let result = snapshot_file::write(&dir, &data, seq, || {
+                                current.load(Ordering::SeqCst) == generation
+                            });
                             me.do_send(SnapshotWritten {
                                 result,
                                 covered_logs,
@@ -438,7 +443,7 @@ impl Handler<SnapshotWritten> for Writer {
 
     fn handle(&mut self, msg: SnapshotWritten, _: &mut Self::Context) {
         self.compacting = false;
-        if msg.generation != self.generation {
+        if msg.generation != self.generation.load(Ordering::SeqCst) {
             // The data was replaced while this snapshot was written: it is stale.
             if let Ok((path, _)) = &msg.result {
                 if self.snapshot_path.as_ref() != Some(path) {
@@ -488,16 +493,21 @@ impl Handler<SnapshotWritten> for Writer {
 impl Writer {
     fn reset(&mut self, msg: Reset) -> Result<(), StorageError> {
         replication_id::save(&self.dir, &ReplicationState::None)?;
-        self.generation += 1;
+        self.generation.fetch_add(1, Ordering::SeqCst);
         // Everything pending belongs to the history being replaced.
         self.pending.clear();
         self.unsynced.clear();
-        for (kind, path) in self.dir.files()? {
-            if matches!(kind, FileKind::Log(_) | FileKind::Snapshot(_)) {
-                std::fs::remove_file(&path).map_err(StorageError::io("remove", &path))?;
-            }
+        // Logs before snapshots: a Reset cut short then leaves a snapshot without the logs
+        // after it (a consistent, if older, directory), never logs without their snapshot.
+        let files = self.dir.files()?;
+        let logs = files.iter().filter(|(k, _)| matches!(k, FileKind::Log(_)));
+        let snapshots = files
+            .iter()
+            .filter(|(k, _)| matches!(k, FileKind::Snapshot(_)));
+        for (_, path) in logs.chain(snapshots) {
+            std::fs::remove_file(path).map_err(StorageError::io("remove", path))?;
         }
-        let (path, size) = snapshot_file::write(&self.dir, &msg.data, msg.seq)?;
+        let (path, size) = snapshot_file::write(&self.dir, &msg.data, msg.seq, || true)?;
         self.segment = Segment::create(&self.dir, msg.seq + 1)?;
         self.older_logs.clear();
         self.log_bytes = self.segment.len();
@@ -532,6 +542,10 @@ impl Handler<Reset> for Writer {
             }
             Err(error) => {
                 error!(self.log, "could not store a full resync"; "error" => %error);
+                // The directory claims no replication id now, so a restart resyncs in full;
+                // until the disk recovers, report it like any other persistence failure.
+                self.failure = Some(format!("could not store a full resync: {error}").into());
+                self.publish();
                 Err(error.to_string())
             }
         }

@@ -5,8 +5,17 @@
 //! A request's latency is the time from its batch's write to its reply, so with a pipeline
 //! it includes the wait behind the earlier requests of the batch, as a real client sees it.
 //!
-//! Exit status: 0 when every request got a reply that is not an `ERROR`, 1 when some did not
-//! (the results are still printed), 2 when the node could not be reached at all.
+//! With `--lag-probe HOST:PORT` (a replica of the node), one more thread measures replication
+//! lag while the load runs: it PUTs a fresh key `__lag:<n>` on the node over a connection of
+//! its own, and once the `OK` is back, polls the replica with `GET __lag:<n>` until the replica
+//! serves the value just written. The lag is the time from the `OK` to the reply that carries
+//! the value, so it is at least one round trip to the replica, and overstates the true lag by
+//! at most one; the number of GETs per probe tells how many round trips the lag spanned. The
+//! probe keys stay in the data set.
+//!
+//! Exit status: 0 when every request got a reply that is not an `ERROR` (and the lag probe, if
+//! any, did not fail), 1 when some did not (the results are still printed), 2 when the node or
+//! the replica could not be reached at all.
 
 use std::io::{self, BufRead, BufReader, IsTerminal, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -32,6 +41,12 @@ const DEFAULT_REQUESTS: u64 = 100_000;
 /// Highest latency the histogram tells apart (60 s in µs); slower replies are clamped to it
 /// rather than dropped, so that every request is counted.
 const MAX_LATENCY_US: u64 = 60_000_000;
+/// Shortest time from the start of one lag probe to the start of the next: at most 250 probes
+/// a second, so that the probe stays a small part of the load it measures.
+const LAG_PROBE_INTERVAL: Duration = Duration::from_millis(4);
+/// A probe value the replica has not served this long after the node's `OK` is taken as lost
+/// (a replica that is not connected, or the address of some other node): the probe stops.
+const LAG_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A load generator for kvstore nodes (PUT/GET over the line protocol).
 #[derive(Debug, Parser)]
@@ -75,6 +90,11 @@ struct Args {
     /// Print the results as one JSON object on one line instead of text.
     #[arg(long)]
     json: bool,
+    /// Also measure replication lag to this replica of the node while the load runs: PUT a
+    /// fresh key on the node, then GET it from the replica until it is there (at most 250
+    /// probes a second).
+    #[arg(long, value_name = "HOST:PORT")]
+    lag_probe: Option<String>,
 }
 
 /// The request mix, named as redis-benchmark's tests are.
@@ -153,9 +173,9 @@ struct Conn {
 
 impl Conn {
     /// Connect with a timeout and TCP_NODELAY (a lone request must not wait for Nagle).
-    fn open(host: &str, port: u16) -> io::Result<Conn> {
+    fn open(addr: impl ToSocketAddrs) -> io::Result<Conn> {
         let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
-        for addr in (host, port).to_socket_addrs()? {
+        for addr in addr.to_socket_addrs()? {
             match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
                 Ok(stream) => {
                     stream.set_nodelay(true)?;
@@ -171,6 +191,12 @@ impl Conn {
             }
         }
         Err(last)
+    }
+
+    /// Send one request line (`request` ends with its `\n`) and read its reply into `line`.
+    fn request(&mut self, request: &[u8], line: &mut Vec<u8>) -> io::Result<()> {
+        self.writer.write_all(request)?;
+        self.read_reply(line)
     }
 
     /// Read one reply line into `line` (cleared first); a close before its `\n` is an error.
@@ -236,11 +262,16 @@ struct Stats {
     finished: Instant,
 }
 
+/// An empty histogram of latencies in µs, from 1 µs to `MAX_LATENCY_US`.
+fn latency_histogram() -> Histogram<u64> {
+    // Three significant digits, as redis-benchmark keeps; the bounds are constant.
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid bounds")
+}
+
 impl Stats {
     /// Nothing answered yet.
     fn new() -> Stats {
-        // Three significant digits, as redis-benchmark keeps; the bounds are constant.
-        let latency = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid bounds");
+        let latency = latency_histogram();
         let (done, errors, failures, not_found) = (0, 0, 0, 0);
         let finished = Instant::now();
         Stats {
@@ -271,8 +302,9 @@ impl Stats {
         self.finished = self.finished.max(other.finished);
     }
 
-    /// Print the results as text, or as one JSON object (for scripts: flat, numbers only).
-    fn print(&self, args: &Args, start: Instant) {
+    /// Print the results, and the lag probe's if there was one, as text, or as one JSON
+    /// object (for scripts: flat, numbers only).
+    fn print(&self, args: &Args, start: Instant, lag: Option<&Lag>) {
         let seconds = self.finished.duration_since(start).as_secs_f64().max(1e-9);
         let rps = self.done as f64 / seconds;
         let q = |quantile| self.latency.value_at_quantile(quantile);
@@ -289,12 +321,13 @@ impl Stats {
         let (conns, pipeline, keyspace, size) =
             (args.conns, args.pipeline, args.keyspace, args.value_size);
         if args.json {
+            let lag = lag.map_or(String::new(), Lag::json_fields);
             println!(
                 "{{\"workload\":\"{workload}\",\"conns\":{conns},\"pipeline\":{pipeline},\
                  \"keyspace\":{keyspace},\"value_size\":{size},\"set_ratio\":{},\"requests\":{done},\
                  \"errors\":{errors},\"conn_failures\":{failures},\"not_found\":{not_found},\
                  \"seconds\":{seconds:.3},\"rps\":{rps:.0},\"p50_us\":{p50},\"p90_us\":{p90},\
-                 \"p99_us\":{p99},\"p999_us\":{p999},\"max_us\":{max},\"mean_us\":{mean:.0}}}",
+                 \"p99_us\":{p99},\"p999_us\":{p999},\"max_us\":{max},\"mean_us\":{mean:.0}{lag}}}",
                 args.set_ratio
             );
             return;
@@ -313,6 +346,145 @@ impl Stats {
         println!(
             "  errors: {errors} ({failures} failed connections); NOT_FOUND replies: {not_found}"
         );
+        if let (Some(lag), Some(replica)) = (lag, &args.lag_probe) {
+            lag.print_text(replica);
+        }
+    }
+}
+
+/// The lag probe's two connections: to the node, which takes its PUTs, and to the replica,
+/// which it polls.
+struct LagProbe {
+    /// Connection to the node (`--host`, `--port`), apart from the load's.
+    primary: Conn,
+    /// Connection to the replica (`--lag-probe`).
+    replica: Conn,
+}
+
+/// What the lag probe measured.
+struct Lag {
+    /// Per probe, the time from the node's `OK` to the replica's reply with the value, in µs.
+    latency: Histogram<u64>,
+    /// GETs sent to the replica over all probes: one per probe means that every value was
+    /// already there at the first look.
+    polls: u64,
+    /// Why the probe stopped before the load did, if it did.
+    failure: Option<String>,
+}
+
+impl LagProbe {
+    /// Probe until every load connection is done, starting a probe every
+    /// `LAG_PROBE_INTERVAL` at most; a failed probe ends the probing (and fails the run).
+    fn run(&mut self, shared: &Shared) -> Lag {
+        let mut lag = Lag {
+            latency: latency_histogram(),
+            polls: 0,
+            failure: None,
+        };
+        // Part of every value, so that a key an earlier run left on the replica never counts.
+        let nonce = Rng::new(u64::MAX).next();
+        let mut line = Vec::new();
+        for n in 0u64.. {
+            if shared.running.load(Relaxed) == 0 {
+                break;
+            }
+            let next = Instant::now() + LAG_PROBE_INTERVAL;
+            let (key, value) = (format!("__lag:{n}"), format!("{nonce:016x}-{n}"));
+            match self.probe(&key, &value, &mut line, &mut lag.polls) {
+                Ok(elapsed) => lag.latency.saturating_record(elapsed.as_micros() as u64),
+                Err(error) => {
+                    eprintln!("kvbench: the lag probe failed: {error}");
+                    lag.failure = Some(error);
+                    break;
+                }
+            }
+            thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+        lag
+    }
+
+    /// One probe: PUT `key` with `value` on the node, then GET `key` from the replica until it
+    /// answers `value`, counting the GETs in `polls`. Returns the time from the node's `OK` to
+    /// that answer.
+    fn probe(
+        &mut self,
+        key: &str,
+        value: &str,
+        line: &mut Vec<u8>,
+        polls: &mut u64,
+    ) -> Result<Duration, String> {
+        let text = |line: &[u8]| String::from_utf8_lossy(line).into_owned();
+        let put = format!("PUT {key} {value}\n");
+        self.primary
+            .request(put.as_bytes(), line)
+            .map_err(|error| format!("the node: {error}"))?;
+        let acked = Instant::now();
+        if line != b"OK" {
+            return Err(format!("the node answered {:?} to PUT {key}", text(line)));
+        }
+        let get = format!("GET {key}\n");
+        loop {
+            self.replica
+                .request(get.as_bytes(), line)
+                .map_err(|error| format!("the replica: {error}"))?;
+            let seen = Instant::now();
+            *polls += 1;
+            if line == value.as_bytes() {
+                return Ok(seen - acked);
+            }
+            if line.starts_with(b"ERROR") {
+                let reply = text(line);
+                return Err(format!("the replica answered {reply:?} to GET {key}"));
+            }
+            if seen - acked > LAG_TIMEOUT {
+                let secs = LAG_TIMEOUT.as_secs();
+                return Err(format!("the replica lacked {key} {secs} s after the OK"));
+            }
+        }
+    }
+}
+
+impl Lag {
+    /// A probe whose thread panicked: nothing measured.
+    fn panicked() -> Lag {
+        let failure = Some("its thread panicked".to_string());
+        Lag {
+            latency: latency_histogram(),
+            polls: 0,
+            failure,
+        }
+    }
+
+    /// The lag percentiles (µs): p50, p99, p99.9 and max.
+    fn percentiles(&self) -> (u64, u64, u64, u64) {
+        let q = |quantile| self.latency.value_at_quantile(quantile);
+        (q(0.5), q(0.99), q(0.999), self.latency.max())
+    }
+
+    /// The probe's results as JSON fields, each after a comma, to end the run's object with.
+    fn json_fields(&self) -> String {
+        let (p50, p99, p999, max) = self.percentiles();
+        let (probes, polls, mean) = (self.latency.len(), self.polls, self.latency.mean());
+        let errors = u8::from(self.failure.is_some());
+        format!(
+            ",\"lag_probes\":{probes},\"lag_errors\":{errors},\"lag_polls\":{polls},\
+             \"lag_p50_us\":{p50},\"lag_p99_us\":{p99},\"lag_p999_us\":{p999},\
+             \"lag_max_us\":{max},\"lag_mean_us\":{mean:.0}"
+        )
+    }
+
+    /// The probe's results as text lines, under the load's.
+    fn print_text(&self, replica: &str) {
+        let (p50, p99, p999, max) = self.percentiles();
+        let probes = self.latency.len();
+        let polls = self.polls as f64 / probes.max(1) as f64;
+        println!(
+            "  replication lag to {replica} (µs, {probes} probes, {polls:.2} GETs each): \
+             p50 {p50}  p99 {p99}  p99.9 {p999}  max {max}"
+        );
+        if let Some(failure) = &self.failure {
+            println!("  the lag probe stopped early: {failure}");
+        }
     }
 }
 
@@ -397,7 +569,7 @@ fn show_progress(shared: &Shared, start: Instant) {
 /// reported at once, as one line, with exit status 2.
 fn connect_all(args: &Args) -> Result<Vec<Conn>, ExitCode> {
     (0..args.conns)
-        .map(|_| Conn::open(&args.host, args.port))
+        .map(|_| Conn::open((args.host.as_str(), args.port)))
         .collect::<io::Result<Vec<_>>>()
         .map_err(|error| {
             let (host, port) = (&args.host, args.port);
@@ -406,6 +578,22 @@ fn connect_all(args: &Args) -> Result<Vec<Conn>, ExitCode> {
             );
             ExitCode::from(2)
         })
+}
+
+/// With `--lag-probe`, open the probe's two connections; as in `connect_all`, a node or a
+/// replica that is not there ends the run at once, with exit status 2.
+fn connect_probe(args: &Args) -> Result<Option<LagProbe>, ExitCode> {
+    let Some(replica) = &args.lag_probe else {
+        return Ok(None);
+    };
+    let unreachable = |what: &str, error: io::Error| {
+        eprintln!("kvbench: cannot connect to {what} for the lag probe: {error}");
+        ExitCode::from(2)
+    };
+    let primary = Conn::open((args.host.as_str(), args.port))
+        .map_err(|error| unreachable(&format!("{}:{}", args.host, args.port), error))?;
+    let replica = Conn::open(replica.as_str()).map_err(|error| unreachable(replica, error))?;
+    Ok(Some(LagProbe { primary, replica }))
 }
 
 /// `--prefill`: every connection loads its share of the keyspace in parallel.
@@ -430,15 +618,19 @@ fn prefill_all(conns: &mut [Conn], args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Run every connection's loop, started together behind a barrier, and return the time the
-/// clock started with the merged results.
-fn measure(conns: &mut [Conn], args: &Args) -> (Instant, Stats) {
+/// Run every connection's loop, and the lag probe if there is one, started together behind a
+/// barrier, and return the time the clock started with the merged results and the lag.
+fn measure(
+    conns: &mut [Conn],
+    probe: Option<&mut LagProbe>,
+    args: &Args,
+) -> (Instant, Stats, Option<Lag>) {
     let shared = Shared {
         issued: AtomicU64::new(0),
         answered: AtomicU64::new(0),
         running: AtomicUsize::new(conns.len()),
     };
-    let barrier = Barrier::new(conns.len() + 1);
+    let barrier = Barrier::new(conns.len() + usize::from(probe.is_some()) + 1);
     thread::scope(|s| {
         let workers: Vec<_> = (0..)
             .zip(conns.iter_mut())
@@ -450,6 +642,13 @@ fn measure(conns: &mut [Conn], args: &Args) -> (Instant, Stats) {
                 })
             })
             .collect();
+        let prober = probe.map(|probe| {
+            let (shared, barrier) = (&shared, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                probe.run(shared)
+            })
+        });
         barrier.wait();
         let start = Instant::now();
         if io::stderr().is_terminal() {
@@ -463,7 +662,8 @@ fn measure(conns: &mut [Conn], args: &Args) -> (Instant, Stats) {
                 Err(_) => totals.fail(&"its thread panicked"),
             }
         }
-        (start, totals)
+        let lag = prober.map(|prober| prober.join().unwrap_or_else(|_| Lag::panicked()));
+        (start, totals, lag)
     })
 }
 
@@ -474,15 +674,20 @@ fn main() -> ExitCode {
         Ok(conns) => conns,
         Err(code) => return code,
     };
+    let mut probe = match connect_probe(&args) {
+        Ok(probe) => probe,
+        Err(code) => return code,
+    };
     if args.prefill {
         if let Err(error) = prefill_all(&mut conns, &args) {
             eprintln!("kvbench: prefill failed: {error}");
             return ExitCode::FAILURE;
         }
     }
-    let (start, totals) = measure(&mut conns, &args);
-    totals.print(&args, start);
-    if totals.errors > 0 {
+    let (start, totals, lag) = measure(&mut conns, probe.as_mut(), &args);
+    totals.print(&args, start, lag.as_ref());
+    let lag_failed = lag.is_some_and(|lag| lag.failure.is_some());
+    if totals.errors > 0 || lag_failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

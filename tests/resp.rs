@@ -245,7 +245,11 @@ fn array_replies_count_against_the_client_output_limit() {
     let client = redis::Client::open(format!("redis://127.0.0.1:{}/", node.addr.port())).unwrap();
     let mut conn = client.get_connection().unwrap();
     let value = vec![b'v'; 1_000_000];
-    let _: () = redis::cmd("SET").arg("big").arg(&value).query(&mut conn).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("big")
+        .arg(&value)
+        .query(&mut conn)
+        .unwrap();
     // Three copies are 3 MB of values: over the 2 MiB limit.
     let result: redis::RedisResult<Vec<Vec<u8>>> = redis::cmd("MGET")
         .arg("big")
@@ -256,6 +260,10 @@ fn array_replies_count_against_the_client_output_limit() {
     assert!(error.to_string().contains("client output limit"), "{error}");
     // Two copies are within it.
     let mut conn = client.get_connection().unwrap();
-    let values: Vec<Vec<u8>> = redis::cmd("MGET").arg("big").arg("big").query(&mut conn).unwrap();
+    let values: Vec<Vec<u8>> = redis::cmd("MGET")
+        .arg("big")
+        .arg("big")
+        .query(&mut conn)
+        .unwrap();
     assert_eq!(values, vec![value.clone(), value]);
 }

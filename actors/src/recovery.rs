@@ -231,14 +231,14 @@ fn replay_log(
     loop {
         let error = match reader.read_next() {
             Ok(Some(Entry::Mutation(mutation))) => {
-                if mutation.seq > *last_seq + 1 {
+                if mutation.seq > last_seq.saturating_add(1) {
                     return Err(StorageError::Gap {
                         path: path.to_path_buf(),
                         expected_after: *last_seq,
                         found: mutation.seq,
                     });
                 }
-                if mutation.seq == *last_seq + 1 {
+                if mutation.seq == last_seq.saturating_add(1) {
                     match mutation.change {
                         Change::Put { key, value } => {
                             keyspace.insert(key, value);

@@ -349,8 +349,10 @@ impl Handler<Apply> for Store {
     fn handle(&mut self, msg: Apply, _: &mut Self::Context) -> Self::Result {
         let mut result = Ok(self.last_seq);
         for mutation in msg.mutations {
-            if mutation.seq != self.last_seq + 1 {
-                result = Err(self.last_seq + 1);
+            // Checked: the offsets come from a peer, and u64::MAX has no successor.
+            let next = self.last_seq.saturating_add(1);
+            if mutation.seq != next || next == Seq::MAX {
+                result = Err(next);
                 break;
             }
             match &mutation.change {

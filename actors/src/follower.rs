@@ -289,10 +289,14 @@ impl Handler<Stream> for Follower {
             .link
             .as_ref()
             .is_some_and(|(link, _)| *link == msg.link);
-        let steps = if current {
-            self.plan(msg.start, msg.records)
-        } else {
+        let steps = if !current {
             Err("this stream was superseded".into())
+        } else if let Some(failure) = self.durability.failure() {
+            // Applying more than the disk can take would only grow the writer's memory: end
+            // the stream; the primary reconnects (with backoff) until the disk recovers.
+            Err(format!("this replica cannot persist: {failure}"))
+        } else {
+            self.plan(msg.start, msg.records)
         };
         let store = self.store.clone();
         let writer = self.writer.clone();

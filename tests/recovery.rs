@@ -123,18 +123,18 @@ fn a_log_cut_at_any_offset_keeps_every_complete_record() {
 
 #[test]
 fn zeros_after_the_last_record_are_a_torn_tail() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mutations = history(10);
-    let (log, ends) = write_log(tmp.path(), &mutations);
     // A file system may extend a file before the data reaches it: zeros at the end.
+    assert_tail_is_cut_away(&[0u8; 300]);
+}
+
+/// Append `tail` to a log of ten good records: recovery keeps all ten and cuts the tail off.
+fn assert_tail_is_cut_away(tail: &[u8]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, ends) = write_log(tmp.path(), &history(10));
     let mut file = OpenOptions::new().append(true).open(&log).unwrap();
-    std::io::Write::write_all(&mut file, &[0u8; 300]).unwrap();
-    let recovered = recover(
-        &DataDir::open(tmp.path()).unwrap(),
-        RecoveryOptions::default(),
-        &quiet(),
-    )
-    .unwrap();
+    std::io::Write::write_all(&mut file, tail).unwrap();
+    let dir = DataDir::open(tmp.path()).unwrap();
+    let recovered = recover(&dir, RecoveryOptions::default(), &quiet()).unwrap();
     assert_eq!(recovered.last_seq, 10);
     assert_eq!(fs::metadata(&log).unwrap().len(), *ends.last().unwrap());
 }
@@ -256,18 +256,8 @@ fn a_missing_log_is_a_gap_not_silent_loss() {
 
 #[test]
 fn a_partly_written_header_at_the_end_is_a_torn_tail() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (log, ends) = write_log(tmp.path(), &history(10));
     // A header whose length reached the disk, then zeros: a write-back cut by power loss.
-    let mut file = OpenOptions::new().append(true).open(&log).unwrap();
-    std::io::Write::write_all(&mut file, &[0x28, 0, 0, 0]).unwrap();
-    std::io::Write::write_all(&mut file, &[0u8; 100]).unwrap();
-    let recovered = recover(
-        &DataDir::open(tmp.path()).unwrap(),
-        RecoveryOptions::default(),
-        &quiet(),
-    )
-    .unwrap();
-    assert_eq!(recovered.last_seq, 10);
-    assert_eq!(fs::metadata(&log).unwrap().len(), *ends.last().unwrap());
+    let mut tail = vec![0x28, 0, 0, 0];
+    tail.extend_from_slice(&[0u8; 100]);
+    assert_tail_is_cut_away(&tail);
 }

@@ -1,4 +1,8 @@
-//! `kvbench`: a load generator for kvstore's line protocol, in the spirit of redis-benchmark.
+//! `kvbench`: a load generator for kvstore nodes, in the spirit of redis-benchmark.
+//!
+//! It speaks kvstore's line protocol (`PUT`/`GET`), or with `--proto resp` RESP2, the Redis
+//! protocol (`SET`/`GET` as arrays of bulk strings, every reply type parsed), so that the same
+//! tool, with the same pipelining and latency measurement, can drive a node and Redis alike.
 //!
 //! It opens `--conns` connections, one OS thread each, and keeps `--pipeline` requests in
 //! flight on each: it writes a batch of requests with one write, then reads their replies.
@@ -17,7 +21,7 @@
 //! any, did not fail), 1 when some did not (the results are still printed), 2 when the node or
 //! the replica could not be reached at all.
 
-use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -48,7 +52,8 @@ const LAG_PROBE_INTERVAL: Duration = Duration::from_millis(4);
 /// (a replica that is not connected, or the address of some other node): the probe stops.
 const LAG_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A load generator for kvstore nodes (PUT/GET over the line protocol).
+/// A load generator for kvstore nodes and Redis (PUT/GET over the line protocol, or SET/GET
+/// over RESP).
 #[derive(Debug, Parser)]
 #[command(name = "kvbench", version)]
 struct Args {
@@ -90,6 +95,10 @@ struct Args {
     /// Print the results as one JSON object on one line instead of text.
     #[arg(long)]
     json: bool,
+    /// Wire protocol: kvstore's line protocol, or RESP2 (the Redis protocol), which drives
+    /// Redis as well. The lag probe speaks it too.
+    #[arg(long, value_enum, default_value_t = Proto::Line)]
+    proto: Proto,
     /// Also measure replication lag to this replica of the node while the load runs: PUT a
     /// fresh key on the node, then GET it from the replica until it is there (at most 250
     /// probes a second).
@@ -107,6 +116,32 @@ enum Workload {
     /// PUTs with probability `--set-ratio`, GETs otherwise.
     Mixed,
 }
+
+/// The wire protocol of every connection.
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+enum Proto {
+    /// `PUT key value` / `GET key`, one line each; replies are lines.
+    Line,
+    /// RESP2: `SET key value` / `GET key` as arrays of bulk strings; replies are RESP values.
+    Resp,
+}
+
+/// What a reply means to the benchmark. Its text (a line, a simple string, an error's message
+/// or a bulk string's bytes) is left in the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Reply {
+    /// Any success: `OK`, a value, an integer, an array.
+    Value,
+    /// `NOT_FOUND`, or a RESP nil (bulk or array): not an error.
+    Nil,
+    /// `ERROR ...`, or a RESP error (`-...`).
+    Error,
+}
+
+/// Deepest nesting of RESP arrays a reply may have; deeper is taken as a broken stream.
+const MAX_RESP_DEPTH: usize = 32;
+/// Longest RESP bulk string accepted in a reply (Redis's own limit is 512 MiB).
+const MAX_RESP_BULK: usize = 1 << 30;
 
 /// `--set-ratio` must be a probability, or the mix means nothing.
 fn parse_ratio(text: &str) -> Result<f64, String> {
@@ -152,16 +187,58 @@ impl Rng {
     }
 }
 
-/// Append one request line to `buf`: `PUT key:<n> <value>` or `GET key:<n>`.
-fn push_request(buf: &mut Vec<u8>, put: bool, key: u64, value: &[u8]) {
-    buf.extend_from_slice(if put { b"PUT key:" } else { b"GET key:" });
-    // Writing into a Vec cannot fail.
-    let _ = write!(buf, "{key}");
-    if put {
-        buf.push(b' ');
-        buf.extend_from_slice(value);
+/// Append one request for key `key:<key>` to `buf`: with `Proto::Line` the line
+/// `PUT key:<n> <value>` or `GET key:<n>`; with `Proto::Resp` the array
+/// `*3 $3 SET $<len> key:<n> $<len> <value>` or `*2 $3 GET $<len> key:<n>`.
+fn push_request(buf: &mut Vec<u8>, proto: Proto, put: bool, key: u64, value: &[u8]) {
+    // Writing into a Vec cannot fail, hence the `let _` on each write!.
+    match proto {
+        Proto::Line => {
+            buf.extend_from_slice(if put { b"PUT key:" } else { b"GET key:" });
+            let _ = write!(buf, "{key}");
+            if put {
+                buf.push(b' ');
+                buf.extend_from_slice(value);
+            }
+            buf.push(b'\n');
+        }
+        Proto::Resp => {
+            buf.extend_from_slice(if put {
+                b"*3\r\n$3\r\nSET\r\n"
+            } else {
+                b"*2\r\n$3\r\nGET\r\n"
+            });
+            let digits = key.checked_ilog10().map_or(1, |d| d + 1);
+            let _ = write!(buf, "${}\r\nkey:{key}\r\n", 4 + digits);
+            if put {
+                let _ = write!(buf, "${}\r\n", value.len());
+                buf.extend_from_slice(value);
+                buf.extend_from_slice(b"\r\n");
+            }
+        }
     }
-    buf.push(b'\n');
+}
+
+/// Put one request of the lag probe (a SET/PUT when there is a value, else a GET) in `buf`.
+fn push_probe(buf: &mut Vec<u8>, proto: Proto, key: &str, value: Option<&str>) {
+    buf.clear();
+    let _ = match (proto, value) {
+        (Proto::Line, Some(value)) => writeln!(buf, "PUT {key} {value}"),
+        (Proto::Line, None) => writeln!(buf, "GET {key}"),
+        (Proto::Resp, Some(value)) => write!(
+            buf,
+            "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
+            key.len(),
+            value.len()
+        ),
+        (Proto::Resp, None) => write!(buf, "*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()),
+    };
+}
+
+/// A reply that is not valid for the protocol: the stream cannot be trusted past it.
+fn bad_reply(what: &str, line: &[u8]) -> io::Error {
+    let text = String::from_utf8_lossy(line);
+    io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {text:?}"))
 }
 
 /// One connection to the node, with its reading half buffered so that many small replies
@@ -193,14 +270,32 @@ impl Conn {
         Err(last)
     }
 
-    /// Send one request line (`request` ends with its `\n`) and read its reply into `line`.
-    fn request(&mut self, request: &[u8], line: &mut Vec<u8>) -> io::Result<()> {
+    /// Send one encoded request and read its reply, its text into `line`.
+    fn request(&mut self, proto: Proto, request: &[u8], line: &mut Vec<u8>) -> io::Result<Reply> {
         self.writer.write_all(request)?;
-        self.read_reply(line)
+        self.read_reply(proto, line)
     }
 
-    /// Read one reply line into `line` (cleared first); a close before its `\n` is an error.
-    fn read_reply(&mut self, line: &mut Vec<u8>) -> io::Result<()> {
+    /// Read one whole reply; its text (see `Reply`) is left in `line`.
+    fn read_reply(&mut self, proto: Proto, line: &mut Vec<u8>) -> io::Result<Reply> {
+        match proto {
+            Proto::Line => {
+                self.read_line(line)?;
+                Ok(if line.starts_with(b"ERROR") {
+                    Reply::Error
+                } else if line == b"NOT_FOUND" {
+                    Reply::Nil
+                } else {
+                    Reply::Value
+                })
+            }
+            Proto::Resp => self.read_resp(line, 0),
+        }
+    }
+
+    /// Read one line into `line` (cleared first) without its `\n`; a close before the `\n`
+    /// is an error.
+    fn read_line(&mut self, line: &mut Vec<u8>) -> io::Result<()> {
         line.clear();
         self.reader.read_until(b'\n', line)?;
         if line.pop() != Some(b'\n') {
@@ -211,22 +306,92 @@ impl Conn {
         }
         Ok(())
     }
+
+    /// Read one RESP2 value: a simple string (`+`), an error (`-`), an integer (`:`), a bulk
+    /// string (`$`, nil when its length is -1) or an array (`*`, nil when its count is -1) of
+    /// values, read whole. An array is a success even if an element is an error (as in a
+    /// transaction's replies); `line` is then left empty.
+    fn read_resp(&mut self, line: &mut Vec<u8>, depth: usize) -> io::Result<Reply> {
+        self.read_line(line)?;
+        if line.pop() != Some(b'\r') {
+            return Err(bad_reply("a RESP line without \\r\\n", line));
+        }
+        let Some(&kind) = line.first() else {
+            return Err(bad_reply("an empty RESP line", line));
+        };
+        let number = |line: &[u8]| -> io::Result<i64> {
+            std::str::from_utf8(&line[1..])
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .ok_or_else(|| bad_reply("a RESP length or integer that is not a number", line))
+        };
+        match kind {
+            b'+' | b'-' => {
+                line.remove(0);
+                Ok(if kind == b'+' {
+                    Reply::Value
+                } else {
+                    Reply::Error
+                })
+            }
+            b':' => number(line).map(|_| Reply::Value),
+            b'$' => {
+                let len = match number(line)? {
+                    -1 => return Ok(Reply::Nil),
+                    len => usize::try_from(len)
+                        .ok()
+                        .filter(|&len| len <= MAX_RESP_BULK)
+                        .ok_or_else(|| bad_reply("a bad RESP bulk length", line))?,
+                };
+                line.clear();
+                line.resize(len + 2, 0);
+                self.reader.read_exact(line)?;
+                if !line.ends_with(b"\r\n") {
+                    return Err(bad_reply("a RESP bulk string without \\r\\n", line));
+                }
+                line.truncate(len);
+                Ok(Reply::Value)
+            }
+            b'*' => {
+                let count = match number(line)? {
+                    -1 => return Ok(Reply::Nil),
+                    count if count < 0 || depth >= MAX_RESP_DEPTH => {
+                        return Err(bad_reply("a bad RESP array", line))
+                    }
+                    count => count,
+                };
+                for _ in 0..count {
+                    self.read_resp(line, depth + 1)?;
+                }
+                line.clear();
+                Ok(Reply::Value)
+            }
+            _ => Err(bad_reply("not a RESP reply", line)),
+        }
+    }
 }
 
 /// PUT `keys` in pipelined chunks; any error reply stops it, since a benchmark on a
 /// half-loaded keyspace would mislead.
-fn prefill(conn: &mut Conn, keys: impl Iterator<Item = u64>, value: &[u8]) -> Result<(), String> {
+fn prefill(
+    conn: &mut Conn,
+    proto: Proto,
+    keys: impl Iterator<Item = u64>,
+    value: &[u8],
+) -> Result<(), String> {
     let (mut buf, mut line, mut keys) = (Vec::new(), Vec::new(), keys.peekable());
     while keys.peek().is_some() {
         buf.clear();
         let chunk: Vec<u64> = keys.by_ref().take(PREFILL_CHUNK).collect();
         for &key in &chunk {
-            push_request(&mut buf, true, key, value);
+            push_request(&mut buf, proto, true, key, value);
         }
         conn.writer.write_all(&buf).map_err(|e| e.to_string())?;
         for _ in &chunk {
-            conn.read_reply(&mut line).map_err(|e| e.to_string())?;
-            if line.starts_with(b"ERROR") {
+            let reply = conn
+                .read_reply(proto, &mut line)
+                .map_err(|e| e.to_string())?;
+            if reply == Reply::Error {
                 return Err(String::from_utf8_lossy(&line).into_owned());
             }
         }
@@ -252,11 +417,12 @@ struct Stats {
     latency: Histogram<u64>,
     /// Requests answered.
     done: u64,
-    /// Replies that start with `ERROR`, plus failed connections.
+    /// Error replies (`ERROR ...`, RESP `-...`), plus failed connections.
     errors: u64,
     /// Connections that failed (a write, a read, a close or a timeout) before the end.
     failures: u64,
-    /// `NOT_FOUND` replies: not errors, but a GET run that sees many was not prefilled.
+    /// `NOT_FOUND` replies (RESP: nil): not errors, but a GET run that sees many was not
+    /// prefilled.
     not_found: u64,
     /// When the last reply came: the run ends with the last connection's.
     finished: Instant,
@@ -318,12 +484,13 @@ impl Stats {
             ..
         } = *self;
         let workload = format!("{:?}", args.workload).to_lowercase();
+        let proto = format!("{:?}", args.proto).to_lowercase();
         let (conns, pipeline, keyspace, size) =
             (args.conns, args.pipeline, args.keyspace, args.value_size);
         if args.json {
             let lag = lag.map_or(String::new(), Lag::json_fields);
             println!(
-                "{{\"workload\":\"{workload}\",\"conns\":{conns},\"pipeline\":{pipeline},\
+                "{{\"proto\":\"{proto}\",\"workload\":\"{workload}\",\"conns\":{conns},\"pipeline\":{pipeline},\
                  \"keyspace\":{keyspace},\"value_size\":{size},\"set_ratio\":{},\"requests\":{done},\
                  \"errors\":{errors},\"conn_failures\":{failures},\"not_found\":{not_found},\
                  \"seconds\":{seconds:.3},\"rps\":{rps:.0},\"p50_us\":{p50},\"p90_us\":{p90},\
@@ -333,7 +500,7 @@ impl Stats {
             return;
         }
         let ms = |us: u64| us as f64 / 1000.0;
-        println!("{workload}: {conns} conns, pipeline {pipeline}, keyspace {keyspace}, values of {size} B");
+        println!("{workload} ({proto}): {conns} conns, pipeline {pipeline}, keyspace {keyspace}, values of {size} B");
         println!("  {done} requests in {seconds:.2} s: {rps:.0} requests/s");
         println!(
             "  latency (ms): p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
@@ -344,7 +511,7 @@ impl Stats {
             ms(max)
         );
         println!(
-            "  errors: {errors} ({failures} failed connections); NOT_FOUND replies: {not_found}"
+            "  errors: {errors} ({failures} failed connections); NOT_FOUND or nil replies: {not_found}"
         );
         if let (Some(lag), Some(replica)) = (lag, &args.lag_probe) {
             lag.print_text(replica);
@@ -359,6 +526,8 @@ struct LagProbe {
     primary: Conn,
     /// Connection to the replica (`--lag-probe`).
     replica: Conn,
+    /// The protocol of both connections (`--proto`).
+    proto: Proto,
 }
 
 /// What the lag probe measured.
@@ -414,25 +583,28 @@ impl LagProbe {
         polls: &mut u64,
     ) -> Result<Duration, String> {
         let text = |line: &[u8]| String::from_utf8_lossy(line).into_owned();
-        let put = format!("PUT {key} {value}\n");
-        self.primary
-            .request(put.as_bytes(), line)
+        let (proto, mut request) = (self.proto, Vec::new());
+        push_probe(&mut request, proto, key, Some(value));
+        let reply = self
+            .primary
+            .request(proto, &request, line)
             .map_err(|error| format!("the node: {error}"))?;
         let acked = Instant::now();
-        if line != b"OK" {
+        if reply != Reply::Value || line != b"OK" {
             return Err(format!("the node answered {:?} to PUT {key}", text(line)));
         }
-        let get = format!("GET {key}\n");
+        push_probe(&mut request, proto, key, None);
         loop {
-            self.replica
-                .request(get.as_bytes(), line)
+            let reply = self
+                .replica
+                .request(proto, &request, line)
                 .map_err(|error| format!("the replica: {error}"))?;
             let seen = Instant::now();
             *polls += 1;
-            if line == value.as_bytes() {
+            if reply == Reply::Value && line == value.as_bytes() {
                 return Ok(seen - acked);
             }
-            if line.starts_with(b"ERROR") {
+            if reply == Reply::Error {
                 let reply = text(line);
                 return Err(format!("the replica answered {reply:?} to GET {key}"));
             }
@@ -519,7 +691,7 @@ fn run_conn(conn: &mut Conn, args: &Args, shared: &Shared, stream: u64) -> Stats
                 Workload::Get => false,
                 Workload::Mixed => rng.unit() < args.set_ratio,
             };
-            push_request(&mut buf, put, rng.below(args.keyspace), &value);
+            push_request(&mut buf, args.proto, put, rng.below(args.keyspace), &value);
         }
         let sent = Instant::now();
         if let Err(error) = conn.writer.write_all(&buf) {
@@ -527,17 +699,20 @@ fn run_conn(conn: &mut Conn, args: &Args, shared: &Shared, stream: u64) -> Stats
             break;
         }
         for _ in 0..batch {
-            if let Err(error) = conn.read_reply(&mut line) {
-                r.fail(&error);
-                break 'run;
-            }
+            let reply = match conn.read_reply(args.proto, &mut line) {
+                Ok(reply) => reply,
+                Err(error) => {
+                    r.fail(&error);
+                    break 'run;
+                }
+            };
             r.latency
                 .saturating_record(sent.elapsed().as_micros() as u64);
             r.done += 1;
-            if line.starts_with(b"ERROR") {
-                r.errors += 1;
-            } else if line == b"NOT_FOUND" {
-                r.not_found += 1;
+            match reply {
+                Reply::Error => r.errors += 1,
+                Reply::Nil => r.not_found += 1,
+                Reply::Value => {}
             }
         }
         shared.answered.fetch_add(batch, Relaxed);
@@ -593,7 +768,12 @@ fn connect_probe(args: &Args) -> Result<Option<LagProbe>, ExitCode> {
     let primary = Conn::open((args.host.as_str(), args.port))
         .map_err(|error| unreachable(&format!("{}:{}", args.host, args.port), error))?;
     let replica = Conn::open(replica.as_str()).map_err(|error| unreachable(replica, error))?;
-    Ok(Some(LagProbe { primary, replica }))
+    let proto = args.proto;
+    Ok(Some(LagProbe {
+        primary,
+        replica,
+        proto,
+    }))
 }
 
 /// `--prefill`: every connection loads its share of the keyspace in parallel.
@@ -606,7 +786,7 @@ fn prefill_all(conns: &mut [Conn], args: &Args) -> Result<(), String> {
             .zip(conns.iter_mut())
             .map(|(i, conn)| {
                 let keys = (i..keyspace).step_by(step); // connection i loads i, i + step, ...
-                s.spawn(move || prefill(conn, keys, value))
+                s.spawn(move || prefill(conn, args.proto, keys, value))
             })
             .collect();
         loaders

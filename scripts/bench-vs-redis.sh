@@ -1,0 +1,464 @@
+#!/usr/bin/env bash
+# Compare kvstore with Redis on this machine, in one run (issue 6):
+#   a. our local cluster (`kvnode --role cluster`, a primary and two replicas, --fsync everysec)
+#      against a Redis primary with two Redis replicas (appendonly yes, appendfsync everysec):
+#      SET and GET, 50 connections, pipeline 1 and 16, keyspace 100000, 64-byte values, driven
+#      by kvbench over RESP for both (and over the line protocol for ours), by redis-benchmark
+#      (-t set,get) for both, and kvbench's replication lag probe under a SET load; the systems
+#      alternate within each round, ROUNDS rounds, medians reported;
+#   b. the same clusters with --fsync always / appendfsync always, SET only;
+#   c. one primary of each (no replicas) loaded with 1,000,000 keys of 100 bytes: its RSS, and
+#      the time it takes to restart and load them from its files (until it answers PING);
+#   d. a markdown table on stdout, with the ratio ours/Redis on every row, and a chart of
+#      throughput and p99 side by side (gnuplot) at $CHART.
+# Every process it starts is stopped on every exit path. Raw results (one JSON object per line)
+# and the server logs go to target/bench/.
+#
+# Knobs (environment): ROUNDS (3), DURATION (3 s per kvbench run), RB_REQUESTS (200000 per
+# redis-benchmark test at pipeline 1, ten times that at pipeline 16), BIG_KEYS (1000000),
+# CHART (docs/benchmarks-vs-redis.png).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-3}
+RB_REQUESTS=${RB_REQUESTS:-200000}
+BIG_KEYS=${BIG_KEYS:-1000000}
+CHART=${CHART:-docs/benchmarks-vs-redis.png}
+CONNS=50
+KEYSPACE=100000
+VALUE=64
+DEADLINE=60 # seconds a server gets to start, sync its replicas or load its files
+
+OUT=target/bench
+mkdir -p "$OUT"
+STAMP=$(date +%Y%m%d-%H%M%S)
+RAW="$OUT/vs-redis-$STAMP.jsonl"
+: >"$RAW"
+WORK=$(mktemp -d)
+PIDS=() # every process started and not yet reaped
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+log() { echo "bench-vs-redis: $*" >&2; }
+
+# Stop every process still running (TERM, then KILL after 15 s), remove the data dirs.
+cleanup() {
+    local status=$? pid deadline
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    deadline=$((SECONDS + 15))
+    for pid in "${PIDS[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+forget() { # forget PID: it has been reaped
+    local keep=() pid
+    for pid in "${PIDS[@]}"; do [[ $pid == "$1" ]] || keep+=("$pid"); done
+    PIDS=("${keep[@]}")
+}
+
+# Run a command in the background and wait for it, so that a signal reaches the trap at once
+# (bash defers traps while a foreground child runs) and the trap can stop it.
+run() {
+    local pid status=0
+    "$@" &
+    pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || status=$?
+    forget "$pid"
+    return "$status"
+}
+
+# stop PID: SIGTERM, then wait for it to exit.
+stop() {
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    forget "$1"
+}
+
+# ---- Set-up: binaries, Redis, gnuplot.
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-benchmark >/dev/null || need+=(redis-tools)
+command -v gnuplot >/dev/null || need+=(gnuplot-nox)
+if ((${#need[@]})); then
+    log "installing ${need[*]} from Debian packages"
+    sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    run "${sudo[@]}" apt-get update -qq
+    run "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+fi
+log "building release binaries"
+run cargo build --release --bins --quiet
+KVNODE=target/release/kvnode KVBENCH=target/release/kvbench KVCLI=target/release/kvcli
+
+# free_ports N: set BASE to a port such that BASE .. BASE+N-1 are used by no socket now. The
+# ports come from below the kernel's ephemeral range, so that client connections (kvbench's,
+# redis-benchmark's, replication links) cannot take them in the meantime.
+free_ports() {
+    local n=$1 i low
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+    for _ in $(seq 1 100); do
+        BASE=$((10000 + RANDOM % (low - 10000 - n)))
+        for ((i = 0; i < n; i++)); do
+            if command -v ss >/dev/null; then
+                [[ -z $(ss -Htan "sport = :$((BASE + i))") ]] || continue 2
+            elif (exec 3<>"/dev/tcp/127.0.0.1/$((BASE + i))") 2>/dev/null; then
+                continue 2
+            fi
+        done
+        return 0
+    done
+    log "no $n free ports in a row"
+    return 1
+}
+
+# until_true WHAT COMMAND...: poll COMMAND every POLL s (0.05) until it succeeds, at most
+# DEADLINE s; fail at once if a process in WATCH (space-separated PIDs) has exited.
+until_true() {
+    local what=$1 deadline=$((SECONDS + DEADLINE)) pid
+    shift
+    until "$@"; do
+        for pid in ${WATCH:-}; do
+            if ! kill -0 "$pid" 2>/dev/null; then
+                log "process $pid exited while waiting for $what; see the logs in $OUT"
+                return 1
+            fi
+        done
+        if ((SECONDS >= deadline)); then
+            log "timed out waiting for $what"
+            return 1
+        fi
+        sleep "${POLL:-0.05}"
+    done
+}
+
+rcli() { timeout 5 redis-cli -p "$1" "${@:2}" 2>/dev/null || true; }
+pong() { [[ $(rcli "$1" PING) == PONG ]]; }
+redis_synced() {
+    [[ $(rcli "$1" INFO replication) == *connected_slaves:2* ]] &&
+        [[ $(rcli "$2" INFO replication) == *master_link_status:up* ]] &&
+        [[ $(rcli "$3" INFO replication) == *master_link_status:up* ]]
+}
+ours_synced() { [[ $(timeout 5 "$KVCLI" --port "$1" INFO 2>/dev/null) == *" connected_replicas=2 "* ]]; }
+
+# start_redis NAME PORT FSYNC [PRIMARY-PORT]: a Redis server with AOF, in a fresh dir (kept
+# if it exists, to restart on its files). Sets PID.
+start_redis() {
+    local name=$1 port=$2 fsync=$3 dir="$WORK/redis-$1"
+    local replicaof=()
+    [[ -z ${4:-} ]] || replicaof=(--replicaof 127.0.0.1 "$4")
+    mkdir -p "$dir"
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --appendonly yes \
+        --appendfsync "$fsync" --save '' --daemonize no "${replicaof[@]}" \
+        >>"$OUT/redis-$name-$STAMP.log" 2>&1 &
+    PID=$!
+    PIDS+=("$PID")
+}
+
+# start_ours NAME ROLE PORT FSYNC: a kvnode (cluster or primary) with its data under
+# $WORK/ours-NAME (kept if it exists). Sets PID.
+start_ours() {
+    local name=$1 role=$2 port=$3 fsync=$4
+    "$KVNODE" --role "$role" --listen "127.0.0.1:$port" --data-dir "$WORK/ours-$name" \
+        --fsync "$fsync" 2>>"$OUT/ours-$name-$STAMP.log" &
+    PID=$!
+    PIDS+=("$PID")
+}
+
+# cpu_ticks PID...: user + system clock ticks of these processes (all their threads) so far.
+cpu_ticks() {
+    local pid total=0 f
+    for pid in "$@"; do
+        read -ra f <<<"$(sed 's/.*) //' "/proc/$pid/stat")"
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+
+# Results: VALUES[key] holds one number per round, space-separated; keys are
+# "<system>|<test>|<measure>", systems ours-resp, ours-line and redis (kvbench), rb-ours and
+# rb-redis (redis-benchmark).
+declare -A VALUES
+add() { VALUES[$1]="${VALUES[$1]:-} $2"; }
+
+# field JSON NAME: a number from a flat JSON object (empty if absent).
+field() { if [[ $1 =~ \"$2\":([0-9.]+) ]]; then echo "${BASH_REMATCH[1]}"; fi; }
+
+# bench SYSTEM TEST PORT SERVER-PIDS KVBENCH-FLAGS...: one kvbench run (50 connections, 64-byte
+# values, keyspace 100000, DURATION s), its JSON line (with labels and the servers' CPU time per
+# request) appended to RAW, medians fed. SERVER-PIDS is a space-separated list.
+bench() {
+    local system=$1 test=$2 port=$3 pids=$4 status=0 json before after cpu
+    shift 4
+    before=$(cpu_ticks $pids)
+    run "$KVBENCH" --port "$port" --json --conns "$CONNS" --duration "$DURATION" \
+        --keyspace "$KEYSPACE" --value-size "$VALUE" "$@" >"$WORK/bench.json" || status=$?
+    after=$(cpu_ticks $pids)
+    json=$(cat "$WORK/bench.json")
+    if [[ $json != \{* ]]; then
+        log "kvbench failed (status $status) on $system $test: $*"
+        return 1
+    fi
+    ((status == 0)) || log "kvbench reported errors on $system $test: $json"
+    cpu=$(awk -v t=$((after - before)) -v us="$TICK_US" -v n="$(field "$json" requests)" \
+        'BEGIN { printf "%.2f", t * us / (n > 0 ? n : 1) }')
+    echo "{\"system\":\"$system\",\"test\":\"$test\",\"round\":$ROUND,\"server_cpu_us_per_req\":$cpu,${json#\{}" >>"$RAW"
+    add "$system|$test|rps" "$(field "$json" rps)"
+    add "$system|$test|p99" "$(field "$json" p99_us)"
+    add "$system|$test|cpu" "$cpu"
+    add "$system|$test|errors" "$(field "$json" errors)"
+    if [[ -n $(field "$json" lag_p99_us) ]]; then
+        add "$system|lag|p50" "$(field "$json" lag_p50_us)"
+        add "$system|lag|p99" "$(field "$json" lag_p99_us)"
+    fi
+    log "round $ROUND: $system $test: $(field "$json" rps) req/s, p99 $(field "$json" p99_us) µs, server CPU $cpu µs/req, errors $(field "$json" errors)"
+}
+
+# rbench SYSTEM PORT PIPELINE: redis-benchmark -t set,get with the same shape of load.
+rbench() {
+    local system=$1 port=$2 pipeline=$3 n=$RB_REQUESTS line test rps p99
+    ((pipeline == 1)) || n=$((RB_REQUESTS * 10))
+    run redis-benchmark -p "$port" -t set,get -c "$CONNS" -n "$n" -r "$KEYSPACE" -d "$VALUE" \
+        -P "$pipeline" --csv >"$WORK/rb.csv" 2>/dev/null || log "redis-benchmark failed on $system"
+    while IFS=, read -r test rps _ _ _ _ p99 _; do
+        test=${test//\"/} rps=${rps//\"/} p99=${p99//\"/}
+        [[ $test == SET || $test == GET ]] || continue
+        test="${test,,}-p$pipeline"
+        p99=$(awk -v ms="$p99" 'BEGIN { printf "%.0f", ms * 1000 }')
+        echo "{\"system\":\"$system\",\"test\":\"$test\",\"round\":$ROUND,\"tool\":\"redis-benchmark\",\"rps\":$rps,\"p99_us\":$p99}" >>"$RAW"
+        add "$system|$test|rps" "${rps%.*}"
+        add "$system|$test|p99" "$p99"
+        log "round $ROUND: $system $test: $rps req/s, p99 $p99 µs"
+    done <"$WORK/rb.csv"
+}
+
+median() {
+    printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print ""; exit }
+        print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+med() { median "${VALUES[$1]:-}"; }
+
+# start_clusters FSYNC: ours (cluster) and Redis (primary + 2 replicas), fresh data, synced.
+# Sets OURS_PORT OURS_PID REDIS_PORT REDIS_PIDS.
+start_clusters() {
+    local fsync=$1 tag=$2
+    free_ports 3
+    OURS_PORT=$BASE
+    start_ours "$tag" cluster "$OURS_PORT" "$fsync"
+    OURS_PID=$PID
+    free_ports 3
+    REDIS_PORT=$BASE
+    start_redis "$tag-primary" "$REDIS_PORT" "$fsync"
+    REDIS_PIDS=$PID
+    start_redis "$tag-replica1" $((REDIS_PORT + 1)) "$fsync" "$REDIS_PORT"
+    REDIS_PIDS+=" $PID"
+    start_redis "$tag-replica2" $((REDIS_PORT + 2)) "$fsync" "$REDIS_PORT"
+    REDIS_PIDS+=" $PID"
+    WATCH=$OURS_PID until_true "our cluster ($tag) to connect its replicas" \
+        ours_synced "$OURS_PORT"
+    WATCH=$REDIS_PIDS until_true "the Redis replicas ($tag) to sync" \
+        redis_synced "$REDIS_PORT" $((REDIS_PORT + 1)) $((REDIS_PORT + 2))
+    log "$tag: ours on $OURS_PORT (pid $OURS_PID), Redis on $REDIS_PORT (pids $REDIS_PIDS)"
+}
+
+stop_clusters() {
+    local pid
+    stop "$OURS_PID"
+    for pid in $REDIS_PIDS; do stop "$pid"; done
+}
+
+# ---- a. everysec: the main matrix.
+start_clusters everysec everysec
+ROUND=0
+log "prefilling $KEYSPACE keys on both"
+run "$KVBENCH" --port "$OURS_PORT" --proto resp --prefill --keyspace "$KEYSPACE" \
+    --value-size "$VALUE" --conns 10 --requests 1 >/dev/null
+run "$KVBENCH" --port "$REDIS_PORT" --proto resp --prefill --keyspace "$KEYSPACE" \
+    --value-size "$VALUE" --conns 10 --requests 1 >/dev/null
+for ROUND in $(seq 1 "$ROUNDS"); do
+    # Alternate who goes first, so that a drift on the machine does not favour one side.
+    if ((ROUND % 2)); then order="redis ours"; else order="ours redis"; fi
+    for workload in set get; do
+        for pipeline in 1 16; do
+            test="$workload-p$pipeline"
+            for system in $order; do
+                if [[ $system == redis ]]; then
+                    bench redis "$test" "$REDIS_PORT" "$REDIS_PIDS" --proto resp \
+                        --workload "$workload" --pipeline "$pipeline"
+                else
+                    bench ours-resp "$test" "$OURS_PORT" "$OURS_PID" --proto resp \
+                        --workload "$workload" --pipeline "$pipeline"
+                    bench ours-line "$test" "$OURS_PORT" "$OURS_PID" --proto line \
+                        --workload "$workload" --pipeline "$pipeline"
+                fi
+            done
+        done
+    done
+    for system in $order; do
+        # Replication lag to the first replica under the SET load (pipeline 1).
+        if [[ $system == redis ]]; then
+            bench redis set-p1-lag "$REDIS_PORT" "$REDIS_PIDS" --proto resp --workload set \
+                --lag-probe "127.0.0.1:$((REDIS_PORT + 1))"
+        else
+            bench ours-resp set-p1-lag "$OURS_PORT" "$OURS_PID" --proto resp --workload set \
+                --lag-probe "127.0.0.1:$((OURS_PORT + 1))"
+        fi
+    done
+    for system in $order; do
+        for pipeline in 1 16; do
+            if [[ $system == redis ]]; then
+                rbench rb-redis "$REDIS_PORT" "$pipeline"
+            else
+                rbench rb-ours "$OURS_PORT" "$pipeline"
+            fi
+        done
+    done
+done
+stop_clusters
+
+# ---- b. fsync always, SET only.
+start_clusters always always
+for ROUND in $(seq 1 "$ROUNDS"); do
+    if ((ROUND % 2)); then order="redis ours"; else order="ours redis"; fi
+    for pipeline in 1 16; do
+        for system in $order; do
+            if [[ $system == redis ]]; then
+                bench redis "always-set-p$pipeline" "$REDIS_PORT" "$REDIS_PIDS" --proto resp \
+                    --workload set --pipeline "$pipeline"
+            else
+                bench ours-resp "always-set-p$pipeline" "$OURS_PORT" "$OURS_PID" --proto resp \
+                    --workload set --pipeline "$pipeline"
+                bench ours-line "always-set-p$pipeline" "$OURS_PORT" "$OURS_PID" --proto line \
+                    --workload set --pipeline "$pipeline"
+            fi
+        done
+    done
+done
+stop_clusters
+
+# ---- c. Memory with BIG_KEYS keys of 100 bytes, and restart time, one primary each.
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# restart SYSTEM PORT: stop the server (PID), start it again on its files, time until PONG.
+ROUND=0
+for system in ours redis; do
+    free_ports 1
+    port=$BASE
+    if [[ $system == ours ]]; then start_ours big primary "$port" everysec; else
+        start_redis big "$port" everysec; fi
+    WATCH=$PID until_true "$system to start" pong "$port"
+    log "$system: loading $BIG_KEYS keys of 100 bytes"
+    run "$KVBENCH" --port "$port" --proto resp --prefill --keyspace "$BIG_KEYS" --value-size 100 \
+        --conns 10 --requests 1 >/dev/null
+    sleep 2 # let a compaction or AOF rewrite the load started settle
+    keys=$(rcli "$port" DBSIZE)
+    rss=$(rss_kib "$PID")
+    add "$system|big|rss" "$rss"
+    for r in $(seq 1 "$ROUNDS"); do
+        stop "$PID"
+        du=$(du -sk "$WORK/$([[ $system == ours ]] && echo ours-big || echo redis-big)" | cut -f1)
+        started=$(date +%s%N)
+        if [[ $system == ours ]]; then start_ours big primary "$port" everysec; else
+            start_redis big "$port" everysec; fi
+        WATCH=$PID POLL=0.01 until_true "$system to load its files" pong "$port"
+        ms=$((($(date +%s%N) - started) / 1000000))
+        reloaded=$(rcli "$port" DBSIZE)
+        rss_after=$(rss_kib "$PID")
+        add "$system|big|restart" "$ms"
+        echo "{\"system\":\"$system\",\"test\":\"big\",\"round\":$r,\"keys\":$keys,\"rss_kib\":$rss,\"files_kib\":$du,\"restart_ms\":$ms,\"keys_after_restart\":${reloaded:-0},\"rss_after_restart_kib\":$rss_after}" >>"$RAW"
+        log "$system: $keys keys, RSS $rss KiB, files $du KiB, restart $ms ms ($reloaded keys, RSS $rss_after KiB)"
+        [[ $reloaded == "$keys" ]] || log "WARNING: $system had $keys keys before the restart, $reloaded after"
+    done
+    stop "$PID"
+done
+
+# ---- d. The table and the chart.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "–"; else printf "%.2f", a / b }'; }
+fmt() { awk -v v="$1" 'BEGIN { if (v == "") print "–"; else printf "%\047d", v }'; }
+msf() { awk -v v="$1" 'BEGIN { if (v == "") print "–"; else printf "%.2f", v / 1000 }'; }
+name() {
+    local t=$1
+    t=${t/always-/fsync always, }
+    t=${t/set-/SET, pipeline }
+    t=${t/get-/GET, pipeline }
+    echo "${t/pipeline p/pipeline }"
+}
+
+CHART_DATA="$WORK/chart.dat"
+: >"$CHART_DATA"
+echo "### Versus Redis: medians of $ROUNDS rounds ($DURATION s per kvbench run, $CONNS connections, keyspace $KEYSPACE, $VALUE-byte values)"
+echo
+echo "| test | client, our protocol | ours req/s | Redis req/s | ratio | ours p99 ms | Redis p99 ms | ratio | server CPU µs/req, ours / Redis |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+# table_row TEST OURS-SYSTEM REDIS-SYSTEM CLIENT-LABEL CHART-LABEL
+table_row() {
+    local test=$1 o=$2 r=$3 rps_o rps_r p99_o p99_r cpu
+    rps_o=$(med "$o|$test|rps") rps_r=$(med "$r|$test|rps")
+    p99_o=$(med "$o|$test|p99") p99_r=$(med "$r|$test|p99")
+    cpu="$(med "$o|$test|cpu") / $(med "$r|$test|cpu")"
+    [[ $cpu != " / " ]] || cpu="–"
+    echo "| $(name "$test") | $4 | $(fmt "$rps_o") | $(fmt "$rps_r") | $(ratio "$rps_o" "$rps_r") | $(msf "$p99_o") | $(msf "$p99_r") | $(ratio "$p99_o" "$p99_r") | $cpu |"
+    [[ -z $rps_o || -z $rps_r ]] ||
+        echo "\"$5\" $rps_o $rps_r $(msf "$p99_o") $(msf "$p99_r")" >>"$CHART_DATA"
+}
+for test in set-p1 set-p16 get-p1 get-p16; do
+    short=${test^^}
+    short=${short/-P/ P}
+    table_row "$test" ours-resp redis "kvbench, RESP" "$short resp"
+    table_row "$test" ours-line redis "kvbench, line" "$short line"
+    table_row "$test" rb-ours rb-redis "redis-benchmark" "$short r-b"
+done
+for test in always-set-p1 always-set-p16; do
+    short="ALWAYS SET P${test##*-p}"
+    table_row "$test" ours-resp redis "kvbench, RESP" "$short resp"
+    table_row "$test" ours-line redis "kvbench, line" "$short line"
+done
+lag_o=$(med "ours-resp|lag|p99") lag_r=$(med "redis|lag|p99")
+echo "| replication lag p99 (SET, pipeline 1, kvbench --lag-probe), ms | kvbench, RESP | | | | $(msf "$lag_o") | $(msf "$lag_r") | $(ratio "$lag_o" "$lag_r") | |"
+rss_o=$(med "ours|big|rss") rss_r=$(med "redis|big|rss")
+echo "| primary RSS with $(fmt "$BIG_KEYS") keys of 100 B, MiB | – | $(awk -v k="$rss_o" 'BEGIN { printf "%.0f", k / 1024 }') | $(awk -v k="$rss_r" 'BEGIN { printf "%.0f", k / 1024 }') | $(ratio "$rss_o" "$rss_r") | | | | |"
+rs_o=$(med "ours|big|restart") rs_r=$(med "redis|big|restart")
+echo "| restart with $(fmt "$BIG_KEYS") keys, until PING answers, ms | – | $rs_o | $rs_r | $(ratio "$rs_o" "$rs_r") | | | | |"
+echo
+echo "Ratio = ours / Redis: at least 1.0 is the target for req/s, at most 1.0 for p99, RSS and restart time."
+echo "Server CPU = user + system time of the server processes (our one cluster process; the three"
+echo "Redis processes) per request. Lag p50, ms: ours $(msf "$(med "ours-resp|lag|p50")"), Redis $(msf "$(med "redis|lag|p50")")."
+echo
+for s in ours-resp ours-line redis; do
+    for t in set-p1 set-p16 get-p1 get-p16 always-set-p1 always-set-p16 set-p1-lag; do
+        e=$(median "${VALUES[$s|$t|errors]:-}")
+        [[ -z $e || $e == 0 ]] || echo "**Errors:** $s $t: ${VALUES[$s|$t|errors]}"
+    done
+done
+
+gnuplot <<EOF
+set terminal pngcairo size 1500,620 font "sans,10"
+set output "$CHART"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set grid ytics
+set key top left
+set bmargin 7
+set rmargin 6
+set xtics rotate by -40 nomirror
+set multiplot layout 1,2 title "kvstore cluster vs Redis primary + 2 replicas, $CONNS conns, $VALUE-byte values (medians of $ROUNDS rounds)"
+set title "throughput (requests/s, higher is better)"
+set format y "%.1s%c"
+plot "$CHART_DATA" using 2:xtic(1) title "ours" lc rgb "#1f77b4", "" using 3 title "Redis" lc rgb "#d62728"
+set title "p99 latency (ms, lower is better)"
+set format y "%g"
+plot "$CHART_DATA" using 4:xtic(1) title "ours" lc rgb "#1f77b4", "" using 5 title "Redis" lc rgb "#d62728"
+unset multiplot
+EOF
+echo "Chart: $CHART. Raw results: $RAW; server logs: $OUT/{ours,redis}-*-$STAMP.log"

@@ -28,66 +28,11 @@ PIDS=() # every process started and not yet reaped
 
 log() { echo "bench-persistence: $*" >&2; }
 
-# Stop every process still running (TERM, then KILL after 15 s) and remove the data dirs.
-cleanup() {
-    local status=$? pid deadline
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    deadline=$((SECONDS + 15))
-    for pid in "${PIDS[@]}"; do
-        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-    exit "$status"
-}
+# run, forget, cleanup, start_node: see bench-lib.sh.
+source scripts/bench-lib.sh
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-forget() { # forget PID: it has been reaped
-    local keep=() pid
-    for pid in "${PIDS[@]}"; do [[ $pid == "$1" ]] || keep+=("$pid"); done
-    PIDS=("${keep[@]}")
-}
-
-# Run a command in the background and wait for it, so that a signal to this script reaches
-# the trap at once (bash defers traps while a foreground child runs) and the trap can stop it.
-run() {
-    local pid status=0
-    "$@" &
-    pid=$!
-    PIDS+=("$pid")
-    wait "$pid" || status=$?
-    forget "$pid"
-    return "$status"
-}
-
-# start_node NAME KVNODE-FLAGS...: start a node on a free port (port 0; the bound address is
-# read from its log) with a fresh data dir. Sets NODE_PID, NODE_PORT and NODE_LOG.
-start_node() {
-    local name=$1 deadline
-    shift
-    NODE_LOG="$OUT/node-$name-$STAMP.log"
-    target/release/kvnode --listen 127.0.0.1:0 --data-dir "$(mktemp -d -p "$WORK")/data" "$@" \
-        2>"$NODE_LOG" &
-    NODE_PID=$!
-    PIDS+=("$NODE_PID")
-    deadline=$((SECONDS + STARTUP_DEADLINE))
-    until grep -qs ' listening' "$NODE_LOG"; do
-        if ! kill -0 "$NODE_PID" 2>/dev/null || ((SECONDS >= deadline)); then
-            log "node $name did not start; its log:"
-            cat "$NODE_LOG" >&2
-            return 1
-        fi
-        sleep 0.05
-    done
-    NODE_PORT=$(grep -o 'addr: 127\.0\.0\.1:[0-9]*' "$NODE_LOG" | head -n1 | cut -d: -f3)
-    [[ -n $NODE_PORT ]] || { log "no address in $NODE_LOG"; return 1; }
-}
 
 # Stop the node with SIGTERM and wait for it to exit.
 stop_node() {

@@ -59,23 +59,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-forget() { # forget PID: it has been reaped
-    local keep=() pid
-    for pid in "${PIDS[@]}"; do [[ $pid == "$1" ]] || keep+=("$pid"); done
-    PIDS=("${keep[@]}")
-}
-
-# Run a command in the background and wait for it, so that a signal reaches the trap at once
-# (bash defers traps while a foreground child runs) and the trap can stop it.
-run() {
-    local pid status=0
-    "$@" &
-    pid=$!
-    PIDS+=("$pid")
-    wait "$pid" || status=$?
-    forget "$pid"
-    return "$status"
-}
+# run, forget: see bench-lib.sh.
+source scripts/bench-lib.sh
 
 # stop PID: SIGTERM, then wait for it to exit.
 stop() {

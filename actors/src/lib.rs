@@ -1,9 +1,19 @@
-//! The engine of kvstore: its actors, the typed messages they exchange, and the wire codec.
+//! The engine of kvstore: its actors, the typed messages they exchange, the wire codecs and
+//! the on-disk format.
 //!
-//! - [`store::Store`] owns the data and numbers every mutation; it does no I/O.
-//! - [`session::Session`] serves one client connection.
+//! Actors:
+//! - [`store::Store`] owns the data ([`keyspace`]) and numbers every mutation; it does no I/O.
+//! - [`session::Session`] serves one client connection (or a primary's replication stream).
 //! - [`listener::Listener`] accepts connections and starts sessions.
-//! - [`codec`], [`command`] and [`reply`] are the line protocol.
+//! - [`writer::Writer`] persists every mutation ([`durability`] reports how far).
+//! - [`replicator::Replicator`] streams mutations to one replica ([`backlog`]).
+//! - [`follower::Follower`] applies a primary's stream on a replica.
+//!
+//! Wire: [`codec`] (framing, both protocols), [`command`] (requests), [`reply`] (replies),
+//! [`resp`] (RESP2 frames), [`info`] (INFO, DIGEST, WAIT).
+//!
+//! Disk: [`record`] (the record format), [`segment`] (log files), [`snapshot_file`],
+//! [`data_dir`] (names, lock, errors), [`recovery`] (start-up), [`replication_id`].
 //!
 //! The programs that assemble these into a node live in the `kvstore` package.
 

@@ -4,8 +4,10 @@
 //! protocol (`SET`/`GET` as arrays of bulk strings, every reply type parsed), so that the same
 //! tool, with the same pipelining and latency measurement, can drive a node and Redis alike.
 //!
-//! It opens `--conns` connections, one OS thread each, and keeps `--pipeline` requests in
-//! flight on each: it writes a batch of requests with one write, then reads their replies.
+//! It opens `--conns` connections, all driven by one event loop on one thread (as
+//! redis-benchmark does, so the client leaves the other cores to the server), and keeps
+//! `--pipeline` requests in flight on each: it writes a batch of requests with one write, then
+//! reads their replies. (Prefill and the lag probe use blocking connections of their own.)
 //! A request's latency is the time from its batch's write to its reply, so with a pipeline
 //! it includes the wait behind the earlier requests of the batch, as a real client sees it.
 //!
@@ -63,7 +65,7 @@ struct Args {
     /// Port of the node.
     #[arg(long, short, default_value_t = 12345)]
     port: u16,
-    /// Connections, each served by a thread of its own.
+    /// Connections, all driven by one event loop on one thread.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     conns: u64,
     /// Requests in flight per connection. Keep pipeline x value size well under the socket
@@ -399,14 +401,14 @@ fn prefill(
     Ok(())
 }
 
-/// Counters all connection threads share: requests handed out (so that `--requests` is a
+/// Counters all connections share: requests handed out (so that `--requests` is a
 /// total however fast each connection is) and answered (for the progress line).
 struct Shared {
     /// Requests claimed so far (may overshoot the total by the last claims, which get none).
     issued: AtomicU64,
     /// Requests answered so far.
     answered: AtomicU64,
-    /// Connection threads still sending, so the progress line knows when to stop.
+    /// Connections still sending, so the progress line knows when to stop.
     running: AtomicUsize,
 }
 
@@ -660,11 +662,20 @@ impl Lag {
     }
 }
 
-/// The measured loop of one connection: claim a batch, write it, read its replies.
-/// It stops at `--duration`'s deadline, or once `--requests` have been handed out over all
-/// connections (claimed a batch at a time, so that fast connections take more).
-fn run_conn(conn: &mut Conn, args: &Args, shared: &Shared, stream: u64) -> Stats {
-    let mut rng = Rng::new(stream);
+/// The measured loop of one connection, as a task of the client's event loop: the same
+/// claims, requests and accounting as `run_conn`, but every connection shares one thread,
+/// as redis-benchmark's do, so that on a small machine the client does not spend the cores
+/// the server needs on switching between its own threads.
+async fn run_conn_async(
+    stream: tokio::net::TcpStream,
+    args: &Args,
+    shared: &Shared,
+    seed: u64,
+) -> Stats {
+    use tokio::io::AsyncWriteExt;
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, reader);
+    let mut rng = Rng::new(seed);
     let value = vec![b'x'; args.value_size as usize];
     let (mut buf, mut line) = (Vec::new(), Vec::new());
     let mut r = Stats::new();
@@ -694,12 +705,18 @@ fn run_conn(conn: &mut Conn, args: &Args, shared: &Shared, stream: u64) -> Stats
             push_request(&mut buf, args.proto, put, rng.below(args.keyspace), &value);
         }
         let sent = Instant::now();
-        if let Err(error) = conn.writer.write_all(&buf) {
+        let written = tokio::time::timeout(IO_TIMEOUT, writer.write_all(&buf)).await;
+        if let Err(error) = flatten(written) {
             r.fail(&error);
             break;
         }
         for _ in 0..batch {
-            let reply = match conn.read_reply(args.proto, &mut line) {
+            let read = tokio::time::timeout(
+                IO_TIMEOUT,
+                read_reply_async(&mut reader, args.proto, &mut line),
+            )
+            .await;
+            let reply = match flatten(read) {
                 Ok(reply) => reply,
                 Err(error) => {
                     r.fail(&error);
@@ -720,6 +737,90 @@ fn run_conn(conn: &mut Conn, args: &Args, shared: &Shared, stream: u64) -> Stats
     r.finished = Instant::now();
     shared.running.fetch_sub(1, Relaxed);
     r
+}
+
+/// A timed-out I/O call as an I/O error.
+fn flatten<T>(result: Result<io::Result<T>, tokio::time::error::Elapsed>) -> io::Result<T> {
+    result.unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no answer within 30 s",
+        ))
+    })
+}
+
+/// Read one reply, as `Conn::read_reply` does, from an event-loop connection.
+async fn read_reply_async(
+    reader: &mut tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    proto: Proto,
+    line: &mut Vec<u8>,
+) -> io::Result<Reply> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let read_line = async |line: &mut Vec<u8>,
+                           reader: &mut tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>|
+           -> io::Result<()> {
+        line.clear();
+        reader.read_until(b'\n', line).await?;
+        if line.pop() != Some(b'\n') {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the node closed the connection",
+            ));
+        }
+        Ok(())
+    };
+    if proto == Proto::Line {
+        read_line(line, reader).await?;
+        return Ok(if line.starts_with(b"ERROR") {
+            Reply::Error
+        } else if line == b"NOT_FOUND" {
+            Reply::Nil
+        } else {
+            Reply::Value
+        });
+    }
+    // RESP: read values until none is pending; the reply is the kind of the first one.
+    let mut pending: u64 = 1;
+    let mut first = None;
+    while pending > 0 {
+        pending -= 1;
+        read_line(line, reader).await?;
+        if line.pop() != Some(b'\r') {
+            return Err(bad_reply("a RESP line without \\r\\n", line));
+        }
+        let Some(&kind) = line.first() else {
+            return Err(bad_reply("an empty RESP line", line));
+        };
+        let number = std::str::from_utf8(&line[1..])
+            .ok()
+            .and_then(|text| text.parse::<i64>().ok());
+        let reply = match kind {
+            b'+' => Reply::Value,
+            b'-' => Reply::Error,
+            b':' => Reply::Value,
+            b'$' => match number {
+                Some(-1) => Reply::Nil,
+                Some(len) if len >= 0 && len as usize <= MAX_RESP_BULK => {
+                    line.clear();
+                    line.resize(len as usize + 2, 0);
+                    reader.read_exact(line).await?;
+                    Reply::Value
+                }
+                _ => return Err(bad_reply("a bad RESP bulk length", line)),
+            },
+            b'*' => match number {
+                Some(-1) => Reply::Nil,
+                Some(count) if count >= 0 => {
+                    pending += count as u64;
+                    Reply::Value
+                }
+                _ => return Err(bad_reply("a bad RESP array", line)),
+            },
+            _ => return Err(bad_reply("not a RESP reply", line)),
+        };
+        first.get_or_insert(reply);
+    }
+    Ok(first.unwrap_or(Reply::Value))
 }
 
 /// Once a second until every connection is done, print the progress so far (only called
@@ -810,18 +911,45 @@ fn measure(
         answered: AtomicU64::new(0),
         running: AtomicUsize::new(conns.len()),
     };
-    let barrier = Barrier::new(conns.len() + usize::from(probe.is_some()) + 1);
+    let barrier = Barrier::new(2 + usize::from(probe.is_some()));
+    // The connections' sockets, for the event loop (the blocking handles stay open).
+    let streams: Vec<io::Result<std::net::TcpStream>> = conns
+        .iter()
+        .map(|conn| {
+            let stream = conn.writer.try_clone()?;
+            stream.set_nonblocking(true)?;
+            Ok(stream)
+        })
+        .collect();
     thread::scope(|s| {
-        let workers: Vec<_> = (0..)
-            .zip(conns.iter_mut())
-            .map(|(i, conn)| {
-                let (shared, barrier) = (&shared, &barrier);
-                s.spawn(move || {
-                    barrier.wait();
-                    run_conn(conn, args, shared, i)
-                })
-            })
-            .collect();
+        let (shared_ref, barrier_ref) = (&shared, &barrier);
+        let driver = s.spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            barrier_ref.wait();
+            let runtime = match runtime {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let mut stats = Stats::new();
+                    stats.fail(&error);
+                    return vec![stats];
+                }
+            };
+            // Every connection a future of one task, polled when its socket is ready.
+            let connections = (0..).zip(streams).map(|(i, stream)| async move {
+                match stream.and_then(tokio::net::TcpStream::from_std) {
+                    Ok(stream) => run_conn_async(stream, args, shared_ref, i).await,
+                    Err(error) => {
+                        let mut stats = Stats::new();
+                        stats.fail(&error);
+                        shared_ref.running.fetch_sub(1, Relaxed);
+                        stats
+                    }
+                }
+            });
+            runtime.block_on(futures::future::join_all(connections))
+        });
         let prober = probe.map(|probe| {
             let (shared, barrier) = (&shared, &barrier);
             s.spawn(move || {
@@ -836,11 +964,9 @@ fn measure(
         }
         let mut totals = Stats::new();
         totals.finished = start;
-        for worker in workers {
-            match worker.join() {
-                Ok(stats) => totals.merge(&stats),
-                Err(_) => totals.fail(&"its thread panicked"),
-            }
+        match driver.join() {
+            Ok(all) => all.iter().for_each(|stats| totals.merge(stats)),
+            Err(_) => totals.fail(&"the client's event loop panicked"),
         }
         let lag = prober.map(|prober| prober.join().unwrap_or_else(|_| Lag::panicked()));
         (start, totals, lag)

@@ -179,6 +179,7 @@ async fn wait_for_len(seen: &Arc<Mutex<Vec<Mutation>>>, len: usize) {
             "subscriber saw {} of {len} mutations",
             seen.lock().unwrap().len()
         );
+        // Poll interval of the deadline-bounded wait above.
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }

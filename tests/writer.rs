@@ -97,6 +97,7 @@ async fn fed_mutations_become_durable_in_order_and_replay_exactly() {
         match DataDir::open(tmp.path()) {
             Ok(dir) => break dir,
             Err(_) if wait.elapsed() < Duration::from_secs(60) => {
+                // Poll interval: the lock is released once the writer's thread ends.
                 tokio::time::sleep(Duration::from_millis(10)).await
             }
             Err(e) => panic!("{e}"),
@@ -164,6 +165,7 @@ async fn compaction_under_writes_keeps_every_key_and_shrinks_the_files() {
             })
             .await
             .unwrap();
+        // Poll interval of the deadline-bounded loop, which writes to trigger compaction.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(writer.send(GetWriterStats).await.unwrap().compactions >= 1);
@@ -184,6 +186,7 @@ async fn compaction_under_writes_keeps_every_key_and_shrinks_the_files() {
         match DataDir::open(tmp.path()) {
             Ok(dir) => break dir,
             Err(_) if std::time::Instant::now() < deadline => {
+                // Poll interval: the lock is released once the writer's thread ends.
                 tokio::time::sleep(Duration::from_millis(10)).await
             }
             Err(e) => panic!("{e}"),

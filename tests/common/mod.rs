@@ -49,6 +49,7 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();
     while !condition() {
         assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
+        // The poll interval of a wait with a deadline, not a wait for time to pass.
         thread::sleep(Duration::from_millis(10));
     }
 }
@@ -222,6 +223,7 @@ impl NodeProcess {
                 return status;
             }
             assert!(start.elapsed() < DEADLINE, "kvnode did not exit");
+            // Poll interval of the deadline-bounded wait for the process to exit.
             thread::sleep(Duration::from_millis(10));
         }
     }

@@ -1,8 +1,27 @@
 # Shared by the benchmark scripts (sourced, not run): process bookkeeping so that every
 # process a script starts is stopped on every exit path, and starting a node on a free port.
 #
-# The sourcing script defines OUT, STAMP, WORK, STARTUP_DEADLINE, the PIDS array and log(),
-# and installs the traps (`trap cleanup EXIT` and friends).
+# The sourcing script calls `bench_setup NAME` first, and defines STARTUP_DEADLINE if it
+# starts nodes.
+
+# bench_setup NAME: the output folder and stamp, the raw results file
+# ($OUT/NAME-$STAMP.jsonl, as RAW), a work folder, the process list, log(), and the traps that
+# stop every process on every exit path.
+bench_setup() {
+    BENCH_NAME=$1
+    OUT=target/bench
+    mkdir -p "$OUT"
+    STAMP=$(date +%Y%m%d-%H%M%S)
+    RAW="$OUT/$BENCH_NAME-$STAMP.jsonl"
+    : >"$RAW"
+    WORK=$(mktemp -d)
+    PIDS=() # every process started and not yet reaped
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+log() { echo "bench-$BENCH_NAME: $*" >&2; }
 
 # Stop every process still running (TERM, then KILL after 15 s) and remove the data dirs.
 cleanup() {

@@ -18,21 +18,9 @@ PREFILL_KEYS=${PREFILL_KEYS:-200000}
 CONNS=${CONNS:-1 10 50}
 STARTUP_DEADLINE=30 # seconds a node gets to log "listening"
 
-OUT=target/bench
-mkdir -p "$OUT"
-STAMP=$(date +%Y%m%d-%H%M%S)
-RAW="$OUT/persistence-$STAMP.jsonl"
-: >"$RAW"
-WORK=$(mktemp -d)
-PIDS=() # every process started and not yet reaped
-
-log() { echo "bench-persistence: $*" >&2; }
-
-# run, forget, cleanup, start_node: see bench-lib.sh.
+# run, forget, cleanup, start_node, log: see bench-lib.sh.
 source scripts/bench-lib.sh
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_setup persistence
 
 # Stop the node with SIGTERM and wait for it to exit.
 stop_node() {

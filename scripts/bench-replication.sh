@@ -19,21 +19,9 @@ STARTUP_DEADLINE=30  # seconds a node gets to log "listening"
 REPLICAS_DEADLINE=30 # seconds the primary gets to report connected_replicas=2
 CONVERGE_DEADLINE=60 # seconds the three DIGEST lines get to become equal after the load
 
-OUT=target/bench
-mkdir -p "$OUT"
-STAMP=$(date +%Y%m%d-%H%M%S)
-RAW="$OUT/replication-$STAMP.jsonl"
-: >"$RAW"
-WORK=$(mktemp -d)
-PIDS=() # every process started and not yet reaped
-
-log() { echo "bench-replication: $*" >&2; }
-
-# run, forget, cleanup, start_node: see bench-lib.sh.
+# run, forget, cleanup, start_node, log: see bench-lib.sh.
 source scripts/bench-lib.sh
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_setup replication
 
 # stop_node PID LOG: stop a node with SIGTERM and wait for it to exit.
 stop_node() {

@@ -30,37 +30,10 @@ KEYSPACE=100000
 VALUE=64
 DEADLINE=60 # seconds a server gets to start, sync its replicas or load its files
 
-OUT=target/bench
-mkdir -p "$OUT"
-STAMP=$(date +%Y%m%d-%H%M%S)
-RAW="$OUT/vs-redis-$STAMP.jsonl"
-: >"$RAW"
-WORK=$(mktemp -d)
-PIDS=() # every process started and not yet reaped
-TICK_US=$((1000000 / $(getconf CLK_TCK)))
-
-log() { echo "bench-vs-redis: $*" >&2; }
-
-# Stop every process still running (TERM, then KILL after 15 s), remove the data dirs.
-cleanup() {
-    local status=$? pid deadline
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    deadline=$((SECONDS + 15))
-    for pid in "${PIDS[@]}"; do
-        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# run, forget: see bench-lib.sh.
+# run, forget, cleanup, log: see bench-lib.sh.
 source scripts/bench-lib.sh
+bench_setup vs-redis
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
 # stop PID: SIGTERM, then wait for it to exit.
 stop() {

@@ -256,58 +256,23 @@ impl Session {
                     let reason = refuse_writes.clone().unwrap_or_default();
                     Step::Reply(Reply::Error(ErrorReply::PersistenceFailed(reason)))
                 }
-                Ok(Command::Get { key }) => {
-                    ops.push(Op::Get(key));
-                    Step::Store {
-                        ops: 1,
-                        fold: Fold::One,
-                    }
-                }
+                Ok(Command::Get { key }) => store_step(&mut ops, [Op::Get(key)], Fold::One),
                 Ok(Command::Put { key, value }) => {
-                    ops.push(Op::Put(key, value));
-                    Step::Store {
-                        ops: 1,
-                        fold: Fold::One,
-                    }
+                    store_step(&mut ops, [Op::Put(key, value)], Fold::One)
                 }
-                Ok(Command::Del { key }) => {
-                    ops.push(Op::Del(key));
-                    Step::Store {
-                        ops: 1,
-                        fold: Fold::One,
-                    }
-                }
+                Ok(Command::Del { key }) => store_step(&mut ops, [Op::Del(key)], Fold::One),
                 Ok(Command::DelMany(keys)) => {
-                    let n = keys.len();
-                    ops.extend(keys.into_iter().map(Op::Del));
-                    Step::Store {
-                        ops: n,
-                        fold: Fold::CountApplied,
-                    }
+                    store_step(&mut ops, keys.into_iter().map(Op::Del), Fold::CountApplied)
                 }
                 Ok(Command::Exists(keys)) => {
-                    let n = keys.len();
-                    ops.extend(keys.into_iter().map(Op::Get));
-                    Step::Store {
-                        ops: n,
-                        fold: Fold::CountFound,
-                    }
+                    store_step(&mut ops, keys.into_iter().map(Op::Get), Fold::CountFound)
                 }
                 Ok(Command::MGet(keys)) => {
-                    let n = keys.len();
-                    ops.extend(keys.into_iter().map(Op::Get));
-                    Step::Store {
-                        ops: n,
-                        fold: Fold::Values,
-                    }
+                    store_step(&mut ops, keys.into_iter().map(Op::Get), Fold::Values)
                 }
                 Ok(Command::MSet(pairs)) => {
-                    let n = pairs.len();
-                    ops.extend(pairs.into_iter().map(|(k, v)| Op::Put(k, v)));
-                    Step::Store {
-                        ops: n,
-                        fold: Fold::AllOk,
-                    }
+                    let puts = pairs.into_iter().map(|(k, v)| Op::Put(k, v));
+                    store_step(&mut ops, puts, Fold::AllOk)
                 }
                 Ok(Command::DbSize) => Step::DbSize,
                 Ok(Command::Echo(message)) => Step::Reply(Reply::Value(message)),
@@ -604,6 +569,17 @@ impl Session {
         }
         let request = replication.follower.send(CurrentAck);
         self.acknowledge(async move { Ok(request.await?) }, ctx);
+    }
+}
+
+/// Add a request's ops to the batch; answers the step that folds their outcomes back into
+/// the request's one reply.
+fn store_step(ops: &mut Vec<Op>, new: impl IntoIterator<Item = Op>, fold: Fold) -> Step {
+    let before = ops.len();
+    ops.extend(new);
+    Step::Store {
+        ops: ops.len() - before,
+        fold,
     }
 }
 

@@ -186,8 +186,9 @@ pub struct NodeArgs {
     #[arg(long)]
     pub truncate_corrupt_tail: bool,
 
-    /// Threads serving client connections (the Store has a thread of its own).
-    /// Defaults to the number of cores.
+    /// Threads serving client connections; the first is the Store's own thread, so with 1
+    /// (the default) a request never crosses threads. More help only when parsing and
+    /// encoding, not the Store, is what keeps a core busy (large values, many cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
     pub io_threads: Option<u64>,
 }
@@ -261,7 +262,6 @@ impl TryFrom<NodeArgs> for NodeConfig {
             Role::Primary | Role::Cluster => PRIMARY_PORT,
             Role::Replica => REPLICA_PORT,
         };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(NodeConfig {
             role: args.role,
             listen: args
@@ -275,7 +275,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
             max_value_bytes: to_usize(args.max_value_bytes),
             max_clients: to_usize(args.max_clients),
             client_output_limit: to_usize(args.client_output_limit),
-            io_threads: args.io_threads.map_or(cores, to_usize),
+            io_threads: args.io_threads.map_or(1, to_usize),
             writer: WriterConfig {
                 fsync: args.fsync.into(),
                 compact_min_bytes: args.compact_min_bytes,

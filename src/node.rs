@@ -3,9 +3,11 @@
 //! Start-up: lock the data directory, recover its data, start the Store with it, start the
 //! persistence writer and subscribe it to the Store, and only then accept clients.
 //!
-//! Threads: the Store runs alone on its own arbiter, and so does the persistence writer;
-//! sessions are spread over `io_threads` arbiters; the Listener runs on the arbiter that calls
-//! [`Node::start`].
+//! Threads: the Store, the sessions, and the replicators (or the follower) share one arbiter,
+//! as Redis serves everything from one thread: on a small machine, waking another thread costs
+//! more than the work handed to it. Only the persistence writer, whose file calls block, has
+//! an arbiter of its own. `io_threads` above 1 adds arbiters that take sessions too. The
+//! Listener runs on the arbiter that calls [`Node::start`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -105,7 +107,6 @@ impl Node {
             .map_err(|_| NodeError::ActorGone("store"))?;
         debug_assert_eq!(from, last_seq);
 
-        let replication_arbiter = Arbiter::new();
         let (stopping, stopping_watch) = tokio::sync::watch::channel(false);
         let mut node_context = NodeContext {
             role: config.role.as_str(),
@@ -132,10 +133,10 @@ impl Node {
                     };
                     let (replicator, progress) =
                         Replicator::new(replicator_config, store.clone(), last_seq, &log);
+                    // On the Store's thread: a batch reaches the replicators without waking
+                    // another thread, and their socket writes never block it.
                     let replicator =
-                        Replicator::start_in_arbiter(&replication_arbiter.handle(), move |_| {
-                            replicator
-                        });
+                        Replicator::start_in_arbiter(&store_arbiter.handle(), move |_| replicator);
                     store
                         .send(Subscribe(replicator.recipient()))
                         .await
@@ -171,18 +172,25 @@ impl Node {
                     &log,
                 );
                 node_context.follower = Some(Follower::start_in_arbiter(
-                    &replication_arbiter.handle(),
+                    &store_arbiter.handle(),
                     move |_| follower,
                 ));
             }
             Role::Cluster => return Err(NodeError::ClusterRole),
         }
 
-        let io_arbiters: Vec<Arbiter> = (0..config.io_threads.max(1))
+        // The first thread that serves clients is the Store's own: a request then reaches the
+        // Store and comes back without waking another thread, which on a small machine costs
+        // more than the work itself. Further I/O threads spread parsing and reply encoding
+        // over more cores, at the price of a cross-thread hop per batch.
+        let io_arbiters: Vec<Arbiter> = (1..config.io_threads.max(1))
             .map(|_| Arbiter::new())
             .collect();
+        let session_arbiters = std::iter::once(store_arbiter.handle())
+            .chain(io_arbiters.iter().map(Arbiter::handle))
+            .collect();
         let listener_config = ListenerConfig {
-            arbiters: io_arbiters.iter().map(Arbiter::handle).collect(),
+            arbiters: session_arbiters,
             max_clients: config.max_clients,
             session: Arc::new(SessionConfig {
                 read_only: config.role == Role::Replica,
@@ -198,12 +206,11 @@ impl Node {
         let listener = Listener::start(socket, store.clone(), listener_config, &log);
         info!(log, "listening"; "addr" => %addr, "data_dir" => %config.data_dir.display(),
             "fsync" => %config.writer.fsync, "keys" => keys,
-            "io_threads" => io_arbiters.len());
+            "io_threads" => io_arbiters.len() + 1);
 
         let mut arbiters = io_arbiters;
         arbiters.push(store_arbiter);
         arbiters.push(writer_arbiter);
-        arbiters.push(replication_arbiter);
         Ok(Node {
             addr,
             store,

@@ -201,9 +201,14 @@ fn a_replica_killed_under_load_catches_up_by_partial_resync() {
         count_log(&primary, "streaming") >= 2
     });
     let load = Load::start(primary.addr, 3);
-    let mut probe = replicas[0].node().client();
-    load.wait_for("the replica receives load", || {
-        String::from_utf8_lossy(&probe.request(b"INFO").unwrap()).contains("primary_link=up")
+    let mut probe = primary.client();
+    // Durable load on the replica means its writer has also recorded whose history it
+    // follows; killed before that, it would rightly need a full resync.
+    load.wait_for("the replica persists some of the load", || {
+        let info = String::from_utf8_lossy(&probe.request(b"INFO").unwrap()).into_owned();
+        info.split(' ')
+            .find_map(|f| f.strip_prefix("replica0_durable="))
+            .is_some_and(|durable| durable != "0")
     });
     let partial_before = count_log(&primary, "partial resync");
     replicas[0].kill("KILL");

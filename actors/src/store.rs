@@ -45,10 +45,11 @@ impl Change {
     }
 }
 
-/// The mutations one Store message applied, in apply order, shared by every subscriber.
+/// Mutations the Store applied, in apply order, shared by every subscriber.
 ///
-/// Publishing one message per request batch (rather than per mutation) keeps the cost of a
-/// subscriber at one mailbox push per batch of pipelined requests.
+/// The Store publishes once it has emptied its mailbox, not after every message: the batches
+/// of every client that wrote in the meantime go out as one `Applied`, so a subscriber on
+/// another thread is woken once per Store turn rather than once per request.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct Applied {
@@ -179,9 +180,17 @@ pub struct Store {
     data: Keyspace,
     last_seq: Seq,
     subscribers: Vec<Recipient<Applied>>,
-    /// Mutations applied by the message being handled, published when it is done.
+    /// Mutations applied since the last publication.
     pending: Vec<Mutation>,
+    /// A [`Publish`] is queued behind the messages in the mailbox.
+    publish_scheduled: bool,
 }
+
+/// Sent by the Store to itself: handled once the mailbox is empty, it publishes everything
+/// applied since the last publication.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Publish;
 
 impl Store {
     /// An empty store whose first mutation will get sequence number 1.
@@ -197,6 +206,7 @@ impl Store {
             last_seq,
             subscribers: Vec::new(),
             pending: Vec::new(),
+            publish_scheduled: false,
         }
     }
 
@@ -226,7 +236,17 @@ impl Store {
         self.last_seq
     }
 
-    /// Send what the current message applied to every subscriber, as one shared slice.
+    /// Publish what is pending once the messages already in the mailbox are handled.
+    fn schedule_publish(&mut self, ctx: &mut Context<Self>) {
+        if !self.pending.is_empty() && !self.publish_scheduled {
+            self.publish_scheduled = true;
+            ctx.notify(Publish);
+        }
+    }
+
+    /// Send everything applied since the last publication to every subscriber, as one shared
+    /// slice. Runs before any message that hands out a position (a subscription, a snapshot)
+    /// so that nothing at or before that position reaches a subscriber afterwards.
     fn publish(&mut self) {
         if self.pending.is_empty() {
             return;
@@ -270,9 +290,9 @@ impl Handler<Get> for Store {
 impl Handler<Put> for Store {
     type Result = Seq;
 
-    fn handle(&mut self, msg: Put, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Put, ctx: &mut Self::Context) -> Self::Result {
         let seq = self.put(msg.key, msg.value);
-        self.publish();
+        self.schedule_publish(ctx);
         seq
     }
 }
@@ -280,9 +300,9 @@ impl Handler<Put> for Store {
 impl Handler<Del> for Store {
     type Result = Option<Seq>;
 
-    fn handle(&mut self, msg: Del, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Del, ctx: &mut Self::Context) -> Self::Result {
         let seq = self.del(msg.key);
-        self.publish();
+        self.schedule_publish(ctx);
         seq
     }
 }
@@ -290,7 +310,7 @@ impl Handler<Del> for Store {
 impl Handler<Batch> for Store {
     type Result = BatchResult;
 
-    fn handle(&mut self, msg: Batch, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Batch, ctx: &mut Self::Context) -> Self::Result {
         let mut last_seq = None;
         let mut applied = |seq: Seq| {
             last_seq = Some(seq);
@@ -305,8 +325,17 @@ impl Handler<Batch> for Store {
                 Op::Del(key) => self.del(key).map_or(Outcome::NotFound, &mut applied),
             })
             .collect();
-        self.publish();
+        self.schedule_publish(ctx);
         BatchResult { outcomes, last_seq }
+    }
+}
+
+impl Handler<Publish> for Store {
+    type Result = ();
+
+    fn handle(&mut self, _: Publish, _: &mut Self::Context) {
+        self.publish_scheduled = false;
+        self.publish();
     }
 }
 
@@ -316,6 +345,7 @@ impl Handler<Subscribe> for Store {
     /// Answers the last sequence number applied before the subscription: the subscriber will
     /// see every mutation after it.
     fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> Self::Result {
+        self.publish();
         self.subscribers.push(msg.0);
         self.last_seq
     }
@@ -336,6 +366,7 @@ impl Handler<TakeSnapshot> for Store {
     type Result = StoreSnapshot;
 
     fn handle(&mut self, _: TakeSnapshot, _: &mut Self::Context) -> Self::Result {
+        self.publish();
         StoreSnapshot {
             data: self.data.snapshot(),
             seq: self.last_seq,
@@ -371,6 +402,9 @@ impl Handler<Apply> for Store {
             }
             result = Ok(self.last_seq);
         }
+        // Published at once, not deferred: the follower may reset the writer for a full
+        // resync as soon as this answers, and nothing from before the reset may reach the
+        // writer after it. (A replica's stream arrives in large batches; nothing to gain.)
         self.publish();
         result
     }
@@ -380,6 +414,8 @@ impl Handler<Replace> for Store {
     type Result = ();
 
     fn handle(&mut self, msg: Replace, _: &mut Self::Context) {
+        // Whoever replaces the data reset the subscribers first; what is pending predates it.
+        self.pending.clear();
         self.data = msg.data;
         self.last_seq = msg.seq;
     }

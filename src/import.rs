@@ -12,7 +12,6 @@ use kv_actors::record;
 use kv_actors::recovery::{self, RecoveryOptions};
 use kv_actors::replication_id::{self, ReplicationState};
 use kv_actors::segment::Segment;
-use kv_actors::store::{Change, Mutation};
 use slog::{info, Logger};
 use thiserror::Error;
 
@@ -97,15 +96,9 @@ pub fn import(
     let mut buf = Vec::with_capacity(1 << 20);
     let mut seq = recovered.last_seq;
     let append_error = StorageError::io("append to", segment.path());
-    for (key, value) in pairs.iter().cloned() {
+    for (key, value) in &pairs {
         seq += 1;
-        record::encode_mutation(
-            &Mutation {
-                seq,
-                change: Change::Put { key, value },
-            },
-            &mut buf,
-        );
+        record::encode_put(seq, key, value, &mut buf);
         if buf.len() >= 1 << 20 {
             segment
                 .append(&buf)

@@ -8,6 +8,7 @@ use std::path::Path;
 use bytes::Bytes;
 use kv_actors::data_dir::{DataDir, StorageError};
 use kv_actors::keyspace::Keyspace;
+use kv_actors::pair::Pair;
 use kv_actors::record;
 use kv_actors::recovery::{recover, RecoveryOptions};
 use kv_actors::segment::{Segment, LOG_MAGIC};
@@ -33,10 +34,10 @@ fn history(n: u64) -> Vec<Mutation> {
                     key: b(&format!("k{}", (seq - 1) % 7)),
                 }
             } else {
-                Change::Put {
-                    key: b(&format!("k{}", seq % 7)),
-                    value: b(&format!("value {seq}")),
-                }
+                Change::put(
+                    format!("k{}", seq % 7).as_bytes(),
+                    format!("value {seq}").as_bytes(),
+                )
             },
         })
         .collect()
@@ -47,8 +48,8 @@ fn model(mutations: &[Mutation]) -> Vec<(Bytes, Bytes)> {
     let mut map = std::collections::BTreeMap::new();
     for m in mutations {
         match &m.change {
-            Change::Put { key, value } => {
-                map.insert(key.clone(), value.clone());
+            Change::Put(pair) => {
+                map.insert(Bytes::copy_from_slice(pair.key()), pair.value_bytes());
             }
             Change::Del { key } => {
                 map.remove(key);
@@ -204,7 +205,10 @@ fn a_snapshot_and_the_logs_after_it_make_the_data() {
     let mutations = history(100);
     let dir = DataDir::open(tmp.path()).unwrap();
     // A snapshot as of 60, an old log it covers, and a log from 41 on (partly covered).
-    let keyspace: Keyspace = model(&mutations[..60]).into_iter().collect();
+    let keyspace: Keyspace = model(&mutations[..60])
+        .iter()
+        .map(|(key, value)| Pair::new(key, value))
+        .collect();
     snapshot_file::write(&dir, &keyspace.snapshot(), 60, || true).unwrap();
     let mut old = Segment::create(&dir, 1).unwrap();
     let mut newer = Segment::create(&dir, 41).unwrap();

@@ -134,8 +134,9 @@ async fn every_keys_history_arrives_in_order() {
     // Per key, the values written by any one sender only ever grow.
     let mut last: HashMap<(Bytes, usize), usize> = HashMap::new();
     for mutation in seen.iter() {
-        if let Change::Put { key, value } = &mutation.change {
-            let n: usize = std::str::from_utf8(value).unwrap().parse().unwrap();
+        if let Change::Put(pair) = &mutation.change {
+            let key = Bytes::copy_from_slice(pair.key());
+            let n: usize = std::str::from_utf8(pair.value()).unwrap().parse().unwrap();
             let sender = (n % 80) / 10;
             if let Some(previous) = last.insert((key.clone(), sender), n) {
                 assert!(previous < n, "{key:?}: {n} arrived after {previous}");

@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use bytes::Bytes;
+use kv_actors::pair::Pair;
 use kv_actors::store::{
     Applied, Batch, BatchResult, Change, Del, Get, Mutation, Op, Outcome, Put, Stats, Store,
     StoreStats, Subscribe,
@@ -114,7 +115,7 @@ async fn a_batch_applies_in_order_and_answers_each_op() {
 
 #[actix_rt::test]
 async fn sequence_numbers_continue_from_recovered_state() {
-    let data = [(b("k"), b("v"))].into_iter().collect();
+    let data = [Pair::new(b"k", b"v")].into_iter().collect();
     let store = Store::with_data(data, 41).start();
     assert_eq!(store.send(Get { key: b("k") }).await.unwrap(), Some(b("v")));
     let seq = store
@@ -149,10 +150,7 @@ async fn a_subscriber_sees_each_mutation_once_in_apply_order() {
     let expected = vec![
         Mutation {
             seq: 1,
-            change: Change::Put {
-                key: b("a"),
-                value: b("1"),
-            },
+            change: Change::put(b"a", b"1"),
         },
         Mutation {
             seq: 2,
@@ -160,10 +158,7 @@ async fn a_subscriber_sees_each_mutation_once_in_apply_order() {
         },
         Mutation {
             seq: 3,
-            change: Change::Put {
-                key: b("b"),
-                value: b("2"),
-            },
+            change: Change::put(b"b", b"2"),
         },
     ];
     wait_for_len(&seen, expected.len()).await;

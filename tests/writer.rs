@@ -70,7 +70,7 @@ async fn fed_mutations_become_durable_in_order_and_replay_exactly() {
                     expected.insert(key.clone(), value.clone());
                     Mutation {
                         seq,
-                        change: Change::Put { key, value },
+                        change: Change::put(&key, &value),
                     }
                 }
             })
@@ -172,12 +172,7 @@ async fn compaction_under_writes_keeps_every_key_and_shrinks_the_files() {
     writer.send(SyncNow).await.unwrap().unwrap();
 
     let live = store.send(TakeSnapshot).await.unwrap();
-    let mut expected: Vec<(Bytes, Bytes)> = live
-        .data
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    expected.sort();
+    let expected = common::sorted_pairs(&live.data);
     writer_arbiter.stop();
     store_arbiter.stop();
     drop((writer, store, dir));

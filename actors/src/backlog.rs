@@ -14,7 +14,7 @@ use crate::store::{Change, Mutation, Seq};
 /// Bytes a mutation is counted as: its key and value plus a fixed overhead.
 fn weight(mutation: &Mutation) -> usize {
     48 + match &mutation.change {
-        Change::Put { key, value } => key.len() + value.len(),
+        Change::Put(pair) => pair.key().len() + pair.value().len(),
         Change::Del { key } => key.len(),
     }
 }
@@ -103,15 +103,11 @@ impl Backlog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     fn batch(seqs: std::ops::RangeInclusive<Seq>) -> Arc<[Mutation]> {
         seqs.map(|seq| Mutation {
             seq,
-            change: Change::Put {
-                key: Bytes::from(format!("k{seq}")),
-                value: Bytes::from(vec![b'v'; 100]),
-            },
+            change: Change::put(format!("k{seq}").as_bytes(), &[b'v'; 100]),
         })
         .collect()
     }

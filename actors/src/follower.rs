@@ -186,8 +186,8 @@ impl Follower {
         for entry in records {
             match (entry, self.loading.as_mut()) {
                 (Entry::Mutation(mutation), Some(loading)) => match mutation.change {
-                    Change::Put { key, value } if mutation.seq == loading.seq => {
-                        loading.keyspace.insert(key, value);
+                    Change::Put(pair) if mutation.seq == loading.seq => {
+                        loading.keyspace.insert(pair);
                         loading.count += 1;
                     }
                     _ => return Err("unexpected record in a snapshot".into()),

@@ -192,10 +192,11 @@ pub async fn follower_info(follower: &Addr<Follower>) -> Option<FollowerInfo> {
 pub fn digest(snapshot: &Snapshot) -> u64 {
     snapshot
         .iter()
-        .map(|(key, value)| {
+        .map(|pair| {
+            let key = pair.key();
             let mut h = fnv1a(0xcbf2_9ce4_8422_2325, &(key.len() as u64).to_le_bytes());
             h = fnv1a(h, key);
-            h = fnv1a(h, value);
+            h = fnv1a(h, pair.value());
             mix(h)
         })
         .fold(0u64, u64::wrapping_add)

@@ -5,15 +5,20 @@
 //! into [`SHARDS`] hash maps, each behind an `Arc`: a [`Snapshot`] clones the `Arc`s only, which
 //! costs microseconds however large the data set. Afterwards, the first write to a shard the
 //! snapshot still shares copies that one shard (its table, not the keys and values, which are
-//! reference-counted `Bytes`), so the cost of a snapshot is spread over the writes that follow it
-//! and bounded by one copy of the tables.
+//! reference-counted [`Pair`]s), so the cost of a snapshot is spread over the writes that follow
+//! it and bounded by one copy of the tables.
+//!
+//! A shard is a set of pairs looked up by key: a table slot is one 16-byte pointer to the
+//! pair's single allocation, which keeps the memory per key close to its payload.
 
-use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::borrow::Borrow;
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use foldhash::fast::RandomState;
+
+use crate::pair::Pair;
 
 /// How many shards the keyspace is split into. A power of two, so a shard is picked with a
 /// shift; large enough that copying one shard stays cheap at millions of keys, small enough
@@ -21,7 +26,33 @@ use foldhash::fast::RandomState;
 pub const SHARDS: usize = 256;
 const SHARD_BITS: u32 = SHARDS.trailing_zeros();
 
-type Shard = HashMap<Bytes, Bytes, RandomState>;
+type Shard = HashSet<Slot, RandomState>;
+
+/// A pair as a shard holds it: hashed, compared and borrowed as its key alone, so the set is a
+/// map from keys to pairs that a plain `&[u8]` looks up.
+#[derive(Clone)]
+struct Slot(Pair);
+
+impl Hash for Slot {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Exactly as the borrowed `[u8]` key hashes.
+        self.0.key().hash(state);
+    }
+}
+
+impl PartialEq for Slot {
+    fn eq(&self, other: &Slot) -> bool {
+        self.0.key() == other.0.key()
+    }
+}
+
+impl Eq for Slot {}
+
+impl Borrow<[u8]> for Slot {
+    fn borrow(&self) -> &[u8] {
+        self.0.key()
+    }
+}
 
 /// The live key-value data of a node.
 #[derive(Clone)]
@@ -56,31 +87,31 @@ impl Keyspace {
         (self.hasher.hash_one(key) >> (u64::BITS - SHARD_BITS)) as usize
     }
 
-    /// The value of `key`, if it exists.
-    pub fn get(&self, key: &[u8]) -> Option<&Bytes> {
-        self.shards[self.shard_of(key)].get(key)
+    /// The pair stored under `key`, if it exists.
+    pub fn get(&self, key: &[u8]) -> Option<&Pair> {
+        self.shards[self.shard_of(key)].get(key).map(|slot| &slot.0)
     }
 
-    /// Set `key` to `value`; answers the previous value.
-    pub fn insert(&mut self, key: Bytes, value: Bytes) -> Option<Bytes> {
-        let shard = self.shard_of(&key);
-        let previous = Arc::make_mut(&mut self.shards[shard]).insert(key, value);
+    /// Store `pair`, replacing any pair with the same key; answers the one replaced.
+    pub fn insert(&mut self, pair: Pair) -> Option<Pair> {
+        let shard = self.shard_of(pair.key());
+        let previous = Arc::make_mut(&mut self.shards[shard]).replace(Slot(pair));
         if previous.is_none() {
             self.len += 1;
         }
-        previous
+        previous.map(|slot| slot.0)
     }
 
-    /// Remove `key`; answers the key and value it held.
-    pub fn remove(&mut self, key: &[u8]) -> Option<(Bytes, Bytes)> {
+    /// Remove `key`; answers the pair it held.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Pair> {
         let shard = self.shard_of(key);
-        if !self.shards[shard].contains_key(key) {
+        if !self.shards[shard].contains(key) {
             // Do not copy a shared shard just to find nothing in it.
             return None;
         }
-        let removed = Arc::make_mut(&mut self.shards[shard]).remove_entry(key);
+        let removed = Arc::make_mut(&mut self.shards[shard]).take(key);
         self.len -= usize::from(removed.is_some());
-        removed
+        removed.map(|slot| slot.0)
     }
 
     /// How many keys there are.
@@ -107,11 +138,11 @@ impl Default for Keyspace {
     }
 }
 
-impl FromIterator<(Bytes, Bytes)> for Keyspace {
-    fn from_iter<I: IntoIterator<Item = (Bytes, Bytes)>>(pairs: I) -> Self {
+impl FromIterator<Pair> for Keyspace {
+    fn from_iter<I: IntoIterator<Item = Pair>>(pairs: I) -> Self {
         let mut keyspace = Keyspace::new();
-        for (key, value) in pairs {
-            keyspace.insert(key, value);
+        for pair in pairs {
+            keyspace.insert(pair);
         }
         keyspace
     }
@@ -127,9 +158,11 @@ impl Snapshot {
         self.len == 0
     }
 
-    /// Every key and value, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
-        self.shards.iter().flat_map(|shard| shard.iter())
+    /// Every pair, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Pair> {
+        self.shards
+            .iter()
+            .flat_map(|shard| shard.iter().map(|slot| &slot.0))
     }
 }
 
@@ -137,38 +170,38 @@ impl Snapshot {
 mod tests {
     use super::*;
 
-    fn b(s: &str) -> Bytes {
-        Bytes::copy_from_slice(s.as_bytes())
+    fn p(key: &str, value: &str) -> Pair {
+        Pair::new(key.as_bytes(), value.as_bytes())
     }
 
     #[test]
     fn behaves_as_a_map() {
         let mut keys = Keyspace::new();
-        assert_eq!(keys.insert(b("a"), b("1")), None);
-        assert_eq!(keys.insert(b("a"), b("2")), Some(b("1")));
-        assert_eq!(keys.get(b"a"), Some(&b("2")));
+        assert_eq!(keys.insert(p("a", "1")), None);
+        assert_eq!(keys.insert(p("a", "2")), Some(p("a", "1")));
+        assert_eq!(keys.get(b"a"), Some(&p("a", "2")));
         assert_eq!(keys.len(), 1);
-        assert_eq!(keys.remove(b"a"), Some((b("a"), b("2"))));
+        assert_eq!(keys.remove(b"a"), Some(p("a", "2")));
         assert_eq!(keys.remove(b"a"), None);
         assert!(keys.is_empty());
     }
 
     #[test]
     fn a_snapshot_does_not_see_later_writes() {
-        let mut keys: Keyspace = (0..1000).map(|i| (b(&format!("k{i}")), b("old"))).collect();
+        let mut keys: Keyspace = (0..1000).map(|i| p(&format!("k{i}"), "old")).collect();
         let snapshot = keys.snapshot();
         for i in 0..1000 {
             if i % 2 == 0 {
-                keys.insert(b(&format!("k{i}")), b("new"));
+                keys.insert(p(&format!("k{i}"), "new"));
             } else {
                 keys.remove(format!("k{i}").as_bytes());
             }
         }
-        keys.insert(b("extra"), b("x"));
+        keys.insert(p("extra", "x"));
         assert_eq!(snapshot.len(), 1000);
         assert_eq!(snapshot.iter().count(), 1000);
-        assert!(snapshot.iter().all(|(_, v)| v == "old"));
+        assert!(snapshot.iter().all(|pair| pair.value() == b"old"));
         assert_eq!(keys.len(), 501);
-        assert_eq!(keys.get(b"k0"), Some(&b("new")));
+        assert_eq!(keys.get(b"k0"), Some(&p("k0", "new")));
     }
 }

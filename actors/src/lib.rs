@@ -2,7 +2,8 @@
 //! the on-disk format.
 //!
 //! Actors:
-//! - [`store::Store`] owns the data ([`keyspace`]) and numbers every mutation; it does no I/O.
+//! - [`store::Store`] owns the data ([`keyspace`] of [`pair`]s) and numbers every mutation; it
+//!   does no I/O.
 //! - [`session::Session`] serves one client connection (or a primary's replication stream).
 //! - [`listener::Listener`] accepts connections and starts sessions.
 //! - [`writer::Writer`] persists every mutation ([`durability`] reports how far).
@@ -26,6 +27,7 @@ pub mod follower;
 pub mod info;
 pub mod keyspace;
 pub mod listener;
+pub mod pair;
 pub mod record;
 pub mod recovery;
 pub mod replication_id;

@@ -62,7 +62,7 @@ pub enum RecordError {
 /// Append the record for `mutation` to `out`.
 pub fn encode_mutation(mutation: &Mutation, out: &mut Vec<u8>) {
     match &mutation.change {
-        Change::Put { key, value } => encode(mutation.seq, OP_PUT, key, value, out),
+        Change::Put(pair) => encode(mutation.seq, OP_PUT, pair.key(), pair.value(), out),
         Change::Del { key } => encode(mutation.seq, OP_DEL, key, &[], out),
     }
 }
@@ -198,13 +198,11 @@ fn parse_body(body: &[u8]) -> Result<Entry, RecordError> {
     }
     let (key, value) = rest.split_at(key_len);
     // Copies of exactly the right size: the Store keeps these for the life of the key.
-    let key = Bytes::copy_from_slice(key);
     let change = match op {
-        OP_PUT => Change::Put {
-            key,
-            value: Bytes::copy_from_slice(value),
+        OP_PUT => Change::put(key, value),
+        OP_DEL if value.is_empty() => Change::Del {
+            key: Bytes::copy_from_slice(key),
         },
-        OP_DEL if value.is_empty() => Change::Del { key },
         OP_HEARTBEAT if key.is_empty() && value.is_empty() => {
             return Ok(Entry::Heartbeat { seq });
         }
@@ -243,10 +241,7 @@ mod tests {
     fn put(seq: Seq, key: &'static str, value: &'static str) -> Mutation {
         Mutation {
             seq,
-            change: Change::Put {
-                key: Bytes::from_static(key.as_bytes()),
-                value: Bytes::from_static(value.as_bytes()),
-            },
+            change: Change::put(key.as_bytes(), value.as_bytes()),
         }
     }
 

@@ -240,8 +240,8 @@ fn replay_log(
                 }
                 if mutation.seq == last_seq.saturating_add(1) {
                     match mutation.change {
-                        Change::Put { key, value } => {
-                            keyspace.insert(key, value);
+                        Change::Put(pair) => {
+                            keyspace.insert(pair);
                         }
                         Change::Del { key } => {
                             keyspace.remove(&key);

@@ -278,8 +278,8 @@ impl Replicator {
             let send = async move {
                 let mut buf = format!("FULLSYNC {id} {seq}\n").into_bytes();
                 let mut count = 0u64;
-                for (key, value) in data.iter() {
-                    record::encode_put(seq, key, value, &mut buf);
+                for pair in data.iter() {
+                    record::encode_put(seq, pair.key(), pair.value(), &mut buf);
                     count += 1;
                     if buf.len() >= CHUNK_BYTES {
                         writer.write_all(&buf).await?;

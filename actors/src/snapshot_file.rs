@@ -53,8 +53,8 @@ fn write_tmp(tmp: &Path, data: &Snapshot, seq: Seq) -> io::Result<u64> {
     let mut size = SNAPSHOT_MAGIC.len() as u64;
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut count = 0u64;
-    for (key, value) in data.iter() {
-        record::encode_put(seq, key, value, &mut buf);
+    for pair in data.iter() {
+        record::encode_put(seq, pair.key(), pair.value(), &mut buf);
         count += 1;
         if buf.len() >= 64 * 1024 {
             out.write_all(&buf)?;
@@ -102,8 +102,8 @@ pub fn load(
         };
         match entry {
             Entry::Mutation(mutation) if mutation.seq == seq => match mutation.change {
-                Change::Put { key, value } => {
-                    keyspace.insert(key, value);
+                Change::Put(pair) => {
+                    keyspace.insert(pair);
                 }
                 Change::Del { .. } => return Err(bad("a delete in a snapshot".into())),
             },

@@ -11,6 +11,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 use crate::keyspace::{Keyspace, Snapshot};
+use crate::pair::Pair;
 
 /// A sequence number: the position of a mutation in the node's history.
 ///
@@ -30,17 +31,23 @@ pub struct Mutation {
 /// The two kinds of change a key can undergo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// `key` now holds `value`.
-    Put { key: Bytes, value: Bytes },
+    /// The pair's key now holds the pair's value. It is the very pair the Store keeps, shared.
+    Put(Pair),
     /// `key` no longer exists.
     Del { key: Bytes },
 }
 
 impl Change {
+    /// A `Put` of copies of `key` and `value`.
+    pub fn put(key: &[u8], value: &[u8]) -> Change {
+        Change::Put(Pair::new(key, value))
+    }
+
     /// The key this change touches.
-    pub fn key(&self) -> &Bytes {
+    pub fn key(&self) -> &[u8] {
         match self {
-            Change::Put { key, .. } | Change::Del { key } => key,
+            Change::Put(pair) => pair.key(),
+            Change::Del { key } => key,
         }
     }
 }
@@ -211,18 +218,24 @@ impl Store {
     }
 
     fn get(&self, key: &[u8]) -> Option<Bytes> {
-        self.data.get(key).cloned()
+        self.data.get(key).map(Pair::value_bytes)
     }
 
-    fn put(&mut self, key: Bytes, value: Bytes) -> Seq {
-        self.data.insert(key.clone(), value.clone());
-        self.record(Change::Put { key, value })
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Seq {
+        // The one copy of a write: out of the request (often a slice of a session's read
+        // buffer, which must not be pinned) into the block the map, the log writer and the
+        // replicators all share.
+        let pair = Pair::new(key, value);
+        self.data.insert(pair.clone());
+        self.record(Change::Put(pair))
     }
 
-    fn del(&mut self, key: Bytes) -> Option<Seq> {
-        // Keep the key the map held (an exact-size copy) rather than the caller's slice.
-        let (key, _) = self.data.remove(&key)?;
-        Some(self.record(Change::Del { key }))
+    fn del(&mut self, key: &[u8]) -> Option<Seq> {
+        let removed = self.data.remove(key)?;
+        // An exact-size copy of the key rather than the caller's slice of a read buffer.
+        Some(self.record(Change::Del {
+            key: removed.key_bytes(),
+        }))
     }
 
     fn record(&mut self, change: Change) -> Seq {
@@ -291,7 +304,7 @@ impl Handler<Put> for Store {
     type Result = Seq;
 
     fn handle(&mut self, msg: Put, ctx: &mut Self::Context) -> Self::Result {
-        let seq = self.put(msg.key, msg.value);
+        let seq = self.put(&msg.key, &msg.value);
         self.schedule_publish(ctx);
         seq
     }
@@ -301,7 +314,7 @@ impl Handler<Del> for Store {
     type Result = Option<Seq>;
 
     fn handle(&mut self, msg: Del, ctx: &mut Self::Context) -> Self::Result {
-        let seq = self.del(msg.key);
+        let seq = self.del(&msg.key);
         self.schedule_publish(ctx);
         seq
     }
@@ -321,8 +334,8 @@ impl Handler<Batch> for Store {
             .into_iter()
             .map(|op| match op {
                 Op::Get(key) => self.get(&key).map_or(Outcome::NotFound, Outcome::Value),
-                Op::Put(key, value) => applied(self.put(key, value)),
-                Op::Del(key) => self.del(key).map_or(Outcome::NotFound, &mut applied),
+                Op::Put(key, value) => applied(self.put(&key, &value)),
+                Op::Del(key) => self.del(&key).map_or(Outcome::NotFound, &mut applied),
             })
             .collect();
         self.schedule_publish(ctx);
@@ -387,8 +400,8 @@ impl Handler<Apply> for Store {
                 break;
             }
             match &mutation.change {
-                Change::Put { key, value } => {
-                    self.data.insert(key.clone(), value.clone());
+                Change::Put(pair) => {
+                    self.data.insert(pair.clone());
                 }
                 Change::Del { key } => {
                     self.data.remove(key);

@@ -39,7 +39,12 @@ impl XorShift {
 pub fn sorted_pairs(snapshot: &kv_actors::keyspace::Snapshot) -> Vec<(bytes::Bytes, bytes::Bytes)> {
     let mut pairs: Vec<_> = snapshot
         .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|pair| {
+            (
+                bytes::Bytes::copy_from_slice(pair.key()),
+                pair.value_bytes(),
+            )
+        })
         .collect();
     pairs.sort();
     pairs

@@ -97,7 +97,7 @@ async fn a_batch_applies_in_order_and_answers_each_op() {
         vec![
             Outcome::NotFound,
             Outcome::Applied(1),
-            Outcome::Value(b("1")),
+            Outcome::Value(Pair::new(b"a", b"1")),
             Outcome::Applied(2),
             Outcome::NotFound,
             Outcome::Applied(3),

@@ -167,9 +167,10 @@ fn parse_put(line: &Bytes, verb_end: usize) -> Result<Command, CommandError> {
     let usage = || CommandError::Usage(PUT_USAGE);
     let (key_start, key_end) = token(line, verb_end).ok_or_else(usage)?;
     let (value_start, _) = token(line, key_end).ok_or_else(usage)?;
+    // Slices of the request, not copies: the Store copies a write into its own pair.
     Ok(Command::Put {
-        key: Bytes::copy_from_slice(&line[key_start..key_end]),
-        value: Bytes::copy_from_slice(&line[value_start..]),
+        key: line.slice(key_start..key_end),
+        value: line.slice(value_start..),
     })
 }
 
@@ -294,7 +295,17 @@ pub fn from_resp(mut args: Vec<Bytes>) -> Option<Result<Command, CommandError>> 
     if args.is_empty() {
         return None;
     }
-    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    // Lower-cased on the stack: this runs for every request, and no command name is long.
+    let mut lower = [0u8; 16];
+    let name = match args[0].len() {
+        n if n <= lower.len() => {
+            lower[..n].copy_from_slice(&args[0]);
+            lower[..n].make_ascii_lowercase();
+            // Not UTF-8, or too long: no command has such a name; it is reported as unknown.
+            std::str::from_utf8(&lower[..n]).unwrap_or("")
+        }
+        _ => "",
+    };
     let argc = args.len();
     let wrong_args = || {
         CommandError::Redis(format!(
@@ -311,7 +322,7 @@ pub fn from_resp(mut args: Vec<Bytes>) -> Option<Result<Command, CommandError>> 
             })
     };
     let keys = |args: &mut Vec<Bytes>| args.drain(1..).collect::<Vec<_>>();
-    let command = match (name.as_str(), argc) {
+    let command = match (name, argc) {
         ("get", 2) => Ok(Command::Get {
             key: args.swap_remove(1),
         }),

@@ -11,6 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
 use crate::command::CommandError;
+use crate::pair::Pair;
 use crate::resp;
 use crate::store::Outcome;
 
@@ -21,8 +22,10 @@ pub enum Reply {
     Ok,
     /// `NOT_FOUND`: a GET or DEL found no such key.
     NotFound,
-    /// A GET's value, as it was stored.
+    /// A value to send as it is (ECHO, HELLO's fields).
     Value(Bytes),
+    /// A GET's value, read straight from the pair the Store holds: no copy, no allocation.
+    Stored(Pair),
     /// `PONG`, the answer to PING.
     Pong,
     /// `Goodbye`, the answer to EXIT, after which the connection closes.
@@ -66,7 +69,7 @@ pub enum ErrorReply {
 impl From<Outcome> for Reply {
     fn from(outcome: Outcome) -> Self {
         match outcome {
-            Outcome::Value(value) => Reply::Value(value),
+            Outcome::Value(pair) => Reply::Stored(pair),
             Outcome::NotFound => Reply::NotFound,
             Outcome::Applied(_) => Reply::Ok,
         }
@@ -105,15 +108,25 @@ impl Reply {
         }
     }
 
+    /// The bytes of a value reply, whichever way it is held.
+    pub fn value(&self) -> Option<&[u8]> {
+        match self {
+            Reply::Value(value) => Some(value),
+            Reply::Stored(pair) => Some(pair.value()),
+            _ => None,
+        }
+    }
+
     /// Append this reply, with its `\n`, to `out`.
     pub fn encode_line(&self, out: &mut BytesMut) {
         match self {
             Reply::Ok => out.put_slice(b"OK\n"),
             Reply::NotFound => out.put_slice(b"NOT_FOUND\n"),
-            Reply::Value(value) if value.contains(&b'\n') => {
-                Reply::Error(ErrorReply::NeedsResp).encode_line(out)
-            }
-            Reply::Value(value) => {
+            Reply::Value(_) | Reply::Stored(_) => {
+                let value = self.value().unwrap_or_default();
+                if value.contains(&b'\n') {
+                    return Reply::Error(ErrorReply::NeedsResp).encode_line(out);
+                }
                 out.reserve(value.len() + 1);
                 out.put_slice(value);
                 out.put_u8(b'\n');
@@ -144,6 +157,7 @@ impl Reply {
             Reply::Ok | Reply::Goodbye => resp::simple(out, "OK"),
             Reply::NotFound => resp::null(out),
             Reply::Value(value) => resp::bulk(out, value),
+            Reply::Stored(pair) => resp::bulk(out, pair.value()),
             Reply::Pong => resp::simple(out, "PONG"),
             Reply::Text(text) => resp::bulk(out, text.as_bytes()),
             Reply::Integer(n) => resp::integer(out, *n),

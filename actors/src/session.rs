@@ -633,9 +633,8 @@ fn reply_bytes(replies: &[Reply]) -> usize {
     replies
         .iter()
         .map(|reply| match reply {
-            Reply::Value(value) => value.len() + 1,
             Reply::Array(items) => reply_bytes(items),
-            _ => 0,
+            reply => reply.value().map_or(0, |value| value.len() + 1),
         })
         .sum()
 }
@@ -669,15 +668,13 @@ async fn write_reply(
     reply: &Reply,
     protocol: Protocol,
 ) -> io::Result<()> {
-    match (reply, protocol) {
-        (Reply::Value(value), Protocol::Line)
-            if value.len() >= FLUSH_BYTES && !value.contains(&b'\n') =>
-        {
+    match (reply.value(), protocol) {
+        (Some(value), Protocol::Line) if value.len() >= FLUSH_BYTES && !value.contains(&b'\n') => {
             flush(writer, out).await?;
             writer.write_all(value).await?;
             out.extend_from_slice(b"\n");
         }
-        (Reply::Value(value), Protocol::Resp) if value.len() >= FLUSH_BYTES => {
+        (Some(value), Protocol::Resp) if value.len() >= FLUSH_BYTES => {
             resp::bulk_header(out, value.len());
             flush(writer, out).await?;
             writer.write_all(value).await?;

@@ -97,8 +97,8 @@ pub enum Op {
 /// What one [`Op`] came to, in the same position as the op in its batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// A `Get` found this value.
-    Value(Bytes),
+    /// A `Get` found this pair.
+    Value(Pair),
     /// A `Get` or `Del` found no such key.
     NotFound,
     /// A `Put` or `Del` was applied with this sequence number.
@@ -217,8 +217,8 @@ impl Store {
         }
     }
 
-    fn get(&self, key: &[u8]) -> Option<Bytes> {
-        self.data.get(key).map(Pair::value_bytes)
+    fn get(&self, key: &[u8]) -> Option<Pair> {
+        self.data.get(key).cloned()
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Seq {
@@ -296,7 +296,7 @@ impl Handler<Get> for Store {
     type Result = Option<Bytes>;
 
     fn handle(&mut self, msg: Get, _: &mut Self::Context) -> Self::Result {
-        self.get(&msg.key)
+        self.get(&msg.key).as_ref().map(Pair::value_bytes)
     }
 }
 

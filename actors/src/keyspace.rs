@@ -24,7 +24,9 @@ use crate::pair::Pair;
 /// shift; large enough that copying one shard stays cheap at millions of keys, small enough
 /// that an empty keyspace costs a few kilobytes.
 pub const SHARDS: usize = 256;
-const SHARD_BITS: u32 = SHARDS.trailing_zeros();
+/// Where in a key's hash the shard number is taken from: clear of the bits a shard's table
+/// uses (the low bits for tables up to 2^32 buckets, and the top 7).
+const SHARD_SHIFT: u32 = 32;
 
 type Shard = HashSet<Slot, RandomState>;
 
@@ -83,8 +85,11 @@ impl Keyspace {
     }
 
     fn shard_of(&self, key: &[u8]) -> usize {
-        // The top bits pick the shard; the map inside uses the whole hash.
-        (self.hasher.hash_one(key) >> (u64::BITS - SHARD_BITS)) as usize
+        // Middle bits pick the shard. The table inside a shard hashes the key again with the
+        // same hasher and uses the low bits to place it and the top 7 bits as its tag; were
+        // the shard picked by either, every key of a shard would share them, and each lookup
+        // would compare keys along a whole probe sequence (it did: half of all start-up time).
+        ((self.hasher.hash_one(key) >> SHARD_SHIFT) as usize) & (SHARDS - 1)
     }
 
     /// The pair stored under `key`, if it exists.

@@ -55,6 +55,9 @@ const TICK: Duration = Duration::from_secs(1);
 /// The most bytes written but not yet fsynced that the writer keeps for a rewrite; past it,
 /// it fsyncs at once.
 const MAX_UNSYNCED_BYTES: usize = 8 * 1024 * 1024;
+/// What a record buffer starts with, and what an empty one may keep; a burst of writes that
+/// grew one past this gives the memory back rather than keep it for the life of the node.
+const BUFFER_BYTES: usize = 64 * 1024;
 /// How long to wait before trying again after a compaction failed.
 const COMPACTION_RETRY: Duration = Duration::from_secs(30);
 
@@ -167,7 +170,7 @@ impl Writer {
             older_logs: logs.into_iter().map(|l| l.path).collect(),
             log_bytes,
             snapshot_bytes: recovered.snapshot_bytes,
-            pending: Vec::with_capacity(64 * 1024),
+            pending: Vec::with_capacity(BUFFER_BYTES),
             pending_last: recovered.last_seq,
             unsynced: Vec::new(),
             synced_len,
@@ -209,6 +212,7 @@ impl Writer {
             self.unsynced.extend_from_slice(&self.pending);
             self.pending.clear();
         }
+        release_if_large(&mut self.pending);
         Ok(())
     }
 
@@ -220,6 +224,7 @@ impl Writer {
         self.synced = self.written;
         self.synced_len = self.segment.len();
         self.unsynced.clear();
+        release_if_large(&mut self.unsynced);
         Ok(())
     }
 
@@ -356,6 +361,13 @@ impl Writer {
                 }
             });
         ctx.spawn(take);
+    }
+}
+
+/// Replace an empty buffer that a burst made large with a small one.
+fn release_if_large(buffer: &mut Vec<u8>) {
+    if buffer.is_empty() && buffer.capacity() > 4 * BUFFER_BYTES {
+        *buffer = Vec::with_capacity(BUFFER_BYTES);
     }
 }
 

@@ -88,6 +88,8 @@ pub struct LineCodec {
     replicate: Option<Bytes>,
     /// The largest value (RESP bulk string) accepted.
     max_value: usize,
+    /// Where an incomplete RESP request's parse stopped.
+    resp: resp::RequestDecoder,
 }
 
 impl LineCodec {
@@ -101,6 +103,7 @@ impl LineCodec {
             mode: Mode::Start,
             replicate: None,
             max_value: max_line,
+            resp: resp::RequestDecoder::default(),
         }
     }
 
@@ -113,7 +116,7 @@ impl LineCodec {
     fn decode_resp(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
         let mut batch = Vec::new();
         while batch.len() < self.max_batch {
-            match resp::decode_request(src, self.max_value) {
+            match self.resp.decode(src, self.max_value) {
                 Ok(Some(args)) => batch.extend(command::from_resp(args)),
                 Ok(None) => break,
                 // Answer the requests before it first; the next call reports the error.

@@ -17,48 +17,88 @@ pub const MAX_ARGS: usize = 1024 * 1024;
 /// The longest header line (`*<count>` or `$<len>`).
 const MAX_HEADER: usize = 32;
 
-/// Decode one request (an array of bulk strings) from the front of `buf`, consuming it.
-/// Answers `None` while the request is incomplete (nothing is consumed then).
-pub fn decode_request(
-    buf: &mut BytesMut,
-    max_bulk: usize,
-) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    let Some((count, mut pos)) = header(buf, 0, b'*', "multibulk")? else {
-        return Ok(None);
-    };
-    if count < 0 {
-        // `*-1` is a null array: Redis ignores it as a request.
-        let _ = buf.split_to(pos);
-        return Ok(Some(Vec::new()));
-    }
-    let count = count as usize;
-    if count > MAX_ARGS {
-        return Err(ProtocolError("invalid multibulk length".into()));
-    }
-    let mut spans = Vec::with_capacity(count.min(64));
-    for _ in 0..count {
-        let Some((len, start)) = header(buf, pos, b'$', "bulk")? else {
-            return Ok(None);
+/// Decodes requests (arrays of bulk strings) from the front of a buffer, one at a time.
+///
+/// A request that arrives over many reads is parsed once, not once per read: the decoder
+/// remembers how far it got (the argument count and the arguments found so far) and goes on
+/// from there, so a request of a million arguments costs linear time however it is cut up.
+/// The buffer must not be consumed by anyone else while a request is incomplete.
+#[derive(Debug, Default)]
+pub struct RequestDecoder {
+    partial: Option<Partial>,
+}
+
+/// How far into an incomplete request the decoder got.
+#[derive(Debug)]
+struct Partial {
+    /// The argument count its header declared.
+    count: usize,
+    /// Where the next argument's header starts.
+    pos: usize,
+    /// Where each argument found so far starts and ends.
+    spans: Vec<(usize, usize)>,
+}
+
+impl RequestDecoder {
+    /// Decode one request from the front of `buf`, consuming it. Answers `None` while the
+    /// request is incomplete (nothing is consumed then).
+    pub fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        max_bulk: usize,
+    ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        let mut partial = match self.partial.take() {
+            Some(partial) => partial,
+            None => {
+                let Some((count, pos)) = header(buf, 0, b'*', "multibulk")? else {
+                    return Ok(None);
+                };
+                if count < 0 {
+                    // `*-1` is a null array: Redis ignores it as a request.
+                    let _ = buf.split_to(pos);
+                    return Ok(Some(Vec::new()));
+                }
+                let count = count as usize;
+                if count > MAX_ARGS {
+                    return Err(ProtocolError("invalid multibulk length".into()));
+                }
+                Partial {
+                    count,
+                    pos,
+                    spans: Vec::with_capacity(count.min(64)),
+                }
+            }
         };
-        if len < 0 || len as usize > max_bulk {
-            return Err(ProtocolError("invalid bulk length".into()));
+        while partial.spans.len() < partial.count {
+            let Some((len, start)) = header(buf, partial.pos, b'$', "bulk")? else {
+                self.partial = Some(partial);
+                return Ok(None);
+            };
+            if len < 0 || len as usize > max_bulk {
+                return Err(ProtocolError("invalid bulk length".into()));
+            }
+            let end = start + len as usize;
+            if buf.len() < end + 2 {
+                self.partial = Some(partial);
+                return Ok(None);
+            }
+            if &buf[end..end + 2] != b"\r\n" {
+                return Err(ProtocolError(
+                    "expected '\\r\\n' after a bulk string".into(),
+                ));
+            }
+            partial.spans.push((start, end));
+            partial.pos = end + 2;
         }
-        let end = start + len as usize;
-        if buf.len() < end + 2 {
-            return Ok(None);
-        }
-        if &buf[end..end + 2] != b"\r\n" {
-            return Err(ProtocolError(
-                "expected '\\r\\n' after a bulk string".into(),
-            ));
-        }
-        spans.push((start, end));
-        pos = end + 2;
+        let frame = buf.split_to(partial.pos).freeze();
+        Ok(Some(
+            partial
+                .spans
+                .into_iter()
+                .map(|(s, e)| frame.slice(s..e))
+                .collect(),
+        ))
     }
-    let frame = buf.split_to(pos).freeze();
-    Ok(Some(
-        spans.into_iter().map(|(s, e)| frame.slice(s..e)).collect(),
-    ))
 }
 
 /// Read `<kind><integer>\r\n` at `pos`; answers the integer and the position after the line.
@@ -157,7 +197,7 @@ mod tests {
     use super::*;
 
     fn decode(bytes: &[u8]) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-        decode_request(&mut BytesMut::from(bytes), 1 << 20)
+        RequestDecoder::default().decode(&mut BytesMut::from(bytes), 1 << 20)
     }
 
     #[test]
@@ -173,9 +213,42 @@ mod tests {
         );
         for cut in 0..frame.len() {
             let mut buf = BytesMut::from(&frame[..cut]);
-            assert_eq!(decode_request(&mut buf, 1 << 20), Ok(None), "cut at {cut}");
+            let mut decoder = RequestDecoder::default();
+            assert_eq!(decoder.decode(&mut buf, 1 << 20), Ok(None), "cut at {cut}");
             assert_eq!(buf.len(), cut, "nothing consumed");
+            // The rest arrives: the decoder goes on from where it stopped.
+            buf.extend_from_slice(&frame[cut..]);
+            assert_eq!(
+                decoder
+                    .decode(&mut buf, 1 << 20)
+                    .unwrap()
+                    .map(|args| args.len()),
+                Some(3),
+                "resumed at {cut}"
+            );
+            assert!(buf.is_empty());
         }
+    }
+
+    #[test]
+    fn a_request_arriving_byte_by_byte_then_the_next_one() {
+        let frames = b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n*1\r\n$4\r\nPING\r\n";
+        let mut decoder = RequestDecoder::default();
+        let mut buf = BytesMut::new();
+        let mut decoded = Vec::new();
+        for &byte in frames.iter() {
+            buf.extend_from_slice(&[byte]);
+            if let Some(args) = decoder.decode(&mut buf, 1 << 20).unwrap() {
+                decoded.push(args);
+            }
+        }
+        assert_eq!(
+            decoded,
+            vec![
+                vec![Bytes::from_static(b"GET"), Bytes::from_static(b"a")],
+                vec![Bytes::from_static(b"PING")]
+            ]
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use actix::prelude::*;
 use bytes::Bytes;
 use kv_actors::pair::Pair;
 use kv_actors::store::{
-    Applied, Batch, BatchResult, Change, Del, Get, Mutation, Op, Outcome, Put, Stats, Store,
-    StoreStats, Subscribe,
+    Applied, Batch, BatchResult, Change, Del, Get, Mutation, Op, Outcome, Put, Seq, Stats, Store,
+    StoreStats, Subscribe, TakeSnapshot,
 };
 
 fn b(s: &str) -> Bytes {
@@ -277,5 +277,82 @@ async fn a_stopped_subscriber_does_not_disturb_the_store() {
     assert_eq!(
         store.send(Get { key: b("k") }).await.unwrap(),
         Some(b("99"))
+    );
+}
+
+/// Records each `Applied` message whole, to see how the Store groups its publications.
+struct BatchRecorder(Arc<Mutex<Vec<Vec<Seq>>>>);
+
+impl Actor for BatchRecorder {
+    type Context = Context<Self>;
+}
+
+impl Handler<Applied> for BatchRecorder {
+    type Result = ();
+    fn handle(&mut self, msg: Applied, _: &mut Self::Context) {
+        let seqs = msg.mutations.iter().map(|m| m.seq).collect();
+        self.0.lock().unwrap().push(seqs);
+    }
+}
+
+#[actix_rt::test]
+async fn writes_queued_together_are_published_together_and_positions_stay_exact() {
+    let store = Store::new().start();
+    let published = Arc::new(Mutex::new(Vec::new()));
+    let early = BatchRecorder(published.clone()).start();
+    store.send(Subscribe(early.recipient())).await.unwrap();
+
+    // Ten clients' batches reach the mailbox before the Store runs, then a subscription and a
+    // snapshot in the same turn.
+    let writes: Vec<_> = (0..10)
+        .map(|i| {
+            store.send(Batch {
+                ops: vec![Op::Put(b(&format!("k{i}")), b("v"))],
+            })
+        })
+        .collect();
+    let late_seen = Arc::new(Mutex::new(Vec::new()));
+    let late = Recorder(late_seen.clone()).start();
+    let late_from = store.send(Subscribe(late.recipient()));
+    let snapshot = store.send(TakeSnapshot);
+    for write in writes {
+        write.await.unwrap();
+    }
+    assert_eq!(
+        late_from.await.unwrap(),
+        10,
+        "subscribed after the ten writes"
+    );
+    let snapshot = snapshot.await.unwrap();
+    assert_eq!((snapshot.seq, snapshot.data.len()), (10, 10));
+
+    store
+        .send(Put {
+            key: b("after"),
+            value: b("v"),
+        })
+        .await
+        .unwrap();
+    wait_for_len(&late_seen, 1).await;
+    let late_seqs: Vec<Seq> = late_seen.lock().unwrap().iter().map(|m| m.seq).collect();
+    assert_eq!(
+        late_seqs,
+        vec![11],
+        "a late subscriber sees only what follows its position"
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while published.lock().unwrap().concat().len() < 11 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "publications missing"
+        );
+        // Poll interval of the deadline-bounded wait above.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let batches = published.lock().unwrap().clone();
+    assert_eq!(
+        batches,
+        vec![(1..=10).collect::<Vec<_>>(), vec![11]],
+        "the ten queued writes went out as one publication, before the position was handed out"
     );
 }

@@ -34,7 +34,7 @@ use tokio_util::codec::FramedRead;
 use crate::codec::{CodecError, Frame, LineCodec, Request, SyncStart};
 use crate::command::Command;
 use crate::command::CommandError;
-use crate::durability::Durability;
+use crate::durability::{Durability, FsyncPolicy};
 use crate::follower::{Ack, Attach, CurrentAck, Detach, Follower, Stream};
 use crate::info::{self, NodeContext};
 use crate::record::Entry;
@@ -157,14 +157,17 @@ enum Step {
         ops: usize,
         fold: Fold,
     },
-    DbSize,
+    /// The rarer steps carry what they need, so a batch of plain reads and writes clones
+    /// nothing for them.
+    DbSize(Addr<Store>),
     /// The session itself, with this reply.
     Reply(Reply),
-    Info,
-    Digest,
+    Info(Addr<Store>, Arc<SessionConfig>),
+    Digest(Addr<Store>),
     Wait {
         replicas: usize,
         timeout_ms: u64,
+        config: Arc<SessionConfig>,
     },
 }
 
@@ -274,14 +277,14 @@ impl Session {
                     let puts = pairs.into_iter().map(|(k, v)| Op::Put(k, v));
                     store_step(&mut ops, puts, Fold::AllOk)
                 }
-                Ok(Command::DbSize) => Step::DbSize,
+                Ok(Command::DbSize) => Step::DbSize(self.store.clone()),
                 Ok(Command::Echo(message)) => Step::Reply(Reply::Value(message)),
                 Ok(Command::CommandDocs) => Step::Reply(Reply::Array(Vec::new())),
                 Ok(Command::Accept) => Step::Reply(Reply::Ok),
                 Ok(Command::Hello { version }) => Step::Reply(self.hello(version)),
                 Ok(Command::Ping) => Step::Reply(Reply::Pong),
-                Ok(Command::Info) => Step::Info,
-                Ok(Command::Digest) => Step::Digest,
+                Ok(Command::Info) => Step::Info(self.store.clone(), self.config.clone()),
+                Ok(Command::Digest) => Step::Digest(self.store.clone()),
                 Ok(Command::Wait { .. }) if self.config.node.follower.is_some() => {
                     Step::Reply(Reply::Error(ErrorReply::WaitOnReplica))
                 }
@@ -291,6 +294,7 @@ impl Session {
                 }) => Step::Wait {
                     replicas: replicas as usize,
                     timeout_ms,
+                    config: self.config.clone(),
                 },
                 // The codec turns REPLICATE into a frame of its own; never a request.
                 Ok(Command::Replicate { .. }) => Step::Reply(Reply::Error(ErrorReply::NotAReplica)),
@@ -315,11 +319,11 @@ impl Session {
             return;
         };
         let mut out = std::mem::take(&mut self.out);
-        let store = self.store.clone();
         let store_reply = (!ops.is_empty()).then(|| self.store.send(Batch { ops }));
         let limit = self.config.output_limit;
-        let mut durability = self.config.durability.clone();
-        let config = self.config.clone();
+        // Only `--fsync always` makes a batch wait for the writer.
+        let mut durability = (self.config.durability.policy() == FsyncPolicy::Always)
+            .then(|| self.config.durability.clone());
         let mut last_write = self.last_write;
         let protocol = self.protocol;
         let work = async move {
@@ -331,9 +335,9 @@ impl Session {
                 None => (Vec::new(), None),
             };
             // Under `--fsync always`, a write is acknowledged only once it is on disk.
-            let not_durable = match last_seq {
-                Some(seq) => durability.wait_synced(seq).await.err(),
-                None => None,
+            let not_durable = match (last_seq, durability.as_mut()) {
+                (Some(seq), Some(durability)) => durability.wait_synced(seq).await.err(),
+                _ => None,
             };
             let mut outcomes = outcomes.into_iter();
             let mut replies = Vec::with_capacity(steps.len());
@@ -357,8 +361,8 @@ impl Session {
                             _ => fold_outcomes(fold, taken),
                         }
                     }
-                    Step::DbSize => Reply::Integer(store.send(Stats).await?.keys as i64),
-                    Step::Info => {
+                    Step::DbSize(store) => Reply::Integer(store.send(Stats).await?.keys as i64),
+                    Step::Info(store, config) => {
                         let stats = store.send(Stats).await?;
                         let follower = match &config.node.follower {
                             Some(follower) => info::follower_info(follower).await,
@@ -371,10 +375,11 @@ impl Session {
                             Protocol::Resp => info::redis_style(&line),
                         })
                     }
-                    Step::Digest => Reply::Text(digest(&store).await?),
+                    Step::Digest(store) => Reply::Text(digest(&store).await?),
                     Step::Wait {
                         replicas,
                         timeout_ms,
+                        config,
                     } => {
                         // As in Redis, a timeout of 0 waits for as long as it takes.
                         let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));

@@ -26,6 +26,9 @@ const MAX_HEADER: usize = 32;
 #[derive(Debug, Default)]
 pub struct RequestDecoder {
     partial: Option<Partial>,
+    /// Where each argument of the request being decoded starts and ends; kept from one
+    /// request to the next, so decoding one allocates only the arguments it hands out.
+    spans: Vec<(usize, usize)>,
 }
 
 /// How far into an incomplete request the decoder got.
@@ -35,9 +38,10 @@ struct Partial {
     count: usize,
     /// Where the next argument's header starts.
     pos: usize,
-    /// Where each argument found so far starts and ends.
-    spans: Vec<(usize, usize)>,
 }
+
+/// Argument positions kept between requests; a request with more gives the memory back.
+const KEEP_SPANS: usize = 1024;
 
 impl RequestDecoder {
     /// Decode one request from the front of `buf`, consuming it. Answers `None` while the
@@ -62,14 +66,11 @@ impl RequestDecoder {
                 if count > MAX_ARGS {
                     return Err(ProtocolError("invalid multibulk length".into()));
                 }
-                Partial {
-                    count,
-                    pos,
-                    spans: Vec::with_capacity(count.min(64)),
-                }
+                self.spans.clear();
+                Partial { count, pos }
             }
         };
-        while partial.spans.len() < partial.count {
+        while self.spans.len() < partial.count {
             let Some((len, start)) = header(buf, partial.pos, b'$', "bulk")? else {
                 self.partial = Some(partial);
                 return Ok(None);
@@ -87,17 +88,15 @@ impl RequestDecoder {
                     "expected '\\r\\n' after a bulk string".into(),
                 ));
             }
-            partial.spans.push((start, end));
+            self.spans.push((start, end));
             partial.pos = end + 2;
         }
         let frame = buf.split_to(partial.pos).freeze();
-        Ok(Some(
-            partial
-                .spans
-                .into_iter()
-                .map(|(s, e)| frame.slice(s..e))
-                .collect(),
-        ))
+        let args = self.spans.iter().map(|&(s, e)| frame.slice(s..e)).collect();
+        if self.spans.capacity() > KEEP_SPANS {
+            self.spans = Vec::new();
+        }
+        Ok(Some(args))
     }
 }
 
@@ -118,24 +117,39 @@ fn header(
             (first as char).escape_default()
         )));
     }
+    // Digits read in place (this runs twice or more per request): an optional `-`, then
+    // decimal digits, then `\r\n`.
     let rest = &buf[pos + 1..];
-    let Some(cr) = memchr::memchr(b'\r', &rest[..rest.len().min(MAX_HEADER)]) else {
-        if rest.len() >= MAX_HEADER {
-            return Err(ProtocolError(format!("invalid {what} length")));
+    let invalid = || ProtocolError(format!("invalid {what} length"));
+    let negative = rest.first() == Some(&b'-');
+    let digits = usize::from(negative);
+    let mut value: i64 = 0;
+    let mut end = digits;
+    loop {
+        match rest.get(end) {
+            None if end >= MAX_HEADER => return Err(invalid()),
+            None => return Ok(None),
+            Some(&b'\r') => break,
+            Some(&digit @ b'0'..=b'9') if end < MAX_HEADER => {
+                value = value
+                    .checked_mul(10)
+                    .and_then(|v| v.checked_add(i64::from(digit - b'0')))
+                    .ok_or_else(invalid)?;
+                end += 1;
+            }
+            Some(_) => return Err(invalid()),
         }
-        return Ok(None);
-    };
-    if rest.len() < cr + 2 {
-        return Ok(None);
     }
-    if rest[cr + 1] != b'\n' {
-        return Err(ProtocolError(format!("invalid {what} length")));
+    if end == digits {
+        return Err(invalid());
     }
-    let number = std::str::from_utf8(&rest[..cr])
-        .ok()
-        .and_then(|text| text.parse::<i64>().ok())
-        .ok_or_else(|| ProtocolError(format!("invalid {what} length")))?;
-    Ok(Some((number, pos + 1 + cr + 2)))
+    match rest.get(end + 1) {
+        None => return Ok(None),
+        Some(&b'\n') => {}
+        Some(_) => return Err(invalid()),
+    }
+    let number = if negative { -value } else { value };
+    Ok(Some((number, pos + 1 + end + 2)))
 }
 
 /// Append a simple string (`+OK`).
@@ -158,14 +172,14 @@ pub fn error(out: &mut BytesMut, text: &str) {
 /// Append an integer (`:42`).
 pub fn integer(out: &mut BytesMut, n: i64) {
     out.put_u8(b':');
-    out.put_slice(itoa(n).as_bytes());
+    put_decimal(out, n);
     out.put_slice(b"\r\n");
 }
 
 /// Append the header of a bulk string of `len` bytes; the caller writes the bytes and `\r\n`.
 pub fn bulk_header(out: &mut BytesMut, len: usize) {
     out.put_u8(b'$');
-    out.put_slice(itoa(len as i64).as_bytes());
+    put_decimal(out, len as i64);
     out.put_slice(b"\r\n");
 }
 
@@ -184,12 +198,28 @@ pub fn null(out: &mut BytesMut) {
 /// Append the header of an array of `len` elements.
 pub fn array_header(out: &mut BytesMut, len: usize) {
     out.put_u8(b'*');
-    out.put_slice(itoa(len as i64).as_bytes());
+    put_decimal(out, len as i64);
     out.put_slice(b"\r\n");
 }
 
-fn itoa(n: i64) -> String {
-    n.to_string()
+/// Append `n` in decimal. Every reply has a number in it, so it is written from a buffer on
+/// the stack rather than through a `String`.
+fn put_decimal(out: &mut BytesMut, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.put_u8(b'-');
+    }
+    out.put_slice(&digits[at..]);
 }
 
 #[cfg(test)]
@@ -263,6 +293,21 @@ mod tests {
             "over the bulk limit"
         );
         assert!(decode(b"*1234567890123456789012345678901234\r\n").is_err());
+        assert!(decode(b"*\r\n").is_err(), "no digits");
+        assert!(decode(b"*-\r\n").is_err(), "a sign alone");
+        assert!(
+            decode(b"*1\r\n$3x\r\nabc\r\n").is_err(),
+            "junk after the digits"
+        );
+        assert!(
+            decode(b"*1\r\n$3\rxabc\r\n").is_err(),
+            "no \\n after the \\r"
+        );
+        assert!(
+            decode(b"*99999999999999999999\r\n").is_err(),
+            "more than an i64 holds"
+        );
+        assert_eq!(decode(b"*-1\r\n"), Ok(Some(Vec::new())), "a null array");
     }
 
     #[test]
@@ -278,5 +323,10 @@ mod tests {
             &out[..],
             b"+OK\r\n-ERR bad  thing\r\n:-3\r\n$1\r\nv\r\n$-1\r\n*2\r\n"
         );
+        for n in [0, 7, 10, -10, 1_234_567, i64::MAX, i64::MIN] {
+            let mut out = BytesMut::new();
+            integer(&mut out, n);
+            assert_eq!(out, format!(":{n}\r\n").as_bytes(), "{n}");
+        }
     }
 }

@@ -336,7 +336,7 @@ impl Session {
             };
             // Under `--fsync always`, a write is acknowledged only once it is on disk.
             let not_durable = match (last_seq, durability.as_mut()) {
-                (Some(seq), Some(durability)) => durability.wait_synced(seq).await.err(),
+                (Some(seq), Some(durability)) => Box::pin(durability.wait_synced(seq)).await.err(),
                 _ => None,
             };
             let mut outcomes = outcomes.into_iter();
@@ -361,11 +361,15 @@ impl Session {
                             _ => fold_outcomes(fold, taken),
                         }
                     }
-                    Step::DbSize(store) => Reply::Integer(store.send(Stats).await?.keys as i64),
+                    // The rarer steps' futures are boxed, so that the common batch's future
+                    // (allocated for every batch) stays small.
+                    Step::DbSize(store) => {
+                        Reply::Integer(Box::pin(store.send(Stats)).await?.keys as i64)
+                    }
                     Step::Info(store, config) => {
-                        let stats = store.send(Stats).await?;
+                        let stats = Box::pin(store.send(Stats)).await?;
                         let follower = match &config.node.follower {
-                            Some(follower) => info::follower_info(follower).await,
+                            Some(follower) => Box::pin(info::follower_info(follower)).await,
                             None => None,
                         };
                         let line = config.node.info_line(stats, follower);
@@ -375,7 +379,7 @@ impl Session {
                             Protocol::Resp => info::redis_style(&line),
                         })
                     }
-                    Step::Digest(store) => Reply::Text(digest(&store).await?),
+                    Step::Digest(store) => Reply::Text(Box::pin(digest(&store)).await?),
                     Step::Wait {
                         replicas,
                         timeout_ms,
@@ -383,21 +387,30 @@ impl Session {
                     } => {
                         // As in Redis, a timeout of 0 waits for as long as it takes.
                         let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
-                        let count = config
-                            .node
-                            .wait_for_replicas(last_write, replicas, timeout)
-                            .await;
+                        let count =
+                            Box::pin(config.node.wait_for_replicas(last_write, replicas, timeout))
+                                .await;
                         Reply::Text(count.to_string())
                     }
                 };
                 replies.push(reply);
             }
             let mut close = close;
-            if reply_bytes(&replies) > limit {
+            let bytes = reply_bytes(&replies);
+            if bytes > limit {
                 replies = vec![Reply::Error(ErrorReply::OutputLimit { limit })];
                 close = true;
             }
-            write_replies(&mut writer, &mut out, &replies, protocol).await?;
+            if bytes < FLUSH_BYTES {
+                // The common case: every reply encoded into the buffer, one write.
+                for reply in &replies {
+                    reply.encode(protocol, &mut out);
+                }
+                flush(&mut writer, &mut out).await?;
+            } else {
+                // Boxed: its future is large, and only batches with large values need it.
+                Box::pin(write_replies(&mut writer, &mut out, &replies, protocol)).await?;
+            }
             Ok::<_, BatchError>(Answered {
                 writer,
                 out,

@@ -356,3 +356,36 @@ async fn writes_queued_together_are_published_together_and_positions_stay_exact(
         "the ten queued writes went out as one publication, before the position was handed out"
     );
 }
+
+#[actix_rt::test]
+async fn a_long_turn_publishes_as_it_goes() {
+    let store = Store::new().start();
+    let published = Arc::new(Mutex::new(Vec::new()));
+    let recorder = BatchRecorder(published.clone()).start();
+    store.send(Subscribe(recorder.recipient())).await.unwrap();
+    // Three batches of 3,000 writes queued in one turn: the second takes what is pending past
+    // 4,096 mutations, which goes out at once; the rest waits for the end of the turn.
+    let writes: Vec<_> = (0..3)
+        .map(|b| {
+            store.send(Batch {
+                ops: (0..3000)
+                    .map(|i| Op::Put(Bytes::from(format!("b{b}-{i}")), Bytes::from("v")))
+                    .collect(),
+            })
+        })
+        .collect();
+    for write in writes {
+        write.await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while published.lock().unwrap().concat().len() < 9000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "publications missing"
+        );
+        // Poll interval of the deadline-bounded wait above.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let sizes: Vec<usize> = published.lock().unwrap().iter().map(Vec::len).collect();
+    assert_eq!(sizes, vec![6000, 3000]);
+}

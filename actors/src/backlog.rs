@@ -74,13 +74,15 @@ impl Backlog {
             .partition_point(|(batch, _)| batch.last().is_some_and(|m| m.seq <= seq));
         let mut taken = Vec::new();
         let mut bytes = 0;
-        for (batch, _) in self.batches.range(start..) {
+        // A batch is everything the Store applied in one turn, which can be large: stop
+        // inside it, not after it.
+        'batches: for (batch, _) in self.batches.range(start..) {
             for mutation in batch.iter().filter(|m| m.seq > seq) {
                 bytes += weight(mutation);
                 taken.push(mutation.clone());
-            }
-            if bytes >= max_bytes {
-                break;
+                if bytes >= max_bytes {
+                    break 'batches;
+                }
             }
         }
         taken
@@ -132,5 +134,16 @@ mod tests {
         assert!(!backlog.covers(10));
         assert!(backlog.covers(15) || backlog.covers(13));
         assert_eq!(backlog.after(19, usize::MAX).len(), 1);
+    }
+
+    #[test]
+    fn a_chunk_stops_inside_a_large_batch() {
+        let mut backlog = Backlog::new(1 << 20, 0);
+        backlog.push(batch(1..=1000));
+        // About 155 bytes each: a 1,000-byte chunk is 7 mutations, not the whole batch.
+        let first: Vec<Seq> = backlog.after(0, 1000).iter().map(|m| m.seq).collect();
+        assert_eq!(first, (1..=7).collect::<Vec<_>>());
+        let next: Vec<Seq> = backlog.after(7, 1000).iter().map(|m| m.seq).collect();
+        assert_eq!(next, (8..=14).collect::<Vec<_>>());
     }
 }

@@ -227,6 +227,15 @@ impl Actor for Follower {
     type Context = Context<Self>;
 }
 
+impl Follower {
+    /// Forget a full resync in progress; what it loaded so far is freed off this thread.
+    fn abandon_loading(&mut self) {
+        if let Some(loading) = self.loading.take() {
+            loading.keyspace.drop_in_background();
+        }
+    }
+}
+
 impl Handler<Attach> for Follower {
     type Result = Position;
 
@@ -236,7 +245,7 @@ impl Handler<Attach> for Follower {
             old.do_send(Shutdown);
         }
         self.links += 1;
-        self.loading = None;
+        self.abandon_loading();
         self.started = false;
         self.link = Some((self.links, msg.session));
         Position {
@@ -257,7 +266,7 @@ impl Handler<Detach> for Follower {
             .is_some_and(|(link, _)| *link == msg.link)
         {
             self.link = None;
-            self.loading = None;
+            self.abandon_loading();
         }
     }
 }

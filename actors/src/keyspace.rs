@@ -24,6 +24,9 @@ use crate::pair::Pair;
 /// shift; large enough that copying one shard stays cheap at millions of keys, small enough
 /// that an empty keyspace costs a few kilobytes.
 pub const SHARDS: usize = 256;
+/// From this many keys on, [`Keyspace::drop_in_background`] frees them on another thread.
+const BACKGROUND_DROP_KEYS: usize = 100_000;
+
 /// Where in a key's hash the shard number is taken from: clear of the bits a shard's table
 /// uses (the low bits for tables up to 2^32 buckets, and the top 7).
 const SHARD_SHIFT: u32 = 32;
@@ -126,6 +129,21 @@ impl Keyspace {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Drop this keyspace on a thread of its own when it is large: freeing millions of pairs
+    /// takes long enough to stall every client of the thread that would otherwise do it (the
+    /// Store's, which replaces its data on a full resync).
+    pub fn drop_in_background(self) {
+        if self.len < BACKGROUND_DROP_KEYS {
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("kv-drop".into())
+            .spawn(move || drop(self));
+        // If no thread can be started, the keyspace was moved into the failed closure and is
+        // dropped here, in place.
+        drop(spawned);
     }
 
     /// A consistent view of the data as it is now, taken in O(shards).

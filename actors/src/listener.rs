@@ -1,8 +1,9 @@
 //! The Listener actor: accepts connections and starts a [`Session`] for each.
 //!
-//! Sessions are spread over a set of I/O arbiters (threads) so that parsing and socket work use
-//! every core, while the Store runs on an arbiter of its own. The Listener also enforces the
-//! client limit and, at shutdown, stops accepting and waits for every session to finish.
+//! Sessions are placed on a set of arbiters (threads) in turn: by default just the Store's own,
+//! so a request never crosses threads; with `--io-threads` above 1, further arbiters share the
+//! parsing and socket work. The Listener also enforces the client limit and, at shutdown,
+//! stops accepting and waits for every session to finish.
 
 use std::collections::HashMap;
 use std::io;

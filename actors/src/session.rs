@@ -405,6 +405,10 @@ impl Session {
                 // The common case: every reply encoded into the buffer, one write.
                 for reply in &replies {
                     reply.encode(protocol, &mut out);
+                    // Many small replies (nils, integers) add up too.
+                    if out.len() >= FLUSH_BYTES {
+                        flush(&mut writer, &mut out).await?;
+                    }
                 }
                 flush(&mut writer, &mut out).await?;
             } else {

@@ -179,6 +179,9 @@ pub struct StoreStats {
     pub last_seq: Seq,
 }
 
+/// The most mutations one publication waits to gather.
+const MAX_PENDING: usize = 4096;
+
 /// How many messages may wait in the Store's mailbox before senders park.
 const MAILBOX_CAPACITY: usize = 64 * 1024;
 
@@ -249,8 +252,13 @@ impl Store {
         self.last_seq
     }
 
-    /// Publish what is pending once the messages already in the mailbox are handled.
+    /// Publish what is pending once the messages already in the mailbox are handled, or at
+    /// once when a turn has gathered [`MAX_PENDING`] mutations: sessions on other threads
+    /// (`--io-threads` above 1) could otherwise keep the mailbox from ever emptying.
     fn schedule_publish(&mut self, ctx: &mut Context<Self>) {
+        if self.pending.len() >= MAX_PENDING {
+            return self.publish();
+        }
         if !self.pending.is_empty() && !self.publish_scheduled {
             self.publish_scheduled = true;
             ctx.notify(Publish);
@@ -286,8 +294,9 @@ impl Actor for Store {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Sessions on every I/O thread talk to this one actor; a large mailbox keeps their
-        // sends from parking while it catches up, and still bounds it.
+        // Every session of the node talks to this one actor (from other threads too, with
+        // `--io-threads` above 1); a large mailbox keeps their sends from parking while it
+        // catches up, and still bounds it.
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
     }
 }
@@ -367,7 +376,10 @@ impl Handler<Subscribe> for Store {
 impl Handler<Stats> for Store {
     type Result = StoreStats;
 
+    /// Publishes what is pending first: whoever asks where the Store stands (shutdown, before
+    /// it syncs the log) can rely on every applied mutation being on its way to subscribers.
     fn handle(&mut self, _: Stats, _: &mut Self::Context) -> Self::Result {
+        self.publish();
         StoreStats {
             keys: self.data.len(),
             last_seq: self.last_seq,
@@ -429,7 +441,8 @@ impl Handler<Replace> for Store {
     fn handle(&mut self, msg: Replace, _: &mut Self::Context) {
         // Whoever replaces the data reset the subscribers first; what is pending predates it.
         self.pending.clear();
-        self.data = msg.data;
+        let old = std::mem::replace(&mut self.data, msg.data);
+        old.drop_in_background();
         self.last_seq = msg.seq;
     }
 }

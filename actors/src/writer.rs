@@ -366,7 +366,7 @@ impl Writer {
 
 /// Replace an empty buffer that a burst made large with a small one.
 fn release_if_large(buffer: &mut Vec<u8>) {
-    if buffer.is_empty() && buffer.capacity() > 4 * BUFFER_BYTES {
+    if buffer.is_empty() && buffer.capacity() > 16 * BUFFER_BYTES {
         *buffer = Vec::with_capacity(BUFFER_BYTES);
     }
 }

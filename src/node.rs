@@ -261,6 +261,9 @@ impl Node {
                 "grace_ms" => grace.as_millis() as u64);
             complete = false;
         }
+        // The Store publishes what is still pending when asked where it stands, so every
+        // applied mutation is in the writer's mailbox before the sync request.
+        let _ = self.store.send(Stats).await;
         match self.writer.send(SyncNow).await {
             Ok(Ok(seq)) => {
                 info!(self.log, "log flushed and synced"; "synced_seq" => seq);

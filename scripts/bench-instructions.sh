@@ -17,21 +17,11 @@ cd "$(dirname "$0")/.."
 REQUESTS=${REQUESTS:-50000}
 KEYS=10000
 
-# run, forget, cleanup, log: see bench-lib.sh.
+# run, forget, cleanup, log, need_packages: see bench-lib.sh.
 source scripts/bench-lib.sh
 bench_setup instructions
 
-need=()
-command -v valgrind >/dev/null || need+=(valgrind)
-command -v redis-server >/dev/null || need+=(redis-server)
-command -v redis-cli >/dev/null || need+=(redis-tools)
-if ((${#need[@]})); then
-    log "installing ${need[*]} from Debian packages"
-    sudo=()
-    ((EUID == 0)) || sudo=(sudo)
-    run "${sudo[@]}" apt-get update -qq
-    run "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
-fi
+need_packages valgrind:valgrind redis-server:redis-server redis-cli:redis-tools ss:iproute2
 log "building release binaries"
 run cargo build --release --bins --quiet
 KVNODE=target/release/kvnode KVBENCH=target/release/kvbench

@@ -80,3 +80,16 @@ start_node() {
     NODE_PORT=$(grep -o 'addr: 127\.0\.0\.1:[0-9]*' "$NODE_LOG" | head -n1 | cut -d: -f3)
     [[ -n $NODE_PORT ]] || { log "no address in $NODE_LOG"; return 1; }
 }
+
+# need_packages COMMAND:PACKAGE...: install from Debian the package of every command missing.
+need_packages() {
+    local pair need=() sudo=()
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+    done
+    ((${#need[@]})) || return 0
+    log "installing ${need[*]} from Debian packages"
+    ((EUID == 0)) || sudo=(sudo)
+    run "${sudo[@]}" apt-get update -qq
+    run "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+}

@@ -30,7 +30,7 @@ KEYSPACE=100000
 VALUE=64
 DEADLINE=60 # seconds a server gets to start, sync its replicas or load its files
 
-# run, forget, cleanup, log: see bench-lib.sh.
+# run, forget, cleanup, log, need_packages: see bench-lib.sh.
 source scripts/bench-lib.sh
 bench_setup vs-redis
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
@@ -43,17 +43,7 @@ stop() {
 }
 
 # ---- Set-up: binaries, Redis, gnuplot.
-need=()
-command -v redis-server >/dev/null || need+=(redis-server)
-command -v redis-benchmark >/dev/null || need+=(redis-tools)
-command -v gnuplot >/dev/null || need+=(gnuplot-nox)
-if ((${#need[@]})); then
-    log "installing ${need[*]} from Debian packages"
-    sudo=()
-    ((EUID == 0)) || sudo=(sudo)
-    run "${sudo[@]}" apt-get update -qq
-    run "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
-fi
+need_packages redis-server:redis-server redis-benchmark:redis-tools gnuplot:gnuplot-nox
 log "building release binaries"
 run cargo build --release --bins --quiet
 KVNODE=target/release/kvnode KVBENCH=target/release/kvbench KVCLI=target/release/kvcli

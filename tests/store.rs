@@ -280,6 +280,19 @@ async fn a_stopped_subscriber_does_not_disturb_the_store() {
     );
 }
 
+/// Poll until the publications recorded hold `len` mutations in all, with a deadline.
+async fn wait_for_published(published: &Arc<Mutex<Vec<Vec<Seq>>>>, len: usize) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while published.lock().unwrap().concat().len() < len {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "publications missing"
+        );
+        // Poll interval of the deadline-bounded wait above.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// Records each `Applied` message whole, to see how the Store groups its publications.
 struct BatchRecorder(Arc<Mutex<Vec<Vec<Seq>>>>);
 
@@ -340,15 +353,7 @@ async fn writes_queued_together_are_published_together_and_positions_stay_exact(
         vec![11],
         "a late subscriber sees only what follows its position"
     );
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    while published.lock().unwrap().concat().len() < 11 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "publications missing"
-        );
-        // Poll interval of the deadline-bounded wait above.
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    wait_for_published(&published, 11).await;
     let batches = published.lock().unwrap().clone();
     assert_eq!(
         batches,
@@ -377,15 +382,7 @@ async fn a_long_turn_publishes_as_it_goes() {
     for write in writes {
         write.await.unwrap();
     }
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    while published.lock().unwrap().concat().len() < 9000 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "publications missing"
-        );
-        // Poll interval of the deadline-bounded wait above.
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    wait_for_published(&published, 9000).await;
     let sizes: Vec<usize> = published.lock().unwrap().iter().map(Vec::len).collect();
     assert_eq!(sizes, vec![6000, 3000]);
 }

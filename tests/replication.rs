@@ -469,3 +469,18 @@ fn a_wait_without_timeout_ends_when_the_node_shuts_down() {
         primary.log()
     );
 }
+
+#[test]
+fn a_primarys_stream_is_not_a_client_of_its_replica() {
+    let replica = Replica::start(&["--max-clients", "1"]);
+    let pdir = tempfile::tempdir().unwrap();
+    let primary = primary_for(pdir.path(), &[replica.addr], &[]);
+    wait_until("the replica streams", || {
+        count_log(&primary, "streaming") >= 1
+    });
+    // The one client slot is still free, and the stream is not counted in it.
+    let mut client = replica.node().client();
+    let info = String::from_utf8(client.request(b"INFO").unwrap()).unwrap();
+    assert!(info.contains("primary_link=up"), "{info}");
+    assert!(info.contains(" connected_clients=1 "), "{info}");
+}

@@ -5,7 +5,7 @@
 //! parsing and socket work. The Listener also enforces the client limit and, at shutdown,
 //! stops accepting and waits for every session to finish.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,7 +21,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::reply::{ErrorReply, Reply};
-use crate::session::{self, Session, SessionClosed, SessionConfig};
+use crate::session::{
+    self, Session, SessionClosed, SessionConfig, SessionOwner, SessionReplicating,
+};
 use crate::store::Store;
 
 /// How long to back off after `accept` fails (for example when out of file descriptors), so
@@ -64,6 +66,8 @@ pub struct Listener {
     log: Logger,
     /// Every open session; `None` while it is still starting on its arbiter.
     sessions: HashMap<u64, Option<Addr<Session>>>,
+    /// The sessions that are a primary's replication stream rather than a client.
+    replicating: HashSet<u64>,
     next_id: u64,
     next_arbiter: usize,
     accepting: Option<SpawnHandle>,
@@ -91,6 +95,7 @@ impl Listener {
                 config,
                 log,
                 sessions: HashMap::new(),
+                replicating: HashSet::new(),
                 next_id: 0,
                 next_arbiter: 0,
                 accepting,
@@ -100,7 +105,7 @@ impl Listener {
     }
 
     fn accept(&mut self, stream: TcpStream, peer: SocketAddr, ctx: &mut Context<Self>) {
-        if self.sessions.len() >= self.config.max_clients {
+        if self.client_count() >= self.config.max_clients {
             warn!(self.log, "refusing connection: max clients reached";
                 "peer" => %peer, "max_clients" => self.config.max_clients);
             actix_rt::spawn(refuse(stream));
@@ -128,7 +133,11 @@ impl Listener {
         let log = self.log.clone();
         let spawned = arbiter.spawn(async move {
             let started = TcpStream::from_std(stream).and_then(|stream| {
-                Session::start(id, stream, store, me.clone().recipient(), session_config, &log)
+                let owner = SessionOwner {
+                    closed: me.clone().recipient(),
+                    replicating: me.clone().recipient(),
+                };
+                Session::start(id, stream, store, owner, session_config, &log)
             });
             match started {
                 Ok(addr) => me.do_send(SessionStarted { id, addr }),
@@ -145,10 +154,15 @@ impl Listener {
         }
     }
 
+    /// Open sessions that are clients (a primary's replication stream is not one).
+    fn client_count(&self) -> usize {
+        self.sessions.len() - self.replicating.len()
+    }
+
     fn count_clients(&self) {
         self.config
             .clients
-            .store(self.sessions.len(), Ordering::Relaxed);
+            .store(self.client_count(), Ordering::Relaxed);
     }
 
     fn notify_if_drained(&mut self) {
@@ -206,8 +220,20 @@ impl Handler<SessionClosed> for Listener {
 
     fn handle(&mut self, msg: SessionClosed, _: &mut Self::Context) {
         self.sessions.remove(&msg.id);
+        self.replicating.remove(&msg.id);
         self.count_clients();
         self.notify_if_drained();
+    }
+}
+
+impl Handler<SessionReplicating> for Listener {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionReplicating, _: &mut Self::Context) {
+        if self.sessions.contains_key(&msg.id) {
+            self.replicating.insert(msg.id);
+            self.count_clients();
+        }
     }
 }
 
@@ -215,7 +241,7 @@ impl Handler<ClientCount> for Listener {
     type Result = usize;
 
     fn handle(&mut self, _: ClientCount, _: &mut Self::Context) -> usize {
-        self.sessions.len()
+        self.client_count()
     }
 }
 

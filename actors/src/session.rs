@@ -88,6 +88,21 @@ pub struct SessionClosed {
     pub id: u64,
 }
 
+/// Tells a session's owner that the connection is a primary's replication stream, not a
+/// client: it no longer counts as one (`connected_clients`, `--max-clients`).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SessionReplicating {
+    pub id: u64,
+}
+
+/// Who a session reports to: the Listener that accepted it.
+#[derive(Clone)]
+pub struct SessionOwner {
+    pub closed: Recipient<SessionClosed>,
+    pub replicating: Recipient<SessionReplicating>,
+}
+
 /// Asks a session to finish: it closes once every request it has read is answered.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -106,7 +121,7 @@ pub struct Session {
     id: u64,
     peer: SocketAddr,
     store: Addr<Store>,
-    owner: Recipient<SessionClosed>,
+    owner: SessionOwner,
     config: Arc<SessionConfig>,
     log: Logger,
     /// `None` only while replies are being written.
@@ -211,7 +226,7 @@ impl Session {
         id: u64,
         stream: TcpStream,
         store: Addr<Store>,
-        owner: Recipient<SessionClosed>,
+        owner: SessionOwner,
         config: Arc<SessionConfig>,
         log: &Logger,
     ) -> io::Result<Addr<Session>> {
@@ -496,6 +511,11 @@ impl Session {
             }
         }
         info!(self.log, "primary connected for replication");
+        // Before the primary hears back, so that by the time it streams, this connection no
+        // longer takes a client's place.
+        self.owner
+            .replicating
+            .do_send(SessionReplicating { id: self.id });
         let me = ctx.address().recipient();
         let Some(mut writer) = self.writer.take() else {
             return ctx.stop();
@@ -732,7 +752,7 @@ impl Actor for Session {
                 link: replication.link,
             });
         }
-        self.owner.do_send(SessionClosed { id: self.id });
+        self.owner.closed.do_send(SessionClosed { id: self.id });
     }
 }
 

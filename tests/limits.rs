@@ -63,6 +63,13 @@ fn clients_over_the_limit_are_refused_and_the_others_are_unaffected() {
         read_to_close(&mut refused),
         b"ERROR: max clients reached\n".to_vec()
     );
+    // A client that speaks RESP from its first byte is refused in RESP, as Redis does.
+    let mut refused = node.raw();
+    refused.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+    assert_eq!(
+        read_to_close(&mut refused),
+        b"-ERR max number of clients reached\r\n".to_vec()
+    );
     for client in &mut first {
         client.put(b"k", b"v").unwrap();
     }

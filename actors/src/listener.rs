@@ -14,13 +14,14 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
+use bytes::BytesMut;
 use futures::channel::oneshot;
 use futures::stream;
 use slog::{debug, info, warn, Logger};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::reply::{ErrorReply, Reply};
+use crate::reply::{ErrorReply, Protocol, Reply};
 use crate::session::{
     self, Session, SessionClosed, SessionConfig, SessionOwner, SessionReplicating,
 };
@@ -29,6 +30,8 @@ use crate::store::Store;
 /// How long to back off after `accept` fails (for example when out of file descriptors), so
 /// the failure does not turn into a busy loop.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a refused connection is given to show which protocol it speaks.
+const REFUSE_PEEK: Duration = Duration::from_millis(500);
 
 /// What a Listener needs to start sessions.
 pub struct ListenerConfig {
@@ -174,11 +177,20 @@ impl Listener {
     }
 }
 
-/// Tell a client over the limit why it is refused, then close.
+/// Tell a client over the limit why it is refused, then close: in RESP if its first byte,
+/// arriving within [`REFUSE_PEEK`], says it speaks RESP (as `redis-cli` and client libraries
+/// send their first command at once), in the line protocol otherwise.
 async fn refuse(mut stream: TcpStream) {
-    let line = Reply::Error(ErrorReply::MaxClients).to_line();
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout(REFUSE_PEEK, stream.peek(&mut first)).await;
+    let protocol = match peeked {
+        Ok(Ok(1)) if first[0] == b'*' => Protocol::Resp,
+        _ => Protocol::Line,
+    };
+    let mut reply = BytesMut::new();
+    Reply::Error(ErrorReply::MaxClients).encode(protocol, &mut reply);
     // The client may already be gone; there is nobody left to tell.
-    let _ = stream.write_all(&line).await;
+    let _ = stream.write_all(&reply).await;
     let _ = stream.shutdown().await;
 }
 

@@ -37,6 +37,9 @@ pub struct NodeContext {
     pub stopping: Option<watch::Receiver<bool>>,
     /// Clients blocked in `WAIT` right now.
     pub blocked: Arc<AtomicUsize>,
+    /// Held while a `DIGEST` runs: one at a time per node, however many clients ask, so they
+    /// cannot start a hashing thread and a snapshot each.
+    pub digest_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Counts a client as blocked while it lives.

@@ -178,7 +178,7 @@ enum Step {
     /// The session itself, with this reply.
     Reply(Reply),
     Info(Addr<Store>, Arc<SessionConfig>),
-    Digest(Addr<Store>),
+    Digest(Addr<Store>, Arc<tokio::sync::Mutex<()>>),
     Wait {
         replicas: usize,
         timeout_ms: u64,
@@ -299,7 +299,9 @@ impl Session {
                 Ok(Command::Hello { version }) => Step::Reply(self.hello(version)),
                 Ok(Command::Ping) => Step::Reply(Reply::Pong),
                 Ok(Command::Info) => Step::Info(self.store.clone(), self.config.clone()),
-                Ok(Command::Digest) => Step::Digest(self.store.clone()),
+                Ok(Command::Digest) => {
+                    Step::Digest(self.store.clone(), self.config.node.digest_turn.clone())
+                }
                 Ok(Command::Wait { .. }) if self.config.node.follower.is_some() => {
                     Step::Reply(Reply::Error(ErrorReply::WaitOnReplica))
                 }
@@ -394,7 +396,9 @@ impl Session {
                             Protocol::Resp => info::redis_style(&line),
                         })
                     }
-                    Step::Digest(store) => Reply::Text(Box::pin(digest(&store)).await?),
+                    Step::Digest(store, turn) => {
+                        Reply::Text(Box::pin(digest(&store, &turn)).await?)
+                    }
                     Step::Wait {
                         replicas,
                         timeout_ms,
@@ -650,8 +654,9 @@ fn fold_outcomes(fold: Fold, outcomes: Vec<Outcome>) -> Reply {
 }
 
 /// `DIGEST`: hash a snapshot of the data on a thread of its own, so the Store and this
-/// session's arbiter keep serving while it runs.
-async fn digest(store: &Addr<Store>) -> Result<String, BatchError> {
+/// session's arbiter keep serving while it runs; one at a time per node (`turn`).
+async fn digest(store: &Addr<Store>, turn: &tokio::sync::Mutex<()>) -> Result<String, BatchError> {
+    let _turn = turn.lock().await;
     let snapshot = store.send(TakeSnapshot).await?;
     let (done, result) = futures::channel::oneshot::channel();
     std::thread::Builder::new()

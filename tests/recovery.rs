@@ -209,7 +209,7 @@ fn a_snapshot_and_the_logs_after_it_make_the_data() {
         .iter()
         .map(|(key, value)| Pair::new(key, value))
         .collect();
-    snapshot_file::write(&dir, &keyspace.snapshot(), 60, || true).unwrap();
+    snapshot_file::write(&dir, &keyspace.snapshot(), 60, None).unwrap();
     let mut old = Segment::create(&dir, 1).unwrap();
     let mut newer = Segment::create(&dir, 41).unwrap();
     for m in &mutations {
@@ -264,4 +264,30 @@ fn a_partly_written_header_at_the_end_is_a_torn_tail() {
     let mut tail = vec![0x28, 0, 0, 0];
     tail.extend_from_slice(&[0u8; 100]);
     assert_tail_is_cut_away(&tail);
+}
+
+#[test]
+fn a_snapshot_of_a_replaced_generation_is_not_put_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = DataDir::open(tmp.path()).unwrap();
+    let keyspace: Keyspace = [Pair::new(b"old", b"data")].into_iter().collect();
+    let generation = snapshot_file::Generation::default();
+    let taken_in = generation.current();
+    // The data is replaced (a full resync) while the snapshot is being written.
+    generation.bump();
+    let result = snapshot_file::write(&dir, &keyspace.snapshot(), 7, Some((&generation, taken_in)));
+    assert!(
+        matches!(result, Err(StorageError::Superseded)),
+        "{result:?}"
+    );
+    let files: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.contains("snapshot") || name.ends_with(".tmp"))
+        .collect();
+    assert!(files.is_empty(), "left behind: {files:?}");
+    // Taken in the current generation, it goes into place.
+    let current = generation.current();
+    snapshot_file::write(&dir, &keyspace.snapshot(), 7, Some((&generation, current))).unwrap();
+    assert!(dir.snapshot_path(7).exists());
 }

@@ -12,6 +12,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::data_dir::{DataDir, StorageError};
 use crate::keyspace::{Keyspace, Snapshot};
@@ -21,15 +22,42 @@ use crate::store::{Change, Seq};
 /// The first bytes of every snapshot file: format name and version.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"KVSNAP\x00\x01";
 
+/// Which data a directory holds: a counter bumped whenever the data is replaced wholesale (a
+/// replica's full resync). A snapshot taken in one generation may go into place only while
+/// that generation lasts, and the check and the rename happen under one lock, so that a
+/// replacement can never fall between them and leave old data next to new.
+#[derive(Debug, Default)]
+pub struct Generation(Mutex<u64>);
+
+impl Generation {
+    fn lock(&self) -> MutexGuard<'_, u64> {
+        // A panic elsewhere while holding it leaves a plain counter behind, still valid.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The current generation.
+    pub fn current(&self) -> u64 {
+        *self.lock()
+    }
+
+    /// Start a new generation: snapshots of earlier ones will not go into place.
+    pub fn bump(&self) {
+        *self.lock() += 1;
+    }
+}
+
 /// Write `data` as the snapshot for `seq`; answers its path and size in bytes.
 ///
-/// `still_wanted` is asked just before the snapshot is renamed into place: a compaction whose
-/// data was replaced meanwhile (a replica's full resync) must not put old data back.
+/// With `taken_in`, the snapshot goes into place only if that generation is still current
+/// when it is renamed: a compaction whose data was replaced meanwhile (a replica's full
+/// resync) must not put old data back.
 pub fn write(
     dir: &DataDir,
     data: &Snapshot,
     seq: Seq,
-    still_wanted: impl Fn() -> bool,
+    taken_in: Option<(&Generation, u64)>,
 ) -> Result<(PathBuf, u64), StorageError> {
     static WRITES: AtomicU64 = AtomicU64::new(0);
     let path = dir.snapshot_path(seq);
@@ -37,11 +65,16 @@ pub fn write(
     let unique = WRITES.fetch_add(1, Ordering::Relaxed);
     let tmp = path.with_extension(format!("kvs.{}-{unique}.tmp", std::process::id()));
     let size = write_tmp(&tmp, data, seq).map_err(StorageError::io("write snapshot", &tmp))?;
-    if !still_wanted() {
-        let _ = fs::remove_file(&tmp);
-        return Err(StorageError::Superseded);
+    {
+        let current = taken_in.map(|(generation, taken)| (generation.lock(), taken));
+        if let Some((current, taken)) = &current {
+            if **current != *taken {
+                let _ = fs::remove_file(&tmp);
+                return Err(StorageError::Superseded);
+            }
+        }
+        fs::rename(&tmp, &path).map_err(StorageError::io("rename snapshot", &tmp))?;
     }
-    fs::rename(&tmp, &path).map_err(StorageError::io("rename snapshot", &tmp))?;
     dir.sync()?;
     Ok((path, size))
 }

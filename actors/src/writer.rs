@@ -13,7 +13,6 @@
 
 use std::mem;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,7 @@ use crate::record;
 use crate::recovery::Recovered;
 use crate::replication_id::{self, ReplicationState};
 use crate::segment::Segment;
-use crate::snapshot_file;
+use crate::snapshot_file::{self, Generation};
 use crate::store::{Applied, Seq, Store, StoreSnapshot, TakeSnapshot};
 
 /// How the writer persists.
@@ -138,8 +137,8 @@ pub struct Writer {
     compaction_failed_at: Option<Instant>,
     compactions: u64,
     /// Bumped by every [`Reset`]: a snapshot taken before it describes replaced data. Shared
-    /// with the snapshot thread, which checks it before renaming its file into place.
-    generation: Arc<AtomicU64>,
+    /// with the snapshot thread, which checks it and renames its file under one lock.
+    generation: Arc<Generation>,
 }
 
 impl Writer {
@@ -181,7 +180,7 @@ impl Writer {
             compacting: false,
             compaction_failed_at: None,
             compactions: 0,
-            generation: Arc::new(AtomicU64::new(0)),
+            generation: Arc::new(Generation::default()),
         };
         Ok((writer, durability))
     }
@@ -325,7 +324,7 @@ impl Writer {
             "snapshot_bytes" => self.snapshot_bytes, "threshold" => threshold);
         let dir = self.dir.clone();
         let me = ctx.address();
-        let generation = self.generation.load(Ordering::SeqCst);
+        let generation = self.generation.current();
         let current = self.generation.clone();
         let take = self
             .store
@@ -337,9 +336,8 @@ impl Writer {
                     let spawned = std::thread::Builder::new()
                         .name("kv-snapshot".into())
                         .spawn(move || {
-                            let result = snapshot_file::write(&dir, &data, seq, || {
-                                current.load(Ordering::SeqCst) == generation
-                            });
+                            let taken_in = Some((&*current, generation));
+                            let result = snapshot_file::write(&dir, &data, seq, taken_in);
                             me.do_send(SnapshotWritten {
                                 result,
                                 covered_logs,
@@ -455,7 +453,7 @@ impl Handler<SnapshotWritten> for Writer {
 
     fn handle(&mut self, msg: SnapshotWritten, _: &mut Self::Context) {
         self.compacting = false;
-        if msg.generation != self.generation.load(Ordering::SeqCst) {
+        if msg.generation != self.generation.current() {
             // The data was replaced while this snapshot was written: it is stale.
             if let Ok((path, _)) = &msg.result {
                 if self.snapshot_path.as_ref() != Some(path) {
@@ -505,7 +503,9 @@ impl Handler<SnapshotWritten> for Writer {
 impl Writer {
     fn reset(&mut self, msg: Reset) -> Result<(), StorageError> {
         replication_id::save(&self.dir, &ReplicationState::None)?;
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        // Under the lock a compaction renames under: a snapshot of the old data either went
+        // into place before this (and is deleted below) or never will.
+        self.generation.bump();
         // Everything pending belongs to the history being replaced.
         self.pending.clear();
         self.unsynced.clear();
@@ -519,7 +519,7 @@ impl Writer {
         for (_, path) in logs.chain(snapshots) {
             std::fs::remove_file(path).map_err(StorageError::io("remove", path))?;
         }
-        let (path, size) = snapshot_file::write(&self.dir, &msg.data, msg.seq, || true)?;
+        let (path, size) = snapshot_file::write(&self.dir, &msg.data, msg.seq, None)?;
         self.segment = Segment::create(&self.dir, msg.seq + 1)?;
         self.older_logs.clear();
         self.log_bytes = self.segment.len();

@@ -8,7 +8,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -157,6 +157,83 @@ fn with_fsync_always_every_acknowledged_write_survives_sigkill() {
         }
         stop(node);
     }
+}
+
+/// `strace` attached to a running node, recording its `fdatasync` and `sendto` calls;
+/// detached and reaped when dropped.
+struct Strace {
+    child: Child,
+}
+
+impl Strace {
+    /// Attach to every thread of `pid`, writing the trace to `output`; answers once attached.
+    fn attach(pid: u32, output: &Path) -> Strace {
+        let mut child = Command::new("strace")
+            .args(["-f", "-e", "trace=fdatasync,sendto", "-o"])
+            .arg(output)
+            .args(["-p", &pid.to_string()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start strace (the tests need it: .ci/run installs it)");
+        let stderr = child.stderr.take().expect("strace's stderr");
+        // Owned from here on, so that it is reaped on every path.
+        let strace = Strace { child };
+        let mut first = String::new();
+        BufReader::new(stderr)
+            .read_line(&mut first)
+            .expect("read strace's stderr");
+        assert!(first.contains("attached"), "strace did not attach: {first}");
+        strace
+    }
+}
+
+impl Drop for Strace {
+    fn drop(&mut self) {
+        // SIGINT makes strace detach and exit, leaving the node running.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn with_fsync_always_a_write_is_acknowledged_only_after_an_fdatasync() {
+    let node = NodeProcess::start(&["--fsync", "always"]);
+    let trace_dir = tempfile::tempdir().unwrap();
+    let trace = trace_dir.path().join("trace");
+    let strace = Strace::attach(node.pid(), &trace);
+    // One client writing in sequence: write i is sent only once write i - 1 was
+    // acknowledged, so no fdatasync that came before that acknowledgement can cover it.
+    const WRITES: usize = 20;
+    let mut client = node.client();
+    for i in 0..WRITES {
+        client.put(format!("k{i}").as_bytes(), b"v").unwrap();
+    }
+    drop(strace);
+    let trace = fs::read_to_string(&trace).unwrap();
+    // In the order strace saw them: `S` a completed fdatasync, `A` an `OK` sent to a client.
+    let events: String = trace
+        .lines()
+        .filter_map(|line| {
+            let synced = line.contains("fdatasync") && line.contains("= 0");
+            let acked = line.contains("sendto(") && line.contains(r#""OK\n""#);
+            match (synced, acked) {
+                (true, _) => Some('S'),
+                (_, true) => Some('A'),
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(
+        events.matches('A').count(),
+        WRITES,
+        "every acknowledgement traced:\n{trace}"
+    );
+    assert!(
+        !events.starts_with('A') && !events.contains("AA"),
+        "an acknowledgement with no fdatasync before it ({events}):\n{trace}"
+    );
 }
 
 #[test]

@@ -115,7 +115,7 @@ impl LineCodec {
 
     fn decode_resp(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
         let mut batch = Vec::new();
-        while batch.len() < self.max_batch {
+        while batch.len() < self.max_batch && !src.is_empty() {
             match self.resp.decode(src, self.max_value) {
                 Ok(Some(args)) => batch.extend(command::from_resp(args)),
                 Ok(None) => break,

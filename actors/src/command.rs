@@ -290,8 +290,16 @@ mod tests {
 /// Parse a RESP request (the array's elements: the command name, then its arguments).
 ///
 /// Answers `None` for an empty array, which Redis ignores. Errors are worded as Redis words
-/// them, so clients and people who know Redis recognise them.
-pub fn from_resp(mut args: Vec<Bytes>) -> Option<Result<Command, CommandError>> {
+/// them, so clients and people who know Redis recognise them. The arguments are taken out of
+/// `args`, which is left empty, so that its memory serves the connection's next request.
+pub fn from_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
+    let command = parse_resp(args);
+    // Emptied for the decoder to fill again: one argument list per connection, not per request.
+    args.clear();
+    command
+}
+
+fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
     if args.is_empty() {
         return None;
     }
@@ -335,11 +343,11 @@ pub fn from_resp(mut args: Vec<Bytes>) -> Option<Result<Command, CommandError>> 
             "ERR SET options (EX, PX, NX, XX, GET, KEEPTTL) are not supported; use SET key value"
                 .into(),
         )),
-        ("del", n) if n >= 2 => Ok(Command::DelMany(keys(&mut args))),
-        ("exists", n) if n >= 2 => Ok(Command::Exists(keys(&mut args))),
-        ("mget", n) if n >= 2 => Ok(Command::MGet(keys(&mut args))),
+        ("del", n) if n >= 2 => Ok(Command::DelMany(keys(args))),
+        ("exists", n) if n >= 2 => Ok(Command::Exists(keys(args))),
+        ("mget", n) if n >= 2 => Ok(Command::MGet(keys(args))),
         ("mset", n) if n >= 3 && n % 2 == 1 => {
-            let rest = keys(&mut args);
+            let rest = keys(args);
             let mut pairs = Vec::with_capacity(rest.len() / 2);
             let mut rest = rest.into_iter();
             while let (Some(key), Some(value)) = (rest.next(), rest.next()) {
@@ -402,11 +410,13 @@ mod resp_tests {
     use super::*;
 
     fn resp(args: &[&str]) -> Option<Result<Command, CommandError>> {
-        from_resp(
-            args.iter()
-                .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-                .collect(),
-        )
+        let mut args = args
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        let command = from_resp(&mut args);
+        assert!(args.is_empty(), "the argument list is left empty for reuse");
+        command
     }
 
     fn b(s: &str) -> Bytes {

@@ -29,6 +29,9 @@ pub struct RequestDecoder {
     /// Where each argument of the request being decoded starts and ends; kept from one
     /// request to the next, so decoding one allocates only the arguments it hands out.
     spans: Vec<(usize, usize)>,
+    /// The arguments of the request just decoded, for the caller to take out (which leaves
+    /// the list's memory for the next request).
+    args: Vec<Bytes>,
 }
 
 /// How far into an incomplete request the decoder got.
@@ -44,13 +47,13 @@ struct Partial {
 const KEEP_SPANS: usize = 1024;
 
 impl RequestDecoder {
-    /// Decode one request from the front of `buf`, consuming it. Answers `None` while the
-    /// request is incomplete (nothing is consumed then).
+    /// Decode one request from the front of `buf`, consuming it, and answer its arguments.
+    /// Answers `None` while the request is incomplete (nothing is consumed then).
     pub fn decode(
         &mut self,
         buf: &mut BytesMut,
         max_bulk: usize,
-    ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    ) -> Result<Option<&mut Vec<Bytes>>, ProtocolError> {
         let mut partial = match self.partial.take() {
             Some(partial) => partial,
             None => {
@@ -60,7 +63,8 @@ impl RequestDecoder {
                 if count < 0 {
                     // `*-1` is a null array: Redis ignores it as a request.
                     let _ = buf.split_to(pos);
-                    return Ok(Some(Vec::new()));
+                    self.args.clear();
+                    return Ok(Some(&mut self.args));
                 }
                 let count = count as usize;
                 if count > MAX_ARGS {
@@ -92,11 +96,16 @@ impl RequestDecoder {
             partial.pos = end + 2;
         }
         let frame = buf.split_to(partial.pos).freeze();
-        let args = self.spans.iter().map(|&(s, e)| frame.slice(s..e)).collect();
+        if self.spans.capacity() > KEEP_SPANS || self.args.capacity() > KEEP_SPANS {
+            self.args = Vec::new();
+        }
+        self.args.clear();
+        self.args
+            .extend(self.spans.iter().map(|&(s, e)| frame.slice(s..e)));
         if self.spans.capacity() > KEEP_SPANS {
             self.spans = Vec::new();
         }
-        Ok(Some(args))
+        Ok(Some(&mut self.args))
     }
 }
 
@@ -227,7 +236,9 @@ mod tests {
     use super::*;
 
     fn decode(bytes: &[u8]) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-        RequestDecoder::default().decode(&mut BytesMut::from(bytes), 1 << 20)
+        let mut decoder = RequestDecoder::default();
+        let decoded = decoder.decode(&mut BytesMut::from(bytes), 1 << 20)?;
+        Ok(decoded.map(std::mem::take))
     }
 
     #[test]
@@ -244,7 +255,10 @@ mod tests {
         for cut in 0..frame.len() {
             let mut buf = BytesMut::from(&frame[..cut]);
             let mut decoder = RequestDecoder::default();
-            assert_eq!(decoder.decode(&mut buf, 1 << 20), Ok(None), "cut at {cut}");
+            assert!(
+                matches!(decoder.decode(&mut buf, 1 << 20), Ok(None)),
+                "cut at {cut}"
+            );
             assert_eq!(buf.len(), cut, "nothing consumed");
             // The rest arrives: the decoder goes on from where it stopped.
             buf.extend_from_slice(&frame[cut..]);
@@ -269,7 +283,7 @@ mod tests {
         for &byte in frames.iter() {
             buf.extend_from_slice(&[byte]);
             if let Some(args) = decoder.decode(&mut buf, 1 << 20).unwrap() {
-                decoded.push(args);
+                decoded.push(std::mem::take(args));
             }
         }
         assert_eq!(

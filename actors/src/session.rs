@@ -263,7 +263,7 @@ impl Session {
     /// Answer one batch of requests, in order; close afterwards when `close` is set.
     fn respond(&mut self, requests: Vec<Request>, mut close: bool, ctx: &mut Context<Self>) {
         let mut steps = Vec::with_capacity(requests.len());
-        let mut ops = Vec::new();
+        let mut ops = Vec::with_capacity(requests.len());
         let refuse_writes = self.config.durability.failure();
         for request in requests {
             let step = match request {

@@ -28,10 +28,13 @@ KVNODE=target/release/kvnode KVBENCH=target/release/kvbench
 
 # free_port: set PORT to a loopback port no socket uses now, below the ephemeral range.
 free_port() {
-    local low
-    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+    local low high first count
+    read -r low high </proc/sys/net/ipv4/ip_local_port_range
+    # Below the ephemeral range if there is room there, else above it.
+    if ((low > 11000)); then first=10000 count=$((low - 10000)); else first=$((high + 1)) count=$((65535 - high)); fi
+    ((count > 0)) || { log "no ports outside the ephemeral range"; return 1; }
     for _ in $(seq 1 100); do
-        PORT=$((10000 + RANDOM % (low - 10000)))
+        PORT=$((first + RANDOM % count))
         [[ -z $(ss -Htan "sport = :$PORT") ]] && return 0
     done
     log "no free port"

@@ -8,7 +8,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -159,29 +159,34 @@ fn with_fsync_always_every_acknowledged_write_survives_sigkill() {
     }
 }
 
-/// `strace` attached to a running node, recording its `fdatasync` and `sendto` calls;
-/// detached and reaped when dropped.
+/// `strace` attached to a running node, recording its `fdatasync`, `write` and `sendto`
+/// calls; detached and reaped when dropped.
 struct Strace {
     child: Child,
+    /// Kept open until strace has exited, so that its last lines (detaching) have a reader.
+    _stderr: Option<BufReader<ChildStderr>>,
 }
 
 impl Strace {
     /// Attach to every thread of `pid`, writing the trace to `output`; answers once attached.
     fn attach(pid: u32, output: &Path) -> Strace {
         let mut child = Command::new("strace")
-            .args(["-f", "-e", "trace=fdatasync,sendto", "-o"])
+            .args(["-f", "-e", "trace=fdatasync,write,sendto", "-o"])
             .arg(output)
             .args(["-p", &pid.to_string()])
             .stderr(Stdio::piped())
             .spawn()
             .expect("start strace (the tests need it: .ci/run installs it)");
-        let stderr = child.stderr.take().expect("strace's stderr");
+        let stderr = child.stderr.take().map(BufReader::new);
         // Owned from here on, so that it is reaped on every path.
-        let strace = Strace { child };
+        let mut strace = Strace {
+            child,
+            _stderr: stderr,
+        };
         let mut first = String::new();
-        BufReader::new(stderr)
-            .read_line(&mut first)
-            .expect("read strace's stderr");
+        if let Some(stderr) = strace._stderr.as_mut() {
+            stderr.read_line(&mut first).expect("read strace's stderr");
+        }
         assert!(first.contains("attached"), "strace did not attach: {first}");
         strace
     }
@@ -212,28 +217,32 @@ fn with_fsync_always_a_write_is_acknowledged_only_after_an_fdatasync() {
     }
     drop(strace);
     let trace = fs::read_to_string(&trace).unwrap();
-    // In the order strace saw them: `S` a completed fdatasync, `A` an `OK` sent to a client.
-    let events: String = trace
+    // The log is the file the node fdatasyncs.
+    let log_fd: String = trace
         .lines()
-        .filter_map(|line| {
-            let synced = line.contains("fdatasync") && line.contains("= 0");
-            let acked = line.contains("sendto(") && line.contains(r#""OK\n""#);
-            match (synced, acked) {
-                (true, _) => Some('S'),
-                (_, true) => Some('A'),
-                _ => None,
-            }
-        })
-        .collect();
-    assert_eq!(
-        events.matches('A').count(),
-        WRITES,
-        "every acknowledgement traced:\n{trace}"
-    );
-    assert!(
-        !events.starts_with('A') && !events.contains("AA"),
-        "an acknowledgement with no fdatasync before it ({events}):\n{trace}"
-    );
+        .find_map(|line| line.split("fdatasync(").nth(1))
+        .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect())
+        .expect("the node fdatasyncs its log");
+    let log_write = format!("write({log_fd}, ");
+    // Replay the trace in order: a write to the log leaves it dirty until an fdatasync
+    // completes; every `OK` must find this client's record written and the log clean.
+    let (mut dirty, mut written, mut acks) = (false, false, 0);
+    for line in trace.lines() {
+        if line.contains(&log_write) {
+            (dirty, written) = (true, true);
+        } else if line.contains("fdatasync") && line.contains("= 0") {
+            dirty = false;
+        } else if line.contains("sendto(") && line.contains(r#""OK\n""#) {
+            assert!(
+                written && !dirty,
+                "OK number {} sent before its record was written and fdatasynced:\n{trace}",
+                acks + 1
+            );
+            written = false;
+            acks += 1;
+        }
+    }
+    assert_eq!(acks, WRITES, "every acknowledgement traced:\n{trace}");
 }
 
 #[test]

@@ -287,6 +287,9 @@ mod tests {
     }
 }
 
+/// The most argument slots a connection keeps between requests.
+const KEEP_ARGS: usize = 1024;
+
 /// Parse a RESP request (the array's elements: the command name, then its arguments).
 ///
 /// Answers `None` for an empty array, which Redis ignores. Errors are worded as Redis words
@@ -295,7 +298,11 @@ mod tests {
 pub fn from_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
     let command = parse_resp(args);
     // Emptied for the decoder to fill again: one argument list per connection, not per request.
+    // One that a huge request made large is given back, not kept by an idle connection.
     args.clear();
+    if args.capacity() > KEEP_ARGS {
+        *args = Vec::new();
+    }
     command
 }
 

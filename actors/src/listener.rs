@@ -18,7 +18,7 @@ use bytes::BytesMut;
 use futures::channel::oneshot;
 use futures::stream;
 use slog::{debug, info, warn, Logger};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::reply::{ErrorReply, Protocol, Reply};
@@ -32,6 +32,12 @@ use crate::store::Store;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a refused connection is given to show which protocol it speaks.
 const REFUSE_PEEK: Duration = Duration::from_millis(500);
+/// How long a refused connection's input is read before it is closed.
+const REFUSE_DRAIN: Duration = Duration::from_millis(100);
+/// The most refused connections waiting (`REFUSE_PEEK`, `REFUSE_DRAIN`) at once: each holds a
+/// file descriptor, and a flood of them must not take the node's last ones. Past it, refusals
+/// are answered at once, in the line protocol.
+const MAX_REFUSING: usize = 64;
 
 /// What a Listener needs to start sessions.
 pub struct ListenerConfig {
@@ -76,6 +82,8 @@ pub struct Listener {
     accepting: Option<SpawnHandle>,
     /// Who waits for the last session to end, once shutdown began.
     drained: Vec<oneshot::Sender<()>>,
+    /// Refused connections waiting to show which protocol they speak.
+    refusing: Arc<AtomicUsize>,
 }
 
 impl Listener {
@@ -103,6 +111,7 @@ impl Listener {
                 next_arbiter: 0,
                 accepting,
                 drained: Vec::new(),
+                refusing: Arc::new(AtomicUsize::new(0)),
             }
         })
     }
@@ -111,7 +120,10 @@ impl Listener {
         if self.client_count() >= self.config.max_clients {
             warn!(self.log, "refusing connection: max clients reached";
                 "peer" => %peer, "max_clients" => self.config.max_clients);
-            actix_rt::spawn(refuse(stream));
+            // Waiting to see a refused client's protocol holds its socket; only so many wait.
+            let peek = (self.refusing.load(Ordering::Relaxed) < MAX_REFUSING)
+                .then(|| Refusing::new(self.refusing.clone()));
+            actix_rt::spawn(refuse(stream, peek));
             return;
         }
         // Move the socket to the session's arbiter as a std socket, so that it registers with
@@ -177,21 +189,49 @@ impl Listener {
     }
 }
 
+/// One refused connection waiting to show its protocol, counted while it lives.
+struct Refusing(Arc<AtomicUsize>);
+
+impl Refusing {
+    fn new(count: Arc<AtomicUsize>) -> Refusing {
+        count.fetch_add(1, Ordering::Relaxed);
+        Refusing(count)
+    }
+}
+
+impl Drop for Refusing {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Tell a client over the limit why it is refused, then close: in RESP if its first byte,
 /// arriving within [`REFUSE_PEEK`], says it speaks RESP (as `redis-cli` and client libraries
-/// send their first command at once), in the line protocol otherwise.
-async fn refuse(mut stream: TcpStream) {
-    let mut first = [0u8; 1];
-    let peeked = tokio::time::timeout(REFUSE_PEEK, stream.peek(&mut first)).await;
-    let protocol = match peeked {
-        Ok(Ok(1)) if first[0] == b'*' => Protocol::Resp,
-        _ => Protocol::Line,
-    };
+/// send their first command at once), in the line protocol otherwise, or at once when
+/// `peek` is `None` (too many refusals are waiting already).
+async fn refuse(mut stream: TcpStream, peek: Option<Refusing>) {
+    let mut protocol = Protocol::Line;
+    if let Some(_waiting) = &peek {
+        let mut first = [0u8; 1];
+        let peeked = tokio::time::timeout(REFUSE_PEEK, stream.peek(&mut first)).await;
+        if matches!(peeked, Ok(Ok(1))) && first[0] == b'*' {
+            protocol = Protocol::Resp;
+        }
+    }
     let mut reply = BytesMut::new();
     Reply::Error(ErrorReply::MaxClients).encode(protocol, &mut reply);
     // The client may already be gone; there is nobody left to tell.
     let _ = stream.write_all(&reply).await;
     let _ = stream.shutdown().await;
+    if peek.is_some() {
+        // Read what the client sent, briefly, so that closing does not reset the connection
+        // (a reset can make the client drop the error unread).
+        let mut sink = [0u8; 4096];
+        let _ = tokio::time::timeout(REFUSE_DRAIN, async {
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
 }
 
 impl Actor for Listener {

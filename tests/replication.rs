@@ -484,3 +484,26 @@ fn a_primarys_stream_is_not_a_client_of_its_replica() {
     assert!(info.contains("primary_link=up"), "{info}");
     assert!(info.contains(" connected_clients=1 "), "{info}");
 }
+
+#[test]
+fn a_replica_whose_client_places_are_full_still_takes_its_primarys_stream() {
+    let replica = Replica::start(&["--max-clients", "1"]);
+    // A client holds the replica's one place before the primary connects.
+    let mut client = replica.node().client();
+    assert_eq!(client.request(b"PING").unwrap(), b"PONG");
+    let pdir = tempfile::tempdir().unwrap();
+    let primary = primary_for(pdir.path(), &[replica.addr], &[]);
+    wait_until("the replica streams", || {
+        count_log(&primary, "streaming") >= 1
+    });
+    primary.client().put(b"k", b"v").unwrap();
+    wait_until("the write reaches the replica", || {
+        client.get(b"k").unwrap() == Some(b"v".to_vec())
+    });
+    let info = String::from_utf8(client.request(b"INFO").unwrap()).unwrap();
+    assert!(info.contains(" connected_clients=1 "), "{info}");
+    assert!(
+        count_log(replica.node(), "admitting it") >= 1,
+        "the stream came in over the limit"
+    );
+}

@@ -123,9 +123,14 @@ impl Listener {
             // Waiting to see a refused client's protocol holds its socket; only so many wait.
             let peek = (self.refusing.load(Ordering::Relaxed) < MAX_REFUSING)
                 .then(|| Refusing::new(self.refusing.clone()));
-            actix_rt::spawn(refuse(stream, peek));
+            actix_rt::spawn(refuse(stream, peer, peek, ctx.address()));
             return;
         }
+        self.start_session(stream, peer, ctx);
+    }
+
+    /// Give `stream` a session on the next arbiter in turn.
+    fn start_session(&mut self, stream: TcpStream, peer: SocketAddr, ctx: &mut Context<Self>) {
         // Move the socket to the session's arbiter as a std socket, so that it registers with
         // that thread's own reactor rather than this one's.
         let stream = match stream.into_std() {
@@ -205,16 +210,40 @@ impl Drop for Refusing {
     }
 }
 
+/// A connection over the client limit that opened with `REPLICATE`: a primary's replication
+/// stream, which takes no client's place, so it gets a session anyway.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct AdmitReplication {
+    stream: TcpStream,
+    peer: SocketAddr,
+}
+
 /// Tell a client over the limit why it is refused, then close: in RESP if its first byte,
 /// arriving within [`REFUSE_PEEK`], says it speaks RESP (as `redis-cli` and client libraries
 /// send their first command at once), in the line protocol otherwise, or at once when
-/// `peek` is `None` (too many refusals are waiting already).
-async fn refuse(mut stream: TcpStream, peek: Option<Refusing>) {
+/// `peek` is `None` (too many refusals are waiting already). A connection that opens with
+/// `REPLICATE` is handed back to the `listener` instead: a replica whose clients fill its
+/// places must still let its primary reconnect.
+async fn refuse(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    peek: Option<Refusing>,
+    listener: Addr<Listener>,
+) {
     let mut protocol = Protocol::Line;
     if let Some(_waiting) = &peek {
-        let mut first = [0u8; 1];
-        let peeked = tokio::time::timeout(REFUSE_PEEK, stream.peek(&mut first)).await;
-        if matches!(peeked, Ok(Ok(1))) && first[0] == b'*' {
+        let mut head = [0u8; 10];
+        let peeked = tokio::time::timeout(REFUSE_PEEK, stream.peek(&mut head)).await;
+        let head = match peeked {
+            Ok(Ok(n)) => &head[..n],
+            _ => &[][..],
+        };
+        if head == b"REPLICATE " || head == b"REPLICATE\n" {
+            listener.do_send(AdmitReplication { stream, peer });
+            return;
+        }
+        if head.first() == Some(&b'*') {
             protocol = Protocol::Resp;
         }
     }
@@ -285,6 +314,18 @@ impl Handler<SessionReplicating> for Listener {
         if self.sessions.contains_key(&msg.id) {
             self.replicating.insert(msg.id);
             self.count_clients();
+        }
+    }
+}
+
+impl Handler<AdmitReplication> for Listener {
+    type Result = ();
+
+    fn handle(&mut self, msg: AdmitReplication, ctx: &mut Self::Context) {
+        if self.accepting.is_some() {
+            info!(self.log, "a replication stream arrives while client places are full; admitting it";
+                "peer" => %msg.peer);
+            self.start_session(msg.stream, msg.peer, ctx);
         }
     }
 }

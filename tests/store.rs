@@ -165,18 +165,26 @@ async fn a_subscriber_sees_each_mutation_once_in_apply_order() {
     assert_eq!(*seen.lock().unwrap(), expected);
 }
 
-/// Poll until `seen` holds `len` mutations, with a deadline.
-async fn wait_for_len(seen: &Arc<Mutex<Vec<Mutation>>>, len: usize) {
+/// Poll until `condition` holds, with a deadline, without blocking the thread the actors
+/// under test run on.
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    while seen.lock().unwrap().len() < len {
+    while !condition() {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "subscriber saw {} of {len} mutations",
-            seen.lock().unwrap().len()
+            "timed out waiting until {what}"
         );
         // Poll interval of the deadline-bounded wait above.
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
+}
+
+/// Wait until `seen` holds `len` mutations.
+async fn wait_for_len(seen: &Arc<Mutex<Vec<Mutation>>>, len: usize) {
+    eventually(&format!("the subscriber saw {len} mutations"), || {
+        seen.lock().unwrap().len() >= len
+    })
+    .await;
 }
 
 #[actix_rt::test]
@@ -280,17 +288,12 @@ async fn a_stopped_subscriber_does_not_disturb_the_store() {
     );
 }
 
-/// Poll until the publications recorded hold `len` mutations in all, with a deadline.
+/// Wait until the publications recorded hold `len` mutations in all.
 async fn wait_for_published(published: &Arc<Mutex<Vec<Vec<Seq>>>>, len: usize) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    while published.lock().unwrap().concat().len() < len {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "publications missing"
-        );
-        // Poll interval of the deadline-bounded wait above.
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    eventually(&format!("{len} mutations are published"), || {
+        published.lock().unwrap().concat().len() >= len
+    })
+    .await;
 }
 
 /// Records each `Applied` message whole, to see how the Store groups its publications.

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kv_actors::durability::FsyncPolicy;
-use kv_actors::recovery::RecoveryOptions;
-use kv_actors::writer::WriterConfig;
+use kv_actors::storage::durability::FsyncPolicy;
+use kv_actors::storage::recovery::RecoveryOptions;
+use kv_actors::storage::writer::WriterConfig;
 
 use crate::logging::LogLevel;
 

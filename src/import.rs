@@ -7,11 +7,10 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use kv_actors::data_dir::{DataDir, StorageError};
-use kv_actors::record;
-use kv_actors::recovery::{self, RecoveryOptions};
-use kv_actors::replication_id::{self, ReplicationState};
-use kv_actors::segment::Segment;
+use kv_actors::replication::replication_id::{self, ReplicationState};
+use kv_actors::storage::data_dir::{DataDir, StorageError};
+use kv_actors::storage::record;
+use kv_actors::storage::recovery::{self, RecoveryOptions};
 use slog::{info, Logger};
 use thiserror::Error;
 
@@ -91,7 +90,7 @@ pub fn import(
     let pairs = parse_seed(seed_file, &text)?;
     let dir = DataDir::open(data_dir)?;
     let recovered = recovery::recover(&dir, RecoveryOptions::default(), log)?;
-    let mut segment = Segment::continue_after(&dir, &recovered)?;
+    let mut segment = recovered.continue_log(&dir)?;
     let first_seq = recovered.last_seq + 1;
     let mut buf = Vec::with_capacity(1 << 20);
     let mut seq = recovered.last_seq;

@@ -6,13 +6,13 @@ use std::fs::{self, OpenOptions};
 use std::path::Path;
 
 use bytes::Bytes;
-use kv_actors::data_dir::{DataDir, StorageError};
-use kv_actors::keyspace::Keyspace;
-use kv_actors::pair::Pair;
-use kv_actors::record;
-use kv_actors::recovery::{recover, RecoveryOptions};
-use kv_actors::segment::{Segment, LOG_MAGIC};
-use kv_actors::snapshot_file;
+use kv_actors::storage::data_dir::{DataDir, StorageError};
+use kv_actors::storage::record;
+use kv_actors::storage::recovery::{recover, RecoveryOptions};
+use kv_actors::storage::segment::{Segment, LOG_MAGIC};
+use kv_actors::storage::snapshot_file;
+use kv_actors::store::keyspace::Keyspace;
+use kv_actors::store::pair::Pair;
 use kv_actors::store::{Change, Mutation};
 use slog::{o, Discard, Logger};
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
-use kv_actors::record::{self, Entry};
-use kv_actors::replicator::{Replicator, ReplicatorConfig};
+use kv_actors::replication::replicator::{Replicator, ReplicatorConfig};
+use kv_actors::storage::record::{self, Entry};
 use kv_actors::store::{Batch, Change, Mutation, Op, Store, Subscribe};
 use slog::{o, Discard, Logger};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};

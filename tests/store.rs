@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use bytes::Bytes;
-use kv_actors::pair::Pair;
+use kv_actors::store::pair::Pair;
 use kv_actors::store::{
     Applied, Batch, BatchResult, Change, Del, Get, Mutation, Op, Outcome, Put, Seq, Stats, Store,
     StoreStats, Subscribe, TakeSnapshot,

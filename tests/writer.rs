@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use kv_actors::data_dir::DataDir;
-use kv_actors::durability::FsyncPolicy;
-use kv_actors::keyspace::Keyspace;
-use kv_actors::recovery::{recover, RecoveryOptions};
+use kv_actors::storage::data_dir::DataDir;
+use kv_actors::storage::durability::FsyncPolicy;
+use kv_actors::storage::recovery::{recover, RecoveryOptions};
+use kv_actors::storage::writer::{GetWriterStats, SyncNow, Writer, WriterConfig};
+use kv_actors::store::keyspace::Keyspace;
 use kv_actors::store::{Applied, Batch, Change, Mutation, Op, Store, Subscribe, TakeSnapshot};
-use kv_actors::writer::{GetWriterStats, SyncNow, Writer, WriterConfig};
 use slog::{o, Discard, Logger};
 
 fn quiet() -> Logger {
@@ -32,7 +32,11 @@ fn start_writer(
     dir: &Arc<DataDir>,
     config: WriterConfig,
     store: Addr<Store>,
-) -> (Addr<Writer>, kv_actors::durability::Durability, Arbiter) {
+) -> (
+    Addr<Writer>,
+    kv_actors::storage::durability::Durability,
+    Arbiter,
+) {
     let recovered = recover(dir, RecoveryOptions::default(), &quiet()).unwrap();
     let (writer, durability) =
         Writer::new(dir.clone(), &recovered, config, store, &quiet()).unwrap();

@@ -1,41 +1,31 @@
-//! The engine of kvstore: its actors, the typed messages they exchange, the wire codecs and
-//! the on-disk format.
+//! The engine of kvstore: its actors, the typed messages they exchange, the wire protocols and
+//! the on-disk format. One folder per subsystem; the tree reads like the architecture table in
+//! `docs/architecture.md`:
 //!
-//! Actors:
-//! - [`store::Store`] owns the data ([`keyspace`] of [`pair`]s) and numbers every mutation; it
-//!   does no I/O.
-//! - [`session::Session`] serves one client connection (or a primary's replication stream).
-//! - [`listener::Listener`] accepts connections and starts sessions.
-//! - [`writer::Writer`] persists every mutation ([`durability`] reports how far).
-//! - [`replicator::Replicator`] streams mutations to one replica ([`backlog`]).
-//! - [`follower::Follower`] applies a primary's stream on a replica.
+//! - [`store`]: the Store actor, which owns the data and numbers every mutation, and the data
+//!   structures it keeps ([`store::keyspace`], [`store::pair`]). It does no I/O.
+//! - [`storage`]: everything on disk. The persistence [`storage::writer::Writer`] actor, the
+//!   record format, log segments, snapshot files, the data directory, recovery at start-up,
+//!   and the durability a writer reports.
+//! - [`replication`]: the primary's [`replication::replicator::Replicator`] (one per replica)
+//!   with its backlog, the replica's [`replication::follower::Follower`] and its end of the
+//!   link, the replication id, `WAIT`, and the replication wire protocol
+//!   ([`replication::wire`]), which is parsed and encoded there and nowhere else.
+//! - [`protocol`]: what clients send and receive: every command with its parse and reply shape
+//!   ([`protocol::command`]), replies, RESP2 frames, and the connection codec.
+//! - [`server`]: the [`server::listener::Listener`] that accepts connections, one
+//!   [`server::session::Session`] per connection, and what a node reports about itself
+//!   (`INFO`, `DIGEST`).
 //!
-//! Wire: [`codec`] (framing, both protocols), [`command`] (requests), [`reply`] (replies),
-//! [`resp`] (RESP2 frames), [`info`] (INFO, DIGEST, WAIT).
-//!
-//! Disk: [`record`] (the record format), [`segment`] (log files), [`snapshot_file`],
-//! [`data_dir`] (names, lock, errors), [`recovery`] (start-up), [`replication_id`].
+//! Dependencies point one way: `server` uses `protocol`, `replication`, `storage` and `store`;
+//! `replication` uses `storage` and `store`; `storage` and `protocol` use `store`; `store`
+//! uses nothing of the crate. `tests/layout.rs` checks that no two files import each other,
+//! directly or through others.
 //!
 //! The programs that assemble these into a node live in the `kvstore` package.
 
-pub mod backlog;
-pub mod codec;
-pub mod command;
-pub mod data_dir;
-pub mod durability;
-pub mod follower;
-pub mod info;
-pub mod keyspace;
-pub mod listener;
-pub mod pair;
-pub mod record;
-pub mod recovery;
-pub mod replication_id;
-pub mod replicator;
-pub mod reply;
-pub mod resp;
-pub mod segment;
-pub mod session;
-pub mod snapshot_file;
+pub mod protocol;
+pub mod replication;
+pub mod server;
+pub mod storage;
 pub mod store;
-pub mod writer;

@@ -36,7 +36,9 @@ impl XorShift {
 }
 
 /// Every key and value of a snapshot, sorted, for comparing data sets.
-pub fn sorted_pairs(snapshot: &kv_actors::keyspace::Snapshot) -> Vec<(bytes::Bytes, bytes::Bytes)> {
+pub fn sorted_pairs(
+    snapshot: &kv_actors::store::keyspace::Snapshot,
+) -> Vec<(bytes::Bytes, bytes::Bytes)> {
     let mut pairs: Vec<_> = snapshot
         .iter()
         .map(|pair| {

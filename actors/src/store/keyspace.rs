@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use foldhash::fast::RandomState;
 
-use crate::pair::Pair;
+use crate::store::pair::Pair;
 
 /// How many shards the keyspace is split into. A power of two, so a shard is picked with a
 /// shift; large enough that copying one shard stays cheap at millions of keys, small enough

@@ -10,9 +10,9 @@
 //! Stored in the data directory as the one-line file `REPLICATION`: `<state> <id> <offset>`.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 
-use crate::data_dir::{DataDir, StorageError};
+use crate::storage::data_dir::{DataDir, StorageError};
 use crate::store::Seq;
 
 /// What the `REPLICATION` file says.
@@ -30,12 +30,12 @@ pub enum ReplicationState {
 
 const FILE: &str = "REPLICATION";
 
-/// A new random id: 40 hex digits, as Redis's.
+/// A new random id: 40 hex digits, as Redis's, from the operating system's random source.
 pub fn generate() -> String {
     let mut bytes = [0u8; 20];
-    let random = fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if random.is_err() {
-        // No /dev/urandom: time and process id still make a clash practically impossible.
+    if getrandom::fill(&mut bytes).is_err() {
+        // No random source at all: time and process id still make a clash practically
+        // impossible, and an id only has to differ from the ids other histories had.
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());

@@ -19,14 +19,14 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use slog::{error, info, warn, Logger};
 
-use crate::data_dir::{DataDir, FileKind, StorageError};
-use crate::durability::{Durability, DurableSender, DurableState, FsyncPolicy};
-use crate::keyspace::Snapshot;
-use crate::record;
-use crate::recovery::Recovered;
-use crate::replication_id::{self, ReplicationState};
-use crate::segment::Segment;
-use crate::snapshot_file::{self, Generation};
+use crate::replication::replication_id::{self, ReplicationState};
+use crate::storage::data_dir::{DataDir, FileKind, StorageError};
+use crate::storage::durability::{Durability, DurableSender, DurableState, FsyncPolicy};
+use crate::storage::record;
+use crate::storage::recovery::Recovered;
+use crate::storage::segment::Segment;
+use crate::storage::snapshot_file::{self, Generation};
+use crate::store::keyspace::Snapshot;
 use crate::store::{Applied, Seq, Store, StoreSnapshot, TakeSnapshot};
 
 /// How the writer persists.
@@ -151,7 +151,7 @@ impl Writer {
         store: Addr<Store>,
         log: &Logger,
     ) -> Result<(Writer, Durability), StorageError> {
-        let segment = Segment::continue_after(&dir, recovered)?;
+        let segment = recovered.continue_log(&dir)?;
         let mut logs = recovered.logs.clone();
         logs.pop();
         let log_bytes = logs.iter().map(|l| l.len).sum::<u64>() + segment.len();

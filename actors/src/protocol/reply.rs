@@ -8,11 +8,10 @@
 use std::fmt::Write as _;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use thiserror::Error;
 
-use crate::command::CommandError;
-use crate::pair::Pair;
-use crate::resp;
+pub use super::error::ErrorReply;
+use crate::protocol::resp;
+use crate::store::pair::Pair;
 use crate::store::Outcome;
 
 /// One reply line.
@@ -40,32 +39,6 @@ pub enum Reply {
     Error(ErrorReply),
 }
 
-/// Everything a client can be told went wrong; its `Display` is the text after `ERROR: `.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ErrorReply {
-    #[error(transparent)]
-    Command(#[from] CommandError),
-    #[error("READONLY: this node is a replica; write to the primary")]
-    ReadOnly,
-    #[error("line too long (limit {limit} bytes)")]
-    LineTooLong { limit: usize },
-    #[error("max clients reached")]
-    MaxClients,
-    #[error("replies too large (client output limit {limit} bytes); closing the connection")]
-    OutputLimit { limit: usize },
-    #[error("REPLICATE: this node is not a replica")]
-    NotAReplica,
-    #[error("replication refused: wrong cluster secret")]
-    WrongSecret,
-    #[error("WAIT cannot be used on a replica")]
-    WaitOnReplica,
-    #[error("a stored value contains a newline, which a line cannot carry; read it over RESP (redis-cli)")]
-    NeedsResp,
-    /// The write could not be made durable, or writes are refused until the disk recovers.
-    #[error("persistence failed: {0}")]
-    PersistenceFailed(std::sync::Arc<str>),
-}
-
 impl From<Outcome> for Reply {
     fn from(outcome: Outcome) -> Self {
         match outcome {
@@ -84,19 +57,6 @@ pub enum Protocol {
     Line,
     /// RESP2, the Redis protocol.
     Resp,
-}
-
-impl ErrorReply {
-    /// The error as Redis would word it: a code word, then the message.
-    pub fn resp_text(&self) -> String {
-        match self {
-            ErrorReply::Command(CommandError::Redis(text)) => text.clone(),
-            ErrorReply::ReadOnly => "READONLY You can't write against a read only replica.".into(),
-            ErrorReply::MaxClients => "ERR max number of clients reached".into(),
-            ErrorReply::WaitOnReplica => "ERR WAIT cannot be used with replica instances".into(),
-            other => format!("ERR {other}"),
-        }
-    }
 }
 
 impl Reply {
@@ -182,6 +142,7 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::error::CommandError;
 
     #[test]
     fn each_reply_is_one_line() {

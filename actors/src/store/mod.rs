@@ -10,47 +10,13 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytes::Bytes;
 
-use crate::keyspace::{Keyspace, Snapshot};
-use crate::pair::Pair;
+pub mod keyspace;
+pub mod mutation;
+pub mod pair;
 
-/// A sequence number: the position of a mutation in the node's history.
-///
-/// The first mutation a fresh node applies is 1; 0 means "nothing applied yet". Persistence and
-/// replication use it as their offset.
-pub type Seq = u64;
-
-/// One applied change, as the Store publishes it to subscribers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mutation {
-    /// The sequence number the Store gave this change.
-    pub seq: Seq,
-    /// What changed.
-    pub change: Change,
-}
-
-/// The two kinds of change a key can undergo.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// The pair's key now holds the pair's value. It is the very pair the Store keeps, shared.
-    Put(Pair),
-    /// `key` no longer exists.
-    Del { key: Bytes },
-}
-
-impl Change {
-    /// A `Put` of copies of `key` and `value`.
-    pub fn put(key: &[u8], value: &[u8]) -> Change {
-        Change::Put(Pair::new(key, value))
-    }
-
-    /// The key this change touches.
-    pub fn key(&self) -> &[u8] {
-        match self {
-            Change::Put(pair) => pair.key(),
-            Change::Del { key } => key,
-        }
-    }
-}
+use keyspace::{Keyspace, Snapshot};
+pub use mutation::{Change, Mutation, Seq};
+use pair::Pair;
 
 /// Mutations the Store applied, in apply order, shared by every subscriber.
 ///
@@ -159,7 +125,7 @@ pub struct Replace {
 
 /// Answers a consistent view of all the data and the sequence number it reflects.
 ///
-/// Costs the Store O(shards), not O(keys): see [`crate::keyspace`]. Compaction writes it to
+/// Costs the Store O(shards), not O(keys): see [`crate::store::keyspace`]. Compaction writes it to
 /// disk; a replica's full resync streams it.
 #[derive(Debug, Message)]
 #[rtype(result = "StoreSnapshot")]

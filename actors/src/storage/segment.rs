@@ -7,8 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::data_dir::{DataDir, StorageError};
-use crate::recovery::Recovered;
+use crate::storage::data_dir::{DataDir, StorageError};
 use crate::store::Seq;
 
 /// The first bytes of every log file: format name and version.
@@ -44,14 +43,6 @@ impl Segment {
             first_seq,
             len: LOG_MAGIC.len() as u64,
         })
-    }
-
-    /// The log to append to after `recovered`: its newest log, or a new one.
-    pub fn continue_after(dir: &DataDir, recovered: &Recovered) -> Result<Segment, StorageError> {
-        match recovered.logs.last() {
-            Some(last) => Segment::reopen(&last.path, last.first_seq, last.len),
-            None => Segment::create(dir, recovered.last_seq + 1),
-        }
     }
 
     /// Reopen an existing log file whose first `len` bytes are valid, cutting off anything after.

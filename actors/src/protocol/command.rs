@@ -1,11 +1,22 @@
-//! The requests of the line protocol, parsed from one line each.
+//! The command table: every client command, its parse in both protocols, and how it is
+//! answered.
 //!
 //! Parsing turns raw bytes into a typed [`Command`] (or a [`CommandError`] that becomes the
-//! client's `ERROR` reply) before anything reaches the Store, so the Store only ever sees
-//! well-formed operations.
+//! client's error reply) before anything reaches the Store, so the Store only ever sees
+//! well-formed operations: [`parse`] reads one line of the line protocol, [`from_resp`] one
+//! RESP request. [`Command::plan`] then says how each is answered: by Store operations whose
+//! outcomes [`Fold`] into one reply, by a reply at once, or from the node's own state
+//! ([`NodeQuery`]).
+//!
+//! Adding a command: a variant of [`Command`], its arm in [`parse`] and/or `parse_resp`, its
+//! arm in [`Command::plan`], and, if it needs one, the Store [`Op`] it takes. The tests in
+//! `command/tests.rs` are the table's specification.
 
 use bytes::Bytes;
-use thiserror::Error;
+
+pub use super::error::CommandError;
+use super::reply::Reply;
+use crate::store::{Op, Outcome};
 
 /// One request of the line protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,9 +39,6 @@ pub enum Command {
     /// `WAIT <numreplicas> <timeout-ms>`: block until that many replicas acknowledged every
     /// write this connection made, or the timeout passes.
     Wait { replicas: u32, timeout_ms: u64 },
-    /// `REPLICATE <secret>`: a primary opening its replication stream (`-` for no secret).
-    /// From here on the connection carries replication, not requests.
-    Replicate { secret: Bytes },
     /// RESP `DEL key [key ...]`: answers how many of the keys existed.
     DelMany(Vec<Bytes>),
     /// RESP `EXISTS key [key ...]`: answers how many of the keys exist.
@@ -61,25 +69,10 @@ impl Command {
     }
 }
 
-/// Why a line is not a valid request; its `Display` is the text after `ERROR: `.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum CommandError {
-    /// The verb is known but its arguments are wrong; carries the verb's usage.
-    #[error("usage: {0}")]
-    Usage(&'static str),
-    /// The verb is not one the protocol knows (shown printable and shortened).
-    #[error("unknown command '{0}'")]
-    Unknown(String),
-    /// A RESP request error, worded as Redis words it (the code word, then the message).
-    #[error("{0}")]
-    Redis(String),
-}
-
 const PUT_USAGE: &str = "PUT <key> <value>";
 const GET_USAGE: &str = "GET <key>";
 const DEL_USAGE: &str = "DEL <key>";
 const WAIT_USAGE: &str = "WAIT <numreplicas> <timeout-ms>";
-const REPLICATE_USAGE: &str = "REPLICATE <secret>";
 
 /// Longest verb echoed back in an "unknown command" error.
 const MAX_ECHOED_VERB: usize = 32;
@@ -96,6 +89,119 @@ fn token(line: &[u8], from: usize) -> Option<(usize, usize)> {
         .position(|&b| is_blank(b))
         .map_or(line.len(), |n| start + n);
     Some((start, end))
+}
+
+/// One non-blank request, parsed or refused.
+pub type Request = Result<Command, CommandError>;
+
+/// How a command is answered: what the session does with it.
+#[derive(Debug)]
+pub enum Plan {
+    /// By the Store: the command appended `ops` operations to the batch, whose outcomes
+    /// `fold` turns into its one reply.
+    Store { ops: usize, fold: Fold },
+    /// At once, with this reply; nothing else is asked.
+    Reply(Reply),
+    /// From what the node knows about itself, not its data.
+    Node(NodeQuery),
+    /// `HELLO`: the server's description (which names the session), or a refusal of RESP3.
+    Hello { version: Option<u64> },
+    /// `Goodbye`, then the connection closes; nothing after it in the batch is answered.
+    Exit,
+}
+
+/// A command answered from the node's state rather than by the Store's operations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeQuery {
+    /// `DBSIZE`: the number of keys.
+    DbSize,
+    /// `INFO`: role, replication and counters.
+    Info,
+    /// `DIGEST`: a hash of the whole data set.
+    Digest,
+    /// `WAIT`: until `replicas` replicas acknowledged this connection's writes.
+    Wait { replicas: u32, timeout_ms: u64 },
+}
+
+/// How the outcomes of one command's Store operations become its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fold {
+    /// One op: its value, `OK` or not found.
+    One,
+    /// RESP `DEL`: how many keys were removed.
+    CountApplied,
+    /// RESP `EXISTS`: how many keys were found.
+    CountFound,
+    /// RESP `MGET`: each value or nil.
+    Values,
+    /// RESP `MSET`: `OK`.
+    AllOk,
+}
+
+impl Command {
+    /// How this command is answered. Store operations are appended to `ops`, the batch a
+    /// session sends the Store in one message, so planning allocates nothing per request.
+    pub fn plan(self, ops: &mut Vec<Op>) -> Plan {
+        match self {
+            Command::Get { key } => store(ops, [Op::Get(key)], Fold::One),
+            Command::Put { key, value } => store(ops, [Op::Put(key, value)], Fold::One),
+            Command::Del { key } => store(ops, [Op::Del(key)], Fold::One),
+            Command::DelMany(keys) => store(ops, keys.into_iter().map(Op::Del), Fold::CountApplied),
+            Command::Exists(keys) => store(ops, keys.into_iter().map(Op::Get), Fold::CountFound),
+            Command::MGet(keys) => store(ops, keys.into_iter().map(Op::Get), Fold::Values),
+            Command::MSet(pairs) => {
+                let puts = pairs.into_iter().map(|(k, v)| Op::Put(k, v));
+                store(ops, puts, Fold::AllOk)
+            }
+            Command::Ping => Plan::Reply(Reply::Pong),
+            Command::Echo(message) => Plan::Reply(Reply::Value(message)),
+            Command::CommandDocs => Plan::Reply(Reply::Array(Vec::new())),
+            Command::Accept => Plan::Reply(Reply::Ok),
+            Command::Exit => Plan::Exit,
+            Command::DbSize => Plan::Node(NodeQuery::DbSize),
+            Command::Info => Plan::Node(NodeQuery::Info),
+            Command::Digest => Plan::Node(NodeQuery::Digest),
+            Command::Wait {
+                replicas,
+                timeout_ms,
+            } => Plan::Node(NodeQuery::Wait {
+                replicas,
+                timeout_ms,
+            }),
+            Command::Hello { version } => Plan::Hello { version },
+        }
+    }
+}
+
+/// Append a command's operations to the batch; answers the plan that folds their outcomes back
+/// into the command's one reply.
+fn store(ops: &mut Vec<Op>, new: impl IntoIterator<Item = Op>, fold: Fold) -> Plan {
+    let before = ops.len();
+    ops.extend(new);
+    Plan::Store {
+        ops: ops.len() - before,
+        fold,
+    }
+}
+
+impl Fold {
+    /// The reply to one command from the outcomes of its ops.
+    pub fn reply(self, outcomes: impl Iterator<Item = Outcome>) -> Reply {
+        let mut outcomes = outcomes;
+        match self {
+            Fold::One => outcomes.next().map_or(Reply::NotFound, Reply::from),
+            Fold::CountApplied => Reply::Integer(
+                outcomes
+                    .filter(|o| matches!(o, Outcome::Applied(_)))
+                    .count() as i64,
+            ),
+            Fold::CountFound => {
+                Reply::Integer(outcomes.filter(|o| matches!(o, Outcome::Value(_))).count() as i64)
+            }
+            Fold::Values => Reply::Array(outcomes.map(Reply::from).collect()),
+            Fold::AllOk => Reply::Ok,
+        }
+    }
 }
 
 /// Parse one line (without its `\n`; a trailing `\r` is dropped here).
@@ -134,8 +240,6 @@ pub fn parse(line: &Bytes) -> Option<Result<Command, CommandError>> {
         no_args("DIGEST").map(|()| Command::Digest)
     } else if verb.eq_ignore_ascii_case(b"WAIT") {
         parse_wait(&line, verb_end)
-    } else if verb.eq_ignore_ascii_case(b"REPLICATE") {
-        single_key(REPLICATE_USAGE).map(|secret| Command::Replicate { secret })
     } else {
         Err(CommandError::Unknown(printable(verb)))
     };
@@ -187,104 +291,6 @@ fn printable(verb: &[u8]) -> String {
         shown.push_str("...");
     }
     shown
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(line: &str) -> Option<Result<Command, CommandError>> {
-        parse(&Bytes::copy_from_slice(line.as_bytes()))
-    }
-
-    fn put(key: &str, value: &str) -> Option<Result<Command, CommandError>> {
-        Some(Ok(Command::Put {
-            key: Bytes::copy_from_slice(key.as_bytes()),
-            value: Bytes::copy_from_slice(value.as_bytes()),
-        }))
-    }
-
-    #[test]
-    fn put_value_is_the_rest_of_the_line() {
-        assert_eq!(p("PUT name John  Smith "), put("name", "John  Smith "));
-        assert_eq!(p("put\tk \t v"), put("k", "v"));
-        assert_eq!(p("PUT k v\r"), put("k", "v"));
-    }
-
-    #[test]
-    fn verbs_are_case_insensitive() {
-        let get = Some(Ok(Command::Get {
-            key: Bytes::from_static(b"k"),
-        }));
-        assert_eq!(p("get k"), get);
-        assert_eq!(p("GeT k"), get);
-        assert_eq!(p("  pInG "), Some(Ok(Command::Ping)));
-        assert_eq!(p("exit"), Some(Ok(Command::Exit)));
-    }
-
-    #[test]
-    fn blank_lines_are_ignored() {
-        assert_eq!(p(""), None);
-        assert_eq!(p(" \t "), None);
-        assert_eq!(p("\r"), None);
-    }
-
-    #[test]
-    fn wrong_arguments_give_the_usage() {
-        let usage = |u| Some(Err(CommandError::Usage(u)));
-        assert_eq!(p("PUT"), usage(PUT_USAGE));
-        assert_eq!(p("PUT k"), usage(PUT_USAGE));
-        assert_eq!(p("PUT k   "), usage(PUT_USAGE));
-        assert_eq!(p("GET"), usage(GET_USAGE));
-        assert_eq!(p("GET a b"), usage(GET_USAGE));
-        assert_eq!(p("DEL"), usage(DEL_USAGE));
-        assert_eq!(p("PING x"), usage("PING"));
-        assert_eq!(p("WAIT 1"), usage(WAIT_USAGE));
-        assert_eq!(p("WAIT x 10"), usage(WAIT_USAGE));
-        assert_eq!(p("WAIT 1 -5"), usage(WAIT_USAGE));
-        assert_eq!(p("INFO now"), usage("INFO"));
-    }
-
-    #[test]
-    fn operator_commands() {
-        assert_eq!(p("info"), Some(Ok(Command::Info)));
-        assert_eq!(p("DIGEST"), Some(Ok(Command::Digest)));
-        assert_eq!(
-            p("wait 2 100"),
-            Some(Ok(Command::Wait {
-                replicas: 2,
-                timeout_ms: 100
-            }))
-        );
-    }
-
-    #[test]
-    fn unknown_verbs_are_echoed_printably() {
-        assert_eq!(
-            p("FOO bar"),
-            Some(Err(CommandError::Unknown("FOO".to_string())))
-        );
-        let long = "X".repeat(100);
-        let Some(Err(CommandError::Unknown(shown))) = p(&long) else {
-            panic!("expected an unknown-command error");
-        };
-        assert_eq!(shown.len(), MAX_ECHOED_VERB + 3);
-        assert_eq!(
-            parse(&Bytes::from_static(b"\x01\xff")),
-            Some(Err(CommandError::Unknown("?\u{fffd}".to_string())))
-        );
-    }
-
-    #[test]
-    fn keys_and_values_are_bytes() {
-        assert_eq!(
-            parse(&Bytes::from_static(b"PUT \xff\x00 \xfe v")),
-            Some(Ok(Command::Put {
-                key: Bytes::from_static(b"\xff\x00"),
-                value: Bytes::from_static(b"\xfe v"),
-            }))
-        );
-    }
 }
 
 /// The most argument slots a connection keeps between requests.
@@ -413,73 +419,4 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
 }
 
 #[cfg(test)]
-mod resp_tests {
-    use super::*;
-
-    fn resp(args: &[&str]) -> Option<Result<Command, CommandError>> {
-        let mut args = args
-            .iter()
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect();
-        let command = from_resp(&mut args);
-        assert!(args.is_empty(), "the argument list is left empty for reuse");
-        command
-    }
-
-    fn b(s: &str) -> Bytes {
-        Bytes::copy_from_slice(s.as_bytes())
-    }
-
-    #[test]
-    fn redis_commands_map_onto_the_same_operations() {
-        assert_eq!(
-            resp(&["set", "k", "v"]),
-            Some(Ok(Command::Put {
-                key: b("k"),
-                value: b("v")
-            }))
-        );
-        assert_eq!(resp(&["GET", "k"]), Some(Ok(Command::Get { key: b("k") })));
-        assert_eq!(
-            resp(&["DEL", "a", "b"]),
-            Some(Ok(Command::DelMany(vec![b("a"), b("b")])))
-        );
-        assert_eq!(
-            resp(&["MSET", "a", "1", "b", "2"]),
-            Some(Ok(Command::MSet(vec![(b("a"), b("1")), (b("b"), b("2"))])))
-        );
-        assert_eq!(resp(&["ping", "hi"]), Some(Ok(Command::Echo(b("hi")))));
-        assert_eq!(resp(&["SELECT", "0"]), Some(Ok(Command::Accept)));
-        assert_eq!(
-            resp(&["CLIENT", "SETINFO", "lib-name", "x"]),
-            Some(Ok(Command::Accept))
-        );
-        assert_eq!(
-            resp(&["HELLO", "3"]),
-            Some(Ok(Command::Hello { version: Some(3) }))
-        );
-        assert_eq!(resp(&[]), None);
-    }
-
-    #[test]
-    fn errors_are_worded_as_redis_words_them() {
-        let err = |args: &[&str]| match resp(args) {
-            Some(Err(CommandError::Redis(text))) => text,
-            other => panic!("expected an error, got {other:?}"),
-        };
-        assert_eq!(
-            err(&["GET"]),
-            "ERR wrong number of arguments for 'get' command"
-        );
-        assert_eq!(
-            err(&["MSET", "a"]),
-            "ERR wrong number of arguments for 'mset' command"
-        );
-        assert!(err(&["SET", "k", "v", "EX", "10"]).contains("not supported"));
-        assert_eq!(err(&["SELECT", "1"]), "ERR DB index is out of range");
-        assert_eq!(
-            err(&["FOO", "a"]),
-            "ERR unknown command 'FOO', with args beginning with: 'a'"
-        );
-    }
-}
+mod tests;

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use slog::{info, warn, Logger};
 
-use crate::data_dir::{DataDir, FileKind, StorageError};
-use crate::keyspace::Keyspace;
-use crate::record::{self, Entry, RecordError, RecordReader};
-use crate::segment::LOG_MAGIC;
-use crate::snapshot_file;
+use crate::storage::data_dir::{DataDir, FileKind, StorageError};
+use crate::storage::record::{self, Entry, RecordError, RecordReader};
+use crate::storage::segment::{Segment, LOG_MAGIC};
+use crate::storage::snapshot_file;
+use crate::store::keyspace::Keyspace;
 use crate::store::{Change, Seq};
 
 /// Choices the operator makes about recovery.
@@ -44,6 +44,16 @@ pub struct Recovered {
     pub snapshot_bytes: u64,
     /// The logs after the snapshot, oldest first; appends continue in the last one.
     pub logs: Vec<LogFile>,
+}
+
+impl Recovered {
+    /// The log to append to after what was recovered: the newest log, or a new one.
+    pub fn continue_log(&self, dir: &DataDir) -> Result<Segment, StorageError> {
+        match self.logs.last() {
+            Some(last) => Segment::reopen(&last.path, last.first_seq, last.len),
+            None => Segment::create(dir, self.last_seq + 1),
+        }
+    }
 }
 
 /// How often progress is logged while loading a large data directory.

@@ -13,20 +13,26 @@
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 
-use crate::codec::SyncStart;
-use crate::durability::Durability;
-use crate::keyspace::Keyspace;
-use crate::record::Entry;
-use crate::session::Shutdown;
+use super::wire::SyncStart;
+use crate::storage::durability::Durability;
+use crate::storage::record::Entry;
+use crate::storage::writer::{Reset, Writer};
+use crate::store::keyspace::Keyspace;
 use crate::store::{Apply, Change, Mutation, Replace, Seq, Store};
-use crate::writer::{Reset, Writer};
 
 /// A session became a primary's stream; answers where this replica stands.
 #[derive(Message)]
 #[rtype(result = "Position")]
 pub struct Attach {
-    pub session: Recipient<Shutdown>,
+    /// Told to close when a newer stream supersedes this one.
+    pub session: Recipient<Superseded>,
 }
+
+/// Tells the session of a stream to close: a newer stream from the primary took over (a
+/// primary reconnecting after a network cut must not wait for the old connection to time out).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Superseded;
 
 /// Where a replica stands: the history it holds and how far.
 #[derive(Debug, Clone, MessageResponse)]
@@ -35,6 +41,7 @@ pub struct Position {
     pub link: u64,
     /// The primary history this replica's data belongs to, if any.
     pub replication_id: Option<String>,
+    /// The last mutation of that history this replica holds.
     pub offset: Seq,
 }
 
@@ -42,8 +49,11 @@ pub struct Position {
 #[derive(Message)]
 #[rtype(result = "Result<Ack, String>")]
 pub struct Stream {
+    /// The stream it belongs to; a superseded stream's parts are refused.
     pub link: u64,
+    /// How the stream starts, in its first part only.
     pub start: Option<SyncStart>,
+    /// The records that followed, in order.
     pub records: Vec<Entry>,
 }
 
@@ -70,27 +80,36 @@ pub struct FollowerInfo {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Detach {
+    /// The stream that ended.
     pub link: u64,
 }
 
 /// What a replica acknowledges: applied and durable offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
 pub struct Ack {
+    /// Every mutation up to this one is applied...
     pub applied: Seq,
+    /// ...and every one up to this one is durable.
     pub durable: Seq,
 }
 
 /// A full resync being received.
 struct Loading {
+    /// The primary's replication id: the history the snapshot belongs to.
     id: String,
+    /// The offset the snapshot reflects.
     seq: Seq,
+    /// The keys received so far, installed whole once the end marker arrives.
     keyspace: Keyspace,
+    /// How many keys arrived, checked against the end marker's count.
     count: u64,
 }
 
 /// One step the Store and writer must take, in order.
 enum Step {
+    /// Apply these mutations through the Store (which the writer persists).
     Apply(Vec<Mutation>),
+    /// Replace all the data with a received snapshot: the writer first, then the Store.
     Install {
         keyspace: Keyspace,
         seq: Seq,
@@ -100,14 +119,23 @@ enum Step {
 
 /// Applies a primary's stream on a replica.
 pub struct Follower {
+    /// The replica's Store, which applies the stream.
     store: Addr<Store>,
+    /// The replica's persistence writer, reset to a snapshot by a full resync.
     writer: Addr<Writer>,
+    /// How far the writer has made the data durable, for the `durable` acknowledgement.
     durability: Durability,
+    /// Logs with `actor=follower`.
     log: Logger,
+    /// The primary history this replica's data belongs to, if any.
     replication_id: Option<String>,
+    /// The last mutation applied.
     applied: Seq,
-    link: Option<(u64, Recipient<Shutdown>)>,
+    /// The stream attached now, and the session to close when another supersedes it.
+    link: Option<(u64, Recipient<Superseded>)>,
+    /// How many streams have attached: the id of the latest.
     links: u64,
+    /// A full resync being received.
     loading: Option<Loading>,
     /// Whether the current link's stream has started (FULLSYNC or CONTINUE received).
     started: bool,
@@ -242,7 +270,7 @@ impl Handler<Attach> for Follower {
     fn handle(&mut self, msg: Attach, _: &mut Self::Context) -> Position {
         if let Some((_, old)) = self.link.take() {
             info!(self.log, "a new primary stream supersedes the current one");
-            old.do_send(Shutdown);
+            old.do_send(Superseded);
         }
         self.links += 1;
         self.abandon_loading();

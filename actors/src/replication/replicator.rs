@@ -25,8 +25,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
-use crate::backlog::Backlog;
-use crate::record;
+use super::backlog::Backlog;
+use super::progress::{LinkState, ReplicaProgress};
+use super::wire::{ReplicaLine, Replicate, StreamEncoder, SyncStart, MAX_CONTROL_LINE};
 use crate::store::{Applied, Seq, Store, StoreSnapshot, TakeSnapshot};
 
 /// How a replicator reaches its replica.
@@ -44,40 +45,6 @@ pub struct ReplicatorConfig {
     pub timeout: Duration,
 }
 
-/// Where a link is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkState {
-    Connecting,
-    FullSync,
-    Streaming,
-}
-
-impl LinkState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LinkState::Connecting => "connecting",
-            LinkState::FullSync => "full_sync",
-            LinkState::Streaming => "streaming",
-        }
-    }
-}
-
-/// What the primary knows of one replica, published for `INFO` and `WAIT`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicaProgress {
-    pub addr: String,
-    pub state: LinkState,
-    /// The replica applied every mutation up to this one...
-    pub acked: Seq,
-    /// ...and made every one up to this one durable.
-    pub durable: Seq,
-    /// How far behind the primary it is, in mutations and in milliseconds.
-    pub lag_offsets: u64,
-    pub lag_ms: u64,
-}
-
-/// The first line of the handshake, and the largest control line accepted from a replica.
-const MAX_CONTROL_LINE: usize = 256;
 /// Bytes of mutations written to the socket at a time.
 const CHUNK_BYTES: usize = 256 * 1024;
 /// The backoff between connection attempts starts here and doubles up to the cap.
@@ -92,27 +59,39 @@ struct Link {
     writer: Option<OwnedWriteHalf>,
     /// The write in flight, cancelled with the link (a stalled replica never finishes it).
     writing: Option<SpawnHandle>,
+    /// The stream of the replica's lines (`ACK`), cancelled with the link.
     reader: SpawnHandle,
+    /// Where the link is: a full resync being sent, or streaming.
     state: LinkState,
     /// Every mutation up to this one has been written to the socket.
     sent: Seq,
+    /// When the replica last acknowledged: a link silent past the timeout is dropped.
     last_heard: Instant,
 }
 
 /// Streams mutations to one replica.
 pub struct Replicator {
+    /// Which replica, how to reach it, and the link's limits.
     config: ReplicatorConfig,
+    /// The primary's Store: snapshots for full resyncs come from it.
     store: Addr<Store>,
+    /// Logs with `replica=<addr>`.
     log: Logger,
+    /// The recent mutations, for a partial resync and for a replica that reads slowly.
     backlog: Backlog,
+    /// The live connection, if any.
     link: Option<Link>,
     /// Counts connection attempts, so results of an abandoned attempt are ignored.
     attempt: u64,
+    /// How long to wait before the next connection attempt (capped exponential backoff).
     backoff: Duration,
     /// Whether the last attempt failed, so repeated failures are logged once.
     failing: bool,
+    /// The replica applied every mutation up to this one (never more than was sent)...
     acked: Seq,
+    /// ...and made every one up to this one durable.
     durable: Seq,
+    /// Where `INFO` and `WAIT` read this replica's progress.
     progress: watch::Sender<ReplicaProgress>,
 }
 
@@ -180,10 +159,7 @@ impl Replicator {
         self.attempt += 1;
         let attempt = self.attempt;
         let addr = self.config.replica.clone();
-        let hello = format!(
-            "REPLICATE {}\n",
-            self.config.secret.as_deref().unwrap_or("-")
-        );
+        let hello = Replicate::new(self.config.secret.as_deref()).encode();
         let timeout = self.config.timeout;
         let handshake = async move {
             let stream = tokio::time::timeout(timeout, TcpStream::connect(addr.as_str()))
@@ -193,7 +169,7 @@ impl Replicator {
             stream.set_nodelay(true).map_err(|e| e.to_string())?;
             let (reader, mut writer) = stream.into_split();
             writer
-                .write_all(hello.as_bytes())
+                .write_all(&hello)
                 .await
                 .map_err(|e| format!("handshake failed: {e}"))?;
             let mut lines =
@@ -203,7 +179,13 @@ impl Replicator {
                 .map_err(|_| "no answer to the handshake".to_string())?
                 .ok_or("the replica closed the connection during the handshake")?
                 .map_err(|e| format!("handshake failed: {e}"))?;
-            let position = parse_position(&line)?;
+            let position = match ReplicaLine::parse(&line) {
+                Ok(ReplicaLine::Position { id, offset }) => (id, offset),
+                Ok(ReplicaLine::Refused(why)) => {
+                    return Err(format!("the replica refused the handshake: {why}"))
+                }
+                _ => return Err(format!("the replica refused the handshake: {line:.80}")),
+            };
             Ok::<_, LinkError>((lines, writer, position))
         };
         ctx.spawn(handshake.into_actor(self).map(move |result, act, ctx| {
@@ -221,12 +203,13 @@ impl Replicator {
         &mut self,
         lines: FramedRead<OwnedReadHalf, LinesCodec>,
         writer: OwnedWriteHalf,
-        id: String,
+        id: Option<String>,
         offset: Seq,
         ctx: &mut Context<Self>,
     ) {
         let reader = ctx.add_stream(lines);
-        let partial = id == *self.config.replication_id && self.backlog.covers(offset);
+        let partial =
+            id.as_deref() == Some(&*self.config.replication_id) && self.backlog.covers(offset);
         self.link = Some(Link {
             writer: Some(writer),
             writing: None,
@@ -246,11 +229,16 @@ impl Replicator {
             info!(self.log, "replica connected; resuming the stream (partial resync)";
                 "offset" => offset, "primary_offset" => self.backlog.last_seq());
             self.connected();
-            let control = format!("CONTINUE {} {offset}\n", self.config.replication_id);
-            self.write(control.into_bytes(), offset, ctx);
+            let mut control = Vec::new();
+            SyncStart::Continue {
+                id: self.config.replication_id.to_string(),
+                offset,
+            }
+            .encode(&mut control);
+            self.write(control, offset, ctx);
         } else {
             info!(self.log, "replica connected; sending a full snapshot (full resync)";
-                "replica_id" => id, "replica_offset" => offset);
+                "replica_id" => id.as_deref().unwrap_or("-"), "replica_offset" => offset);
             self.full_sync(ctx);
         }
         self.publish();
@@ -276,17 +264,22 @@ impl Replicator {
                 return;
             };
             let send = async move {
-                let mut buf = format!("FULLSYNC {id} {seq}\n").into_bytes();
+                let mut buf = Vec::new();
+                SyncStart::Full {
+                    id: id.to_string(),
+                    seq,
+                }
+                .encode(&mut buf);
                 let mut count = 0u64;
                 for pair in data.iter() {
-                    record::encode_put(seq, pair.key(), pair.value(), &mut buf);
+                    StreamEncoder::snapshot_pair(seq, pair.key(), pair.value(), &mut buf);
                     count += 1;
                     if buf.len() >= CHUNK_BYTES {
                         writer.write_all(&buf).await?;
                         buf.clear();
                     }
                 }
-                record::encode_end(seq, count, &mut buf);
+                StreamEncoder::snapshot_end(seq, count, &mut buf);
                 writer.write_all(&buf).await?;
                 Ok::<_, std::io::Error>((writer, seq, count))
             };
@@ -346,7 +339,7 @@ impl Replicator {
         };
         let mut buf = Vec::with_capacity(CHUNK_BYTES + 1024);
         for mutation in &mutations {
-            record::encode_mutation(mutation, &mut buf);
+            StreamEncoder::mutation(mutation, &mut buf);
         }
         self.write(buf, last, ctx);
     }
@@ -440,20 +433,11 @@ impl Replicator {
             && link.sent == self.backlog.last_seq()
         {
             let mut beat = Vec::new();
-            record::encode_heartbeat(link.sent, &mut beat);
+            StreamEncoder::heartbeat(link.sent, &mut beat);
             let sent = link.sent;
             self.write(beat, sent, ctx);
         }
         self.publish();
-    }
-}
-
-/// Parse `POSITION <id> <offset>`; `-` is a replica with no id.
-fn parse_position(line: &str) -> Result<(String, Seq), LinkError> {
-    let mut words = line.split_whitespace();
-    match (words.next(), words.next(), words.next().map(str::parse)) {
-        (Some("POSITION"), Some(id), Some(Ok(offset))) => Ok((id.to_string(), offset)),
-        _ => Err(format!("the replica refused the handshake: {line}")),
     }
 }
 
@@ -484,12 +468,7 @@ impl StreamHandler<Result<String, LinesCodecError>> for Replicator {
                 return self.drop_link(&format!("bad line from the replica: {error}"), ctx)
             }
         };
-        let mut words = line.split_whitespace();
-        let (Some("ACK"), Some(Ok(applied)), Some(Ok(durable))) = (
-            words.next(),
-            words.next().map(str::parse::<Seq>),
-            words.next().map(str::parse::<Seq>),
-        ) else {
+        let Ok(ReplicaLine::Ack { applied, durable }) = ReplicaLine::parse(&line) else {
             return self.drop_link(
                 &format!("unexpected line from the replica: {line:.80}"),
                 ctx,

@@ -21,10 +21,11 @@ use slog::{debug, info, warn, Logger};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::reply::{ErrorReply, Protocol, Reply};
-use crate::session::{
+use super::session::{
     self, Session, SessionClosed, SessionConfig, SessionOwner, SessionReplicating,
 };
+use crate::protocol::reply::{ErrorReply, Protocol, Reply};
+use crate::replication::wire::Replicate;
 use crate::store::Store;
 
 /// How long to back off after `accept` fails (for example when out of file descriptors), so
@@ -239,7 +240,7 @@ async fn refuse(
             Ok(Ok(n)) => &head[..n],
             _ => &[][..],
         };
-        if head == b"REPLICATE " || head == b"REPLICATE\n" {
+        if Replicate::opens(head) {
             listener.do_send(AdmitReplication { stream, peer });
             return;
         }

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::data_dir::{DataDir, StorageError};
-use crate::keyspace::{Keyspace, Snapshot};
-use crate::record::{self, Entry, RecordReader};
+use crate::storage::data_dir::{DataDir, StorageError};
+use crate::storage::record::{self, Entry, RecordReader};
+use crate::store::keyspace::{Keyspace, Snapshot};
 use crate::store::{Change, Seq};
 
 /// The first bytes of every snapshot file: format name and version.

@@ -1,0 +1,164 @@
+//! The command table's specification: each client command's parse, in both protocols, and
+//! the errors worded for people who know the C++ store or Redis.
+
+use super::*;
+
+fn p(line: &str) -> Option<Result<Command, CommandError>> {
+    parse(&Bytes::copy_from_slice(line.as_bytes()))
+}
+
+fn put(key: &str, value: &str) -> Option<Result<Command, CommandError>> {
+    Some(Ok(Command::Put {
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        value: Bytes::copy_from_slice(value.as_bytes()),
+    }))
+}
+
+#[test]
+fn put_value_is_the_rest_of_the_line() {
+    assert_eq!(p("PUT name John  Smith "), put("name", "John  Smith "));
+    assert_eq!(p("put\tk \t v"), put("k", "v"));
+    assert_eq!(p("PUT k v\r"), put("k", "v"));
+}
+
+#[test]
+fn verbs_are_case_insensitive() {
+    let get = Some(Ok(Command::Get {
+        key: Bytes::from_static(b"k"),
+    }));
+    assert_eq!(p("get k"), get);
+    assert_eq!(p("GeT k"), get);
+    assert_eq!(p("  pInG "), Some(Ok(Command::Ping)));
+    assert_eq!(p("exit"), Some(Ok(Command::Exit)));
+}
+
+#[test]
+fn blank_lines_are_ignored() {
+    assert_eq!(p(""), None);
+    assert_eq!(p(" \t "), None);
+    assert_eq!(p("\r"), None);
+}
+
+#[test]
+fn wrong_arguments_give_the_usage() {
+    let usage = |u| Some(Err(CommandError::Usage(u)));
+    assert_eq!(p("PUT"), usage(PUT_USAGE));
+    assert_eq!(p("PUT k"), usage(PUT_USAGE));
+    assert_eq!(p("PUT k   "), usage(PUT_USAGE));
+    assert_eq!(p("GET"), usage(GET_USAGE));
+    assert_eq!(p("GET a b"), usage(GET_USAGE));
+    assert_eq!(p("DEL"), usage(DEL_USAGE));
+    assert_eq!(p("PING x"), usage("PING"));
+    assert_eq!(p("WAIT 1"), usage(WAIT_USAGE));
+    assert_eq!(p("WAIT x 10"), usage(WAIT_USAGE));
+    assert_eq!(p("WAIT 1 -5"), usage(WAIT_USAGE));
+    assert_eq!(p("INFO now"), usage("INFO"));
+}
+
+#[test]
+fn operator_commands() {
+    assert_eq!(p("info"), Some(Ok(Command::Info)));
+    assert_eq!(p("DIGEST"), Some(Ok(Command::Digest)));
+    assert_eq!(
+        p("wait 2 100"),
+        Some(Ok(Command::Wait {
+            replicas: 2,
+            timeout_ms: 100
+        }))
+    );
+}
+
+#[test]
+fn unknown_verbs_are_echoed_printably() {
+    assert_eq!(
+        p("FOO bar"),
+        Some(Err(CommandError::Unknown("FOO".to_string())))
+    );
+    let long = "X".repeat(100);
+    let Some(Err(CommandError::Unknown(shown))) = p(&long) else {
+        panic!("expected an unknown-command error");
+    };
+    assert_eq!(shown.len(), MAX_ECHOED_VERB + 3);
+    assert_eq!(
+        parse(&Bytes::from_static(b"\x01\xff")),
+        Some(Err(CommandError::Unknown("?\u{fffd}".to_string())))
+    );
+}
+
+#[test]
+fn keys_and_values_are_bytes() {
+    assert_eq!(
+        parse(&Bytes::from_static(b"PUT \xff\x00 \xfe v")),
+        Some(Ok(Command::Put {
+            key: Bytes::from_static(b"\xff\x00"),
+            value: Bytes::from_static(b"\xfe v"),
+        }))
+    );
+}
+
+fn resp(args: &[&str]) -> Option<Result<Command, CommandError>> {
+    let mut args = args
+        .iter()
+        .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+        .collect();
+    let command = from_resp(&mut args);
+    assert!(args.is_empty(), "the argument list is left empty for reuse");
+    command
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+#[test]
+fn redis_commands_map_onto_the_same_operations() {
+    assert_eq!(
+        resp(&["set", "k", "v"]),
+        Some(Ok(Command::Put {
+            key: b("k"),
+            value: b("v")
+        }))
+    );
+    assert_eq!(resp(&["GET", "k"]), Some(Ok(Command::Get { key: b("k") })));
+    assert_eq!(
+        resp(&["DEL", "a", "b"]),
+        Some(Ok(Command::DelMany(vec![b("a"), b("b")])))
+    );
+    assert_eq!(
+        resp(&["MSET", "a", "1", "b", "2"]),
+        Some(Ok(Command::MSet(vec![(b("a"), b("1")), (b("b"), b("2"))])))
+    );
+    assert_eq!(resp(&["ping", "hi"]), Some(Ok(Command::Echo(b("hi")))));
+    assert_eq!(resp(&["SELECT", "0"]), Some(Ok(Command::Accept)));
+    assert_eq!(
+        resp(&["CLIENT", "SETINFO", "lib-name", "x"]),
+        Some(Ok(Command::Accept))
+    );
+    assert_eq!(
+        resp(&["HELLO", "3"]),
+        Some(Ok(Command::Hello { version: Some(3) }))
+    );
+    assert_eq!(resp(&[]), None);
+}
+
+#[test]
+fn errors_are_worded_as_redis_words_them() {
+    let err = |args: &[&str]| match resp(args) {
+        Some(Err(CommandError::Redis(text))) => text,
+        other => panic!("expected an error, got {other:?}"),
+    };
+    assert_eq!(
+        err(&["GET"]),
+        "ERR wrong number of arguments for 'get' command"
+    );
+    assert_eq!(
+        err(&["MSET", "a"]),
+        "ERR wrong number of arguments for 'mset' command"
+    );
+    assert!(err(&["SET", "k", "v", "EX", "10"]).contains("not supported"));
+    assert_eq!(err(&["SELECT", "1"]), "ERR DB index is out of range");
+    assert_eq!(
+        err(&["FOO", "a"]),
+        "ERR unknown command 'FOO', with args beginning with: 'a'"
+    );
+}

@@ -1,0 +1,60 @@
+//! What can go wrong with a request, worded for the client: in the line protocol as the text
+//! after `ERROR: `, in RESP as Redis words it.
+
+use thiserror::Error;
+
+/// Why a line is not a valid request; its `Display` is the text after `ERROR: `.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CommandError {
+    /// The verb is known but its arguments are wrong; carries the verb's usage.
+    #[error("usage: {0}")]
+    Usage(&'static str),
+    /// The verb is not one the protocol knows (shown printable and shortened).
+    #[error("unknown command '{0}'")]
+    Unknown(String),
+    /// A RESP request error, worded as Redis words it (the code word, then the message).
+    #[error("{0}")]
+    Redis(String),
+}
+
+/// Everything a client can be told went wrong; its `Display` is the text after `ERROR: `.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ErrorReply {
+    /// The request did not parse.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// A write sent to a replica.
+    #[error("READONLY: this node is a replica; write to the primary")]
+    ReadOnly,
+    /// A request line longer than `--max-line-bytes`; the connection closes after it.
+    #[error("line too long (limit {limit} bytes)")]
+    LineTooLong { limit: usize },
+    /// The node already serves `--max-clients` clients.
+    #[error("max clients reached")]
+    MaxClients,
+    /// One batch's replies exceed the client output limit; the connection closes after it.
+    #[error("replies too large (client output limit {limit} bytes); closing the connection")]
+    OutputLimit { limit: usize },
+    /// `WAIT` asks about a primary's replicas; a replica has none.
+    #[error("WAIT cannot be used on a replica")]
+    WaitOnReplica,
+    /// A value with a newline asked for over the line protocol, which cannot frame it.
+    #[error("a stored value contains a newline, which a line cannot carry; read it over RESP (redis-cli)")]
+    NeedsResp,
+    /// The write could not be made durable, or writes are refused until the disk recovers.
+    #[error("persistence failed: {0}")]
+    PersistenceFailed(std::sync::Arc<str>),
+}
+
+impl ErrorReply {
+    /// The error as Redis would word it: a code word, then the message.
+    pub fn resp_text(&self) -> String {
+        match self {
+            ErrorReply::Command(CommandError::Redis(text)) => text.clone(),
+            ErrorReply::ReadOnly => "READONLY You can't write against a read only replica.".into(),
+            ErrorReply::MaxClients => "ERR max number of clients reached".into(),
+            ErrorReply::WaitOnReplica => "ERR WAIT cannot be used with replica instances".into(),
+            other => format!("ERR {other}"),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! What clients send and what they are answered, in both protocols.
+//!
+//! - [`command`]: every client command: its parse (line protocol and RESP) and its reply shape.
+//!   Adding a command is one edit there, plus the Store operation it needs.
+//! - [`reply`]: replies, and how each is framed in either protocol; [`error`]: the errors a
+//!   client can be told.
+//! - [`resp`]: RESP2 frames: the request decoder and reply encoders.
+//! - [`line`]: the line protocol's framing: batches of request lines.
+//! - [`codec`]: a connection's decoder: picks the protocol from the first byte, and hands over
+//!   to the replication stream's decoder when a primary opens one.
+
+pub mod codec;
+pub mod command;
+pub mod error;
+pub mod line;
+pub mod reply;
+pub mod resp;

@@ -1,0 +1,17 @@
+//! Keeping replicas converging to their primary's data.
+//!
+//! On a primary, one [`replicator::Replicator`] per replica streams mutations from a
+//! [`backlog::Backlog`] and publishes its replica's [`progress`], which [`wait`] (`WAIT`) and
+//! `INFO` read. On a replica, the [`follower::Follower`] applies the primary's stream; the
+//! connection it arrives on is served by a Session, whose replication part is
+//! [`replica_link`]. [`replication_id`] records which history a node's data belongs to.
+//! Every message either side sends is defined, parsed and encoded in [`wire`].
+
+pub mod backlog;
+pub mod follower;
+pub mod progress;
+pub mod replica_link;
+pub mod replication_id;
+pub mod replicator;
+pub mod wait;
+pub mod wire;

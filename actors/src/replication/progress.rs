@@ -1,0 +1,43 @@
+//! What a primary knows of each replica: published by its Replicator on a watch channel, read
+//! by `INFO` and `WAIT` without a message to the Replicator.
+
+use crate::store::Seq;
+
+/// Where a link is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// No link: connecting, or waiting to retry.
+    Connecting,
+    /// Sending the replica a full copy of the data.
+    FullSync,
+    /// Streaming mutations as they happen.
+    Streaming,
+}
+
+impl LinkState {
+    /// The state as `INFO` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::FullSync => "full_sync",
+            LinkState::Streaming => "streaming",
+        }
+    }
+}
+
+/// What the primary knows of one replica, published for `INFO` and `WAIT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaProgress {
+    /// The replica's address, as configured (`--replica`).
+    pub addr: String,
+    /// Where the link is.
+    pub state: LinkState,
+    /// The replica applied every mutation up to this one...
+    pub acked: Seq,
+    /// ...and made every one up to this one durable.
+    pub durable: Seq,
+    /// How far behind the primary it is, in mutations...
+    pub lag_offsets: u64,
+    /// ...and in milliseconds since the oldest mutation it has not acknowledged was applied.
+    pub lag_ms: u64,
+}

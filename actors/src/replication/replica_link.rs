@@ -1,0 +1,113 @@
+//! The replica's end of the replication link.
+//!
+//! A primary's replication stream arrives on the replica's client port like any client, and is
+//! served by a Session, which reads it with the connection codec. Once the connection opens
+//! with `REPLICATE`, the session hands everything here: [`admit`] decides whether this node
+//! takes the stream, [`ReplicaLink::attach`] tells the [`Follower`] and answers the `POSITION`
+//! line, [`ReplicaLink::stream`] hands the Follower each part of the stream and answers the
+//! `ACK` line to write back, and [`ReplicaLink::current_ack`] answers the periodic `ACK`. The
+//! session only writes the lines and notices a silent primary.
+
+use std::future::Future;
+
+use actix::prelude::*;
+use thiserror::Error;
+
+use super::follower::{Ack, Attach, CurrentAck, Detach, Follower, Stream, Superseded};
+use super::wire::{Refusal, ReplicaLine, Replicate, StreamFrame};
+
+/// Why a replication stream ends on the replica's side.
+#[derive(Debug, Error)]
+pub enum LinkError {
+    /// The Follower stopped (the node is shutting down).
+    #[error("the follower is gone: {0}")]
+    Follower(#[from] MailboxError),
+    /// The Follower refused the stream (a gap, another history, a superseded stream, a disk
+    /// that cannot persist).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Whether this node takes a primary's stream: it must be a replica (have a Follower), and the
+/// secret must match its `--cluster-secret`, when it has one.
+pub fn admit(
+    follower: Option<&Addr<Follower>>,
+    cluster_secret: Option<&str>,
+    opening: &Replicate,
+) -> Result<Addr<Follower>, Refusal> {
+    let follower = follower.ok_or(Refusal::NotAReplica)?;
+    match cluster_secret {
+        Some(expected) if opening.secret != expected.as_bytes() => Err(Refusal::WrongSecret),
+        _ => Ok(follower.clone()),
+    }
+}
+
+/// An attached stream: the session that serves it holds one.
+#[derive(Debug)]
+pub struct ReplicaLink {
+    /// The node's Follower, which applies the stream.
+    follower: Addr<Follower>,
+    /// Which attachment this is: the Follower refuses parts of a superseded stream.
+    link: u64,
+}
+
+/// An `ACK` line for `ack`.
+fn ack_line(ack: Ack) -> Vec<u8> {
+    ReplicaLine::Ack {
+        applied: ack.applied,
+        durable: ack.durable,
+    }
+    .encode()
+}
+
+impl ReplicaLink {
+    /// Attach a new stream to the Follower (superseding any other, whose session is told
+    /// through `session`); answers the link and the `POSITION` line to send the primary.
+    pub async fn attach(
+        follower: Addr<Follower>,
+        session: Recipient<Superseded>,
+    ) -> Result<(ReplicaLink, Vec<u8>), LinkError> {
+        let position = follower.send(Attach { session }).await?;
+        let line = ReplicaLine::Position {
+            id: position.replication_id,
+            offset: position.offset,
+        }
+        .encode();
+        let link = ReplicaLink {
+            follower,
+            link: position.link,
+        };
+        Ok((link, line))
+    }
+
+    /// Hand one part of the stream to the Follower, in order; the future answers the `ACK`
+    /// line to write once it is applied.
+    pub fn stream(
+        &self,
+        frame: StreamFrame,
+    ) -> impl Future<Output = Result<Vec<u8>, LinkError>> + 'static {
+        let (start, records) = match frame {
+            StreamFrame::Start(start) => (Some(start), Vec::new()),
+            StreamFrame::Records(records) => (None, records),
+        };
+        let applied = self.follower.send(Stream {
+            link: self.link,
+            start,
+            records,
+        });
+        async move { Ok(ack_line(applied.await?.map_err(LinkError::Refused)?)) }
+    }
+
+    /// The `ACK` line to send now (the periodic acknowledgement, which also tells the primary
+    /// the replica is alive).
+    pub fn current_ack(&self) -> impl Future<Output = Result<Vec<u8>, LinkError>> + 'static {
+        let ack = self.follower.send(CurrentAck);
+        async move { Ok(ack_line(ack.await?)) }
+    }
+
+    /// The session's connection ended: the Follower forgets the stream, unless another
+    /// superseded it already.
+    pub fn detach(&self) {
+        self.follower.do_send(Detach { link: self.link });
+    }
+}

@@ -1,0 +1,88 @@
+//! `WAIT`: how many replicas have acknowledged a write, and waiting until enough have.
+//!
+//! It reads the progress each Replicator publishes ([`super::progress`]) on its watch
+//! channel, so a client blocked in `WAIT` costs the replicators nothing.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::progress::{LinkState, ReplicaProgress};
+use crate::store::Seq;
+
+/// How many replicas, streaming right now, have acknowledged everything up to `seq`.
+pub fn acknowledged(replicas: &[watch::Receiver<ReplicaProgress>], seq: Seq) -> usize {
+    replicas
+        .iter()
+        .filter(|r| {
+            let progress = r.borrow();
+            progress.state == LinkState::Streaming && progress.acked >= seq
+        })
+        .count()
+}
+
+/// Wait until `wanted` replicas acknowledged `seq`, or `timeout` passes (none: forever), or
+/// `stopping` turns true (the node shuts down); answers how many did. The caller counts in
+/// `blocked` while it waits (`INFO`'s `blocked_clients`).
+pub async fn wait_for(
+    replicas: &[watch::Receiver<ReplicaProgress>],
+    seq: Seq,
+    wanted: usize,
+    timeout: Option<Duration>,
+    stopping: Option<watch::Receiver<bool>>,
+    blocked: &AtomicUsize,
+) -> usize {
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut receivers = replicas.to_vec();
+    let mut stopping = stopping;
+    let mut counted = None;
+    loop {
+        let count = acknowledged(replicas, seq);
+        if count >= wanted || receivers.is_empty() {
+            return count;
+        }
+        counted.get_or_insert_with(|| Blocked::new(blocked));
+        let changed =
+            futures::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
+        let expired = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => futures::future::pending().await,
+            }
+        };
+        let stop = async {
+            match stopping.as_mut() {
+                Some(stopping) => {
+                    let _ = stopping.wait_for(|stopping| *stopping).await;
+                }
+                None => futures::future::pending().await,
+            }
+        };
+        let gone = tokio::select! {
+            (result, index, _) = changed => result.is_err().then_some(index),
+            () = expired => return acknowledged(replicas, seq),
+            () = stop => return acknowledged(replicas, seq),
+        };
+        // A replicator that stopped can no longer acknowledge anything.
+        if let Some(index) = gone {
+            receivers.remove(index);
+        }
+    }
+}
+
+/// Counts a client as blocked while it lives.
+struct Blocked<'a>(&'a AtomicUsize);
+
+impl<'a> Blocked<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Blocked(counter)
+    }
+}
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,394 @@
+//! The replication wire protocol: every message a primary and a replica exchange on the link,
+//! typed, parsed and encoded here and nowhere else.
+//!
+//! ```text
+//! primary                                     replica (on its client port)
+//!   REPLICATE <secret | ->\n        ───────▶
+//!                                   ◀───────  POSITION <replication id | -> <offset>\n
+//!                                             (or ERROR: <why>\n, and the replica closes)
+//!   FULLSYNC <id> <seq>\n           ───────▶    a snapshot as of <seq> follows, then mutations
+//!   or CONTINUE <id> <offset>\n     ───────▶    the mutations after <offset> follow
+//!   records (binary)                ───────▶
+//!                                   ◀───────  ACK <applied> <durable>\n   (at least once a second)
+//! ```
+//!
+//! The records are those of the log ([`crate::storage::record`]): mutations, a snapshot's
+//! `Put`s and its end marker, and heartbeats; [`StreamEncoder`] says which are sent when and
+//! [`StreamDecoder`] reads them back. The design (replication ids, partial and full resync,
+//! acknowledgements) is in docs/replication.md.
+
+use bytes::{Bytes, BytesMut};
+use thiserror::Error;
+
+use crate::storage::record::{self, Entry};
+use crate::store::{Mutation, Seq};
+
+/// The longest control line either side accepts: the handshake lines are short, so a peer that
+/// sends more is not speaking this protocol.
+pub const MAX_CONTROL_LINE: usize = 256;
+
+/// Why bytes on a replication link are not a valid message; ends the link.
+#[derive(Debug, PartialEq, Eq, Error)]
+pub enum WireError {
+    /// A control line that is not the message expected at this point (shown shortened).
+    #[error("unexpected {0:.80}")]
+    Unexpected(String),
+    /// A control line longer than [`MAX_CONTROL_LINE`].
+    #[error("control line too long")]
+    LineTooLong,
+    /// A record that does not decode.
+    #[error("{0}")]
+    Record(#[from] record::RecordError),
+}
+
+/// The primary's first line: `REPLICATE <secret>`, with `-` for no secret. From then on the
+/// connection carries replication, not requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replicate {
+    /// The secret as sent (`-` when the primary has none).
+    pub secret: Bytes,
+}
+
+impl Replicate {
+    /// The opening a primary with `secret` sends.
+    pub fn new(secret: Option<&str>) -> Replicate {
+        Replicate {
+            secret: Bytes::copy_from_slice(secret.unwrap_or("-").as_bytes()),
+        }
+    }
+
+    /// The line, with its `\n`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut line = b"REPLICATE ".to_vec();
+        line.extend_from_slice(&self.secret);
+        line.push(b'\n');
+        line
+    }
+
+    /// The opening, if `line` (without its `\n`, a trailing `\r` allowed) is exactly
+    /// `REPLICATE <secret>`, the verb in any case and blanks around the words allowed. Any other
+    /// line is a client request, and goes to the command parser, which answers it.
+    pub fn parse(line: &Bytes) -> Option<Replicate> {
+        let blank = |b: &u8| *b == b' ' || *b == b'\t' || *b == b'\r';
+        let start = line.iter().position(|b| !blank(b))?;
+        let rest = line.get(start..start + 9)?;
+        if !rest.eq_ignore_ascii_case(b"REPLICATE") {
+            return None;
+        }
+        let after = start + 9;
+        let secret_start = after + line[after..].iter().position(|b| !blank(b))?;
+        if secret_start == after {
+            return None; // `REPLICATEx`: another verb.
+        }
+        let secret_end = line[secret_start..]
+            .iter()
+            .position(blank)
+            .map_or(line.len(), |n| secret_start + n);
+        line[secret_end..].iter().all(blank).then(|| Replicate {
+            secret: line.slice(secret_start..secret_end),
+        })
+    }
+
+    /// Whether the first bytes of a connection are a primary's opening: what the Listener
+    /// peeks at (ten bytes) to admit a primary when client places are full.
+    pub fn opens(head: &[u8]) -> bool {
+        head == b"REPLICATE " || head == b"REPLICATE\n"
+    }
+}
+
+/// The primary's choice after learning where the replica stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncStart {
+    /// `FULLSYNC <id> <seq>`: a snapshot as of `seq` follows, then the mutations after it.
+    Full { id: String, seq: Seq },
+    /// `CONTINUE <id> <offset>`: the mutations after `offset` follow (a partial resync).
+    Continue { id: String, offset: Seq },
+}
+
+impl SyncStart {
+    /// Append the line, with its `\n`, to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let line = match self {
+            SyncStart::Full { id, seq } => format!("FULLSYNC {id} {seq}\n"),
+            SyncStart::Continue { id, offset } => format!("CONTINUE {id} {offset}\n"),
+        };
+        out.extend_from_slice(line.as_bytes());
+    }
+
+    /// Parse the line (without its `\n`).
+    pub fn parse(line: &[u8]) -> Result<SyncStart, WireError> {
+        let text = String::from_utf8_lossy(line);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let start = match words.as_slice() {
+            ["FULLSYNC", id, seq] => seq.parse().ok().map(|seq| SyncStart::Full {
+                id: id.to_string(),
+                seq,
+            }),
+            ["CONTINUE", id, offset] => offset.parse().ok().map(|offset| SyncStart::Continue {
+                id: id.to_string(),
+                offset,
+            }),
+            _ => None,
+        };
+        start.ok_or_else(|| WireError::Unexpected(text.into_owned()))
+    }
+}
+
+/// Why a replica refuses a primary's opening; it sends the line and closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum Refusal {
+    /// This node is a primary (or has no follower): nothing here accepts a stream.
+    #[error("REPLICATE: this node is not a replica")]
+    NotAReplica,
+    /// The secret does not match this node's `--cluster-secret`.
+    #[error("replication refused: wrong cluster secret")]
+    WrongSecret,
+}
+
+/// A line the replica sends back to its primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaLine {
+    /// `POSITION <id> <offset>`: the history the replica's data belongs to (`-`: none) and how
+    /// far it goes. The answer to the opening.
+    Position { id: Option<String>, offset: Seq },
+    /// `ACK <applied> <durable>`: the replica applied every mutation up to `applied` and made
+    /// every one up to `durable` durable.
+    Ack { applied: Seq, durable: Seq },
+    /// `ERROR: <why>`: the replica refused the opening.
+    Refused(String),
+}
+
+impl ReplicaLine {
+    /// The line, with its `\n`.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            ReplicaLine::Position { id, offset } => {
+                format!("POSITION {} {offset}\n", id.as_deref().unwrap_or("-"))
+            }
+            ReplicaLine::Ack { applied, durable } => format!("ACK {applied} {durable}\n"),
+            ReplicaLine::Refused(why) => format!("ERROR: {why}\n"),
+        }
+        .into_bytes()
+    }
+
+    /// The refusal line for `refusal`.
+    pub fn refused(refusal: Refusal) -> ReplicaLine {
+        ReplicaLine::Refused(refusal.to_string())
+    }
+
+    /// Parse one line (without its `\n`).
+    pub fn parse(line: &str) -> Result<ReplicaLine, WireError> {
+        if let Some(why) = line.strip_prefix("ERROR: ") {
+            return Ok(ReplicaLine::Refused(why.to_string()));
+        }
+        let mut words = line.split_whitespace();
+        let parsed = match (words.next(), words.next(), words.next(), words.next()) {
+            (Some("POSITION"), Some(id), Some(offset), None) => {
+                offset.parse().ok().map(|offset| ReplicaLine::Position {
+                    id: (id != "-").then(|| id.to_string()),
+                    offset,
+                })
+            }
+            (Some("ACK"), Some(applied), Some(durable), None) => {
+                match (applied.parse(), durable.parse()) {
+                    (Ok(applied), Ok(durable)) => Some(ReplicaLine::Ack { applied, durable }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        parsed.ok_or_else(|| WireError::Unexpected(line.to_string()))
+    }
+}
+
+/// Encodes what a primary streams after its [`SyncStart`]: a snapshot's pairs and end marker
+/// (full resync), mutations, heartbeats. Each appends one record to `out`.
+pub struct StreamEncoder;
+
+impl StreamEncoder {
+    /// One key of a full resync's snapshot, as of `seq`.
+    pub fn snapshot_pair(seq: Seq, key: &[u8], value: &[u8], out: &mut Vec<u8>) {
+        record::encode_put(seq, key, value, out);
+    }
+
+    /// The end of a full resync's snapshot: `count` pairs as of `seq`.
+    pub fn snapshot_end(seq: Seq, count: u64, out: &mut Vec<u8>) {
+        record::encode_end(seq, count, out);
+    }
+
+    /// One mutation.
+    pub fn mutation(mutation: &Mutation, out: &mut Vec<u8>) {
+        record::encode_mutation(mutation, out);
+    }
+
+    /// A heartbeat: the primary is alive and at `seq`, with nothing new to send.
+    pub fn heartbeat(seq: Seq, out: &mut Vec<u8>) {
+        record::encode_heartbeat(seq, out);
+    }
+}
+
+/// What a replica reads on the link after the opening.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StreamFrame {
+    /// How the stream starts.
+    Start(SyncStart),
+    /// A batch of records.
+    Records(Vec<Entry>),
+}
+
+/// Decodes the primary's stream after the opening: one [`SyncStart`] line, then records in
+/// batches of at most `max_batch`.
+#[derive(Debug)]
+pub struct StreamDecoder {
+    /// Whether the control line has been read; records follow it.
+    started: bool,
+    /// The most records yielded as one batch.
+    max_batch: usize,
+}
+
+impl StreamDecoder {
+    /// A decoder yielding at most `max_batch` records at a time.
+    pub fn new(max_batch: usize) -> StreamDecoder {
+        StreamDecoder {
+            started: false,
+            max_batch: max_batch.max(1),
+        }
+    }
+
+    /// The next frame from the front of `src`, or `None` until more bytes arrive.
+    ///
+    /// Records of any size a node may write are accepted ([`record::MAX_BODY`]), not only what
+    /// this node's client limits allow, or a primary with larger limits than its replica could
+    /// send a record the replica refuses forever.
+    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<StreamFrame>, WireError> {
+        if !self.started {
+            let Some(end) = memchr::memchr(b'\n', src) else {
+                if src.len() > MAX_CONTROL_LINE {
+                    return Err(WireError::LineTooLong);
+                }
+                return Ok(None);
+            };
+            let line = src.split_to(end + 1);
+            let start = SyncStart::parse(&line[..end])?;
+            self.started = true;
+            return Ok(Some(StreamFrame::Start(start)));
+        }
+        let mut entries = Vec::new();
+        let mut used = 0;
+        while entries.len() < self.max_batch {
+            match record::decode(&src[used..], record::MAX_BODY)? {
+                Some((entry, len)) => {
+                    entries.push(entry);
+                    used += len;
+                }
+                None => break,
+            }
+        }
+        let _ = src.split_to(used);
+        Ok((!entries.is_empty()).then_some(StreamFrame::Records(entries)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_opening_round_trips_and_is_recognised_only_when_exact() {
+        let open = Replicate::new(Some("s3cret"));
+        assert_eq!(open.encode(), b"REPLICATE s3cret\n");
+        let line = Bytes::from_static(b"REPLICATE s3cret");
+        assert_eq!(Replicate::parse(&line), Some(open));
+        assert_eq!(Replicate::new(None).encode(), b"REPLICATE -\n");
+        let parse = |s: &'static str| Replicate::parse(&Bytes::from_static(s.as_bytes()));
+        assert!(parse("  replicate\tx \r").is_some());
+        assert_eq!(parse("REPLICATE"), None);
+        assert_eq!(parse("REPLICATE a b"), None);
+        assert_eq!(parse("REPLICATEx a"), None);
+        assert_eq!(parse("GET a"), None);
+        assert!(Replicate::opens(b"REPLICATE "));
+        assert!(!Replicate::opens(b"*1\r\n$4\r\nPI"));
+    }
+
+    #[test]
+    fn control_lines_round_trip() {
+        for start in [
+            SyncStart::Full {
+                id: "abc".into(),
+                seq: 7,
+            },
+            SyncStart::Continue {
+                id: "abc".into(),
+                offset: 9,
+            },
+        ] {
+            let mut line = Vec::new();
+            start.encode(&mut line);
+            assert_eq!(line.last(), Some(&b'\n'));
+            assert_eq!(SyncStart::parse(&line[..line.len() - 1]), Ok(start));
+        }
+        assert!(SyncStart::parse(b"FULLSYNC abc x").is_err());
+        for line in [
+            ReplicaLine::Position {
+                id: Some("abc".into()),
+                offset: 3,
+            },
+            ReplicaLine::Position {
+                id: None,
+                offset: 0,
+            },
+            ReplicaLine::Ack {
+                applied: 5,
+                durable: 4,
+            },
+            ReplicaLine::refused(Refusal::WrongSecret),
+        ] {
+            let text = String::from_utf8(line.encode()).unwrap();
+            assert_eq!(ReplicaLine::parse(text.trim_end_matches('\n')), Ok(line));
+        }
+        assert!(ReplicaLine::parse("ACK 1").is_err());
+        assert!(ReplicaLine::parse("ACK 1 2 3").is_err());
+        assert!(ReplicaLine::parse("HELLO").is_err());
+    }
+
+    #[test]
+    fn the_stream_is_a_control_line_then_records_in_batches() {
+        let mut decoder = StreamDecoder::new(10);
+        let mut buf = BytesMut::from("FULLSYNC abc 7\n");
+        assert_eq!(
+            decoder.decode(&mut buf).unwrap(),
+            Some(StreamFrame::Start(SyncStart::Full {
+                id: "abc".into(),
+                seq: 7
+            }))
+        );
+        let mut records = Vec::new();
+        StreamEncoder::snapshot_end(7, 0, &mut records);
+        StreamEncoder::heartbeat(7, &mut records);
+        buf.extend_from_slice(&records[..records.len() - 1]);
+        assert_eq!(
+            decoder.decode(&mut buf).unwrap(),
+            Some(StreamFrame::Records(vec![Entry::End { seq: 7, count: 0 }]))
+        );
+        assert_eq!(decoder.decode(&mut buf).unwrap(), None);
+        buf.extend_from_slice(&records[records.len() - 1..]);
+        assert_eq!(
+            decoder.decode(&mut buf).unwrap(),
+            Some(StreamFrame::Records(vec![Entry::Heartbeat { seq: 7 }]))
+        );
+    }
+
+    #[test]
+    fn a_control_line_too_long_or_unknown_ends_the_stream() {
+        let mut buf = BytesMut::from(&[b'x'; MAX_CONTROL_LINE + 1][..]);
+        assert_eq!(
+            StreamDecoder::new(1).decode(&mut buf),
+            Err(WireError::LineTooLong)
+        );
+        let mut buf = BytesMut::from("HELLO\n");
+        assert!(matches!(
+            StreamDecoder::new(1).decode(&mut buf),
+            Err(WireError::Unexpected(_))
+        ));
+    }
+}

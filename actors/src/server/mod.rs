@@ -1,0 +1,19 @@
+//! Serving connections: the Listener accepts them, a Session serves each one.
+//!
+//! - [`listener`]: accepts connections, enforces `--max-clients`, places sessions on arbiters,
+//!   drives shutdown.
+//! - [`session`]: one client connection: batches of requests to the Store, replies in order;
+//!   or, when a primary opens a replication stream on it, the glue to
+//!   [`crate::replication::replica_link`].
+//! - [`output`]: writing a batch's replies to the socket.
+//! - [`node_context`]: what every session of a node shares about the node.
+//! - [`node_query`]: the answers to commands about the node (`DBSIZE`, `INFO`, `DIGEST`,
+//!   `WAIT`, `HELLO`); [`info`] and [`digest`] compute the `INFO` and `DIGEST` ones.
+
+pub mod digest;
+pub mod info;
+pub mod listener;
+pub mod node_context;
+pub mod node_query;
+pub mod output;
+pub mod session;

@@ -1,0 +1,100 @@
+//! Answers to the commands about the node rather than its data: `DBSIZE`, `INFO`, `DIGEST`,
+//! `WAIT` ([`NodeQuery`]), and `HELLO`. They are rare, so a session clones what they need only
+//! when a client asks one, and their futures are boxed, keeping the future of an ordinary
+//! batch small.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use thiserror::Error;
+
+use super::digest::{self, DigestError};
+use super::info;
+use super::node_context::NodeContext;
+use crate::protocol::command::{CommandError, NodeQuery};
+use crate::protocol::reply::{ErrorReply, Protocol, Reply};
+use crate::store::{Seq, Stats, Store};
+
+/// Why a node query could not be answered; ends the session that asked.
+#[derive(Debug, Error)]
+pub enum QueryError {
+    /// The Store stopped (the node is shutting down).
+    #[error("the store is gone: {0}")]
+    Store(#[from] MailboxError),
+    /// `DIGEST` failed.
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+}
+
+/// The reply to `query`, asked on a connection whose latest write is `last_write` (what `WAIT`
+/// waits for), for a client speaking `protocol`. `HELLO` is answered by [`hello`] instead,
+/// since it needs nothing but the session.
+pub async fn answer(
+    query: NodeQuery,
+    store: &Addr<Store>,
+    node: &NodeContext,
+    last_write: Seq,
+    protocol: Protocol,
+) -> Result<Reply, QueryError> {
+    let reply = match query {
+        NodeQuery::DbSize => Reply::Integer(store.send(Stats).await?.keys as i64),
+        NodeQuery::Info => {
+            let stats = store.send(Stats).await?;
+            let follower = match &node.follower {
+                Some(follower) => info::follower_info(follower).await,
+                None => None,
+            };
+            let line = info::line(node, stats, follower);
+            Reply::Text(match protocol {
+                Protocol::Line => line,
+                // Redis clients read INFO as `field:value` lines under a heading.
+                Protocol::Resp => info::redis_style(&line),
+            })
+        }
+        NodeQuery::Digest => Reply::Text(digest::answer(store, &node.digest_turn).await?),
+        NodeQuery::Wait { .. } if node.follower.is_some() => {
+            Reply::Error(ErrorReply::WaitOnReplica)
+        }
+        NodeQuery::Wait {
+            replicas,
+            timeout_ms,
+        } => {
+            // As in Redis, a timeout of 0 waits for as long as it takes.
+            let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
+            let count = node
+                .wait_for_replicas(last_write, replicas as usize, timeout)
+                .await;
+            Reply::Text(count.to_string())
+        }
+    };
+    Ok(reply)
+}
+
+/// `HELLO`: RESP3 is refused with `NOPROTO`, so clients fall back to RESP2; otherwise the
+/// server's description, as Redis gives it, for session `id` of a node that is a replica when
+/// `read_only`.
+pub fn hello(version: Option<u64>, id: u64, read_only: bool) -> Reply {
+    if version.is_some_and(|v| v != 2) {
+        let text = "NOPROTO sorry, this protocol version is not supported".to_string();
+        return Reply::Error(ErrorReply::Command(CommandError::Redis(text)));
+    }
+    let text = |s: &str| Reply::Value(Bytes::copy_from_slice(s.as_bytes()));
+    let role = if read_only { "replica" } else { "master" };
+    Reply::Array(vec![
+        text("server"),
+        text("kvstore"),
+        text("version"),
+        text(env!("CARGO_PKG_VERSION")),
+        text("proto"),
+        Reply::Integer(2),
+        text("id"),
+        Reply::Integer(id as i64),
+        text("mode"),
+        text("standalone"),
+        text("role"),
+        text(role),
+        text("modules"),
+        Reply::Array(Vec::new()),
+    ])
+}

@@ -1,0 +1,577 @@
+//! The Session actor: one per client connection.
+//!
+//! A session reads batches of requests from its socket (a `StreamHandler` over the line codec),
+//! answers what it can itself (PING, EXIT, errors, the read-only refusal of a replica), sends
+//! the rest to the Store as one [`Batch`], and writes every reply in request order.
+//!
+//! Each batch is handled inside `ctx.wait`, which pauses the session's stream until the batch's
+//! replies are written to the socket. That one rule gives three guarantees at once: replies
+//! leave in request order, a client that pipelines but never reads stops being read as soon as
+//! its socket is full (so what is queued for it stays bounded), and a mailbox message such as
+//! [`Shutdown`] is only handled between batches, after everything read has been answered.
+//!
+//! A connection that opens with `REPLICATE` is a primary's replication stream: the session
+//! hands what it reads to [`ReplicaLink`] (the replica's end of the link) and writes back the
+//! lines it answers.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::BytesMut;
+use slog::{debug, info, warn, Logger};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio_util::codec::FramedRead;
+
+use super::node_context::NodeContext;
+use super::node_query::{self, QueryError};
+use super::output;
+use crate::protocol::codec::{CodecError, ConnectionCodec, Frame, Request};
+use crate::protocol::command::{CommandError, Fold, NodeQuery, Plan};
+use crate::protocol::line::LineTooLong;
+use crate::protocol::reply::{ErrorReply, Protocol, Reply};
+use crate::replication::follower::Superseded;
+use crate::replication::replica_link::{self, LinkError, ReplicaLink};
+use crate::replication::wire::{Refusal, ReplicaLine, Replicate, StreamFrame};
+use crate::storage::durability::{Durability, FsyncPolicy};
+use crate::store::{Batch, Op, Outcome, Seq, Store};
+
+/// Settings every session of a node shares.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Refuse PUT and DEL (the node is a replica).
+    pub read_only: bool,
+    /// The longest request line accepted, in bytes.
+    pub max_line_bytes: usize,
+    /// The most requests handled as one batch.
+    pub max_batch: usize,
+    /// The largest value a RESP client may send.
+    pub max_value_bytes: usize,
+    /// The most reply bytes one batch may produce before the client is disconnected
+    /// (a client output buffer hard limit, as Redis has).
+    pub output_limit: usize,
+    /// The persistence writer's progress: writes wait on it under `--fsync always`, and are
+    /// refused while it reports a failure.
+    pub durability: Durability,
+    /// What the node reports about itself (INFO, DIGEST, WAIT) and its replication wiring.
+    pub node: NodeContext,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            read_only: false,
+            max_line_bytes: 1024 * 1024,
+            max_batch: 1024,
+            max_value_bytes: 512 * 1024 * 1024,
+            output_limit: 1024 * 1024 * 1024,
+            durability: Durability::none(),
+            node: NodeContext {
+                role: "primary",
+                replication_timeout: Duration::from_secs(10),
+                ..NodeContext::default()
+            },
+        }
+    }
+}
+
+/// Tells a session's owner that it has ended.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SessionClosed {
+    /// The session's id, as the Listener gave it.
+    pub id: u64,
+}
+
+/// Tells a session's owner that the connection is a primary's replication stream, not a
+/// client: it no longer counts as one (`connected_clients`, `--max-clients`).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SessionReplicating {
+    /// The session's id, as the Listener gave it.
+    pub id: u64,
+}
+
+/// Who a session reports to: the Listener that accepted it.
+#[derive(Clone)]
+pub struct SessionOwner {
+    /// Told when the session ends.
+    pub closed: Recipient<SessionClosed>,
+    /// Told when the connection turns out to be a replication stream.
+    pub replicating: Recipient<SessionReplicating>,
+}
+
+/// Asks a session to finish: it closes once every request it has read is answered.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// An output buffer that grew past this for one batch is released afterwards.
+const KEEP_BUFFER_BYTES: usize = 256 * 1024;
+/// How often a replication stream acknowledges, and checks that its primary is alive.
+const REPLICATION_TICK: Duration = Duration::from_secs(1);
+
+/// One client connection.
+pub struct Session {
+    /// Its id among the node's sessions (HELLO shows it, logs carry it).
+    id: u64,
+    /// The client's address, for logs.
+    peer: SocketAddr,
+    /// The node's Store, which every batch goes to.
+    store: Addr<Store>,
+    /// The Listener, told when the session ends or turns into a replication stream.
+    owner: SessionOwner,
+    /// Settings every session of the node shares.
+    config: Arc<SessionConfig>,
+    /// Logs with `peer` and `session` fields.
+    log: Logger,
+    /// The socket's write half; `None` only while replies are being written.
+    writer: Option<OwnedWriteHalf>,
+    /// The output buffer replies are encoded into, kept between batches.
+    out: BytesMut,
+    /// The sequence number of this connection's latest write, for `WAIT`.
+    last_write: Seq,
+    /// Set once the connection is a primary's replication stream.
+    replication: Option<ReplicaLink>,
+    /// How replies are framed: the line protocol, or RESP once the client spoke it.
+    protocol: Protocol,
+    /// When bytes last arrived: a replication stream is alive while bytes flow, even in the
+    /// middle of a record too large to arrive within the timeout.
+    last_read: Rc<Cell<Instant>>,
+}
+
+/// A read half that notes when bytes last arrived.
+struct Watched<R> {
+    /// The socket's read half.
+    inner: R,
+    /// Set to now whenever bytes arrive; shared with the session.
+    last_read: Rc<Cell<Instant>>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.last_read.set(Instant::now());
+        }
+        polled
+    }
+}
+
+/// What answers one request.
+enum Step {
+    /// The Store, through the batch's next `ops` outcomes, folded into one reply.
+    Store { ops: usize, fold: Fold },
+    /// The session itself, with this reply.
+    Reply(Reply),
+    /// A question about the node. It carries what it needs, so that a batch of plain reads
+    /// and writes clones nothing for it.
+    Node(NodeQuery, Addr<Store>, Arc<SessionConfig>),
+}
+
+/// Why a batch could not be answered; each ends the session.
+#[derive(Debug, Error)]
+enum BatchError {
+    /// The Store stopped (the node is shutting down).
+    #[error("the store is gone: {0}")]
+    Store(#[from] MailboxError),
+    /// A node query failed.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// Writing to the socket failed: the client is gone.
+    #[error("write failed: {0}")]
+    Io(#[from] io::Error),
+    /// The replication stream ended.
+    #[error(transparent)]
+    Replication(#[from] LinkError),
+}
+
+/// What a batch's work hands back to the session.
+struct Answered {
+    /// The socket's write half, back from the batch.
+    writer: OwnedWriteHalf,
+    /// The output buffer, back from the batch.
+    out: BytesMut,
+    /// Whether the session ends now (EXIT, an error that closes).
+    close: bool,
+    /// The connection's latest write, including the batch's.
+    last_write: Seq,
+}
+
+impl Session {
+    /// Start a session for `stream` on the current arbiter.
+    pub fn start(
+        id: u64,
+        stream: TcpStream,
+        store: Addr<Store>,
+        owner: SessionOwner,
+        config: Arc<SessionConfig>,
+        log: &Logger,
+    ) -> io::Result<Addr<Session>> {
+        let peer = stream.peer_addr()?;
+        stream.set_nodelay(true)?;
+        let (reader, writer) = stream.into_split();
+        let log = log.new(slog::o!("peer" => peer.to_string(), "session" => id));
+        Ok(Session::create(move |ctx| {
+            let codec = ConnectionCodec::new(config.max_line_bytes, config.max_batch)
+                .max_value(config.max_value_bytes);
+            let last_read = Rc::new(Cell::new(Instant::now()));
+            let reader = Watched {
+                inner: reader,
+                last_read: last_read.clone(),
+            };
+            ctx.add_stream(FramedRead::new(reader, codec));
+            Session {
+                id,
+                peer,
+                store,
+                owner,
+                config,
+                log,
+                writer: Some(writer),
+                out: BytesMut::with_capacity(4096),
+                last_write: 0,
+                replication: None,
+                protocol: Protocol::Line,
+                last_read,
+            }
+        }))
+    }
+
+    /// Answer one batch of requests, in order; close afterwards when `close` is set.
+    fn respond(&mut self, requests: Vec<Request>, mut close: bool, ctx: &mut Context<Self>) {
+        let mut steps = Vec::with_capacity(requests.len());
+        let mut ops = Vec::with_capacity(requests.len());
+        let refuse_writes = self.config.durability.failure();
+        for request in requests {
+            let command = match request {
+                Ok(command) => command,
+                Err(error) => {
+                    steps.push(Step::Reply(Reply::Error(error.into())));
+                    continue;
+                }
+            };
+            let step = if command.is_write() && self.config.read_only {
+                Step::Reply(Reply::Error(ErrorReply::ReadOnly))
+            } else if let (true, Some(reason)) = (command.is_write(), &refuse_writes) {
+                Step::Reply(Reply::Error(ErrorReply::PersistenceFailed(reason.clone())))
+            } else {
+                match command.plan(&mut ops) {
+                    Plan::Store { ops, fold } => Step::Store { ops, fold },
+                    Plan::Reply(reply) => Step::Reply(reply),
+                    Plan::Node(query) => Step::Node(query, self.store.clone(), self.config.clone()),
+                    Plan::Hello { version } => {
+                        Step::Reply(node_query::hello(version, self.id, self.config.read_only))
+                    }
+                    Plan::Exit => {
+                        steps.push(Step::Reply(Reply::Goodbye));
+                        close = true;
+                        break;
+                    }
+                }
+            };
+            steps.push(step);
+        }
+        self.answer(steps, ops, close, ctx);
+    }
+
+    /// Send `ops` to the Store, resolve every step in order, write the replies, and only then
+    /// let the session read again.
+    fn answer(&mut self, steps: Vec<Step>, ops: Vec<Op>, close: bool, ctx: &mut Context<Self>) {
+        let Some(mut writer) = self.writer.take() else {
+            // Unreachable by construction: batches never overlap.
+            ctx.stop();
+            return;
+        };
+        let mut out = std::mem::take(&mut self.out);
+        let store_reply = (!ops.is_empty()).then(|| self.store.send(Batch { ops }));
+        let limit = self.config.output_limit;
+        // Only `--fsync always` makes a batch wait for the writer.
+        let mut durability = (self.config.durability.policy() == FsyncPolicy::Always)
+            .then(|| self.config.durability.clone());
+        let mut last_write = self.last_write;
+        let protocol = self.protocol;
+        let work = async move {
+            let (outcomes, last_seq) = match store_reply {
+                Some(reply) => {
+                    let result = reply.await?;
+                    (result.outcomes, result.last_seq)
+                }
+                None => (Vec::new(), None),
+            };
+            // Under `--fsync always`, a write is acknowledged only once it is on disk.
+            let not_durable = match (last_seq, durability.as_mut()) {
+                (Some(seq), Some(durability)) => Box::pin(durability.wait_synced(seq)).await.err(),
+                _ => None,
+            };
+            let mut outcomes = outcomes.into_iter();
+            let mut replies = Vec::with_capacity(steps.len());
+            for step in steps {
+                let reply = match step {
+                    Step::Reply(reply) => reply,
+                    Step::Store { ops, fold } => {
+                        let taken: Vec<Outcome> = outcomes.by_ref().take(ops).collect();
+                        let mut wrote = false;
+                        for outcome in &taken {
+                            if let Outcome::Applied(seq) = outcome {
+                                last_write = last_write.max(*seq);
+                                wrote = true;
+                            }
+                        }
+                        match (&not_durable, wrote) {
+                            // Under `--fsync always`, a write that is not on disk is an error.
+                            (Some(reason), true) => {
+                                Reply::Error(ErrorReply::PersistenceFailed(reason.clone()))
+                            }
+                            _ => fold.reply(taken.into_iter()),
+                        }
+                    }
+                    // Boxed, so that the common batch's future (allocated for every batch)
+                    // stays small.
+                    Step::Node(query, store, config) => {
+                        let answer =
+                            node_query::answer(query, &store, &config.node, last_write, protocol);
+                        Box::pin(answer).await?
+                    }
+                };
+                replies.push(reply);
+            }
+            let mut close = close;
+            let mut bytes = output::reply_bytes(&replies);
+            if bytes > limit {
+                replies = vec![Reply::Error(ErrorReply::OutputLimit { limit })];
+                bytes = 0;
+                close = true;
+            }
+            output::write(&mut writer, &mut out, &replies, bytes, protocol).await?;
+            Ok::<_, BatchError>(Answered {
+                writer,
+                out,
+                close,
+                last_write,
+            })
+        };
+        ctx.wait(
+            work.into_actor(self)
+                .map(|result, act, ctx| act.answered(result, ctx)),
+        );
+    }
+
+    /// Take the writer back after a batch; close if asked or if the batch failed.
+    fn answered(&mut self, result: Result<Answered, BatchError>, ctx: &mut Context<Self>) {
+        match result {
+            Ok(mut answered) => {
+                if answered.out.capacity() > KEEP_BUFFER_BYTES {
+                    answered.out = BytesMut::with_capacity(4096);
+                }
+                self.writer = Some(answered.writer);
+                self.out = answered.out;
+                self.last_write = answered.last_write;
+                if answered.close {
+                    ctx.stop();
+                }
+            }
+            Err(error) => {
+                debug!(self.log, "closing connection"; "reason" => %error);
+                ctx.stop();
+            }
+        }
+    }
+
+    /// A primary opened a replication stream on this connection: admit it (or refuse and
+    /// close), attach it to the Follower, and answer `POSITION`.
+    fn start_replication(&mut self, opening: Replicate, ctx: &mut Context<Self>) {
+        let node = &self.config.node;
+        let admitted = replica_link::admit(
+            node.follower.as_ref(),
+            node.cluster_secret.as_deref(),
+            &opening,
+        );
+        let follower = match admitted {
+            Ok(follower) => follower,
+            Err(refusal) => {
+                if refusal == Refusal::WrongSecret {
+                    warn!(
+                        self.log,
+                        "replication handshake refused: wrong cluster secret"
+                    );
+                }
+                let line = ReplicaLine::refused(refusal).encode();
+                return self.send_line(async move { Ok(line) }, true, ctx);
+            }
+        };
+        info!(self.log, "primary connected for replication");
+        // Before the primary hears back, so that by the time it streams, this connection no
+        // longer takes a client's place.
+        self.owner
+            .replicating
+            .do_send(SessionReplicating { id: self.id });
+        let me = ctx.address().recipient();
+        let Some(mut writer) = self.writer.take() else {
+            return ctx.stop();
+        };
+        let work = async move {
+            let (link, position) = ReplicaLink::attach(follower, me).await?;
+            writer.write_all(&position).await?;
+            Ok::<_, BatchError>((writer, link))
+        };
+        ctx.wait(work.into_actor(self).map(|result, act, ctx| match result {
+            Ok((writer, link)) => {
+                act.writer = Some(writer);
+                act.replication = Some(link);
+                ctx.run_interval(REPLICATION_TICK, |act, ctx| act.replication_tick(ctx));
+            }
+            Err(error) => {
+                warn!(act.log, "replication handshake failed"; "error" => %error);
+                ctx.stop();
+            }
+        }));
+    }
+
+    /// Hand part of the primary's stream to the Follower; acknowledge what it applied.
+    fn replicate(&mut self, frame: StreamFrame, ctx: &mut Context<Self>) {
+        let Some(link) = self.replication.as_ref() else {
+            return ctx.stop();
+        };
+        let ack = link.stream(frame);
+        self.send_line(async move { Ok(ack.await?) }, false, ctx);
+    }
+
+    /// Write the line `line` resolves to, reading nothing meanwhile; then close, if `close`.
+    fn send_line(
+        &mut self,
+        line: impl Future<Output = Result<Vec<u8>, BatchError>> + 'static,
+        close: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(mut writer) = self.writer.take() else {
+            return;
+        };
+        let out = std::mem::take(&mut self.out);
+        let last_write = self.last_write;
+        let work = async move {
+            let line = line.await?;
+            writer.write_all(&line).await?;
+            Ok(Answered {
+                writer,
+                out,
+                close,
+                last_write,
+            })
+        };
+        ctx.wait(work.into_actor(self).map(|result, act, ctx| {
+            if let (Err(error), Some(_)) = (&result, &act.replication) {
+                warn!(act.log, "replication stream closed"; "reason" => %error);
+            }
+            act.answered(result, ctx)
+        }));
+    }
+
+    /// Once a second on a replication stream: close it if the primary went silent, otherwise
+    /// acknowledge (which also tells the primary this replica is alive).
+    fn replication_tick(&mut self, ctx: &mut Context<Self>) {
+        let Some(link) = self.replication.as_ref() else {
+            return;
+        };
+        if self.last_read.get().elapsed() > self.config.node.replication_timeout {
+            warn!(self.log, "the primary went silent; closing its stream";
+                "timeout_ms" => self.config.node.replication_timeout.as_millis() as u64);
+            return ctx.stop();
+        }
+        let ack = link.current_ack();
+        self.send_line(async move { Ok(ack.await?) }, false, ctx);
+    }
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Self::Context) {
+        debug!(self.log, "client connected");
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        debug!(self.log, "client disconnected");
+        if let Some(link) = &self.replication {
+            link.detach();
+        }
+        self.owner.closed.do_send(SessionClosed { id: self.id });
+    }
+}
+
+impl StreamHandler<Result<Frame, CodecError>> for Session {
+    fn handle(&mut self, item: Result<Frame, CodecError>, ctx: &mut Self::Context) {
+        match item {
+            Ok(Frame::Requests(requests)) => self.respond(requests, false, ctx),
+            Ok(Frame::Resp(requests)) => {
+                self.protocol = Protocol::Resp;
+                self.respond(requests, false, ctx)
+            }
+            Ok(Frame::Replicate(opening)) => self.start_replication(opening, ctx),
+            Ok(Frame::Stream(frame)) => self.replicate(frame, ctx),
+            Err(CodecError::LineTooLong(LineTooLong { limit })) => {
+                warn!(self.log, "line too long; closing connection"; "limit" => limit);
+                let refusal = Step::Reply(Reply::Error(ErrorReply::LineTooLong { limit }));
+                self.answer(vec![refusal], Vec::new(), true, ctx);
+            }
+            Err(CodecError::Resp(error)) => {
+                debug!(self.log, "malformed RESP; closing connection"; "error" => %error);
+                self.protocol = Protocol::Resp;
+                let text = format!("ERR {error}");
+                let refusal =
+                    Step::Reply(Reply::Error(ErrorReply::Command(CommandError::Redis(text))));
+                self.answer(vec![refusal], Vec::new(), true, ctx);
+            }
+            Err(CodecError::Replication(error)) => {
+                warn!(self.log, "bad replication stream; closing it"; "error" => %error);
+                ctx.stop();
+            }
+            Err(CodecError::Io(error)) => {
+                debug!(self.log, "read failed"; "error" => %error);
+                ctx.stop();
+            }
+        }
+    }
+
+    /// The client closed its side: everything it sent has been answered (batches finish
+    /// before the stream is polled again), so the session ends.
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Shutdown> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        debug!(self.log, "closing connection for shutdown"; "peer" => %self.peer);
+        ctx.stop();
+    }
+}
+
+impl Handler<Superseded> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Superseded, ctx: &mut Self::Context) {
+        info!(
+            self.log,
+            "a newer stream from the primary supersedes this one; closing it"
+        );
+        ctx.stop();
+    }
+}

@@ -1,0 +1,48 @@
+//! The history types: a [`Mutation`] is one numbered [`Change`] to one key.
+//!
+//! They are what the Store publishes, what the log and snapshots record, and what a primary
+//! streams to its replicas, so they live apart from the Store actor: storage and replication
+//! depend on these few types, not on the actor.
+
+use bytes::Bytes;
+
+use super::pair::Pair;
+
+/// A sequence number: the position of a mutation in the node's history.
+///
+/// The first mutation a fresh node applies is 1; 0 means "nothing applied yet". Persistence and
+/// replication use it as their offset.
+pub type Seq = u64;
+
+/// One applied change, as the Store publishes it to subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mutation {
+    /// The sequence number the Store gave this change.
+    pub seq: Seq,
+    /// What changed.
+    pub change: Change,
+}
+
+/// The two kinds of change a key can undergo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The pair's key now holds the pair's value. It is the very pair the Store keeps, shared.
+    Put(Pair),
+    /// `key` no longer exists.
+    Del { key: Bytes },
+}
+
+impl Change {
+    /// A `Put` of copies of `key` and `value`.
+    pub fn put(key: &[u8], value: &[u8]) -> Change {
+        Change::Put(Pair::new(key, value))
+    }
+
+    /// The key this change touches.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Change::Put(pair) => pair.key(),
+            Change::Del { key } => key,
+        }
+    }
+}

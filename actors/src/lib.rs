@@ -24,6 +24,8 @@
 //!
 //! The programs that assemble these into a node live in the `kvstore` package.
 
+#![warn(missing_docs)]
+
 pub mod protocol;
 pub mod replication;
 pub mod server;

@@ -18,16 +18,27 @@ pub use super::error::CommandError;
 use super::reply::Reply;
 use crate::store::{Op, Outcome};
 
-/// One request of the line protocol.
+/// One client request, from either protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `PUT <key> <value>`: the value is the rest of the line after the key, leading blanks
     /// trimmed, so it may contain spaces.
-    Put { key: Bytes, value: Bytes },
+    Put {
+        /// The key to set: a slice of the request, which the Store copies.
+        key: Bytes,
+        /// The value to store under it (in RESP, `SET`'s second argument).
+        value: Bytes,
+    },
     /// `GET <key>`
-    Get { key: Bytes },
+    Get {
+        /// The key to read.
+        key: Bytes,
+    },
     /// `DEL <key>`
-    Del { key: Bytes },
+    Del {
+        /// The key to remove.
+        key: Bytes,
+    },
     /// `PING`: a liveness check that never touches the Store.
     Ping,
     /// `EXIT`: say goodbye and close the connection.
@@ -38,7 +49,12 @@ pub enum Command {
     Digest,
     /// `WAIT <numreplicas> <timeout-ms>`: block until that many replicas acknowledged every
     /// write this connection made, or the timeout passes.
-    Wait { replicas: u32, timeout_ms: u64 },
+    Wait {
+        /// How many replicas must have acknowledged.
+        replicas: u32,
+        /// The longest to wait, in milliseconds; 0 waits for as long as it takes, as in Redis.
+        timeout_ms: u64,
+    },
     /// RESP `DEL key [key ...]`: answers how many of the keys existed.
     DelMany(Vec<Bytes>),
     /// RESP `EXISTS key [key ...]`: answers how many of the keys exist.
@@ -56,7 +72,10 @@ pub enum Command {
     /// Accepted and answered `OK` with no effect: `CLIENT SETNAME`/`SETINFO`, `SELECT 0`.
     Accept,
     /// RESP `HELLO [protover]`: only RESP2 is spoken, so clients fall back to it.
-    Hello { version: Option<u64> },
+    Hello {
+        /// The protocol version asked for, if any; anything but 2 is refused with `NOPROTO`.
+        version: Option<u64>,
+    },
 }
 
 impl Command {
@@ -99,13 +118,21 @@ pub type Request = Result<Command, CommandError>;
 pub enum Plan {
     /// By the Store: the command appended `ops` operations to the batch, whose outcomes
     /// `fold` turns into its one reply.
-    Store { ops: usize, fold: Fold },
+    Store {
+        /// How many operations the command appended to the batch: its share of the outcomes.
+        ops: usize,
+        /// How those outcomes become the command's reply.
+        fold: Fold,
+    },
     /// At once, with this reply; nothing else is asked.
     Reply(Reply),
     /// From what the node knows about itself, not its data.
     Node(NodeQuery),
     /// `HELLO`: the server's description (which names the session), or a refusal of RESP3.
-    Hello { version: Option<u64> },
+    Hello {
+        /// The protocol version the client asked for, if any.
+        version: Option<u64>,
+    },
     /// `Goodbye`, then the connection closes; nothing after it in the batch is answered.
     Exit,
 }
@@ -120,7 +147,12 @@ pub enum NodeQuery {
     /// `DIGEST`: a hash of the whole data set.
     Digest,
     /// `WAIT`: until `replicas` replicas acknowledged this connection's writes.
-    Wait { replicas: u32, timeout_ms: u64 },
+    Wait {
+        /// How many replicas must have acknowledged the connection's latest write.
+        replicas: u32,
+        /// The longest to wait, in milliseconds; 0 waits for as long as it takes.
+        timeout_ms: u64,
+    },
 }
 
 /// How the outcomes of one command's Store operations become its reply.
@@ -206,9 +238,9 @@ impl Fold {
 
 /// Parse one line (without its `\n`; a trailing `\r` is dropped here).
 ///
-/// Answers `None` for a blank line, which the protocol ignores. A `GET` or `DEL` key is a
-/// zero-copy slice of `line`; a `PUT` key and value are copied into buffers of their own, because
-/// the Store keeps them and must not pin the whole read buffer they arrived in.
+/// Answers `None` for a blank line, which the protocol ignores. Keys and values are zero-copy
+/// slices of `line`, which live only until the batch is answered: the Store copies a write's
+/// key and value into a pair of its own, so it never pins the read buffer they arrived in.
 pub fn parse(line: &Bytes) -> Option<Result<Command, CommandError>> {
     let line = match line.last() {
         Some(b'\r') => line.slice(..line.len() - 1),

@@ -28,13 +28,19 @@ pub enum ErrorReply {
     ReadOnly,
     /// A request line longer than `--max-line-bytes`; the connection closes after it.
     #[error("line too long (limit {limit} bytes)")]
-    LineTooLong { limit: usize },
+    LineTooLong {
+        /// The longest line accepted, in bytes (`--max-line-bytes`), shown to the client.
+        limit: usize,
+    },
     /// The node already serves `--max-clients` clients.
     #[error("max clients reached")]
     MaxClients,
     /// One batch's replies exceed the client output limit; the connection closes after it.
     #[error("replies too large (client output limit {limit} bytes); closing the connection")]
-    OutputLimit { limit: usize },
+    OutputLimit {
+        /// The most reply bytes one batch may produce (`--client-output-limit`).
+        limit: usize,
+    },
     /// `WAIT` asks about a primary's replicas; a replica has none.
     #[error("WAIT cannot be used on a replica")]
     WaitOnReplica,

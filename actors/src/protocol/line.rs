@@ -91,6 +91,9 @@ impl LineDecoder {
                         lines.replicate = Some(replicate);
                         break;
                     }
+                    None if verb.eq_ignore_ascii_case("REPLICATE") => lines
+                        .requests
+                        .push(Err(CommandError::Usage(Replicate::USAGE))),
                     None => lines.requests.push(Err(CommandError::Unknown(verb))),
                 },
                 Some(request) => lines.requests.push(request),
@@ -170,7 +173,7 @@ mod tests {
         let lines = decoder.decode(&mut buf).unwrap();
         assert_eq!(
             lines.requests,
-            vec![Err(CommandError::Unknown("REPLICATE".into()))]
+            vec![Err(CommandError::Usage(Replicate::USAGE))]
         );
     }
 }

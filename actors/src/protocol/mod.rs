@@ -5,7 +5,7 @@
 //! - [`reply`]: replies, and how each is framed in either protocol; [`error`]: the errors a
 //!   client can be told.
 //! - [`resp`]: RESP2 frames: the request decoder and reply encoders.
-//! - [`line`]: the line protocol's framing: batches of request lines.
+//! - [`line`](mod@line): the line protocol's framing: batches of request lines.
 //! - [`codec`]: a connection's decoder: picks the protocol from the first byte, and hands over
 //!   to the replication stream's decoder when a primary opens one.
 

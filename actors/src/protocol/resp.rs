@@ -25,6 +25,8 @@ const MAX_HEADER: usize = 32;
 /// The buffer must not be consumed by anyone else while a request is incomplete.
 #[derive(Debug, Default)]
 pub struct RequestDecoder {
+    /// How far into the request at the front of the buffer decoding got, while it is
+    /// incomplete; `None` between requests.
     partial: Option<Partial>,
     /// Where each argument of the request being decoded starts and ends; kept from one
     /// request to the next, so decoding one allocates only the arguments it hands out.

@@ -21,8 +21,12 @@ fn weight(mutation: &Mutation) -> usize {
 
 /// A bounded window of the latest mutations, in sequence order with no gaps.
 pub struct Backlog {
+    /// The Store's published batches, oldest first, each with when it arrived: what `lag_ms`
+    /// is measured from.
     batches: VecDeque<(Arc<[Mutation]>, Instant)>,
+    /// The weight of every mutation held (see `weight`), kept under `limit`.
     bytes: usize,
+    /// The most bytes held (`--repl-backlog-bytes`); past it the oldest batches go.
     limit: usize,
     /// The sequence number of the last mutation before the window.
     before: Seq,

@@ -111,8 +111,11 @@ enum Step {
     Apply(Vec<Mutation>),
     /// Replace all the data with a received snapshot: the writer first, then the Store.
     Install {
+        /// The snapshot's keys, as received.
         keyspace: Keyspace,
+        /// The last mutation the snapshot includes.
         seq: Seq,
+        /// The primary's replication id: the history the replica holds once it is installed.
         id: String,
     },
 }

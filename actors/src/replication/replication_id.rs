@@ -21,11 +21,23 @@ pub enum ReplicationState {
     /// No id: a fresh directory, or a replica in the middle of a full resync.
     None,
     /// A primary running (or crashed) with this id.
-    Dirty { id: String },
+    Dirty {
+        /// The id it runs with; replaced at the next start unless a clean shutdown comes first.
+        id: String,
+    },
     /// A primary that shut down cleanly with this id at this offset.
-    Clean { id: String, offset: Seq },
+    Clean {
+        /// The id it ran with, kept if it starts again at exactly `offset`.
+        id: String,
+        /// The last mutation it had applied at shutdown.
+        offset: Seq,
+    },
     /// A replica whose data is its primary's history `id`.
-    Following { id: String },
+    Following {
+        /// The primary's id, offered back in `POSITION` so that a reconnecting primary can
+        /// resume the stream (a partial resync).
+        id: String,
+    },
 }
 
 const FILE: &str = "REPLICATION";

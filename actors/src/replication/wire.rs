@@ -50,6 +50,9 @@ pub struct Replicate {
 }
 
 impl Replicate {
+    /// The opening's usage, the error a line that starts with `REPLICATE` but is not one gets.
+    pub const USAGE: &'static str = "REPLICATE <secret>";
+
     /// The opening a primary with `secret` sends.
     pub fn new(secret: Option<&str>) -> Replicate {
         Replicate {
@@ -100,9 +103,20 @@ impl Replicate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncStart {
     /// `FULLSYNC <id> <seq>`: a snapshot as of `seq` follows, then the mutations after it.
-    Full { id: String, seq: Seq },
+    Full {
+        /// The primary's replication id: the history the replica holds once the snapshot is in.
+        id: String,
+        /// The last mutation the snapshot includes; the streamed mutations start after it.
+        seq: Seq,
+    },
     /// `CONTINUE <id> <offset>`: the mutations after `offset` follow (a partial resync).
-    Continue { id: String, offset: Seq },
+    Continue {
+        /// The primary's replication id, which the replica's data must already belong to.
+        id: String,
+        /// The replica's position, as its `POSITION` gave it; the mutations from `offset + 1`
+        /// follow.
+        offset: Seq,
+    },
 }
 
 impl SyncStart {
@@ -150,10 +164,20 @@ pub enum Refusal {
 pub enum ReplicaLine {
     /// `POSITION <id> <offset>`: the history the replica's data belongs to (`-`: none) and how
     /// far it goes. The answer to the opening.
-    Position { id: Option<String>, offset: Seq },
+    Position {
+        /// The replication id of the history the replica's data belongs to, if it has one.
+        id: Option<String>,
+        /// The last mutation of that history the replica holds.
+        offset: Seq,
+    },
     /// `ACK <applied> <durable>`: the replica applied every mutation up to `applied` and made
     /// every one up to `durable` durable.
-    Ack { applied: Seq, durable: Seq },
+    Ack {
+        /// The last mutation applied; `WAIT` counts the replica once this reaches a write.
+        applied: Seq,
+        /// The last mutation on the replica's disk (never past `applied`).
+        durable: Seq,
+    },
     /// `ERROR: <why>`: the replica refused the opening.
     Refused(String),
 }

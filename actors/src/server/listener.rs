@@ -46,6 +46,7 @@ pub struct ListenerConfig {
     pub arbiters: Vec<ArbiterHandle>,
     /// At most this many client connections at once.
     pub max_clients: usize,
+    /// The settings every session of the node shares, handed to each one it starts.
     pub session: Arc<SessionConfig>,
     /// Kept equal to the number of open client connections, for `INFO`.
     pub clients: Arc<AtomicUsize>,
@@ -61,25 +62,34 @@ pub struct StopAccepting;
 #[rtype(result = "usize")]
 pub struct ClientCount;
 
-/// A session started on its arbiter and can now be reached.
+/// A session started on its arbiter and can now be reached: sent from that arbiter to the
+/// Listener, which records the address so that it can ask the session to shut down.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct SessionStarted {
+    /// The id the Listener gave the connection when it accepted it.
     id: u64,
+    /// The session, told to finish ([`session::Shutdown`]) when the node shuts down.
     addr: Addr<Session>,
 }
 
 /// Accepts client connections on one socket.
 pub struct Listener {
+    /// The node's Store, handed to every session.
     store: Addr<Store>,
+    /// Where sessions go, how many clients may be open, and what sessions are given.
     config: ListenerConfig,
+    /// The node's logger; each session makes its own from it.
     log: Logger,
     /// Every open session; `None` while it is still starting on its arbiter.
     sessions: HashMap<u64, Option<Addr<Session>>>,
     /// The sessions that are a primary's replication stream rather than a client.
     replicating: HashSet<u64>,
+    /// The id given to the last session started; ids are never reused.
     next_id: u64,
+    /// Which arbiter the next session goes to (modulo their number), so they take turns.
     next_arbiter: usize,
+    /// The stream of accepted connections; `None` once shutdown began, so none is accepted.
     accepting: Option<SpawnHandle>,
     /// Who waits for the last session to end, once shutdown began.
     drained: Vec<oneshot::Sender<()>>,
@@ -212,11 +222,14 @@ impl Drop for Refusing {
 }
 
 /// A connection over the client limit that opened with `REPLICATE`: a primary's replication
-/// stream, which takes no client's place, so it gets a session anyway.
+/// stream, which takes no client's place, so it gets a session anyway. Sent by [`refuse`] back
+/// to the Listener.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct AdmitReplication {
+    /// The connection, nothing read from it yet (its opening was only peeked at).
     stream: TcpStream,
+    /// The primary's address, for the logs.
     peer: SocketAddr,
 }
 

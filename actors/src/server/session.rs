@@ -1,6 +1,6 @@
 //! The Session actor: one per client connection.
 //!
-//! A session reads batches of requests from its socket (a `StreamHandler` over the line codec),
+//! A session reads batches of requests from its socket (a `StreamHandler` over the connection codec),
 //! answers what it can itself (PING, EXIT, errors, the read-only refusal of a replica), sends
 //! the rest to the Store as one [`Batch`], and writes every reply in request order.
 //!
@@ -49,7 +49,7 @@ use crate::store::{Batch, Op, Outcome, Seq, Store};
 /// Settings every session of a node shares.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
-    /// Refuse PUT and DEL (the node is a replica).
+    /// Refuse every write (`PUT`, `DEL`, `SET`, `MSET`, ...): the node is a replica.
     pub read_only: bool,
     /// The longest request line accepted, in bytes.
     pub max_line_bytes: usize,
@@ -176,7 +176,12 @@ impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
 /// What answers one request.
 enum Step {
     /// The Store, through the batch's next `ops` outcomes, folded into one reply.
-    Store { ops: usize, fold: Fold },
+    Store {
+        /// How many of the batch's outcomes are this request's.
+        ops: usize,
+        /// How they become its reply.
+        fold: Fold,
+    },
     /// The session itself, with this reply.
     Reply(Reply),
     /// A question about the node. It carries what it needs, so that a batch of plain reads

@@ -21,18 +21,28 @@ use crate::store::Seq;
 /// file and says what the operator can do.
 #[derive(Debug, Error)]
 pub enum StorageError {
+    /// A file operation failed.
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
+        /// What was being done (`open`, `rename snapshot`, ...), as the message says it.
         action: &'static str,
+        /// The file or directory it was done to.
         path: PathBuf,
+        /// The operating system's error.
         source: io::Error,
     },
+    /// Another process holds the directory's `LOCK`: two nodes must never share their data.
     #[error(
         "data directory {} is in use by another kvnode process (its LOCK file is held); \
          stop that node or choose another --data-dir",
         path.display()
     )]
-    Locked { path: PathBuf },
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// A damaged record before the end of a log: not what a crash leaves, so start-up stops
+    /// rather than guess which data to keep.
     #[error(
         "{}: damaged record at byte offset {offset} ({detail}), before the end of the log; \
          the data after it cannot be trusted. Restore the data directory from a backup or a \
@@ -41,26 +51,47 @@ pub enum StorageError {
         path.display()
     )]
     Corrupt {
+        /// The log file.
         path: PathBuf,
+        /// Where the damaged record starts: what `--truncate-corrupt-tail` would cut at.
         offset: u64,
+        /// What is wrong with the record.
         detail: String,
     },
+    /// A snapshot that does not read back whole. Snapshots go into place only once complete,
+    /// so this is damage, not a crash.
     #[error(
         "{}: damaged snapshot ({detail}); restore the data directory from a backup or a replica",
         path.display()
     )]
-    BadSnapshot { path: PathBuf, detail: String },
+    BadSnapshot {
+        /// The snapshot file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The mutations of a log do not follow on from the ones recovered before it.
     #[error(
         "{}: mutation {found} follows mutation {expected_after}; a log file is missing",
         path.display()
     )]
     Gap {
+        /// The log in which the gap shows.
         path: PathBuf,
+        /// The last mutation recovered before it.
         expected_after: Seq,
+        /// The mutation the log has next, later than `expected_after + 1`.
         found: Seq,
     },
+    /// A file named as a log that does not start with the log header (or, other than the
+    /// newest log, is too short to hold one).
     #[error("{}: not a kvstore log file (bad header)", path.display())]
-    NotALog { path: PathBuf },
+    NotALog {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A compaction's snapshot was not put in place: the data was replaced (a replica's full
+    /// resync) while it was written, and it would bring the old data back.
     #[error("the snapshot was superseded: the data was replaced while it was written")]
     Superseded,
 }
@@ -80,14 +111,18 @@ impl StorageError {
 /// What kind of file a name in the directory is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FileKind {
+    /// `snapshot-<seq>.kvs`: every key as of mutation `seq`.
     Snapshot(Seq),
+    /// `log-<first seq>.kvl`: the mutations from `first seq` on.
     Log(Seq),
+    /// `*.tmp`: a file that was being written and never went into place; removed at start-up.
     Temporary,
 }
 
 /// An open, locked data directory.
 #[derive(Debug)]
 pub struct DataDir {
+    /// The directory (`--data-dir`); every file's path is made from it.
     path: PathBuf,
     /// Held for as long as the directory is in use; the lock goes with the file.
     _lock: File,
@@ -125,19 +160,23 @@ impl DataDir {
         })
     }
 
+    /// The directory itself, for the files named elsewhere (the `REPLICATION` state).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The path of the log whose first mutation is `first_seq`.
     pub fn log_path(&self, first_seq: Seq) -> PathBuf {
         self.path.join(format!("log-{first_seq:020}.kvl"))
     }
 
+    /// The path of the snapshot as of mutation `seq`.
     pub fn snapshot_path(&self, seq: Seq) -> PathBuf {
         self.path.join(format!("snapshot-{seq:020}.kvs"))
     }
 
-    /// Every file of ours in the directory, in history order.
+    /// Every file of ours in the directory: snapshots (oldest first), then logs (oldest first),
+    /// then temporary files.
     pub fn files(&self) -> Result<Vec<(FileKind, PathBuf)>, StorageError> {
         let entries = fs::read_dir(&self.path).map_err(StorageError::io("list", &self.path))?;
         let mut files = Vec::new();

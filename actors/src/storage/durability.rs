@@ -25,6 +25,7 @@ pub enum FsyncPolicy {
 }
 
 impl FsyncPolicy {
+    /// The policy's name as `--fsync` takes it, and as the logs show it.
     pub fn as_str(self) -> &'static str {
         match self {
             FsyncPolicy::Always => "always",
@@ -70,7 +71,9 @@ pub type DurableSender = watch::Sender<DurableState>;
 /// A session's view of the writer's progress.
 #[derive(Debug, Clone)]
 pub struct Durability {
+    /// The `--fsync` policy: only under `always` does a write wait to be on disk.
     policy: FsyncPolicy,
+    /// The writer's latest progress; the channel closes when the writer stops.
     state: watch::Receiver<DurableState>,
     /// Whether a writer reports here: if it stops, writes must stop being acknowledged.
     has_writer: bool,
@@ -103,6 +106,7 @@ impl Durability {
         durability
     }
 
+    /// The `--fsync` policy, which decides whether a session waits for [`Self::wait_synced`].
     pub fn policy(&self) -> FsyncPolicy {
         self.policy
     }

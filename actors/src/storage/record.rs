@@ -37,9 +37,18 @@ pub enum Entry {
     /// A mutation, in a log or (as a `Put`) in a snapshot.
     Mutation(Mutation),
     /// The end marker of a snapshot, with the count of records before it.
-    End { seq: Seq, count: u64 },
+    End {
+        /// The sequence number the snapshot reflects, which each of its `Put`s carries too.
+        seq: Seq,
+        /// How many records come before it, so that a snapshot cut short is never mistaken
+        /// for a smaller one.
+        count: u64,
+    },
     /// A replication heartbeat: the primary is alive and at offset `seq`.
-    Heartbeat { seq: Seq },
+    Heartbeat {
+        /// The primary's offset: the last mutation it has sent.
+        seq: Seq,
+    },
 }
 
 /// Why bytes at some offset are not a valid record.
@@ -53,7 +62,11 @@ pub enum RecordError {
     BadHeader,
     /// The body's checksum does not match; `len` is the body length the header gives.
     #[error("record checksum mismatch")]
-    BadBody { len: usize },
+    BadBody {
+        /// The body's length, from a header whose own checksum matched: where the damaged
+        /// record ends.
+        len: usize,
+    },
     /// The checksums match but the body makes no sense.
     #[error("malformed record: {0}")]
     Malformed(&'static str),
@@ -135,8 +148,12 @@ fn header_crc(len: [u8; 4], body_crc: u32) -> u32 {
 
 /// Reads records one after another from a byte stream, keeping track of the offset.
 pub struct RecordReader<R> {
+    /// The bytes being read: a log or snapshot file, past its magic.
     input: R,
+    /// The file offset of the next record; after a damaged one, where it starts (where
+    /// recovery cuts the log).
     offset: u64,
+    /// The buffer a record's body is read into, reused from one record to the next.
     body: Vec<u8>,
 }
 

@@ -29,18 +29,23 @@ pub struct RecoveryOptions {
 /// A log file that recovery kept, with the length of its valid part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogFile {
+    /// Where the log is.
     pub path: PathBuf,
+    /// The first mutation it holds: the number in its name.
     pub first_seq: Seq,
+    /// The length of its valid part, in bytes: appending continues there.
     pub len: u64,
 }
 
 /// The state rebuilt from a data directory.
 pub struct Recovered {
+    /// The data as of `last_seq`, for the Store to start from.
     pub keyspace: Keyspace,
     /// The last mutation applied; the next one gets `last_seq + 1`.
     pub last_seq: Seq,
-    /// The snapshot loaded (0 when there was none) and its size in bytes.
+    /// The snapshot loaded (0 when there was none).
     pub snapshot_seq: Seq,
+    /// Its size in bytes: the writer's starting point for when to compact next.
     pub snapshot_bytes: u64,
     /// The logs after the snapshot, oldest first; appends continue in the last one.
     pub logs: Vec<LogFile>,
@@ -61,9 +66,13 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// Reports progress through a large recovery now and then.
 struct Progress<'a> {
+    /// Where progress is reported.
     log: &'a Logger,
+    /// Bytes of the newest snapshot and of every log: what 100% stands for.
     total: u64,
+    /// Bytes of the files already read, before the one being read now.
     done_before: u64,
+    /// When progress was last reported: the next report waits [`PROGRESS_EVERY`].
     last: Instant,
 }
 

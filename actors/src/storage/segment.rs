@@ -16,8 +16,11 @@ pub const LOG_MAGIC: &[u8; 8] = b"KVLOG\x00\x00\x01";
 /// A log file open for appending.
 #[derive(Debug)]
 pub struct Segment {
+    /// The open file, positioned at `len`: the next append goes there.
     file: File,
+    /// Where the file is, for error messages and for the writer's list of logs.
     path: PathBuf,
+    /// The first mutation the log holds (or will hold): the number in its name.
     first_seq: Seq,
     /// Bytes known to be in the file.
     len: u64,
@@ -63,18 +66,23 @@ impl Segment {
         Ok(segment)
     }
 
+    /// Where the file is: the writer names it in errors, and removes it once a snapshot covers
+    /// it.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The first mutation the log holds (or will hold): the number in its name.
     pub fn first_seq(&self) -> Seq {
         self.first_seq
     }
 
+    /// Bytes in the file, its header included, as far as appends succeeded.
     pub fn len(&self) -> u64 {
         self.len
     }
 
+    /// Whether the log holds no record yet, only its header: nothing a snapshot could cover.
     pub fn is_empty(&self) -> bool {
         self.len <= LOG_MAGIC.len() as u64
     }
@@ -87,7 +95,8 @@ impl Segment {
                 Ok(())
             }
             Err(error) => {
-                // If this fails too, the next append retries it first (see `truncate`).
+                // If this fails too, the writer cuts the file back before it writes again
+                // (`Writer::try_recover`, through `rollback_to`).
                 let _ = self.truncate();
                 Err(error)
             }

@@ -32,6 +32,7 @@ use crate::store::{Applied, Seq, Store, StoreSnapshot, TakeSnapshot};
 /// How the writer persists.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterConfig {
+    /// When the log is forced to disk (`--fsync`), and so when a write counts as durable.
     pub fsync: FsyncPolicy,
     /// Compact once the logs hold at least this many bytes...
     pub compact_min_bytes: u64,
@@ -88,21 +89,31 @@ pub struct WriterStats {
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
 pub struct Reset {
+    /// The data the primary sent, written as the directory's one snapshot.
     pub data: Snapshot,
+    /// The last mutation `data` includes: the new log starts at `seq + 1`.
     pub seq: Seq,
+    /// The primary's history, recorded as the one followed once the data is on disk.
     pub replication_id: String,
 }
 
+/// Sent by the writer to itself on an `Applied`: handled once the mailbox is empty, it writes
+/// everything received meanwhile at once (group commit).
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Flush;
 
+/// Sent by the snapshot thread to the writer when a compaction's snapshot is written, or failed.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct SnapshotWritten {
+    /// The snapshot's path and size in bytes, or why it could not be written.
     result: Result<(PathBuf, u64), StorageError>,
+    /// The logs closed before the snapshot was taken: it covers them, so they can go.
     covered_logs: Vec<PathBuf>,
+    /// The last mutation the snapshot includes.
     seq: Seq,
+    /// When the compaction started, to log how long it took.
     started: Instant,
     /// The data generation the snapshot was taken in (see `Writer::generation`).
     generation: u64,
@@ -110,31 +121,47 @@ struct SnapshotWritten {
 
 /// The persistence writer actor.
 pub struct Writer {
+    /// The data directory, shared with the snapshot thread.
     dir: Arc<DataDir>,
+    /// The fsync policy and when to compact.
     config: WriterConfig,
+    /// Logs with `actor=writer`.
     log: Logger,
+    /// The Store, asked for a snapshot when it is time to compact.
     store: Addr<Store>,
+    /// Where the writer publishes its progress and failures, for sessions and the Follower.
     durable: DurableSender,
     /// The log being appended to.
     segment: Segment,
     /// Older logs since the last snapshot, oldest first.
     older_logs: Vec<PathBuf>,
+    /// Bytes in the logs since the last snapshot: compaction starts once this is large enough.
     log_bytes: u64,
+    /// The size of the last snapshot, which the compaction threshold grows with.
     snapshot_bytes: u64,
+    /// The last snapshot, removed once a newer one is in place.
     snapshot_path: Option<PathBuf>,
-    /// Records received but not yet written, and the last sequence number among them.
+    /// Records received but not yet written.
     pending: Vec<u8>,
+    /// The last sequence number received: `written` becomes it once `pending` is written.
     pending_last: Seq,
     /// Records written since the last fsync, kept to be rewritten after a failure.
     unsynced: Vec<u8>,
     /// Length of the segment known to be on disk.
     synced_len: u64,
+    /// Every mutation up to this one has been handed to the operating system.
     written: Seq,
+    /// Every mutation up to this one is on disk.
     synced: Seq,
+    /// A [`Flush`] is queued behind the messages in the mailbox.
     flush_scheduled: bool,
+    /// Why the log cannot be written, while it cannot: writes are refused, the tick retries.
     failure: Option<Arc<str>>,
+    /// A snapshot is being taken or written; no other compaction starts meanwhile.
     compacting: bool,
+    /// When a compaction last failed: the next one waits [`COMPACTION_RETRY`].
     compaction_failed_at: Option<Instant>,
+    /// How many compactions have finished since start-up, for [`WriterStats`].
     compactions: u64,
     /// Bumped by every [`Reset`]: a snapshot taken before it describes replaced data. Shared
     /// with the snapshot thread, which checks it and renames its file under one lock.

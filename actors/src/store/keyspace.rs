@@ -62,15 +62,22 @@ impl Borrow<[u8]> for Slot {
 /// The live key-value data of a node.
 #[derive(Clone)]
 pub struct Keyspace {
+    /// The [`SHARDS`] tables. One that a [`Snapshot`] still shares is copied by the first write
+    /// to it (`Arc::make_mut`), so the snapshot never sees the change.
     shards: Vec<Arc<Shard>>,
+    /// Hashes a key to pick its shard; each shard's table hashes with a clone of it.
     hasher: RandomState,
+    /// How many keys the shards hold together, kept so that asking costs nothing.
     len: usize,
 }
 
 /// A frozen, consistent view of a [`Keyspace`], cheap to take and to send to another thread.
 #[derive(Clone)]
 pub struct Snapshot {
+    /// The keyspace's shards as they were when the snapshot was taken, shared with it until it
+    /// writes to them.
     shards: Vec<Arc<Shard>>,
+    /// How many keys they hold.
     len: usize,
 }
 
@@ -127,6 +134,7 @@ impl Keyspace {
         self.len
     }
 
+    /// Whether there are no keys at all.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -177,6 +185,7 @@ impl Snapshot {
         self.len
     }
 
+    /// Whether the snapshot holds no keys.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

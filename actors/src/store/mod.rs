@@ -26,6 +26,8 @@ use pair::Pair;
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct Applied {
+    /// The mutations, in apply order, each with its sequence number: one slice shared by every
+    /// subscriber, so a publication costs a reference count per subscriber, not a copy.
     pub mutations: Arc<[Mutation]>,
 }
 
@@ -33,6 +35,7 @@ pub struct Applied {
 #[derive(Debug, Message)]
 #[rtype(result = "Option<Bytes>")]
 pub struct Get {
+    /// The key to read.
     pub key: Bytes,
 }
 
@@ -40,7 +43,10 @@ pub struct Get {
 #[derive(Debug, Message)]
 #[rtype(result = "Seq")]
 pub struct Put {
+    /// The key to set. The Store copies it and the value into a [`pair::Pair`] of its own, so
+    /// both may be slices of a larger buffer.
     pub key: Bytes,
+    /// The value to store under `key`.
     pub value: Bytes,
 }
 
@@ -49,14 +55,19 @@ pub struct Put {
 #[derive(Debug, Message)]
 #[rtype(result = "Option<Seq>")]
 pub struct Del {
+    /// The key to remove.
     pub key: Bytes,
 }
 
 /// One operation of a [`Batch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
+    /// Read this key: answers [`Outcome::Value`], or [`Outcome::NotFound`].
     Get(Bytes),
+    /// Set this key (first) to this value (second): answers [`Outcome::Applied`].
     Put(Bytes, Bytes),
+    /// Remove this key: answers [`Outcome::Applied`], or [`Outcome::NotFound`] when it did not
+    /// exist.
     Del(Bytes),
 }
 
@@ -78,12 +89,16 @@ pub enum Outcome {
 #[derive(Debug, Message)]
 #[rtype(result = "BatchResult")]
 pub struct Batch {
+    /// The operations, applied one after another in this order; the answer has one outcome per
+    /// op, in the same position.
     pub ops: Vec<Op>,
 }
 
 /// The answer to a [`Batch`]: one outcome per op, in order.
 #[derive(Debug, MessageResponse)]
 pub struct BatchResult {
+    /// One outcome per op of the batch, in the same order: the session folds them back into
+    /// each command's reply.
     pub outcomes: Vec<Outcome>,
     /// The sequence number of the last mutation this batch applied, if it applied any.
     /// Durability and replication waits are expressed against it.
@@ -111,6 +126,7 @@ pub struct Stats;
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Seq, Seq>")]
 pub struct Apply {
+    /// The primary's mutations, in order, numbered as the primary numbered them.
     pub mutations: Vec<Mutation>,
 }
 
@@ -119,7 +135,10 @@ pub struct Apply {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Replace {
+    /// The new data: the snapshot a full resync received, whole.
     pub data: Keyspace,
+    /// The primary's sequence number that `data` reflects: the next mutation applied must be
+    /// `seq + 1`.
     pub seq: Seq,
 }
 
@@ -134,14 +153,20 @@ pub struct TakeSnapshot;
 /// The answer to [`TakeSnapshot`]: the data exactly as of mutation `seq`.
 #[derive(MessageResponse)]
 pub struct StoreSnapshot {
+    /// The data, frozen: writes the Store applies afterwards do not show in it.
     pub data: Snapshot,
+    /// The last mutation `data` includes. Everything after it reaches subscribers after this
+    /// answer, so whoever carries on from the snapshot (a replicator) misses nothing.
     pub seq: Seq,
 }
 
 /// A point-in-time summary of the Store, for `INFO`-style reporting and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
 pub struct StoreStats {
+    /// How many keys the Store holds.
     pub keys: usize,
+    /// The sequence number of the last mutation applied (0 when none has been): the node's
+    /// offset, as `INFO` reports it.
     pub last_seq: Seq,
 }
 
@@ -153,8 +178,12 @@ const MAILBOX_CAPACITY: usize = 64 * 1024;
 
 /// The in-memory key-value map and its history counter.
 pub struct Store {
+    /// The node's data: every key with its value.
     data: Keyspace,
+    /// The sequence number of the last mutation applied; the next one gets `last_seq + 1`.
     last_seq: Seq,
+    /// Who receives every publication (the persistence writer, each replicator); one that
+    /// stopped is dropped at the next publication.
     subscribers: Vec<Recipient<Applied>>,
     /// Mutations applied since the last publication.
     pending: Vec<Mutation>,

@@ -29,7 +29,11 @@ pub enum Change {
     /// The pair's key now holds the pair's value. It is the very pair the Store keeps, shared.
     Put(Pair),
     /// `key` no longer exists.
-    Del { key: Bytes },
+    Del {
+        /// The key removed, in a buffer of its own exactly its size (never a slice of a
+        /// request's buffer, which a subscriber holding it would pin).
+        key: Bytes,
+    },
 }
 
 impl Change {

@@ -4,10 +4,11 @@
 //! for the key, one for the value and a table slot holding two 32-byte `Bytes` handles) makes
 //! the in-memory footprint of a small key close to its payload: a 16-byte pointer in the
 //! table and one block of `8 + 4 + key + value` bytes (`triomphe`'s `Arc` has no weak count,
-//! which `std`'s spends 8 bytes per key on; nothing here needs weak references). It is also what makes the write path
-//! cheap: the Store copies a request's key and value once, out of the session's read buffer
-//! (so a stored value never pins a whole network buffer), and from then on the persistence
-//! writer, every replicator's backlog and a snapshot share that block by reference count.
+//! which `std`'s spends 8 bytes per key on; nothing here needs weak references). It is also
+//! what makes the write path cheap: the Store copies a request's key and value once, out of the
+//! session's read buffer (so a stored value never pins a whole network buffer), and from then
+//! on the persistence writer, every replicator's backlog and a snapshot share that block by
+//! reference count.
 
 use std::fmt;
 use std::mem::MaybeUninit;

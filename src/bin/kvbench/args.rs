@@ -1,0 +1,91 @@
+//! The command line: what to send, how much, over which protocol, and how to report it.
+//!
+//! Everything a run can vary is an option here, checked by clap before anything connects,
+//! so that a mistyped number is a one-line usage error rather than a strange benchmark.
+
+use clap::{Parser, ValueEnum};
+
+/// `--requests` when neither it nor `--duration` is given.
+pub const DEFAULT_REQUESTS: u64 = 100_000;
+
+/// A load generator for kvstore nodes and Redis (PUT/GET over the line protocol, or SET/GET
+/// over RESP).
+#[derive(Debug, Parser)]
+#[command(name = "kvbench", version)]
+pub struct Args {
+    /// Host of the node.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port of the node.
+    #[arg(long, short, default_value_t = 12345)]
+    pub port: u16,
+    /// Connections, all driven by one event loop on one thread.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub conns: u64,
+    /// Requests in flight per connection. Keep pipeline x value size well under the socket
+    /// buffers (a few MiB): requests are all written before any reply is read.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub pipeline: u64,
+    /// Total requests to send [default: 100000].
+    #[arg(long, conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+    /// Send requests for this many seconds instead of a fixed number.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration: Option<u64>,
+    /// Keys are `key:0` to `key:<K-1>`, picked uniformly at random.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keyspace: u64,
+    /// Bytes in each PUT value.
+    #[arg(long, value_name = "B", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub value_size: u64,
+    /// What to send: PUTs, GETs, or a random mix of both (see --set-ratio).
+    #[arg(long, value_enum, default_value_t = Workload::Set)]
+    pub workload: Workload,
+    /// Share of PUTs in the mixed workload, from 0 to 1.
+    #[arg(long, default_value_t = 0.5, value_parser = parse_ratio)]
+    pub set_ratio: f64,
+    /// PUT every key of the keyspace once before measuring, so that GETs find values.
+    #[arg(long)]
+    pub prefill: bool,
+    /// Print the results as one JSON object on one line instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Wire protocol: kvstore's line protocol, or RESP2 (the Redis protocol), which drives
+    /// Redis as well. The lag probe speaks it too.
+    #[arg(long, value_enum, default_value_t = Proto::Line)]
+    pub proto: Proto,
+    /// Also measure replication lag to this replica of the node while the load runs: PUT a
+    /// fresh key on the node, then GET it from the replica until it is there (at most 250
+    /// probes a second).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub lag_probe: Option<String>,
+}
+
+/// The request mix, named as redis-benchmark's tests are.
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+pub enum Workload {
+    /// Only `PUT key:<n> <value>`: the write path, through the log and its fsync policy.
+    Set,
+    /// Only `GET key:<n>`: the read path, which never touches the disk.
+    Get,
+    /// PUTs with probability `--set-ratio`, GETs otherwise.
+    Mixed,
+}
+
+/// The wire protocol of every connection.
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+pub enum Proto {
+    /// `PUT key value` / `GET key`, one line each; replies are lines.
+    Line,
+    /// RESP2: `SET key value` / `GET key` as arrays of bulk strings; replies are RESP values.
+    Resp,
+}
+
+/// `--set-ratio` must be a probability, or the mix means nothing.
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{text:?} is not a number from 0 to 1")),
+    }
+}

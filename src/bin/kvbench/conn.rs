@@ -1,0 +1,85 @@
+//! Blocking connections, for the work around the measured load: prefill and the lag probe.
+//!
+//! They run on threads of their own, where blocking is the simplest way to wait; the
+//! measured load uses the same sockets from an event loop instead (see `load`).
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::args::Proto;
+use crate::read_buf::ReadBuf;
+use crate::reply::Reply;
+
+/// How long to wait for each connection: a node that does not answer by then is not there.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A reply slower than this means the node is stuck: the connection counts as failed, so
+/// that the benchmark ends instead of hanging.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One connection to the node, with a read buffer so that many small replies cost few
+/// system calls.
+pub struct Conn {
+    /// The socket, in blocking mode with `IO_TIMEOUT` on every read and write.
+    stream: TcpStream,
+    /// Replies read and not yet taken.
+    buf: ReadBuf,
+}
+
+impl Conn {
+    /// Connect with a timeout and TCP_NODELAY (a lone request must not wait for Nagle).
+    pub fn open(addr: impl ToSocketAddrs) -> io::Result<Conn> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
+        for addr in addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+                    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+                    let buf = ReadBuf::new();
+                    return Ok(Conn { stream, buf });
+                }
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
+    }
+
+    /// A second handle on the socket, for the event loop of the measured load. The socket is
+    /// shared: once the event loop makes it non-blocking, this connection is done with.
+    pub fn try_clone_stream(&self) -> io::Result<TcpStream> {
+        self.stream.try_clone()
+    }
+
+    /// Write encoded requests, all of them.
+    pub fn send(&mut self, requests: &[u8]) -> io::Result<()> {
+        self.stream.write_all(requests)
+    }
+
+    /// Send one encoded request and read its reply, its text into `line`.
+    pub fn request(
+        &mut self,
+        proto: Proto,
+        request: &[u8],
+        line: &mut Vec<u8>,
+    ) -> io::Result<Reply> {
+        self.send(request)?;
+        self.read_reply(proto, line)
+    }
+
+    /// Read one whole reply; its text (see `reply::Parsed::text`) is left in `line`.
+    pub fn read_reply(&mut self, proto: Proto, line: &mut Vec<u8>) -> io::Result<Reply> {
+        loop {
+            if let Some((reply, text)) = self.buf.next_reply(proto)? {
+                line.clear();
+                line.extend_from_slice(text);
+                return Ok(reply);
+            }
+            match self.stream.read(self.buf.space()) {
+                Ok(read) => self.buf.filled(read)?,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}

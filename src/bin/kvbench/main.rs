@@ -1,0 +1,159 @@
+//! `kvbench`: a load generator for kvstore nodes, in the spirit of redis-benchmark.
+//!
+//! It speaks kvstore's line protocol (`PUT`/`GET`), or with `--proto resp` RESP2, the Redis
+//! protocol (`SET`/`GET` as arrays of bulk strings, every reply type parsed), so that the same
+//! tool, with the same pipelining and latency measurement, can drive a node and Redis alike.
+//!
+//! It opens `--conns` connections, all driven by one event loop on one thread (as
+//! redis-benchmark does, so the client leaves the other cores to the server), and keeps
+//! `--pipeline` requests in flight on each: it writes a batch of requests with one write, then
+//! reads their replies. (Prefill and the lag probe use blocking connections of their own.)
+//! A request's latency is the time from its batch's write to its reply, so with a pipeline
+//! it includes the wait behind the earlier requests of the batch, as a real client sees it.
+//!
+//! With `--lag-probe HOST:PORT` (a replica of the node), one more thread measures replication
+//! lag while the load runs (see `lag`).
+//!
+//! Exit status: 0 when every request got a reply that is not an `ERROR` (and the lag probe, if
+//! any, did not fail), 1 when some did not (the results are still printed), 2 when the node or
+//! the replica could not be reached at all.
+//!
+//! This file wires the run together: connect, prefill, measure, report. The modules:
+//! `args` (the command line), `request` (encoding requests), `reply` (the one reply parser),
+//! `read_buf` (reading replies into it), `conn` (blocking connections), `prefill`, `load`
+//! (the measured connections' event loop), `lag` (the lag probe) and `stats` (results).
+
+mod args;
+mod conn;
+mod lag;
+mod load;
+mod prefill;
+mod read_buf;
+mod reply;
+mod request;
+mod stats;
+
+use std::io::{self, IsTerminal};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Barrier;
+use std::thread;
+use std::time::Instant;
+
+use clap::Parser;
+
+use args::Args;
+use conn::Conn;
+use lag::{Lag, LagProbe};
+use load::Shared;
+use stats::Stats;
+
+/// Open every connection before anything is measured, so that a node that is not there is
+/// reported at once, as one line, with exit status 2.
+fn connect_all(args: &Args) -> Result<Vec<Conn>, ExitCode> {
+    (0..args.conns)
+        .map(|_| Conn::open((args.host.as_str(), args.port)))
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(|error| {
+            let (host, port) = (&args.host, args.port);
+            eprintln!(
+                "kvbench: cannot connect to {host}:{port}: {error} (is kvnode running there?)"
+            );
+            ExitCode::from(2)
+        })
+}
+
+/// With `--lag-probe`, open the probe's two connections; as in `connect_all`, a node or a
+/// replica that is not there ends the run at once, with exit status 2.
+fn connect_probe(args: &Args) -> Result<Option<LagProbe>, ExitCode> {
+    let Some(replica) = &args.lag_probe else {
+        return Ok(None);
+    };
+    let unreachable = |what: &str, error: io::Error| {
+        eprintln!("kvbench: cannot connect to {what} for the lag probe: {error}");
+        ExitCode::from(2)
+    };
+    let primary = Conn::open((args.host.as_str(), args.port))
+        .map_err(|error| unreachable(&format!("{}:{}", args.host, args.port), error))?;
+    let replica = Conn::open(replica.as_str()).map_err(|error| unreachable(replica, error))?;
+    let proto = args.proto;
+    Ok(Some(LagProbe {
+        primary,
+        replica,
+        proto,
+    }))
+}
+
+/// Run every connection's loop, and the lag probe if there is one, started together behind a
+/// barrier, and return the time the clock started with the merged results and the lag.
+fn measure(
+    conns: &mut [Conn],
+    probe: Option<&mut LagProbe>,
+    args: &Args,
+) -> (Instant, Stats, Option<Lag>) {
+    let shared = Shared {
+        issued: AtomicU64::new(0),
+        answered: AtomicU64::new(0),
+        running: AtomicUsize::new(conns.len()),
+    };
+    let barrier = Barrier::new(2 + usize::from(probe.is_some()));
+    // The connections' sockets, for the event loop (the blocking handles stay open).
+    let streams: Vec<io::Result<std::net::TcpStream>> = conns
+        .iter()
+        .map(|conn| {
+            let stream = conn.try_clone_stream()?;
+            stream.set_nonblocking(true)?;
+            Ok(stream)
+        })
+        .collect();
+    thread::scope(|s| {
+        let (shared, barrier) = (&shared, &barrier);
+        let driver = s.spawn(move || load::drive(streams, args, shared, barrier));
+        let prober = probe.map(|probe| {
+            s.spawn(move || {
+                barrier.wait();
+                probe.run(shared)
+            })
+        });
+        barrier.wait();
+        let start = Instant::now();
+        if io::stderr().is_terminal() {
+            stats::show_progress(shared, start);
+        }
+        let mut totals = Stats::new();
+        totals.finished = start;
+        match driver.join() {
+            Ok(all) => all.iter().for_each(|stats| totals.merge(stats)),
+            Err(_) => totals.fail(&"the client's event loop panicked"),
+        }
+        let lag = prober.map(|prober| prober.join().unwrap_or_else(|_| Lag::panicked()));
+        (start, totals, lag)
+    })
+}
+
+/// Connect, optionally prefill, measure, report.
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut conns = match connect_all(&args) {
+        Ok(conns) => conns,
+        Err(code) => return code,
+    };
+    let mut probe = match connect_probe(&args) {
+        Ok(probe) => probe,
+        Err(code) => return code,
+    };
+    if args.prefill {
+        if let Err(error) = prefill::prefill_all(&mut conns, &args) {
+            eprintln!("kvbench: prefill failed: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let (start, totals, lag) = measure(&mut conns, probe.as_mut(), &args);
+    totals.print(&args, start, lag.as_ref());
+    let lag_failed = lag.is_some_and(|lag| lag.failure.is_some());
+    if totals.errors > 0 || lag_failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

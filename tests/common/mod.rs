@@ -20,20 +20,7 @@ use tempfile::TempDir;
 /// suite must pass on a loaded 2-core machine; a passing test never waits this long.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
-/// Poll `condition` until it holds, failing the test with `what` at the deadline.
 pub mod proxy;
-
-/// A tiny deterministic generator for fuzz-style tests, so a failure can be replayed.
-pub struct XorShift(pub u64);
-
-impl XorShift {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// Every key and value of a snapshot, sorted, for comparing data sets.
 pub fn sorted_pairs(
@@ -52,6 +39,7 @@ pub fn sorted_pairs(
     pairs
 }
 
+/// Poll `condition` until it holds, failing the test with `what` at the deadline.
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();
     while !condition() {

@@ -119,8 +119,11 @@ pub struct NodeArgs {
     #[arg(long = "replica", value_name = "HOST:PORT", value_parser = host_port)]
     pub replicas: Vec<String>,
 
-    /// A shared secret for replication: a replica refuses a primary's stream that does not
-    /// present it. Give the same secret to the primary and its replicas.
+    /// A shared secret that authenticates replication links both ways: a primary streams only
+    /// to a replica that proves it knows the secret, and a replica takes a stream only from a
+    /// primary that proves it (HMAC challenge and response; the secret never crosses the
+    /// wire). Give the same secret to the primary and its replicas. Without it, links are not
+    /// authenticated.
     #[arg(
         long,
         value_name = "SECRET",
@@ -139,6 +142,18 @@ pub struct NodeArgs {
     #[arg(long, value_name = "MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub repl_timeout_ms: u64,
+
+    /// A primary that opens a replication stream must finish the handshake (prove it knows
+    /// the cluster secret) within this long, or the connection is closed.
+    #[arg(long, value_name = "MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub repl_handshake_timeout_ms: u64,
+
+    /// Close a client connection that sends nothing for this many seconds (0: never, the
+    /// default, as Redis's `timeout`). A client waiting for a reply is not idle.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+    pub timeout: u64,
 
     /// How much to log to stderr.
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
@@ -210,6 +225,9 @@ pub struct NodeConfig {
     pub cluster_secret: Option<String>,
     pub repl_backlog_bytes: usize,
     pub repl_timeout: std::time::Duration,
+    pub repl_handshake_timeout: std::time::Duration,
+    /// `--timeout`: `None` for never.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 /// A combination of flags that cannot work together.
@@ -287,6 +305,10 @@ impl TryFrom<NodeArgs> for NodeConfig {
             cluster_secret: args.cluster_secret,
             repl_backlog_bytes: to_usize(args.repl_backlog_bytes),
             repl_timeout: std::time::Duration::from_millis(args.repl_timeout_ms),
+            repl_handshake_timeout: std::time::Duration::from_millis(
+                args.repl_handshake_timeout_ms,
+            ),
+            idle_timeout: (args.timeout > 0).then(|| std::time::Duration::from_secs(args.timeout)),
         })
     }
 }

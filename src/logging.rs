@@ -1,16 +1,34 @@
-//! The node's logger: slog records written by slog-term to stderr.
+//! The node's logger: slog records formatted by slog-term, written to stderr by a thread of
+//! their own (slog-async).
+//!
+//! Two rules: a logging failure never stops the node, and a log write never blocks the
+//! thread that logs. stderr can go away under a running node (`kvnode ... 2>&1 | tee log`
+//! and then Ctrl-C, a log shipper that restarts); its writes then fail, and are ignored. And
+//! stderr can be slow (a pipe whose reader lags), so records go through a bounded queue to
+//! the `kv-log` thread: the Store's thread never waits for a terminal, and when the queue is
+//! full, records are dropped and their number reported once there is room again.
 
 use clap::ValueEnum;
 use slog::{o, Drain, Logger};
+use slog_async::{AsyncGuard, OverflowStrategy};
+
+/// How many records may wait for the log thread before new ones are dropped (and counted).
+const LOG_QUEUE: usize = 4096;
 
 /// How much the node logs, from least to most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogLevel {
+    /// Only failures the node cannot carry on from.
     Critical,
+    /// Also failures the node carries on from (a disk error, a refused replica).
     Error,
+    /// Also what an operator should look at (a lost link, a refused connection).
     Warning,
+    /// Also the node's life: start, recovery, links, shutdown (the default).
     Info,
+    /// Also every connection.
     Debug,
+    /// Everything.
     Trace,
 }
 
@@ -27,11 +45,25 @@ impl From<LogLevel> for slog::Level {
     }
 }
 
-/// A logger writing one line per record to stderr, synchronously, so that nothing logged
-/// before a crash or exit is lost.
-pub fn stderr_logger(level: LogLevel) -> Logger {
+/// Keeps the log thread: dropping it writes every queued record, then stops the thread. Hold
+/// it until the program exits, so that the last lines (a shutdown, a `cannot start`) are out.
+pub struct LogGuard(
+    /// The log thread's handle; dropping it is its whole use.
+    #[allow(dead_code)]
+    AsyncGuard,
+);
+
+/// A logger writing one line per record to stderr, from the `kv-log` thread.
+pub fn stderr_logger(level: LogLevel) -> (Logger, LogGuard) {
     let decorator = slog_term::PlainSyncDecorator::new(std::io::stderr());
-    let drain = slog_term::FullFormat::new(decorator).build().fuse();
-    let drain = drain.filter_level(level.into()).fuse();
-    Logger::root(drain, o!())
+    // A failed write (stderr closed) is dropped: nothing a logger does may stop the node.
+    let format = slog_term::FullFormat::new(decorator).build().ignore_res();
+    // Filtered before the queue, so that records nobody wants cost no queue slot.
+    let filtered = format.filter_level(level.into()).ignore_res();
+    let (drain, guard) = slog_async::Async::new(filtered)
+        .chan_size(LOG_QUEUE)
+        .overflow_strategy(OverflowStrategy::DropAndReport)
+        .thread_name("kv-log".into())
+        .build_with_guard();
+    (Logger::root(drain.ignore_res(), o!()), LogGuard(guard))
 }

@@ -16,12 +16,13 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_rt::Arbiter;
+use kv_actors::replication::auth::ClusterSecret;
 use kv_actors::replication::follower::Follower;
 use kv_actors::replication::replication_id::{self, ReplicationState};
 use kv_actors::replication::replicator::{Replicator, ReplicatorConfig};
 use kv_actors::server::listener::{ClientCount, Listener, ListenerConfig, StopAccepting};
 use kv_actors::server::node_context::NodeContext;
-use kv_actors::server::session::SessionConfig;
+use kv_actors::server::session_config::SessionConfig;
 use kv_actors::storage::data_dir::{DataDir, StorageError};
 use kv_actors::storage::recovery;
 use kv_actors::storage::writer::{SyncNow, Writer};
@@ -112,8 +113,9 @@ impl Node {
             role: config.role.as_str(),
             stopping: Some(stopping_watch),
             clients: Arc::new(AtomicUsize::new(0)),
-            cluster_secret: config.cluster_secret.clone(),
+            cluster_secret: config.cluster_secret.as_deref().map(ClusterSecret::new),
             replication_timeout: config.repl_timeout,
+            handshake_timeout: config.repl_handshake_timeout,
             ..NodeContext::default()
         };
         let mut replication_id = None;
@@ -126,7 +128,7 @@ impl Node {
                 for replica in &config.replicas {
                     let replicator_config = ReplicatorConfig {
                         replica: replica.clone(),
-                        secret: config.cluster_secret.clone(),
+                        secret: config.cluster_secret.as_deref().map(ClusterSecret::new),
                         replication_id: id.clone(),
                         backlog_bytes: config.repl_backlog_bytes,
                         timeout: config.repl_timeout,
@@ -153,8 +155,8 @@ impl Node {
                 if config.cluster_secret.is_none() && !config.listen.ip().is_loopback() {
                     warn!(
                         log,
-                        "no --cluster-secret: anyone who can reach this port can replace \
-                        this replica's data with a replication stream"
+                        "no --cluster-secret: the replication link is not authenticated, and \
+                        anyone who can reach this port can replace this replica's data"
                     );
                 }
                 let following = match replication_id::load(&dir)? {
@@ -199,6 +201,7 @@ impl Node {
                 output_limit: config.client_output_limit,
                 durability,
                 node: node_context.clone(),
+                idle_timeout: config.idle_timeout,
                 ..SessionConfig::default()
             }),
             clients: node_context.clients.clone(),

@@ -328,6 +328,11 @@ fn a_replica_that_stops_reading_leaves_the_primarys_memory_bounded() {
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
         assert!(line.starts_with("REPLICATE"));
+        let challenge = format!("CHALLENGE {} -\n", "0".repeat(32));
+        (&stream).write_all(challenge.as_bytes()).unwrap();
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, "PROVE -\n");
         (&stream).write_all(b"POSITION - 0\n").unwrap();
         stream // held open, unread, until the test ends
     });
@@ -387,8 +392,9 @@ fn a_wrong_cluster_secret_is_refused() {
     let pdir = tempfile::tempdir().unwrap();
     let primary = primary_for(pdir.path(), &[replica.addr], &["--cluster-secret", "wrong"]);
     primary.client().put(b"k", b"v").unwrap();
-    replica.node().wait_for_log("wrong cluster secret");
-    primary.wait_for_log("replica unreachable");
+    // The replica proves itself first; the primary sees it does not share its secret and
+    // sends nothing.
+    primary.wait_for_log("did not prove it knows the cluster secret");
     assert_eq!(replica.node().client().get(b"k").unwrap(), None);
     assert_eq!(primary.client().request(b"WAIT 1 200").unwrap(), b"0");
     // With the right secret it streams.

@@ -8,24 +8,39 @@ use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use kv_actors::replication::replicator::{Replicator, ReplicatorConfig};
 use kv_actors::storage::record::{self, Entry};
-use kv_actors::store::{Batch, Change, Mutation, Op, Store, Subscribe};
+use kv_actors::store::{Batch, Change, Mutation, Op, Store, Subscribe, TakeSnapshot};
 use slog::{o, Discard, Logger};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-/// A replica that answers the handshake as an empty node, takes the snapshot it is sent, then
-/// records every mutation after it and acknowledges it. Answers the snapshot's offset.
-async fn fake_replica(
-    listener: TcpListener,
-    seen: Arc<Mutex<Vec<Mutation>>>,
-    snapshot_seq: Arc<Mutex<Option<u64>>>,
-) {
+/// What the fake replica received.
+#[derive(Default)]
+struct Received {
+    /// The full resync's snapshot: its pairs, its offset, the count its end record gave.
+    snapshot: Vec<(Bytes, Bytes)>,
+    snapshot_seq: Option<u64>,
+    snapshot_count: Option<u64>,
+    /// Every mutation after the snapshot, in the order it arrived.
+    mutations: Vec<Mutation>,
+}
+
+/// A replica that answers the handshake as an empty node, keeps the snapshot it is sent, then
+/// records every mutation after it and acknowledges it.
+async fn fake_replica(listener: TcpListener, received: Arc<Mutex<Received>>) {
     let (stream, _) = listener.accept().await.unwrap();
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let mut line = String::new();
     reader.read_line(&mut line).await.unwrap();
-    assert_eq!(line, "REPLICATE -\n");
+    assert!(line.starts_with("REPLICATE "), "{line}");
+    // The handshake without a cluster secret: a nonce each, no proofs.
+    writer
+        .write_all(format!("CHALLENGE {} -\n", "0".repeat(32)).as_bytes())
+        .await
+        .unwrap();
+    line.clear();
+    reader.read_line(&mut line).await.unwrap();
+    assert_eq!(line, "PROVE -\n");
     writer.write_all(b"POSITION - 0\n").await.unwrap();
     line.clear();
     reader.read_line(&mut line).await.unwrap();
@@ -37,16 +52,25 @@ async fn fake_replica(
         while let Some((entry, used)) = record::decode(&buf, 1 << 20).unwrap() {
             let _ = buf.split_to(used);
             match entry {
-                Entry::End { seq, .. } => {
+                Entry::End { seq, count } => {
                     in_snapshot = false;
-                    *snapshot_seq.lock().unwrap() = Some(seq);
+                    let mut received = received.lock().unwrap();
+                    received.snapshot_seq = Some(seq);
+                    received.snapshot_count = Some(count);
                     applied = Some(seq);
                 }
-                Entry::Mutation(mutation) if !in_snapshot => {
+                Entry::Mutation(mutation) if in_snapshot => match mutation.change {
+                    Change::Put(pair) => received.lock().unwrap().snapshot.push((
+                        Bytes::copy_from_slice(pair.key()),
+                        Bytes::copy_from_slice(pair.value()),
+                    )),
+                    Change::Del { .. } => panic!("a DEL in a snapshot"),
+                },
+                Entry::Mutation(mutation) => {
                     applied = Some(mutation.seq);
-                    seen.lock().unwrap().push(mutation);
+                    received.lock().unwrap().mutations.push(mutation);
                 }
-                _ => {}
+                Entry::Heartbeat { .. } => {}
             }
         }
         if let Some(applied) = applied {
@@ -67,9 +91,8 @@ async fn every_keys_history_arrives_in_order() {
     const KEYS: usize = 997;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let replica = listener.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let snapshot_seq = Arc::new(Mutex::new(None));
-    actix_rt::spawn(fake_replica(listener, seen.clone(), snapshot_seq.clone()));
+    let received = Arc::new(Mutex::new(Received::default()));
+    actix_rt::spawn(fake_replica(listener, received.clone()));
 
     let store_arbiter = Arbiter::new();
     let store = Store::start_in_arbiter(&store_arbiter.handle(), |_| Store::new());
@@ -125,12 +148,43 @@ async fn every_keys_history_arrives_in_order() {
         );
     }
 
-    let seen = seen.lock().unwrap();
-    let from = snapshot_seq.lock().unwrap().expect("a snapshot was sent") + 1;
+    // The primary's data, taken before the replica's records are looked at.
+    let primary = store.send(TakeSnapshot).await.unwrap();
+    let primary: HashMap<Bytes, Bytes> = primary
+        .data
+        .iter()
+        .map(|pair| {
+            let key = Bytes::copy_from_slice(pair.key());
+            (key, Bytes::copy_from_slice(pair.value()))
+        })
+        .collect();
+    let received = received.lock().unwrap();
+    let seen = &received.mutations;
+    let from = received.snapshot_seq.expect("a snapshot was sent") + 1;
+    assert_eq!(
+        received.snapshot_count,
+        Some(received.snapshot.len() as u64),
+        "the snapshot's end record counts its pairs"
+    );
     assert!(
         seen.iter().map(|m| m.seq).eq(from..=total),
         "every mutation after the snapshot, once and in order"
     );
+    // The snapshot and the mutations after it, applied in order, are the Store's data.
+    let mut replica: HashMap<Bytes, Bytes> = received.snapshot.iter().cloned().collect();
+    for mutation in seen.iter() {
+        match &mutation.change {
+            Change::Put(pair) => {
+                let key = Bytes::copy_from_slice(pair.key());
+                replica.insert(key, Bytes::copy_from_slice(pair.value()));
+            }
+            Change::Del { key } => {
+                replica.remove(key);
+            }
+        }
+    }
+    assert_eq!(replica.len(), primary.len(), "the replica has every key");
+    assert!(replica == primary, "the replica's data is the primary's");
     // Per key, the values written by any one sender only ever grow.
     let mut last: HashMap<(Bytes, usize), usize> = HashMap::new();
     for mutation in seen.iter() {

@@ -188,6 +188,17 @@ fn malformed_resp_gets_a_protocol_error_and_the_connection_closes() {
 }
 
 #[test]
+fn wait_answers_an_integer_and_a_null_array_is_skipped() {
+    let node = NodeProcess::start(&[]);
+    let mut stream = node.raw();
+    let replies = exchange(
+        &mut stream,
+        b"*-1\r\n*3\r\n$4\r\nWAIT\r\n$1\r\n0\r\n$1\r\n0\r\n",
+    );
+    assert_eq!(String::from_utf8_lossy(&replies), ":0\r\n");
+}
+
+#[test]
 fn random_and_truncated_resp_frames_never_hurt_the_node_or_other_clients() {
     let node = NodeProcess::start(&[]);
     let client = redis::Client::open(format!("redis://127.0.0.1:{}/", node.addr.port())).unwrap();

@@ -79,7 +79,11 @@ async fn put_get_del_semantics() {
 #[actix_rt::test]
 async fn a_batch_applies_in_order_and_answers_each_op() {
     let store = Store::new().start();
-    let BatchResult { outcomes, last_seq } = store
+    let BatchResult {
+        outcomes,
+        last_seq,
+        seen,
+    } = store
         .send(Batch {
             ops: vec![
                 Op::Get(b("a")),
@@ -104,6 +108,10 @@ async fn a_batch_applies_in_order_and_answers_each_op() {
         ]
     );
     assert_eq!(last_seq, Some(3));
+    assert_eq!(
+        seen, 3,
+        "the batch could show everything up to its last mutation"
+    );
     let reads_only = store
         .send(Batch {
             ops: vec![Op::Get(b("b"))],
@@ -111,6 +119,10 @@ async fn a_batch_applies_in_order_and_answers_each_op() {
         .await
         .unwrap();
     assert_eq!(reads_only.last_seq, None);
+    assert_eq!(
+        reads_only.seen, 3,
+        "a read could show any mutation the Store has applied"
+    );
 }
 
 #[actix_rt::test]
@@ -264,14 +276,15 @@ async fn concurrent_senders_get_gapless_increasing_sequence_numbers() {
 #[actix_rt::test]
 async fn a_stopped_subscriber_does_not_disturb_the_store() {
     let store = Store::new().start();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let recorder = Recorder(seen).start();
+    let live = subscribe(&store).await;
+    let stopped = Recorder(Arc::new(Mutex::new(Vec::new()))).start();
     store
-        .send(Subscribe(recorder.clone().recipient()))
+        .send(Subscribe(stopped.clone().recipient()))
         .await
         .unwrap();
-    drop(recorder);
-    // Let the recorder stop (it has no other owner), then keep writing.
+    // The Store holds a recipient of it, which does not keep it alive once it stops itself.
+    stopped.send(StopRecorder).await.unwrap();
+    eventually("the subscriber has stopped", || !stopped.connected()).await;
     for i in 0..100 {
         let seq = store
             .send(Put {
@@ -286,6 +299,25 @@ async fn a_stopped_subscriber_does_not_disturb_the_store() {
         store.send(Get { key: b("k") }).await.unwrap(),
         Some(b("99"))
     );
+    // The live subscriber still gets every mutation, in order.
+    eventually("the live subscriber has every mutation", || {
+        live.lock().unwrap().len() == 100
+    })
+    .await;
+    let seqs: Vec<Seq> = live.lock().unwrap().iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+}
+
+/// Makes a [`Recorder`] stop itself.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StopRecorder;
+
+impl Handler<StopRecorder> for Recorder {
+    type Result = ();
+    fn handle(&mut self, _: StopRecorder, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
 }
 
 /// Wait until the publications recorded hold `len` mutations in all.

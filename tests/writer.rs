@@ -82,7 +82,7 @@ async fn fed_mutations_become_durable_in_order_and_replay_exactly() {
         writer.do_send(Applied {
             mutations: mutations.into(),
         });
-        durability.wait_synced(seq).await.unwrap();
+        durability.wait_safe(seq).await.unwrap();
         let state = durability.current();
         assert!(
             state.synced >= seq && state.synced >= last_synced,

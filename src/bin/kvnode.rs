@@ -48,7 +48,7 @@ fn main() -> ExitCode {
 
 /// `kvnode import`: load a seed file, then exit.
 fn import(args: &ImportArgs) -> ExitCode {
-    let log = stderr_logger(args.log_level);
+    let (log, _log_thread) = stderr_logger(args.log_level);
     match kvstore::import::import(&args.seed_file, &args.data_dir, &log) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
@@ -60,7 +60,8 @@ fn import(args: &ImportArgs) -> ExitCode {
 
 /// Run a node until SIGINT or SIGTERM.
 fn serve(args: NodeArgs) -> ExitCode {
-    let log = stderr_logger(args.log_level);
+    // Dropped last, after the final records: it writes what is queued before the exit.
+    let (log, _log_thread) = stderr_logger(args.log_level);
     let system = actix_rt::System::new();
     let result = system.block_on(async {
         let config = NodeConfig::try_from(args)?;

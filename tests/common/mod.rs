@@ -21,6 +21,7 @@ use tempfile::TempDir;
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
 pub mod proxy;
+pub mod strace;
 
 /// Every key and value of a snapshot, sorted, for comparing data sets.
 pub fn sorted_pairs(
@@ -276,4 +277,28 @@ pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
             Err(e) => panic!("reading replies failed after {} bytes: {e}", replies.len()),
         }
     }
+}
+
+/// Send `requests` pipelined on one connection and answer the reply lines, in order.
+pub fn pipeline(node: &NodeProcess, requests: &[String]) -> Vec<String> {
+    let stream = node.raw();
+    let mut writer = stream.try_clone().unwrap();
+    let body: String = requests.iter().map(|r| format!("{r}\n")).collect();
+    let sender = thread::spawn(move || writer.write_all(body.as_bytes()).unwrap());
+    let mut reader = BufReader::new(stream);
+    let replies = (0..requests.len())
+        .map(|_| {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            line.trim_end_matches('\n').to_string()
+        })
+        .collect();
+    sender.join().unwrap();
+    replies
+}
+
+/// Stop `node` with SIGTERM and check that it exits cleanly.
+pub fn stop(mut node: NodeProcess) {
+    node.signal("TERM");
+    assert!(node.wait_exit().success());
 }

@@ -163,20 +163,24 @@ impl Decoder for ConnectionCodec {
 mod tests {
     use super::*;
     use crate::protocol::command::Command;
-    use crate::replication::wire::SyncStart;
+    use crate::replication::wire::{Prove, SyncStart};
     use crate::storage::record::Entry;
 
     #[test]
     fn a_replication_stream_switches_to_records() {
         let mut codec = ConnectionCodec::new(100, 10);
-        let mut buf = BytesMut::from("PING\nREPLICATE s3cret\nFULLSYNC abc 7\n");
+        let mut buf = BytesMut::from("PING\nREPLICATE s3cret\nPROVE -\nFULLSYNC abc 7\n");
         assert_eq!(
             codec.decode(&mut buf).unwrap(),
             Some(Frame::Requests(vec![Ok(Command::Ping)]))
         );
         assert_eq!(
             codec.decode(&mut buf).unwrap(),
-            Some(Frame::Replicate(Replicate::new(Some("s3cret"))))
+            Some(Frame::Replicate(Replicate::new("s3cret")))
+        );
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Frame::Stream(StreamFrame::Prove(Prove { proof: None })))
         );
         assert_eq!(
             codec.decode(&mut buf).unwrap(),

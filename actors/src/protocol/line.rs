@@ -167,7 +167,7 @@ mod tests {
         let mut buf = BytesMut::from("PING\nREPLICATE s3cret\nFULLSYNC abc 7\n");
         let lines = decoder.decode(&mut buf).unwrap();
         assert_eq!(lines.requests, vec![Ok(Command::Ping)]);
-        assert_eq!(lines.replicate, Some(Replicate::new(Some("s3cret"))));
+        assert_eq!(lines.replicate, Some(Replicate::new("s3cret")));
         assert_eq!(&buf[..], b"FULLSYNC abc 7\n");
         let mut buf = BytesMut::from("REPLICATE a b\n");
         let lines = decoder.decode(&mut buf).unwrap();

@@ -5,8 +5,10 @@
 //! `INFO` read. On a replica, the [`follower::Follower`] applies the primary's stream; the
 //! connection it arrives on is served by a Session, whose replication part is
 //! [`replica_link`]. [`replication_id`] records which history a node's data belongs to.
-//! Every message either side sends is defined, parsed and encoded in [`wire`].
+//! Every message either side sends is defined, parsed and encoded in [`wire`]; [`auth`] makes
+//! and checks the proofs by which each side of a link shows it knows the cluster secret.
 
+pub mod auth;
 pub mod backlog;
 pub mod follower;
 pub mod progress;

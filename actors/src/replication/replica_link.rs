@@ -3,18 +3,21 @@
 //! A primary's replication stream arrives on the replica's client port like any client, and is
 //! served by a Session, which reads it with the connection codec. Once the connection opens
 //! with `REPLICATE`, the session hands everything here: [`admit`] decides whether this node
-//! takes the stream, [`ReplicaLink::attach`] tells the [`Follower`] and answers the `POSITION`
-//! line, [`ReplicaLink::stream`] hands the Follower each part of the stream and answers the
-//! `ACK` line to write back, and [`ReplicaLink::current_ack`] answers the periodic `ACK`. The
-//! session only writes the lines and notices a silent primary.
+//! takes the stream and answers the `CHALLENGE` line; [`Handshake::prove`] checks the
+//! primary's proof; [`ReplicaLink::attach`] tells the [`Follower`] and answers the `POSITION`
+//! line; [`ReplicaLink::stream`] hands the Follower each part of the stream and answers the
+//! `ACK` line to write back; [`ReplicaLink::current_ack`] answers the periodic `ACK`. The
+//! session only writes the lines, and closes a handshake that takes too long or a primary
+//! that goes silent.
 
 use std::future::Future;
 
 use actix::prelude::*;
 use thiserror::Error;
 
+use super::auth::{self, ClusterSecret, Side};
 use super::follower::{Ack, Attach, CurrentAck, Detach, Follower, Stream, Superseded};
-use super::wire::{Refusal, ReplicaLine, Replicate, StreamFrame};
+use super::wire::{Prove, Refusal, ReplicaLine, Replicate, StreamFrame};
 
 /// Why a replication stream ends on the replica's side.
 #[derive(Debug, Error)]
@@ -23,22 +26,72 @@ pub enum LinkError {
     #[error("the follower is gone: {0}")]
     Follower(#[from] MailboxError),
     /// The Follower refused the stream (a gap, another history, a superseded stream, a disk
-    /// that cannot persist).
+    /// that cannot persist), or the primary sent what the protocol does not allow here.
     #[error("{0}")]
     Refused(String),
 }
 
+/// A primary's handshake between its opening and its proof.
+#[derive(Debug)]
+pub struct Handshake {
+    /// The node's Follower, which the stream attaches to once the primary has proved itself.
+    follower: Addr<Follower>,
+    /// This node's cluster secret; without one, any primary is taken (docs/replication.md).
+    secret: Option<ClusterSecret>,
+    /// The primary's nonce, from its opening.
+    primary_nonce: String,
+    /// This replica's fresh nonce, sent in the challenge.
+    replica_nonce: String,
+}
+
 /// Whether this node takes a primary's stream: it must be a replica (have a Follower), and the
-/// secret must match its `--cluster-secret`, when it has one.
+/// opening must carry a nonce. Answers the handshake and the `CHALLENGE` line to send (with
+/// this replica's proof, when it has a secret).
 pub fn admit(
     follower: Option<&Addr<Follower>>,
-    cluster_secret: Option<&str>,
+    secret: Option<&ClusterSecret>,
     opening: &Replicate,
-) -> Result<Addr<Follower>, Refusal> {
+) -> Result<(Handshake, Vec<u8>), Refusal> {
     let follower = follower.ok_or(Refusal::NotAReplica)?;
-    match cluster_secret {
-        Some(expected) if opening.secret != expected.as_bytes() => Err(Refusal::WrongSecret),
-        _ => Ok(follower.clone()),
+    if !auth::is_nonce(&opening.nonce) {
+        return Err(Refusal::Malformed);
+    }
+    let replica_nonce = auth::nonce();
+    let proof = secret.map(|s| s.proof(Side::Replica, &opening.nonce, &replica_nonce));
+    let challenge = ReplicaLine::Challenge {
+        nonce: replica_nonce.clone(),
+        proof,
+    }
+    .encode();
+    let handshake = Handshake {
+        follower: follower.clone(),
+        secret: secret.cloned(),
+        primary_nonce: opening.nonce.clone(),
+        replica_nonce,
+    };
+    Ok((handshake, challenge))
+}
+
+impl Handshake {
+    /// Check the primary's proof: with a secret, it must be the primary's HMAC of this
+    /// handshake's nonces (compared in constant time). Answers the Follower to attach to.
+    pub fn prove(self, prove: &Prove) -> Result<Addr<Follower>, Refusal> {
+        let Some(secret) = &self.secret else {
+            return Ok(self.follower);
+        };
+        match &prove.proof {
+            Some(proof)
+                if secret.verify(
+                    Side::Primary,
+                    &self.primary_nonce,
+                    &self.replica_nonce,
+                    proof,
+                ) =>
+            {
+                Ok(self.follower)
+            }
+            _ => Err(Refusal::WrongSecret),
+        }
     }
 }
 
@@ -89,6 +142,7 @@ impl ReplicaLink {
         let (start, records) = match frame {
             StreamFrame::Start(start) => (Some(start), Vec::new()),
             StreamFrame::Records(records) => (None, records),
+            StreamFrame::Prove(_) => (None, Vec::new()),
         };
         let applied = self.follower.send(Stream {
             link: self.link,

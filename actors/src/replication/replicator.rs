@@ -25,9 +25,10 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
+use super::auth::{self, ClusterSecret, Side};
 use super::backlog::Backlog;
 use super::progress::{LinkState, ReplicaProgress};
-use super::wire::{ReplicaLine, Replicate, StreamEncoder, SyncStart, MAX_CONTROL_LINE};
+use super::wire::{Prove, ReplicaLine, Replicate, StreamEncoder, SyncStart, MAX_CONTROL_LINE};
 use crate::store::{Applied, Seq, Store, StoreSnapshot, TakeSnapshot};
 
 /// How a replicator reaches its replica.
@@ -35,8 +36,9 @@ use crate::store::{Applied, Seq, Store, StoreSnapshot, TakeSnapshot};
 pub struct ReplicatorConfig {
     /// `host:port`; the host name is resolved at every connection attempt.
     pub replica: String,
-    /// Sent in the handshake; a replica with a secret refuses any other.
-    pub secret: Option<String>,
+    /// The cluster secret: the replica must prove it knows it before it is sent anything, and
+    /// the primary proves it in turn. Without one, the link is not authenticated.
+    pub secret: Option<ClusterSecret>,
     /// The primary's replication id.
     pub replication_id: Arc<str>,
     /// The most bytes of recent mutations kept for partial resyncs and slow replicas.
@@ -159,7 +161,9 @@ impl Replicator {
         self.attempt += 1;
         let attempt = self.attempt;
         let addr = self.config.replica.clone();
-        let hello = Replicate::new(self.config.secret.as_deref()).encode();
+        let primary_nonce = auth::nonce();
+        let hello = Replicate::new(&primary_nonce).encode();
+        let secret = self.config.secret.clone();
         let timeout = self.config.timeout;
         let handshake = async move {
             let stream = tokio::time::timeout(timeout, TcpStream::connect(addr.as_str()))
@@ -174,11 +178,40 @@ impl Replicator {
                 .map_err(|e| format!("handshake failed: {e}"))?;
             let mut lines =
                 FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_CONTROL_LINE));
-            let line = tokio::time::timeout(timeout, lines.next())
+            let line = next_line(&mut lines, timeout).await?;
+            let (replica_nonce, replica_proof) = match ReplicaLine::parse(&line) {
+                Ok(ReplicaLine::Challenge { nonce, proof }) => (nonce, proof),
+                Ok(ReplicaLine::Refused(why)) => {
+                    return Err(format!("the replica refused the handshake: {why}"))
+                }
+                _ => return Err(format!("the replica refused the handshake: {line:.80}")),
+            };
+            // The replica proves itself first: an impostor at its address gets nothing.
+            let proof =
+                match (&secret, replica_proof) {
+                    (Some(secret), Some(proof))
+                        if secret.verify(Side::Replica, &primary_nonce, &replica_nonce, &proof) =>
+                    {
+                        Some(secret.proof(Side::Primary, &primary_nonce, &replica_nonce))
+                    }
+                    (Some(_), _) => return Err(
+                        "the replica did not prove it knows the cluster secret; sending it nothing"
+                            .to_string(),
+                    ),
+                    (None, Some(_)) => {
+                        return Err(
+                            "the replica requires a cluster secret; start this node with the same \
+                         --cluster-secret"
+                                .to_string(),
+                        )
+                    }
+                    (None, None) => None,
+                };
+            writer
+                .write_all(&Prove { proof }.encode())
                 .await
-                .map_err(|_| "no answer to the handshake".to_string())?
-                .ok_or("the replica closed the connection during the handshake")?
                 .map_err(|e| format!("handshake failed: {e}"))?;
+            let line = next_line(&mut lines, timeout).await?;
             let position = match ReplicaLine::parse(&line) {
                 Ok(ReplicaLine::Position { id, offset }) => (id, offset),
                 Ok(ReplicaLine::Refused(why)) => {
@@ -439,6 +472,18 @@ impl Replicator {
         }
         self.publish();
     }
+}
+
+/// The replica's next line in the handshake, within `timeout`.
+async fn next_line(
+    lines: &mut FramedRead<OwnedReadHalf, LinesCodec>,
+    timeout: Duration,
+) -> Result<String, LinkError> {
+    tokio::time::timeout(timeout, lines.next())
+        .await
+        .map_err(|_| "no answer to the handshake".to_string())?
+        .ok_or("the replica closed the connection during the handshake")?
+        .map_err(|e| format!("handshake failed: {e}"))
 }
 
 impl Actor for Replicator {

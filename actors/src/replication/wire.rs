@@ -3,21 +3,26 @@
 //!
 //! ```text
 //! primary                                     replica (on its client port)
-//!   REPLICATE <secret | ->\n        ───────▶
+//!   REPLICATE <nonce>\n             ───────▶
+//!                                   ◀───────  CHALLENGE <nonce> <proof | ->\n
+//!   PROVE <proof | ->\n             ───────▶
 //!                                   ◀───────  POSITION <replication id | -> <offset>\n
-//!                                             (or ERROR: <why>\n, and the replica closes)
+//!                                             (instead of either line, ERROR: <why>\n, and
+//!                                             the replica closes)
 //!   FULLSYNC <id> <seq>\n           ───────▶    a snapshot as of <seq> follows, then mutations
 //!   or CONTINUE <id> <offset>\n     ───────▶    the mutations after <offset> follow
 //!   records (binary)                ───────▶
 //!                                   ◀───────  ACK <applied> <durable>\n   (at least once a second)
 //! ```
 //!
-//! The records are those of the log ([`crate::storage::record`]): mutations, a snapshot's
+//! The nonces are fresh random hex; the proofs are each side's HMAC of both nonces under the
+//! cluster secret (`-` without one), made and checked in [`super::auth`]. The records are
+//! those of the log ([`crate::storage::record`]): mutations, a snapshot's
 //! `Put`s and its end marker, and heartbeats; [`StreamEncoder`] says which are sent when and
 //! [`StreamDecoder`] reads them back. The design (replication ids, partial and full resync,
 //! acknowledgements) is in docs/replication.md.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use thiserror::Error;
 
 use crate::storage::record::{self, Entry};
@@ -41,37 +46,34 @@ pub enum WireError {
     Record(#[from] record::RecordError),
 }
 
-/// The primary's first line: `REPLICATE <secret>`, with `-` for no secret. From then on the
-/// connection carries replication, not requests.
+/// The primary's first line: `REPLICATE <nonce>`. From then on the connection carries
+/// replication, not requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replicate {
-    /// The secret as sent (`-` when the primary has none).
-    pub secret: Bytes,
+    /// The primary's fresh nonce, as sent (checked for form by the replica).
+    pub nonce: String,
 }
 
 impl Replicate {
     /// The opening's usage, the error a line that starts with `REPLICATE` but is not one gets.
-    pub const USAGE: &'static str = "REPLICATE <secret>";
+    pub const USAGE: &'static str = "REPLICATE <nonce>";
 
-    /// The opening a primary with `secret` sends.
-    pub fn new(secret: Option<&str>) -> Replicate {
+    /// The opening of a handshake with `nonce`.
+    pub fn new(nonce: &str) -> Replicate {
         Replicate {
-            secret: Bytes::copy_from_slice(secret.unwrap_or("-").as_bytes()),
+            nonce: nonce.to_string(),
         }
     }
 
     /// The line, with its `\n`.
     pub fn encode(&self) -> Vec<u8> {
-        let mut line = b"REPLICATE ".to_vec();
-        line.extend_from_slice(&self.secret);
-        line.push(b'\n');
-        line
+        format!("REPLICATE {}\n", self.nonce).into_bytes()
     }
 
     /// The opening, if `line` (without its `\n`, a trailing `\r` allowed) is exactly
-    /// `REPLICATE <secret>`, the verb in any case and blanks around the words allowed. Any other
+    /// `REPLICATE <nonce>`, the verb in any case and blanks around the words allowed. Any other
     /// line is a client request, and goes to the command parser, which answers it.
-    pub fn parse(line: &Bytes) -> Option<Replicate> {
+    pub fn parse(line: &[u8]) -> Option<Replicate> {
         let blank = |b: &u8| *b == b' ' || *b == b'\t' || *b == b'\r';
         let start = line.iter().position(|b| !blank(b))?;
         let rest = line.get(start..start + 9)?;
@@ -88,7 +90,7 @@ impl Replicate {
             .position(blank)
             .map_or(line.len(), |n| secret_start + n);
         line[secret_end..].iter().all(blank).then(|| Replicate {
-            secret: line.slice(secret_start..secret_end),
+            nonce: String::from_utf8_lossy(&line[secret_start..secret_end]).into_owned(),
         })
     }
 
@@ -96,6 +98,33 @@ impl Replicate {
     /// peeks at (ten bytes) to admit a primary when client places are full.
     pub fn opens(head: &[u8]) -> bool {
         head == b"REPLICATE " || head == b"REPLICATE\n"
+    }
+}
+
+/// The primary's second line, `PROVE <proof>`: its proof that it knows the cluster secret
+/// (`-` without one), sent once it has checked the replica's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prove {
+    /// The proof, as hex; `None` for a primary without a secret.
+    pub proof: Option<String>,
+}
+
+impl Prove {
+    /// The line, with its `\n`.
+    pub fn encode(&self) -> Vec<u8> {
+        format!("PROVE {}\n", self.proof.as_deref().unwrap_or("-")).into_bytes()
+    }
+
+    /// Parse the line (without its `\n`).
+    pub fn parse(line: &[u8]) -> Result<Prove, WireError> {
+        let text = String::from_utf8_lossy(line);
+        match text.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["PROVE", "-"] => Ok(Prove { proof: None }),
+            ["PROVE", proof] => Ok(Prove {
+                proof: Some(proof.to_string()),
+            }),
+            _ => Err(WireError::Unexpected(text.into_owned())),
+        }
     }
 }
 
@@ -154,14 +183,26 @@ pub enum Refusal {
     /// This node is a primary (or has no follower): nothing here accepts a stream.
     #[error("REPLICATE: this node is not a replica")]
     NotAReplica,
-    /// The secret does not match this node's `--cluster-secret`.
+    /// The primary did not prove it knows this node's `--cluster-secret`.
     #[error("replication refused: wrong cluster secret")]
     WrongSecret,
+    /// The opening's nonce is not a nonce: not a primary of ours.
+    #[error("replication refused: malformed handshake")]
+    Malformed,
 }
 
 /// A line the replica sends back to its primary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplicaLine {
+    /// `CHALLENGE <nonce> <proof>`: the replica's fresh nonce, and its proof that it knows the
+    /// cluster secret (`None`, sent as `-`, for a replica without one). The answer to the
+    /// opening.
+    Challenge {
+        /// The replica's nonce, as hex.
+        nonce: String,
+        /// The replica's proof, as hex.
+        proof: Option<String>,
+    },
     /// `POSITION <id> <offset>`: the history the replica's data belongs to (`-`: none) and how
     /// far it goes. The answer to the opening.
     Position {
@@ -186,6 +227,9 @@ impl ReplicaLine {
     /// The line, with its `\n`.
     pub fn encode(&self) -> Vec<u8> {
         match self {
+            ReplicaLine::Challenge { nonce, proof } => {
+                format!("CHALLENGE {nonce} {}\n", proof.as_deref().unwrap_or("-"))
+            }
             ReplicaLine::Position { id, offset } => {
                 format!("POSITION {} {offset}\n", id.as_deref().unwrap_or("-"))
             }
@@ -207,6 +251,10 @@ impl ReplicaLine {
         }
         let mut words = line.split_whitespace();
         let parsed = match (words.next(), words.next(), words.next(), words.next()) {
+            (Some("CHALLENGE"), Some(nonce), Some(proof), None) => Some(ReplicaLine::Challenge {
+                nonce: nonce.to_string(),
+                proof: (proof != "-").then(|| proof.to_string()),
+            }),
             (Some("POSITION"), Some(id), Some(offset), None) => {
                 offset.parse().ok().map(|offset| ReplicaLine::Position {
                     id: (id != "-").then(|| id.to_string()),
@@ -254,18 +302,21 @@ impl StreamEncoder {
 /// What a replica reads on the link after the opening.
 #[derive(Debug, PartialEq, Eq)]
 pub enum StreamFrame {
+    /// The primary's proof.
+    Prove(Prove),
     /// How the stream starts.
     Start(SyncStart),
     /// A batch of records.
     Records(Vec<Entry>),
 }
 
-/// Decodes the primary's stream after the opening: one [`SyncStart`] line, then records in
-/// batches of at most `max_batch`.
+/// Decodes the primary's stream after the opening: the [`Prove`] line, one [`SyncStart`]
+/// line, then records in batches of at most `max_batch`.
 #[derive(Debug)]
 pub struct StreamDecoder {
-    /// Whether the control line has been read; records follow it.
-    started: bool,
+    /// How many control lines have been read: the proof, then how the stream starts; records
+    /// follow them.
+    lines: u8,
     /// The most records yielded as one batch.
     max_batch: usize,
 }
@@ -274,7 +325,7 @@ impl StreamDecoder {
     /// A decoder yielding at most `max_batch` records at a time.
     pub fn new(max_batch: usize) -> StreamDecoder {
         StreamDecoder {
-            started: false,
+            lines: 0,
             max_batch: max_batch.max(1),
         }
     }
@@ -285,7 +336,7 @@ impl StreamDecoder {
     /// this node's client limits allow, or a primary with larger limits than its replica could
     /// send a record the replica refuses forever.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<StreamFrame>, WireError> {
-        if !self.started {
+        if self.lines < 2 {
             let Some(end) = memchr::memchr(b'\n', src) else {
                 if src.len() > MAX_CONTROL_LINE {
                     return Err(WireError::LineTooLong);
@@ -293,9 +344,12 @@ impl StreamDecoder {
                 return Ok(None);
             };
             let line = src.split_to(end + 1);
-            let start = SyncStart::parse(&line[..end])?;
-            self.started = true;
-            return Ok(Some(StreamFrame::Start(start)));
+            let line = &line[..end];
+            self.lines += 1;
+            return Ok(Some(match self.lines {
+                1 => StreamFrame::Prove(Prove::parse(line)?),
+                _ => StreamFrame::Start(SyncStart::parse(line)?),
+            }));
         }
         let mut entries = Vec::new();
         let mut used = 0;
@@ -319,12 +373,10 @@ mod tests {
 
     #[test]
     fn the_opening_round_trips_and_is_recognised_only_when_exact() {
-        let open = Replicate::new(Some("s3cret"));
-        assert_eq!(open.encode(), b"REPLICATE s3cret\n");
-        let line = Bytes::from_static(b"REPLICATE s3cret");
-        assert_eq!(Replicate::parse(&line), Some(open));
-        assert_eq!(Replicate::new(None).encode(), b"REPLICATE -\n");
-        let parse = |s: &'static str| Replicate::parse(&Bytes::from_static(s.as_bytes()));
+        let open = Replicate::new("0a1b");
+        assert_eq!(open.encode(), b"REPLICATE 0a1b\n");
+        assert_eq!(Replicate::parse(b"REPLICATE 0a1b"), Some(open));
+        let parse = |s: &'static str| Replicate::parse(s.as_bytes());
         assert!(parse("  replicate\tx \r").is_some());
         assert_eq!(parse("REPLICATE"), None);
         assert_eq!(parse("REPLICATE a b"), None);
@@ -352,6 +404,16 @@ mod tests {
             assert_eq!(SyncStart::parse(&line[..line.len() - 1]), Ok(start));
         }
         assert!(SyncStart::parse(b"FULLSYNC abc x").is_err());
+        for prove in [
+            Prove { proof: None },
+            Prove {
+                proof: Some("ab".into()),
+            },
+        ] {
+            let line = prove.encode();
+            assert_eq!(Prove::parse(&line[..line.len() - 1]), Ok(prove));
+        }
+        assert!(Prove::parse(b"PROVE").is_err());
         for line in [
             ReplicaLine::Position {
                 id: Some("abc".into()),
@@ -366,6 +428,14 @@ mod tests {
                 durable: 4,
             },
             ReplicaLine::refused(Refusal::WrongSecret),
+            ReplicaLine::Challenge {
+                nonce: "ab".into(),
+                proof: Some("cd".into()),
+            },
+            ReplicaLine::Challenge {
+                nonce: "ab".into(),
+                proof: None,
+            },
         ] {
             let text = String::from_utf8(line.encode()).unwrap();
             assert_eq!(ReplicaLine::parse(text.trim_end_matches('\n')), Ok(line));
@@ -376,9 +446,13 @@ mod tests {
     }
 
     #[test]
-    fn the_stream_is_a_control_line_then_records_in_batches() {
+    fn the_stream_is_two_control_lines_then_records_in_batches() {
         let mut decoder = StreamDecoder::new(10);
-        let mut buf = BytesMut::from("FULLSYNC abc 7\n");
+        let mut buf = BytesMut::from("PROVE -\nFULLSYNC abc 7\n");
+        assert_eq!(
+            decoder.decode(&mut buf).unwrap(),
+            Some(StreamFrame::Prove(Prove { proof: None }))
+        );
         assert_eq!(
             decoder.decode(&mut buf).unwrap(),
             Some(StreamFrame::Start(SyncStart::Full {
@@ -409,9 +483,11 @@ mod tests {
             StreamDecoder::new(1).decode(&mut buf),
             Err(WireError::LineTooLong)
         );
-        let mut buf = BytesMut::from("HELLO\n");
+        let mut buf = BytesMut::from("PROVE -\nHELLO\n");
+        let mut decoder = StreamDecoder::new(1);
+        assert!(decoder.decode(&mut buf).is_ok());
         assert!(matches!(
-            StreamDecoder::new(1).decode(&mut buf),
+            decoder.decode(&mut buf),
             Err(WireError::Unexpected(_))
         ));
     }

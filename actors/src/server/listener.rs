@@ -21,9 +21,8 @@ use slog::{debug, info, warn, Logger};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::session::{
-    self, Session, SessionClosed, SessionConfig, SessionOwner, SessionReplicating,
-};
+use super::session::{self, Session, SessionClosed, SessionOwner, SessionReplicating};
+use super::session_config::SessionConfig;
 use crate::protocol::reply::{ErrorReply, Protocol, Reply};
 use crate::replication::wire::Replicate;
 use crate::store::Store;
@@ -35,6 +34,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const REFUSE_PEEK: Duration = Duration::from_millis(500);
 /// How long a refused connection's input is read before it is closed.
 const REFUSE_DRAIN: Duration = Duration::from_millis(100);
+/// The most connections admitted past the client limit because they opened a replication
+/// stream, and that have not proved they know the cluster secret yet. Each must prove it
+/// within the handshake timeout or is closed.
+const MAX_UNAUTHENTICATED: usize = 8;
 /// The most refused connections waiting (`REFUSE_PEEK`, `REFUSE_DRAIN`) at once: each holds a
 /// file descriptor, and a flood of them must not take the node's last ones. Past it, refusals
 /// are answered at once, in the line protocol.
@@ -85,6 +88,9 @@ pub struct Listener {
     sessions: HashMap<u64, Option<Addr<Session>>>,
     /// The sessions that are a primary's replication stream rather than a client.
     replicating: HashSet<u64>,
+    /// Sessions admitted past the client limit for a replication handshake that has not
+    /// finished yet (at most [`MAX_UNAUTHENTICATED`]).
+    unauthenticated: HashSet<u64>,
     /// The id given to the last session started; ids are never reused.
     next_id: u64,
     /// Which arbiter the next session goes to (modulo their number), so they take turns.
@@ -118,6 +124,7 @@ impl Listener {
                 log,
                 sessions: HashMap::new(),
                 replicating: HashSet::new(),
+                unauthenticated: HashSet::new(),
                 next_id: 0,
                 next_arbiter: 0,
                 accepting,
@@ -137,18 +144,25 @@ impl Listener {
             actix_rt::spawn(refuse(stream, peer, peek, ctx.address()));
             return;
         }
-        self.start_session(stream, peer, ctx);
+        let _ = self.start_session(stream, peer, ctx);
     }
 
     /// Give `stream` a session on the next arbiter in turn.
-    fn start_session(&mut self, stream: TcpStream, peer: SocketAddr, ctx: &mut Context<Self>) {
+    /// Start a session for `stream` on the next arbiter; answers its id, or `None` if the
+    /// connection was lost first.
+    fn start_session(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        ctx: &mut Context<Self>,
+    ) -> Option<u64> {
         // Move the socket to the session's arbiter as a std socket, so that it registers with
         // that thread's own reactor rather than this one's.
         let stream = match stream.into_std() {
             Ok(stream) => stream,
             Err(error) => {
                 warn!(self.log, "dropping connection"; "peer" => %peer, "error" => %error);
-                return;
+                return None;
             }
         };
         self.next_id += 1;
@@ -182,7 +196,9 @@ impl Listener {
             warn!(self.log, "I/O arbiter is gone; dropping connection"; "peer" => %peer);
             self.sessions.remove(&id);
             self.count_clients();
+            return None;
         }
+        Some(id)
     }
 
     /// Open sessions that are clients (a primary's replication stream is not one).
@@ -316,6 +332,7 @@ impl Handler<SessionClosed> for Listener {
     fn handle(&mut self, msg: SessionClosed, _: &mut Self::Context) {
         self.sessions.remove(&msg.id);
         self.replicating.remove(&msg.id);
+        self.unauthenticated.remove(&msg.id);
         self.count_clients();
         self.notify_if_drained();
     }
@@ -325,6 +342,7 @@ impl Handler<SessionReplicating> for Listener {
     type Result = ();
 
     fn handle(&mut self, msg: SessionReplicating, _: &mut Self::Context) {
+        self.unauthenticated.remove(&msg.id);
         if self.sessions.contains_key(&msg.id) {
             self.replicating.insert(msg.id);
             self.count_clients();
@@ -336,10 +354,20 @@ impl Handler<AdmitReplication> for Listener {
     type Result = ();
 
     fn handle(&mut self, msg: AdmitReplication, ctx: &mut Self::Context) {
-        if self.accepting.is_some() {
-            info!(self.log, "a replication stream arrives while client places are full; admitting it";
-                "peer" => %msg.peer);
-            self.start_session(msg.stream, msg.peer, ctx);
+        if self.accepting.is_none() {
+            return;
+        }
+        // Until it proves it knows the cluster secret, it may be anyone: only a few such
+        // connections get past the client limit at once.
+        if self.unauthenticated.len() >= MAX_UNAUTHENTICATED {
+            warn!(self.log, "refusing a replication stream: too many unauthenticated ones";
+                "peer" => %msg.peer, "limit" => MAX_UNAUTHENTICATED);
+            return;
+        }
+        info!(self.log, "a replication stream arrives while client places are full; admitting it";
+            "peer" => %msg.peer);
+        if let Some(id) = self.start_session(msg.stream, msg.peer, ctx) {
+            self.unauthenticated.insert(id);
         }
     }
 }

@@ -5,6 +5,7 @@
 //! - [`session`]: one client connection: batches of requests to the Store, replies in order;
 //!   or, when a primary opens a replication stream on it, the glue to
 //!   [`crate::replication::replica_link`].
+//! - [`session_config`]: the settings every session of a node shares.
 //! - [`output`]: writing a batch's replies to the socket.
 //! - [`node_context`]: what every session of a node shares about the node.
 //! - [`node_query`]: the answers to commands about the node (`DBSIZE`, `INFO`, `DIGEST`,
@@ -17,3 +18,4 @@ pub mod node_context;
 pub mod node_query;
 pub mod output;
 pub mod session;
+pub mod session_config;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::watch;
 
+use crate::replication::auth::ClusterSecret;
 use crate::replication::follower::Follower;
 use crate::replication::progress::ReplicaProgress;
 use crate::replication::wait;
@@ -27,10 +28,13 @@ pub struct NodeContext {
     pub follower: Option<Addr<Follower>>,
     /// Open client connections, kept by the Listener.
     pub clients: Arc<AtomicUsize>,
-    /// Required in a replication handshake, when set.
-    pub cluster_secret: Option<String>,
+    /// The secret a primary must prove it knows in a replication handshake (and this node
+    /// proves it knows), when set.
+    pub cluster_secret: Option<ClusterSecret>,
     /// A replication link silent for this long is closed.
     pub replication_timeout: Duration,
+    /// A primary that opened a replication stream must prove itself within this long.
+    pub handshake_timeout: Duration,
     /// Turns true when the node starts shutting down, which ends every `WAIT`.
     pub stopping: Option<watch::Receiver<bool>>,
     /// Clients blocked in `WAIT` right now.

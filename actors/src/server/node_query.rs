@@ -65,7 +65,8 @@ pub async fn answer(
             let count = node
                 .wait_for_replicas(last_write, replicas as usize, timeout)
                 .await;
-            Reply::Text(count.to_string())
+            // An integer reply over RESP (`:2`), as Redis answers; a decimal line otherwise.
+            Reply::Integer(count as i64)
         }
     };
     Ok(reply)

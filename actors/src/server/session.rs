@@ -33,57 +33,17 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
-use super::node_context::NodeContext;
 use super::node_query::{self, QueryError};
 use super::output;
+use super::session_config::SessionConfig;
 use crate::protocol::codec::{CodecError, ConnectionCodec, Frame, Request};
 use crate::protocol::command::{CommandError, Fold, NodeQuery, Plan};
 use crate::protocol::line::LineTooLong;
 use crate::protocol::reply::{ErrorReply, Protocol, Reply};
 use crate::replication::follower::Superseded;
-use crate::replication::replica_link::{self, LinkError, ReplicaLink};
-use crate::replication::wire::{Refusal, ReplicaLine, Replicate, StreamFrame};
-use crate::storage::durability::{Durability, FsyncPolicy};
+use crate::replication::replica_link::{self, Handshake, LinkError, ReplicaLink};
+use crate::replication::wire::{Prove, Refusal, ReplicaLine, Replicate, StreamFrame};
 use crate::store::{Batch, Op, Outcome, Seq, Store};
-
-/// Settings every session of a node shares.
-#[derive(Debug, Clone)]
-pub struct SessionConfig {
-    /// Refuse every write (`PUT`, `DEL`, `SET`, `MSET`, ...): the node is a replica.
-    pub read_only: bool,
-    /// The longest request line accepted, in bytes.
-    pub max_line_bytes: usize,
-    /// The most requests handled as one batch.
-    pub max_batch: usize,
-    /// The largest value a RESP client may send.
-    pub max_value_bytes: usize,
-    /// The most reply bytes one batch may produce before the client is disconnected
-    /// (a client output buffer hard limit, as Redis has).
-    pub output_limit: usize,
-    /// The persistence writer's progress: writes wait on it under `--fsync always`, and are
-    /// refused while it reports a failure.
-    pub durability: Durability,
-    /// What the node reports about itself (INFO, DIGEST, WAIT) and its replication wiring.
-    pub node: NodeContext,
-}
-
-impl Default for SessionConfig {
-    fn default() -> Self {
-        SessionConfig {
-            read_only: false,
-            max_line_bytes: 1024 * 1024,
-            max_batch: 1024,
-            max_value_bytes: 512 * 1024 * 1024,
-            output_limit: 1024 * 1024 * 1024,
-            durability: Durability::none(),
-            node: NodeContext {
-                role: "primary",
-                replication_timeout: Duration::from_secs(10),
-                ..NodeContext::default()
-            },
-        }
-    }
-}
 
 /// Tells a session's owner that it has ended.
 #[derive(Debug, Message)]
@@ -141,7 +101,11 @@ pub struct Session {
     out: BytesMut,
     /// The sequence number of this connection's latest write, for `WAIT`.
     last_write: Seq,
-    /// Set once the connection is a primary's replication stream.
+    /// When the last batch was answered: with `last_read`, what `--timeout` measures from.
+    last_answered: Instant,
+    /// A primary's handshake in progress: it opened, and has not proved itself yet.
+    handshake: Option<Handshake>,
+    /// Set once the connection is a primary's (authenticated) replication stream.
     replication: Option<ReplicaLink>,
     /// How replies are framed: the line protocol, or RESP once the client spoke it.
     protocol: Protocol,
@@ -241,6 +205,22 @@ impl Session {
                 last_read: last_read.clone(),
             };
             ctx.add_stream(FramedRead::new(reader, codec));
+            if let Some(timeout) = config.idle_timeout {
+                // Checked a few times per timeout. The check pauses while a batch is answered
+                // (`ctx.wait`), and idle time counts from the later of the last bytes read
+                // and the last batch answered, so a client waiting for its replies (a long
+                // `WAIT`) is never idle.
+                let every = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                ctx.run_interval(every, move |act: &mut Session, ctx| {
+                    let replicating = act.handshake.is_some() || act.replication.is_some();
+                    let active = act.last_read.get().max(act.last_answered);
+                    if !replicating && active.elapsed() >= timeout {
+                        debug!(act.log, "closing an idle client";
+                            "timeout_ms" => timeout.as_millis() as u64);
+                        ctx.stop();
+                    }
+                });
+            }
             Session {
                 id,
                 peer,
@@ -251,7 +231,9 @@ impl Session {
                 writer: Some(writer),
                 out: BytesMut::with_capacity(4096),
                 last_write: 0,
+                handshake: None,
                 replication: None,
+                last_answered: Instant::now(),
                 protocol: Protocol::Line,
                 last_read,
             }
@@ -306,22 +288,26 @@ impl Session {
         let mut out = std::mem::take(&mut self.out);
         let store_reply = (!ops.is_empty()).then(|| self.store.send(Batch { ops }));
         let limit = self.config.output_limit;
-        // Only `--fsync always` makes a batch wait for the writer.
-        let mut durability = (self.config.durability.policy() == FsyncPolicy::Always)
+        // Only a batch the Store answers waits for the writer.
+        let mut durability = store_reply
+            .is_some()
             .then(|| self.config.durability.clone());
         let mut last_write = self.last_write;
         let protocol = self.protocol;
         let work = async move {
-            let (outcomes, last_seq) = match store_reply {
+            let (outcomes, seen) = match store_reply {
                 Some(reply) => {
                     let result = reply.await?;
-                    (result.outcomes, result.last_seq)
+                    (result.outcomes, result.seen)
                 }
-                None => (Vec::new(), None),
+                None => (Vec::new(), 0),
             };
-            // Under `--fsync always`, a write is acknowledged only once it is on disk.
-            let not_durable = match (last_seq, durability.as_mut()) {
-                (Some(seq), Some(durability)) => Box::pin(durability.wait_synced(seq)).await.err(),
+            // No reply may show a mutation before it is as safe as the `--fsync` policy
+            // promises: on disk under `always`, handed to the operating system otherwise.
+            let not_safe = match durability.as_mut() {
+                Some(durability) if !durability.is_safe(seen) => {
+                    Box::pin(durability.wait_safe(seen)).await.err()
+                }
                 _ => None,
             };
             let mut outcomes = outcomes.into_iter();
@@ -331,19 +317,18 @@ impl Session {
                     Step::Reply(reply) => reply,
                     Step::Store { ops, fold } => {
                         let taken: Vec<Outcome> = outcomes.by_ref().take(ops).collect();
-                        let mut wrote = false;
                         for outcome in &taken {
                             if let Outcome::Applied(seq) = outcome {
                                 last_write = last_write.max(*seq);
-                                wrote = true;
                             }
                         }
-                        match (&not_durable, wrote) {
-                            // Under `--fsync always`, a write that is not on disk is an error.
-                            (Some(reason), true) => {
+                        match &not_safe {
+                            // A write whose durability is unknown, or a read that could show
+                            // such a write, is answered with the failure instead.
+                            Some(reason) => {
                                 Reply::Error(ErrorReply::PersistenceFailed(reason.clone()))
                             }
-                            _ => fold.reply(taken.into_iter()),
+                            None => fold.reply(taken.into_iter()),
                         }
                     }
                     // Boxed, so that the common batch's future (allocated for every batch)
@@ -379,6 +364,9 @@ impl Session {
 
     /// Take the writer back after a batch; close if asked or if the batch failed.
     fn answered(&mut self, result: Result<Answered, BatchError>, ctx: &mut Context<Self>) {
+        if self.config.idle_timeout.is_some() {
+            self.last_answered = Instant::now();
+        }
         match result {
             Ok(mut answered) => {
                 if answered.out.capacity() > KEEP_BUFFER_BYTES {
@@ -399,26 +387,47 @@ impl Session {
     }
 
     /// A primary opened a replication stream on this connection: admit it (or refuse and
-    /// close), attach it to the Follower, and answer `POSITION`.
+    /// close) and answer the challenge. The primary must prove itself within the handshake
+    /// timeout.
     fn start_replication(&mut self, opening: Replicate, ctx: &mut Context<Self>) {
         let node = &self.config.node;
         let admitted = replica_link::admit(
             node.follower.as_ref(),
-            node.cluster_secret.as_deref(),
+            node.cluster_secret.as_ref(),
             &opening,
         );
-        let follower = match admitted {
-            Ok(follower) => follower,
-            Err(refusal) => {
-                if refusal == Refusal::WrongSecret {
-                    warn!(
-                        self.log,
-                        "replication handshake refused: wrong cluster secret"
-                    );
-                }
-                let line = ReplicaLine::refused(refusal).encode();
-                return self.send_line(async move { Ok(line) }, true, ctx);
+        let (handshake, challenge) = match admitted {
+            Ok(admitted) => admitted,
+            Err(refusal) => return self.refuse_stream(refusal, ctx),
+        };
+        self.handshake = Some(handshake);
+        let timeout = node.handshake_timeout;
+        ctx.run_later(timeout, move |act, ctx| {
+            if act.handshake.is_some() {
+                warn!(act.log, "replication handshake not finished in time; closing";
+                    "timeout_ms" => timeout.as_millis() as u64);
+                ctx.stop();
             }
+        });
+        self.send_line(async move { Ok(challenge) }, false, ctx);
+    }
+
+    /// Tell the primary why its stream is refused, and close.
+    fn refuse_stream(&mut self, refusal: Refusal, ctx: &mut Context<Self>) {
+        warn!(self.log, "replication handshake refused"; "reason" => %refusal);
+        let line = ReplicaLine::refused(refusal).encode();
+        self.send_line(async move { Ok(line) }, true, ctx);
+    }
+
+    /// The primary's proof arrived: check it, attach the stream to the Follower, and answer
+    /// `POSITION`.
+    fn finish_handshake(&mut self, prove: Prove, ctx: &mut Context<Self>) {
+        let Some(handshake) = self.handshake.take() else {
+            return ctx.stop();
+        };
+        let follower = match handshake.prove(&prove) {
+            Ok(follower) => follower,
+            Err(refusal) => return self.refuse_stream(refusal, ctx),
         };
         info!(self.log, "primary connected for replication");
         // Before the primary hears back, so that by the time it streams, this connection no
@@ -450,6 +459,9 @@ impl Session {
 
     /// Hand part of the primary's stream to the Follower; acknowledge what it applied.
     fn replicate(&mut self, frame: StreamFrame, ctx: &mut Context<Self>) {
+        if let StreamFrame::Prove(prove) = frame {
+            return self.finish_handshake(prove, ctx);
+        }
         let Some(link) = self.replication.as_ref() else {
             return ctx.stop();
         };

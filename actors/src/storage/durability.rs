@@ -1,5 +1,10 @@
 //! How far the log is written and made durable, shared by the persistence writer (which
-//! advances it) and sessions (which wait on it under `--fsync always`).
+//! advances it) and sessions (which wait on it before a reply may show a mutation).
+//!
+//! What a reply promises, by `--fsync` policy (docs/storage.md, "What a reply promises"):
+//! under `always`, every mutation a reply shows (a write acknowledged, a value read) is on
+//! disk; under `everysec` and `no`, it has been handed to the operating system, so a crash of
+//! the process alone never loses it.
 //!
 //! A `tokio::sync::watch` channel carries the latest [`DurableState`]: cheap to read from any
 //! thread, and a waiter wakes only when the state changes.
@@ -15,7 +20,7 @@ use crate::store::Seq;
 /// When the persistence writer forces the log to disk, as Redis's `appendfsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FsyncPolicy {
-    /// Before a write is acknowledged: nothing acknowledged is ever lost.
+    /// Before a reply shows a mutation: nothing acknowledged or read is ever lost.
     Always,
     /// At most once a second: a crash loses at most about a second of writes.
     #[default]
@@ -31,6 +36,16 @@ impl FsyncPolicy {
             FsyncPolicy::Always => "always",
             FsyncPolicy::EverySec => "everysec",
             FsyncPolicy::No => "no",
+        }
+    }
+}
+
+impl FsyncPolicy {
+    /// Whether `state` makes every mutation up to `seq` safe enough to show under this policy.
+    fn reached(self, state: &DurableState, seq: Seq) -> bool {
+        match self {
+            FsyncPolicy::Always => state.synced >= seq,
+            FsyncPolicy::EverySec | FsyncPolicy::No => state.written >= seq,
         }
     }
 }
@@ -106,7 +121,7 @@ impl Durability {
         durability
     }
 
-    /// The `--fsync` policy, which decides whether a session waits for [`Self::wait_synced`].
+    /// The `--fsync` policy, which decides what [`Self::wait_safe`] waits for.
     pub fn policy(&self) -> FsyncPolicy {
         self.policy
     }
@@ -124,18 +139,26 @@ impl Durability {
         self.state.borrow().failure.clone()
     }
 
-    /// Under `--fsync always`, wait until `seq` is on disk; under other policies, answer at
-    /// once. Answers the failure that prevented it, if any.
-    pub async fn wait_synced(&mut self, seq: Seq) -> Result<(), Arc<str>> {
-        if self.policy != FsyncPolicy::Always {
+    /// Whether every mutation up to `seq` is as safe as the policy promises before a reply
+    /// may show it: on disk under `always`, handed to the operating system otherwise. Always
+    /// true without a writer.
+    pub fn is_safe(&self, seq: Seq) -> bool {
+        !self.has_writer || self.policy.reached(&self.state.borrow(), seq)
+    }
+
+    /// Wait until [`Self::is_safe`] holds for `seq`. Answers the failure that prevents it,
+    /// if the writer reports one first (or stops).
+    pub async fn wait_safe(&mut self, seq: Seq) -> Result<(), Arc<str>> {
+        if self.is_safe(seq) {
             return Ok(());
         }
+        let policy = self.policy;
         let state = self
             .state
-            .wait_for(|state| state.synced >= seq || state.failure.is_some())
+            .wait_for(|state| policy.reached(state, seq) || state.failure.is_some())
             .await;
         match state {
-            Ok(state) if state.synced >= seq => Ok(()),
+            Ok(state) if policy.reached(&state, seq) => Ok(()),
             Ok(state) => Err(state.failure.clone().unwrap_or_else(|| "unknown".into())),
             Err(_) => Err("the persistence writer stopped".into()),
         }

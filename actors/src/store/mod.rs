@@ -101,8 +101,12 @@ pub struct BatchResult {
     /// each command's reply.
     pub outcomes: Vec<Outcome>,
     /// The sequence number of the last mutation this batch applied, if it applied any.
-    /// Durability and replication waits are expressed against it.
+    /// `WAIT` is expressed against it.
     pub last_seq: Option<Seq>,
+    /// The Store's last mutation when it answered. An outcome may show any mutation up to it
+    /// (a read of a value another client just wrote), so no reply of the batch may leave the
+    /// node before everything up to it is as safe as the `--fsync` policy promises.
+    pub seen: Seq,
 }
 
 /// Register a recipient of every mutation applied from now on.
@@ -343,7 +347,11 @@ impl Handler<Batch> for Store {
             })
             .collect();
         self.schedule_publish(ctx);
-        BatchResult { outcomes, last_seq }
+        BatchResult {
+            outcomes,
+            last_seq,
+            seen: self.last_seq,
+        }
     }
 }
 

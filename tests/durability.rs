@@ -1,0 +1,364 @@
+//! What a reply promises, by `--fsync` policy, proved against real `kvnode` processes with
+//! injected faults (docs/storage.md, "What a reply promises"):
+//!
+//! - under `always`, a mutation a reply shows (a write acknowledged, a value read) is on disk:
+//!   no reply leaves before the `fdatasync` that covers it, even when that `fdatasync` is slow;
+//! - under `everysec` (and `no`), it has been handed to the operating system: a `kill -9` of
+//!   the process never loses it;
+//! - a write that could not be persisted (a full disk) is never shown to anyone.
+//!
+//! The faults: `kill -9`, a file size limit standing in for a full disk (`prlimit`), and
+//! `strace`, to watch the order of system calls and to delay `fdatasync`.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::strace::Strace;
+use common::{pipeline, stop, wait_until, NodeProcess};
+
+/// The log files in a data directory, oldest first.
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut logs: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "kvl"))
+        .collect();
+    logs.sort();
+    logs
+}
+
+/// The file descriptor of `pid`'s open log file, from /proc.
+fn log_fd(pid: u32) -> String {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read the node's file descriptors")
+        .filter_map(Result::ok)
+        .find(|fd| {
+            fs::read_link(fd.path())
+                .is_ok_and(|target| target.extension().is_some_and(|e| e == "kvl"))
+        })
+        .map(|fd| fd.file_name().to_string_lossy().into_owned())
+        .expect("the node has its log open")
+}
+
+/// Writers that record every write the node acknowledged, until the node dies.
+fn write_until_killed(
+    node: &NodeProcess,
+    round: usize,
+    acked: &Arc<Mutex<Vec<String>>>,
+) -> Vec<thread::JoinHandle<()>> {
+    let addr = node.addr;
+    (0..4)
+        .map(|writer| {
+            let acked = acked.clone();
+            thread::spawn(move || {
+                let Ok(stream) = TcpStream::connect(addr) else {
+                    return;
+                };
+                let mut out = stream.try_clone().unwrap();
+                let mut replies = BufReader::new(stream);
+                for chunk in 0.. {
+                    // Writers 0 and 1 send one request at a time; 2 and 3 pipeline 50.
+                    let depth = if writer < 2 { 1 } else { 50 };
+                    let keys: Vec<String> = (0..depth)
+                        .map(|i| format!("r{round}-w{writer}-{}", chunk * depth + i))
+                        .collect();
+                    let body: String = keys.iter().map(|k| format!("PUT {k} {k}\n")).collect();
+                    if out.write_all(body.as_bytes()).is_err() {
+                        return;
+                    }
+                    for key in keys {
+                        let mut line = String::new();
+                        match replies.read_line(&mut line) {
+                            Ok(n) if n > 0 && line == "OK\n" => acked.lock().unwrap().push(key),
+                            _ => return,
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn every_acknowledged_write_survives_a_kill_9_under_always_and_everysec() {
+    for fsync in ["always", "everysec"] {
+        let dir = tempfile::tempdir().unwrap();
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        for (round, kill_after) in [50usize, 400, 1500].into_iter().enumerate() {
+            let node = NodeProcess::start_in(dir.path(), &["--fsync", fsync]);
+            let before = acked.lock().unwrap().len();
+            let writers = write_until_killed(&node, round, &acked);
+            wait_until("enough writes are acknowledged", || {
+                acked.lock().unwrap().len() >= before + kill_after
+            });
+            node.signal("KILL");
+            for writer in writers {
+                writer.join().unwrap();
+            }
+            drop(node);
+            // Only the process died, not the machine: under either policy, every write
+            // acknowledged in this round and the ones before is there.
+            let node = NodeProcess::start_in(dir.path(), &["--fsync", fsync]);
+            let keys = acked.lock().unwrap().clone();
+            let gets: Vec<String> = keys.iter().map(|k| format!("GET {k}")).collect();
+            let replies = pipeline(&node, &gets);
+            for (key, reply) in keys.iter().zip(&replies) {
+                assert_eq!(
+                    reply, key,
+                    "--fsync {fsync}: acknowledged write of {key} was lost (round {round})"
+                );
+            }
+            stop(node);
+        }
+    }
+}
+
+#[test]
+fn with_fsync_always_a_write_is_acknowledged_only_after_an_fdatasync() {
+    let node = NodeProcess::start(&["--fsync", "always"]);
+    let trace_dir = tempfile::tempdir().unwrap();
+    let trace = trace_dir.path().join("trace");
+    let strace = Strace::attach(node.pid(), &trace, &["-e", "trace=fdatasync,write,sendto"]);
+    // One client writing in sequence: write i is sent only once write i - 1 was
+    // acknowledged, so no fdatasync that came before that acknowledgement can cover it.
+    const WRITES: usize = 20;
+    let mut client = node.client();
+    for i in 0..WRITES {
+        client.put(format!("k{i}").as_bytes(), b"v").unwrap();
+    }
+    drop(strace);
+    let trace = fs::read_to_string(&trace).unwrap();
+    // The log is the file the node fdatasyncs.
+    let log_fd: String = trace
+        .lines()
+        .find_map(|line| line.split("fdatasync(").nth(1))
+        .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect())
+        .expect("the node fdatasyncs its log");
+    let log_write = format!("write({log_fd}, ");
+    // Replay the trace in order: a write to the log leaves it dirty until an fdatasync
+    // completes; every `OK` must find this client's record written and the log clean.
+    let (mut dirty, mut written, mut acks) = (false, false, 0);
+    for line in trace.lines() {
+        if line.contains(&log_write) {
+            (dirty, written) = (true, true);
+        } else if line.contains("fdatasync") && line.contains("= 0") {
+            dirty = false;
+        } else if line.contains("sendto(") && line.contains(r#""OK\n""#) {
+            assert!(
+                written && !dirty,
+                "OK number {} sent before its record was written and fdatasynced:\n{trace}",
+                acks + 1
+            );
+            written = false;
+            acks += 1;
+        }
+    }
+    assert_eq!(acks, WRITES, "every acknowledgement traced:\n{trace}");
+}
+
+#[test]
+fn with_fsync_everysec_a_write_is_acknowledged_only_after_its_record_is_written() {
+    let node = NodeProcess::start(&["--fsync", "everysec"]);
+    let log_write = format!("write({}, ", log_fd(node.pid()));
+    let trace_dir = tempfile::tempdir().unwrap();
+    let trace = trace_dir.path().join("trace");
+    let strace = Strace::attach(node.pid(), &trace, &["-e", "trace=write,sendto"]);
+    // One client writing in sequence: write i is sent only once write i - 1 was
+    // acknowledged, so only a record written after that acknowledgement can be write i's.
+    const WRITES: usize = 20;
+    let mut client = node.client();
+    for i in 0..WRITES {
+        client.put(format!("k{i}").as_bytes(), b"v").unwrap();
+    }
+    drop(strace);
+    let trace = fs::read_to_string(&trace).unwrap();
+    // Replay the trace in order: every `OK` must find this client's record handed to the
+    // operating system (a kill -9 of the process then cannot lose it).
+    let (mut written, mut acks) = (false, 0);
+    for line in trace.lines() {
+        if line.contains(&log_write) {
+            written = true;
+        } else if line.contains("sendto(") && line.contains(r#""OK\n""#) {
+            assert!(
+                written,
+                "OK number {} sent before its record was written:\n{trace}",
+                acks + 1
+            );
+            written = false;
+            acks += 1;
+        }
+    }
+    assert_eq!(acks, WRITES, "every acknowledgement traced:\n{trace}");
+}
+
+/// Send `request` on `stream` without waiting for its reply.
+fn send(stream: &mut TcpStream, request: &str) {
+    stream.write_all(request.as_bytes()).unwrap();
+}
+
+/// The reply line on `stream`, or `None` if none arrives within `wait`.
+fn reply_within(stream: &mut TcpStream, wait: Duration) -> Option<String> {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut byte = [0u8; 1];
+    let mut line = Vec::new();
+    loop {
+        match stream.read(&mut byte) {
+            Ok(0) => return None,
+            Ok(_) if byte[0] == b'\n' => return Some(String::from_utf8_lossy(&line).into()),
+            Ok(_) => line.push(byte[0]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return None
+            }
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn with_fsync_always_no_read_shows_a_write_that_is_not_yet_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start_in(dir.path(), &["--fsync", "always"]);
+    let mut writer = node.client();
+    writer.put(b"x", b"v1").unwrap();
+    // From now on every fdatasync takes 5 s: the writer stalls in the next one.
+    let trace_dir = tempfile::tempdir().unwrap();
+    let strace = Strace::attach(
+        node.pid(),
+        &trace_dir.path().join("trace"),
+        &[
+            "-e",
+            "trace=fdatasync",
+            "-e",
+            "inject=fdatasync:delay_enter=5000000",
+        ],
+    );
+    let log = log_files(dir.path()).pop().unwrap();
+    let before = fs::metadata(&log).unwrap().len();
+    let mut other_writer = node.raw();
+    send(&mut other_writer, "PUT y 1\n");
+    // Its record is written; the writer is now in the delayed fdatasync that covers it.
+    wait_until("the writer has written y's record", || {
+        fs::metadata(&log).unwrap().len() > before
+    });
+    // v2 is applied in memory, but the writer cannot even write it before the stall ends.
+    let mut a = node.raw();
+    send(&mut a, "PUT x v2\n");
+    let mut b = node.raw();
+    send(&mut b, "GET x\n");
+    let seen = reply_within(&mut b, Duration::from_millis(500));
+    assert_eq!(seen, None, "a read showed a write that is not on disk");
+    node.signal("KILL");
+    drop(strace);
+    drop(node);
+    // What a read could have shown was never on disk: it is gone, as the read said nothing.
+    let node = NodeProcess::start_in(dir.path(), &["--fsync", "always"]);
+    assert_eq!(node.client().get(b"x").unwrap(), Some(b"v1".to_vec()));
+}
+
+#[test]
+fn a_full_disk_refuses_writes_shows_no_write_it_could_not_persist_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start_in(dir.path(), &["--fsync", "always"]);
+    let mut client = node.client();
+    client.put(b"before", b"safe").unwrap();
+    // Let the log grow by only a few hundred bytes more: the file size limit stands in for a
+    // full disk (writes fail with EFBIG).
+    let log = log_files(dir.path()).pop().unwrap();
+    let limit = fs::metadata(&log).unwrap().len() + 300;
+    let prlimit = |value: String| {
+        let status = Command::new("prlimit")
+            .args([
+                "--pid",
+                &node.pid().to_string(),
+                &format!("--fsize={value}"),
+            ])
+            .status()
+            .expect("run prlimit (util-linux)");
+        assert!(status.success());
+    };
+    prlimit(format!("{limit}:unlimited"));
+    let big = "b".repeat(1000);
+    let reply = client.request(format!("PUT big {big}").as_bytes()).unwrap();
+    let reply = String::from_utf8(reply).unwrap();
+    assert!(reply.starts_with("ERROR: persistence failed: "), "{reply}");
+    let refused = String::from_utf8(client.request(b"PUT other 1").unwrap()).unwrap();
+    assert!(
+        refused.starts_with("ERROR: persistence failed: "),
+        "{refused}"
+    );
+    // The failed write is applied in memory but not on disk: no read may show it. The node
+    // cannot tell which keys such writes touched, so every read waits for the disk, and is
+    // refused while it fails.
+    let mut reader = node.client();
+    for key in [&b"big"[..], b"before"] {
+        let read = String::from_utf8(reader.request(&[b"GET ", key].concat()).unwrap()).unwrap();
+        assert!(read.starts_with("ERROR: persistence failed: "), "{read}");
+    }
+    node.wait_for_log("persistence failed");
+
+    prlimit("unlimited:unlimited".into());
+    wait_until("writes are accepted again", || {
+        client.request(b"PUT after 2").is_ok_and(|r| r == b"OK")
+    });
+    // Recovered: the writer wrote what it had kept, so what a read shows now is on disk.
+    let shown = client.get(b"big").unwrap();
+    assert_eq!(client.get(b"before").unwrap(), Some(b"safe".to_vec()));
+    stop(node);
+    let node = NodeProcess::start_in(dir.path(), &[]);
+    let replies = pipeline(&node, &["GET before".into(), "GET after".into()]);
+    assert_eq!(replies, ["safe", "2"]);
+    assert_eq!(
+        node.client().get(b"big").unwrap(),
+        shown,
+        "what was read survived"
+    );
+}
+
+#[test]
+fn with_fsync_everysec_a_stalled_fsync_makes_new_writes_wait() {
+    let node = NodeProcess::start(&["--fsync", "everysec"]);
+    // Every fdatasync takes 3 s: the writer's next once-a-second fsync stalls it.
+    let trace_dir = tempfile::tempdir().unwrap();
+    let strace = Strace::attach(
+        node.pid(),
+        &trace_dir.path().join("trace"),
+        &[
+            "-e",
+            "trace=fdatasync",
+            "-e",
+            "inject=fdatasync:delay_enter=3000000",
+        ],
+    );
+    // One client writing in sequence, noting when each write is acknowledged.
+    let mut client = node.client();
+    let start = std::time::Instant::now();
+    let mut acks = Vec::new();
+    let mut i = 0;
+    while start.elapsed() < Duration::from_secs(6) {
+        client.put(format!("k{i}").as_bytes(), b"v").unwrap();
+        acks.push(start.elapsed());
+        i += 1;
+    }
+    drop(strace);
+    // While the writer was stalled, nothing new could be written, so nothing new was
+    // acknowledged: what an everysec crash can lose stays about a second, however long the
+    // disk stalls, and what waits in memory is one batch per client.
+    let longest = acks
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .max()
+        .unwrap_or_default();
+    assert!(
+        longest >= Duration::from_millis(2500),
+        "writes went on being acknowledged during a 3 s fsync stall (longest gap {longest:?})"
+    );
+    assert!(node.answers_ping());
+}

@@ -18,7 +18,7 @@ use actix::prelude::*;
 use actix_rt::Arbiter;
 use kv_actors::replication::auth::ClusterSecret;
 use kv_actors::replication::follower::Follower;
-use kv_actors::replication::replication_id::{self, ReplicationState};
+use kv_actors::replication::replication_id::{self, Lineage, ReplicationState};
 use kv_actors::replication::replicator::{Replicator, ReplicatorConfig};
 use kv_actors::server::listener::{ClientCount, Listener, ListenerConfig, StopAccepting};
 use kv_actors::server::node_context::NodeContext;
@@ -62,8 +62,8 @@ pub struct Node {
     arbiters: Vec<Arbiter>,
     log: Logger,
     dir: Arc<DataDir>,
-    /// A primary's replication id, recorded as clean at a complete shutdown.
-    replication_id: Option<Arc<str>>,
+    /// A primary's history, recorded as clean at a complete shutdown.
+    lineage: Option<Lineage>,
     /// What sessions report and wait on; used at shutdown to let replicas catch up.
     context: NodeContext,
     stopping: tokio::sync::watch::Sender<bool>,
@@ -118,23 +118,32 @@ impl Node {
             handshake_timeout: config.repl_handshake_timeout,
             ..NodeContext::default()
         };
-        let mut replication_id = None;
+        let mut lineage = None;
         match config.role {
             Role::Primary => {
-                let (id, kept) = replication_id::primary_id(&dir, last_seq)?;
-                info!(log, "replication id"; "replication_id" => &id,
-                    "kept" => kept, "offset" => last_seq);
-                let id: Arc<str> = id.into();
+                let (history, kept) = replication_id::primary_id(&dir, last_seq)?;
+                let previous = history.previous.as_ref();
+                info!(log, "replication id"; "replication_id" => &history.id,
+                    "kept" => kept, "offset" => last_seq,
+                    "continues" => previous.map_or("-", |p| p.id.as_str()),
+                    "continues_to" => previous.map_or(0, |p| p.offset));
+                let id: Arc<str> = history.id.as_str().into();
                 for replica in &config.replicas {
                     let replicator_config = ReplicatorConfig {
                         replica: replica.clone(),
                         secret: config.cluster_secret.as_deref().map(ClusterSecret::new),
                         replication_id: id.clone(),
+                        previous: history.previous.clone(),
                         backlog_bytes: config.repl_backlog_bytes,
                         timeout: config.repl_timeout,
                     };
-                    let (replicator, progress) =
-                        Replicator::new(replicator_config, store.clone(), last_seq, &log);
+                    let (replicator, progress) = Replicator::new(
+                        replicator_config,
+                        store.clone(),
+                        durability.clone(),
+                        last_seq,
+                        &log,
+                    );
                     // On the Store's thread: a batch reaches the replicators without waking
                     // another thread, and their socket writes never block it.
                     let replicator =
@@ -146,7 +155,7 @@ impl Node {
                     node_context.replicas.push(progress);
                 }
                 node_context.replication_id = id.clone();
-                replication_id = Some(id);
+                lineage = Some(history);
             }
             Role::Replica => {
                 if !config.replicas.is_empty() {
@@ -159,18 +168,22 @@ impl Node {
                         anyone who can reach this port can replace this replica's data"
                     );
                 }
-                let following = match replication_id::load(&dir)? {
+                let state = replication_id::load(&dir)?;
+                // A full resync cut short: the data is disposable, and a full resync is due.
+                let discard = state == ReplicationState::Resyncing;
+                let following = match state {
                     ReplicationState::Following { id } => Some(id),
                     _ => None,
                 };
                 info!(log, "replica position"; "replication_id" => following.as_deref().unwrap_or("-"),
-                    "offset" => last_seq);
+                    "offset" => last_seq, "disposable" => discard);
                 let follower = Follower::new(
                     store.clone(),
                     writer.clone(),
                     durability.clone(),
                     following,
                     last_seq,
+                    discard,
                     &log,
                 );
                 node_context.follower = Some(Follower::start_in_arbiter(
@@ -222,7 +235,7 @@ impl Node {
             arbiters,
             log,
             dir,
-            replication_id,
+            lineage,
             context: node_context,
             stopping,
         })
@@ -274,11 +287,12 @@ impl Node {
                 // A primary whose every write is on disk keeps its replication id across
                 // the restart, so its replicas can resume rather than resync.
                 let applied = self.store.send(Stats).await.map(|s| s.last_seq).ok();
-                if let (Some(id), true, Some(applied)) = (&self.replication_id, complete, applied) {
+                if let (Some(history), true, Some(applied)) = (&self.lineage, complete, applied) {
                     if applied == seq {
                         let clean = ReplicationState::Clean {
-                            id: id.to_string(),
+                            id: history.id.clone(),
                             offset: seq,
+                            previous: history.previous.clone(),
                         };
                         if let Err(error) = replication_id::save(&self.dir, &clean) {
                             warn!(self.log, "cannot record the clean shutdown"; "error" => %error);

@@ -409,42 +409,6 @@ fn a_wrong_cluster_secret_is_refused() {
 }
 
 #[test]
-fn a_replica_holding_more_than_a_crashed_primary_is_fully_resynced_to_the_primarys_data() {
-    let replica = Replica::start(&[]);
-    let pdir = tempfile::tempdir().unwrap();
-    let primary = primary_for(pdir.path(), &[replica.addr], &[]);
-    let listen = primary.addr.to_string();
-    let mut client = primary.client();
-    for i in 0..100 {
-        client.put(format!("k{i:03}").as_bytes(), b"value").unwrap();
-    }
-    assert_eq!(client.request(b"WAIT 1 60000").unwrap(), b"1");
-    primary.signal("KILL");
-    drop(primary);
-    // The crash cost the primary the tail of its log; the replica has it all.
-    let log = std::fs::read_dir(pdir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "kvl"))
-        .max()
-        .unwrap();
-    let bytes = std::fs::read(&log).unwrap();
-    std::fs::write(&log, &bytes[..bytes.len() - 200]).unwrap();
-
-    let primary = primary_at(&listen, pdir.path(), &[replica.addr], &[]);
-    wait_converged(&primary, &[replica.node()]);
-    let keys = |node: &NodeProcess| -> String {
-        let info = String::from_utf8(node.client().request(b"INFO").unwrap()).unwrap();
-        info.split(' ')
-            .find(|f| f.starts_with("keys="))
-            .unwrap()
-            .to_string()
-    };
-    assert_ne!(keys(&primary), "keys=100", "the primary lost its tail");
-    assert_eq!(keys(replica.node()), keys(&primary));
-}
-
-#[test]
 fn a_wait_without_timeout_ends_when_the_node_shuts_down() {
     // A replica that is never there: WAIT 1 0 would block forever.
     let nobody = TcpListener::bind("127.0.0.1:0")

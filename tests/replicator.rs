@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use kv_actors::replication::replicator::{Replicator, ReplicatorConfig};
+use kv_actors::storage::durability::Durability;
 use kv_actors::storage::record::{self, Entry};
 use kv_actors::store::{Batch, Change, Mutation, Op, Store, Subscribe, TakeSnapshot};
 use slog::{o, Discard, Logger};
@@ -100,11 +101,13 @@ async fn every_keys_history_arrives_in_order() {
         replica: replica.to_string(),
         secret: None,
         replication_id: "test-id".into(),
+        previous: None,
         backlog_bytes: 64 * 1024 * 1024,
         timeout: Duration::from_secs(30),
     };
     let log = Logger::root(Discard, o!());
-    let (replicator, progress) = Replicator::new(config, store.clone(), 0, &log);
+    let (replicator, progress) =
+        Replicator::new(config, store.clone(), Durability::none(), 0, &log);
     let replicator = replicator.start();
     store.send(Subscribe(replicator.recipient())).await.unwrap();
 

@@ -76,6 +76,10 @@ pub enum Command {
         /// The protocol version asked for, if any; anything but 2 is refused with `NOPROTO`.
         version: Option<u64>,
     },
+    /// `RESYNC`, on a replica: give up its data and take a full copy from the next primary
+    /// stream, even one whose history is behind this replica's. The operator's answer to a
+    /// primary that refuses to overwrite the replica (`INFO`: `replicaN_state=refused`).
+    Resync,
 }
 
 impl Command {
@@ -153,6 +157,8 @@ pub enum NodeQuery {
         /// The longest to wait, in milliseconds; 0 waits for as long as it takes.
         timeout_ms: u64,
     },
+    /// `RESYNC`: a replica gives up its data for its primary's.
+    Resync,
 }
 
 /// How the outcomes of one command's Store operations become its reply.
@@ -193,6 +199,7 @@ impl Command {
             Command::DbSize => Plan::Node(NodeQuery::DbSize),
             Command::Info => Plan::Node(NodeQuery::Info),
             Command::Digest => Plan::Node(NodeQuery::Digest),
+            Command::Resync => Plan::Node(NodeQuery::Resync),
             Command::Wait {
                 replicas,
                 timeout_ms,
@@ -270,6 +277,8 @@ pub fn parse(line: &Bytes) -> Option<Result<Command, CommandError>> {
         no_args("INFO").map(|()| Command::Info)
     } else if verb.eq_ignore_ascii_case(b"DIGEST") {
         no_args("DIGEST").map(|()| Command::Digest)
+    } else if verb.eq_ignore_ascii_case(b"RESYNC") {
+        no_args("RESYNC").map(|()| Command::Resync)
     } else if verb.eq_ignore_ascii_case(b"WAIT") {
         parse_wait(&line, verb_end)
     } else {
@@ -405,6 +414,7 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
         ("ping", 2) | ("echo", 2) => Ok(Command::Echo(args.swap_remove(1))),
         ("info", _) => Ok(Command::Info),
         ("digest", 1) => Ok(Command::Digest),
+        ("resync", 1) => Ok(Command::Resync),
         ("wait", 3) => integer(&args[1]).and_then(|replicas| {
             Ok(Command::Wait {
                 replicas: u32::try_from(replicas).map_err(|_| {
@@ -433,7 +443,7 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
         ("hello", _) => integer(&args[1]).map(|v| Command::Hello { version: Some(v) }),
         (
             "get" | "set" | "del" | "exists" | "mget" | "mset" | "dbsize" | "ping" | "echo"
-            | "digest" | "wait" | "client" | "select",
+            | "digest" | "resync" | "wait" | "client" | "select",
             _,
         ) => Err(wrong_args()),
         _ => {

@@ -41,6 +41,9 @@ pub enum ErrorReply {
         /// The most reply bytes one batch may produce (`--client-output-limit`).
         limit: usize,
     },
+    /// `RESYNC` gives up a replica's data; a primary has no one to take it from.
+    #[error("RESYNC is for a replica: it gives up the replica's data for its primary's")]
+    ResyncOnPrimary,
     /// `WAIT` asks about a primary's replicas; a replica has none.
     #[error("WAIT cannot be used on a replica")]
     WaitOnReplica,

@@ -10,13 +10,15 @@
 //! is closed (a primary reconnecting after a network cut must not wait for the old TCP
 //! connection to time out).
 
+use std::collections::HashMap;
+
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 
 use super::wire::SyncStart;
 use crate::storage::durability::Durability;
 use crate::storage::record::Entry;
-use crate::storage::writer::{Reset, Writer};
+use crate::storage::writer::{Follow, Reset, Writer};
 use crate::store::keyspace::Keyspace;
 use crate::store::{Apply, Change, Mutation, Replace, Seq, Store};
 
@@ -57,10 +59,21 @@ pub struct Stream {
     pub records: Vec<Entry>,
 }
 
-/// Answers what to acknowledge now.
+/// Answers what to acknowledge now on stream `link` (nothing, for a stream that has not
+/// started or was superseded).
 #[derive(Message)]
 #[rtype(result = "Ack")]
-pub struct CurrentAck;
+pub struct CurrentAck {
+    /// The stream asking.
+    pub link: u64,
+}
+
+/// `RESYNC` on a replica: give up its data and take a full copy from the next primary
+/// stream, even one whose history is behind this replica's (the operator's answer to a
+/// primary that refuses to overwrite it). Ends the current stream.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Resync;
 
 /// Answers the replica's replication state, for `INFO`.
 #[derive(Message)]
@@ -134,24 +147,32 @@ pub struct Follower {
     replication_id: Option<String>,
     /// The last mutation applied.
     applied: Seq,
-    /// The stream attached now, and the session to close when another supersedes it.
+    /// The stream applied now (it has started: FULLSYNC or CONTINUE received), and the session
+    /// to close when another supersedes it.
     link: Option<(u64, Recipient<Superseded>)>,
+    /// Streams attached but not started: a primary that connects supersedes the current
+    /// stream only once it starts one, so a primary that refuses to stream (its history does
+    /// not continue this replica's) never disturbs the one that streams.
+    pending: HashMap<u64, Recipient<Superseded>>,
     /// How many streams have attached: the id of the latest.
     links: u64,
     /// A full resync being received.
     loading: Option<Loading>,
-    /// Whether the current link's stream has started (FULLSYNC or CONTINUE received).
-    started: bool,
+    /// Whether this replica's data is disposable (after `RESYNC`, or a full resync cut short
+    /// by a crash): it then tells primaries it holds nothing, so the next one sends all.
+    discard: bool,
 }
 
 impl Follower {
-    /// A follower for a replica whose data is history `replication_id` up to `applied`.
+    /// A follower for a replica whose data is history `replication_id` up to `applied`, or
+    /// disposable (`discard`: a full resync was cut short).
     pub fn new(
         store: Addr<Store>,
         writer: Addr<Writer>,
         durability: Durability,
         replication_id: Option<String>,
         applied: Seq,
+        discard: bool,
         log: &Logger,
     ) -> Follower {
         Follower {
@@ -162,14 +183,17 @@ impl Follower {
             replication_id,
             applied,
             link: None,
+            pending: HashMap::new(),
             links: 0,
             loading: None,
-            started: false,
+            discard,
         }
     }
 
-    fn ack(&self) -> Ack {
-        if self.loading.is_some() || !self.started {
+    /// What stream `link` acknowledges now.
+    fn ack(&self, link: u64) -> Ack {
+        let current = self.link.as_ref().is_some_and(|(l, _)| *l == link);
+        if self.loading.is_some() || !current {
             // Before the primary said how the stream starts, and while a full resync loads,
             // the data held may be of another history: acknowledge nothing, which still tells
             // the primary the link is alive.
@@ -191,7 +215,6 @@ impl Follower {
                 return Err(format!("impossible snapshot offset {seq}"));
             }
             Some(SyncStart::Full { id, seq }) => {
-                self.started = true;
                 info!(self.log, "full resync started"; "primary_id" => &id, "seq" => seq);
                 self.loading = Some(Loading {
                     id,
@@ -201,14 +224,23 @@ impl Follower {
                 });
             }
             Some(SyncStart::Continue { id, offset }) => {
-                if self.replication_id.as_deref() != Some(id.as_str()) || offset != self.applied {
+                if offset != self.applied || self.discard {
                     return Err(format!(
                         "the primary continues history {id} after {offset}; this replica holds {:?} up to {}",
                         self.replication_id, self.applied
                     ));
                 }
-                self.started = true;
-                info!(self.log, "partial resync: continuing the stream"; "offset" => offset);
+                if self.replication_id.as_deref() != Some(id.as_str()) {
+                    // The primary's history continues the one this replica holds (its primary
+                    // crashed and took a new id, or another replica was promoted): follow it.
+                    info!(self.log, "partial resync: the primary continues this replica's history under a new id";
+                        "primary_id" => &id, "replica_id" => self.replication_id.as_deref().unwrap_or("-"),
+                        "offset" => offset);
+                    self.writer.do_send(Follow { id: id.clone() });
+                    self.replication_id = Some(id);
+                } else {
+                    info!(self.log, "partial resync: continuing the stream"; "offset" => offset);
+                }
             }
             None => {}
         }
@@ -271,14 +303,17 @@ impl Handler<Attach> for Follower {
     type Result = Position;
 
     fn handle(&mut self, msg: Attach, _: &mut Self::Context) -> Position {
-        if let Some((_, old)) = self.link.take() {
-            info!(self.log, "a new primary stream supersedes the current one");
-            old.do_send(Superseded);
-        }
+        // Pending until it starts a stream: only then does it supersede the current one.
         self.links += 1;
-        self.abandon_loading();
-        self.started = false;
-        self.link = Some((self.links, msg.session));
+        self.pending.insert(self.links, msg.session);
+        if self.discard {
+            // Disposable data: the primary is told there is nothing, and sends everything.
+            return Position {
+                link: self.links,
+                replication_id: None,
+                offset: 0,
+            };
+        }
         Position {
             link: self.links,
             replication_id: self.replication_id.clone(),
@@ -291,6 +326,7 @@ impl Handler<Detach> for Follower {
     type Result = ();
 
     fn handle(&mut self, msg: Detach, _: &mut Self::Context) {
+        self.pending.remove(&msg.link);
         if self
             .link
             .as_ref()
@@ -316,8 +352,22 @@ impl Handler<Peek> for Follower {
 impl Handler<CurrentAck> for Follower {
     type Result = Ack;
 
-    fn handle(&mut self, _: CurrentAck, _: &mut Self::Context) -> Ack {
-        self.ack()
+    fn handle(&mut self, msg: CurrentAck, _: &mut Self::Context) -> Ack {
+        self.ack(msg.link)
+    }
+}
+
+impl Handler<Resync> for Follower {
+    type Result = ();
+
+    fn handle(&mut self, _: Resync, _: &mut Self::Context) {
+        info!(self.log, "RESYNC: this replica gives up its data; the next primary stream replaces it";
+            "replication_id" => self.replication_id.as_deref().unwrap_or("-"), "offset" => self.applied);
+        self.discard = true;
+        if let Some((_, current)) = self.link.take() {
+            current.do_send(Superseded);
+        }
+        self.abandon_loading();
     }
 }
 
@@ -325,10 +375,22 @@ impl Handler<Stream> for Follower {
     type Result = AtomicResponse<Self, Result<Ack, String>>;
 
     fn handle(&mut self, msg: Stream, _: &mut Self::Context) -> Self::Result {
-        let current = self
+        let link = msg.link;
+        let mut current = self
             .link
             .as_ref()
             .is_some_and(|(link, _)| *link == msg.link);
+        if !current && msg.start.is_some() {
+            // A pending stream starts: it supersedes the one applied until now.
+            if let Some(session) = self.pending.remove(&msg.link) {
+                if let Some((_, old)) = self.link.replace((msg.link, session)) {
+                    info!(self.log, "a new primary stream supersedes the current one");
+                    old.do_send(Superseded);
+                }
+                self.abandon_loading();
+                current = true;
+            }
+        }
         let steps = if !current {
             Err("this stream was superseded".into())
         } else if let Some(failure) = self.durability.failure() {
@@ -380,18 +442,21 @@ impl Handler<Stream> for Follower {
             }
             Ok::<_, String>((installed, applied))
         };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(|result, act, _| {
-            let (installed, applied) = result.inspect_err(|error| {
-                warn!(act.log, "replication stream failed"; "error" => error);
-            })?;
-            if let Some((id, keys)) = installed {
-                info!(act.log, "full resync installed"; "primary_id" => &id, "keys" => keys);
-                act.replication_id = Some(id);
-            }
-            if let Some(applied) = applied {
-                act.applied = applied;
-            }
-            Ok(act.ack())
-        })))
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            move |result, act, _| {
+                let (installed, applied) = result.inspect_err(|error| {
+                    warn!(act.log, "replication stream failed"; "error" => error);
+                })?;
+                if let Some((id, keys)) = installed {
+                    info!(act.log, "full resync installed"; "primary_id" => &id, "keys" => keys);
+                    act.replication_id = Some(id);
+                    act.discard = false;
+                }
+                if let Some(applied) = applied {
+                    act.applied = applied;
+                }
+                Ok(act.ack(link))
+            },
+        )))
     }
 }

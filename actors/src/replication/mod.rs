@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod backlog;
 pub mod follower;
+pub mod handshake;
 pub mod progress;
 pub mod replica_link;
 pub mod replication_id;

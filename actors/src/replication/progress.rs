@@ -12,6 +12,9 @@ pub enum LinkState {
     FullSync,
     /// Streaming mutations as they happen.
     Streaming,
+    /// Not streaming: the replica holds data the primary's history does not continue, which
+    /// the primary will not overwrite without an operator's word.
+    Refused,
 }
 
 impl LinkState {
@@ -21,6 +24,7 @@ impl LinkState {
             LinkState::Connecting => "connecting",
             LinkState::FullSync => "full_sync",
             LinkState::Streaming => "streaming",
+            LinkState::Refused => "refused",
         }
     }
 }
@@ -40,4 +44,7 @@ pub struct ReplicaProgress {
     pub lag_offsets: u64,
     /// ...and in milliseconds since the oldest mutation it has not acknowledged was applied.
     pub lag_ms: u64,
+    /// Why the primary refuses to stream to it (`replica_is_ahead`,
+    /// `replica_has_another_history`), while it does.
+    pub refused: Option<&'static str>,
 }

@@ -155,7 +155,7 @@ impl ReplicaLink {
     /// The `ACK` line to send now (the periodic acknowledgement, which also tells the primary
     /// the replica is alive).
     pub fn current_ack(&self) -> impl Future<Output = Result<Vec<u8>, LinkError>> + 'static {
-        let ack = self.follower.send(CurrentAck);
+        let ack = self.follower.send(CurrentAck { link: self.link });
         async move { Ok(ack_line(ack.await?)) }
     }
 

@@ -17,18 +17,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures::StreamExt;
-use slog::{debug, info, warn, Logger};
+use slog::{debug, error, info, warn, Logger};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
-use super::auth::{self, ClusterSecret, Side};
+use super::auth::ClusterSecret;
 use super::backlog::Backlog;
+use super::handshake::{self, Opened};
 use super::progress::{LinkState, ReplicaProgress};
-use super::wire::{Prove, ReplicaLine, Replicate, StreamEncoder, SyncStart, MAX_CONTROL_LINE};
+use super::replication_id::{Lineage, Previous};
+use super::wire::{ReplicaLine, StreamEncoder, SyncStart};
+use crate::storage::durability::Durability;
 use crate::store::{Applied, Seq, Store, StoreSnapshot, TakeSnapshot};
 
 /// How a replicator reaches its replica.
@@ -41,6 +42,9 @@ pub struct ReplicatorConfig {
     pub secret: Option<ClusterSecret>,
     /// The primary's replication id.
     pub replication_id: Arc<str>,
+    /// The history the primary's continues, if any: a replica of it at or before its offset
+    /// holds a prefix of the primary's data.
+    pub previous: Option<Previous>,
     /// The most bytes of recent mutations kept for partial resyncs and slow replicas.
     pub backlog_bytes: usize,
     /// A link with no acknowledgement for this long is dropped and reconnected.
@@ -77,6 +81,8 @@ pub struct Replicator {
     config: ReplicatorConfig,
     /// The primary's Store: snapshots for full resyncs come from it.
     store: Addr<Store>,
+    /// The primary's persistence: only what it reports safe is sent.
+    durability: Durability,
     /// Logs with `replica=<addr>`.
     log: Logger,
     /// The recent mutations, for a partial resync and for a replica that reads slowly.
@@ -89,6 +95,8 @@ pub struct Replicator {
     backoff: Duration,
     /// Whether the last attempt failed, so repeated failures are logged once.
     failing: bool,
+    /// Why the replica's data must not be overwritten, while that holds.
+    refused: Option<&'static str>,
     /// The replica applied every mutation up to this one (never more than was sent)...
     acked: Seq,
     /// ...and made every one up to this one durable.
@@ -97,15 +105,16 @@ pub struct Replicator {
     progress: watch::Sender<ReplicaProgress>,
 }
 
-/// Why a link ended.
-type LinkError = String;
-
 impl Replicator {
     /// A replicator whose backlog continues after `last_seq`, with the channel on which it
     /// publishes its replica's progress.
+    /// Only what `durability` reports safe (written, or fsynced under `--fsync always`) is
+    /// sent, so that a replica never holds a mutation its primary could lose in a crash the
+    /// policy survives: after such a crash, the primary's history still continues the replica's.
     pub fn new(
         config: ReplicatorConfig,
         store: Addr<Store>,
+        durability: Durability,
         last_seq: Seq,
         log: &Logger,
     ) -> (Replicator, watch::Receiver<ReplicaProgress>) {
@@ -116,16 +125,19 @@ impl Replicator {
             durable: 0,
             lag_offsets: last_seq,
             lag_ms: 0,
+            refused: None,
         });
         let replicator = Replicator {
             backlog: Backlog::new(config.backlog_bytes, last_seq),
             log: log.new(slog::o!("replica" => config.replica.to_string())),
             config,
             store,
+            durability,
             link: None,
             attempt: 0,
             backoff: BACKOFF_START,
             failing: false,
+            refused: None,
             acked: 0,
             durable: 0,
             progress,
@@ -134,10 +146,11 @@ impl Replicator {
     }
 
     fn publish(&self) {
-        let state = self
-            .link
-            .as_ref()
-            .map_or(LinkState::Connecting, |l| l.state);
+        let idle = match self.refused {
+            Some(_) => LinkState::Refused,
+            None => LinkState::Connecting,
+        };
+        let state = self.link.as_ref().map_or(idle, |l| l.state);
         let last = self.backlog.last_seq();
         let lag_ms = if self.acked >= last {
             0
@@ -153,6 +166,7 @@ impl Replicator {
             durable: self.durable,
             lag_offsets: last.saturating_sub(self.acked),
             lag_ms,
+            refused: self.refused,
         });
     }
 
@@ -161,72 +175,20 @@ impl Replicator {
         self.attempt += 1;
         let attempt = self.attempt;
         let addr = self.config.replica.clone();
-        let primary_nonce = auth::nonce();
-        let hello = Replicate::new(&primary_nonce).encode();
         let secret = self.config.secret.clone();
         let timeout = self.config.timeout;
-        let handshake = async move {
-            let stream = tokio::time::timeout(timeout, TcpStream::connect(addr.as_str()))
-                .await
-                .map_err(|_| "connect timed out".to_string())?
-                .map_err(|e| format!("connect failed: {e}"))?;
-            stream.set_nodelay(true).map_err(|e| e.to_string())?;
-            let (reader, mut writer) = stream.into_split();
-            writer
-                .write_all(&hello)
-                .await
-                .map_err(|e| format!("handshake failed: {e}"))?;
-            let mut lines =
-                FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_CONTROL_LINE));
-            let line = next_line(&mut lines, timeout).await?;
-            let (replica_nonce, replica_proof) = match ReplicaLine::parse(&line) {
-                Ok(ReplicaLine::Challenge { nonce, proof }) => (nonce, proof),
-                Ok(ReplicaLine::Refused(why)) => {
-                    return Err(format!("the replica refused the handshake: {why}"))
-                }
-                _ => return Err(format!("the replica refused the handshake: {line:.80}")),
-            };
-            // The replica proves itself first: an impostor at its address gets nothing.
-            let proof =
-                match (&secret, replica_proof) {
-                    (Some(secret), Some(proof))
-                        if secret.verify(Side::Replica, &primary_nonce, &replica_nonce, &proof) =>
-                    {
-                        Some(secret.proof(Side::Primary, &primary_nonce, &replica_nonce))
-                    }
-                    (Some(_), _) => return Err(
-                        "the replica did not prove it knows the cluster secret; sending it nothing"
-                            .to_string(),
-                    ),
-                    (None, Some(_)) => {
-                        return Err(
-                            "the replica requires a cluster secret; start this node with the same \
-                         --cluster-secret"
-                                .to_string(),
-                        )
-                    }
-                    (None, None) => None,
-                };
-            writer
-                .write_all(&Prove { proof }.encode())
-                .await
-                .map_err(|e| format!("handshake failed: {e}"))?;
-            let line = next_line(&mut lines, timeout).await?;
-            let position = match ReplicaLine::parse(&line) {
-                Ok(ReplicaLine::Position { id, offset }) => (id, offset),
-                Ok(ReplicaLine::Refused(why)) => {
-                    return Err(format!("the replica refused the handshake: {why}"))
-                }
-                _ => return Err(format!("the replica refused the handshake: {line:.80}")),
-            };
-            Ok::<_, LinkError>((lines, writer, position))
-        };
+        let handshake = async move { handshake::open(&addr, secret.as_ref(), timeout).await };
         ctx.spawn(handshake.into_actor(self).map(move |result, act, ctx| {
             if attempt != act.attempt {
                 return;
             }
             match result {
-                Ok((lines, writer, (id, offset))) => act.start_link(lines, writer, id, offset, ctx),
+                Ok(Opened {
+                    lines,
+                    writer,
+                    id,
+                    offset,
+                }) => act.start_link(lines, writer, id, offset, ctx),
                 Err(error) => act.retry_later(&error, ctx),
             }
         }));
@@ -240,9 +202,14 @@ impl Replicator {
         offset: Seq,
         ctx: &mut Context<Self>,
     ) {
+        let partial = match self.continuation(id.as_deref(), offset) {
+            Ok(partial) => partial,
+            Err(reason) => return self.refuse(reason, id.as_deref(), offset, ctx),
+        };
+        if self.refused.take().is_some() {
+            info!(self.log, "the replica's history can be continued now"; "replica_offset" => offset);
+        }
         let reader = ctx.add_stream(lines);
-        let partial =
-            id.as_deref() == Some(&*self.config.replication_id) && self.backlog.covers(offset);
         self.link = Some(Link {
             writer: Some(writer),
             writing: None,
@@ -277,6 +244,47 @@ impl Replicator {
         self.publish();
     }
 
+    /// How a replica holding history `id` up to `offset` can be brought to the primary's data:
+    /// `Ok(true)` by a partial resync, `Ok(false)` by a full one; or why it must not be
+    /// overwritten. Only a replica whose data is a prefix of the primary's history (or that
+    /// holds nothing) is resynced: anything else holds writes the primary does not have.
+    fn continuation(&self, id: Option<&str>, offset: Seq) -> Result<bool, &'static str> {
+        let last = self.backlog.last_seq();
+        let lineage = Lineage {
+            id: self.config.replication_id.to_string(),
+            previous: self.config.previous.clone(),
+        };
+        match id {
+            Some(id) if lineage.contains(id, offset, last) => Ok(self.backlog.covers(offset)),
+            None if offset == 0 => Ok(false),
+            _ if offset > last => Err("replica_is_ahead"),
+            _ => Err("replica_has_another_history"),
+        }
+    }
+
+    /// Refuse to stream to a replica whose data the primary's history does not continue:
+    /// close the connection, say so (loudly once), show it in `INFO`, and look again later,
+    /// in case an operator resolved it (`RESYNC` on the replica).
+    fn refuse(
+        &mut self,
+        reason: &'static str,
+        id: Option<&str>,
+        offset: Seq,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.refused.replace(reason).is_none() {
+            error!(self.log, "refusing to overwrite a replica whose history this primary does not continue; \
+                resolve it with RESYNC on the replica (it takes this primary's data) or by promoting the replica";
+                "reason" => reason, "replica_id" => id.unwrap_or("-"), "replica_offset" => offset,
+                "primary_id" => &*self.config.replication_id, "primary_offset" => self.backlog.last_seq());
+        } else {
+            debug!(self.log, "replica still refused"; "reason" => reason, "replica_offset" => offset);
+        }
+        self.failing = true;
+        self.publish();
+        self.schedule_connect(ctx);
+    }
+
     fn connected(&mut self) {
         self.backoff = BACKOFF_START;
         self.failing = false;
@@ -286,6 +294,7 @@ impl Replicator {
     fn full_sync(&mut self, ctx: &mut Context<Self>) {
         let attempt = self.attempt;
         let id = self.config.replication_id.clone();
+        let mut durability = self.durability.clone();
         let take = self.store.send(TakeSnapshot).into_actor(self).map(move |snapshot, act, ctx| {
             if attempt != act.attempt {
                 return;
@@ -297,6 +306,11 @@ impl Replicator {
                 return;
             };
             let send = async move {
+                // Sent once the primary's writer has made it safe, as every mutation is.
+                durability
+                    .wait_safe(seq)
+                    .await
+                    .map_err(|e| std::io::Error::other(format!("the primary cannot persist: {e}")))?;
                 let mut buf = Vec::new();
                 SyncStart::Full {
                     id: id.to_string(),
@@ -366,7 +380,11 @@ impl Replicator {
         if link.writer.is_none() {
             return;
         }
-        let mutations = self.backlog.after(link.sent, CHUNK_BYTES);
+        let mut mutations = self.backlog.after(link.sent, CHUNK_BYTES);
+        // Only what the primary's writer has made safe: a crash must not leave a replica
+        // holding mutations its primary lost.
+        let safe = self.durability.safe();
+        mutations.truncate(mutations.partition_point(|m| m.seq <= safe));
         let Some(last) = mutations.last().map(|m| m.seq) else {
             return;
         };
@@ -463,7 +481,7 @@ impl Replicator {
         // A heartbeat when idle, so the replica knows the link is alive.
         if link.state == LinkState::Streaming
             && link.writer.is_some()
-            && link.sent == self.backlog.last_seq()
+            && link.sent >= self.backlog.last_seq().min(self.durability.safe())
         {
             let mut beat = Vec::new();
             StreamEncoder::heartbeat(link.sent, &mut beat);
@@ -474,25 +492,31 @@ impl Replicator {
     }
 }
 
-/// The replica's next line in the handshake, within `timeout`.
-async fn next_line(
-    lines: &mut FramedRead<OwnedReadHalf, LinesCodec>,
-    timeout: Duration,
-) -> Result<String, LinkError> {
-    tokio::time::timeout(timeout, lines.next())
-        .await
-        .map_err(|_| "no answer to the handshake".to_string())?
-        .ok_or("the replica closed the connection during the handshake")?
-        .map_err(|e| format!("handshake failed: {e}"))
-}
-
 impl Actor for Replicator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(64 * 1024);
         ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
+        // Mutations become sendable as the writer makes them safe.
+        let progress = futures::stream::unfold(self.durability.clone(), |mut durability| async {
+            durability.changed().await.then_some((Safer, durability))
+        });
+        ctx.add_message_stream(progress);
         self.connect(ctx);
+    }
+}
+
+/// The primary's writer made more mutations safe: some may now be sent.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Safer;
+
+impl Handler<Safer> for Replicator {
+    type Result = ();
+
+    fn handle(&mut self, _: Safer, ctx: &mut Self::Context) {
+        self.pump(ctx);
     }
 }
 

@@ -63,6 +63,9 @@ pub fn line(node: &NodeContext, stats: StoreStats, follower: Option<FollowerInfo
                 p.lag_offsets,
                 p.lag_ms
             );
+            if let Some(reason) = p.refused {
+                let _ = write!(line, " replica{i}_refused={reason}");
+            }
         }
     }
     line

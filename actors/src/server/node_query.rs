@@ -1,5 +1,5 @@
 //! Answers to the commands about the node rather than its data: `DBSIZE`, `INFO`, `DIGEST`,
-//! `WAIT` ([`NodeQuery`]), and `HELLO`. They are rare, so a session clones what they need only
+//! `WAIT`, `RESYNC` ([`NodeQuery`]), and `HELLO`. They are rare, so a session clones what they need only
 //! when a client asks one, and their futures are boxed, keeping the future of an ordinary
 //! batch small.
 
@@ -14,6 +14,7 @@ use super::info;
 use super::node_context::NodeContext;
 use crate::protocol::command::{CommandError, NodeQuery};
 use crate::protocol::reply::{ErrorReply, Protocol, Reply};
+use crate::replication::follower::Resync;
 use crate::store::{Seq, Stats, Store};
 
 /// Why a node query could not be answered; ends the session that asked.
@@ -53,6 +54,13 @@ pub async fn answer(
             })
         }
         NodeQuery::Digest => Reply::Text(digest::answer(store, &node.digest_turn).await?),
+        NodeQuery::Resync => match &node.follower {
+            Some(follower) => {
+                follower.send(Resync).await?;
+                Reply::Ok
+            }
+            None => Reply::Error(ErrorReply::ResyncOnPrimary),
+        },
         NodeQuery::Wait { .. } if node.follower.is_some() => {
             Reply::Error(ErrorReply::WaitOnReplica)
         }

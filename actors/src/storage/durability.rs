@@ -146,6 +146,25 @@ impl Durability {
         !self.has_writer || self.policy.reached(&self.state.borrow(), seq)
     }
 
+    /// The last mutation that is as safe as the policy promises before it may be shown (or
+    /// sent to a replica): fsynced under `always`, written otherwise. Everything without a
+    /// writer.
+    pub fn safe(&self) -> Seq {
+        if !self.has_writer {
+            return Seq::MAX;
+        }
+        let state = self.state.borrow();
+        match self.policy {
+            FsyncPolicy::Always => state.synced,
+            FsyncPolicy::EverySec | FsyncPolicy::No => state.written,
+        }
+    }
+
+    /// Wait until the writer reports progress (or a failure); `false` once it has stopped.
+    pub async fn changed(&mut self) -> bool {
+        self.state.changed().await.is_ok()
+    }
+
     /// Wait until [`Self::is_safe`] holds for `seq`. Answers the failure that prevents it,
     /// if the writer reports one first (or stops).
     pub async fn wait_safe(&mut self, seq: Seq) -> Result<(), Arc<str>> {

@@ -1,7 +1,8 @@
 //! Everything a node keeps on disk, and the actor that writes it.
 //!
 //! - [`writer`]: the persistence writer actor: appends every mutation the Store publishes to the
-//!   log (group commit, the `--fsync` policy), reports durability, compacts into snapshots.
+//!   log (group commit, the `--fsync` policy), reports durability, compacts into snapshots;
+//!   [`writer_messages`]: its configuration and the messages it takes.
 //! - [`durability`]: the `--fsync` policy and the durable position the writer publishes.
 //! - [`record`]: the record format shared by the log, snapshots and the replication stream.
 //! - [`segment`]: one log file being appended to.
@@ -16,3 +17,4 @@ pub mod recovery;
 pub mod segment;
 pub mod snapshot_file;
 pub mod writer;
+pub mod writer_messages;

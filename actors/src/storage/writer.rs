@@ -26,29 +26,10 @@ use crate::storage::record;
 use crate::storage::recovery::Recovered;
 use crate::storage::segment::Segment;
 use crate::storage::snapshot_file::{self, Generation};
-use crate::store::keyspace::Snapshot;
+pub use crate::storage::writer_messages::{
+    Follow, GetWriterStats, Reset, SyncNow, WriterConfig, WriterStats,
+};
 use crate::store::{Applied, Seq, Store, StoreSnapshot, TakeSnapshot};
-
-/// How the writer persists.
-#[derive(Debug, Clone, Copy)]
-pub struct WriterConfig {
-    /// When the log is forced to disk (`--fsync`), and so when a write counts as durable.
-    pub fsync: FsyncPolicy,
-    /// Compact once the logs hold at least this many bytes...
-    pub compact_min_bytes: u64,
-    /// ...and at least this many times the size of the last snapshot.
-    pub compact_ratio: u64,
-}
-
-impl Default for WriterConfig {
-    fn default() -> Self {
-        WriterConfig {
-            fsync: FsyncPolicy::EverySec,
-            compact_min_bytes: 64 * 1024 * 1024,
-            compact_ratio: 2,
-        }
-    }
-}
 
 /// How often the writer fsyncs under `everysec`, and retries after a failure.
 const TICK: Duration = Duration::from_secs(1);
@@ -60,42 +41,6 @@ const MAX_UNSYNCED_BYTES: usize = 8 * 1024 * 1024;
 const BUFFER_BYTES: usize = 64 * 1024;
 /// How long to wait before trying again after a compaction failed.
 const COMPACTION_RETRY: Duration = Duration::from_secs(30);
-
-/// Write everything received so far and fsync it; answers the last durable sequence number.
-/// Used at shutdown and by tests.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Seq, String>")]
-pub struct SyncNow;
-
-/// Answers the writer's file sizes, for tests, benchmarks and `INFO`.
-#[derive(Debug, Message)]
-#[rtype(result = "WriterStats")]
-pub struct GetWriterStats;
-
-/// The sizes of the files the writer manages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
-pub struct WriterStats {
-    /// Bytes in the logs since the last snapshot.
-    pub log_bytes: u64,
-    /// Bytes of the last snapshot.
-    pub snapshot_bytes: u64,
-    /// How many compactions have finished since start-up.
-    pub compactions: u64,
-}
-
-/// Replace everything on disk with `data` as of `seq`, history `replication_id`: a replica's
-/// full resync. Until it succeeds, the directory claims no replication id, so a crash part way
-/// leads to another full resync, never to a partial one on mixed data.
-#[derive(Message)]
-#[rtype(result = "Result<(), String>")]
-pub struct Reset {
-    /// The data the primary sent, written as the directory's one snapshot.
-    pub data: Snapshot,
-    /// The last mutation `data` includes: the new log starts at `seq + 1`.
-    pub seq: Seq,
-    /// The primary's history, recorded as the one followed once the data is on disk.
-    pub replication_id: String,
-}
 
 /// Sent by the writer to itself on an `Applied`: handled once the mailbox is empty, it writes
 /// everything received meanwhile at once (group commit).
@@ -529,7 +474,9 @@ impl Handler<SnapshotWritten> for Writer {
 
 impl Writer {
     fn reset(&mut self, msg: Reset) -> Result<(), StorageError> {
-        replication_id::save(&self.dir, &ReplicationState::None)?;
+        // Until the new data is on disk, what the directory holds is disposable: after a crash
+        // here the replica asks for a full resync again.
+        replication_id::save(&self.dir, &ReplicationState::Resyncing)?;
         // Under the lock a compaction renames under: a snapshot of the old data either went
         // into place before this (and is deleted below) or never will.
         self.generation.bump();
@@ -587,6 +534,19 @@ impl Handler<Reset> for Writer {
                 self.publish();
                 Err(error.to_string())
             }
+        }
+    }
+}
+
+impl Handler<Follow> for Writer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Follow, _: &mut Self::Context) {
+        let state = ReplicationState::Following { id: msg.id };
+        if let Err(error) = replication_id::save(&self.dir, &state) {
+            // The replica keeps streaming; its next reconnection offers the old id, which the
+            // primary still recognises as a prefix of its history.
+            warn!(self.log, "cannot record the primary's new replication id"; "error" => %error);
         }
     }
 }

@@ -1,0 +1,109 @@
+//! The primary's end of the replication handshake: connect to a replica, authenticate both
+//! ways, and learn where the replica stands. The messages are `wire.rs`'s, the proofs
+//! `auth.rs`'s; the replica's end is `replica_link.rs`.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio_util::codec::{FramedRead, LinesCodec};
+
+use super::auth::{self, ClusterSecret, Side};
+use super::wire::{Prove, ReplicaLine, Replicate, MAX_CONTROL_LINE};
+use crate::store::Seq;
+
+/// A link whose handshake finished: the replica's lines to come (`ACK`), the socket to stream
+/// to, and where the replica stands.
+pub struct Opened {
+    /// The replica's lines from now on.
+    pub lines: FramedRead<OwnedReadHalf, LinesCodec>,
+    /// The socket's write half, for the stream.
+    pub writer: OwnedWriteHalf,
+    /// The history the replica's data belongs to (`None`: none).
+    pub id: Option<String>,
+    /// How far its data goes.
+    pub offset: Seq,
+}
+
+/// Connect to the replica at `addr` and run the handshake, each step within `timeout`. With
+/// a `secret`, the replica must prove it knows it before it is sent anything else (an
+/// impostor learns nothing), and the primary then proves it in turn. Answers why it failed,
+/// as one line for the log.
+pub async fn open(
+    addr: &str,
+    secret: Option<&ClusterSecret>,
+    timeout: Duration,
+) -> Result<Opened, String> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| format!("connect failed: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (reader, mut writer) = stream.into_split();
+    let primary_nonce = auth::nonce();
+    writer
+        .write_all(&Replicate::new(&primary_nonce).encode())
+        .await
+        .map_err(|e| format!("handshake failed: {e}"))?;
+    let mut lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_CONTROL_LINE));
+    let (replica_nonce, replica_proof) = match next_line(&mut lines, timeout).await? {
+        ReplicaLine::Challenge { nonce, proof } => (nonce, proof),
+        other => return Err(unexpected(other)),
+    };
+    let proof = match (secret, replica_proof) {
+        (Some(secret), Some(proof))
+            if secret.verify(Side::Replica, &primary_nonce, &replica_nonce, &proof) =>
+        {
+            Some(secret.proof(Side::Primary, &primary_nonce, &replica_nonce))
+        }
+        (Some(_), _) => {
+            return Err(
+                "the replica did not prove it knows the cluster secret; sending it nothing".into(),
+            )
+        }
+        (None, Some(_)) => {
+            return Err(
+                "the replica requires a cluster secret; start this node with the same \
+                 --cluster-secret"
+                    .into(),
+            )
+        }
+        (None, None) => None,
+    };
+    writer
+        .write_all(&Prove { proof }.encode())
+        .await
+        .map_err(|e| format!("handshake failed: {e}"))?;
+    match next_line(&mut lines, timeout).await? {
+        ReplicaLine::Position { id, offset } => Ok(Opened {
+            lines,
+            writer,
+            id,
+            offset,
+        }),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The replica's next line in the handshake, within `timeout`.
+async fn next_line(
+    lines: &mut FramedRead<OwnedReadHalf, LinesCodec>,
+    timeout: Duration,
+) -> Result<ReplicaLine, String> {
+    let line = tokio::time::timeout(timeout, lines.next())
+        .await
+        .map_err(|_| "no answer to the handshake".to_string())?
+        .ok_or("the replica closed the connection during the handshake")?
+        .map_err(|e| format!("handshake failed: {e}"))?;
+    ReplicaLine::parse(&line).map_err(|_| format!("the replica refused the handshake: {line:.80}"))
+}
+
+/// Why a line the replica sent ends the handshake.
+fn unexpected(line: ReplicaLine) -> String {
+    match line {
+        ReplicaLine::Refused(why) => format!("the replica refused the handshake: {why}"),
+        other => format!("the replica refused the handshake: unexpected {other:?}"),
+    }
+}

@@ -362,3 +362,64 @@ fn with_fsync_everysec_a_stalled_fsync_makes_new_writes_wait() {
     );
     assert!(node.answers_ping());
 }
+
+#[test]
+fn a_replica_that_cannot_store_a_full_resync_stops_until_restarted_then_resyncs() {
+    let replica_dir = tempfile::tempdir().unwrap();
+    let replica = NodeProcess::start_at("127.0.0.1:0", replica_dir.path(), &["--role", "replica"]);
+    let addr = replica.addr.to_string();
+    // Its disk takes no file over 64 KiB: the full resync's snapshot (about 1 MB) fails.
+    let status = Command::new("prlimit")
+        .args([
+            "--pid",
+            &replica.pid().to_string(),
+            "--fsize=65536:unlimited",
+        ])
+        .status()
+        .expect("run prlimit (util-linux)");
+    assert!(status.success());
+    // A primary with 1 MB of data, restarted to stream to the replica: a full resync.
+    let primary_dir = tempfile::tempdir().unwrap();
+    let loading = NodeProcess::start_in(primary_dir.path(), &[]);
+    let mut client = loading.client();
+    let value = "v".repeat(1000);
+    for i in 0..1000 {
+        client
+            .put(format!("k{i}").as_bytes(), value.as_bytes())
+            .unwrap();
+    }
+    stop(loading);
+    let primary = NodeProcess::start_in(primary_dir.path(), &["--replica", &addr]);
+    let mut client = primary.client();
+    replica.wait_for_log("could not store a full resync");
+    // Nothing it holds is known to be on disk: it answers no read, and acknowledges nothing
+    // as durable, even once the disk has room again.
+    let status = Command::new("prlimit")
+        .args([
+            "--pid",
+            &replica.pid().to_string(),
+            "--fsize=unlimited:unlimited",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let read = String::from_utf8(replica.client().request(b"GET k1").unwrap()).unwrap();
+    assert!(read.starts_with("ERROR: persistence failed: "), "{read}");
+    client.put(b"more", b"1").unwrap();
+    wait_until(
+        "the primary hears that nothing is durable on the replica",
+        || {
+            let info = String::from_utf8(client.request(b"INFO").unwrap()).unwrap();
+            info.contains(" replica0_durable=0 ")
+        },
+    );
+    // A restart finds the directory mid-resync and asks for everything again.
+    replica.signal("KILL");
+    drop(replica);
+    let replica = NodeProcess::start_at(&addr, replica_dir.path(), &["--role", "replica"]);
+    assert_eq!(client.request(b"WAIT 1 60000").unwrap(), b"1");
+    assert_eq!(
+        replica.client().get(b"k999").unwrap(),
+        Some(value.into_bytes())
+    );
+}

@@ -202,9 +202,15 @@ impl Follower {
                 durable: 0,
             };
         }
+        // While the writer reports a failure, nothing more is known to be durable (after a
+        // failed full resync, what it had synced even belongs to the history replaced).
+        let durable = match self.durability.failure() {
+            Some(_) => 0,
+            None => self.durability.current().synced.min(self.applied),
+        };
         Ack {
             applied: self.applied,
-            durable: self.durability.current().synced.min(self.applied),
+            durable,
         }
     }
 

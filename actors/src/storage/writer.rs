@@ -108,6 +108,8 @@ pub struct Writer {
     compaction_failed_at: Option<Instant>,
     /// How many compactions have finished since start-up, for [`WriterStats`].
     compactions: u64,
+    /// A [`Reset`] failed part way: the persistence failure is permanent until a restart.
+    reset_failed: bool,
     /// Bumped by every [`Reset`]: a snapshot taken before it describes replaced data. Shared
     /// with the snapshot thread, which checks it and renames its file under one lock.
     generation: Arc<Generation>,
@@ -153,6 +155,7 @@ impl Writer {
             compaction_failed_at: None,
             compactions: 0,
             generation: Arc::new(Generation::default()),
+            reset_failed: false,
         };
         Ok((writer, durability))
     }
@@ -209,6 +212,11 @@ impl Writer {
 
     /// After a failure: cut the log back to what is durable and write the rest again.
     fn try_recover(&mut self) {
+        if self.reset_failed {
+            // The files the writer was appending to are gone: nothing here can be trusted to
+            // reach the disk. Only a restart (which resyncs in full) clears it.
+            return;
+        }
         let attempt = (|| {
             self.segment.rollback_to(self.synced_len)?;
             self.log_bytes = self.log_bytes.saturating_sub(self.unsynced.len() as u64);
@@ -527,10 +535,16 @@ impl Handler<Reset> for Writer {
                 Ok(())
             }
             Err(error) => {
-                error!(self.log, "could not store a full resync"; "error" => %error);
-                // The directory claims no replication id now, so a restart resyncs in full;
-                // until the disk recovers, report it like any other persistence failure.
-                self.failure = Some(format!("could not store a full resync: {error}").into());
+                error!(self.log, "could not store a full resync; restart this replica to resync it";
+                    "error" => %error);
+                // The old logs may be gone and the new one not there: nothing written from now
+                // on would be durable. The failure stays (no write, read or acknowledgement of
+                // durability) until a restart, which finds the directory `resyncing` and asks
+                // for a full resync.
+                self.reset_failed = true;
+                self.failure = Some(
+                    format!("could not store a full resync ({error}); restart this replica").into(),
+                );
                 self.publish();
                 Err(error.to_string())
             }

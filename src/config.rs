@@ -138,6 +138,13 @@ pub struct NodeArgs {
           value_parser = clap::value_parser!(u64).range(1024..))]
     pub repl_backlog_bytes: u64,
 
+    /// The most bytes of writes a primary keeps for one replica while its full resync is sent
+    /// and until it catches up (as Redis's replica output buffer limit), so that a full resync
+    /// under load converges. A replica that needs more is dropped and tried again.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub repl_full_sync_buffer_bytes: u64,
+
     /// A replication link with no sign of life for this long is closed and reconnected.
     #[arg(long, value_name = "MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
@@ -224,6 +231,7 @@ pub struct NodeConfig {
     pub recovery: RecoveryOptions,
     pub cluster_secret: Option<String>,
     pub repl_backlog_bytes: usize,
+    pub repl_full_sync_buffer_bytes: usize,
     pub repl_timeout: std::time::Duration,
     pub repl_handshake_timeout: std::time::Duration,
     /// `--timeout`: `None` for never.
@@ -304,6 +312,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
             },
             cluster_secret: args.cluster_secret,
             repl_backlog_bytes: to_usize(args.repl_backlog_bytes),
+            repl_full_sync_buffer_bytes: to_usize(args.repl_full_sync_buffer_bytes),
             repl_timeout: std::time::Duration::from_millis(args.repl_timeout_ms),
             repl_handshake_timeout: std::time::Duration::from_millis(
                 args.repl_handshake_timeout_ms,

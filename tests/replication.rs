@@ -477,3 +477,42 @@ fn a_replica_whose_client_places_are_full_still_takes_its_primarys_stream() {
         "the stream came in over the limit"
     );
 }
+
+#[test]
+fn a_full_resync_under_load_converges_though_the_backlog_is_tiny() {
+    // 40 MB of data to copy, and writers that go on throughout, each second far more than the
+    // 1 KiB backlog: what is written during the copy is held for the replica, not lost, so
+    // the resync ends instead of starting over forever.
+    let pdir = tempfile::tempdir().unwrap();
+    let loading = NodeProcess::start_in(pdir.path(), &[]);
+    // 40 MB: more than the socket buffers take at once, so the copy interleaves with writes.
+    let value = "v".repeat(1000);
+    for chunk in 0..40 {
+        let puts: Vec<String> = (0..1000)
+            .map(|i| format!("PUT seed{chunk}-{i} {value}"))
+            .collect();
+        assert!(common::pipeline(&loading, &puts).iter().all(|r| r == "OK"));
+    }
+    loading.signal("TERM");
+    drop(loading);
+    let replica = Replica::start(&[]);
+    let primary = primary_for(
+        pdir.path(),
+        &[replica.addr],
+        &["--repl-backlog-bytes", "1024"],
+    );
+    let load = Load::start(primary.addr, 3);
+    let mut probe = primary.client();
+    load.wait_for("the replica streams while the load goes on", || {
+        String::from_utf8_lossy(&probe.request(b"INFO").unwrap())
+            .contains("replica0_state=streaming")
+    });
+    load.stop();
+    wait_converged(&primary, &[replica.node()]);
+    // One copy was enough: it never started over.
+    assert_eq!(count_log(&primary, "sending a full snapshot"), 1);
+    assert_eq!(
+        count_log(&primary, "backlog overflowed during the full resync"),
+        0
+    );
+}

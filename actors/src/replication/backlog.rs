@@ -26,8 +26,14 @@ pub struct Backlog {
     batches: VecDeque<(Arc<[Mutation]>, Instant)>,
     /// The weight of every mutation held (see `weight`), kept under `limit`.
     bytes: usize,
-    /// The most bytes held (`--repl-backlog-bytes`); past it the oldest batches go.
+    /// The most bytes held (`--repl-backlog-bytes`); past it the oldest batches go...
     limit: usize,
+    /// ...unless a full resync (or the catch-up after it) still needs them: then up to this
+    /// many (`--repl-full-sync-buffer-bytes`), as Redis buffers a replica's output during a
+    /// full sync, so that a full resync under load converges instead of starting over.
+    hold_limit: usize,
+    /// Every mutation after this one is held for a replica's full resync, if set.
+    hold_after: Option<Seq>,
     /// The sequence number of the last mutation before the window.
     before: Seq,
     /// The last sequence number in the window (`before` when it is empty).
@@ -35,12 +41,15 @@ pub struct Backlog {
 }
 
 impl Backlog {
-    /// An empty backlog of at most `limit` bytes, continuing after `last_seq`.
-    pub fn new(limit: usize, last_seq: Seq) -> Self {
+    /// An empty backlog of at most `limit` bytes (`hold_limit` while a full resync needs
+    /// more), continuing after `last_seq`.
+    pub fn new(limit: usize, hold_limit: usize, last_seq: Seq) -> Self {
         Backlog {
             batches: VecDeque::new(),
             bytes: 0,
             limit,
+            hold_limit: hold_limit.max(limit),
+            hold_after: None,
             before: last_seq,
             last: last_seq,
         }
@@ -54,11 +63,30 @@ impl Backlog {
         self.bytes += batch.iter().map(weight).sum::<usize>();
         self.batches.push_back((batch, Instant::now()));
         while self.bytes > self.limit && self.batches.len() > 1 {
+            let held = match (self.hold_after, self.batches.front()) {
+                (Some(after), Some((oldest, _))) => oldest.last().is_some_and(|m| m.seq > after),
+                _ => false,
+            };
+            if held && self.bytes <= self.hold_limit {
+                break;
+            }
             if let Some((old, _)) = self.batches.pop_front() {
                 self.bytes -= old.iter().map(weight).sum::<usize>();
                 self.before = old.last().map_or(self.before, |m| m.seq);
             }
         }
+    }
+
+    /// Hold every mutation after `seq` (a full resync as of `seq` is on its way to a replica,
+    /// which then needs what came after it), up to the hold limit; `None` releases the hold,
+    /// and the backlog shrinks back to its limit as batches arrive.
+    pub fn hold_after(&mut self, seq: Option<Seq>) {
+        self.hold_after = seq;
+    }
+
+    /// Whether the backlog is within its own limit, so a hold no longer keeps anything.
+    pub fn within_limit(&self) -> bool {
+        self.bytes <= self.limit
     }
 
     /// The last sequence number the backlog has seen.
@@ -120,7 +148,7 @@ mod tests {
 
     #[test]
     fn resumes_only_where_it_holds_everything_after() {
-        let mut backlog = Backlog::new(1000, 10);
+        let mut backlog = Backlog::new(1000, 1000, 10);
         assert!(backlog.covers(10));
         backlog.push(batch(11..=13));
         backlog.push(batch(14..=15));
@@ -142,12 +170,34 @@ mod tests {
 
     #[test]
     fn a_chunk_stops_inside_a_large_batch() {
-        let mut backlog = Backlog::new(1 << 20, 0);
+        let mut backlog = Backlog::new(1 << 20, 1 << 20, 0);
         backlog.push(batch(1..=1000));
         // About 155 bytes each: a 1,000-byte chunk is 7 mutations, not the whole batch.
         let first: Vec<Seq> = backlog.after(0, 1000).iter().map(|m| m.seq).collect();
         assert_eq!(first, (1..=7).collect::<Vec<_>>());
         let next: Vec<Seq> = backlog.after(7, 1000).iter().map(|m| m.seq).collect();
         assert_eq!(next, (8..=14).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_hold_keeps_what_a_full_resync_needs_up_to_its_own_limit() {
+        // 160 bytes a mutation: 1,000 bytes hold 6, the hold limit 31.
+        let mut backlog = Backlog::new(1000, 5000, 0);
+        backlog.hold_after(Some(5));
+        for seq in 1..=20 {
+            backlog.push(batch(seq..=seq));
+        }
+        assert!(backlog.covers(5), "everything after the hold is kept");
+        assert!(!backlog.covers(4), "what came before it goes as usual");
+        for seq in 21..=40 {
+            backlog.push(batch(seq..=seq));
+        }
+        assert!(
+            backlog.bytes() <= 5000 && !backlog.covers(5),
+            "bounded by the hold limit"
+        );
+        backlog.hold_after(None);
+        backlog.push(batch(41..=41));
+        assert!(backlog.within_limit(), "released, it shrinks back");
     }
 }

@@ -47,6 +47,9 @@ pub struct ReplicatorConfig {
     pub previous: Option<Previous>,
     /// The most bytes of recent mutations kept for partial resyncs and slow replicas.
     pub backlog_bytes: usize,
+    /// The most bytes of mutations kept for a replica while its full resync is sent and
+    /// until it catches up (at least `backlog_bytes`).
+    pub full_sync_buffer_bytes: usize,
     /// A link with no acknowledgement for this long is dropped and reconnected.
     pub timeout: Duration,
 }
@@ -97,6 +100,9 @@ pub struct Replicator {
     failing: bool,
     /// Why the replica's data must not be overwritten, while that holds.
     refused: Option<&'static str>,
+    /// The replica has its full resync and is catching up on what came after it: the
+    /// backlog holds that for it (up to the hold limit) until it is within the usual limit.
+    catching_up: bool,
     /// The replica applied every mutation up to this one (never more than was sent)...
     acked: Seq,
     /// ...and made every one up to this one durable.
@@ -128,7 +134,11 @@ impl Replicator {
             refused: None,
         });
         let replicator = Replicator {
-            backlog: Backlog::new(config.backlog_bytes, last_seq),
+            backlog: Backlog::new(
+                config.backlog_bytes,
+                config.full_sync_buffer_bytes,
+                last_seq,
+            ),
             log: log.new(slog::o!("replica" => config.replica.to_string())),
             config,
             store,
@@ -138,6 +148,7 @@ impl Replicator {
             backoff: BACKOFF_START,
             failing: false,
             refused: None,
+            catching_up: false,
             acked: 0,
             durable: 0,
             progress,
@@ -302,6 +313,9 @@ impl Replicator {
             let Ok(StoreSnapshot { data, seq }) = snapshot else {
                 return act.drop_link("the store is gone", ctx);
             };
+            // What comes after the snapshot is held until the replica has it (up to the hold
+            // limit), however long the transfer takes: the resync converges.
+            act.backlog.hold_after(Some(seq));
             let Some(mut writer) = act.link.as_mut().and_then(|l| l.writer.take()) else {
                 return;
             };
@@ -345,6 +359,7 @@ impl Replicator {
                             link.sent = seq;
                             link.state = LinkState::Streaming;
                         }
+                        act.catching_up = true;
                         info!(act.log, "full resync sent; streaming"; "snapshot_seq" => seq, "keys" => keys);
                         act.connected();
                         act.publish();
@@ -418,6 +433,9 @@ impl Replicator {
                             link.writing = None;
                             link.sent = link.sent.max(sent);
                         }
+                        if let Some(sent) = act.link.as_ref().map(|l| l.sent) {
+                            act.release_hold(sent);
+                        }
                         act.pump(ctx);
                     }
                     Err(error) => act.drop_link(&format!("write failed: {error}"), ctx),
@@ -430,7 +448,23 @@ impl Replicator {
     }
 
     /// End the current link (if any) and reconnect after the backoff.
+    /// After a full resync, the backlog holds what the replica still needs until it has
+    /// caught up to within the backlog's own limit (`sent` is what it has been sent).
+    fn release_hold(&mut self, sent: Seq) {
+        if !self.catching_up {
+            return;
+        }
+        if self.backlog.within_limit() {
+            self.backlog.hold_after(None);
+            self.catching_up = false;
+        } else {
+            self.backlog.hold_after(Some(sent));
+        }
+    }
+
     fn drop_link(&mut self, reason: &str, ctx: &mut Context<Self>) {
+        self.backlog.hold_after(None);
+        self.catching_up = false;
         if let Some(link) = self.link.take() {
             ctx.cancel_future(link.reader);
             if let Some(writing) = link.writing {

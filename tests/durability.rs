@@ -15,24 +15,29 @@ mod common;
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use common::strace::Strace;
-use common::{pipeline, stop, wait_until, NodeProcess};
+use common::{log_files, pipeline, stop, wait_until, NodeProcess};
 
-/// The log files in a data directory, oldest first.
-fn log_files(dir: &Path) -> Vec<PathBuf> {
-    let mut logs: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "kvl"))
-        .collect();
-    logs.sort();
-    logs
+/// How many writes [`traced_sequential_writes`] makes.
+const WRITES: usize = 20;
+
+/// The `strace` trace (of the `calls` given as `trace=...`) of one client writing [`WRITES`]
+/// keys in sequence: write i is sent only once write i - 1 was acknowledged.
+fn traced_sequential_writes(node: &NodeProcess, calls: &str) -> String {
+    let trace_dir = tempfile::tempdir().unwrap();
+    let trace = trace_dir.path().join("trace");
+    let strace = Strace::attach(node.pid(), &trace, &["-e", calls]);
+    let mut client = node.client();
+    for i in 0..WRITES {
+        client.put(format!("k{i}").as_bytes(), b"v").unwrap();
+    }
+    drop(strace);
+    fs::read_to_string(&trace).unwrap()
 }
 
 /// The file descriptor of `pid`'s open log file, from /proc.
@@ -124,18 +129,8 @@ fn every_acknowledged_write_survives_a_kill_9_under_always_and_everysec() {
 #[test]
 fn with_fsync_always_a_write_is_acknowledged_only_after_an_fdatasync() {
     let node = NodeProcess::start(&["--fsync", "always"]);
-    let trace_dir = tempfile::tempdir().unwrap();
-    let trace = trace_dir.path().join("trace");
-    let strace = Strace::attach(node.pid(), &trace, &["-e", "trace=fdatasync,write,sendto"]);
-    // One client writing in sequence: write i is sent only once write i - 1 was
-    // acknowledged, so no fdatasync that came before that acknowledgement can cover it.
-    const WRITES: usize = 20;
-    let mut client = node.client();
-    for i in 0..WRITES {
-        client.put(format!("k{i}").as_bytes(), b"v").unwrap();
-    }
-    drop(strace);
-    let trace = fs::read_to_string(&trace).unwrap();
+    // No fdatasync that came before write i - 1's acknowledgement can cover write i.
+    let trace = traced_sequential_writes(&node, "trace=fdatasync,write,sendto");
     // The log is the file the node fdatasyncs.
     let log_fd: String = trace
         .lines()
@@ -168,18 +163,8 @@ fn with_fsync_always_a_write_is_acknowledged_only_after_an_fdatasync() {
 fn with_fsync_everysec_a_write_is_acknowledged_only_after_its_record_is_written() {
     let node = NodeProcess::start(&["--fsync", "everysec"]);
     let log_write = format!("write({}, ", log_fd(node.pid()));
-    let trace_dir = tempfile::tempdir().unwrap();
-    let trace = trace_dir.path().join("trace");
-    let strace = Strace::attach(node.pid(), &trace, &["-e", "trace=write,sendto"]);
-    // One client writing in sequence: write i is sent only once write i - 1 was
-    // acknowledged, so only a record written after that acknowledgement can be write i's.
-    const WRITES: usize = 20;
-    let mut client = node.client();
-    for i in 0..WRITES {
-        client.put(format!("k{i}").as_bytes(), b"v").unwrap();
-    }
-    drop(strace);
-    let trace = fs::read_to_string(&trace).unwrap();
+    // Only a record written after write i - 1's acknowledgement can be write i's.
+    let trace = traced_sequential_writes(&node, "trace=write,sendto");
     // Replay the trace in order: every `OK` must find this client's record handed to the
     // operating system (a kill -9 of the process then cannot lose it).
     let (mut written, mut acks) = (false, 0);

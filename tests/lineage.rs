@@ -137,12 +137,7 @@ fn a_primary_that_lost_the_tail_its_replica_holds_does_not_overwrite_it() {
     drop(first);
     // The primary's disk lost the tail of its log (as a machine crash under everysec can);
     // the replica has it all: acknowledged writes that exist nowhere else.
-    let log = std::fs::read_dir(p.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "kvl"))
-        .max()
-        .unwrap();
+    let log = common::log_files(p.path()).pop().unwrap();
     let bytes = std::fs::read(&log).unwrap();
     std::fs::write(&log, &bytes[..bytes.len() - 200]).unwrap();
     let kept = data(&replica);

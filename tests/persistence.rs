@@ -5,23 +5,13 @@ mod common;
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use common::{pipeline, stop, wait_until, NodeProcess};
-
-fn log_files(dir: &Path) -> Vec<PathBuf> {
-    let mut logs: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "kvl"))
-        .collect();
-    logs.sort();
-    logs
-}
+use common::{log_files, pipeline, stop, wait_until, NodeProcess};
 
 fn dir_bytes(dir: &Path) -> u64 {
     fs::read_dir(dir)

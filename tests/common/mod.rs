@@ -302,3 +302,14 @@ pub fn stop(mut node: NodeProcess) {
     node.signal("TERM");
     assert!(node.wait_exit().success());
 }
+
+/// The log files in a data directory, oldest first.
+pub fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "kvl"))
+        .collect();
+    logs.sort();
+    logs
+}

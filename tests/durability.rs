@@ -23,6 +23,27 @@ use std::time::Duration;
 use common::strace::Strace;
 use common::{log_files, pipeline, stop, wait_until, NodeProcess};
 
+/// Make every `fdatasync` of `node` take `by` (strace's fault injection), from now until the
+/// answer is dropped; the trace goes to `trace_dir`.
+fn delay_every_fdatasync(node: &NodeProcess, trace_dir: &std::path::Path, by: Duration) -> Strace {
+    let inject = format!("inject=fdatasync:delay_enter={}", by.as_micros());
+    Strace::attach(
+        node.pid(),
+        &trace_dir.join("trace"),
+        &["-e", "trace=fdatasync", "-e", &inject],
+    )
+}
+
+/// Set the file size limit of process `pid` (`prlimit --fsize`): a limit stands in for a
+/// full disk, as writes past it fail with `EFBIG`.
+fn limit_file_size(pid: u32, limit: &str) {
+    let status = Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--fsize={limit}")])
+        .status()
+        .expect("run prlimit (util-linux)");
+    assert!(status.success(), "prlimit --fsize={limit} failed");
+}
+
 /// How many writes [`traced_sequential_writes`] makes.
 const WRITES: usize = 20;
 
@@ -215,16 +236,7 @@ fn with_fsync_always_no_read_shows_a_write_that_is_not_yet_on_disk() {
     writer.put(b"x", b"v1").unwrap();
     // From now on every fdatasync takes 5 s: the writer stalls in the next one.
     let trace_dir = tempfile::tempdir().unwrap();
-    let strace = Strace::attach(
-        node.pid(),
-        &trace_dir.path().join("trace"),
-        &[
-            "-e",
-            "trace=fdatasync",
-            "-e",
-            "inject=fdatasync:delay_enter=5000000",
-        ],
-    );
+    let strace = delay_every_fdatasync(&node, trace_dir.path(), Duration::from_secs(5));
     let log = log_files(dir.path()).pop().unwrap();
     let before = fs::metadata(&log).unwrap().len();
     let mut other_writer = node.raw();
@@ -258,18 +270,7 @@ fn a_full_disk_refuses_writes_shows_no_write_it_could_not_persist_and_recovers()
     // full disk (writes fail with EFBIG).
     let log = log_files(dir.path()).pop().unwrap();
     let limit = fs::metadata(&log).unwrap().len() + 300;
-    let prlimit = |value: String| {
-        let status = Command::new("prlimit")
-            .args([
-                "--pid",
-                &node.pid().to_string(),
-                &format!("--fsize={value}"),
-            ])
-            .status()
-            .expect("run prlimit (util-linux)");
-        assert!(status.success());
-    };
-    prlimit(format!("{limit}:unlimited"));
+    limit_file_size(node.pid(), &format!("{limit}:unlimited"));
     let big = "b".repeat(1000);
     let reply = client.request(format!("PUT big {big}").as_bytes()).unwrap();
     let reply = String::from_utf8(reply).unwrap();
@@ -289,7 +290,7 @@ fn a_full_disk_refuses_writes_shows_no_write_it_could_not_persist_and_recovers()
     }
     node.wait_for_log("persistence failed");
 
-    prlimit("unlimited:unlimited".into());
+    limit_file_size(node.pid(), "unlimited:unlimited");
     wait_until("writes are accepted again", || {
         client.request(b"PUT after 2").is_ok_and(|r| r == b"OK")
     });
@@ -312,16 +313,7 @@ fn with_fsync_everysec_a_stalled_fsync_makes_new_writes_wait() {
     let node = NodeProcess::start(&["--fsync", "everysec"]);
     // Every fdatasync takes 3 s: the writer's next once-a-second fsync stalls it.
     let trace_dir = tempfile::tempdir().unwrap();
-    let strace = Strace::attach(
-        node.pid(),
-        &trace_dir.path().join("trace"),
-        &[
-            "-e",
-            "trace=fdatasync",
-            "-e",
-            "inject=fdatasync:delay_enter=3000000",
-        ],
-    );
+    let strace = delay_every_fdatasync(&node, trace_dir.path(), Duration::from_secs(3));
     // One client writing in sequence, noting when each write is acknowledged.
     let mut client = node.client();
     let start = std::time::Instant::now();
@@ -354,15 +346,7 @@ fn a_replica_that_cannot_store_a_full_resync_stops_until_restarted_then_resyncs(
     let replica = NodeProcess::start_at("127.0.0.1:0", replica_dir.path(), &["--role", "replica"]);
     let addr = replica.addr.to_string();
     // Its disk takes no file over 64 KiB: the full resync's snapshot (about 1 MB) fails.
-    let status = Command::new("prlimit")
-        .args([
-            "--pid",
-            &replica.pid().to_string(),
-            "--fsize=65536:unlimited",
-        ])
-        .status()
-        .expect("run prlimit (util-linux)");
-    assert!(status.success());
+    limit_file_size(replica.pid(), "65536:unlimited");
     // A primary with 1 MB of data, restarted to stream to the replica: a full resync.
     let primary_dir = tempfile::tempdir().unwrap();
     let loading = NodeProcess::start_in(primary_dir.path(), &[]);
@@ -379,15 +363,7 @@ fn a_replica_that_cannot_store_a_full_resync_stops_until_restarted_then_resyncs(
     replica.wait_for_log("could not store a full resync");
     // Nothing it holds is known to be on disk: it answers no read, and acknowledges nothing
     // as durable, even once the disk has room again.
-    let status = Command::new("prlimit")
-        .args([
-            "--pid",
-            &replica.pid().to_string(),
-            "--fsize=unlimited:unlimited",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    limit_file_size(replica.pid(), "unlimited:unlimited");
     let read = String::from_utf8(replica.client().request(b"GET k1").unwrap()).unwrap();
     assert!(read.starts_with("ERROR: persistence failed: "), "{read}");
     client.put(b"more", b"1").unwrap();

@@ -384,3 +384,34 @@ fn a_replica_that_cannot_store_a_full_resync_stops_until_restarted_then_resyncs(
         Some(value.into_bytes())
     );
 }
+
+#[test]
+fn with_fsync_everysec_writes_acknowledged_before_the_disk_filled_survive_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start_in(dir.path(), &["--fsync", "everysec"]);
+    // A burst of acknowledged writes: handed to the operating system, most likely not yet
+    // fsynced (that happens once a second).
+    let value = "v".repeat(100);
+    let puts: Vec<String> = (0..500).map(|i| format!("PUT b{i} {value}")).collect();
+    assert!(pipeline(&node, &puts).iter().all(|reply| reply == "OK"));
+    // The disk is full from now on: the next write fails, and so do the writer's retries.
+    let log = log_files(dir.path()).pop().unwrap();
+    let full = fs::metadata(&log).unwrap().len();
+    limit_file_size(node.pid(), &format!("{full}:unlimited"));
+    let mut client = node.client();
+    let refused = String::from_utf8(client.request(b"PUT after 1").unwrap()).unwrap();
+    assert!(
+        refused.starts_with("ERROR: persistence failed: "),
+        "{refused}"
+    );
+    node.wait_for_log("persistence still failing");
+    // The process dies (the machine does not): what was acknowledged is still in the file.
+    node.signal("KILL");
+    drop(node);
+    let node = NodeProcess::start_in(dir.path(), &[]);
+    let gets: Vec<String> = (0..500).map(|i| format!("GET b{i}")).collect();
+    assert!(
+        pipeline(&node, &gets).iter().all(|reply| *reply == value),
+        "a write acknowledged before the disk filled was lost"
+    );
+}

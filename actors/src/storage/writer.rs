@@ -110,6 +110,9 @@ pub struct Writer {
     compactions: u64,
     /// A [`Reset`] failed part way: the persistence failure is permanent until a restart.
     reset_failed: bool,
+    /// The last failure was an fsync's (or one is unresolved): the kernel may have dropped
+    /// what was written since the last good fsync, which recovery writes again.
+    fsync_failed: bool,
     /// Bumped by every [`Reset`]: a snapshot taken before it describes replaced data. Shared
     /// with the snapshot thread, which checks it and renames its file under one lock.
     generation: Arc<Generation>,
@@ -156,6 +159,7 @@ impl Writer {
             compactions: 0,
             generation: Arc::new(Generation::default()),
             reset_failed: false,
+            fsync_failed: false,
         };
         Ok((writer, durability))
     }
@@ -207,10 +211,13 @@ impl Writer {
         error!(self.log, "persistence failed; refusing writes until the disk recovers";
             "error" => %reason, "written_seq" => self.written, "synced_seq" => self.synced);
         self.failure = Some(reason);
+        if what == "fsync" {
+            self.fsync_failed = true;
+        }
         self.publish();
     }
 
-    /// After a failure: cut the log back to what is durable and write the rest again.
+    /// After a failure: write again what the failure may have lost, then what is pending.
     fn try_recover(&mut self) {
         if self.reset_failed {
             // The files the writer was appending to are gone: nothing here can be trusted to
@@ -218,13 +225,24 @@ impl Writer {
             return;
         }
         let attempt = (|| {
-            self.segment.rollback_to(self.synced_len)?;
-            self.log_bytes = self.log_bytes.saturating_sub(self.unsynced.len() as u64);
-            self.unsynced.extend_from_slice(&self.pending);
-            self.pending = mem::take(&mut self.unsynced);
-            self.written = self.synced;
+            if self.fsync_failed {
+                // After a failed fsync the kernel may have dropped pages it had not written
+                // back: what is not known to be on disk is written again, into the space it
+                // held, and synced, before anything new.
+                self.segment.rollback_to(self.synced_len)?;
+                self.segment.append(&self.unsynced)?;
+                self.segment.sync()?;
+                self.fsync_failed = false;
+                self.synced = self.written;
+                self.synced_len = self.segment.len();
+                self.unsynced.clear();
+            }
+            // A failed write cut back only its own bytes: what was written before it (and
+            // acknowledged) is still in the file, and stays there.
             self.write_pending()?;
+            self.fsync_failed = true;
             self.segment.sync()?;
+            self.fsync_failed = false;
             self.synced = self.written;
             self.synced_len = self.segment.len();
             self.unsynced.clear();

@@ -9,6 +9,8 @@
 //! full, records are dropped and their number reported once there is room again.
 
 use clap::ValueEnum;
+use std::time::Duration;
+
 use slog::{o, Drain, Logger};
 use slog_async::{AsyncGuard, OverflowStrategy};
 
@@ -45,13 +47,36 @@ impl From<LogLevel> for slog::Level {
     }
 }
 
-/// Keeps the log thread: dropping it writes every queued record, then stops the thread. Hold
-/// it until the program exits, so that the last lines (a shutdown, a `cannot start`) are out.
+/// How long the program waits at exit for the log thread to write what is queued: a stderr
+/// that has stalled (a pipe nobody reads) must not keep the process from exiting.
+const FLUSH_AT_EXIT: Duration = Duration::from_secs(2);
+
+/// Keeps the log thread: dropping it writes every queued record (waiting at most
+/// [`FLUSH_AT_EXIT`]), then stops the thread. Hold it until the program exits, so that the
+/// last lines (a shutdown, a `cannot start`) are out.
 pub struct LogGuard(
-    /// The log thread's handle; dropping it is its whole use.
-    #[allow(dead_code)]
-    AsyncGuard,
+    /// The log thread's handle, taken when dropped.
+    Option<AsyncGuard>,
 );
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        let Some(guard) = self.0.take() else {
+            return;
+        };
+        // Joined on a thread of its own, so that a stalled stderr costs a bounded wait.
+        let (done, flushed) = std::sync::mpsc::channel();
+        let joined = std::thread::Builder::new()
+            .name("kv-log-exit".into())
+            .spawn(move || {
+                drop(guard);
+                let _ = done.send(());
+            });
+        if joined.is_ok() {
+            let _ = flushed.recv_timeout(FLUSH_AT_EXIT);
+        }
+    }
+}
 
 /// A logger writing one line per record to stderr, from the `kv-log` thread.
 pub fn stderr_logger(level: LogLevel) -> (Logger, LogGuard) {
@@ -65,5 +90,8 @@ pub fn stderr_logger(level: LogLevel) -> (Logger, LogGuard) {
         .overflow_strategy(OverflowStrategy::DropAndReport)
         .thread_name("kv-log".into())
         .build_with_guard();
-    (Logger::root(drain.ignore_res(), o!()), LogGuard(guard))
+    (
+        Logger::root(drain.ignore_res(), o!()),
+        LogGuard(Some(guard)),
+    )
 }

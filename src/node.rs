@@ -121,6 +121,11 @@ impl Node {
         let mut lineage = None;
         match config.role {
             Role::Primary => {
+                if replication_id::load(&dir)? == ReplicationState::Resyncing {
+                    warn!(log, "this data directory holds a replica's unfinished full resync: \
+                        its data is a partial copy, and serving it as a primary's is probably wrong";
+                        "offset" => last_seq);
+                }
                 let (history, kept) = replication_id::primary_id(&dir, last_seq)?;
                 let previous = history.previous.as_ref();
                 info!(log, "replication id"; "replication_id" => &history.id,

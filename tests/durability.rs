@@ -234,9 +234,10 @@ fn with_fsync_always_no_read_shows_a_write_that_is_not_yet_on_disk() {
     let node = NodeProcess::start_in(dir.path(), &["--fsync", "always"]);
     let mut writer = node.client();
     writer.put(b"x", b"v1").unwrap();
-    // From now on every fdatasync takes 5 s: the writer stalls in the next one.
+    // From now on every fdatasync takes 10 s: the writer stalls in the next one (long enough
+    // for the steps below on a loaded machine, where strace slows every system call).
     let trace_dir = tempfile::tempdir().unwrap();
-    let strace = delay_every_fdatasync(&node, trace_dir.path(), Duration::from_secs(5));
+    let strace = delay_every_fdatasync(&node, trace_dir.path(), Duration::from_secs(10));
     let log = log_files(dir.path()).pop().unwrap();
     let before = fs::metadata(&log).unwrap().len();
     let mut other_writer = node.raw();

@@ -36,23 +36,24 @@ fn relay(mut from: TcpStream, mut to: TcpStream, record: Arc<Mutex<Vec<u8>>>) {
     let _ = to.shutdown(std::net::Shutdown::Both);
 }
 
-/// A listener that relays its first connection to `target`; answers its address and what
-/// passed each way (towards the target, and back).
+/// A listener that relays its connections to `target`; answers its address and what passed
+/// each way (towards the target, and back).
 fn recording_relay(target: SocketAddr) -> (SocketAddr, [Arc<Mutex<Vec<u8>>>; 2]) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let records: [Arc<Mutex<Vec<u8>>>; 2] = [Arc::default(), Arc::default()];
     let (forth, back) = (records[0].clone(), records[1].clone());
     thread::spawn(move || {
-        let Ok((client, _)) = listener.accept() else {
-            return;
-        };
-        let Ok(server) = TcpStream::connect(target) else {
-            return;
-        };
-        let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-        thread::spawn(move || relay(c2, s2, forth));
-        relay(server, client, back);
+        // Every connection (the primary reconnects after any hiccup), recorded in order.
+        for client in listener.incoming() {
+            let (Ok(client), Ok(server)) = (client, TcpStream::connect(target)) else {
+                continue;
+            };
+            let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (forth, back) = (forth.clone(), back.clone());
+            thread::spawn(move || relay(c2, s2, forth));
+            thread::spawn(move || relay(server, client, back));
+        }
     });
     (addr, records)
 }
@@ -206,4 +207,33 @@ fn a_client_waiting_for_its_reply_is_not_idle() {
     assert_eq!(client.request(b"WAIT 1 2500").unwrap(), b"0");
     // Answered at once after its reply: idle time counts from the reply, not the request.
     assert!(client.ping().is_ok(), "closed right after a long WAIT");
+}
+
+#[test]
+fn impostors_past_the_client_limit_cannot_lock_the_primary_out() {
+    let node = replica(&["--max-clients", "1", "--repl-handshake-timeout-ms", "500"]);
+    let mut only_client = node.client();
+    assert!(only_client.ping().is_ok());
+    // Connections that look like a primary's stream to get past the limit, and then are not
+    // (a bad opening, or a good one never proved): each is closed, none keeps its place.
+    let mut impostors: Vec<TcpStream> = (0..10)
+        .map(|i| {
+            let mut stream = TcpStream::connect(node.addr).unwrap();
+            stream.set_read_timeout(Some(DEADLINE)).unwrap();
+            let opening = match i % 2 {
+                0 => "REPLICATE\n".to_string(),
+                _ => format!("REPLICATE {}\n", "3".repeat(32)),
+            };
+            stream.write_all(opening.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    for stream in &mut impostors {
+        read_to_close(stream);
+    }
+    // The real primary still gets in and streams.
+    let primary = NodeProcess::start(&["--replica", &node.addr.to_string()]);
+    let mut client = primary.client();
+    client.put(b"k", b"v").unwrap();
+    assert_eq!(client.request(b"WAIT 1 60000").unwrap(), b"1");
 }

@@ -106,6 +106,17 @@ pub struct Ack {
     pub durable: Seq,
 }
 
+/// Where a replica stood when a primary attached: what the primary's choice of resync rests on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Basis {
+    /// The history the replica's data belonged to.
+    replication_id: Option<String>,
+    /// How far.
+    applied: Seq,
+    /// Whether its data was disposable (then any full resync is welcome).
+    discard: bool,
+}
+
 /// A full resync being received.
 struct Loading {
     /// The primary's replication id: the history the snapshot belongs to.
@@ -153,11 +164,16 @@ pub struct Follower {
     /// Streams attached but not started: a primary that connects supersedes the current
     /// stream only once it starts one, so a primary that refuses to stream (its history does
     /// not continue this replica's) never disturbs the one that streams.
-    pending: HashMap<u64, Recipient<Superseded>>,
+    /// With each, where this replica stood when it attached: a full resync the primary
+    /// decided on then is refused if the replica has moved on since (another stream went on).
+    pending: HashMap<u64, (Recipient<Superseded>, Basis)>,
     /// How many streams have attached: the id of the latest.
     links: u64,
     /// A full resync being received.
     loading: Option<Loading>,
+    /// The writer's generation once it has stored the last installed full resync: until it
+    /// reports that, nothing is acknowledged as durable.
+    reset_generation: Option<u64>,
     /// Whether this replica's data is disposable (after `RESYNC`, or a full resync cut short
     /// by a crash): it then tells primaries it holds nothing, so the next one sends all.
     discard: bool,
@@ -186,7 +202,17 @@ impl Follower {
             pending: HashMap::new(),
             links: 0,
             loading: None,
+            reset_generation: None,
             discard,
+        }
+    }
+
+    /// Where this replica stands, as a primary judges it in a handshake.
+    fn basis(&self) -> Basis {
+        Basis {
+            replication_id: self.replication_id.clone(),
+            applied: self.applied,
+            discard: self.discard,
         }
     }
 
@@ -202,11 +228,14 @@ impl Follower {
                 durable: 0,
             };
         }
-        // While the writer reports a failure, nothing more is known to be durable (after a
-        // failed full resync, what it had synced even belongs to the history replaced).
-        let durable = match self.durability.failure() {
-            Some(_) => 0,
-            None => self.durability.current().synced.min(self.applied),
+        // While the writer reports a failure, nothing more is known to be durable; nor until
+        // it has stored an installed full resync (what it had synced belongs to the history
+        // replaced).
+        let state = self.durability.current();
+        let resetting = self.reset_generation.is_some_and(|g| state.generation < g);
+        let durable = match (self.durability.failure(), resetting) {
+            (None, false) => state.synced.min(self.applied),
+            _ => 0,
         };
         Ack {
             applied: self.applied,
@@ -311,7 +340,8 @@ impl Handler<Attach> for Follower {
     fn handle(&mut self, msg: Attach, _: &mut Self::Context) -> Position {
         // Pending until it starts a stream: only then does it supersede the current one.
         self.links += 1;
-        self.pending.insert(self.links, msg.session);
+        let basis = self.basis();
+        self.pending.insert(self.links, (msg.session, basis));
         if self.discard {
             // Disposable data: the primary is told there is nothing, and sends everything.
             return Position {
@@ -386,9 +416,15 @@ impl Handler<Stream> for Follower {
             .link
             .as_ref()
             .is_some_and(|(link, _)| *link == msg.link);
+        let mut moved_on = false;
         if !current && msg.start.is_some() {
-            // A pending stream starts: it supersedes the one applied until now.
-            if let Some(session) = self.pending.remove(&msg.link) {
+            // A pending stream starts: it supersedes the one applied until now, unless the
+            // primary decided on it against data this replica no longer holds.
+            let pending = self.pending.remove(&msg.link);
+            moved_on = pending
+                .as_ref()
+                .is_some_and(|(_, basis)| *basis != self.basis());
+            if let Some((session, _)) = pending.filter(|_| !moved_on) {
                 if let Some((_, old)) = self.link.replace((msg.link, session)) {
                     info!(self.log, "a new primary stream supersedes the current one");
                     old.do_send(Superseded);
@@ -397,7 +433,12 @@ impl Handler<Stream> for Follower {
                 current = true;
             }
         }
-        let steps = if !current {
+        let steps = if moved_on {
+            Err(
+                "this replica moved on since the stream's handshake; the primary must look again"
+                    .into(),
+            )
+        } else if !current {
             Err("this stream was superseded".into())
         } else if let Some(failure) = self.durability.failure() {
             // Applying more than the disk can take would only grow the writer's memory: end
@@ -408,6 +449,8 @@ impl Handler<Stream> for Follower {
         };
         let store = self.store.clone();
         let writer = self.writer.clone();
+        // Before any `Reset` this part sends: the writer's generation after it is one more.
+        let generation_before = self.durability.current().generation;
         let work = async move {
             let mut installed = None;
             let mut applied = None;
@@ -457,6 +500,7 @@ impl Handler<Stream> for Follower {
                     info!(act.log, "full resync installed"; "primary_id" => &id, "keys" => keys);
                     act.replication_id = Some(id);
                     act.discard = false;
+                    act.reset_generation = Some(generation_before + 1);
                 }
                 if let Some(applied) = applied {
                     act.applied = applied;

@@ -144,7 +144,7 @@ impl Listener {
             actix_rt::spawn(refuse(stream, peer, peek, ctx.address()));
             return;
         }
-        let _ = self.start_session(stream, peer, ctx);
+        let _ = self.start_session(stream, peer, false, ctx);
     }
 
     /// Give `stream` a session on the next arbiter in turn.
@@ -154,6 +154,7 @@ impl Listener {
         &mut self,
         stream: TcpStream,
         peer: SocketAddr,
+        replication_only: bool,
         ctx: &mut Context<Self>,
     ) -> Option<u64> {
         // Move the socket to the session's arbiter as a std socket, so that it registers with
@@ -182,7 +183,15 @@ impl Listener {
                     closed: me.clone().recipient(),
                     replicating: me.clone().recipient(),
                 };
-                Session::start(id, stream, store, owner, session_config, &log)
+                Session::start(
+                    id,
+                    stream,
+                    store,
+                    owner,
+                    session_config,
+                    replication_only,
+                    &log,
+                )
             });
             match started {
                 Ok(addr) => me.do_send(SessionStarted { id, addr }),
@@ -366,7 +375,7 @@ impl Handler<AdmitReplication> for Listener {
         }
         info!(self.log, "a replication stream arrives while client places are full; admitting it";
             "peer" => %msg.peer);
-        if let Some(id) = self.start_session(msg.stream, msg.peer, ctx) {
+        if let Some(id) = self.start_session(msg.stream, msg.peer, true, ctx) {
             self.unauthenticated.insert(id);
         }
     }

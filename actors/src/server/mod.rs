@@ -6,6 +6,7 @@
 //!   or, when a primary opens a replication stream on it, the glue to
 //!   [`crate::replication::replica_link`].
 //! - [`session_config`]: the settings every session of a node shares.
+//! - [`watched`]: a socket's read half that notes when bytes last arrived.
 //! - [`output`]: writing a batch's replies to the socket.
 //! - [`node_context`]: what every session of a node shares about the node.
 //! - [`node_query`]: the answers to commands about the node (`DBSIZE`, `INFO`, `DIGEST`,
@@ -19,3 +20,4 @@ pub mod node_query;
 pub mod output;
 pub mod session;
 pub mod session_config;
+pub mod watched;

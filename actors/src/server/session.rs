@@ -18,17 +18,15 @@ use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::BytesMut;
 use slog::{debug, info, warn, Logger};
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
@@ -36,6 +34,7 @@ use tokio_util::codec::FramedRead;
 use super::node_query::{self, QueryError};
 use super::output;
 use super::session_config::SessionConfig;
+use super::watched::Watched;
 use crate::protocol::codec::{CodecError, ConnectionCodec, Frame, Request};
 use crate::protocol::command::{CommandError, Fold, NodeQuery, Plan};
 use crate::protocol::line::LineTooLong;
@@ -103,6 +102,8 @@ pub struct Session {
     last_write: Seq,
     /// When the last batch was answered: with `last_read`, what `--timeout` measures from.
     last_answered: Instant,
+    /// Let in past the client limit for a replication stream: anything else closes it.
+    replication_only: bool,
     /// A primary's handshake in progress: it opened, and has not proved itself yet.
     handshake: Option<Handshake>,
     /// Set once the connection is a primary's (authenticated) replication stream.
@@ -112,29 +113,6 @@ pub struct Session {
     /// When bytes last arrived: a replication stream is alive while bytes flow, even in the
     /// middle of a record too large to arrive within the timeout.
     last_read: Rc<Cell<Instant>>,
-}
-
-/// A read half that notes when bytes last arrived.
-struct Watched<R> {
-    /// The socket's read half.
-    inner: R,
-    /// Set to now whenever bytes arrive; shared with the session.
-    last_read: Rc<Cell<Instant>>,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.last_read.set(Instant::now());
-        }
-        polled
-    }
 }
 
 /// What answers one request.
@@ -184,12 +162,17 @@ struct Answered {
 
 impl Session {
     /// Start a session for `stream` on the current arbiter.
+    ///
+    /// `replication_only`: the connection was let in past the client limit because it opened
+    /// with `REPLICATE`; it must be a primary's stream and finish its handshake in time, or it
+    /// is closed.
     pub fn start(
         id: u64,
         stream: TcpStream,
         store: Addr<Store>,
         owner: SessionOwner,
         config: Arc<SessionConfig>,
+        replication_only: bool,
         log: &Logger,
     ) -> io::Result<Addr<Session>> {
         let peer = stream.peer_addr()?;
@@ -205,6 +188,16 @@ impl Session {
                 last_read: last_read.clone(),
             };
             ctx.add_stream(FramedRead::new(reader, codec));
+            if replication_only {
+                let timeout = config.node.handshake_timeout;
+                ctx.run_later(timeout, move |act: &mut Session, ctx| {
+                    if act.replication.is_none() {
+                        warn!(act.log, "a connection let in for replication did not finish its handshake in time; closing";
+                            "timeout_ms" => timeout.as_millis() as u64);
+                        ctx.stop();
+                    }
+                });
+            }
             if let Some(timeout) = config.idle_timeout {
                 // Checked a few times per timeout. The check pauses while a batch is answered
                 // (`ctx.wait`), and idle time counts from the later of the last bytes read
@@ -233,6 +226,7 @@ impl Session {
                 last_write: 0,
                 handshake: None,
                 replication: None,
+                replication_only,
                 last_answered: Instant::now(),
                 protocol: Protocol::Line,
                 last_read,
@@ -242,6 +236,15 @@ impl Session {
 
     /// Answer one batch of requests, in order; close afterwards when `close` is set.
     fn respond(&mut self, requests: Vec<Request>, mut close: bool, ctx: &mut Context<Self>) {
+        if self.replication_only {
+            // It took a place past the client limit by looking like a primary's stream.
+            warn!(
+                self.log,
+                "a connection let in for replication sent requests; closing"
+            );
+            let refusal = Step::Reply(Reply::Error(ErrorReply::MaxClients));
+            return self.answer(vec![refusal], Vec::new(), true, ctx);
+        }
         let mut steps = Vec::with_capacity(requests.len());
         let mut ops = Vec::with_capacity(requests.len());
         let refuse_writes = self.config.durability.failure();

@@ -78,6 +78,9 @@ pub struct DurableState {
     pub synced: Seq,
     /// Set while the log cannot be written; writes are refused until it clears.
     pub failure: Option<Arc<str>>,
+    /// How many times a replica's data was replaced by a full resync: a wait for a position of
+    /// an earlier generation (a history that is gone) ends when it changes.
+    pub generation: u64,
 }
 
 /// The writer's side of the channel.
@@ -101,6 +104,7 @@ impl Durability {
             written: synced,
             synced,
             failure: None,
+            generation: 0,
         });
         (
             sender,
@@ -143,7 +147,11 @@ impl Durability {
     /// may show it: on disk under `always`, handed to the operating system otherwise. Always
     /// true without a writer.
     pub fn is_safe(&self, seq: Seq) -> bool {
-        !self.has_writer || self.policy.reached(&self.state.borrow(), seq)
+        if !self.has_writer {
+            return true;
+        }
+        let state = self.state.borrow();
+        state.failure.is_none() && self.policy.reached(&state, seq)
     }
 
     /// The last mutation that is as safe as the policy promises before it may be shown (or
@@ -172,12 +180,21 @@ impl Durability {
             return Ok(());
         }
         let policy = self.policy;
+        let generation = self.state.borrow().generation;
         let state = self
             .state
-            .wait_for(|state| policy.reached(state, seq) || state.failure.is_some())
+            .wait_for(|state| {
+                policy.reached(state, seq)
+                    || state.failure.is_some()
+                    || state.generation != generation
+            })
             .await;
         match state {
-            Ok(state) if policy.reached(&state, seq) => Ok(()),
+            // A full resync replaced the data: `seq` counted in a history that is gone, and
+            // will never be reached in this one. What the reply shows came from that
+            // history's primary, which only streams what it has made safe: answered.
+            Ok(state) if state.generation != generation => Ok(()),
+            Ok(state) if state.failure.is_none() => Ok(()),
             Ok(state) => Err(state.failure.clone().unwrap_or_else(|| "unknown".into())),
             Err(_) => Err("the persistence writer stopped".into()),
         }

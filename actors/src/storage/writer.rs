@@ -108,8 +108,12 @@ pub struct Writer {
     compaction_failed_at: Option<Instant>,
     /// How many compactions have finished since start-up, for [`WriterStats`].
     compactions: u64,
-    /// A [`Reset`] failed part way: the persistence failure is permanent until a restart.
+    /// A [`Reset`] (or recording a [`Follow`]) failed part way: the persistence failure is
+    /// permanent until a restart.
     reset_failed: bool,
+    /// How many full resyncs replaced the data: published, so that nobody waits for a
+    /// position of a history that is gone.
+    resets: u64,
     /// The last failure was an fsync's (or one is unresolved): the kernel may have dropped
     /// what was written since the last good fsync, which recovery writes again.
     fsync_failed: bool,
@@ -160,6 +164,7 @@ impl Writer {
             generation: Arc::new(Generation::default()),
             reset_failed: false,
             fsync_failed: false,
+            resets: 0,
         };
         Ok((writer, durability))
     }
@@ -169,6 +174,7 @@ impl Writer {
             written: self.written,
             synced: self.synced,
             failure: self.failure.clone(),
+            generation: self.resets,
         });
     }
 
@@ -502,6 +508,8 @@ impl Writer {
     fn reset(&mut self, msg: Reset) -> Result<(), StorageError> {
         // Until the new data is on disk, what the directory holds is disposable: after a crash
         // here the replica asks for a full resync again.
+        // Positions from here on count in the new history: waiters on the old one are told.
+        self.resets += 1;
         replication_id::save(&self.dir, &ReplicationState::Resyncing)?;
         // Under the lock a compaction renames under: a snapshot of the old data either went
         // into place before this (and is deleted below) or never will.
@@ -576,9 +584,16 @@ impl Handler<Follow> for Writer {
     fn handle(&mut self, msg: Follow, _: &mut Self::Context) {
         let state = ReplicationState::Following { id: msg.id };
         if let Err(error) = replication_id::save(&self.dir, &state) {
-            // The replica keeps streaming; its next reconnection offers the old id, which the
-            // primary still recognises as a prefix of its history.
-            warn!(self.log, "cannot record the primary's new replication id"; "error" => %error);
+            // The directory would go on naming a history its data no longer is: stop, as
+            // after a failed full resync, until a restart (which the primaries then judge on
+            // what the file says, and refuse rather than mix histories).
+            error!(self.log, "cannot record the primary's new replication id; restart this replica";
+                "error" => %error);
+            self.reset_failed = true;
+            self.failure = Some(
+                format!("cannot record the replication id ({error}); restart this replica").into(),
+            );
+            self.publish();
         }
     }
 }

@@ -138,7 +138,8 @@ pub fn load(dir: &DataDir) -> Result<ReplicationState, StorageError> {
             ReplicationState::Following { id }
         }),
         Some("resyncing") => ReplicationState::Resyncing,
-        // An unreadable file only costs a full resync.
+        // An unreadable file names no history: a primary then refuses to overwrite this
+        // node's data until an operator says so (RESYNC), the safe way round.
         _ => ReplicationState::None,
     };
     Ok(state)

@@ -161,11 +161,9 @@ struct Answered {
 }
 
 impl Session {
-    /// Start a session for `stream` on the current arbiter.
-    ///
-    /// `replication_only`: the connection was let in past the client limit because it opened
-    /// with `REPLICATE`; it must be a primary's stream and finish its handshake in time, or it
-    /// is closed.
+    /// Start a session for `stream` on the current arbiter. With `replication_only` (let in
+    /// past the client limit for opening with `REPLICATE`), it must be a primary's stream and
+    /// finish its handshake in time, or it is closed.
     pub fn start(
         id: u64,
         stream: TcpStream,
@@ -444,7 +442,11 @@ impl Session {
         };
         let work = async move {
             let (link, position) = ReplicaLink::attach(follower, me).await?;
-            writer.write_all(&position).await?;
+            if let Err(error) = writer.write_all(&position).await {
+                // The Follower must not keep waiting for a stream that will never start.
+                link.detach();
+                return Err(error.into());
+            }
             Ok::<_, BatchError>((writer, link))
         };
         ctx.wait(work.into_actor(self).map(|result, act, ctx| match result {

@@ -346,21 +346,26 @@ fn a_replica_that_cannot_store_a_full_resync_stops_until_restarted_then_resyncs(
     let replica_dir = tempfile::tempdir().unwrap();
     let replica = NodeProcess::start_at("127.0.0.1:0", replica_dir.path(), &["--role", "replica"]);
     let addr = replica.addr.to_string();
-    // Its disk takes no file over 64 KiB: the full resync's snapshot (about 1 MB) fails.
-    limit_file_size(replica.pid(), "65536:unlimited");
-    // A primary with 1 MB of data, restarted to stream to the replica: a full resync.
-    let primary_dir = tempfile::tempdir().unwrap();
-    let loading = NodeProcess::start_in(primary_dir.path(), &[]);
-    let mut client = loading.client();
-    let value = "v".repeat(1000);
-    for i in 0..1000 {
-        client
-            .put(format!("k{i}").as_bytes(), value.as_bytes())
-            .unwrap();
-    }
-    stop(loading);
-    let primary = NodeProcess::start_in(primary_dir.path(), &["--replica", &addr]);
+    let primary = NodeProcess::start(&["--replica", &addr]);
     let mut client = primary.client();
+    // The replica holds 1 MB of data, and has made it durable.
+    let value = "v".repeat(1000);
+    let puts: Vec<String> = (0..1000).map(|i| format!("PUT k{i} {value}")).collect();
+    assert!(pipeline(&primary, &puts).iter().all(|reply| reply == "OK"));
+    assert_eq!(client.request(b"WAIT 1 60000").unwrap(), b"1");
+    let durable = |client: &mut kvstore::client::Client| -> u64 {
+        let info = String::from_utf8(client.request(b"INFO").unwrap()).unwrap();
+        info.split(' ')
+            .find_map(|f| f.strip_prefix("replica0_durable=")?.parse().ok())
+            .unwrap_or(0)
+    };
+    wait_until("the replica's data is durable", || {
+        durable(&mut client) >= 1000
+    });
+    // Its disk now takes no file over 64 KiB, and it is told to take a full copy: the copy's
+    // snapshot (about 1 MB) cannot be stored, after its old files are gone.
+    limit_file_size(replica.pid(), "65536:unlimited");
+    assert_eq!(replica.client().request(b"RESYNC").unwrap(), b"OK");
     replica.wait_for_log("could not store a full resync");
     // Nothing it holds is known to be on disk: it answers no read, and acknowledges nothing
     // as durable, even once the disk has room again.
@@ -370,10 +375,7 @@ fn a_replica_that_cannot_store_a_full_resync_stops_until_restarted_then_resyncs(
     client.put(b"more", b"1").unwrap();
     wait_until(
         "the primary hears that nothing is durable on the replica",
-        || {
-            let info = String::from_utf8(client.request(b"INFO").unwrap()).unwrap();
-            info.contains(" replica0_durable=0 ")
-        },
+        || durable(&mut client) == 0,
     );
     // A restart finds the directory mid-resync and asks for everything again.
     replica.signal("KILL");

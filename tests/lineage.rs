@@ -199,3 +199,70 @@ fn a_primary_restarted_after_a_crash_continues_its_replicas_by_partial_resync() 
     write(&restarted, "after", 10, 1);
     assert_eq!(data(&replica), data(&restarted));
 }
+
+#[test]
+fn a_history_forged_under_the_primarys_id_is_refused_not_continued() {
+    use common::proxy::{Mode, Proxy};
+    use kv_actors::replication::auth::{ClusterSecret, Side};
+    use kv_actors::storage::record;
+    use kv_actors::store::{Change, Mutation};
+    use std::io::{BufRead, BufReader, Write};
+
+    const SECRET: &str = "s3cret-s3cret-s3cret";
+    let (r, p) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let replica = NodeProcess::start_at(
+        "127.0.0.1:0",
+        r.path(),
+        &["--role", "replica", "--cluster-secret", SECRET],
+    );
+    let proxy = Proxy::start(replica.addr);
+    let primary = primary(p.path(), &[proxy.addr], &["--cluster-secret", SECRET]);
+    write(&primary, "k", 100, 1);
+    // The primary is cut off; someone who knows the secret streams a forged history under the
+    // primary's id, continuing right where the replica stands.
+    proxy.set(Mode::Drop);
+    let stream = std::net::TcpStream::connect(replica.addr).unwrap();
+    stream.set_read_timeout(Some(common::DEADLINE)).unwrap();
+    let mut lines = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    let nonce = "f".repeat(32);
+    (&stream)
+        .write_all(format!("REPLICATE {nonce}\n").as_bytes())
+        .unwrap();
+    lines.read_line(&mut line).unwrap();
+    let replica_nonce = line.split(' ').nth(1).unwrap().to_string();
+    let proof = ClusterSecret::new(SECRET).proof(Side::Primary, &nonce, &replica_nonce);
+    (&stream)
+        .write_all(format!("PROVE {proof} 0\n").as_bytes())
+        .unwrap();
+    line.clear();
+    lines.read_line(&mut line).unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[0], "POSITION", "{line}");
+    let (id, offset): (String, u64) = (words[1].to_string(), words[2].parse().unwrap());
+    let mut forged = format!("CONTINUE {id} {offset}\n").into_bytes();
+    for seq in offset + 1..=offset + 5 {
+        let change = Change::put(format!("forged{seq}").as_bytes(), b"x");
+        record::encode_mutation(&Mutation { seq, change }, &mut forged);
+    }
+    (&stream).write_all(&forged).unwrap();
+    wait_until("the replica applied the forged records", || {
+        line.clear();
+        lines.read_line(&mut line).is_ok() && line.starts_with(&format!("ACK {} ", offset + 5))
+    });
+    drop((stream, lines));
+    // The real primary goes on, past the forged offsets, and comes back.
+    write(&primary, "more", 20, 0);
+    proxy.set(Mode::Forward);
+    wait_until("the primary refuses the forged history", || {
+        info(&primary, "replica0_state") == "refused"
+    });
+    assert_eq!(
+        info(&primary, "replica0_refused"),
+        "replica_has_another_history"
+    );
+    // Told to, the replica takes the real history, and the forgery is gone.
+    assert_eq!(replica.client().request(b"RESYNC").unwrap(), b"OK");
+    wait_until("the replica converges", || data(&replica) == data(&primary));
+    assert_eq!(replica.client().get(b"forged101").unwrap(), None);
+}

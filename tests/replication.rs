@@ -332,7 +332,7 @@ fn a_replica_that_stops_reading_leaves_the_primarys_memory_bounded() {
         (&stream).write_all(challenge.as_bytes()).unwrap();
         line.clear();
         reader.read_line(&mut line).unwrap();
-        assert_eq!(line, "PROVE -\n");
+        assert!(line.starts_with("PROVE - "), "{line}");
         (&stream).write_all(b"POSITION - 0\n").unwrap();
         stream // held open, unread, until the test ends
     });

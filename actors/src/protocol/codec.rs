@@ -169,7 +169,7 @@ mod tests {
     #[test]
     fn a_replication_stream_switches_to_records() {
         let mut codec = ConnectionCodec::new(100, 10);
-        let mut buf = BytesMut::from("PING\nREPLICATE s3cret\nPROVE -\nFULLSYNC abc 7\n");
+        let mut buf = BytesMut::from("PING\nREPLICATE s3cret\nPROVE - 0\nFULLSYNC abc 7\n");
         assert_eq!(
             codec.decode(&mut buf).unwrap(),
             Some(Frame::Requests(vec![Ok(Command::Ping)]))
@@ -180,7 +180,10 @@ mod tests {
         );
         assert_eq!(
             codec.decode(&mut buf).unwrap(),
-            Some(Frame::Stream(StreamFrame::Prove(Prove { proof: None })))
+            Some(Frame::Stream(StreamFrame::Prove(Prove {
+                proof: None,
+                from: 0
+            })))
         );
         assert_eq!(
             codec.decode(&mut buf).unwrap(),

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::fingerprint;
 use crate::store::{Change, Mutation, Seq};
 
 /// Bytes a mutation is counted as: its key and value plus a fixed overhead.
@@ -87,6 +88,29 @@ impl Backlog {
     /// Whether the backlog is within its own limit, so a hold no longer keeps anything.
     pub fn within_limit(&self) -> bool {
         self.bytes <= self.limit
+    }
+
+    /// One hash over the fingerprints of the mutations after `start` up to `end`
+    /// ([`super::fingerprint`]), or `None` unless the backlog holds them all.
+    pub fn fingerprint(&self, start: Seq, end: Seq) -> Option<u64> {
+        if !self.covers(start) || end > self.last || end < start {
+            return None;
+        }
+        let first = self
+            .batches
+            .partition_point(|(batch, _)| batch.last().is_some_and(|m| m.seq <= start));
+        let mutations = self
+            .batches
+            .range(first..)
+            .flat_map(|(batch, _)| batch.iter())
+            .filter(|m| m.seq > start)
+            .take_while(|m| m.seq <= end);
+        Some(fingerprint::over(mutations.map(fingerprint::of)))
+    }
+
+    /// The backlog holds every mutation after this one.
+    pub fn first(&self) -> Seq {
+        self.before
     }
 
     /// The last sequence number the backlog has seen.

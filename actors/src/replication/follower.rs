@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 
+use super::fingerprint::Recent;
 use super::wire::SyncStart;
 use crate::storage::durability::Durability;
 use crate::storage::record::Entry;
@@ -28,6 +29,9 @@ use crate::store::{Apply, Change, Mutation, Replace, Seq, Store};
 pub struct Attach {
     /// Told to close when a newer stream supersedes this one.
     pub session: Recipient<Superseded>,
+    /// The primary's backlog holds every mutation after this one: the window of recent
+    /// fingerprints offered in the answer starts no earlier.
+    pub from: Seq,
 }
 
 /// Tells the session of a stream to close: a newer stream from the primary took over (a
@@ -45,6 +49,9 @@ pub struct Position {
     pub replication_id: Option<String>,
     /// The last mutation of that history this replica holds.
     pub offset: Seq,
+    /// A hash of this replica's fingerprints of its mutations after `.0` up to `offset`, for
+    /// the primary to check against its own (see `fingerprint.rs`).
+    pub window: Option<(Seq, u64)>,
 }
 
 /// Part of a primary's stream, in order.
@@ -171,6 +178,8 @@ pub struct Follower {
     links: u64,
     /// A full resync being received.
     loading: Option<Loading>,
+    /// Fingerprints of the last mutations applied, offered to a primary to check.
+    recent: Recent,
     /// The writer's generation once it has stored the last installed full resync: until it
     /// reports that, nothing is acknowledged as durable.
     reset_generation: Option<u64>,
@@ -203,6 +212,7 @@ impl Follower {
             links: 0,
             loading: None,
             reset_generation: None,
+            recent: Recent::default(),
             discard,
         }
     }
@@ -309,7 +319,10 @@ impl Follower {
                         id: loading.id,
                     });
                 }
-                (Entry::Mutation(mutation), None) => mutations.push(mutation),
+                (Entry::Mutation(mutation), None) => {
+                    self.recent.push(&mutation);
+                    mutations.push(mutation);
+                }
                 (Entry::Heartbeat { .. }, _) => {}
                 (Entry::End { .. }, None) => return Err("snapshot end outside a snapshot".into()),
             }
@@ -348,12 +361,14 @@ impl Handler<Attach> for Follower {
                 link: self.links,
                 replication_id: None,
                 offset: 0,
+                window: None,
             };
         }
         Position {
             link: self.links,
             replication_id: self.replication_id.clone(),
             offset: self.applied,
+            window: self.recent.window(msg.from, self.applied),
         }
     }
 }
@@ -400,6 +415,7 @@ impl Handler<Resync> for Follower {
         info!(self.log, "RESYNC: this replica gives up its data; the next primary stream replaces it";
             "replication_id" => self.replication_id.as_deref().unwrap_or("-"), "offset" => self.applied);
         self.discard = true;
+        self.recent.clear();
         if let Some((_, current)) = self.link.take() {
             current.do_send(Superseded);
         }
@@ -500,6 +516,7 @@ impl Handler<Stream> for Follower {
                     info!(act.log, "full resync installed"; "primary_id" => &id, "keys" => keys);
                     act.replication_id = Some(id);
                     act.discard = false;
+                    act.recent.clear();
                     act.reset_generation = Some(generation_before + 1);
                 }
                 if let Some(applied) = applied {

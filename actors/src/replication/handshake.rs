@@ -25,9 +25,13 @@ pub struct Opened {
     pub id: Option<String>,
     /// How far its data goes.
     pub offset: Seq,
+    /// The replica's fingerprint of its mutations after `.0` up to `offset`, if it offered one.
+    pub window: Option<(Seq, u64)>,
 }
 
-/// Connect to the replica at `addr` and run the handshake, each step within `timeout`. With
+/// Connect to the replica at `addr` and run the handshake, each step within `timeout`, telling
+/// it that the primary's backlog holds everything after `from` (what the replica then
+/// fingerprints for the primary to check). With
 /// a `secret`, the replica must prove it knows it before it is sent anything else (an
 /// impostor learns nothing), and the primary then proves it in turn. Answers why it failed,
 /// as one line for the log.
@@ -35,6 +39,7 @@ pub async fn open(
     addr: &str,
     secret: Option<&ClusterSecret>,
     timeout: Duration,
+    from: Seq,
 ) -> Result<Opened, String> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
@@ -73,15 +78,16 @@ pub async fn open(
         (None, None) => None,
     };
     writer
-        .write_all(&Prove { proof }.encode())
+        .write_all(&Prove { proof, from }.encode())
         .await
         .map_err(|e| format!("handshake failed: {e}"))?;
     match next_line(&mut lines, timeout).await? {
-        ReplicaLine::Position { id, offset } => Ok(Opened {
+        ReplicaLine::Position { id, offset, window } => Ok(Opened {
             lines,
             writer,
             id,
             offset,
+            window,
         }),
         other => Err(unexpected(other)),
     }

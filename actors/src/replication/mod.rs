@@ -10,11 +10,13 @@
 
 pub mod auth;
 pub mod backlog;
+pub mod fingerprint;
 pub mod follower;
 pub mod handshake;
 pub mod progress;
 pub mod replica_link;
 pub mod replication_id;
 pub mod replicator;
+pub mod resync;
 pub mod wait;
 pub mod wire;

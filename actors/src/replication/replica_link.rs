@@ -18,6 +18,7 @@ use thiserror::Error;
 use super::auth::{self, ClusterSecret, Side};
 use super::follower::{Ack, Attach, CurrentAck, Detach, Follower, Stream, Superseded};
 use super::wire::{Prove, Refusal, ReplicaLine, Replicate, StreamFrame};
+use crate::store::Seq;
 
 /// Why a replication stream ends on the replica's side.
 #[derive(Debug, Error)]
@@ -116,14 +117,17 @@ fn ack_line(ack: Ack) -> Vec<u8> {
 impl ReplicaLink {
     /// Attach a new stream to the Follower (superseding any other, whose session is told
     /// through `session`); answers the link and the `POSITION` line to send the primary.
+    /// `from` is where the primary's backlog starts (from its `PROVE`).
     pub async fn attach(
         follower: Addr<Follower>,
         session: Recipient<Superseded>,
+        from: Seq,
     ) -> Result<(ReplicaLink, Vec<u8>), LinkError> {
-        let position = follower.send(Attach { session }).await?;
+        let position = follower.send(Attach { session, from }).await?;
         let line = ReplicaLine::Position {
             id: position.replication_id,
             offset: position.offset,
+            window: position.window,
         }
         .encode();
         let link = ReplicaLink {

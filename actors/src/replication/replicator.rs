@@ -19,15 +19,16 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use slog::{debug, error, info, warn, Logger};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::watch;
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::codec::LinesCodecError;
 
 use super::auth::ClusterSecret;
 use super::backlog::Backlog;
 use super::handshake::{self, Opened};
 use super::progress::{LinkState, ReplicaProgress};
 use super::replication_id::{Lineage, Previous};
+use super::resync;
 use super::wire::{ReplicaLine, StreamEncoder, SyncStart};
 use crate::storage::durability::Durability;
 use crate::store::{Applied, Seq, Store, StoreSnapshot, TakeSnapshot};
@@ -188,32 +189,28 @@ impl Replicator {
         let addr = self.config.replica.clone();
         let secret = self.config.secret.clone();
         let timeout = self.config.timeout;
-        let handshake = async move { handshake::open(&addr, secret.as_ref(), timeout).await };
+        let from = self.backlog.first();
+        let handshake = async move { handshake::open(&addr, secret.as_ref(), timeout, from).await };
         ctx.spawn(handshake.into_actor(self).map(move |result, act, ctx| {
             if attempt != act.attempt {
                 return;
             }
             match result {
-                Ok(Opened {
-                    lines,
-                    writer,
-                    id,
-                    offset,
-                }) => act.start_link(lines, writer, id, offset, ctx),
+                Ok(opened) => act.start_link(opened, ctx),
                 Err(error) => act.retry_later(&error, ctx),
             }
         }));
     }
 
-    fn start_link(
-        &mut self,
-        lines: FramedRead<OwnedReadHalf, LinesCodec>,
-        writer: OwnedWriteHalf,
-        id: Option<String>,
-        offset: Seq,
-        ctx: &mut Context<Self>,
-    ) {
-        let partial = match self.continuation(id.as_deref(), offset) {
+    fn start_link(&mut self, opened: Opened, ctx: &mut Context<Self>) {
+        let Opened {
+            lines,
+            writer,
+            id,
+            offset,
+            window,
+        } = opened;
+        let partial = match self.continuation(id.as_deref(), offset, window) {
             Ok(partial) => partial,
             Err(reason) => return self.refuse(reason, id.as_deref(), offset, ctx),
         };
@@ -255,22 +252,18 @@ impl Replicator {
         self.publish();
     }
 
-    /// How a replica holding history `id` up to `offset` can be brought to the primary's data:
-    /// `Ok(true)` by a partial resync, `Ok(false)` by a full one; or why it must not be
-    /// overwritten. Only a replica whose data is a prefix of the primary's history (or that
-    /// holds nothing) is resynced: anything else holds writes the primary does not have.
-    fn continuation(&self, id: Option<&str>, offset: Seq) -> Result<bool, &'static str> {
-        let last = self.backlog.last_seq();
+    /// How the replica can be brought to the primary's data ([`resync::decide`]).
+    fn continuation(
+        &self,
+        id: Option<&str>,
+        offset: Seq,
+        window: Option<(Seq, u64)>,
+    ) -> Result<bool, &'static str> {
         let lineage = Lineage {
             id: self.config.replication_id.to_string(),
             previous: self.config.previous.clone(),
         };
-        match id {
-            Some(id) if lineage.contains(id, offset, last) => Ok(self.backlog.covers(offset)),
-            None if offset == 0 => Ok(false),
-            _ if offset > last => Err("replica_is_ahead"),
-            _ => Err("replica_has_another_history"),
-        }
+        resync::decide(&lineage, &self.backlog, id, offset, window)
     }
 
     /// Refuse to stream to a replica whose data the primary's history does not continue:

@@ -107,24 +107,30 @@ impl Replicate {
 pub struct Prove {
     /// The proof, as hex; `None` for a primary without a secret.
     pub proof: Option<String>,
+    /// The primary's backlog holds every mutation after this one: the replica fingerprints
+    /// what it holds after it, for the primary to check (see `fingerprint.rs`).
+    pub from: Seq,
 }
 
 impl Prove {
     /// The line, with its `\n`.
     pub fn encode(&self) -> Vec<u8> {
-        format!("PROVE {}\n", self.proof.as_deref().unwrap_or("-")).into_bytes()
+        let proof = self.proof.as_deref().unwrap_or("-");
+        format!("PROVE {proof} {}\n", self.from).into_bytes()
     }
 
     /// Parse the line (without its `\n`).
     pub fn parse(line: &[u8]) -> Result<Prove, WireError> {
         let text = String::from_utf8_lossy(line);
-        match text.split_whitespace().collect::<Vec<_>>().as_slice() {
-            ["PROVE", "-"] => Ok(Prove { proof: None }),
-            ["PROVE", proof] => Ok(Prove {
-                proof: Some(proof.to_string()),
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let parsed = match words.as_slice() {
+            ["PROVE", proof, from] => from.parse().ok().map(|from| Prove {
+                proof: (*proof != "-").then(|| proof.to_string()),
+                from,
             }),
-            _ => Err(WireError::Unexpected(text.into_owned())),
-        }
+            _ => None,
+        };
+        parsed.ok_or_else(|| WireError::Unexpected(text.into_owned()))
     }
 }
 
@@ -210,6 +216,9 @@ pub enum ReplicaLine {
         id: Option<String>,
         /// The last mutation of that history the replica holds.
         offset: Seq,
+        /// A hash of its fingerprints of the mutations after `.0` up to `offset`, for the
+        /// primary to check against its own (`None`: nothing in common to check).
+        window: Option<(Seq, u64)>,
     },
     /// `ACK <applied> <durable>`: the replica applied every mutation up to `applied` and made
     /// every one up to `durable` durable.
@@ -230,8 +239,14 @@ impl ReplicaLine {
             ReplicaLine::Challenge { nonce, proof } => {
                 format!("CHALLENGE {nonce} {}\n", proof.as_deref().unwrap_or("-"))
             }
-            ReplicaLine::Position { id, offset } => {
-                format!("POSITION {} {offset}\n", id.as_deref().unwrap_or("-"))
+            ReplicaLine::Position { id, offset, window } => {
+                let id = id.as_deref().unwrap_or("-");
+                match window {
+                    Some((start, hash)) => {
+                        format!("POSITION {id} {offset} {start} {hash:016x}\n")
+                    }
+                    None => format!("POSITION {id} {offset}\n"),
+                }
             }
             ReplicaLine::Ack { applied, durable } => format!("ACK {applied} {durable}\n"),
             ReplicaLine::Refused(why) => format!("ERROR: {why}\n"),
@@ -249,24 +264,33 @@ impl ReplicaLine {
         if let Some(why) = line.strip_prefix("ERROR: ") {
             return Ok(ReplicaLine::Refused(why.to_string()));
         }
-        let mut words = line.split_whitespace();
-        let parsed = match (words.next(), words.next(), words.next(), words.next()) {
-            (Some("CHALLENGE"), Some(nonce), Some(proof), None) => Some(ReplicaLine::Challenge {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let parsed = match words.as_slice() {
+            ["CHALLENGE", nonce, proof] => Some(ReplicaLine::Challenge {
                 nonce: nonce.to_string(),
-                proof: (proof != "-").then(|| proof.to_string()),
+                proof: (*proof != "-").then(|| proof.to_string()),
             }),
-            (Some("POSITION"), Some(id), Some(offset), None) => {
-                offset.parse().ok().map(|offset| ReplicaLine::Position {
-                    id: (id != "-").then(|| id.to_string()),
-                    offset,
-                })
-            }
-            (Some("ACK"), Some(applied), Some(durable), None) => {
-                match (applied.parse(), durable.parse()) {
-                    (Ok(applied), Ok(durable)) => Some(ReplicaLine::Ack { applied, durable }),
+            ["POSITION", id, offset, window @ ..] if window.len() != 1 && window.len() <= 2 => {
+                let window = match window {
+                    [start, hash] => match (start.parse(), u64::from_str_radix(hash, 16)) {
+                        (Ok(start), Ok(hash)) => Some(Some((start, hash))),
+                        _ => None,
+                    },
+                    _ => Some(None),
+                };
+                match (offset.parse(), window) {
+                    (Ok(offset), Some(window)) => Some(ReplicaLine::Position {
+                        id: (*id != "-").then(|| id.to_string()),
+                        offset,
+                        window,
+                    }),
                     _ => None,
                 }
             }
+            ["ACK", applied, durable] => match (applied.parse(), durable.parse()) {
+                (Ok(applied), Ok(durable)) => Some(ReplicaLine::Ack { applied, durable }),
+                _ => None,
+            },
             _ => None,
         };
         parsed.ok_or_else(|| WireError::Unexpected(line.to_string()))
@@ -405,23 +429,32 @@ mod tests {
         }
         assert!(SyncStart::parse(b"FULLSYNC abc x").is_err());
         for prove in [
-            Prove { proof: None },
+            Prove {
+                proof: None,
+                from: 0,
+            },
             Prove {
                 proof: Some("ab".into()),
+                from: 42,
             },
         ] {
             let line = prove.encode();
             assert_eq!(Prove::parse(&line[..line.len() - 1]), Ok(prove));
         }
         assert!(Prove::parse(b"PROVE").is_err());
+        assert!(Prove::parse(b"PROVE - x").is_err());
+        assert!(ReplicaLine::parse("POSITION abc 3 1").is_err());
+        assert!(ReplicaLine::parse("POSITION abc 3 1 zz").is_err());
         for line in [
             ReplicaLine::Position {
                 id: Some("abc".into()),
                 offset: 3,
+                window: Some((1, 0xfeed)),
             },
             ReplicaLine::Position {
                 id: None,
                 offset: 0,
+                window: None,
             },
             ReplicaLine::Ack {
                 applied: 5,
@@ -448,10 +481,13 @@ mod tests {
     #[test]
     fn the_stream_is_two_control_lines_then_records_in_batches() {
         let mut decoder = StreamDecoder::new(10);
-        let mut buf = BytesMut::from("PROVE -\nFULLSYNC abc 7\n");
+        let mut buf = BytesMut::from("PROVE - 0\nFULLSYNC abc 7\n");
         assert_eq!(
             decoder.decode(&mut buf).unwrap(),
-            Some(StreamFrame::Prove(Prove { proof: None }))
+            Some(StreamFrame::Prove(Prove {
+                proof: None,
+                from: 0
+            }))
         );
         assert_eq!(
             decoder.decode(&mut buf).unwrap(),
@@ -483,7 +519,7 @@ mod tests {
             StreamDecoder::new(1).decode(&mut buf),
             Err(WireError::LineTooLong)
         );
-        let mut buf = BytesMut::from("PROVE -\nHELLO\n");
+        let mut buf = BytesMut::from("PROVE - 0\nHELLO\n");
         let mut decoder = StreamDecoder::new(1);
         assert!(decoder.decode(&mut buf).is_ok());
         assert!(matches!(

@@ -426,6 +426,7 @@ impl Session {
         let Some(handshake) = self.handshake.take() else {
             return ctx.stop();
         };
+        let from = prove.from;
         let follower = match handshake.prove(&prove) {
             Ok(follower) => follower,
             Err(refusal) => return self.refuse_stream(refusal, ctx),
@@ -441,7 +442,7 @@ impl Session {
             return ctx.stop();
         };
         let work = async move {
-            let (link, position) = ReplicaLink::attach(follower, me).await?;
+            let (link, position) = ReplicaLink::attach(follower, me, from).await?;
             if let Err(error) = writer.write_all(&position).await {
                 // The Follower must not keep waiting for a stream that will never start.
                 link.detach();

@@ -190,6 +190,7 @@ impl Node {
                     following,
                     last_seq,
                     discard,
+                    &recovered.tail,
                     &log,
                 );
                 node_context.follower = Some(Follower::start_in_arbiter(

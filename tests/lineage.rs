@@ -202,6 +202,18 @@ fn a_primary_restarted_after_a_crash_continues_its_replicas_by_partial_resync() 
 
 #[test]
 fn a_history_forged_under_the_primarys_id_is_refused_not_continued() {
+    forged_history_is_refused(false);
+}
+
+#[test]
+fn a_forged_history_is_still_refused_after_the_replica_restarts() {
+    forged_history_is_refused(true);
+}
+
+/// Someone who knows the cluster secret streams a forged history under the primary's id
+/// while the primary is cut off (and the replica restarts afterwards, if `restart`): when the
+/// primary comes back past those offsets, it refuses instead of continuing.
+fn forged_history_is_refused(restart: bool) {
     use common::proxy::{Mode, Proxy};
     use kv_actors::replication::auth::{ClusterSecret, Side};
     use kv_actors::storage::record;
@@ -210,11 +222,8 @@ fn a_history_forged_under_the_primarys_id_is_refused_not_continued() {
 
     const SECRET: &str = "s3cret-s3cret-s3cret";
     let (r, p) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let replica = NodeProcess::start_at(
-        "127.0.0.1:0",
-        r.path(),
-        &["--role", "replica", "--cluster-secret", SECRET],
-    );
+    let flags = ["--role", "replica", "--cluster-secret", SECRET];
+    let mut replica = NodeProcess::start_at("127.0.0.1:0", r.path(), &flags);
     let proxy = Proxy::start(replica.addr);
     let primary = primary(p.path(), &[proxy.addr], &["--cluster-secret", SECRET]);
     write(&primary, "k", 100, 1);
@@ -251,6 +260,12 @@ fn a_history_forged_under_the_primarys_id_is_refused_not_continued() {
         lines.read_line(&mut line).is_ok() && line.starts_with(&format!("ACK {} ", offset + 5))
     });
     drop((stream, lines));
+    if restart {
+        // It recovers its fingerprints from its log.
+        replica.signal("TERM");
+        assert!(replica.wait_exit().success());
+        replica = NodeProcess::start_at(&replica.addr.to_string(), r.path(), &flags);
+    }
     // The real primary goes on, past the forged offsets, and comes back.
     write(&primary, "more", 20, 0);
     proxy.set(Mode::Forward);

@@ -190,7 +190,9 @@ pub struct Follower {
 
 impl Follower {
     /// A follower for a replica whose data is history `replication_id` up to `applied`, or
-    /// disposable (`discard`: a full resync was cut short).
+    /// disposable (`discard`: a full resync was cut short); `tail` is its last mutations, as
+    /// recovery replayed them, whose fingerprints it offers its primaries.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Addr<Store>,
         writer: Addr<Writer>,
@@ -198,8 +200,13 @@ impl Follower {
         replication_id: Option<String>,
         applied: Seq,
         discard: bool,
+        tail: &[Mutation],
         log: &Logger,
     ) -> Follower {
+        let mut recent = Recent::default();
+        for mutation in tail {
+            recent.push(mutation);
+        }
         Follower {
             store,
             writer,
@@ -212,7 +219,7 @@ impl Follower {
             links: 0,
             loading: None,
             reset_generation: None,
-            recent: Recent::default(),
+            recent,
             discard,
         }
     }

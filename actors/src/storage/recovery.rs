@@ -5,6 +5,7 @@
 //! offset. Damage anywhere else stops start-up with an error naming the file and the offset,
 //! unless the operator accepts the loss with `--truncate-corrupt-tail`.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -12,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use slog::{info, warn, Logger};
 
+use crate::replication::fingerprint::WINDOW;
 use crate::storage::data_dir::{DataDir, FileKind, StorageError};
 use crate::storage::record::{self, Entry, RecordError, RecordReader};
 use crate::storage::segment::{Segment, LOG_MAGIC};
 use crate::storage::snapshot_file;
 use crate::store::keyspace::Keyspace;
-use crate::store::{Change, Seq};
+use crate::store::{Change, Mutation, Seq};
 
 /// Choices the operator makes about recovery.
 #[derive(Debug, Clone, Copy, Default)]
@@ -49,6 +51,9 @@ pub struct Recovered {
     pub snapshot_bytes: u64,
     /// The logs after the snapshot, oldest first; appends continue in the last one.
     pub logs: Vec<LogFile>,
+    /// The last mutations replayed from the logs (at most `fingerprint::WINDOW`), oldest
+    /// first: a replica fingerprints them for its primary to check.
+    pub tail: Vec<Mutation>,
 }
 
 impl Recovered {
@@ -145,6 +150,7 @@ pub fn recover(
 
     let mut last_seq = snapshot_seq;
     let mut kept = Vec::new();
+    let mut tail = VecDeque::new();
     for (index, (first_seq, path)) in live.iter().enumerate() {
         let is_last = index + 1 == live.len();
         let replay = replay_log(
@@ -153,6 +159,7 @@ pub fn recover(
             options,
             &mut keyspace,
             &mut last_seq,
+            &mut tail,
             log,
             &mut progress,
         )?;
@@ -199,6 +206,7 @@ pub fn recover(
         snapshot_seq,
         snapshot_bytes,
         logs: kept,
+        tail: tail.into(),
     })
 }
 
@@ -212,12 +220,15 @@ enum Replayed {
     CutShort(u64),
 }
 
+// Its arguments are the replay's state, threaded through every log in turn.
+#[allow(clippy::too_many_arguments)]
 fn replay_log(
     path: &Path,
     is_last: bool,
     options: RecoveryOptions,
     keyspace: &mut Keyspace,
     last_seq: &mut Seq,
+    tail: &mut VecDeque<Mutation>,
     log: &Logger,
     progress: &mut Progress,
 ) -> Result<Replayed, StorageError> {
@@ -258,6 +269,10 @@ fn replay_log(
                     });
                 }
                 if mutation.seq == last_seq.saturating_add(1) {
+                    if tail.len() == WINDOW {
+                        tail.pop_front();
+                    }
+                    tail.push_back(mutation.clone());
                     match mutation.change {
                         Change::Put(pair) => {
                             keyspace.insert(pair);

@@ -35,11 +35,27 @@ fn kvchaos(fault: &str, seed: &str) -> (i32, String) {
     )
 }
 
+/// The number after `name=` in kvchaos's verdict line.
+fn count(report: &str, name: &str) -> u64 {
+    report
+        .lines()
+        .next()
+        .and_then(|line| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix(&format!("{name}=")))
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {report}"))
+}
+
 #[test]
 fn kill_9_and_restart_leaves_a_valid_history() {
     let (status, report) = kvchaos("kill", "1");
     assert_eq!(status, 0, "{report}");
     assert!(report.starts_with("kvchaos: valid "), "{report}");
+    // A run that injected nothing or checked nothing would prove nothing.
+    assert!(count(&report, "faults") >= 1, "{report}");
+    assert!(count(&report, "operations") >= 100, "{report}");
     assert!(report.contains("lost_acknowledged_writes=0"), "{report}");
 }
 
@@ -48,6 +64,8 @@ fn pauses_leave_a_valid_history() {
     let (status, report) = kvchaos("pause", "2");
     assert_eq!(status, 0, "{report}");
     assert!(report.starts_with("kvchaos: valid "), "{report}");
+    assert!(count(&report, "faults") >= 1, "{report}");
+    assert!(count(&report, "operations") >= 100, "{report}");
 }
 
 #[test]

@@ -134,9 +134,11 @@ fn search(ops: &[Op]) -> bool {
 /// The same search for histories too long for a 128-bit done-set, with a growable one.
 fn search_large(ops: &[Op]) -> bool {
     let events = events(ops);
-    let mut done = vec![false; ops.len()];
+    // A bitset, one bit an operation: cloned into the memo at each step, so kept small.
+    let mut done = vec![0u64; ops.len().div_ceil(64)];
+    let is_done = |done: &[u64], i: usize| done[i / 64] & (1 << (i % 64)) != 0;
     let mut state: State = None;
-    let mut seen: HashSet<(Vec<bool>, State)> = HashSet::new();
+    let mut seen: HashSet<(Vec<u64>, State)> = HashSet::new();
     let mut stack: Vec<(usize, State, usize)> = Vec::new();
     let mut at = 0;
     let mut remaining = ops.iter().filter(|op| op.outcome.is_some()).count();
@@ -147,7 +149,7 @@ fn search_large(ops: &[Op]) -> bool {
         let Some(&(_, is_completion, i)) = events.get(at) else {
             return false;
         };
-        if done[i] || (is_completion && ops[i].outcome.is_none()) {
+        if is_done(&done, i) || (is_completion && ops[i].outcome.is_none()) {
             at += 1;
             continue;
         }
@@ -155,7 +157,7 @@ fn search_large(ops: &[Op]) -> bool {
             let (answer, next) = step(&state, &ops[i].call);
             let matches = ops[i].outcome.as_ref().is_none_or(|heard| *heard == answer);
             if matches {
-                done[i] = true;
+                done[i / 64] |= 1 << (i % 64);
                 if seen.insert((done.clone(), next.clone())) {
                     stack.push((i, std::mem::replace(&mut state, next), at));
                     if ops[i].outcome.is_some() {
@@ -164,7 +166,7 @@ fn search_large(ops: &[Op]) -> bool {
                     at = 0;
                     continue;
                 }
-                done[i] = false;
+                done[i / 64] &= !(1 << (i % 64));
             }
             at += 1;
             continue;
@@ -172,7 +174,7 @@ fn search_large(ops: &[Op]) -> bool {
         let Some((last, before, position)) = stack.pop() else {
             return false;
         };
-        done[last] = false;
+        done[last / 64] &= !(1 << (last % 64));
         if ops[last].outcome.is_some() {
             remaining += 1;
         }

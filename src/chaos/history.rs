@@ -31,11 +31,27 @@ pub enum Outcome {
     Unknown,
 }
 
+/// Which node answered an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Node {
+    /// The primary: its answers must be linearizable, and no acknowledged write may be lost.
+    #[default]
+    Primary,
+    /// Replica number `n` (reads only): every value it shows must have been written, and on
+    /// one connection it must never go back in time.
+    Replica(usize),
+}
+
 /// One operation, from invocation to completion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {
-    /// The client (connection) that made it.
+    /// The client (thread) that made it.
     pub client: usize,
+    /// The connection it was sent on: a client opens a new one after a lost answer, so a
+    /// replica's promise not to go back in time holds per connection.
+    pub connection: u64,
+    /// The node it was sent to.
+    pub node: Node,
     /// The key it concerns; linearizability is checked per key.
     pub key: String,
     /// What was asked.

@@ -43,9 +43,12 @@ pub fn lost_writes(history: &[Operation]) -> Vec<&Operation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chaos::history::Node;
 
     fn op(call: Call, from: u64, to: u64, outcome: Outcome) -> Operation {
         Operation {
+            connection: 0,
+            node: Node::Primary,
             client: 0,
             key: "k".into(),
             call,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kvstore::chaos::history::{Call, Operation, Outcome};
+use kvstore::chaos::history::{Call, Node, Operation, Outcome};
 
 /// How long a client waits for an answer before it counts the operation as unknown.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -51,6 +51,8 @@ fn run(
     let mut history = Vec::new();
     let mut connection: Option<(TcpStream, BufReader<TcpStream>)> = None;
     let mut written = 0u64;
+    // Connections opened so far, numbered per client (`client << 32` keeps them unique).
+    let mut connections = (client as u64) << 32;
     while !stop.load(Ordering::SeqCst) {
         if let Some(pace) = pace {
             // The client's pace (--rate), not a wait for a condition.
@@ -59,7 +61,10 @@ fn run(
         let (stream, reader) = match connection.as_mut() {
             Some(connection) => connection,
             None => match connect(addr) {
-                Some(connected) => connection.insert(connected),
+                Some(connected) => {
+                    connections += 1;
+                    connection.insert(connected)
+                }
                 None => {
                     // Pacing of reconnection attempts while the node is down.
                     std::thread::sleep(Duration::from_millis(50));
@@ -97,6 +102,8 @@ fn run(
         }
         history.push(Operation {
             client,
+            connection: connections,
+            node: Node::Primary,
             key,
             call,
             invoked,

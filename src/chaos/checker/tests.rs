@@ -2,10 +2,13 @@
 //! ones, and agreement with a brute-force checker on small random histories.
 
 use super::*;
+use crate::chaos::history::Node;
 
 /// An operation of client `client` on key `k`, invoked at `from`, completed at `to`.
 fn op(client: usize, call: Call, from: u64, to: u64, outcome: Outcome) -> Operation {
     Operation {
+        connection: client as u64,
+        node: Node::Primary,
         client,
         key: "k".into(),
         call,

@@ -214,17 +214,17 @@ fn a_forged_history_is_still_refused_after_the_replica_restarts() {
 /// while the primary is cut off (and the replica restarts afterwards, if `restart`): when the
 /// primary comes back past those offsets, it refuses instead of continuing.
 fn forged_history_is_refused(restart: bool) {
-    use common::proxy::{Mode, Proxy};
     use kv_actors::replication::auth::{ClusterSecret, Side};
     use kv_actors::storage::record;
     use kv_actors::store::{Change, Mutation};
+    use kvstore::chaos::proxy::{Mode, Proxy};
     use std::io::{BufRead, BufReader, Write};
 
     const SECRET: &str = "s3cret-s3cret-s3cret";
     let (r, p) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let flags = ["--role", "replica", "--cluster-secret", SECRET];
     let mut replica = NodeProcess::start_at("127.0.0.1:0", r.path(), &flags);
-    let proxy = Proxy::start(replica.addr);
+    let proxy = Proxy::start(replica.addr).expect("start a proxy");
     let primary = primary(p.path(), &[proxy.addr], &["--cluster-secret", SECRET]);
     write(&primary, "k", 100, 1);
     // The primary is cut off; someone who knows the secret streams a forged history under the

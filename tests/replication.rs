@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use common::proxy::{Mode, Proxy};
 use common::{wait_until, NodeProcess};
+use kvstore::chaos::proxy::{Mode, Proxy};
 use tempfile::TempDir;
 
 /// A replica that can be stopped and started again on the same port and data dir.
@@ -282,7 +282,7 @@ fn a_primary_restarted_under_load_keeps_its_replicas_converging() {
 fn a_link_dropped_then_blackholed_converges_after_it_heals() {
     let timeout = ["--repl-timeout-ms", "1000"];
     let replica = Replica::start(&timeout);
-    let proxy = Proxy::start(replica.addr);
+    let proxy = Proxy::start(replica.addr).expect("start a proxy");
     let pdir = tempfile::tempdir().unwrap();
     let primary = primary_for(pdir.path(), &[proxy.addr], &timeout);
     let mut client = primary.client();

@@ -5,3 +5,4 @@
 pub mod checker;
 pub mod history;
 pub mod lost;
+pub mod proxy;

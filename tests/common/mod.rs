@@ -20,7 +20,6 @@ use tempfile::TempDir;
 /// suite must pass on a loaded 2-core machine; a passing test never waits this long.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
-pub mod proxy;
 pub mod strace;
 
 /// Every key and value of a snapshot, sorted, for comparing data sets.

@@ -1,0 +1,290 @@
+//! A TCP proxy that can cut a link: it forwards, drops, or blackholes the connections through
+//! it, both ways or one way. `kvchaos` puts one in front of every node and on every replication
+//! link, so partitions and one-way cuts need neither root nor iptables; the process tests use
+//! it to cut and stall a link and then heal it.
+//!
+//! A blackholed direction holds its bytes (the proxy stops reading, so the sender's socket
+//! buffer fills and its writes block), as a network that lost its route does until TCP gives
+//! up; the bytes flow again, in order, when the link heals. A dropped link closes every
+//! connection through it and every new one at once, as a network that answers with resets.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+/// What the proxy does with traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    /// Pass everything through.
+    Forward = 0,
+    /// Close every connection, and every new one at once.
+    Drop = 1,
+    /// Keep connections open but pass nothing either way.
+    Blackhole = 2,
+    /// Pass only what the target sends back: requests (connector to target) are held.
+    BlackholeRequests = 3,
+    /// Pass only what the connector sends: answers (target to connector) are held.
+    BlackholeAnswers = 4,
+}
+
+impl Mode {
+    /// The mode a switch holds.
+    fn load(switch: &AtomicU8) -> Mode {
+        match switch.load(Ordering::SeqCst) {
+            1 => Mode::Drop,
+            2 => Mode::Blackhole,
+            3 => Mode::BlackholeRequests,
+            4 => Mode::BlackholeAnswers,
+            _ => Mode::Forward,
+        }
+    }
+
+    /// Whether bytes going `direction` are held in this mode.
+    fn holds(self, direction: Direction) -> bool {
+        matches!(
+            (self, direction),
+            (Mode::Blackhole, _)
+                | (Mode::BlackholeRequests, Direction::Requests)
+                | (Mode::BlackholeAnswers, Direction::Answers)
+        )
+    }
+}
+
+/// Which way bytes go through the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// From whoever connected to the proxy, to the target.
+    Requests,
+    /// From the target back.
+    Answers,
+}
+
+/// A proxy in front of `target`, stopped (every connection closed) when dropped.
+pub struct Proxy {
+    /// Where it listens: connect here instead of to the target.
+    pub addr: SocketAddr,
+    /// The current `Mode`, shared with every pump.
+    mode: Arc<AtomicU8>,
+    /// Set when the proxy is dropped, so the accept loop ends.
+    stop: Arc<AtomicBool>,
+    /// Every connection through it (both ends), so `Drop` can close them.
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    /// Listen on a free loopback port and forward to `target`.
+    pub fn start(target: SocketAddr) -> io::Result<Proxy> {
+        Proxy::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), target)
+    }
+
+    /// Listen on `addr` (a fixed port, so that a restarted proxy is found where the old one
+    /// was) and forward to `target`.
+    pub fn start_on(addr: SocketAddr, target: SocketAddr) -> io::Result<Proxy> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let proxy = Proxy {
+            addr,
+            mode: Arc::new(AtomicU8::new(Mode::Forward as u8)),
+            stop: Arc::new(AtomicBool::new(false)),
+            open: Arc::new(Mutex::new(Vec::new())),
+        };
+        let (mode, stop, open) = (proxy.mode.clone(), proxy.stop.clone(), proxy.open.clone());
+        thread::spawn(move || {
+            for connector in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(connector) = connector else { continue };
+                if Mode::load(&mode) == Mode::Drop {
+                    continue; // dropped: closed at once
+                }
+                // A connection that cannot be set up is closed, as a refused one would be.
+                let _ = connect(connector, target, &mode, &open);
+            }
+        });
+        Ok(proxy)
+    }
+
+    /// Switch what the proxy does; `Drop` also closes every open connection.
+    pub fn set(&self, mode: Mode) {
+        self.mode.store(mode as u8, Ordering::SeqCst);
+        if mode == Mode::Drop {
+            let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+            for stream in open.drain(..) {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// What the proxy does now.
+    pub fn mode(&self) -> Mode {
+        Mode::load(&self.mode)
+    }
+}
+
+/// Open the upstream connection for `connector` and start pumping both ways.
+fn connect(
+    connector: TcpStream,
+    target: SocketAddr,
+    mode: &Arc<AtomicU8>,
+    open: &Mutex<Vec<TcpStream>>,
+) -> io::Result<()> {
+    let upstream = TcpStream::connect(target)?;
+    let _ = connector.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    {
+        let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.retain(|stream| stream.peer_addr().is_ok());
+        open.push(connector.try_clone()?);
+        open.push(upstream.try_clone()?);
+    }
+    let (connector2, upstream2) = (connector.try_clone()?, upstream.try_clone()?);
+    pump(connector, upstream, Direction::Requests, mode.clone());
+    pump(upstream2, connector2, Direction::Answers, mode.clone());
+    Ok(())
+}
+
+/// Copy `from` to `to` until either side closes; hold bytes while this direction is cut.
+fn pump(mut from: TcpStream, mut to: TcpStream, direction: Direction, mode: Arc<AtomicU8>) {
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            // A held direction stops reading, so the sender's buffers fill as on a dead route.
+            // Infrastructure, not a test wait: the switch is polled.
+            while Mode::load(&mode).holds(direction) {
+                thread::sleep(Duration::from_millis(5));
+            }
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            // Bytes read just before a cut are held too.
+            while Mode::load(&mode).holds(direction) {
+                thread::sleep(Duration::from_millis(5));
+            }
+            if Mode::load(&mode) == Mode::Drop || to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.set(Mode::Drop);
+        // Wake the accept loop so it sees the stop flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::time::Instant;
+
+    /// An echo server on a free port: every line sent comes back.
+    fn echo() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                    let mut writer = stream;
+                    let mut line = String::new();
+                    while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                        if writer.write_all(line.as_bytes()).is_err() {
+                            return;
+                        }
+                        line.clear();
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// A connection through the proxy, with one reader kept for its whole life.
+    struct Client {
+        /// Where lines are sent.
+        writer: TcpStream,
+        /// Where answers are read.
+        reader: BufReader<TcpStream>,
+    }
+
+    impl Client {
+        fn connect(addr: SocketAddr) -> Client {
+            let writer = TcpStream::connect(addr).expect("connect");
+            let reader = BufReader::new(writer.try_clone().expect("clone"));
+            Client { writer, reader }
+        }
+
+        /// Send `line`, then one line back, or `None` if nothing came within `wait`.
+        fn round_trip(&mut self, line: &str, wait: Duration) -> Option<String> {
+            self.writer.write_all(line.as_bytes()).ok()?;
+            self.writer.set_read_timeout(Some(wait)).ok()?;
+            let mut answer = String::new();
+            self.reader.read_line(&mut answer).ok()?;
+            (!answer.is_empty()).then_some(answer)
+        }
+    }
+
+    #[test]
+    fn a_blackholed_direction_holds_its_bytes_until_the_link_heals() {
+        let proxy = Proxy::start(echo()).expect("proxy");
+        let mut stream = Client::connect(proxy.addr);
+        assert_eq!(
+            stream.round_trip("a\n", Duration::from_secs(10)).as_deref(),
+            Some("a\n")
+        );
+        for cut in [
+            Mode::Blackhole,
+            Mode::BlackholeRequests,
+            Mode::BlackholeAnswers,
+        ] {
+            proxy.set(cut);
+            assert_eq!(
+                stream.round_trip("b\n", Duration::from_millis(200)),
+                None,
+                "{cut:?} passed a round trip"
+            );
+            proxy.set(Mode::Forward);
+            // The held line arrives once the link heals, then the next one.
+            let healed = Instant::now();
+            assert_eq!(
+                stream.round_trip("c\n", Duration::from_secs(10)).as_deref(),
+                Some("b\n"),
+                "after {cut:?}"
+            );
+            assert!(healed.elapsed() < Duration::from_secs(10));
+            assert_eq!(
+                stream.round_trip("", Duration::from_secs(10)).as_deref(),
+                Some("c\n")
+            );
+        }
+    }
+
+    #[test]
+    fn a_dropped_link_closes_connections_old_and_new() {
+        let proxy = Proxy::start(echo()).expect("proxy");
+        let mut stream = Client::connect(proxy.addr);
+        proxy.set(Mode::Drop);
+        assert_eq!(stream.round_trip("a\n", Duration::from_secs(10)), None);
+        let mut fresh = Client::connect(proxy.addr);
+        assert_eq!(fresh.round_trip("a\n", Duration::from_secs(10)), None);
+        proxy.set(Mode::Forward);
+        let mut again = Client::connect(proxy.addr);
+        assert_eq!(
+            again.round_trip("a\n", Duration::from_secs(10)).as_deref(),
+            Some("a\n")
+        );
+    }
+}

@@ -276,9 +276,10 @@ fn a_full_disk_refuses_writes_shows_no_write_it_could_not_persist_and_recovers()
     let reply = client.request(format!("PUT big {big}").as_bytes()).unwrap();
     let reply = String::from_utf8(reply).unwrap();
     assert!(reply.starts_with("ERROR: persistence failed: "), "{reply}");
+    // The writer has failed: the next write is refused before it is applied, and says so.
     let refused = String::from_utf8(client.request(b"PUT other 1").unwrap()).unwrap();
     assert!(
-        refused.starts_with("ERROR: persistence failed: "),
+        refused.starts_with("ERROR: writes refused until the disk recovers (not applied): "),
         "{refused}"
     );
     // The failed write is applied in memory but not on disk: no read may show it. The node
@@ -402,9 +403,12 @@ fn with_fsync_everysec_writes_acknowledged_before_the_disk_filled_survive_a_kill
     let full = fs::metadata(&log).unwrap().len();
     limit_file_size(node.pid(), &format!("{full}:unlimited"));
     let mut client = node.client();
+    // The first write after the disk filled is applied but fails to persist, or, if the
+    // writer already failed on its own, is refused.
     let refused = String::from_utf8(client.request(b"PUT after 1").unwrap()).unwrap();
     assert!(
-        refused.starts_with("ERROR: persistence failed: "),
+        refused.starts_with("ERROR: persistence failed: ")
+            || refused.starts_with("ERROR: writes refused until the disk recovers"),
         "{refused}"
     );
     node.wait_for_log("persistence still failing");

@@ -50,9 +50,14 @@ pub enum ErrorReply {
     /// A value with a newline asked for over the line protocol, which cannot frame it.
     #[error("a stored value contains a newline, which a line cannot carry; read it over RESP (redis-cli)")]
     NeedsResp,
-    /// The write could not be made durable, or writes are refused until the disk recovers.
+    /// The write was applied but could not be made durable (its fate is unknown until the
+    /// disk recovers), or a read could show such a write.
     #[error("persistence failed: {0}")]
     PersistenceFailed(std::sync::Arc<str>),
+    /// A write refused before it was applied, because the log cannot be written: unlike
+    /// `PersistenceFailed`, the client knows the write did not happen.
+    #[error("writes refused until the disk recovers (not applied): {0}")]
+    WritesRefused(std::sync::Arc<str>),
 }
 
 impl ErrorReply {
@@ -63,6 +68,8 @@ impl ErrorReply {
             ErrorReply::ReadOnly => "READONLY You can't write against a read only replica.".into(),
             ErrorReply::MaxClients => "ERR max number of clients reached".into(),
             ErrorReply::WaitOnReplica => "ERR WAIT cannot be used with replica instances".into(),
+            // Redis's word for "writes are stopped because persistence is failing".
+            ErrorReply::WritesRefused(_) => format!("MISCONF {self}"),
             other => format!("ERR {other}"),
         }
     }

@@ -257,7 +257,7 @@ impl Session {
             let step = if command.is_write() && self.config.read_only {
                 Step::Reply(Reply::Error(ErrorReply::ReadOnly))
             } else if let (true, Some(reason)) = (command.is_write(), &refuse_writes) {
-                Step::Reply(Reply::Error(ErrorReply::PersistenceFailed(reason.clone())))
+                Step::Reply(Reply::Error(ErrorReply::WritesRefused(reason.clone())))
             } else {
                 match command.plan(&mut ops) {
                     Plan::Store { ops, fold } => Step::Store { ops, fold },

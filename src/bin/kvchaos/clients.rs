@@ -2,8 +2,8 @@
 //! writes), `GET` and `DEL` on a few shared keys, and recording every operation with its
 //! invocation and completion times and what it heard.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,135 +12,163 @@ use std::time::{Duration, Instant};
 
 use kvstore::chaos::history::{Call, Node, Operation, Outcome};
 
-/// How long a client waits for an answer before it counts the operation as unknown.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::connection::{Connection, Protocol};
 
-/// Start `clients` clients on `keys` keys; each records until `stop`, and answers its history.
+/// What every client is told: where to go, how fast, how to speak.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The primary's address (its proxy).
+    pub primary: SocketAddr,
+    /// The replicas' addresses (their proxies), for reads; empty: all reads on the primary.
+    pub replicas: Vec<SocketAddr>,
+    /// How many keys the clients share.
+    pub keys: usize,
+    /// The pause between one client's operations (`None`: as fast as it can).
+    pub pace: Option<Duration>,
+    /// The wire protocol.
+    pub protocol: Protocol,
+    /// The run's clock.
+    pub start: Instant,
+}
+
+/// Start `clients` clients; each records until `stop`, and answers its history.
 pub fn start(
-    addr: SocketAddr,
+    plan: &Plan,
     clients: usize,
-    keys: usize,
-    rate: u64,
     seed: u64,
-    start: Instant,
     stop: Arc<AtomicBool>,
 ) -> Vec<JoinHandle<Vec<Operation>>> {
     (0..clients)
         .map(|client| {
             let stop = stop.clone();
+            let plan = plan.clone();
             std::thread::spawn(move || {
                 let rng = fastrand::Rng::with_seed(seed ^ ((client as u64 + 1) << 32));
-                let pace = (rate > 0).then(|| Duration::from_secs(1) / rate as u32);
-                run(client, addr, keys, pace, rng, start, &stop)
+                Client::new(client, plan, rng).run(&stop)
             })
         })
         .collect()
 }
 
-/// One client's loop.
-fn run(
+/// One client: a connection to the primary, and one to its replica if reads go to replicas.
+struct Client {
+    /// Its number.
     client: usize,
-    addr: SocketAddr,
-    keys: usize,
-    pace: Option<Duration>,
-    mut rng: fastrand::Rng,
-    start: Instant,
-    stop: &AtomicBool,
-) -> Vec<Operation> {
-    let now = || start.elapsed().as_nanos() as u64;
-    let mut history = Vec::new();
-    let mut connection: Option<(TcpStream, BufReader<TcpStream>)> = None;
-    let mut written = 0u64;
-    // Connections opened so far, numbered per client (`client << 32` keeps them unique).
-    let mut connections = (client as u64) << 32;
-    while !stop.load(Ordering::SeqCst) {
-        if let Some(pace) = pace {
-            // The client's pace (--rate), not a wait for a condition.
-            std::thread::sleep(pace);
+    /// What it was told.
+    plan: Plan,
+    /// Its seeded choices.
+    rng: fastrand::Rng,
+    /// Its open connections: to the primary, and to its replica.
+    connections: [Option<(Connection, u64)>; 2],
+    /// Connections opened so far (`client << 32` onwards, so they are unique in the run).
+    opened: u64,
+    /// Values written so far, to make the next one unique.
+    written: u64,
+    /// What it saw.
+    history: Vec<Operation>,
+}
+
+impl Client {
+    fn new(client: usize, plan: Plan, rng: fastrand::Rng) -> Client {
+        Client {
+            client,
+            plan,
+            rng,
+            connections: [None, None],
+            opened: (client as u64) << 32,
+            written: 0,
+            history: Vec::new(),
         }
-        let (stream, reader) = match connection.as_mut() {
-            Some(connection) => connection,
-            None => match connect(addr) {
-                Some(connected) => {
-                    connections += 1;
-                    connection.insert(connected)
-                }
-                None => {
-                    // Pacing of reconnection attempts while the node is down.
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-            },
-        };
-        let key = format!("k{}", rng.usize(0..keys));
-        let call = match rng.u8(0..10) {
-            0..=3 => {
-                written += 1;
-                Call::Put(format!("c{client}-{written}"))
+    }
+
+    /// Make operations until `stop`; answer the history.
+    fn run(mut self, stop: &AtomicBool) -> Vec<Operation> {
+        while !stop.load(Ordering::SeqCst) {
+            if let Some(pace) = self.plan.pace {
+                // The client's pace (--rate), not a wait for a condition.
+                std::thread::sleep(pace);
             }
-            4..=7 => Call::Get,
-            _ => Call::Del,
+            let key = format!("k{}", self.rng.usize(0..self.plan.keys));
+            let call = match self.rng.u8(0..10) {
+                0..=3 => {
+                    self.written += 1;
+                    Call::Put(format!("c{}-{}", self.client, self.written))
+                }
+                4..=7 => Call::Get,
+                _ => Call::Del,
+            };
+            let replicas = self.plan.replicas.len();
+            let node = if call == Call::Get && replicas > 0 && self.rng.bool() {
+                Node::Replica(1 + self.client % replicas)
+            } else {
+                Node::Primary
+            };
+            if !self.call(node, key, call) {
+                // Pacing of reconnection attempts while the node cannot be reached.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.history
+    }
+
+    /// Make one operation on `node` and record it; false if no connection could be opened.
+    fn call(&mut self, node: Node, key: String, call: Call) -> bool {
+        let (slot, addr) = match node {
+            Node::Primary => (0, self.plan.primary),
+            Node::Replica(n) => (1, self.plan.replicas[n - 1]),
         };
-        let line = match &call {
-            Call::Put(value) => format!("PUT {key} {value}\n"),
-            Call::Get => format!("GET {key}\n"),
-            Call::Del => format!("DEL {key}\n"),
+        if self.connections[slot].is_none() {
+            let Some(connection) = Connection::open(addr, self.plan.protocol) else {
+                return false;
+            };
+            self.opened += 1;
+            self.connections[slot] = Some((connection, self.opened));
+        }
+        let Some((connection, id)) = self.connections[slot].as_mut() else {
+            return false;
         };
-        let invoked = now();
-        let mut reply = String::new();
-        let answered = stream.write_all(line.as_bytes()).is_ok()
-            && matches!(reader.read_line(&mut reply), Ok(n) if n > 0);
-        let completed = now();
-        let outcome = if answered {
-            outcome(&call, reply.trim_end_matches('\n'))
-        } else {
-            Outcome::Unknown
-        };
+        let invoked = self.plan.start.elapsed().as_nanos() as u64;
+        let outcome = connection.call(&key, &call);
+        let completed = self.plan.start.elapsed().as_nanos() as u64;
+        let connection = *id;
         if outcome == Outcome::Unknown {
             // The answer may still come on this connection: start afresh.
-            connection = None;
+            self.connections[slot] = None;
         }
-        history.push(Operation {
-            client,
-            connection: connections,
-            node: Node::Primary,
+        self.history.push(Operation {
+            client: self.client,
+            connection,
+            node,
             key,
             call,
             invoked,
             completed,
             outcome,
         });
+        true
     }
-    history
 }
 
-/// A connection with the answer timeout, and its reader.
-fn connect(addr: SocketAddr) -> Option<(TcpStream, BufReader<TcpStream>)> {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(ANSWER_TIMEOUT)).ok()?;
-    stream.set_write_timeout(Some(ANSWER_TIMEOUT)).ok()?;
-    let reader = BufReader::new(stream.try_clone().ok()?);
-    Some((stream, reader))
-}
-
-/// What a reply line means for `call`. An error that says the operation was not done is
-/// `Failed`; `persistence failed` is not one of them (the write's durability is unknown).
-fn outcome(call: &Call, reply: &str) -> Outcome {
-    if let Some(error) = reply.strip_prefix("ERROR: ") {
-        return if error.starts_with("persistence failed") {
-            Outcome::Unknown
-        } else {
-            Outcome::Failed
-        };
+/// After the run, one read of every key on the primary (retried until one is answered), so a
+/// write lost in the last moments is seen; recorded as the operations of client `client`.
+pub fn final_reads(plan: &Plan, client: usize) -> Vec<Operation> {
+    let mut reader = Client::new(client, plan.clone(), fastrand::Rng::with_seed(0));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for key in 0..plan.keys {
+        while Instant::now() < deadline {
+            let before = reader.history.len();
+            reader.call(Node::Primary, format!("k{key}"), Call::Get);
+            let answered = reader.history[before..]
+                .iter()
+                .any(|op| matches!(op.outcome, Outcome::Read(_)));
+            if answered {
+                break;
+            }
+            // Pacing of retries while the primary does not answer.
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
-    match (call, reply) {
-        (Call::Put(_), "OK") => Outcome::Written,
-        (Call::Del, "OK") => Outcome::Deleted(true),
-        (Call::Del, "NOT_FOUND") => Outcome::Deleted(false),
-        (Call::Get, "NOT_FOUND") => Outcome::Read(None),
-        (Call::Get, value) => Outcome::Read(Some(value.to_string())),
-        _ => Outcome::Unknown,
-    }
+    reader.history
 }
 
 /// Write the history, one operation a line, in invocation order.
@@ -150,8 +178,15 @@ pub fn save(history: &[Operation], path: &Path) -> Result<(), String> {
     let mut text = String::new();
     for op in ops {
         text.push_str(&format!(
-            "{} {} client={} key={} {:?} -> {:?}\n",
-            op.invoked, op.completed, op.client, op.key, op.call, op.outcome
+            "{} {} client={} connection={} node={:?} key={} {:?} -> {:?}\n",
+            op.invoked,
+            op.completed,
+            op.client,
+            op.connection,
+            op.node,
+            op.key,
+            op.call,
+            op.outcome
         ));
     }
     std::fs::File::create(path)

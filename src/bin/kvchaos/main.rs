@@ -1,15 +1,20 @@
 //! `kvchaos`: run kvstore nodes, drive them with concurrent clients while injecting faults,
 //! record every operation, and check afterwards whether the whole history was possible.
 //!
-//! This first version runs one primary and injects `kill -9` (then a restart) or
-//! `SIGSTOP`/`SIGCONT` pauses; issue 13 lists what is still to come (replicas, partitions,
-//! full disks, Redis as a reference). Exit status: 0 when the history is valid, 1 when the
-//! checker found a violation, 2 for bad arguments or a run that could not start.
+//! It starts a primary and its replicas (ours, or Redis as a reference), each behind a proxy
+//! of ours, drives them with concurrent clients on a few keys, injects faults at seeded random
+//! times (`kill -9`, `SIGSTOP`, partitions and one-way cuts, a full disk), then heals
+//! everything, reads every key once more, waits for the replicas to converge, and checks the
+//! history. Exit status: 0 when the history is valid, 1 when the checker found a violation,
+//! 2 for bad arguments or a run that could not start. The last line printed is the verdict.
 
 mod clients;
+mod cluster;
+mod connection;
+mod faults;
 mod node;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,53 +22,73 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use kvstore::chaos::checker::linearizable;
-use kvstore::chaos::history::Operation;
+use kvstore::chaos::history::{Node, Operation};
 use kvstore::chaos::lost::lost_writes;
 
-/// Which fault to inject.
+use crate::clients::Plan;
+use crate::cluster::Cluster;
+use crate::connection::Protocol;
+use crate::faults::{FaultKind, FaultRecord, Injector};
+use crate::node::Program;
+
+/// How long the replicas get to converge once the faults are healed.
+const CONVERGE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Which store to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Fault {
-    /// None: a baseline.
-    None,
-    /// `kill -9` the node, then restart it on the same data directory.
-    Kill,
-    /// `SIGSTOP` the node for a while, then `SIGCONT`.
-    Pause,
+enum Target {
+    /// Our `kvnode`.
+    Kvstore,
+    /// Debian's `redis-server`, as a reference (RESP clients; `--fsync` is `appendfsync`,
+    /// `off` means no AOF at all).
+    Redis,
 }
 
-/// Run kvstore under faults and check the history of what clients saw.
+/// Run a store under faults and check the history of what clients saw.
 #[derive(Debug, Parser)]
 #[command(name = "kvchaos", version)]
 struct Args {
-    /// The fault to inject, at random times from the seed.
-    #[arg(long, value_enum, default_value_t = Fault::Kill)]
-    fault: Fault,
+    /// The faults to inject, at random times from the seed.
+    #[arg(long, value_enum, default_value_t = FaultKind::Kill)]
+    fault: FaultKind,
     /// How long to run, in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     duration: u64,
     /// The seed of the fault schedule and the clients' choices (default: from the clock).
     #[arg(long)]
     seed: Option<u64>,
-    /// The node's `--fsync` policy.
-    #[arg(long, default_value = "always", value_parser = ["always", "everysec", "no"])]
+    /// The nodes' `--fsync` policy (`off`: Redis with no AOF).
+    #[arg(long, default_value = "always", value_parser = ["always", "everysec", "no", "off"])]
     fsync: String,
+    /// The store to run.
+    #[arg(long, value_enum, default_value_t = Target::Kvstore)]
+    target: Target,
+    /// Replicas besides the primary (0: one node). Half the reads of each client go to one of
+    /// them.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=4))]
+    replicas: u64,
+    /// The clients' protocol (default: the line protocol for our node, RESP for Redis).
+    #[arg(long, value_enum)]
+    protocol: Option<Protocol>,
     /// Concurrent clients.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
     clients: u64,
     /// The most operations each client makes per second (0: as fast as it can). The checker's
-    /// search grows faster than the history (a key with tens of thousands of operations takes
-    /// minutes), so runs are paced by default.
+    /// work grows with the history, so runs are paced by default.
     #[arg(long, default_value_t = 100)]
     rate: u64,
     /// Keys the clients share (few, so that operations contend).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
     keys: u64,
-    /// Where the history and the node's log go (default: target/chaos/<seed>).
+    /// Where the history, the faults and the nodes' logs go (default: target/chaos/<seed>).
     #[arg(long)]
     out: Option<PathBuf>,
     /// The `kvnode` to run (default: the one next to this program).
     #[arg(long)]
     kvnode: Option<PathBuf>,
+    /// The `redis-server` to run with `--target redis`.
+    #[arg(long, default_value = "redis-server")]
+    redis_server: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -78,8 +103,40 @@ fn main() -> ExitCode {
     }
 }
 
+/// What the arguments ask for, checked: the program to run and the clients' protocol.
+fn program(args: &Args) -> Result<(Program, Protocol), String> {
+    match args.target {
+        Target::Kvstore => {
+            if args.fsync == "off" {
+                return Err(
+                    "--fsync off is for --target redis (no AOF); our node always \
+                            keeps a log"
+                        .into(),
+                );
+            }
+            let kvnode = match &args.kvnode {
+                Some(path) => path.clone(),
+                None => std::env::current_exe()
+                    .map_err(|e| format!("cannot find kvnode: {e}"))?
+                    .with_file_name("kvnode"),
+            };
+            Ok((
+                Program::Kvnode(kvnode),
+                args.protocol.unwrap_or(Protocol::Line),
+            ))
+        }
+        Target::Redis => {
+            if args.protocol == Some(Protocol::Line) {
+                return Err("Redis speaks RESP only: leave out --protocol line".into());
+            }
+            Ok((Program::Redis(args.redis_server.clone()), Protocol::Resp))
+        }
+    }
+}
+
 /// Run, record, check; answers whether the history is valid.
 fn run(args: &Args) -> Result<bool, String> {
+    let (program, protocol) = program(args)?;
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -90,59 +147,95 @@ fn run(args: &Args) -> Result<bool, String> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("target/chaos").join(seed.to_string()));
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let kvnode = match &args.kvnode {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()
-            .map_err(|e| format!("cannot find kvnode: {e}"))?
-            .with_file_name("kvnode"),
-    };
-    let mut node = node::Node::start(&kvnode, &out, &args.fsync)?;
+    let mut cluster = Cluster::start(&program, &args.fsync, args.replicas as usize, &out)?;
     let start = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers = clients::start(
-        node.addr,
-        args.clients as usize,
-        args.keys as usize,
-        args.rate,
-        seed,
+    let plan = Plan {
+        primary: cluster.client_addr(0),
+        replicas: (1..cluster.nodes.len())
+            .map(|i| cluster.client_addr(i))
+            .collect(),
+        keys: args.keys as usize,
+        pace: (args.rate > 0).then(|| Duration::from_secs(1) / args.rate as u32),
+        protocol,
         start,
-        stop.clone(),
-    );
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut faults = 0;
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = clients::start(&plan, args.clients as usize, seed, stop.clone());
+    let mut injector = Injector::new(seed, start);
+    let mut faults: Vec<FaultRecord> = Vec::new();
+    let mut crashes: Vec<String> = Vec::new();
     let deadline = start + Duration::from_secs(args.duration);
-    while Instant::now() < deadline {
-        // Faults at random times, 0.5 to 2 s apart, from the seed.
-        std::thread::sleep(Duration::from_millis(rng.u64(500..2000)));
+    let injected = loop {
+        // Faults at random times, from the seed.
+        std::thread::sleep(injector.gap());
+        match cluster.restart_crashed() {
+            Ok(crashed) => crashes.extend(crashed),
+            Err(error) => break Err(error),
+        }
         if Instant::now() >= deadline {
-            break;
+            break Ok(());
         }
-        match args.fault {
-            Fault::None => continue,
-            Fault::Kill => node.kill_and_restart()?,
-            Fault::Pause => node.pause(Duration::from_millis(rng.u64(300..1500)))?,
+        match injector.inject(args.fault, &mut cluster) {
+            Ok(fault) => faults.extend(fault),
+            Err(error) => break Err(error),
         }
-        faults += 1;
-    }
+    };
     stop.store(true, Ordering::SeqCst);
     let mut history: Vec<Operation> = Vec::new();
     for worker in workers {
         history.extend(worker.join().map_err(|_| "a client thread panicked")?);
     }
-    node.stop();
+    injected?;
+    cluster.heal()?;
+    history.extend(clients::final_reads(&plan, args.clients as usize));
+    let keys: Vec<String> = (0..args.keys).map(|k| format!("k{k}")).collect();
+    let converged = converge(&cluster, &keys, protocol);
+    cluster.stop();
     clients::save(&history, &out.join("history.txt"))?;
-    Ok(verdict(&history, faults, &out))
+    save_faults(&faults, &out.join("faults.txt"))?;
+    Ok(verdict(&history, &faults, &crashes, converged, &out))
+}
+
+/// Wait until every replica shows what the primary shows; the last difference if they do not
+/// within the deadline.
+fn converge(cluster: &Cluster, keys: &[String], protocol: Protocol) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        match cluster.compare(keys, protocol) {
+            Ok(()) => return Ok(()),
+            Err(difference) if start.elapsed() > CONVERGE_DEADLINE => return Err(difference),
+            // Poll interval of the deadline-bounded wait for the replicas to catch up.
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Write the faults, one a line.
+fn save_faults(faults: &[FaultRecord], path: &Path) -> Result<(), String> {
+    let text: String = faults.iter().map(|fault| format!("{fault}\n")).collect();
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Check every key's history; print what was found and the verdict as the last line.
-fn verdict(history: &[Operation], faults: usize, out: &std::path::Path) -> bool {
-    let mut keys: Vec<&str> = history.iter().map(|op| op.key.as_str()).collect();
+fn verdict(
+    history: &[Operation],
+    faults: &[FaultRecord],
+    crashes: &[String],
+    converged: Result<(), String>,
+    out: &Path,
+) -> bool {
+    let primary: Vec<Operation> = history
+        .iter()
+        .filter(|op| op.node == Node::Primary)
+        .cloned()
+        .collect();
+    let mut keys: Vec<&str> = primary.iter().map(|op| op.key.as_str()).collect();
     keys.sort_unstable();
     keys.dedup();
     let mut invalid = Vec::new();
     let mut lost = 0;
     for key in keys {
-        let ops: Vec<Operation> = history.iter().filter(|op| op.key == key).cloned().collect();
+        let ops: Vec<Operation> = primary.iter().filter(|op| op.key == key).cloned().collect();
         let gone = lost_writes(&ops);
         for write in &gone {
             println!("lost acknowledged write: {write:?}");
@@ -153,12 +246,22 @@ fn verdict(history: &[Operation], faults: usize, out: &std::path::Path) -> bool 
             invalid.push(key.to_string());
         }
     }
-    let valid = invalid.is_empty() && lost == 0;
+    for name in crashes {
+        println!("{name} exited by itself (a crash the run did not cause)");
+    }
+    if let Err(difference) = &converged {
+        println!("the replicas did not converge within {CONVERGE_DEADLINE:?}: {difference}");
+    }
+    let valid = invalid.is_empty() && lost == 0 && crashes.is_empty() && converged.is_ok();
     println!(
-        "kvchaos: {} operations={} faults={faults} lost_acknowledged_writes={lost} history={}",
+        "kvchaos: {} operations={} faults={} lost_acknowledged_writes={lost} crashes={} \
+         converged={} out={}",
         if valid { "valid" } else { "INVALID" },
         history.len(),
-        out.join("history.txt").display()
+        faults.len(),
+        crashes.len(),
+        if converged.is_ok() { "yes" } else { "no" },
+        out.display()
     );
     valid
 }

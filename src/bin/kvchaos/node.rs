@@ -1,134 +1,271 @@
-//! The `kvnode` process under test: started on a fixed port and data directory, so that it
-//! can be killed and started again where the clients look for it; killed on every path.
+//! One server process under test: a `kvnode` or a `redis-server`, started on a fixed port and
+//! data directory so that it can be killed and started again where the others look for it,
+//! and killed on every path (its `Drop`).
+//!
+//! Its stderr and stdout are copied into `<name>.log` by a thread of ours rather than written
+//! by the process itself, so that a file size limit standing in for a full disk does not also
+//! silence the log that says what the node did about it.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long a node gets to start answering.
 const START_DEADLINE: Duration = Duration::from_secs(60);
 
+/// Which store a node runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// Our `kvnode`, at this path.
+    Kvnode(PathBuf),
+    /// Debian's `redis-server` (or the one at this path), as a reference.
+    Redis(PathBuf),
+}
+
+/// How a node is started: what it runs, its role and durability.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Its name in logs and fault descriptions: `primary`, `replica1`, ...
+    pub name: String,
+    /// The program.
+    pub program: Program,
+    /// The `--fsync` policy (`off`: Redis without an AOF).
+    pub fsync: String,
+    /// Where the node keeps its data.
+    pub data_dir: PathBuf,
+    /// Replication: for a kvnode primary, the addresses it streams to (`--replica`); for a
+    /// Redis replica, the one address it follows (`--replicaof`).
+    pub links: Vec<SocketAddr>,
+    /// Whether it is a replica.
+    pub replica: bool,
+    /// The shared secret of the kvnode cluster's replication links.
+    pub secret: String,
+}
+
 /// A running node.
 pub struct Node {
-    /// The process.
-    child: Child,
+    /// How it was started, to start it again.
+    pub spec: Spec,
     /// Where it listens.
     pub addr: SocketAddr,
-    /// How to start it again.
-    command: (PathBuf, PathBuf, String),
+    /// The process (`None` between a kill and the restart).
+    child: Option<Child>,
+    /// Its log file, shared by the threads that copy its output.
+    log: Arc<Mutex<File>>,
 }
 
 impl Node {
-    /// Start `kvnode` with its data and log under `out`, on a free loopback port.
-    pub fn start(kvnode: &Path, out: &Path, fsync: &str) -> Result<Node, String> {
+    /// Start a node on a free loopback port, its log in `out/<name>.log`.
+    pub fn start(spec: Spec, out: &Path) -> Result<Node, String> {
+        // kvnode creates its data directory; redis-server needs it to exist.
+        std::fs::create_dir_all(&spec.data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", spec.data_dir.display()))?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
             .port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let command = (kvnode.to_path_buf(), out.to_path_buf(), fsync.to_string());
-        let child = spawn(&command, addr)?;
-        let node = Node {
-            child,
-            addr,
-            command,
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out.join(format!("{}.log", spec.name)))
+            .map_err(|e| format!("cannot open {}'s log: {e}", spec.name))?;
+        let mut node = Node {
+            spec,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child: None,
+            log: Arc::new(Mutex::new(log)),
         };
-        node.wait_ready()?;
+        node.spawn()?;
         Ok(node)
     }
 
-    /// Wait until the node answers `PING`.
-    fn wait_ready(&self) -> Result<(), String> {
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Start the process and wait until it answers `PING`.
+    pub fn spawn(&mut self) -> Result<(), String> {
+        let mut command = self.command();
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.spec.name))?;
+        copy_output(child.stdout.take(), child.stderr.take(), &self.log);
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    /// The command line that starts this node.
+    fn command(&self) -> Command {
+        let spec = &self.spec;
+        match &spec.program {
+            Program::Kvnode(path) => {
+                let mut command = Command::new(path);
+                command
+                    .args(["--listen", &self.addr.to_string(), "--fsync", &spec.fsync])
+                    .args(["--role", if spec.replica { "replica" } else { "primary" }])
+                    .args(["--cluster-secret", &spec.secret])
+                    .arg("--data-dir")
+                    .arg(&spec.data_dir);
+                for link in &spec.links {
+                    command.args(["--replica", &link.to_string()]);
+                }
+                command
+            }
+            Program::Redis(path) => {
+                let mut command = Command::new(path);
+                let aof = spec.fsync != "off";
+                command
+                    .args([
+                        "--port",
+                        &self.addr.port().to_string(),
+                        "--bind",
+                        "127.0.0.1",
+                    ])
+                    .args(["--save", "", "--daemonize", "no", "--protected-mode", "no"])
+                    .args(["--appendonly", if aof { "yes" } else { "no" }])
+                    .args(["--logfile", ""])
+                    .arg("--dir")
+                    .arg(&spec.data_dir);
+                if aof {
+                    command.args(["--appendfsync", &spec.fsync]);
+                }
+                if let Some(primary) = spec.links.first() {
+                    command.args([
+                        "--replicaof",
+                        &primary.ip().to_string(),
+                        &primary.port().to_string(),
+                    ]);
+                }
+                command
+            }
+        }
+    }
+
+    /// Wait until the node answers `PING` (both stores answer an inline `PING`).
+    fn wait_ready(&mut self) -> Result<(), String> {
         let start = Instant::now();
         while start.elapsed() < START_DEADLINE {
             if ping(self.addr) {
                 return Ok(());
             }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                return Err(format!("{} exited at start: {status}", self.spec.name));
+            }
             // Poll interval of the deadline-bounded wait for the node to listen.
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(format!("the node did not answer within {START_DEADLINE:?}"))
+        Err(format!(
+            "{} did not answer within {START_DEADLINE:?}",
+            self.spec.name
+        ))
     }
 
-    /// `kill -9`, then start it again on the same port and data.
-    pub fn kill_and_restart(&mut self) -> Result<(), String> {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = spawn(&self.command, self.addr)?;
-        self.wait_ready()
+    /// `kill -9`, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
-    /// `SIGSTOP` for `pause`, then `SIGCONT`.
-    pub fn pause(&mut self, pause: Duration) -> Result<(), String> {
-        signal(self.child.id(), "STOP")?;
-        std::thread::sleep(pause);
-        signal(self.child.id(), "CONT")
+    /// Whether the process has exited by itself (a crash the run did not cause).
+    pub fn exited(&mut self) -> bool {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(_))) => {
+                self.child = None;
+                true
+            }
+            _ => false,
+        }
     }
 
-    /// Stop it (SIGTERM, then wait).
+    /// Send `SIGSTOP` (or `SIGCONT`) to the process.
+    pub fn signal(&self, name: &str) -> Result<(), String> {
+        let Some(pid) = self.pid() else {
+            return Ok(());
+        };
+        run(Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string()))
+    }
+
+    /// Set the process's file size limit (`prlimit --fsize`): `Some(0)` makes every write to a
+    /// file fail with `EFBIG`, as a full disk fails it with `ENOSPC`; `None` lifts it.
+    pub fn limit_file_size(&self, limit: Option<u64>) -> Result<(), String> {
+        let Some(pid) = self.pid() else {
+            return Ok(());
+        };
+        let soft = limit.map_or("unlimited".to_string(), |n| n.to_string());
+        run(Command::new("prlimit")
+            .args(["--pid", &pid.to_string()])
+            .arg(format!("--fsize={soft}:unlimited")))
+    }
+
+    /// Stop it gracefully (SIGTERM, then wait).
     pub fn stop(&mut self) {
-        let _ = signal(self.child.id(), "TERM");
-        let _ = self.child.wait();
+        let _ = self.signal("CONT");
+        let _ = self.signal("TERM");
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
     }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
-/// Start the process, its log appended to `out/node.log`.
-fn spawn(
-    (kvnode, out, fsync): &(PathBuf, PathBuf, String),
-    addr: SocketAddr,
-) -> Result<Child, String> {
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(out.join("node.log"))
-        .map_err(|e| format!("cannot open the node's log: {e}"))?;
-    Command::new(kvnode)
-        .args([
-            "--listen",
-            &addr.to_string(),
-            "--fsync",
-            fsync,
-            "--data-dir",
-        ])
-        .arg(out.join("data"))
-        .stdin(Stdio::null())
+/// Run a helper command (`kill`, `prlimit`) and say whether it worked.
+fn run(command: &mut Command) -> Result<(), String> {
+    let status = command
         .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", kvnode.display()))
-}
-
-/// Send a signal with procps' `kill`.
-fn signal(pid: u32, name: &str) -> Result<(), String> {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
+        .stderr(Stdio::null())
         .status()
-        .map_err(|e| format!("cannot run kill: {e}"))?;
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
     status
         .success()
         .then_some(())
-        .ok_or_else(|| format!("kill -{name} {pid} failed"))
+        .ok_or_else(|| format!("{command:?} failed"))
 }
 
-/// Whether the node answers `PING` on a new connection.
+/// Copy the process's output into its log until it closes.
+fn copy_output(stdout: Option<ChildStdout>, stderr: Option<ChildStderr>, log: &Arc<Mutex<File>>) {
+    fn pump(mut from: impl Read + Send + 'static, log: Arc<Mutex<File>>) {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = from.read(&mut buf) {
+                let mut file = log.lock().unwrap_or_else(PoisonError::into_inner);
+                // A log that cannot be written loses lines, not the run.
+                let _ = file.write_all(&buf[..n]);
+            }
+        });
+    }
+    if let Some(stdout) = stdout {
+        pump(stdout, log.clone());
+    }
+    if let Some(stderr) = stderr {
+        pump(stderr, log.clone());
+    }
+}
+
+/// Whether the node answers an inline `PING` on a new connection.
 fn ping(addr: SocketAddr) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut reply = [0u8; 5];
-    stream.write_all(b"PING\n").is_ok()
+    let mut reply = [0u8; 4];
+    stream.write_all(b"PING\r\n").is_ok()
         && stream.read_exact(&mut reply).is_ok()
-        && &reply == b"PONG\n"
+        && (&reply == b"PONG" || &reply == b"+PON")
 }

@@ -162,3 +162,17 @@ fn errors_are_worded_as_redis_words_them() {
         "ERR unknown command 'FOO', with args beginning with: 'a'"
     );
 }
+
+#[test]
+fn a_refused_write_says_it_was_not_applied_and_a_failed_one_does_not() {
+    use crate::protocol::error::ErrorReply;
+    let refused = ErrorReply::WritesRefused("disk full".into());
+    assert_eq!(
+        refused.to_string(),
+        "writes refused until the disk recovers (not applied): disk full"
+    );
+    // Redis's word for writes stopped by failing persistence, so Redis clients treat it alike.
+    assert!(refused.resp_text().starts_with("MISCONF writes refused"));
+    let failed = ErrorReply::PersistenceFailed("disk full".into());
+    assert_eq!(failed.resp_text(), "ERR persistence failed: disk full");
+}

@@ -1,0 +1,201 @@
+//! The topology under test: a primary and its replicas, each a real process with its own data
+//! directory, with a proxy of ours in front of every node (the clients' way in) and on every
+//! replication link, so that any link can be cut, both ways or one way, without root.
+//!
+//! Our nodes and Redis set up replication in opposite directions: a kvnode primary connects to
+//! its replicas (`--replica`), a Redis replica connects to its primary (`--replicaof`). A link
+//! proxy sits on that connection either way; `Link` remembers which end connects, so that "the
+//! primary's stream is cut" means the same thing for both.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use kvstore::chaos::proxy::{Mode, Proxy};
+
+use crate::connection::{Connection, Protocol};
+use crate::node::{Node, Program, Spec};
+use kvstore::chaos::history::{Call, Outcome};
+
+/// The replication secret of the kvnode cluster (the run is on loopback only).
+const SECRET: &str = "kvchaos-cluster-secret";
+
+/// A replication link, through its proxy.
+pub struct Link {
+    /// The proxy on the link.
+    pub proxy: Proxy,
+    /// The replica at its far end (an index into `Cluster::nodes`).
+    pub replica: usize,
+    /// Whether the primary opens the connection (kvnode) rather than the replica (Redis).
+    primary_connects: bool,
+}
+
+impl Link {
+    /// The proxy mode that holds what flows from the primary to the replica (or, with
+    /// `to_replica` false, what flows back: acknowledgements, a Redis replica's requests).
+    pub fn one_way(&self, to_replica: bool) -> Mode {
+        if to_replica == self.primary_connects {
+            Mode::BlackholeRequests
+        } else {
+            Mode::BlackholeAnswers
+        }
+    }
+}
+
+/// The running topology; every process is killed when it is dropped.
+pub struct Cluster {
+    /// The nodes: the primary first, then the replicas.
+    pub nodes: Vec<Node>,
+    /// The proxy in front of each node, in the same order: clients connect here.
+    pub fronts: Vec<Proxy>,
+    /// One link per replica.
+    pub links: Vec<Link>,
+}
+
+impl Cluster {
+    /// Start a primary and `replicas` replicas of `program`, data and logs under `out`.
+    pub fn start(
+        program: &Program,
+        fsync: &str,
+        replicas: usize,
+        out: &Path,
+    ) -> Result<Cluster, String> {
+        let spec = |name: String, replica: bool, links: Vec<SocketAddr>| Spec {
+            data_dir: out.join(&name).join("data"),
+            name,
+            program: program.clone(),
+            fsync: fsync.to_string(),
+            links,
+            replica,
+            secret: SECRET.to_string(),
+        };
+        let proxy = |target: SocketAddr| {
+            Proxy::start(target).map_err(|e| format!("cannot start a proxy: {e}"))
+        };
+        let replica_name = |i: usize| format!("replica{i}");
+        let mut nodes = Vec::new();
+        let mut links = Vec::new();
+        match program {
+            Program::Kvnode(_) => {
+                // Replicas listen first; the primary streams to each through its link proxy.
+                for i in 1..=replicas {
+                    nodes.push(Node::start(spec(replica_name(i), true, Vec::new()), out)?);
+                }
+                for (i, replica) in nodes.iter().enumerate() {
+                    links.push(Link {
+                        proxy: proxy(replica.addr)?,
+                        replica: i + 1,
+                        primary_connects: true,
+                    });
+                }
+                let targets = links.iter().map(|link| link.proxy.addr).collect();
+                nodes.insert(0, Node::start(spec("primary".into(), false, targets), out)?);
+            }
+            Program::Redis(_) => {
+                // The primary first; each replica follows it through its link proxy.
+                nodes.push(Node::start(spec("primary".into(), false, Vec::new()), out)?);
+                for i in 1..=replicas {
+                    let link = proxy(nodes[0].addr)?;
+                    let target = vec![link.addr];
+                    links.push(Link {
+                        proxy: link,
+                        replica: i,
+                        primary_connects: false,
+                    });
+                    nodes.push(Node::start(spec(replica_name(i), true, target), out)?);
+                }
+            }
+        }
+        let fronts = nodes
+            .iter()
+            .map(|node| proxy(node.addr))
+            .collect::<Result<_, _>>()?;
+        Ok(Cluster {
+            nodes,
+            fronts,
+            links,
+        })
+    }
+
+    /// The name of node `i`.
+    pub fn name(&self, i: usize) -> &str {
+        &self.nodes[i].spec.name
+    }
+
+    /// Where clients reach node `i` (through its proxy).
+    pub fn client_addr(&self, i: usize) -> SocketAddr {
+        self.fronts[i].addr
+    }
+
+    /// Cut node `i` off from everyone: its clients and its replication links.
+    pub fn isolate(&self, i: usize, mode: Mode) {
+        self.fronts[i].set(mode);
+        for link in &self.links {
+            if i == 0 || link.replica == i {
+                link.proxy.set(mode);
+            }
+        }
+    }
+
+    /// Every link and every node back to normal: proxies forward, paused processes continue,
+    /// file size limits are lifted, and a node that is not running is started.
+    pub fn heal(&mut self) -> Result<(), String> {
+        for proxy in self
+            .fronts
+            .iter()
+            .chain(self.links.iter().map(|l| &l.proxy))
+        {
+            proxy.set(Mode::Forward);
+        }
+        for node in &mut self.nodes {
+            if node.pid().is_none() {
+                node.spawn()?;
+            }
+            node.signal("CONT")?;
+            node.limit_file_size(None)?;
+        }
+        Ok(())
+    }
+
+    /// Nodes that exited by themselves since the last look (crashes the run did not cause);
+    /// each is started again.
+    pub fn restart_crashed(&mut self) -> Result<Vec<String>, String> {
+        let mut crashed = Vec::new();
+        for node in &mut self.nodes {
+            if node.exited() {
+                crashed.push(node.spec.name.clone());
+                node.spawn()?;
+            }
+        }
+        Ok(crashed)
+    }
+
+    /// Whether every replica shows the primary's value for every key, asked directly (not
+    /// through the proxies); what differs, if not.
+    pub fn compare(&self, keys: &[String], protocol: Protocol) -> Result<(), String> {
+        let read = |i: usize, key: &str| -> Result<Outcome, String> {
+            let mut connection = Connection::open(self.nodes[i].addr, protocol)
+                .ok_or_else(|| format!("{} does not answer", self.name(i)))?;
+            Ok(connection.call(key, &Call::Get))
+        };
+        for key in keys {
+            let primary = read(0, key)?;
+            for i in 1..self.nodes.len() {
+                let replica = read(i, key)?;
+                if replica != primary {
+                    return Err(format!(
+                        "{key}: primary {primary:?}, {} {replica:?}",
+                        self.name(i)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop every node gracefully.
+    pub fn stop(&mut self) {
+        for node in self.nodes.iter_mut().rev() {
+            node.stop();
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! One client connection to a node, over the line protocol or RESP: send an operation, and
+//! classify what came back as the checker needs it (ok, definitely failed, or unknown).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use clap::ValueEnum;
+use kvstore::chaos::history::{Call, Outcome};
+
+/// How long a client waits for an answer before it counts the operation as unknown.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest value a reply may carry (the values kvchaos writes are short).
+const MAX_REPLY_BYTES: usize = 1 << 20;
+
+/// The wire protocol clients speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// `PUT key value` lines (our node only).
+    Line,
+    /// RESP, as Redis clients speak it (`SET`, `GET`, `DEL`).
+    Resp,
+}
+
+/// An open connection and its reader.
+pub struct Connection {
+    /// Where requests are written.
+    stream: TcpStream,
+    /// Where answers are read.
+    reader: BufReader<TcpStream>,
+    /// How requests are framed.
+    protocol: Protocol,
+}
+
+impl Connection {
+    /// Connect with the answer timeout, or `None` if the node cannot be reached now. The
+    /// connection counts as open once the node has answered a `PING` through it: a proxy
+    /// accepts a connection even while its node is down, and an operation sent on such a
+    /// connection would be recorded as unknown although it never reached a node.
+    pub fn open(addr: SocketAddr, protocol: Protocol) -> Option<Connection> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+        stream.set_read_timeout(Some(ANSWER_TIMEOUT)).ok()?;
+        stream.set_write_timeout(Some(ANSWER_TIMEOUT)).ok()?;
+        let _ = stream.set_nodelay(true);
+        let reader = BufReader::new(stream.try_clone().ok()?);
+        let mut connection = Connection {
+            stream,
+            reader,
+            protocol,
+        };
+        connection.stream.write_all(b"PING\r\n").ok()?;
+        let pong = connection.read_line()?;
+        (pong == "PONG" || pong == "+PONG").then_some(connection)
+    }
+
+    /// Send `call` on `key` and say what it did. `Unknown` means the answer did not come (or
+    /// made no sense): the connection should not be used again, as the answer may still come.
+    pub fn call(&mut self, key: &str, call: &Call) -> Outcome {
+        let request = match (self.protocol, call) {
+            (Protocol::Line, Call::Put(value)) => format!("PUT {key} {value}\n"),
+            (Protocol::Line, Call::Get) => format!("GET {key}\n"),
+            (Protocol::Line, Call::Del) => format!("DEL {key}\n"),
+            (Protocol::Resp, Call::Put(value)) => resp(&["SET", key, value]),
+            (Protocol::Resp, Call::Get) => resp(&["GET", key]),
+            (Protocol::Resp, Call::Del) => resp(&["DEL", key]),
+        };
+        if self.stream.write_all(request.as_bytes()).is_err() {
+            return Outcome::Unknown;
+        }
+        let answer = match self.protocol {
+            Protocol::Line => self.read_line().map(Reply::from_line),
+            Protocol::Resp => self.read_resp(),
+        };
+        answer.map_or(Outcome::Unknown, |reply| reply.outcome(call))
+    }
+
+    /// One answer line without its line ending, or `None` if none came.
+    fn read_line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(n) if n > 0 && line.ends_with('\n') => {
+                Some(line.trim_end_matches(['\n', '\r']).to_string())
+            }
+            _ => None,
+        }
+    }
+
+    /// One RESP reply (the simple kinds `SET`, `GET` and `DEL` give).
+    fn read_resp(&mut self) -> Option<Reply> {
+        let line = self.read_line()?;
+        let (kind, rest) = line.split_at_checked(1)?;
+        match kind {
+            "+" => Some(Reply::Status(rest.to_string())),
+            "-" => Some(Reply::Error(rest.to_string())),
+            ":" => rest.parse().ok().map(Reply::Integer),
+            "$" if rest == "-1" => Some(Reply::Nil),
+            "$" => {
+                let len: usize = rest.parse().ok().filter(|&n| n <= MAX_REPLY_BYTES)?;
+                let mut value = vec![0u8; len + 2];
+                self.reader.read_exact(&mut value).ok()?;
+                value.truncate(len);
+                String::from_utf8(value).ok().map(Reply::Value)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A request as a RESP array of bulk strings.
+fn resp(words: &[&str]) -> String {
+    let mut request = format!("*{}\r\n", words.len());
+    for word in words {
+        request.push_str(&format!("${}\r\n{word}\r\n", word.len()));
+    }
+    request
+}
+
+/// An answer, whichever protocol carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reply {
+    /// `OK` (a line, or a RESP status).
+    Status(String),
+    /// An error, with its text (after `ERROR: ` or `-`).
+    Error(String),
+    /// A RESP integer (`DEL`'s count).
+    Integer(i64),
+    /// Nothing there (`NOT_FOUND`, or a RESP nil).
+    Nil,
+    /// A value.
+    Value(String),
+}
+
+impl Reply {
+    /// A line-protocol answer: `OK`, `NOT_FOUND`, `ERROR: ...`, or a value.
+    fn from_line(line: String) -> Reply {
+        if let Some(error) = line.strip_prefix("ERROR: ") {
+            return Reply::Error(error.to_string());
+        }
+        match line.as_str() {
+            "OK" => Reply::Status(line),
+            "NOT_FOUND" => Reply::Nil,
+            _ => Reply::Value(line),
+        }
+    }
+
+    /// What this answer to `call` means for the checker. An error that says the operation
+    /// was not done is `Failed`; a persistence failure of a write is not one of them (the
+    /// write was applied and its durability is unknown), and neither is an answer that does
+    /// not fit the call. A read that got an error did nothing, whatever the error.
+    fn outcome(self, call: &Call) -> Outcome {
+        match (call, self) {
+            (Call::Get, Reply::Error(_)) => Outcome::Failed,
+            (_, Reply::Error(error)) => {
+                let error = error.strip_prefix("ERR ").unwrap_or(&error);
+                if error.starts_with("persistence failed") {
+                    Outcome::Unknown
+                } else {
+                    Outcome::Failed
+                }
+            }
+            (Call::Put(_), Reply::Status(status)) if status == "OK" => Outcome::Written,
+            (Call::Del, Reply::Status(status)) if status == "OK" => Outcome::Deleted(true),
+            (Call::Del, Reply::Nil) => Outcome::Deleted(false),
+            (Call::Del, Reply::Integer(n)) => Outcome::Deleted(n > 0),
+            (Call::Get, Reply::Nil) => Outcome::Read(None),
+            (Call::Get, Reply::Value(value)) => Outcome::Read(Some(value)),
+            _ => Outcome::Unknown,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_mean_the_same_in_both_protocols() {
+        let put = Call::Put("v".into());
+        let ok = Reply::from_line("OK".into());
+        assert_eq!(ok.clone().outcome(&put), Outcome::Written);
+        assert_eq!(ok.outcome(&Call::Del), Outcome::Deleted(true));
+        assert_eq!(
+            Reply::Integer(0).outcome(&Call::Del),
+            Outcome::Deleted(false)
+        );
+        assert_eq!(
+            Reply::from_line("NOT_FOUND".into()).outcome(&Call::Get),
+            Reply::Nil.outcome(&Call::Get)
+        );
+        assert_eq!(
+            Reply::from_line("v".into()).outcome(&Call::Get),
+            Outcome::Read(Some("v".into()))
+        );
+    }
+
+    #[test]
+    fn a_persistence_failure_is_unknown_and_other_errors_failed() {
+        let put = Call::Put("v".into());
+        for error in ["persistence failed: disk full", "ERR persistence failed: x"] {
+            assert_eq!(Reply::Error(error.into()).outcome(&put), Outcome::Unknown);
+        }
+        assert_eq!(
+            Reply::Error("persistence failed: x".into()).outcome(&Call::Get),
+            Outcome::Failed
+        );
+        for error in [
+            "READONLY You can't write",
+            "MISCONF Errors writing",
+            "max clients reached",
+            "writes refused until the disk recovers (not applied): disk full",
+        ] {
+            assert_eq!(Reply::Error(error.into()).outcome(&put), Outcome::Failed);
+        }
+        // An answer that does not fit the call proves nothing either way.
+        assert_eq!(Reply::Integer(1).outcome(&put), Outcome::Unknown);
+    }
+
+    #[test]
+    fn resp_requests_are_arrays_of_bulk_strings() {
+        assert_eq!(resp(&["GET", "k1"]), "*2\r\n$3\r\nGET\r\n$2\r\nk1\r\n");
+    }
+}

@@ -1,0 +1,177 @@
+//! The faults: what each does to the cluster, for how long, and the record of when it was
+//! active, so that a violation can be shown with the faults around it.
+//!
+//! Every choice (which fault, which node or link, how long) comes from the run's seed, so a
+//! seed repeats the schedule (the timing of the clients around it varies from run to run).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+use kvstore::chaos::proxy::Mode;
+
+use crate::cluster::Cluster;
+
+/// Which faults a run injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FaultKind {
+    /// None: a baseline.
+    None,
+    /// `kill -9` a node, then start it again on the same data directory.
+    Kill,
+    /// `SIGSTOP` a node for a while, then `SIGCONT`.
+    Pause,
+    /// Cut a node off, or cut one replication link both ways or one way, then heal it.
+    Partition,
+    /// Make every file write of a node fail (a file size limit of 0, as a full disk), then
+    /// lift the limit.
+    DiskFull,
+    /// Any of the above, chosen at random each time.
+    Mixed,
+}
+
+/// One fault as it happened: when (ns from the start of the run) and what.
+#[derive(Debug, Clone)]
+pub struct FaultRecord {
+    /// When it began.
+    pub from: u64,
+    /// When it was healed.
+    pub to: u64,
+    /// What it was, in words: `kill -9 primary (down 420 ms)`.
+    pub what: String,
+}
+
+impl fmt::Display for FaultRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:.3}s-{:.3}s {}",
+            self.from as f64 / 1e9,
+            self.to as f64 / 1e9,
+            self.what
+        )
+    }
+}
+
+/// Injects faults into a cluster from a seeded random source.
+pub struct Injector {
+    /// The seeded source of every choice.
+    rng: fastrand::Rng,
+    /// The run's clock.
+    start: Instant,
+}
+
+impl Injector {
+    /// An injector for a run that started at `start`.
+    pub fn new(seed: u64, start: Instant) -> Injector {
+        Injector {
+            rng: fastrand::Rng::with_seed(seed),
+            start,
+        }
+    }
+
+    /// Nanoseconds since the run started.
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    /// A random wait before the next fault.
+    pub fn gap(&mut self) -> Duration {
+        Duration::from_millis(self.rng.u64(500..2000))
+    }
+
+    /// Inject one fault of `kind` (waiting while it lasts, then healing it), and say what it
+    /// was; `None` for the baseline.
+    pub fn inject(
+        &mut self,
+        kind: FaultKind,
+        cluster: &mut Cluster,
+    ) -> Result<Option<FaultRecord>, String> {
+        let kind = match kind {
+            FaultKind::None => return Ok(None),
+            FaultKind::Mixed => *self
+                .rng
+                .choice(&[
+                    FaultKind::Kill,
+                    FaultKind::Pause,
+                    FaultKind::Partition,
+                    FaultKind::DiskFull,
+                ])
+                .unwrap_or(&FaultKind::Kill),
+            kind => kind,
+        };
+        let node = self.rng.usize(0..cluster.nodes.len());
+        let name = cluster.name(node).to_string();
+        let hold = Duration::from_millis(self.rng.u64(300..2000));
+        let from = self.now();
+        let what = match kind {
+            FaultKind::Kill => {
+                cluster.nodes[node].kill();
+                let down = Duration::from_millis(self.rng.u64(0..1000));
+                std::thread::sleep(down);
+                cluster.nodes[node].spawn()?;
+                format!("kill -9 {name} (down {} ms)", down.as_millis())
+            }
+            FaultKind::Pause => {
+                cluster.nodes[node].signal("STOP")?;
+                std::thread::sleep(hold);
+                cluster.nodes[node].signal("CONT")?;
+                format!("SIGSTOP {name} for {} ms", hold.as_millis())
+            }
+            FaultKind::DiskFull => {
+                cluster.nodes[node].limit_file_size(Some(0))?;
+                std::thread::sleep(hold);
+                cluster.nodes[node].limit_file_size(None)?;
+                format!("disk full on {name} for {} ms", hold.as_millis())
+            }
+            _ => self.partition(cluster, node, hold),
+        };
+        Ok(Some(FaultRecord {
+            from,
+            to: self.now(),
+            what,
+        }))
+    }
+
+    /// Cut node `node` off (dropping its connections, or blackholing them), or, with
+    /// replicas, cut one replication link both ways or one way; hold it, then heal it.
+    fn partition(&mut self, cluster: &mut Cluster, node: usize, hold: Duration) -> String {
+        let cut = if self.rng.bool() {
+            Mode::Blackhole
+        } else {
+            Mode::Drop
+        };
+        let what = match self.rng.u8(0..3) {
+            0 if !cluster.links.is_empty() => {
+                let link = self.rng.usize(0..cluster.links.len());
+                let to_replica = self.rng.bool();
+                let link = &cluster.links[link];
+                link.proxy.set(link.one_way(to_replica));
+                let replica = cluster.name(link.replica);
+                if to_replica {
+                    format!("one-way cut primary -> {replica}")
+                } else {
+                    format!("one-way cut {replica} -> primary")
+                }
+            }
+            1 if !cluster.links.is_empty() => {
+                let link = &cluster.links[self.rng.usize(0..cluster.links.len())];
+                link.proxy.set(cut);
+                format!("{cut:?} link primary <-> {}", cluster.name(link.replica))
+            }
+            _ => {
+                cluster.isolate(node, cut);
+                format!("{cut:?} {} from everyone", cluster.name(node))
+            }
+        };
+        std::thread::sleep(hold);
+        for proxy in cluster
+            .fronts
+            .iter()
+            .chain(cluster.links.iter().map(|l| &l.proxy))
+        {
+            proxy.set(Mode::Forward);
+        }
+        format!("{what} for {} ms", hold.as_millis())
+    }
+}

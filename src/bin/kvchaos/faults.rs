@@ -39,6 +39,9 @@ pub struct FaultRecord {
     pub to: u64,
     /// What it was, in words: `kill -9 primary (down 420 ms)`.
     pub what: String,
+    /// For a `kill -9`: the node killed, and when it was certainly dead. An operation sent to
+    /// it before then whose answer never came cannot take effect after it.
+    pub killed: Option<(usize, u64)>,
 }
 
 impl fmt::Display for FaultRecord {
@@ -104,9 +107,11 @@ impl Injector {
         let name = cluster.name(node).to_string();
         let hold = Duration::from_millis(self.rng.u64(300..2000));
         let from = self.now();
+        let mut killed = None;
         let what = match kind {
             FaultKind::Kill => {
                 cluster.nodes[node].kill();
+                killed = Some((node, self.now()));
                 let down = Duration::from_millis(self.rng.u64(0..1000));
                 std::thread::sleep(down);
                 cluster.nodes[node].spawn()?;
@@ -130,6 +135,7 @@ impl Injector {
             from,
             to: self.now(),
             what,
+            killed,
         }))
     }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use kvstore::chaos::checker::linearizable;
-use kvstore::chaos::history::{Node, Operation};
+use kvstore::chaos::history::{Node, Operation, Outcome};
 use kvstore::chaos::lost::lost_writes;
 
 use crate::clients::Plan;
@@ -186,6 +186,7 @@ fn run(args: &Args) -> Result<bool, String> {
         history.extend(worker.join().map_err(|_| "a client thread panicked")?);
     }
     injected?;
+    bound_unknowns(&mut history, &faults);
     cluster.heal()?;
     history.extend(clients::final_reads(&plan, args.clients as usize));
     let keys: Vec<String> = (0..args.keys).map(|k| format!("k{k}")).collect();
@@ -194,6 +195,29 @@ fn run(args: &Args) -> Result<bool, String> {
     clients::save(&history, &out.join("history.txt"))?;
     save_faults(&faults, &out.join("faults.txt"))?;
     Ok(verdict(&history, &faults, &crashes, converged, &out))
+}
+
+/// Give each write whose answer never came the latest time it can have taken effect: the
+/// moment the primary it was sent to was certainly dead (killed), if it was killed after the
+/// write was sent. A connection through a proxy reaches one process only, so the write cannot
+/// reach the node that starts after. Without the bound an unknown write would stay "maybe
+/// later" forever, and could explain away any later loss.
+fn bound_unknowns(history: &mut [Operation], faults: &[FaultRecord]) {
+    let deaths: Vec<u64> = faults
+        .iter()
+        .filter_map(|fault| fault.killed)
+        .filter(|&(node, _)| node == 0)
+        .map(|(_, dead)| dead)
+        .collect();
+    for op in history.iter_mut() {
+        if op.outcome == Outcome::Unknown && op.node == Node::Primary {
+            op.completed = deaths
+                .iter()
+                .copied()
+                .find(|&dead| dead > op.invoked)
+                .unwrap_or(u64::MAX);
+        }
+    }
 }
 
 /// Wait until every replica shows what the primary shows; the last difference if they do not

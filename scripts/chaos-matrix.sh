@@ -33,7 +33,7 @@ row() {
     verdict=$(awk '{print $2}' <<<"$last")
     echo "| $target | $fsync | $fault | $(field operations) | $(field faults) | $(field lost_acknowledged_writes) | $verdict | \`kvchaos ${args[*]}\` |"
 }
-for fault in kill pause partition disk-full mixed; do
+for fault in kill pause partition disk-full slow-disk mixed; do
     for fsync in always everysec no; do
         row kvstore "$fsync" "$fault"
     done

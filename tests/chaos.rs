@@ -76,6 +76,11 @@ fn a_full_disk_leaves_a_valid_history() {
 }
 
 #[test]
+fn a_slow_disk_leaves_a_valid_history() {
+    our_node_survives("slow-disk", "6");
+}
+
+#[test]
 fn redis_without_an_aof_loses_acknowledged_writes_when_killed() {
     let (status, report) = kvchaos(&[
         "--target",

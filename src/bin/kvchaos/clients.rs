@@ -21,6 +21,8 @@ pub struct Plan {
     pub primary: SocketAddr,
     /// The replicas' addresses (their proxies), for reads; empty: all reads on the primary.
     pub replicas: Vec<SocketAddr>,
+    /// The share of reads (in percent) sent to a replica rather than the primary.
+    pub replica_reads: u8,
     /// How many keys the clients share.
     pub keys: usize,
     /// The pause between one client's operations (`None`: as fast as it can).
@@ -98,7 +100,8 @@ impl Client {
                 _ => Call::Del,
             };
             let replicas = self.plan.replicas.len();
-            let node = if call == Call::Get && replicas > 0 && self.rng.bool() {
+            let to_replica = self.rng.u8(0..100) < self.plan.replica_reads;
+            let node = if call == Call::Get && replicas > 0 && to_replica {
                 Node::Replica(1 + self.client % replicas)
             } else {
                 Node::Primary

@@ -26,6 +26,8 @@ pub enum FaultKind {
     /// Make every file write of a node fail (a file size limit of 0, as a full disk), then
     /// lift the limit.
     DiskFull,
+    /// Delay every `fdatasync` and `fsync` of a node (strace's fault injection), then stop.
+    SlowDisk,
     /// Any of the above, chosen at random each time.
     Mixed,
 }
@@ -128,6 +130,15 @@ impl Injector {
                 std::thread::sleep(hold);
                 cluster.nodes[node].limit_file_size(None)?;
                 format!("disk full on {name} for {} ms", hold.as_millis())
+            }
+            FaultKind::SlowDisk => {
+                let delay = Duration::from_millis(self.rng.u64(20..300));
+                cluster.nodes[node].slow_disk(delay, hold)?;
+                format!(
+                    "slow disk on {name}: every fsync {} ms late, for {} ms",
+                    delay.as_millis(),
+                    hold.as_millis()
+                )
             }
             _ => self.partition(cluster, node, hold),
         };

@@ -63,10 +63,13 @@ struct Args {
     /// The store to run.
     #[arg(long, value_enum, default_value_t = Target::Kvstore)]
     target: Target,
-    /// Replicas besides the primary (0: one node). Half the reads of each client go to one of
-    /// them.
+    /// Replicas besides the primary (0: one node).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=4))]
     replicas: u64,
+    /// The share of reads, in percent, each client sends to its replica (one of them) rather
+    /// than to the primary.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
+    replica_reads: u8,
     /// The clients' protocol (default: the line protocol for our node, RESP for Redis).
     #[arg(long, value_enum)]
     protocol: Option<Protocol>,
@@ -154,6 +157,7 @@ fn run(args: &Args) -> Result<bool, String> {
         replicas: (1..cluster.nodes.len())
             .map(|i| cluster.client_addr(i))
             .collect(),
+        replica_reads: args.replica_reads,
         keys: args.keys as usize,
         pace: (args.rate > 0).then(|| Duration::from_secs(1) / args.rate as u32),
         protocol,

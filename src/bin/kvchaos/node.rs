@@ -209,6 +209,64 @@ impl Node {
             .arg(format!("--fsize={soft}:unlimited")))
     }
 
+    /// Delay every `fdatasync` and `fsync` of the process by `delay` for `hold` (strace's fault
+    /// injection, attached to the running process: a slow disk without root or a special
+    /// file system), then detach.
+    pub fn slow_disk(&self, delay: Duration, hold: Duration) -> Result<(), String> {
+        let Some(pid) = self.pid() else {
+            return Ok(());
+        };
+        let mut strace = Command::new("strace")
+            .args(["-f", "-o", "/dev/null", "-e", "trace=fdatasync,fsync"])
+            .arg(format!(
+                "--inject=fdatasync,fsync:delay_enter={}",
+                delay.as_micros()
+            ))
+            .args(["-p", &pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run strace (needed for a slow disk): {e}"))?;
+        // strace says it attached on its stderr; the rest of what it says is read and dropped
+        // so that it never blocks on a full pipe.
+        let attached = strace.stderr.take().map(|stderr| {
+            let (tell, told) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+                let first = lines.next().and_then(Result::ok).unwrap_or_default();
+                let _ = tell.send(first);
+                for _ in lines {}
+            });
+            told.recv_timeout(Duration::from_secs(10))
+                .unwrap_or_default()
+        });
+        let result = match attached {
+            Some(line) if line.contains("attached") => {
+                std::thread::sleep(hold);
+                Ok(())
+            }
+            other => Err(format!(
+                "strace did not attach to {}: {other:?}",
+                self.spec.name
+            )),
+        };
+        // SIGINT makes strace detach, leaving the node running; one that does not exit soon is
+        // killed (its tracee is then detached by the kernel).
+        let _ = run(Command::new("kill").args(["-INT", &strace.id().to_string()]));
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = strace.try_wait() {
+                return result;
+            }
+            // Poll interval of the bounded wait for strace to detach.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = strace.kill();
+        let _ = strace.wait();
+        result
+    }
+
     /// Stop it gracefully (SIGTERM, then wait).
     pub fn stop(&mut self) {
         let _ = self.signal("CONT");

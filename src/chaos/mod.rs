@@ -1,7 +1,11 @@
-//! The fault-injection suite's parts that need no running node: the history clients record,
-//! and the checker that decides whether a history was possible (issue 13; the `kvchaos`
-//! program that runs nodes, injects faults and records histories is still to come).
+//! The fault-injection suite's parts that need no running node (issue 13): the history the
+//! `kvchaos` clients record, and the checks that decide whether a history was possible: per
+//! key, the primary's answers must be linearizable and lose no acknowledged write, and the
+//! replicas' answers must show written values and never go back in time on one connection.
 
 pub mod checker;
 pub mod history;
 pub mod lost;
+#[cfg(test)]
+mod testing;
+pub mod window;

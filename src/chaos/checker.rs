@@ -66,13 +66,19 @@
 //!
 //! A window `from..=to` is checked without its past: the operations with a known outcome
 //! inside it must take effect inside it with their answers; it may start in any state its
-//! past could have left (absent, or the value of any PUT invoked before `from`); and PUTs and
-//! DELs of unknown outcome from before it, or straddling either end, may take effect inside
-//! it (their answers unchecked). Cutting any linearization of the whole history to the
-//! window gives one of the window's, so a window that is not linearizable *proves* that the
-//! whole history is not, whatever happened before it. A shorter window only loses
-//! constraints, so the shortest failing window ending earliest is found by a search on its
-//! end (from where the sweep found the violation), then on its start.
+//! past could have left (absent, or the value of any PUT invoked before `from`: acknowledged
+//! before it, or taking effect at its start); and PUTs and DELs of unknown outcome from
+//! before it, or straddling either end, may take effect inside it (answers unchecked).
+//! Cutting any linearization of the whole history to the window gives one of the window's,
+//! so a window that is not linearizable *proves* that the whole history is not, whatever
+//! happened before it.
+//!
+//! Ending a window earlier only loses constraints, so the earliest end of a failing window
+//! is found by a search (from where the sweep found the violation). So does starting it
+//! later, as long as it starts at a quiescent instant (no operation with a known outcome in
+//! flight): elsewhere an operation straddling the start may take effect in the window
+//! after its own completion, which loses a constraint a later start keeps. So the start is
+//! searched among quiescent instants (and the first invocation is one).
 
 mod reference;
 mod sweep;
@@ -102,7 +108,7 @@ pub fn linearizable(history: &[Operation]) -> bool {
 
 /// For one key's history that is not linearizable (counting only the primary's answers), a
 /// short window of it that by itself is not: no window ends earlier, and none ending at the
-/// same time starts later. `None` if the history is linearizable.
+/// same time starts later at a quiescent instant. `None` if the history is linearizable.
 pub fn smallest_violation(history: &[Operation]) -> Option<Window> {
     let ops = primary(history);
     let key = ops.first().map_or("", |op| op.key.as_str());
@@ -157,14 +163,22 @@ pub fn smallest_violation(history: &[Operation]) -> Option<Window> {
         }
     }
     let to = ends[failing];
-    // The start: the latest invocation from which the window still fails (the earliest one
-    // is the whole prefix, known to fail).
-    let mut starts: Vec<u64> = known
+    // The start: the latest quiescent invocation from which the window still fails (the
+    // first invocation starts the whole prefix, known to fail).
+    let mut invocations: Vec<(u64, u64)> = known
         .iter()
-        .map(|op| op.invoked)
-        .filter(|&start| start <= to)
+        .map(|op| (op.invoked, op.completed.max(op.invoked)))
+        .filter(|&(start, _)| start <= to)
         .collect();
-    starts.sort_unstable();
+    invocations.sort_unstable();
+    let mut starts = Vec::new();
+    let mut busy_until = None;
+    for (start, end) in invocations {
+        if busy_until.is_none_or(|busy| busy < start) {
+            starts.push(start);
+        }
+        busy_until = busy_until.max(Some(end));
+    }
     starts.dedup();
     let (mut start, mut high) = (0, starts.len() - 1);
     while start < high {
@@ -182,3 +196,5 @@ pub fn smallest_violation(history: &[Operation]) -> Option<Window> {
 mod scale_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod window_tests;

@@ -93,11 +93,11 @@ pub struct Prepared {
 /// never. Failed operations did not happen; GETs with an unknown outcome change nothing.
 ///
 /// A window (a span that does not cover the whole history) is checked without its past: it
-/// may start in any state the past could have left (absent, or the value of any PUT invoked
-/// before it), PUTs and DELs from before it with an unknown outcome may take effect in it,
-/// and so may PUTs and DELs that straddle either end of it (their answers are not checked).
-/// Every linearization of the whole history, cut to the window, is one of these; so a window
-/// that is not linearizable proves that the whole history is not.
+/// may start absent or holding the value of any PUT acknowledged before it; PUTs and DELs
+/// from before it with an unknown outcome may take effect in it (at its start, too), and so
+/// may PUTs and DELs that straddle either end of it (their answers are not checked). Every
+/// linearization of the whole history, cut to the window, is one of these; so a window that
+/// is not linearizable proves that the whole history is not.
 pub fn prepare(history: &[&Operation], span: Span) -> Prepared {
     let completed = |op: &Operation| op.completed.max(op.invoked);
     let inside = |op: &Operation| {
@@ -126,8 +126,11 @@ pub fn prepare(history: &[&Operation], span: Span) -> Prepared {
         if op.outcome == Outcome::Failed {
             continue;
         }
-        if op.invoked < span.from {
-            if let Call::Put(value) = &op.call {
+        // An acknowledged PUT before the window may have left its value there. (One that
+        // may still take effect in the window is offered below instead: taking effect at
+        // its start gives the same, and it cannot take effect twice.)
+        if let (Call::Put(value), Outcome::Written) = (&op.call, &op.outcome) {
+            if completed(op) < span.from {
                 entry.push(state_of(value));
             }
         }

@@ -6,6 +6,7 @@
 pub mod checker;
 pub mod history;
 pub mod lost;
+pub mod replica;
 #[cfg(test)]
 mod testing;
 pub mod window;

@@ -41,11 +41,22 @@ impl Shape {
     }
 }
 
-/// A simulated history.
+/// A simulated history, and what the register held over time (to derive replica reads).
 #[derive(Debug, Clone)]
 pub(crate) struct Simulated {
     /// The operations, in invocation order.
     pub history: Vec<Operation>,
+    /// Each instant an operation took effect, and the register's value after it, in order.
+    pub effects: Vec<(u64, Option<String>)>,
+}
+
+impl Simulated {
+    /// The register's value as of `time` (after every effect at or before it).
+    pub fn value_at(&self, time: u64) -> Option<String> {
+        let applied = self.effects.partition_point(|(at, _)| *at <= time);
+        let last = applied.checked_sub(1)?;
+        self.effects[last].1.clone()
+    }
 }
 
 /// A history of one key that a register could have produced: every client waits for each
@@ -94,7 +105,8 @@ pub(crate) fn simulate(rng: &mut fastrand::Rng, shape: &Shape) -> Simulated {
     }
     effects.sort_unstable();
     let mut value: Option<String> = None;
-    for &(_, i) in &effects {
+    let mut states = Vec::with_capacity(effects.len());
+    for &(at, i) in &effects {
         let op = &mut history[i];
         let answer = match &op.call {
             Call::Put(v) => {
@@ -107,9 +119,13 @@ pub(crate) fn simulate(rng: &mut fastrand::Rng, shape: &Shape) -> Simulated {
         if op.outcome != Outcome::Unknown {
             op.outcome = answer;
         }
+        states.push((at, value.clone()));
     }
     history.sort_by_key(|op| op.invoked);
-    Simulated { history }
+    Simulated {
+        history,
+        effects: states,
+    }
 }
 
 /// The history with one answered read changed to a value that was provably overwritten before

@@ -2,11 +2,15 @@
 //! `kvchaos` clients record, and the checks that decide whether a history was possible: per
 //! key, the primary's answers must be linearizable and lose no acknowledged write, and the
 //! replicas' answers must show written values and never go back in time on one connection.
+//! [`check`] runs them all over a whole history and says what is wrong, and where.
 
 pub mod checker;
 pub mod history;
 pub mod lost;
 pub mod replica;
+pub mod report;
 #[cfg(test)]
 mod testing;
 pub mod window;
+
+pub use report::{check, Report};

@@ -64,6 +64,7 @@ pub struct Operation {
     pub outcome: Outcome,
 }
 
+/// As a person would name it: `primary`, `replica 2`.
 impl std::fmt::Display for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

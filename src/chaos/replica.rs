@@ -39,6 +39,7 @@ pub struct ReplicaViolation {
     pub window: Window,
 }
 
+/// What went wrong in a sentence, then the operations that show it, one a line.
 impl fmt::Display for ReplicaViolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shown = |op: &Operation| match &op.outcome {

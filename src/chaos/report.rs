@@ -141,6 +141,7 @@ impl Report {
     }
 }
 
+/// What was lost in a sentence, then the operations from the write to the read, one a line.
 impl fmt::Display for LostWrite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let written = match &self.write.call {
@@ -161,6 +162,7 @@ impl fmt::Display for LostWrite {
     }
 }
 
+/// What went wrong in a sentence, then the operations that show it, one a line.
 impl fmt::Display for Violation<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

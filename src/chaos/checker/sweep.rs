@@ -36,8 +36,11 @@ impl Span {
 pub enum Verdict {
     /// Some order of the operations explains every answer.
     Linearizable,
-    /// None does: no explanation was left when the operation completing at `at` completed.
-    Violated { at: u64 },
+    /// None does.
+    Violated {
+        /// When no explanation was left: the completion of the operation that had none.
+        at: u64,
+    },
     /// More than 128 operations with a known outcome were in flight at once.
     TooConcurrent,
 }

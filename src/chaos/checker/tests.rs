@@ -19,10 +19,12 @@ pub(super) fn op(client: usize, call: Call, from: u64, to: u64, outcome: Outcome
     }
 }
 
+/// A PUT of `v`.
 pub(super) fn put(v: &str) -> Call {
     Call::Put(v.into())
 }
 
+/// A read that found `v`.
 pub(super) fn read(v: Option<&str>) -> Outcome {
     Outcome::Read(v.map(str::to_string))
 }

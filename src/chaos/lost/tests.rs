@@ -4,6 +4,7 @@
 use super::*;
 use crate::chaos::testing::{simulate, Shape};
 
+/// An operation on key "k" answered by the primary.
 fn op(call: Call, from: u64, to: u64, outcome: Outcome) -> Operation {
     Operation {
         connection: 0,

@@ -33,6 +33,7 @@ fn replica_read(connection: u64, from: u64, to: u64, seen: Option<&str>) -> Oper
     }
 }
 
+/// An acknowledged PUT of `value` to the primary.
 fn put(value: &str, from: u64, to: u64) -> Operation {
     primary(Call::Put(value.into()), from, to, Outcome::Written)
 }

@@ -5,7 +5,7 @@ use super::*;
 use crate::chaos::history::{Call, Outcome};
 use crate::chaos::testing::{simulate, Shape};
 
-/// An operation of client `client` on `key` answered by `node`.
+/// An operation on `key` answered by `node`.
 fn op(node: Node, key: &str, call: Call, from: u64, to: u64, outcome: Outcome) -> Operation {
     Operation {
         client: 0,
@@ -19,6 +19,7 @@ fn op(node: Node, key: &str, call: Call, from: u64, to: u64, outcome: Outcome) -
     }
 }
 
+/// An acknowledged PUT to the primary.
 fn put(key: &str, value: &str, from: u64, to: u64) -> Operation {
     op(
         Node::Primary,
@@ -30,6 +31,7 @@ fn put(key: &str, value: &str, from: u64, to: u64) -> Operation {
     )
 }
 
+/// A GET `node` answered with `seen`.
 fn get(node: Node, key: &str, from: u64, to: u64, seen: Option<&str>) -> Operation {
     let outcome = Outcome::Read(seen.map(str::to_string));
     op(node, key, Call::Get, from, to, outcome)

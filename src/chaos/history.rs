@@ -63,3 +63,50 @@ pub struct Operation {
     /// What the client heard.
     pub outcome: Outcome,
 }
+
+/// As a person would name it: `primary`, `replica 2`.
+impl std::fmt::Display for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Node::Primary => write!(f, "primary"),
+            Node::Replica(n) => write!(f, "replica {n}"),
+        }
+    }
+}
+
+/// Nanoseconds from the start of a run as seconds, to the microsecond (`12.345678s`).
+fn seconds(ns: u64) -> String {
+    format!("{}.{:06}s", ns / 1_000_000_000, ns % 1_000_000_000 / 1_000)
+}
+
+/// One line a person can read: when, who, where, what was asked and what was heard, as in
+/// `1.000200s..1.000350s client 2 conn 8589934593 primary: PUT k1 c2-17 -> OK`.
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let completed = if self.outcome == Outcome::Unknown {
+            "?".to_string()
+        } else {
+            seconds(self.completed)
+        };
+        write!(
+            f,
+            "{}..{completed} client {} conn {} {}: ",
+            seconds(self.invoked),
+            self.client,
+            self.connection,
+            self.node
+        )?;
+        match &self.call {
+            Call::Put(value) => write!(f, "PUT {} {value}", self.key)?,
+            Call::Get => write!(f, "GET {}", self.key)?,
+            Call::Del => write!(f, "DEL {}", self.key)?,
+        }
+        match &self.outcome {
+            Outcome::Written | Outcome::Deleted(true) => write!(f, " -> OK"),
+            Outcome::Read(Some(value)) => write!(f, " -> {value}"),
+            Outcome::Read(None) | Outcome::Deleted(false) => write!(f, " -> NOT_FOUND"),
+            Outcome::Failed => write!(f, " -> failed (did not happen)"),
+            Outcome::Unknown => write!(f, " -> no answer (may or may not have happened)"),
+        }
+    }
+}

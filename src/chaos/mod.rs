@@ -1,8 +1,17 @@
-//! The fault-injection suite's parts that need no running node: the history clients record,
-//! and the checker that decides whether a history was possible (issue 13; the `kvchaos`
-//! program that runs nodes, injects faults and records histories is still to come).
+//! The fault-injection suite's library (issue 13): the link-cutting proxy, the history the
+//! `kvchaos` clients record, and the checks that decide whether a history was possible: per
+//! key, the primary's answers must be linearizable and lose no acknowledged write, and the
+//! replicas' answers must show written values and never go back in time on one connection.
+//! [`check`] runs them all over a whole history and says what is wrong, and where.
 
 pub mod checker;
 pub mod history;
 pub mod lost;
 pub mod proxy;
+pub mod replica;
+pub mod report;
+#[cfg(test)]
+mod testing;
+pub mod window;
+
+pub use report::{check, Report};

@@ -1,11 +1,12 @@
 //! The checker's specification: hand-made histories, valid and invalid, including the tricky
 //! ones, and agreement with a brute-force checker on small random histories.
 
+use super::reference::{step, State};
 use super::*;
-use crate::chaos::history::Node;
+use crate::chaos::history::{Call, Node};
 
 /// An operation of client `client` on key `k`, invoked at `from`, completed at `to`.
-fn op(client: usize, call: Call, from: u64, to: u64, outcome: Outcome) -> Operation {
+pub(super) fn op(client: usize, call: Call, from: u64, to: u64, outcome: Outcome) -> Operation {
     Operation {
         connection: client as u64,
         node: Node::Primary,
@@ -18,11 +19,13 @@ fn op(client: usize, call: Call, from: u64, to: u64, outcome: Outcome) -> Operat
     }
 }
 
-fn put(v: &str) -> Call {
+/// A PUT of `v`.
+pub(super) fn put(v: &str) -> Call {
     Call::Put(v.into())
 }
 
-fn read(v: Option<&str>) -> Outcome {
+/// A read that found `v`.
+pub(super) fn read(v: Option<&str>) -> Outcome {
     Outcome::Read(v.map(str::to_string))
 }
 
@@ -130,8 +133,13 @@ fn a_lost_acknowledged_write_is_not_linearizable() {
 }
 
 /// Brute force: some order of every known operation (and a subset of the unknown ones) that
-/// respects real time and the register.
+/// respects real time and the register, from an absent key.
 fn brute_force(history: &[Operation]) -> bool {
+    brute_force_from(history, &None)
+}
+
+/// Brute force from the register state `initial`.
+pub(super) fn brute_force_from(history: &[Operation], initial: &State) -> bool {
     let ops: Vec<&Operation> = history
         .iter()
         .filter(|o| o.outcome != Outcome::Failed)
@@ -146,7 +154,7 @@ fn brute_force(history: &[Operation]) -> bool {
                 None => true,
             })
             .collect();
-        if orders(&ops, &chosen, &mut Vec::new(), &None) {
+        if orders(&ops, &chosen, &mut Vec::new(), initial) {
             return true;
         }
     }
@@ -182,31 +190,37 @@ fn orders(ops: &[&Operation], left: &[usize], order: &mut Vec<usize>, state: &St
     false
 }
 
+/// A random history of up to 6 operations on two values, with any outcomes (mostly invalid),
+/// small enough for brute force.
+pub(super) fn random_small(rng: &mut fastrand::Rng) -> Vec<Operation> {
+    let n = rng.usize(1..=6);
+    (0..n)
+        .map(|i| {
+            let from = rng.u64(0..20);
+            let to = from + rng.u64(0..8);
+            let call = match rng.u8(0..3) {
+                0 => put(["a", "b"][rng.usize(0..2)]),
+                1 => Call::Get,
+                _ => Call::Del,
+            };
+            let outcome = match (rng.u8(0..8), &call) {
+                (0, _) => Outcome::Unknown,
+                (1, _) => Outcome::Failed,
+                (_, Call::Put(_)) => Outcome::Written,
+                (_, Call::Get) => read([None, Some("a"), Some("b")][rng.usize(0..3)]),
+                (_, Call::Del) => Outcome::Deleted(rng.bool()),
+            };
+            op(i, call, from, to, outcome)
+        })
+        .collect()
+}
+
 #[test]
 fn it_agrees_with_brute_force_on_small_random_histories() {
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let mut invalid = 0;
     for round in 0..3000 {
-        let n = rng.usize(1..=6);
-        let history: Vec<Operation> = (0..n)
-            .map(|i| {
-                let from = rng.u64(0..20);
-                let to = from + rng.u64(0..8);
-                let call = match rng.u8(0..3) {
-                    0 => put(["a", "b"][rng.usize(0..2)]),
-                    1 => Call::Get,
-                    _ => Call::Del,
-                };
-                let outcome = match (rng.u8(0..8), &call) {
-                    (0, _) => Outcome::Unknown,
-                    (1, _) => Outcome::Failed,
-                    (_, Call::Put(_)) => Outcome::Written,
-                    (_, Call::Get) => read([None, Some("a"), Some("b")][rng.usize(0..3)]),
-                    (_, Call::Del) => Outcome::Deleted(rng.bool()),
-                };
-                op(i, call, from, to, outcome)
-            })
-            .collect();
+        let history = random_small(&mut rng);
         let expected = brute_force(&history);
         invalid += usize::from(!expected);
         assert_eq!(
@@ -222,7 +236,7 @@ fn it_agrees_with_brute_force_on_small_random_histories() {
 }
 
 #[test]
-fn long_histories_use_the_growable_search_and_agree() {
+fn long_sequential_histories_are_checked_like_short_ones() {
     // 200 sequential writes and reads: valid, then one stale read at the end.
     let mut history = Vec::new();
     for i in 0..100u64 {

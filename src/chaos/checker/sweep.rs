@@ -1,0 +1,514 @@
+//! The sweep that decides linearizability of one key's history, or of a window of it, in one
+//! pass over time (the method and why it is exact are in the checker's module doc).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::chaos::history::{Call, Operation, Outcome};
+
+/// The state id of an absent key.
+const ABSENT: u32 = 0;
+/// The state id of any value no later read shows: such values are interchangeable, so they
+/// share one id (state ids 2 and up are the values reads show).
+const UNREAD: u32 = 1;
+/// The most operations with a known outcome that may be in flight at once: one bit each.
+const MAX_IN_FLIGHT: usize = 128;
+
+/// The part of a key's history a sweep checks: the operations with a known outcome that lie
+/// inside `from..=to` must take effect in it, with the answers they had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The start: operations invoked before it are not checked; the state there is unknown.
+    pub from: u64,
+    /// The end: operations completing after it are not checked.
+    pub to: u64,
+}
+
+impl Span {
+    /// The whole history, from an absent key.
+    pub const ALL: Span = Span {
+        from: 0,
+        to: u64::MAX,
+    };
+}
+
+/// What the sweep found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Some order of the operations explains every answer.
+    Linearizable,
+    /// None does.
+    Violated {
+        /// When no explanation was left: the completion of the operation that had none.
+        at: u64,
+    },
+    /// More than 128 operations with a known outcome were in flight at once.
+    TooConcurrent,
+}
+
+/// What a known operation does to the register, and what it must hear.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    /// A PUT: the register holds this state after it.
+    Put(u32),
+    /// A GET that found this state.
+    Get(u32),
+    /// A DEL that found something (`true`) or nothing.
+    Del(bool),
+    /// An answer no register gives to this call (a reply that does not fit the request).
+    Impossible,
+}
+
+/// Something that happens at an instant of the sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    /// An operation that may or may not take effect becomes possible: it would leave the
+    /// register in this state. (Ordered first: at equal times invocations come before
+    /// completions, as operations touching at an instant overlap.)
+    Offer(u32),
+    /// A known operation is invoked.
+    Invoke(usize),
+    /// A known operation completes: by now it must have taken effect.
+    Complete(usize),
+}
+
+/// One key's history (or a window of it) ready for a sweep.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// What each known operation inside the span does and must hear.
+    known: Vec<Action>,
+    /// Every event, in the order the sweep takes them.
+    events: Vec<(u64, Event)>,
+    /// The states the register may be in at the start of the span.
+    entry: Vec<u32>,
+    /// How many state ids there are.
+    states: u32,
+    /// For each state id: how many known reads find it.
+    reads: Vec<u32>,
+    /// For each state id: how many `Offer`s of it there are.
+    offers: Vec<u32>,
+    /// For each state id: whether a known PUT inside the span leaves it.
+    written: Vec<bool>,
+}
+
+/// Prepares the operations of one key (answered by the primary) for a sweep over `span`.
+/// Inside the span, operations with a known outcome must take effect with their answers, and
+/// PUTs and DELs with an unknown outcome may take effect any time after their invocation, or
+/// never. Failed operations did not happen; GETs with an unknown outcome change nothing.
+///
+/// A window (a span that does not cover the whole history) is checked without its past: it
+/// may start absent or holding the value of any PUT acknowledged before it; PUTs and DELs
+/// from before it with an unknown outcome may take effect in it (at its start, too), and so
+/// may PUTs and DELs that straddle either end of it (their answers are not checked). Every
+/// linearization of the whole history, cut to the window, is one of these; so a window that
+/// is not linearizable proves that the whole history is not.
+pub fn prepare(history: &[&Operation], span: Span) -> Prepared {
+    let completed = |op: &Operation| op.completed.max(op.invoked);
+    let inside = |op: &Operation| {
+        !matches!(op.outcome, Outcome::Failed | Outcome::Unknown)
+            && op.invoked >= span.from
+            && completed(op) <= span.to
+    };
+    // Each value a read inside the span shows gets a state id of its own.
+    let mut ids: HashMap<&str, u32> = HashMap::new();
+    for op in history.iter().filter(|op| inside(op)) {
+        if let (Call::Get, Outcome::Read(Some(value))) = (&op.call, &op.outcome) {
+            let next = 2 + ids.len() as u32;
+            ids.entry(value.as_str()).or_insert(next);
+        }
+    }
+    let state_of = |value: &str| ids.get(value).copied().unwrap_or(UNREAD);
+    let mut known = Vec::new();
+    let mut events = Vec::new();
+    let mut entry = vec![ABSENT];
+    for &op in history {
+        let effect = match &op.call {
+            Call::Put(value) => Some(state_of(value)),
+            Call::Del => Some(ABSENT),
+            Call::Get => None,
+        };
+        if op.outcome == Outcome::Failed {
+            continue;
+        }
+        // An acknowledged PUT before the window may have left its value there. (One that
+        // may still take effect in the window is offered below instead: taking effect at
+        // its start gives the same, and it cannot take effect twice.)
+        if let (Call::Put(value), Outcome::Written) = (&op.call, &op.outcome) {
+            if completed(op) < span.from {
+                entry.push(state_of(value));
+            }
+        }
+        if inside(op) {
+            let action = match (&op.call, &op.outcome) {
+                (Call::Put(value), Outcome::Written) => Action::Put(state_of(value)),
+                (Call::Get, Outcome::Read(None)) => Action::Get(ABSENT),
+                (Call::Get, Outcome::Read(Some(value))) => Action::Get(state_of(value)),
+                (Call::Del, Outcome::Deleted(found)) => Action::Del(*found),
+                _ => Action::Impossible,
+            };
+            let index = known.len();
+            known.push(action);
+            events.push((op.invoked, Event::Invoke(index)));
+            events.push((completed(op), Event::Complete(index)));
+            continue;
+        }
+        // Outside the checked part, a PUT or DEL that could take effect inside the span.
+        let overlaps = op.outcome == Outcome::Unknown || completed(op) >= span.from;
+        if let Some(state) = effect.filter(|_| overlaps && op.invoked <= span.to) {
+            events.push((op.invoked.max(span.from), Event::Offer(state)));
+        }
+    }
+    events.sort_unstable();
+    entry.sort_unstable();
+    entry.dedup();
+    let states = 2 + ids.len();
+    let mut reads = vec![0; states];
+    let mut offers = vec![0; states];
+    let mut written = vec![false; states];
+    for (_, event) in &events {
+        match *event {
+            Event::Offer(state) => offers[state as usize] += 1,
+            Event::Invoke(i) => match known[i] {
+                Action::Put(state) => written[state as usize] = true,
+                Action::Get(state) => reads[state as usize] += 1,
+                Action::Del(_) | Action::Impossible => {}
+            },
+            Event::Complete(_) => {}
+        }
+    }
+    Prepared {
+        known,
+        events,
+        entry,
+        states: states as u32,
+        reads,
+        offers,
+        written,
+    }
+}
+
+/// Operations that may still take effect (their outcome is unknown, or they lie outside the
+/// window), counted by the state they would leave: those leaving the same state are
+/// interchangeable once invoked, so only their number matters. Sorted by state, no zeros.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+struct Spare(Vec<(u32, u32)>);
+
+impl Spare {
+    /// One more that would leave `state`.
+    fn add(&mut self, state: u32, count: u32) {
+        match self.0.binary_search_by_key(&state, |&(s, _)| s) {
+            Ok(at) => self.0[at].1 += count,
+            Err(at) => self.0.insert(at, (state, count)),
+        }
+    }
+
+    /// How many would leave `state`.
+    fn count(&self, state: u32) -> u32 {
+        self.0
+            .binary_search_by_key(&state, |&(s, _)| s)
+            .map_or(0, |at| self.0[at].1)
+    }
+
+    /// A copy with one fewer that would leave `state` (which has some).
+    fn without_one(&self, state: u32) -> Spare {
+        let mut spare = self.clone();
+        if let Ok(at) = spare.0.binary_search_by_key(&state, |&(s, _)| s) {
+            spare.0[at].1 -= 1;
+            if spare.0[at].1 == 0 {
+                spare.0.remove(at);
+            }
+        }
+        spare
+    }
+
+    /// Counts those leaving `from` as leaving `to` instead.
+    fn relabel(&mut self, from: u32, to: u32) {
+        if let Ok(at) = self.0.binary_search_by_key(&from, |&(s, _)| s) {
+            let (_, count) = self.0.remove(at);
+            self.add(to, count);
+        }
+    }
+
+    /// Whether this has at least as many as `other` for every state: then it can do anything
+    /// `other` can (an operation left pending may still take effect later, or never).
+    fn covers(&self, other: &Spare) -> bool {
+        let mut mine = self.0.iter().peekable();
+        other.0.iter().all(|&(state, count)| {
+            while mine.next_if(|&&(s, _)| s < state).is_some() {}
+            mine.next_if(|&&(s, c)| s == state && c >= count).is_some()
+        })
+    }
+}
+
+/// One way the operations so far could have gone: which known operations in flight have
+/// taken effect (bits by slot), the register's state, and what may still take effect.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Node {
+    /// The in-flight known operations that have taken effect, by slot.
+    done: u128,
+    /// The register's state id.
+    state: u32,
+    /// What may still take effect.
+    spare: Spare,
+}
+
+/// Runs the sweep over a prepared history.
+pub fn run(prepared: &Prepared) -> Verdict {
+    let mut sweep = Sweep {
+        known: &prepared.known,
+        frontier: prepared
+            .entry
+            .iter()
+            .map(|&state| Node {
+                done: 0,
+                state,
+                spare: Spare::default(),
+            })
+            .collect(),
+        slots: vec![0; prepared.known.len()],
+        free: (0..MAX_IN_FLIGHT as u8).rev().collect(),
+        in_flight: Vec::new(),
+        retired: vec![false; prepared.states as usize],
+        reads: prepared.reads.clone(),
+        offers: prepared.offers.clone(),
+        needed: vec![false; prepared.states as usize],
+        written: &prepared.written,
+    };
+    for &(at, event) in &prepared.events {
+        match event {
+            Event::Offer(offered) => {
+                let state = sweep.canonical(offered);
+                for node in &mut sweep.frontier {
+                    node.spare.add(state, 1);
+                }
+                let left = &mut sweep.offers[offered as usize];
+                *left -= 1;
+                if *left == 0 && state >= 2 && !sweep.written[state as usize] {
+                    sweep.needed[state as usize] = true;
+                }
+            }
+            Event::Invoke(i) => {
+                let Some(slot) = sweep.free.pop() else {
+                    return Verdict::TooConcurrent;
+                };
+                sweep.slots[i] = slot;
+                sweep.in_flight.push(i);
+                if let Action::Get(seen) = prepared.known[i] {
+                    for node in sweep.frontier.iter_mut().filter(|n| n.state == seen) {
+                        node.done |= 1u128 << slot;
+                    }
+                }
+            }
+            Event::Complete(i) => {
+                if !sweep.complete(i) {
+                    return Verdict::Violated { at };
+                }
+            }
+        }
+    }
+    Verdict::Linearizable
+}
+
+/// The sweep's working state.
+struct Sweep<'a> {
+    /// What each known operation does and must hear.
+    known: &'a [Action],
+    /// Every way things could have gone so far that no other way makes redundant.
+    frontier: Vec<Node>,
+    /// The slot (bit) of each known operation while in flight.
+    slots: Vec<u8>,
+    /// Slots not in use.
+    free: Vec<u8>,
+    /// The known operations invoked and not completed.
+    in_flight: Vec<usize>,
+    /// The value states whose last read has completed (now counted as `UNREAD`).
+    retired: Vec<bool>,
+    /// For each state id: how many known reads finding it are still to complete.
+    reads: Vec<u32>,
+    /// For each state id: how many of its `Offer`s are still to come.
+    offers: Vec<u32>,
+    /// For each state id: whether a known PUT inside the span leaves it.
+    written: &'a [bool],
+    /// The values a read still to complete shows, whose only sources left are pending
+    /// operations (no known PUT writes them, and no more are offered): a way in which the
+    /// register does not hold such a value and none is pending can never explain that read.
+    needed: Vec<bool>,
+}
+
+impl Sweep<'_> {
+    /// The state id `state` counts as now.
+    fn canonical(&self, state: u32) -> u32 {
+        if self.retired[state as usize] {
+            UNREAD
+        } else {
+            state
+        }
+    }
+
+    /// The state after `action` in `state`, if the register's answer is the one heard.
+    fn apply(&self, action: Action, state: u32) -> Option<u32> {
+        match action {
+            Action::Put(after) => Some(self.canonical(after)),
+            Action::Get(seen) => (seen == state).then_some(state),
+            Action::Del(found) => (found == (state != ABSENT)).then_some(ABSENT),
+            Action::Impossible => None,
+        }
+    }
+
+    /// `node` with every GET in flight that finds its state taken effect: a way in which a
+    /// GET has taken effect can do all one in which it has not (a GET changes nothing, and
+    /// then need not find the register in this state later), and getting there needs nothing.
+    /// So GETs take effect as soon as they can, and never have to be tried later.
+    fn settled(&self, mut node: Node) -> Node {
+        for &j in &self.in_flight {
+            if matches!(self.known[j], Action::Get(seen) if seen == node.state) {
+                node.done |= 1u128 << self.slots[j];
+            }
+        }
+        node
+    }
+
+    /// Whether `node` lost the last source of a value a read it has not yet made still
+    /// needs: `lost` is the value the register held before, or the pending operation used.
+    fn doomed(&self, node: &Node, lost: u32) -> bool {
+        if !self.needed[lost as usize] || node.state == lost || node.spare.count(lost) > 0 {
+            return false;
+        }
+        let made = self.in_flight.iter().filter(|&&j| {
+            matches!(self.known[j], Action::Get(seen) if seen == lost)
+                && node.done & (1u128 << self.slots[j]) != 0
+        });
+        made.count() < self.reads[lost as usize] as usize
+    }
+
+    /// The ways `node` goes on by known operation `j` taking effect next, maybe right after
+    /// one pending operation (one is enough: each overwrites the register, so only the last
+    /// of several in a row matters; and before a PUT none matters). Ways that lost a value a
+    /// read still needs are dropped.
+    fn successors(&self, node: &Node, j: usize, mut found: impl FnMut(Node)) {
+        let bit = 1u128 << self.slots[j];
+        let action = self.known[j];
+        if let Some(state) = self.apply(action, node.state) {
+            let child = self.settled(Node {
+                done: node.done | bit,
+                state,
+                spare: node.spare.clone(),
+            });
+            if !self.doomed(&child, node.state) {
+                found(child);
+            }
+        }
+        if matches!(action, Action::Put(_)) {
+            return;
+        }
+        for &(before, _) in &node.spare.0 {
+            if before == node.state {
+                continue;
+            }
+            if let Some(state) = self.apply(action, before) {
+                let child = self.settled(Node {
+                    done: node.done | bit,
+                    state,
+                    spare: node.spare.without_one(before),
+                });
+                if !self.doomed(&child, node.state) && !self.doomed(&child, before) {
+                    found(child);
+                }
+            }
+        }
+    }
+
+    /// Known operation `i` completes: keep the ways in which it has taken effect, making it
+    /// take effect now (after any of the others in flight) where it has not. Answers whether
+    /// any way is left.
+    fn complete(&mut self, i: usize) -> bool {
+        let bit = 1u128 << self.slots[i];
+        let mut next = Vec::new();
+        let mut seen: HashSet<Node> = HashSet::new();
+        let mut stack = Vec::new();
+        for node in std::mem::take(&mut self.frontier) {
+            if node.done & bit != 0 {
+                next.push(node);
+                continue;
+            }
+            stack.push(node);
+            while let Some(node) = stack.pop() {
+                for &j in &self.in_flight {
+                    if node.done & (1u128 << self.slots[j]) != 0 {
+                        continue;
+                    }
+                    self.successors(&node, j, |child| {
+                        // Done once `i` has taken effect (itself, or a GET settled by `j`).
+                        if child.done & bit != 0 {
+                            next.push(child);
+                        } else if seen.insert(child.clone()) {
+                            stack.push(child);
+                        }
+                    });
+                }
+            }
+        }
+        for node in &mut next {
+            node.done &= !bit;
+        }
+        self.free.push(self.slots[i]);
+        self.in_flight.retain(|&j| j != i);
+        if let Action::Get(state) = self.known[i] {
+            self.reads[state as usize] -= 1;
+        }
+        // A value no read is left to find is now like any other such value.
+        if let Some(state) = match self.known[i] {
+            Action::Get(state) if state >= 2 && self.reads[state as usize] == 0 => Some(state),
+            _ => None,
+        } {
+            self.retired[state as usize] = true;
+            self.needed[state as usize] = false;
+            for node in &mut next {
+                if node.state == state {
+                    node.state = UNREAD;
+                }
+                node.spare.relabel(state, UNREAD);
+            }
+        }
+        let reads = self
+            .in_flight
+            .iter()
+            .filter(|&&j| matches!(self.known[j], Action::Get(_)))
+            .fold(0, |mask, &j| mask | 1u128 << self.slots[j]);
+        self.frontier = prune(next, reads);
+        !self.frontier.is_empty()
+    }
+}
+
+/// The nodes no other node makes redundant. Of two with the same state and the same PUTs
+/// and DELs in flight taken effect, one makes the other redundant if it has at least as many
+/// operations pending of every kind (a pending one may still take effect later, or never),
+/// and every GET in flight (bits `reads`) that has taken effect in the other has in it too
+/// (a GET changes nothing, and one that has taken effect need not find anything later).
+fn prune(mut nodes: Vec<Node>, reads: u128) -> Vec<Node> {
+    let group_of = |node: &Node| (node.done & !reads, node.state);
+    let covers = |a: &Node, b: &Node| b.done & !a.done == 0 && a.spare.covers(&b.spare);
+    nodes.sort_by_key(group_of);
+    let mut kept: Vec<Node> = Vec::with_capacity(nodes.len());
+    let mut group = 0;
+    for node in nodes {
+        if kept
+            .get(group)
+            .is_some_and(|first| group_of(first) != group_of(&node))
+        {
+            group = kept.len();
+        }
+        if kept[group..].iter().any(|k| covers(k, &node)) {
+            continue;
+        }
+        let mut at = group;
+        while at < kept.len() {
+            if covers(&node, &kept[at]) {
+                kept.swap_remove(at);
+            } else {
+                at += 1;
+            }
+        }
+        kept.push(node);
+    }
+    kept
+}

@@ -1,0 +1,172 @@
+//! Test support: long random histories that are valid by construction, made by simulating a
+//! register under concurrent clients, so the checkers can be tested on histories far too long
+//! for a brute-force reference (a valid one must be accepted, a tampered one rejected).
+
+use crate::chaos::history::{Call, Node, Operation, Outcome};
+
+/// The shape of a simulated history of one key.
+#[derive(Debug, Clone)]
+pub(crate) struct Shape {
+    /// The key all operations concern.
+    pub key: String,
+    /// Concurrent clients, each with one operation in flight at a time.
+    pub clients: usize,
+    /// Operations in all.
+    pub operations: usize,
+    /// The longest pause of a client between two operations (ns).
+    pub gap: u64,
+    /// The longest an answered operation takes (ns).
+    pub duration: u64,
+    /// One operation in `unknown` gets no answer (0: none).
+    pub unknown: u32,
+    /// One operation in `failed` gets an error that says it did not happen (0: none).
+    pub failed: u32,
+    /// The latest an unanswered operation takes effect after its invocation (ns), when it does.
+    pub late: u64,
+}
+
+impl Shape {
+    /// A key under `clients` clients, with some operations unanswered or failed.
+    pub fn new(clients: usize, operations: usize) -> Shape {
+        Shape {
+            key: "k".into(),
+            clients,
+            operations,
+            gap: 50,
+            duration: 100,
+            unknown: 20,
+            failed: 30,
+            late: 1_000,
+        }
+    }
+}
+
+/// A simulated history, and what the register held over time (to derive replica reads).
+#[derive(Debug, Clone)]
+pub(crate) struct Simulated {
+    /// The operations, in invocation order.
+    pub history: Vec<Operation>,
+    /// Each instant an operation took effect, and the register's value after it, in order.
+    pub effects: Vec<(u64, Option<String>)>,
+}
+
+impl Simulated {
+    /// The register's value as of `time` (after every effect at or before it).
+    pub fn value_at(&self, time: u64) -> Option<String> {
+        let applied = self.effects.partition_point(|(at, _)| *at <= time);
+        let last = applied.checked_sub(1)?;
+        self.effects[last].1.clone()
+    }
+}
+
+/// A history of one key that a register could have produced: every client waits for each
+/// answer (or gives up on it) before its next operation; each operation takes effect at a
+/// random instant between its invocation and completion, an unanswered one maybe much later
+/// or never, a failed one never. Values written are unique.
+pub(crate) fn simulate(rng: &mut fastrand::Rng, shape: &Shape) -> Simulated {
+    let mut history = Vec::with_capacity(shape.operations);
+    // (instant it takes effect, index in `history`)
+    let mut effects: Vec<(u64, usize)> = Vec::new();
+    let mut clocks = vec![0u64; shape.clients];
+    for n in 0..shape.operations {
+        let client = rng.usize(0..shape.clients);
+        let invoked = clocks[client] + rng.u64(1..=shape.gap);
+        let duration = rng.u64(0..=shape.duration);
+        let call = match rng.u8(0..10) {
+            0..=3 => Call::Put(format!("{}-c{client}-{n}", shape.key)),
+            4..=7 => Call::Get,
+            _ => Call::Del,
+        };
+        let unknown = shape.unknown > 0 && rng.u32(0..shape.unknown) == 0;
+        let failed = !unknown && shape.failed > 0 && rng.u32(0..shape.failed) == 0;
+        let (completed, outcome) = if unknown {
+            if rng.bool() {
+                effects.push((invoked + rng.u64(0..=shape.late), n));
+            }
+            (invoked + shape.duration, Outcome::Unknown)
+        } else if failed {
+            (invoked + duration, Outcome::Failed)
+        } else {
+            effects.push((invoked + rng.u64(0..=duration), n));
+            // Filled in below, once the order of effects is known.
+            (invoked + duration, Outcome::Written)
+        };
+        clocks[client] = completed;
+        history.push(Operation {
+            client,
+            connection: client as u64,
+            node: Node::Primary,
+            key: shape.key.clone(),
+            call,
+            invoked,
+            completed,
+            outcome,
+        });
+    }
+    effects.sort_unstable();
+    let mut value: Option<String> = None;
+    let mut states = Vec::with_capacity(effects.len());
+    for &(at, i) in &effects {
+        let op = &mut history[i];
+        let answer = match &op.call {
+            Call::Put(v) => {
+                value = Some(v.clone());
+                Outcome::Written
+            }
+            Call::Get => Outcome::Read(value.clone()),
+            Call::Del => Outcome::Deleted(value.take().is_some()),
+        };
+        if op.outcome != Outcome::Unknown {
+            op.outcome = answer;
+        }
+        states.push((at, value.clone()));
+    }
+    history.sort_by_key(|op| op.invoked);
+    Simulated {
+        history,
+        effects: states,
+    }
+}
+
+/// The history with one answered read changed to a value that was provably overwritten before
+/// the read began: the value of an acknowledged write, followed by another acknowledged
+/// mutation invoked after it completed, both completed before the read was invoked. `None` if
+/// no read of the history has such a value (a few random reads are tried).
+pub(crate) fn with_stale_read(
+    history: &[Operation],
+    rng: &mut fastrand::Rng,
+) -> Option<Vec<Operation>> {
+    let reads: Vec<usize> = (0..history.len())
+        .filter(|&r| matches!(history[r].outcome, Outcome::Read(_)))
+        .collect();
+    let acknowledged = |op: &&Operation| {
+        !matches!(op.call, Call::Get)
+            && matches!(op.outcome, Outcome::Written | Outcome::Deleted(_))
+    };
+    for _ in 0..20 {
+        let r = *reads.get(rng.usize(0..reads.len().max(1)))?;
+        let read = &history[r];
+        let before: Vec<&Operation> = history
+            .iter()
+            .filter(acknowledged)
+            .filter(|m| m.completed < read.invoked)
+            .collect();
+        let Some(latest) = before.iter().map(|m| m.invoked).max() else {
+            continue;
+        };
+        let stale = before.iter().rev().find_map(|w| match &w.call {
+            Call::Put(value)
+                if w.completed < latest && read.outcome != Outcome::Read(Some(value.clone())) =>
+            {
+                Some(value.clone())
+            }
+            _ => None,
+        });
+        if let Some(value) = stale {
+            let mut tampered = history.to_vec();
+            tampered[r].outcome = Outcome::Read(Some(value));
+            return Some(tampered);
+        }
+    }
+    None
+}

@@ -14,6 +14,7 @@ mod connection;
 mod faults;
 mod node;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,9 +22,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use kvstore::chaos::checker::linearizable;
+use kvstore::chaos::check;
 use kvstore::chaos::history::{Node, Operation, Outcome};
-use kvstore::chaos::lost::lost_writes;
+use kvstore::chaos::report::Violation;
+use kvstore::chaos::window::Window;
 
 use crate::clients::Plan;
 use crate::cluster::Cluster;
@@ -244,7 +246,8 @@ fn save_faults(faults: &[FaultRecord], path: &Path) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// Check every key's history; print what was found and the verdict as the last line.
+/// Check the history; print every violation with the faults around it, and the verdict as
+/// the last line.
 fn verdict(
     history: &[Operation],
     faults: &[FaultRecord],
@@ -252,27 +255,10 @@ fn verdict(
     converged: Result<(), String>,
     out: &Path,
 ) -> bool {
-    let primary: Vec<Operation> = history
-        .iter()
-        .filter(|op| op.node == Node::Primary)
-        .cloned()
-        .collect();
-    let mut keys: Vec<&str> = primary.iter().map(|op| op.key.as_str()).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let mut invalid = Vec::new();
-    let mut lost = 0;
-    for key in keys {
-        let ops: Vec<Operation> = primary.iter().filter(|op| op.key == key).cloned().collect();
-        let gone = lost_writes(&ops);
-        for write in &gone {
-            println!("lost acknowledged write: {write:?}");
-        }
-        lost += gone.len();
-        if !linearizable(&ops) {
-            println!("key {key}: not linearizable ({} operations)", ops.len());
-            invalid.push(key.to_string());
-        }
+    let report = check(history);
+    for violation in report.violations() {
+        print!("{violation}");
+        print_faults_around(window_of(&violation).span(), faults);
     }
     for name in crashes {
         println!("{name} exited by itself (a crash the run did not cause)");
@@ -280,16 +266,47 @@ fn verdict(
     if let Err(difference) = &converged {
         println!("the replicas did not converge within {CONVERGE_DEADLINE:?}: {difference}");
     }
-    let valid = invalid.is_empty() && lost == 0 && crashes.is_empty() && converged.is_ok();
+    let valid = report.is_valid() && crashes.is_empty() && converged.is_ok();
     println!(
-        "kvchaos: {} operations={} faults={} lost_acknowledged_writes={lost} crashes={} \
-         converged={} out={}",
+        "kvchaos: {} operations={} faults={} lost_acknowledged_writes={} \
+         not_linearizable_keys={} replica_violations={} crashes={} converged={} out={}",
         if valid { "valid" } else { "INVALID" },
         history.len(),
         faults.len(),
+        report.lost_writes(),
+        report.non_linearizable_keys(),
+        report.replica_violations(),
         crashes.len(),
         if converged.is_ok() { "yes" } else { "no" },
         out.display()
     );
     valid
+}
+
+/// The operations that show a violation.
+fn window_of<'a>(violation: &Violation<'a>) -> &'a Window {
+    match violation {
+        Violation::LostWrite(lost) => &lost.window,
+        Violation::NotLinearizable(window) => window,
+        Violation::Replica(replica) => &replica.window,
+    }
+}
+
+/// The faults active during `span`, or if none was, the last one before it: what a reader of
+/// a violation looks at first.
+fn print_faults_around(span: Range<u64>, faults: &[FaultRecord]) {
+    let during: Vec<&FaultRecord> = faults
+        .iter()
+        .filter(|fault| fault.from <= span.end && fault.to >= span.start)
+        .collect();
+    if !during.is_empty() {
+        println!("  faults during it:");
+        for fault in during {
+            println!("    {fault}");
+        }
+    } else if let Some(before) = faults.iter().rev().find(|fault| fault.to < span.start) {
+        println!("  no fault during it; the last one before it: {before}");
+    } else {
+        println!("  no fault during it or before it");
+    }
 }

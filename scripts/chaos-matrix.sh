@@ -25,12 +25,16 @@ row() {
     local args=(--target "$target" --fsync "$fsync" --fault "$fault" --duration "$seconds" --seed "$seed")
     local out="target/chaos/matrix/$target-$fsync-$fault"
     rm -rf "$out"
-    local last
-    last=$(target/release/kvchaos "${args[@]}" --out "$out" 2>&1 | tail -1) || true
+    local last status=0
+    last=$(target/release/kvchaos "${args[@]}" --out "$out" 2>&1 | tail -1) || status=$?
     local field
     field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$last"; }
     local verdict
-    verdict=$(awk '{print $2}' <<<"$last")
+    case $status in
+        0) verdict=valid ;;
+        1) verdict=INVALID ;;
+        *) verdict="did not run: $last" ;;
+    esac
     echo "| $target | $fsync | $fault | $(field operations) | $(field faults) | $(field lost_acknowledged_writes) | $verdict | \`kvchaos ${args[*]}\` |"
 }
 for fault in kill pause partition disk-full slow-disk mixed; do

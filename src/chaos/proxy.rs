@@ -73,6 +73,8 @@ pub struct Proxy {
     stop: Arc<AtomicBool>,
     /// Every connection through it (both ends), so `Drop` can close them.
     open: Arc<Mutex<Vec<TcpStream>>>,
+    /// Where new connections go: changed when the node behind it restarts elsewhere.
+    target: Arc<Mutex<SocketAddr>>,
 }
 
 impl Proxy {
@@ -91,8 +93,10 @@ impl Proxy {
             mode: Arc::new(AtomicU8::new(Mode::Forward as u8)),
             stop: Arc::new(AtomicBool::new(false)),
             open: Arc::new(Mutex::new(Vec::new())),
+            target: Arc::new(Mutex::new(target)),
         };
         let (mode, stop, open) = (proxy.mode.clone(), proxy.stop.clone(), proxy.open.clone());
+        let target = proxy.target.clone();
         thread::spawn(move || {
             for connector in listener.incoming() {
                 if stop.load(Ordering::SeqCst) {
@@ -103,7 +107,8 @@ impl Proxy {
                     continue; // dropped: closed at once
                 }
                 // A connection that cannot be set up is closed, as a refused one would be.
-                let _ = connect(connector, target, &mode, &open);
+                let to = *target.lock().unwrap_or_else(PoisonError::into_inner);
+                let _ = connect(connector, to, &mode, &open);
             }
         });
         Ok(proxy)
@@ -120,6 +125,14 @@ impl Proxy {
         }
     }
 
+    /// Send new connections to `target` from now on. Connections already open stay with the
+    /// old target: a connection reaches one process only and is never dialled again, so
+    /// whatever was sent on it can reach no other (kvchaos relies on this to bound when an
+    /// operation without an answer can have taken effect).
+    pub fn retarget(&self, target: SocketAddr) {
+        *self.target.lock().unwrap_or_else(PoisonError::into_inner) = target;
+    }
+
     /// What the proxy does now.
     pub fn mode(&self) -> Mode {
         Mode::load(&self.mode)
@@ -133,7 +146,8 @@ fn connect(
     mode: &Arc<AtomicU8>,
     open: &Mutex<Vec<TcpStream>>,
 ) -> io::Result<()> {
-    let upstream = TcpStream::connect(target)?;
+    // Bounded, so that a target that does not answer cannot stall the accept loop for long.
+    let upstream = TcpStream::connect_timeout(&target, Duration::from_secs(1))?;
     let _ = connector.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
     {
@@ -141,6 +155,12 @@ fn connect(
         open.retain(|stream| stream.peer_addr().is_ok());
         open.push(connector.try_clone()?);
         open.push(upstream.try_clone()?);
+    }
+    // A `Drop` that came while this connection was being set up did not see it.
+    if Mode::load(mode) == Mode::Drop {
+        let _ = connector.shutdown(Shutdown::Both);
+        let _ = upstream.shutdown(Shutdown::Both);
+        return Ok(());
     }
     let (connector2, upstream2) = (connector.try_clone()?, upstream.try_clone()?);
     pump(connector, upstream, Direction::Requests, mode.clone());
@@ -270,6 +290,25 @@ mod tests {
                 Some("c\n")
             );
         }
+    }
+
+    #[test]
+    fn a_retargeted_proxy_sends_new_connections_to_the_new_target_only() {
+        let proxy = Proxy::start(echo()).expect("proxy");
+        let mut old = Client::connect(proxy.addr);
+        assert!(old.round_trip("a\n", Duration::from_secs(10)).is_some());
+        // A target that closes every connection at once.
+        let closing = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let closing_addr = closing.local_addr().expect("addr");
+        thread::spawn(move || for _ in closing.incoming() {});
+        proxy.retarget(closing_addr);
+        let mut new = Client::connect(proxy.addr);
+        assert_eq!(new.round_trip("b\n", Duration::from_secs(10)), None);
+        // The old connection still reaches the old target, and only it.
+        assert_eq!(
+            old.round_trip("c\n", Duration::from_secs(10)).as_deref(),
+            Some("c\n")
+        );
     }
 
     #[test]

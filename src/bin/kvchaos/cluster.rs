@@ -136,9 +136,8 @@ impl Cluster {
         }
     }
 
-    /// Every link and every node back to normal: proxies forward, paused processes continue,
-    /// file size limits are lifted, and a node that is not running is started.
-    pub fn heal(&mut self) -> Result<(), String> {
+    /// Every proxy back to forwarding.
+    pub fn forward_all(&self) {
         for proxy in self
             .fronts
             .iter()
@@ -146,56 +145,91 @@ impl Cluster {
         {
             proxy.set(Mode::Forward);
         }
-        for node in &mut self.nodes {
-            if node.pid().is_none() {
-                node.spawn()?;
+    }
+
+    /// Start node `i` again (on a fresh port) and point the proxies in front of it there.
+    pub fn restart(&mut self, i: usize) -> Result<(), String> {
+        self.nodes[i].spawn()?;
+        let addr = self.nodes[i].addr;
+        self.fronts[i].retarget(addr);
+        for link in &self.links {
+            // A link proxy leads to the end that is connected to: the replica for kvnode, the
+            // primary for Redis.
+            let leads_to = if link.primary_connects {
+                link.replica
+            } else {
+                0
+            };
+            if leads_to == i {
+                link.proxy.retarget(addr);
             }
-            node.signal("CONT")?;
-            node.limit_file_size(None)?;
         }
         Ok(())
     }
 
-    /// Nodes that exited by themselves since the last look (crashes the run did not cause);
-    /// each is started again.
+    /// Every link and every node back to normal: proxies forward, paused processes continue,
+    /// file size limits are lifted, and a node that is not running is started. Answers the
+    /// nodes that had exited by themselves (crashes the run did not cause).
+    pub fn heal(&mut self) -> Result<Vec<String>, String> {
+        self.forward_all();
+        let crashed = self.restart_crashed()?;
+        for node in &mut self.nodes {
+            node.signal("CONT")?;
+            node.limit_file_size(None)?;
+        }
+        Ok(crashed)
+    }
+
+    /// Nodes that exited by themselves since the last look, with how; each is started again.
     pub fn restart_crashed(&mut self) -> Result<Vec<String>, String> {
         let mut crashed = Vec::new();
-        for node in &mut self.nodes {
-            if node.exited() {
-                crashed.push(node.spec.name.clone());
-                node.spawn()?;
+        for i in 0..self.nodes.len() {
+            if let Some(status) = self.nodes[i].exited()? {
+                crashed.push(format!("{} exited by itself ({status})", self.name(i)));
+                self.restart(i)?;
             }
         }
         Ok(crashed)
     }
 
     /// Whether every replica shows the primary's value for every key, asked directly (not
-    /// through the proxies); what differs, if not.
+    /// through the proxies); what differs, if not. Only answered reads count: two errors or
+    /// two timeouts are not agreement.
     pub fn compare(&self, keys: &[String], protocol: Protocol) -> Result<(), String> {
-        let read = |i: usize, key: &str| -> Result<Outcome, String> {
+        let values = |i: usize| -> Result<Vec<Option<String>>, String> {
             let mut connection = Connection::open(self.nodes[i].addr, protocol)
                 .ok_or_else(|| format!("{} does not answer", self.name(i)))?;
-            Ok(connection.call(key, &Call::Get))
-        };
-        for key in keys {
-            let primary = read(0, key)?;
-            for i in 1..self.nodes.len() {
-                let replica = read(i, key)?;
-                if replica != primary {
-                    return Err(format!(
-                        "{key}: primary {primary:?}, {} {replica:?}",
+            keys.iter()
+                .map(|key| match connection.call(key, &Call::Get) {
+                    Outcome::Read(value) => Ok(value),
+                    other => Err(format!(
+                        "{} answered GET {key} with {other:?}",
                         self.name(i)
-                    ));
-                }
+                    )),
+                })
+                .collect()
+        };
+        let primary = values(0)?;
+        for i in 1..self.nodes.len() {
+            let replica = values(i)?;
+            if let Some(((key, p), r)) = keys
+                .iter()
+                .zip(&primary)
+                .zip(&replica)
+                .find(|((_, p), r)| p != r)
+            {
+                return Err(format!("{key}: primary {p:?}, {} {r:?}", self.name(i)));
             }
         }
         Ok(())
     }
 
-    /// Stop every node gracefully.
-    pub fn stop(&mut self) {
-        for node in self.nodes.iter_mut().rev() {
-            node.stop();
-        }
+    /// Stop every node gracefully; what went wrong, if anything did.
+    pub fn stop(&mut self) -> Vec<String> {
+        self.nodes
+            .iter_mut()
+            .rev()
+            .filter_map(|node| node.stop().err())
+            .collect()
     }
 }

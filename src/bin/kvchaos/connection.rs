@@ -49,7 +49,13 @@ impl Connection {
             reader,
             protocol,
         };
-        connection.stream.write_all(b"PING\r\n").ok()?;
+        // In the connection's own protocol: our node fixes a connection's protocol from its
+        // first bytes.
+        let ping: &[u8] = match protocol {
+            Protocol::Line => b"PING\r\n",
+            Protocol::Resp => b"*1\r\n$4\r\nPING\r\n",
+        };
+        connection.stream.write_all(ping).ok()?;
         let pong = connection.read_line()?;
         (pong == "PONG" || pong == "+PONG").then_some(connection)
     }

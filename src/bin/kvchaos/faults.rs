@@ -101,22 +101,28 @@ impl Injector {
                     FaultKind::Pause,
                     FaultKind::Partition,
                     FaultKind::DiskFull,
+                    FaultKind::SlowDisk,
                 ])
                 .unwrap_or(&FaultKind::Kill),
             kind => kind,
         };
-        let node = self.rng.usize(0..cluster.nodes.len());
+        // The primary half the time: it is the node whose faults can lose acknowledged writes.
+        let node = if cluster.nodes.len() == 1 || self.rng.bool() {
+            0
+        } else {
+            self.rng.usize(1..cluster.nodes.len())
+        };
         let name = cluster.name(node).to_string();
         let hold = Duration::from_millis(self.rng.u64(300..2000));
         let from = self.now();
         let mut killed = None;
         let what = match kind {
             FaultKind::Kill => {
-                cluster.nodes[node].kill();
+                cluster.nodes[node].kill()?;
                 killed = Some((node, self.now()));
                 let down = Duration::from_millis(self.rng.u64(0..1000));
                 std::thread::sleep(down);
-                cluster.nodes[node].spawn()?;
+                cluster.restart(node)?;
                 format!("kill -9 {name} (down {} ms)", down.as_millis())
             }
             FaultKind::Pause => {
@@ -134,8 +140,13 @@ impl Injector {
             FaultKind::SlowDisk => {
                 let delay = Duration::from_millis(self.rng.u64(20..300));
                 cluster.nodes[node].slow_disk(delay, hold)?;
+                let idle = if cluster.nodes[node].spec.fsync == "always" {
+                    ""
+                } else {
+                    " (few or no fsyncs under this policy)"
+                };
                 format!(
-                    "slow disk on {name}: every fsync {} ms late, for {} ms",
+                    "slow disk on {name}: every fsync {} ms late, for {} ms{idle}",
                     delay.as_millis(),
                     hold.as_millis()
                 )
@@ -182,13 +193,7 @@ impl Injector {
             }
         };
         std::thread::sleep(hold);
-        for proxy in cluster
-            .fronts
-            .iter()
-            .chain(cluster.links.iter().map(|l| &l.proxy))
-        {
-            proxy.set(Mode::Forward);
-        }
+        cluster.forward_all();
         format!("{what} for {} ms", hold.as_millis())
     }
 }

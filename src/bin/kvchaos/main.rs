@@ -80,7 +80,7 @@ struct Args {
     clients: u64,
     /// The most operations each client makes per second (0: as fast as it can). The checker's
     /// work grows with the history, so runs are paced by default.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     rate: u64,
     /// Keys the clients share (few, so that operations contend).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
@@ -142,6 +142,7 @@ fn program(args: &Args) -> Result<(Program, Protocol), String> {
 /// Run, record, check; answers whether the history is valid.
 fn run(args: &Args) -> Result<bool, String> {
     let (program, protocol) = program(args)?;
+    check_tools(args.fault)?;
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -169,38 +170,70 @@ fn run(args: &Args) -> Result<bool, String> {
     let workers = clients::start(&plan, args.clients as usize, seed, stop.clone());
     let mut injector = Injector::new(seed, start);
     let mut faults: Vec<FaultRecord> = Vec::new();
-    let mut crashes: Vec<String> = Vec::new();
+    // What went wrong with the nodes themselves: crashes, failed restarts, unclean stops.
+    let mut problems: Vec<String> = Vec::new();
     let deadline = start + Duration::from_secs(args.duration);
-    let injected = loop {
+    loop {
         // Faults at random times, from the seed.
         std::thread::sleep(injector.gap());
         match cluster.restart_crashed() {
-            Ok(crashed) => crashes.extend(crashed),
-            Err(error) => break Err(error),
+            Ok(crashed) => problems.extend(crashed),
+            Err(error) => problems.push(format!("the run stopped early: {error}")),
         }
-        if Instant::now() >= deadline {
-            break Ok(());
+        if Instant::now() >= deadline || !problems.is_empty() {
+            break;
         }
         match injector.inject(args.fault, &mut cluster) {
             Ok(fault) => faults.extend(fault),
-            Err(error) => break Err(error),
+            Err(error) => problems.push(format!("the run stopped early: {error}")),
         }
-    };
+    }
     stop.store(true, Ordering::SeqCst);
     let mut history: Vec<Operation> = Vec::new();
     for worker in workers {
         history.extend(worker.join().map_err(|_| "a client thread panicked")?);
     }
-    injected?;
     bound_unknowns(&mut history, &faults);
-    cluster.heal()?;
-    history.extend(clients::final_reads(&plan, args.clients as usize));
     let keys: Vec<String> = (0..args.keys).map(|k| format!("k{k}")).collect();
-    let converged = converge(&cluster, &keys, protocol);
-    cluster.stop();
+    let converged = match cluster.heal() {
+        Ok(crashed) => {
+            problems.extend(crashed);
+            history.extend(clients::final_reads(&plan, args.clients as usize));
+            converge(&cluster, &keys, protocol)
+        }
+        Err(error) => Err(format!("the cluster could not be healed: {error}")),
+    };
+    problems.extend(cluster.stop());
     clients::save(&history, &out.join("history.txt"))?;
     save_faults(&faults, &out.join("faults.txt"))?;
-    Ok(verdict(&history, &faults, &crashes, converged, &out))
+    Ok(verdict(&history, &faults, &problems, converged, &out))
+}
+
+/// Fail early, as a run that cannot start, when a program the faults need is missing.
+fn check_tools(fault: FaultKind) -> Result<(), String> {
+    let needs: &[&str] = match fault {
+        FaultKind::None => &[],
+        FaultKind::Kill => &[],
+        FaultKind::Pause => &["kill"],
+        FaultKind::Partition => &[],
+        FaultKind::DiskFull => &["prlimit"],
+        FaultKind::SlowDisk => &["strace"],
+        FaultKind::Mixed => &["kill", "prlimit", "strace"],
+    };
+    for tool in needs {
+        let found = std::process::Command::new(tool)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok();
+        if !found {
+            return Err(format!(
+                "--fault {fault:?} needs `{tool}`, which is not installed"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Give each write whose answer never came the latest time it can have taken effect: the
@@ -215,14 +248,19 @@ fn bound_unknowns(history: &mut [Operation], faults: &[FaultRecord]) {
         .filter(|&(node, _)| node == 0)
         .map(|(_, dead)| dead)
         .collect();
-    for op in history.iter_mut() {
-        if op.outcome == Outcome::Unknown && op.node == Node::Primary {
-            op.completed = deaths
+    for op in history
+        .iter_mut()
+        .filter(|op| op.outcome == Outcome::Unknown)
+    {
+        op.completed = match op.node {
+            Node::Primary => deaths
                 .iter()
                 .copied()
                 .find(|&dead| dead > op.invoked)
-                .unwrap_or(u64::MAX);
-        }
+                .unwrap_or(u64::MAX),
+            // Reads have no effect; their bound does not matter, and none is claimed.
+            Node::Replica(_) => u64::MAX,
+        };
     }
 }
 
@@ -251,7 +289,7 @@ fn save_faults(faults: &[FaultRecord], path: &Path) -> Result<(), String> {
 fn verdict(
     history: &[Operation],
     faults: &[FaultRecord],
-    crashes: &[String],
+    problems: &[String],
     converged: Result<(), String>,
     out: &Path,
 ) -> bool {
@@ -260,23 +298,33 @@ fn verdict(
         print!("{violation}");
         print_faults_around(window_of(&violation).span(), faults);
     }
-    for name in crashes {
-        println!("{name} exited by itself (a crash the run did not cause)");
+    for problem in problems {
+        println!("{problem}");
+    }
+    // A run in which nothing was answered checked nothing (every operation unknown), however
+    // its history checks out.
+    let answered = history
+        .iter()
+        .filter(|op| !matches!(op.outcome, Outcome::Unknown | Outcome::Failed))
+        .count();
+    if answered == 0 {
+        println!("no operation was answered: the run checked nothing");
     }
     if let Err(difference) = &converged {
         println!("the replicas did not converge within {CONVERGE_DEADLINE:?}: {difference}");
     }
-    let valid = report.is_valid() && crashes.is_empty() && converged.is_ok();
+    let valid = report.is_valid() && problems.is_empty() && converged.is_ok() && answered > 0;
     println!(
-        "kvchaos: {} operations={} faults={} lost_acknowledged_writes={} \
-         not_linearizable_keys={} replica_violations={} crashes={} converged={} out={}",
+        "kvchaos: {} operations={} answered={answered} faults={} \
+         lost_acknowledged_writes={} not_linearizable_keys={} replica_violations={} \
+         crashes={} converged={} out={}",
         if valid { "valid" } else { "INVALID" },
         history.len(),
         faults.len(),
         report.lost_writes(),
         report.non_linearizable_keys(),
         report.replica_violations(),
-        crashes.len(),
+        problems.len(),
         if converged.is_ok() { "yes" } else { "no" },
         out.display()
     );
@@ -308,5 +356,48 @@ fn print_faults_around(span: Range<u64>, faults: &[FaultRecord]) {
         println!("  no fault during it; the last one before it: {before}");
     } else {
         println!("  no fault during it or before it");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvstore::chaos::history::Call;
+
+    fn unknown(node: Node, invoked: u64) -> Operation {
+        Operation {
+            client: 0,
+            connection: 0,
+            node,
+            key: "k".into(),
+            call: Call::Put("v".into()),
+            invoked,
+            completed: invoked + 1,
+            outcome: Outcome::Unknown,
+        }
+    }
+
+    fn kill(node: usize, dead: u64) -> FaultRecord {
+        FaultRecord {
+            from: dead - 1,
+            to: dead + 10,
+            what: String::new(),
+            killed: Some((node, dead)),
+        }
+    }
+
+    #[test]
+    fn an_unanswered_write_is_bounded_by_the_next_death_of_the_primary_only() {
+        let mut history = vec![
+            unknown(Node::Primary, 5),
+            unknown(Node::Primary, 25),
+            unknown(Node::Primary, 45),
+            unknown(Node::Replica(1), 5),
+        ];
+        // The primary died at 20 and 40; a replica's death at 30 bounds nothing.
+        let faults = [kill(0, 20), kill(1, 30), kill(0, 40)];
+        bound_unknowns(&mut history, &faults);
+        let bounds: Vec<u64> = history.iter().map(|op| op.completed).collect();
+        assert_eq!(bounds, [20, 40, u64::MAX, u64::MAX]);
     }
 }

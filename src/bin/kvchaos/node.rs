@@ -9,13 +9,17 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long a node gets to start answering.
 const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long a node gets to stop after `SIGTERM` before it is killed.
+const STOP_DEADLINE: Duration = Duration::from_secs(15);
 
 /// Which store a node runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +54,9 @@ pub struct Spec {
 pub struct Node {
     /// How it was started, to start it again.
     pub spec: Spec,
-    /// Where it listens.
+    /// Where it listens now: a fresh port at every start, as a port left free by a killed
+    /// process can be taken by any outgoing connection before the restart binds it again.
+    /// Clients and peers reach it through proxies that are told the new address.
     pub addr: SocketAddr,
     /// The process (`None` between a kill and the restart).
     child: Option<Child>,
@@ -59,23 +65,28 @@ pub struct Node {
 }
 
 impl Node {
-    /// Start a node on a free loopback port, its log in `out/<name>.log`.
+    /// Start a node on a free loopback port with an empty data directory (an earlier run's
+    /// data, in an output folder used again, would make a history this run cannot explain),
+    /// its log in `out/<name>.log`.
     pub fn start(spec: Spec, out: &Path) -> Result<Node, String> {
+        match std::fs::remove_dir_all(&spec.data_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("cannot empty {}: {e}", spec.data_dir.display()));
+            }
+            _ => {}
+        }
         // kvnode creates its data directory; redis-server needs it to exist.
         std::fs::create_dir_all(&spec.data_dir)
             .map_err(|e| format!("cannot create {}: {e}", spec.data_dir.display()))?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port: {e}"))?
-            .port();
         let log = OpenOptions::new()
             .create(true)
-            .append(true)
+            .write(true)
+            .truncate(true)
             .open(out.join(format!("{}.log", spec.name)))
             .map_err(|e| format!("cannot open {}'s log: {e}", spec.name))?;
         let mut node = Node {
             spec,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr: free_port()?,
             child: None,
             log: Arc::new(Mutex::new(log)),
         };
@@ -88,9 +99,18 @@ impl Node {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Start the process and wait until it answers `PING`.
+    /// Start the process (on a fresh port after the first time) and wait until it answers
+    /// `PING`.
     pub fn spawn(&mut self) -> Result<(), String> {
+        if self.child.is_some() {
+            return Err(format!("{} is already running", self.spec.name));
+        }
         let mut command = self.command();
+        // SAFETY: the closure runs in the child between fork and exec and only makes
+        // async-signal-safe system calls (signal, prctl, getppid).
+        unsafe {
+            command.pre_exec(prepare_child);
+        }
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -149,15 +169,17 @@ impl Node {
         }
     }
 
-    /// Wait until the node answers `PING` (both stores answer an inline `PING`).
+    /// Wait until the node answers `PING` (both stores answer an inline `PING`); a process
+    /// that exited is noticed first, so that nothing else on its port can answer for it.
     fn wait_ready(&mut self) -> Result<(), String> {
         let start = Instant::now();
         while start.elapsed() < START_DEADLINE {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return Err(format!("{} exited at start: {status}", self.spec.name));
+            }
             if ping(self.addr) {
                 return Ok(());
-            }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                return Err(format!("{} exited at start: {status}", self.spec.name));
             }
             // Poll interval of the deadline-bounded wait for the node to listen.
             std::thread::sleep(Duration::from_millis(20));
@@ -168,22 +190,26 @@ impl Node {
         ))
     }
 
-    /// `kill -9`, and wait for the process to be gone.
-    pub fn kill(&mut self) {
+    /// `kill -9`, and wait for the process to be gone; the next start takes a fresh port.
+    pub fn kill(&mut self) -> Result<(), String> {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.addr = free_port()?;
+        Ok(())
     }
 
-    /// Whether the process has exited by itself (a crash the run did not cause).
-    pub fn exited(&mut self) -> bool {
+    /// If the process has exited by itself (a crash the run did not cause): how. The next
+    /// start takes a fresh port.
+    pub fn exited(&mut self) -> Result<Option<ExitStatus>, String> {
         match self.child.as_mut().map(Child::try_wait) {
-            Some(Ok(Some(_))) => {
+            Some(Ok(Some(status))) => {
                 self.child = None;
-                true
+                self.addr = free_port()?;
+                Ok(Some(status))
             }
-            _ => false,
+            _ => Ok(None),
         }
     }
 
@@ -216,7 +242,12 @@ impl Node {
         let Some(pid) = self.pid() else {
             return Ok(());
         };
-        let mut strace = Command::new("strace")
+        let mut command = Command::new("strace");
+        // SAFETY: as for the node: only async-signal-safe system calls before exec.
+        unsafe {
+            command.pre_exec(prepare_child);
+        }
+        let mut strace = command
             .args(["-f", "-o", "/dev/null", "-e", "trace=fdatasync,fsync"])
             .arg(format!(
                 "--inject=fdatasync,fsync:delay_enter={}",
@@ -267,20 +298,73 @@ impl Node {
         result
     }
 
-    /// Stop it gracefully (SIGTERM, then wait).
-    pub fn stop(&mut self) {
+    /// Stop it gracefully (SIGTERM, then wait a while, then `kill -9`); a problem if it did
+    /// not stop cleanly.
+    pub fn stop(&mut self) -> Result<(), String> {
         let _ = self.signal("CONT");
         let _ = self.signal("TERM");
-        if let Some(mut child) = self.child.take() {
-            let _ = child.wait();
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let start = Instant::now();
+        while start.elapsed() < STOP_DEADLINE {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => {
+                    return Err(format!(
+                        "{} stopped badly on SIGTERM: {status}",
+                        self.spec.name
+                    ))
+                }
+                // Poll interval of the bounded wait for a clean stop.
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
         }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(format!(
+            "{} did not stop within {STOP_DEADLINE:?} of SIGTERM",
+            self.spec.name
+        ))
     }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
-        self.kill();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
+}
+
+/// A free loopback port (the system's choice).
+fn free_port() -> Result<SocketAddr, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Set up a started process before it runs its program: it dies with kvchaos (so that an
+/// interrupted run leaves no node behind), a file size limit makes its writes fail rather
+/// than killing it (Redis, unlike kvnode, does not ignore `SIGXFSZ` itself; an ignored
+/// signal stays ignored across exec), and strace, a sibling rather than its parent, may
+/// attach to it for a slow disk where Yama restricts tracing to parents.
+fn prepare_child() -> std::io::Result<()> {
+    // SAFETY: plain system calls with constant arguments, allowed between fork and exec.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // The parent may have died before the line above took effect.
+        if libc::getppid() == 1 {
+            return Err(std::io::Error::other("kvchaos exited"));
+        }
+        // Best effort: only matters where Yama's ptrace_scope is 1.
+        libc::prctl(libc::PR_SET_PTRACER, libc::PR_SET_PTRACER_ANY);
+    }
+    Ok(())
 }
 
 /// Run a helper command (`kill`, `prlimit`) and say whether it worked.

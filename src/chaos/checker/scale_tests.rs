@@ -159,6 +159,8 @@ fn sixty_thousand_operations_on_one_key() {
         unknown: 200,
         failed: 500,
         late: 2_000_000_000,
+        // A kill of the primary every 1 s on average bounds the unknown ones sent before it.
+        kill: 2_000_000_000,
     };
     let history = simulate(&mut rng, &shape).history;
     let unknown = history

@@ -461,6 +461,9 @@ impl Sweep<'_> {
             let mut states = node.spare.states();
             states.any(|s| node.spare.earliest(s).is_some_and(|bound| bound <= at))
         };
+        if !self.frontier.iter().any(expiring) {
+            return; // Nothing is bounded here in any way.
+        }
         let mut seen: HashSet<Node> = self.frontier.iter().cloned().collect();
         let mut stack: Vec<Node> = self
             .frontier

@@ -178,6 +178,19 @@ fn an_unknown_delete_from_before_a_window_may_take_effect_in_it_but_only_once() 
 }
 
 #[test]
+fn an_unknown_delete_bounded_before_a_window_cannot_take_effect_in_it() {
+    let mut history = written_and_read(10);
+    // Sent at 5 to a process dead by 6.
+    history.push(op(3, Call::Del, 5, 6, Outcome::Unknown));
+    history.push(op(0, put("last"), 1_000, 1_001, Outcome::Written));
+    history.push(op(2, Call::Get, 1_010, 1_011, read(None)));
+    let window = smallest_violation(&history).expect("a window");
+    assert_eq!((window.from, window.to), (1_000, 1_011));
+    assert_eq!(window.operations, history[history.len() - 2..].to_vec());
+    assert_eq!(window.unknown_before, 0);
+}
+
+#[test]
 fn windows_of_long_paced_histories_with_a_stale_read_are_short() {
     let mut rng = fastrand::Rng::with_seed(17);
     let mut tried = 0;

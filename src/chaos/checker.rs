@@ -17,9 +17,9 @@
 //! as `reference`) slows down as a history grows: its memo holds a set of the operations
 //! done, which grows with the history, and operations of unknown outcome stay candidates
 //! until their bound, or forever. A 10-minute `kvchaos` run gives some 60,000 operations a
-//! key, a few hundred of them unknown. So the check is one sweep over time instead, carrying every way the history
-//! so far could have gone (Lowe's "just-in-time linearization"), with each way reduced to
-//! what matters for the future:
+//! key, a few hundred of them unknown. So the check is one sweep over time instead,
+//! carrying every way the history so far could have gone (Lowe's "just-in-time
+//! linearization"), with each way reduced to what matters for the future:
 //!
 //! - which known operations *still in flight* have taken effect (one bit each, so at most
 //!   128 in flight at once, or 128 clients on one key: beyond, `linearizable` falls back to
@@ -77,11 +77,11 @@
 //! by a kill, as `kvchaos` records them) takes 16 ms to accept, and the same with one stale
 //! read 11 ms to reject and 45 ms more to find its smallest window (the checker before
 //! bounds, on the same machine and a like history with 266 unknown and none bounded: 16, 11
-//! and 40 ms). The reference search takes 3 s on that key (its cost grows with the square of the
-//! length), and more than 4 minutes on 5,000 operations whose unknown outcomes may take
-//! effect any time later (1 in 50), where the sweep takes 2 ms (39 ms for 60,000). With
-//! more clients on one key the sweep slows: 0.5 s for 60,000 operations with 20 clients
-//! (up to 11 in flight at once), 50 s with 50 (up to 20 in flight).
+//! and 40 ms). The reference search takes 3 s on that key (its cost grows with the square
+//! of the length), and more than 4 minutes on 5,000 operations whose unknown outcomes may
+//! take effect any time later (1 in 50), where the sweep takes 2 ms (39 ms for 60,000).
+//! With more clients on one key the sweep slows: 0.5 s for 60,000 operations with 20
+//! clients (up to 11 in flight at once), 50 s with 50 (up to 20 in flight).
 //!
 //! # The smallest window
 //!

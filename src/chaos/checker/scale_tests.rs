@@ -47,7 +47,8 @@ fn it_agrees_with_the_reference_search_on_random_medium_histories() {
         let mut shape = Shape::new(rng.usize(1..=5), rng.usize(5..=40));
         shape.unknown = rng.u32(0..12);
         shape.late = rng.u64(0..2_000);
-        // Kills (bounding the unknown operations sent before them) often, now and then, or never.
+        // Kills (bounding the unknown operations sent before them): often, now and then, or
+        // never.
         shape.kill = [0, 300, 2_000][rng.usize(0..3)];
         let simulated = simulate(&mut rng, &shape).history;
         let unknown = simulated.iter().filter(|op| op.outcome == Outcome::Unknown);

@@ -2,8 +2,12 @@
 //! asked, when it asked, when it heard back, and what it heard.
 //!
 //! Times are nanoseconds from the start of a run, from one monotonic clock. An operation
-//! whose outcome is unknown (a timeout, a lost connection) may or may not have taken effect:
-//! it is treated as still running forever, with any answer.
+//! whose outcome is unknown (a timeout, a lost connection) may or may not have taken effect,
+//! with any answer: if it did, at an instant from its invocation to its `completed` field,
+//! which for it is a bound, not an answer's arrival. The runner knows such a bound when the
+//! process the operation was sent to was killed (`kill -9`) after it was sent: that process
+//! is dead by then, and the restarted one never sees the connection. Without one the bound
+//! is `u64::MAX`: it may take effect any time after its invocation, or never.
 
 /// What a client asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +62,9 @@ pub struct Operation {
     pub call: Call,
     /// When it was sent.
     pub invoked: u64,
-    /// When its answer arrived (meaningless for `Unknown`).
+    /// When its answer arrived. For an `Unknown` outcome: the latest instant it may have taken
+    /// effect (the process it was sent to was dead by then), or `u64::MAX` if there is no
+    /// such bound. Either way, the latest instant it may take effect, as every check reads it.
     pub completed: u64,
     /// What the client heard.
     pub outcome: Outcome,
@@ -106,7 +112,14 @@ impl std::fmt::Display for Operation {
             Outcome::Read(Some(value)) => write!(f, " -> {value}"),
             Outcome::Read(None) | Outcome::Deleted(false) => write!(f, " -> NOT_FOUND"),
             Outcome::Failed => write!(f, " -> failed (did not happen)"),
-            Outcome::Unknown => write!(f, " -> no answer (may or may not have happened)"),
+            Outcome::Unknown if self.completed == u64::MAX => {
+                write!(f, " -> no answer (may or may not have happened)")
+            }
+            Outcome::Unknown => write!(
+                f,
+                " -> no answer (may or may not have happened, not after {})",
+                seconds(self.completed)
+            ),
         }
     }
 }

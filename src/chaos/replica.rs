@@ -2,7 +2,8 @@
 //! linearizable; but it may only show what the primary was asked to write, and on one
 //! connection it must never go back in time. Only what is provable is flagged: a read is
 //! "older" than another only if the real-time order of the writes behind them says so, never
-//! where concurrency could explain it.
+//! where concurrency could explain it. A write or delete of unknown outcome may take effect
+//! until its bound (the process it was sent to was dead by then), if it has one.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -80,7 +81,8 @@ impl fmt::Display for ReplicaViolation {
 struct Writes<'a> {
     /// The one invoked first: a read of the value took effect after it was invoked, at least.
     first: &'a Operation,
-    /// The one that may take effect last: its completion (`u64::MAX` if unknown), and it.
+    /// The one that may take effect last: its completion (or, of unknown outcome, its bound:
+    /// `u64::MAX` if none), and it.
     last: (u64, &'a Operation),
 }
 
@@ -156,13 +158,11 @@ fn replica_number(node: Node) -> usize {
     }
 }
 
-/// The time until which an operation may take effect: its completion, or never-ending.
+/// The time until which an operation may take effect: its completion, or for an unknown
+/// outcome its bound (the process it was sent to was dead by then; `u64::MAX`: none). Both
+/// are its `completed`.
 fn until(op: &Operation) -> u64 {
-    if op.outcome == Outcome::Unknown {
-        u64::MAX
-    } else {
-        op.completed
-    }
+    op.completed
 }
 
 /// Checks the reads of one connection, in invocation order: each against the earlier read

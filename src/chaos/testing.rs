@@ -23,6 +23,10 @@ pub(crate) struct Shape {
     pub failed: u32,
     /// The latest an unanswered operation takes effect after its invocation (ns), when it does.
     pub late: u64,
+    /// The longest time between two kills of the process (ns; 0: none). An unanswered
+    /// operation sent before a kill is bounded by it (takes effect by then, if at all), as
+    /// the runner records it, half the time; otherwise, and after the last kill, unbounded.
+    pub kill: u64,
 }
 
 impl Shape {
@@ -37,6 +41,7 @@ impl Shape {
             unknown: 20,
             failed: 30,
             late: 1_000,
+            kill: 2_000,
         }
     }
 }
@@ -62,12 +67,19 @@ impl Simulated {
 /// A history of one key that a register could have produced: every client waits for each
 /// answer (or gives up on it) before its next operation; each operation takes effect at a
 /// random instant between its invocation and completion, an unanswered one maybe much later
-/// or never, a failed one never. Values written are unique.
+/// (but not after its bound) or never, a failed one never. Values written are unique.
 pub(crate) fn simulate(rng: &mut fastrand::Rng, shape: &Shape) -> Simulated {
     let mut history = Vec::with_capacity(shape.operations);
     // (instant it takes effect, index in `history`)
     let mut effects: Vec<(u64, usize)> = Vec::new();
     let mut clocks = vec![0u64; shape.clients];
+    // Kills up to about when the run ends (each client's operations one after another).
+    let mut kills = Vec::new();
+    let per_client = (shape.operations / shape.clients.max(1)) as u64;
+    let end = per_client * (shape.gap + shape.duration);
+    while shape.kill > 0 && kills.last().is_none_or(|&last| last < end) {
+        kills.push(kills.last().unwrap_or(&0) + rng.u64(1..=shape.kill));
+    }
     for n in 0..shape.operations {
         let client = rng.usize(0..shape.clients);
         let invoked = clocks[client] + rng.u64(1..=shape.gap);
@@ -80,10 +92,13 @@ pub(crate) fn simulate(rng: &mut fastrand::Rng, shape: &Shape) -> Simulated {
         let unknown = shape.unknown > 0 && rng.u32(0..shape.unknown) == 0;
         let failed = !unknown && shape.failed > 0 && rng.u32(0..shape.failed) == 0;
         let (completed, outcome) = if unknown {
+            let next_kill = kills.iter().copied().find(|&kill| kill > invoked);
+            let bound = next_kill.filter(|_| rng.bool()).unwrap_or(u64::MAX);
             if rng.bool() {
-                effects.push((invoked + rng.u64(0..=shape.late), n));
+                let latest = invoked.saturating_add(shape.late).min(bound);
+                effects.push((rng.u64(invoked..=latest), n));
             }
-            (invoked + shape.duration, Outcome::Unknown)
+            (bound, Outcome::Unknown)
         } else if failed {
             (invoked + duration, Outcome::Failed)
         } else {
@@ -91,7 +106,12 @@ pub(crate) fn simulate(rng: &mut fastrand::Rng, shape: &Shape) -> Simulated {
             // Filled in below, once the order of effects is known.
             (invoked + duration, Outcome::Written)
         };
-        clocks[client] = completed;
+        // A client gives up on an answer after the longest an answered operation takes.
+        clocks[client] = if unknown {
+            invoked + shape.duration
+        } else {
+            completed
+        };
         history.push(Operation {
             client,
             connection: client as u64,

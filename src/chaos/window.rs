@@ -19,8 +19,9 @@ pub struct Window {
     /// failed ones (they did not happen) and unanswered GETs (they changed nothing); one with
     /// an unknown outcome is listed if it was invoked in the span.
     pub operations: Vec<Operation>,
-    /// PUTs and DELs of the key with an unknown outcome invoked before the span: not listed,
-    /// but they may have taken effect in it, and the checks allowed for that.
+    /// PUTs and DELs of the key with an unknown outcome invoked before the span and not
+    /// bounded before it: not listed, but they may have taken effect in it, and the checks
+    /// allowed for that. (Those bounded before it can only have left the state it starts in.)
     pub unknown_before: usize,
 }
 
@@ -52,6 +53,7 @@ impl Window {
             .iter()
             .filter(relevant)
             .filter(|op| op.outcome == Outcome::Unknown && op.invoked < from)
+            .filter(|op| op.completed >= from)
             .count();
         Window {
             key: key.to_string(),

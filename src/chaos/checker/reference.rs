@@ -7,11 +7,14 @@
 //! that operation take effect now (if the register's answer matches), remembering the (set of
 //! operations done, register state) pairs already explored; at a completion of an operation
 //! not yet done, undo the last choice and try the next. An operation with an unknown outcome
-//! completes at infinity and accepts any answer, so it may take effect at any time after its
-//! invocation, or, in effect, never. Failed operations did not happen and are left out.
+//! accepts any answer and need never take effect, so its completion event (at its bound) is
+//! passed over; but it may take effect only before every operation invoked after its bound,
+//! so it is a candidate only while no operation done so far was invoked after it. (That
+//! depends on the done-set alone, so the memo stays sound.) Failed operations did not happen
+//! and are left out.
 //!
 //! Its cost grows with the history: the done-set is cloned into the memo at every step, and
-//! operations with an unknown outcome stay candidates forever.
+//! operations with an unknown outcome and no bound stay candidates forever.
 
 use std::collections::HashSet;
 
@@ -27,7 +30,8 @@ struct Op {
     call: Call,
     /// What was heard; `None`: anything (the outcome is unknown).
     outcome: Option<Outcome>,
-    /// Invocation and completion times (completion `u64::MAX` when unknown).
+    /// Invocation and completion times (for an unknown outcome, the completion is its bound:
+    /// `u64::MAX` if none).
     invoked: u64,
     /// See `invoked`.
     completed: u64,
@@ -52,12 +56,19 @@ fn prepare(history: &[&Operation]) -> Vec<Op> {
             outcome: (op.outcome != Outcome::Unknown).then(|| op.outcome.clone()),
             invoked: op.invoked,
             completed: if op.outcome == Outcome::Unknown {
-                u64::MAX
+                op.completed.max(op.invoked)
             } else {
                 op.completed
             },
         })
         .collect()
+}
+
+/// Whether `op` may take effect now, after operations done of which the latest invoked was
+/// invoked at `latest`: an operation of unknown outcome only if that was not after its bound.
+/// (A known one would have ended the walk at its completion event before.)
+fn in_time(op: &Op, latest: u64) -> bool {
+    op.outcome.is_some() || latest <= op.completed
 }
 
 /// Whether one key's history (starting from an absent key) is linearizable; every operation
@@ -90,9 +101,11 @@ fn search(ops: &[Op]) -> bool {
     let mut done: u128 = 0;
     let mut state: State = None;
     let mut seen: HashSet<(u128, State)> = HashSet::new();
-    // The choices made: the op that took effect, the state before it, and where its
-    // invocation event was, to resume the walk after undoing it.
-    let mut stack: Vec<(usize, State, usize)> = Vec::new();
+    // The latest invocation of an op done.
+    let mut latest = 0;
+    // The choices made: the op that took effect, the state before it, where its invocation
+    // event was (to resume the walk after undoing it), and `latest` before it.
+    let mut stack: Vec<(usize, State, usize, u64)> = Vec::new();
     let mut at = 0;
     // Every op with a known outcome must take effect; unknown ones may never.
     let required: u128 = ops
@@ -115,9 +128,10 @@ fn search(ops: &[Op]) -> bool {
         if !is_completion {
             let (answer, next) = step(&state, &ops[i].call);
             let matches = ops[i].outcome.as_ref().is_none_or(|heard| *heard == answer);
-            if matches && seen.insert((done | bit, next.clone())) {
-                stack.push((i, std::mem::replace(&mut state, next), at));
+            if matches && in_time(&ops[i], latest) && seen.insert((done | bit, next.clone())) {
+                stack.push((i, std::mem::replace(&mut state, next), at, latest));
                 done |= bit;
+                latest = latest.max(ops[i].invoked);
                 at = 0;
                 continue;
             }
@@ -126,11 +140,12 @@ fn search(ops: &[Op]) -> bool {
         }
         // The completion of an operation that has not taken effect: a dead end. Undo the last
         // choice and try the next candidate after it.
-        let Some((last, before, position)) = stack.pop() else {
+        let Some((last, before, position, previous)) = stack.pop() else {
             return false;
         };
         done &= !(1u128 << last);
         state = before;
+        latest = previous;
         at = position + 1;
     }
 }
@@ -143,7 +158,8 @@ fn search_large(ops: &[Op]) -> bool {
     let is_done = |done: &[u64], i: usize| done[i / 64] & (1 << (i % 64)) != 0;
     let mut state: State = None;
     let mut seen: HashSet<(Vec<u64>, State)> = HashSet::new();
-    let mut stack: Vec<(usize, State, usize)> = Vec::new();
+    let mut latest = 0;
+    let mut stack: Vec<(usize, State, usize, u64)> = Vec::new();
     let mut at = 0;
     let mut remaining = ops.iter().filter(|op| op.outcome.is_some()).count();
     loop {
@@ -160,10 +176,11 @@ fn search_large(ops: &[Op]) -> bool {
         if !is_completion {
             let (answer, next) = step(&state, &ops[i].call);
             let matches = ops[i].outcome.as_ref().is_none_or(|heard| *heard == answer);
-            if matches {
+            if matches && in_time(&ops[i], latest) {
                 done[i / 64] |= 1 << (i % 64);
                 if seen.insert((done.clone(), next.clone())) {
-                    stack.push((i, std::mem::replace(&mut state, next), at));
+                    stack.push((i, std::mem::replace(&mut state, next), at, latest));
+                    latest = latest.max(ops[i].invoked);
                     if ops[i].outcome.is_some() {
                         remaining -= 1;
                     }
@@ -175,7 +192,7 @@ fn search_large(ops: &[Op]) -> bool {
             at += 1;
             continue;
         }
-        let Some((last, before, position)) = stack.pop() else {
+        let Some((last, before, position, previous)) = stack.pop() else {
             return false;
         };
         done[last / 64] &= !(1 << (last % 64));
@@ -183,6 +200,7 @@ fn search_large(ops: &[Op]) -> bool {
             remaining += 1;
         }
         state = before;
+        latest = previous;
         at = position + 1;
     }
 }

@@ -47,6 +47,9 @@ fn it_agrees_with_the_reference_search_on_random_medium_histories() {
         let mut shape = Shape::new(rng.usize(1..=5), rng.usize(5..=40));
         shape.unknown = rng.u32(0..12);
         shape.late = rng.u64(0..2_000);
+        // Kills (bounding the unknown operations sent before them): often, now and then, or
+        // never.
+        shape.kill = [0, 300, 2_000][rng.usize(0..3)];
         let simulated = simulate(&mut rng, &shape).history;
         let unknown = simulated.iter().filter(|op| op.outcome == Outcome::Unknown);
         if unknown.count() > 3 {
@@ -84,6 +87,7 @@ fn it_agrees_with_the_reference_search_on_short_histories_with_many_unknown_outc
         let mut shape = Shape::new(rng.usize(1..=4), rng.usize(4..=18));
         shape.unknown = 3;
         shape.late = rng.u64(0..3_000);
+        shape.kill = [0, 300, 2_000][rng.usize(0..3)];
         let simulated = simulate(&mut rng, &shape).history;
         let unknown = simulated.iter().filter(|op| op.outcome == Outcome::Unknown);
         if unknown.count() > 6 {
@@ -159,6 +163,8 @@ fn sixty_thousand_operations_on_one_key() {
         unknown: 200,
         failed: 500,
         late: 2_000_000_000,
+        // A kill of the primary every 1 s on average bounds the unknown ones sent before it.
+        kill: 2_000_000_000,
     };
     let history = simulate(&mut rng, &shape).history;
     let unknown = history

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::spare::Spare;
 use crate::chaos::history::{Call, Operation, Outcome};
 
 /// The state id of an absent key.
@@ -58,17 +59,21 @@ enum Action {
     Impossible,
 }
 
-/// Something that happens at an instant of the sweep.
+/// Something that happens at an instant of the sweep. At equal times they come in this
+/// order: operations touching at an instant overlap, so invocations come before completions,
+/// and an operation whose bound is an instant may still take effect at it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
     /// An operation that may or may not take effect becomes possible: it would leave the
-    /// register in this state. (Ordered first: at equal times invocations come before
-    /// completions, as operations touching at an instant overlap.)
-    Offer(u32),
+    /// register in this state, and may take effect until this bound (`u64::MAX`: any time).
+    Offer(u32, u64),
     /// A known operation is invoked.
     Invoke(usize),
     /// A known operation completes: by now it must have taken effect.
     Complete(usize),
+    /// The bound of some pending operations: after this instant they can no longer take
+    /// effect.
+    Expire,
 }
 
 /// One key's history (or a window of it) ready for a sweep.
@@ -92,22 +97,28 @@ pub struct Prepared {
 
 /// Prepares the operations of one key (answered by the primary) for a sweep over `span`.
 /// Inside the span, operations with a known outcome must take effect with their answers, and
-/// PUTs and DELs with an unknown outcome may take effect any time after their invocation, or
-/// never. Failed operations did not happen; GETs with an unknown outcome change nothing.
+/// PUTs and DELs with an unknown outcome may take effect at any instant from their invocation
+/// to their bound (`completed`; `u64::MAX`: any time after), or never. Failed operations did
+/// not happen; GETs with an unknown outcome change nothing.
 ///
 /// A window (a span that does not cover the whole history) is checked without its past: it
-/// may start absent or holding the value of any PUT acknowledged before it; PUTs and DELs
-/// from before it with an unknown outcome may take effect in it (at its start, too), and so
-/// may PUTs and DELs that straddle either end of it (their answers are not checked). Every
-/// linearization of the whole history, cut to the window, is one of these; so a window that
-/// is not linearizable proves that the whole history is not.
+/// may start absent or holding the value of any PUT acknowledged before it, or of unknown
+/// outcome and bounded before it; PUTs and DELs of unknown outcome whose bound is not before
+/// it may take effect in it (at its start, too, if sent before it), and so may PUTs and DELs
+/// that straddle either end of it (answers unchecked; not after their completion, which
+/// matters only for those straddling its start). Every linearization of the whole history,
+/// cut to the window, is one of these; so a window that is not linearizable proves that the
+/// whole history is not.
 pub fn prepare(history: &[&Operation], span: Span) -> Prepared {
+    // The latest instant an operation may take effect: its completion, or for one of unknown
+    // outcome its bound.
     let completed = |op: &Operation| op.completed.max(op.invoked);
     let inside = |op: &Operation| {
         !matches!(op.outcome, Outcome::Failed | Outcome::Unknown)
             && op.invoked >= span.from
             && completed(op) <= span.to
     };
+    let mut expiries = Vec::new();
     // Each value a read inside the span shows gets a state id of its own.
     let mut ids: HashMap<&str, u32> = HashMap::new();
     for op in history.iter().filter(|op| inside(op)) {
@@ -129,10 +140,11 @@ pub fn prepare(history: &[&Operation], span: Span) -> Prepared {
         if op.outcome == Outcome::Failed {
             continue;
         }
-        // An acknowledged PUT before the window may have left its value there. (One that
-        // may still take effect in the window is offered below instead: taking effect at
-        // its start gives the same, and it cannot take effect twice.)
-        if let (Call::Put(value), Outcome::Written) = (&op.call, &op.outcome) {
+        // An acknowledged PUT before the window, or one of unknown outcome bounded before
+        // it, may have left its value there. (One that may still take effect in the window
+        // is offered below instead: taking effect at its start gives the same, and it cannot
+        // take effect twice.)
+        if let (Call::Put(value), Outcome::Written | Outcome::Unknown) = (&op.call, &op.outcome) {
             if completed(op) < span.from {
                 entry.push(state_of(value));
             }
@@ -151,12 +163,19 @@ pub fn prepare(history: &[&Operation], span: Span) -> Prepared {
             events.push((completed(op), Event::Complete(index)));
             continue;
         }
-        // Outside the checked part, a PUT or DEL that could take effect inside the span.
-        let overlaps = op.outcome == Outcome::Unknown || completed(op) >= span.from;
-        if let Some(state) = effect.filter(|_| overlaps && op.invoked <= span.to) {
-            events.push((op.invoked.max(span.from), Event::Offer(state)));
+        // Outside the checked part, a PUT or DEL that could take effect inside the span,
+        // until its bound (none, if that is not before the span's end: all alike there).
+        let overlaps = completed(op) >= span.from && op.invoked <= span.to;
+        if let Some(state) = effect.filter(|_| overlaps) {
+            let bound = Some(completed(op)).filter(|&bound| bound < span.to);
+            let offer = Event::Offer(state, bound.unwrap_or(u64::MAX));
+            events.push((op.invoked.max(span.from), offer));
+            expiries.extend(bound);
         }
     }
+    expiries.sort_unstable();
+    expiries.dedup();
+    events.extend(expiries.into_iter().map(|at| (at, Event::Expire)));
     events.sort_unstable();
     entry.sort_unstable();
     entry.dedup();
@@ -166,13 +185,13 @@ pub fn prepare(history: &[&Operation], span: Span) -> Prepared {
     let mut written = vec![false; states];
     for (_, event) in &events {
         match *event {
-            Event::Offer(state) => offers[state as usize] += 1,
+            Event::Offer(state, _) => offers[state as usize] += 1,
             Event::Invoke(i) => match known[i] {
                 Action::Put(state) => written[state as usize] = true,
                 Action::Get(state) => reads[state as usize] += 1,
                 Action::Del(_) | Action::Impossible => {}
             },
-            Event::Complete(_) => {}
+            Event::Complete(_) | Event::Expire => {}
         }
     }
     Prepared {
@@ -183,59 +202,6 @@ pub fn prepare(history: &[&Operation], span: Span) -> Prepared {
         reads,
         offers,
         written,
-    }
-}
-
-/// Operations that may still take effect (their outcome is unknown, or they lie outside the
-/// window), counted by the state they would leave: those leaving the same state are
-/// interchangeable once invoked, so only their number matters. Sorted by state, no zeros.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-struct Spare(Vec<(u32, u32)>);
-
-impl Spare {
-    /// One more that would leave `state`.
-    fn add(&mut self, state: u32, count: u32) {
-        match self.0.binary_search_by_key(&state, |&(s, _)| s) {
-            Ok(at) => self.0[at].1 += count,
-            Err(at) => self.0.insert(at, (state, count)),
-        }
-    }
-
-    /// How many would leave `state`.
-    fn count(&self, state: u32) -> u32 {
-        self.0
-            .binary_search_by_key(&state, |&(s, _)| s)
-            .map_or(0, |at| self.0[at].1)
-    }
-
-    /// A copy with one fewer that would leave `state` (which has some).
-    fn without_one(&self, state: u32) -> Spare {
-        let mut spare = self.clone();
-        if let Ok(at) = spare.0.binary_search_by_key(&state, |&(s, _)| s) {
-            spare.0[at].1 -= 1;
-            if spare.0[at].1 == 0 {
-                spare.0.remove(at);
-            }
-        }
-        spare
-    }
-
-    /// Counts those leaving `from` as leaving `to` instead.
-    fn relabel(&mut self, from: u32, to: u32) {
-        if let Ok(at) = self.0.binary_search_by_key(&from, |&(s, _)| s) {
-            let (_, count) = self.0.remove(at);
-            self.add(to, count);
-        }
-    }
-
-    /// Whether this has at least as many as `other` for every state: then it can do anything
-    /// `other` can (an operation left pending may still take effect later, or never).
-    fn covers(&self, other: &Spare) -> bool {
-        let mut mine = self.0.iter().peekable();
-        other.0.iter().all(|&(state, count)| {
-            while mine.next_if(|&&(s, _)| s < state).is_some() {}
-            mine.next_if(|&&(s, c)| s == state && c >= count).is_some()
-        })
     }
 }
 
@@ -275,10 +241,10 @@ pub fn run(prepared: &Prepared) -> Verdict {
     };
     for &(at, event) in &prepared.events {
         match event {
-            Event::Offer(offered) => {
+            Event::Offer(offered, bound) => {
                 let state = sweep.canonical(offered);
                 for node in &mut sweep.frontier {
-                    node.spare.add(state, 1);
+                    node.spare.add(state, bound, 1);
                 }
                 let left = &mut sweep.offers[offered as usize];
                 *left -= 1;
@@ -303,6 +269,7 @@ pub fn run(prepared: &Prepared) -> Verdict {
                     return Verdict::Violated { at };
                 }
             }
+            Event::Expire => sweep.expire(at),
         }
     }
     Verdict::Linearizable
@@ -370,7 +337,7 @@ impl Sweep<'_> {
     /// Whether `node` lost the last source of a value a read it has not yet made still
     /// needs: `lost` is the value the register held before, or the pending operation used.
     fn doomed(&self, node: &Node, lost: u32) -> bool {
-        if !self.needed[lost as usize] || node.state == lost || node.spare.count(lost) > 0 {
+        if !self.needed[lost as usize] || node.state == lost || node.spare.has(lost) {
             return false;
         }
         let made = self.in_flight.iter().filter(|&&j| {
@@ -400,7 +367,7 @@ impl Sweep<'_> {
         if matches!(action, Action::Put(_)) {
             return;
         }
-        for &(before, _) in &node.spare.0 {
+        for before in node.spare.states() {
             if before == node.state {
                 continue;
             }
@@ -469,13 +436,78 @@ impl Sweep<'_> {
                 node.spare.relabel(state, UNREAD);
             }
         }
-        let reads = self
-            .in_flight
+        self.frontier = prune(next, self.reads_in_flight());
+        !self.frontier.is_empty()
+    }
+
+    /// The bits of the GETs in flight.
+    fn reads_in_flight(&self) -> u128 {
+        self.in_flight
             .iter()
             .filter(|&&j| matches!(self.known[j], Action::Get(_)))
-            .fold(0, |mask, &j| mask | 1u128 << self.slots[j]);
-        self.frontier = prune(next, reads);
-        !self.frontier.is_empty()
+            .fold(0, |mask, &j| mask | 1u128 << self.slots[j])
+    }
+
+    /// The bound of some pending operations is `at`: before they go, add the ways in which
+    /// one of them takes effect now, last, after any of the known operations in flight (each
+    /// maybe right after one pending operation, as in [`Sweep::successors`]). That is all an
+    /// expiry needs: in a linearization whose every operation takes effect as late as its
+    /// deadline and the next one allow, what takes effect at `at` is a run ending with an
+    /// operation whose deadline is `at`, and a known one completing at `at` has been dealt
+    /// with already (completions come first).
+    fn expire(&mut self, at: u64) {
+        // (Only a way with one left can end so; other ways are kept as they are.)
+        let expiring = |node: &Node| {
+            let mut states = node.spare.states();
+            states.any(|s| node.spare.earliest(s).is_some_and(|bound| bound <= at))
+        };
+        if !self.frontier.iter().any(expiring) {
+            return; // Nothing is bounded here in any way.
+        }
+        let mut seen: HashSet<Node> = self.frontier.iter().cloned().collect();
+        let mut stack: Vec<Node> = self
+            .frontier
+            .iter()
+            .filter(|n| expiring(n))
+            .cloned()
+            .collect();
+        let mut last = Vec::new();
+        while let Some(node) = stack.pop() {
+            for s in node.spare.states() {
+                if s == node.state || node.spare.earliest(s).is_none_or(|bound| bound > at) {
+                    continue;
+                }
+                let child = self.settled(Node {
+                    done: node.done,
+                    state: s,
+                    spare: node.spare.without_one(s),
+                });
+                if !self.doomed(&child, node.state) {
+                    last.push(child);
+                }
+            }
+            for &j in &self.in_flight {
+                if node.done & (1u128 << self.slots[j]) == 0 {
+                    self.successors(&node, j, |child| {
+                        if expiring(&child) && seen.insert(child.clone()) {
+                            stack.push(child);
+                        }
+                    });
+                }
+            }
+        }
+        let mut next = std::mem::take(&mut self.frontier);
+        next.extend(last);
+        let mut changed = false;
+        for node in &mut next {
+            changed |= node.spare.expire(at);
+        }
+        // Ways that differed only in what expired may be alike now.
+        self.frontier = if changed {
+            prune(next, self.reads_in_flight())
+        } else {
+            next
+        };
     }
 }
 

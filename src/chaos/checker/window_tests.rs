@@ -2,6 +2,7 @@
 //! whole history), that the sweep checks windows exactly, and that the window found is
 //! minimal and short.
 
+use super::bound_tests::random_unknowns;
 use super::sweep::{prepare, run, Span, Verdict};
 use super::tests::{brute_force_from, op, put, random_small, read};
 use super::*;
@@ -10,13 +11,14 @@ use crate::chaos::testing::{simulate, with_stale_read, Shape};
 
 /// Brute force of the window `from..=to` as the module doc defines it: the known operations
 /// inside it must take effect with their answers; PUTs and DELs of unknown outcome, or
-/// straddling an end, may take effect from `from` (or their invocation, if later) with any
-/// answer; the register starts absent or holding the value of a PUT acknowledged before.
+/// straddling an end, may take effect from `from` (or their invocation, if later) to their
+/// completion or bound, with any answer; the register starts absent or holding the value of
+/// a PUT acknowledged before, or of unknown outcome and bounded before.
 fn brute_window(history: &[Operation], from: u64, to: u64) -> bool {
     let mut ops = Vec::new();
     let mut entry = vec![None];
     for op in history.iter().filter(|op| op.outcome != Outcome::Failed) {
-        if let (Call::Put(value), Outcome::Written) = (&op.call, &op.outcome) {
+        if let (Call::Put(value), Outcome::Written | Outcome::Unknown) = (&op.call, &op.outcome) {
             if op.completed < from {
                 entry.push(Some(value.clone()));
             }
@@ -24,7 +26,7 @@ fn brute_window(history: &[Operation], from: u64, to: u64) -> bool {
         let known = op.outcome != Outcome::Unknown;
         if known && op.invoked >= from && op.completed <= to {
             ops.push(op.clone());
-        } else if op.call != Call::Get && op.invoked <= to && (!known || op.completed >= from) {
+        } else if op.call != Call::Get && op.invoked <= to && op.completed >= from {
             let mut optional = op.clone();
             optional.invoked = op.invoked.max(from);
             optional.outcome = Outcome::Unknown;
@@ -44,8 +46,13 @@ fn sweep_window(history: &[Operation], from: u64, to: u64) -> bool {
 fn a_failing_window_proves_the_whole_history_wrong_and_the_sweep_checks_windows_exactly() {
     let mut rng = fastrand::Rng::with_seed(0x31d0);
     let mut failing = 0;
-    for round in 0..1500 {
-        let history = random_small(&mut rng);
+    for round in 0..3000 {
+        // Half of them heavy with unknown outcomes, most of them bounded.
+        let history = if round % 2 == 0 {
+            random_small(&mut rng)
+        } else {
+            random_unknowns(&mut rng)
+        };
         let whole = brute_force_from(&history, &None);
         let mut starts: Vec<u64> = history.iter().map(|op| op.invoked).collect();
         let mut ends: Vec<u64> = history.iter().map(|op| op.completed).collect();
@@ -66,15 +73,19 @@ fn a_failing_window_proves_the_whole_history_wrong_and_the_sweep_checks_windows_
             }
         }
     }
-    assert!(failing > 1000, "{failing} failing windows");
+    assert!(failing > 2000, "{failing} failing windows");
 }
 
 #[test]
 fn the_window_found_fails_and_none_ending_earlier_or_starting_later_at_a_quiet_instant_does() {
     let mut rng = fastrand::Rng::with_seed(0x5a11);
     let mut found = 0;
-    for round in 0..1500 {
-        let history = random_small(&mut rng);
+    for round in 0..3000 {
+        let history = if round % 2 == 0 {
+            random_small(&mut rng)
+        } else {
+            random_unknowns(&mut rng)
+        };
         let window = smallest_violation(&history);
         if brute_force_from(&history, &None) {
             assert_eq!(window, None, "round {round}");
@@ -105,7 +116,7 @@ fn the_window_found_fails_and_none_ending_earlier_or_starting_later_at_a_quiet_i
             }
         }
     }
-    assert!(found > 200, "{found} windows");
+    assert!(found > 400, "{found} windows");
 }
 
 #[test]
@@ -151,7 +162,8 @@ fn a_lost_write_is_shown_by_the_write_and_the_read_that_missed_it() {
 #[test]
 fn an_unknown_delete_from_before_a_window_may_take_effect_in_it_but_only_once() {
     let mut history = written_and_read(10);
-    history.push(op(3, Call::Del, 5, 6, Outcome::Unknown));
+    // No bound: it may take effect any time after it was sent.
+    history.push(op(3, Call::Del, 5, u64::MAX, Outcome::Unknown));
     history.push(op(0, put("last"), 1_000, 1_001, Outcome::Written));
     history.push(op(2, Call::Get, 1_010, 1_011, read(None)));
     // The DEL may take effect after "last" was written: nothing is wrong.
@@ -163,6 +175,19 @@ fn an_unknown_delete_from_before_a_window_may_take_effect_in_it_but_only_once() 
     assert_eq!((window.from, window.to), (1_010, 1_021));
     assert_eq!(window.operations, history[history.len() - 2..].to_vec());
     assert_eq!(window.unknown_before, 1);
+}
+
+#[test]
+fn an_unknown_delete_bounded_before_a_window_cannot_take_effect_in_it() {
+    let mut history = written_and_read(10);
+    // Sent at 5 to a process dead by 6.
+    history.push(op(3, Call::Del, 5, 6, Outcome::Unknown));
+    history.push(op(0, put("last"), 1_000, 1_001, Outcome::Written));
+    history.push(op(2, Call::Get, 1_010, 1_011, read(None)));
+    let window = smallest_violation(&history).expect("a window");
+    assert_eq!((window.from, window.to), (1_000, 1_011));
+    assert_eq!(window.operations, history[history.len() - 2..].to_vec());
+    assert_eq!(window.unknown_before, 0);
 }
 
 #[test]

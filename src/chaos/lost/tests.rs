@@ -2,7 +2,11 @@
 //! definition computed directly on random histories.
 
 use super::*;
+use crate::chaos::checker::linearizable;
 use crate::chaos::testing::{simulate, Shape};
+
+/// No bound: an unknown operation may take effect any time after its invocation.
+const NEVER: u64 = u64::MAX;
 
 /// An operation on key "k" answered by the primary.
 fn op(call: Call, from: u64, to: u64, outcome: Outcome) -> Operation {
@@ -20,8 +24,8 @@ fn op(call: Call, from: u64, to: u64, outcome: Outcome) -> Operation {
 
 /// The definition, computed directly (as it first was): an acknowledged write, a read
 /// invoked after it completed showing something else, and no other PUT or DEL that did not
-/// fail invoked before the read completed and completing after the write was invoked (or
-/// never answered).
+/// fail invoked by the time the read completed and completing (or, of unknown outcome,
+/// bounded) not before the write was invoked.
 fn by_definition(history: &[Operation]) -> Vec<&Operation> {
     let mutations: Vec<&Operation> = history
         .iter()
@@ -43,8 +47,8 @@ fn by_definition(history: &[Operation]) -> Vec<&Operation> {
                 }
                 let replaced = mutations.iter().any(|other| {
                     !std::ptr::eq(*other, *write)
-                        && other.invoked < read.completed
-                        && (other.outcome == Outcome::Unknown || other.completed > write.invoked)
+                        && other.invoked <= read.completed
+                        && other.completed >= write.invoked
                 });
                 !replaced
             })
@@ -61,6 +65,12 @@ fn a_write_no_later_read_shows_is_lost_unless_something_could_have_replaced_it()
     assert!(lost_writes(&[write.clone(), seen]).is_empty());
     // A delete in between (even one whose outcome is unknown) explains the read.
     let del = op(Call::Del, 2, 3, Outcome::Unknown);
+    assert!(lost_writes(&[write.clone(), del, gone.clone()]).is_empty());
+    // So does one sent as the read completed, or completing as the write was sent: touching
+    // at an instant, they overlap.
+    let del = op(Call::Del, 6, 7, Outcome::Deleted(true));
+    assert!(lost_writes(&[write.clone(), del, gone.clone()]).is_empty());
+    let del = op(Call::Del, 0, 0, Outcome::Deleted(false));
     assert!(lost_writes(&[write.clone(), del, gone.clone()]).is_empty());
     // A read that overlaps the write proves nothing.
     let early = op(Call::Get, 0, 6, Outcome::Read(None));
@@ -83,6 +93,37 @@ fn the_proof_is_the_read_that_completed_first_and_replica_reads_prove_nothing() 
 }
 
 #[test]
+fn an_unknown_operation_bounded_before_the_write_was_sent_cannot_have_replaced_it() {
+    // The DEL was sent before the write, to a process killed at its bound.
+    let del = |bound| op(Call::Del, 0, bound, Outcome::Unknown);
+    let write = op(Call::Put("a".into()), 10, 11, Outcome::Written);
+    let gone = op(Call::Get, 20, 21, Outcome::Read(None));
+    let history = |bound| [del(bound), write.clone(), gone.clone()];
+    // Killed before the write was sent: the DEL took effect before it, if at all.
+    assert_eq!(lost_writes(&history(5)), [&write]);
+    assert!(!linearizable(&history(5)));
+    // Killed as the write was sent, or later, or never: it may have come after the write.
+    for bound in [10, 15, NEVER] {
+        assert!(lost_writes(&history(bound)).is_empty(), "{bound}");
+        assert!(linearizable(&history(bound)), "{bound}");
+    }
+    // The same for a PUT of another value, and one sent after the write but bounded before
+    // the read: it took effect before the read, so the read shows it, or what replaced it.
+    let other = op(Call::Put("b".into()), 0, 5, Outcome::Unknown);
+    let saw_b = op(Call::Get, 20, 21, Outcome::Read(Some("b".into())));
+    assert_eq!(
+        lost_writes(&[other, write.clone(), saw_b.clone()]),
+        [&write]
+    );
+    let after = op(Call::Del, 12, 15, Outcome::Unknown);
+    assert!(lost_writes(&[write.clone(), after.clone(), gone.clone()]).is_empty());
+    assert!(
+        lost_writes(&[write.clone(), after, saw_b]).is_empty(),
+        "not provably"
+    );
+}
+
+#[test]
 fn a_later_write_bounds_the_reads_that_can_prove_an_earlier_one_lost() {
     let a = op(Call::Put("a".into()), 0, 1, Outcome::Written);
     let b = op(Call::Put("b".into()), 10, 11, Outcome::Written);
@@ -94,7 +135,8 @@ fn a_later_write_bounds_the_reads_that_can_prove_an_earlier_one_lost() {
     assert_eq!(lost_writes(&[a.clone(), b.clone(), gone]), vec![&a]);
 }
 
-/// A random history of `n` operations on three values with any outcomes, overlapping a lot.
+/// A random history of `n` operations on three values with any outcomes, overlapping a lot;
+/// an unknown one mostly bounded, some long after it was sent.
 fn random_history(rng: &mut fastrand::Rng, n: usize) -> Vec<Operation> {
     (0..n)
         .map(|_| {
@@ -107,12 +149,18 @@ fn random_history(rng: &mut fastrand::Rng, n: usize) -> Vec<Operation> {
                 _ => Call::Del,
             };
             let outcome = match (rng.u8(0..12), &call) {
-                (0, _) => Outcome::Unknown,
-                (1, _) => Outcome::Failed,
+                (0 | 1, _) => Outcome::Unknown,
+                (2, _) => Outcome::Failed,
                 (_, Call::Put(_)) => Outcome::Written,
                 (_, Call::Get) if rng.u8(0..3) == 0 => Outcome::Read(None),
                 (_, Call::Get) => Outcome::Read(Some(value(rng))),
                 (_, Call::Del) => Outcome::Deleted(rng.bool()),
+            };
+            // An unknown outcome's bound is some time after it was sent, or none.
+            let to = match outcome {
+                Outcome::Unknown if rng.u8(0..4) == 0 => NEVER,
+                Outcome::Unknown => from + rng.u64(0..n as u64 * 2),
+                _ => to,
             };
             op(call, from, to, outcome)
         })
@@ -138,15 +186,30 @@ fn it_finds_exactly_the_writes_the_definition_finds_on_random_histories() {
 }
 
 #[test]
+fn a_write_proven_lost_makes_the_history_not_linearizable() {
+    let mut rng = fastrand::Rng::with_seed(0x1059);
+    let mut found = 0;
+    for round in 0..3000 {
+        let n = rng.usize(1..=12);
+        let history = random_history(&mut rng, n);
+        if !lost_writes(&history).is_empty() {
+            found += 1;
+            assert!(!linearizable(&history), "round {round}: {history:#?}");
+        }
+    }
+    assert!(found > 200, "{found} histories with a lost write");
+}
+
+#[test]
 fn it_agrees_with_the_definition_on_simulated_histories_with_reads_emptied() {
     let mut rng = fastrand::Rng::with_seed(0x1058);
     let mut found = 0;
     for round in 0..40 {
         let mut shape = Shape::new(rng.usize(1..=5), 400);
         shape.gap = rng.u64(50..=1_000);
-        // An unknown PUT or DEL may take effect any time later, so after one nothing can be
-        // proven lost: most rounds have none.
-        shape.unknown = if rng.u8(0..4) == 0 { 300 } else { 0 };
+        // An unknown PUT or DEL with no bound may take effect any time later, so after one
+        // nothing can be proven lost; with a bound, only until then. Some rounds have none.
+        shape.unknown = [0, 30, 300][rng.usize(0..3)];
         let mut history = simulate(&mut rng, &shape).history;
         assert!(lost_writes(&history).is_empty(), "round {round}: valid");
         for _ in 0..5 {

@@ -92,9 +92,15 @@ fn a_replica_may_not_show_an_older_value_after_a_newer_one_on_one_connection() {
     assert!(faults(&history).is_empty());
     let overlapping = replica_read(7, 5, 8, Some("a"));
     assert!(faults(&[a.clone(), b.clone(), newer.clone(), overlapping]).is_empty());
-    // Concurrent writes may take effect in either order: "a" may be the newer one.
+    // Concurrent writes may take effect in either order: "a" may be the newer one; so may
+    // one of unknown outcome, until its bound.
     let slow_a = put("a", 0, 10);
-    assert!(faults(&[slow_a, b, newer, older]).is_empty());
+    assert!(faults(&[slow_a, b.clone(), newer.clone(), older.clone()]).is_empty());
+    let unknown_a = |bound| primary(Call::Put("a".into()), 0, bound, Outcome::Unknown);
+    let history = |bound| [unknown_a(bound), b.clone(), newer.clone(), older.clone()];
+    assert!(faults(&history(2)).is_empty());
+    assert!(faults(&history(u64::MAX)).is_empty());
+    assert_eq!(faults(&history(1)), [("went back", 7)]);
 }
 
 #[test]
@@ -106,19 +112,24 @@ fn a_replica_may_show_nothing_after_a_value_only_if_a_del_could_have_come_after_
     assert_eq!(faults(&history), [("went back", 30)]);
     let del = |from, to, outcome| primary(Call::Del, from, to, outcome);
     // A DEL after the PUT, or concurrent with it, or of unknown outcome sent any time before
-    // the read completed, explains it.
+    // the read completed and bounded not before the PUT was sent (or not at all), explains
+    // it.
     for explains in [
         del(12, 13, Outcome::Deleted(true)),
         del(5, 10, Outcome::Deleted(false)),
-        del(1, 2, Outcome::Unknown),
+        del(1, u64::MAX, Outcome::Unknown),
+        del(1, 10, Outcome::Unknown),
         del(30, 35, Outcome::Deleted(true)),
     ] {
         let history = [a.clone(), explains.clone(), saw_a.clone(), nothing.clone()];
         assert!(faults(&history).is_empty(), "{explains:?}");
     }
-    // One completed before the PUT, one sent after the read, or a failed one does not.
+    // One completed before the PUT, or of unknown outcome bounded before it (sent to a
+    // process killed before the PUT was sent), one sent after the read, or a failed one does
+    // not.
     for irrelevant in [
         del(1, 2, Outcome::Deleted(true)),
+        del(1, 9, Outcome::Unknown),
         del(32, 33, Outcome::Unknown),
         del(12, 13, Outcome::Failed),
     ] {
@@ -164,7 +175,7 @@ fn a_violation_shows_the_writes_and_reads_behind_it() {
 fn with_replica_reads(rng: &mut fastrand::Rng, shape: &Shape) -> Vec<Operation> {
     let simulated = simulate(rng, shape);
     let mut history = simulated.history.clone();
-    let end = history.last().map_or(0, |op| op.completed);
+    let end = history.last().map_or(0, |op| op.invoked);
     for replica in 1..=2u64 {
         let lag = rng.u64(0..=shape.duration * 5 * replica);
         let mut clock = 0;
@@ -200,9 +211,9 @@ fn lagging_replicas_of_simulated_histories_show_no_fault() {
 
 /// The definition, pair by pair: a read went back if an earlier read on its connection
 /// (completed before it was invoked) showed a written value (its first PUT was invoked by
-/// then) whose first PUT was invoked after every
-/// PUT of the value it shows could take effect, or it shows nothing and no DEL sent by its
-/// completion could take effect after that first PUT.
+/// then) whose first PUT was invoked after every PUT of the value it shows could take effect
+/// (completed, or was bounded), or it shows nothing and no DEL sent by its completion could
+/// take effect after that first PUT.
 fn went_back_by_definition(history: &[Operation]) -> Vec<u64> {
     let ops = || history.iter().filter(|op| op.outcome != Outcome::Failed);
     let puts = |value: &str| {
@@ -231,11 +242,13 @@ fn went_back_by_definition(history: &[Operation]) -> Vec<u64> {
             }
             match &later.outcome {
                 Outcome::Read(Some(value)) => {
-                    let last = puts(value).iter().map(|put| until(put)).max();
+                    let last = puts(value).iter().map(|put| put.completed).max();
                     last.is_some_and(|last| last < first)
                 }
                 _ => !ops().any(|del| {
-                    del.call == Call::Del && del.invoked <= later.completed && until(del) >= first
+                    del.call == Call::Del
+                        && del.invoked <= later.completed
+                        && del.completed >= first
                 }),
             }
         });
@@ -260,6 +273,12 @@ fn it_finds_exactly_the_reads_the_pairwise_definition_finds_on_random_histories(
                 let value = ["a", "b", "c", "d"][rng.usize(0..4)];
                 let outcome =
                     [Outcome::Written, Outcome::Unknown, Outcome::Failed][rng.usize(0..3)].clone();
+                // An unknown outcome: bounded soon or late, or not at all.
+                let to = match outcome {
+                    Outcome::Unknown if rng.bool() => u64::MAX,
+                    Outcome::Unknown => from + rng.u64(0..30),
+                    _ => to,
+                };
                 match rng.u8(0..6) {
                     0 | 1 => primary(Call::Put(value.into()), from, to, outcome),
                     2 => primary(Call::Del, from, to, outcome),

@@ -141,6 +141,47 @@ INVALID: 1 keys, 3 operations, 1 lost acknowledged writes, 1 keys not linearizab
     assert_eq!(printed, expected);
 }
 
+#[test]
+fn a_kill_bounds_an_unanswered_operation_so_a_later_write_can_be_proven_lost() {
+    // A DEL sent to the primary at 1 s got no answer; the primary was killed, dead by 5 s.
+    let mut del = op(
+        Node::Primary,
+        "k",
+        Call::Del,
+        1_000_000_000,
+        5_000_000_000,
+        Outcome::Unknown,
+    );
+    let history = |del: &Operation| {
+        [
+            del.clone(),
+            put("k", "a", 6_000_000_000, 6_000_001_000),
+            get(Node::Primary, "k", 7_000_000_000, 7_000_001_000, None),
+        ]
+    };
+    let report = check(&history(&del));
+    assert_eq!(report.lost_writes(), 1, "{report}");
+    assert_eq!(report.non_linearizable_keys(), 1);
+    let window = report.keys[0].not_linearizable.as_ref().expect("a window");
+    assert_eq!(window.operations, history(&del)[1..].to_vec());
+    assert_eq!(
+        window.unknown_before, 0,
+        "it cannot take effect in the window"
+    );
+    assert_eq!(
+        del.to_string(),
+        "1.000000s..? client 0 conn 3 primary: DEL k -> no answer (may or may not have \
+         happened, not after 5.000000s)"
+    );
+    // Without the kill, the DEL may have taken effect after the write: nothing is wrong.
+    del.completed = u64::MAX;
+    assert!(check(&history(&del)).is_valid());
+    assert_eq!(
+        del.to_string(),
+        "1.000000s..? client 0 conn 3 primary: DEL k -> no answer (may or may not have happened)"
+    );
+}
+
 /// Prints how long `check` takes on a 10-minute run: 5 keys of 60,000 operations each, 5
 /// clients pacing each key at 100 operations a second (run in release mode).
 #[test]
@@ -155,6 +196,7 @@ fn check_of_a_ten_minute_run() {
         shape.duration = 2_000_000;
         shape.unknown = 200;
         shape.late = 2_000_000_000;
+        shape.kill = 2_000_000_000;
         history.extend(simulate(&mut rng, &shape).history);
     }
     let started = std::time::Instant::now();

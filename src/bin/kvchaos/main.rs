@@ -82,8 +82,9 @@ struct Args {
     /// work grows with the history, so runs are paced by default.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     rate: u64,
-    /// Keys the clients share (few, so that operations contend).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    /// Keys the clients share: few, so that operations contend, yet enough that most have no
+    /// write in flight at a given instant (one could explain a loss away).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
     keys: u64,
     /// Where the history, the faults and the nodes' logs go (default: target/chaos/<seed>).
     #[arg(long)]

@@ -286,7 +286,7 @@ fn save_faults(faults: &[FaultRecord], path: &Path) -> Result<(), String> {
 }
 
 /// Check the history; print every violation with the faults around it, and the verdict as
-/// the last line.
+/// the last line; all of it is kept in `out/report.txt` too.
 fn verdict(
     history: &[Operation],
     faults: &[FaultRecord],
@@ -294,13 +294,16 @@ fn verdict(
     converged: Result<(), String>,
     out: &Path,
 ) -> bool {
+    use std::fmt::Write as _;
     let report = check(history);
+    // Writing to a String cannot fail.
+    let mut text = String::new();
     for violation in report.violations() {
-        print!("{violation}");
-        print_faults_around(window_of(&violation).span(), faults);
+        let _ = write!(text, "{violation}");
+        text.push_str(&faults_around(window_of(&violation).span(), faults));
     }
     for problem in problems {
-        println!("{problem}");
+        let _ = writeln!(text, "{problem}");
     }
     // A run in which nothing was answered checked nothing (every operation unknown), however
     // its history checks out.
@@ -309,13 +312,17 @@ fn verdict(
         .filter(|op| !matches!(op.outcome, Outcome::Unknown | Outcome::Failed))
         .count();
     if answered == 0 {
-        println!("no operation was answered: the run checked nothing");
+        let _ = writeln!(text, "no operation was answered: the run checked nothing");
     }
     if let Err(difference) = &converged {
-        println!("the replicas did not converge within {CONVERGE_DEADLINE:?}: {difference}");
+        let _ = writeln!(
+            text,
+            "the replicas did not converge within {CONVERGE_DEADLINE:?}: {difference}"
+        );
     }
     let valid = report.is_valid() && problems.is_empty() && converged.is_ok() && answered > 0;
-    println!(
+    let _ = writeln!(
+        text,
         "kvchaos: {} operations={} answered={answered} faults={} \
          lost_acknowledged_writes={} not_linearizable_keys={} replica_violations={} \
          crashes={} converged={} out={}",
@@ -329,6 +336,13 @@ fn verdict(
         if converged.is_ok() { "yes" } else { "no" },
         out.display()
     );
+    print!("{text}");
+    if let Err(error) = std::fs::write(out.join("report.txt"), &text) {
+        eprintln!(
+            "kvchaos: cannot write the report into {}: {error}",
+            out.display()
+        );
+    }
     valid
 }
 
@@ -343,20 +357,18 @@ fn window_of<'a>(violation: &Violation<'a>) -> &'a Window {
 
 /// The faults active during `span`, or if none was, the last one before it: what a reader of
 /// a violation looks at first.
-fn print_faults_around(span: Range<u64>, faults: &[FaultRecord]) {
-    let during: Vec<&FaultRecord> = faults
+fn faults_around(span: Range<u64>, faults: &[FaultRecord]) -> String {
+    let during: Vec<String> = faults
         .iter()
         .filter(|fault| fault.from <= span.end && fault.to >= span.start)
+        .map(|fault| format!("    {fault}\n"))
         .collect();
     if !during.is_empty() {
-        println!("  faults during it:");
-        for fault in during {
-            println!("    {fault}");
-        }
+        format!("  faults during it:\n{}", during.concat())
     } else if let Some(before) = faults.iter().rev().find(|fault| fault.to < span.start) {
-        println!("  no fault during it; the last one before it: {before}");
+        format!("  no fault during it; the last one before it: {before}\n")
     } else {
-        println!("  no fault during it or before it");
+        "  no fault during it or before it\n".to_string()
     }
 }
 

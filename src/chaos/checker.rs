@@ -72,7 +72,7 @@
 //! and to a brute-force one. Its cost is linear in the length of the history, and grows with
 //! the number of PUTs and DELs in flight at once (exponentially in the worst case, as for
 //! any exact check). Measured in release mode on a 2-core machine
-//! (`cargo test --release -p kvstore --lib -- --ignored sixty_thousand --nocapture`): a
+//! (`cargo test --release -p kvstore --lib sixty_thousand -- --nocapture`): a
 //! 60,000-operation key of 5 clients with 272 unknown outcomes (about half of them bounded
 //! by a kill, as `kvchaos` records them) takes 16 ms to accept, and the same with one stale
 //! read 11 ms to reject and 45 ms more to find its smallest window (the checker before

@@ -17,7 +17,7 @@
 //! The definition compares every write with every read and every other mutation; computed
 //! that way it takes 0.8 s for 4,000 operations of a valid key in release mode, growing
 //! with the cube of the length (some 45 minutes for 60,000). This takes 5 ms for the 60,000
-//! (`cargo test --release -p kvstore --lib -- --ignored lost_writes_of_sixty --nocapture`):
+//! (`cargo test --release -p kvstore --lib lost_writes_of_sixty -- --nocapture`):
 //! each write gets the earliest invocation of any other PUT or DEL that could take effect
 //! after it (one that did not fail, and completed, or is bounded, not before the write was
 //! invoked), and a read proves the write lost only if it was invoked after the write

@@ -190,3 +190,12 @@ pub(crate) fn with_stale_read(
     }
     None
 }
+
+/// The operations on a key of a 10-minute run (5 clients at 100 operations a second): the
+/// size the measuring tests use in release mode, where they print how long the checks take.
+/// A tenth of it in debug builds, so that the test suite stays quick.
+pub const TEN_MINUTES_OF_A_KEY: usize = if cfg!(debug_assertions) {
+    6_000
+} else {
+    60_000
+};

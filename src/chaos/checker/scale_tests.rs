@@ -4,7 +4,7 @@
 use super::reference;
 use super::*;
 use crate::chaos::history::Call;
-use crate::chaos::testing::{simulate, with_stale_read, Shape};
+use crate::chaos::testing::{simulate, with_stale_read, Shape, TEN_MINUTES_OF_A_KEY};
 
 /// The reference search's verdict.
 fn reference_verdict(history: &[Operation]) -> bool {
@@ -150,13 +150,13 @@ fn a_long_history_with_one_stale_read_is_not_linearizable() {
 /// make 100 a second on this key, 60,000 in all; a fault every 0.5 to 2 s leaves a few
 /// hundred of them unknown. Prints how long the checks take (run in release mode).
 #[test]
-#[ignore = "a measurement: cargo test --release -p kvstore --lib -- --ignored sixty_thousand"]
+// In release mode it measures: cargo test --release -p kvstore --lib sixty_thousand -- --nocapture
 fn sixty_thousand_operations_on_one_key() {
     let mut rng = fastrand::Rng::with_seed(60_000);
     let shape = Shape {
         key: "k1".into(),
         clients: 5,
-        operations: 60_000,
+        operations: TEN_MINUTES_OF_A_KEY,
         // 50 ms between a client's operations on this key, each taking up to 2 ms.
         gap: 100_000_000,
         duration: 2_000_000,

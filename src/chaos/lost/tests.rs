@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::chaos::checker::linearizable;
-use crate::chaos::testing::{simulate, Shape};
+use crate::chaos::testing::{simulate, Shape, TEN_MINUTES_OF_A_KEY};
 
 /// No bound: an unknown operation may take effect any time after its invocation.
 const NEVER: u64 = u64::MAX;
@@ -228,18 +228,18 @@ fn it_agrees_with_the_definition_on_simulated_histories_with_reads_emptied() {
 /// Prints how long the search takes on a key of a 10-minute run (60,000 operations), and
 /// the definition computed directly on the first 2,000 and 4,000 (run in release mode).
 #[test]
-#[ignore = "a measurement: cargo test --release -p kvstore --lib -- --ignored lost_writes_of_sixty"]
+// In release mode it measures: cargo test --release -p kvstore --lib lost_writes_of_sixty -- --nocapture
 fn lost_writes_of_sixty_thousand_operations() {
     let mut rng = fastrand::Rng::with_seed(60_000);
-    let mut shape = Shape::new(5, 60_000);
+    let mut shape = Shape::new(5, TEN_MINUTES_OF_A_KEY);
     shape.gap = 100_000_000;
     shape.duration = 2_000_000;
     shape.unknown = 0;
     let history = simulate(&mut rng, &shape).history;
     let started = std::time::Instant::now();
     assert!(lost_writes(&history).is_empty());
-    println!("60000 operations: {:?}", started.elapsed());
-    for n in [2_000, 4_000] {
+    println!("{} operations: {:?}", history.len(), started.elapsed());
+    for n in [TEN_MINUTES_OF_A_KEY / 30, TEN_MINUTES_OF_A_KEY / 15] {
         let started = std::time::Instant::now();
         assert!(by_definition(&history[..n]).is_empty());
         println!("{n} operations by the definition: {:?}", started.elapsed());

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::chaos::history::{Call, Outcome};
-use crate::chaos::testing::{simulate, Shape};
+use crate::chaos::testing::{simulate, Shape, TEN_MINUTES_OF_A_KEY};
 
 /// An operation on `key` answered by `node`.
 fn op(node: Node, key: &str, call: Call, from: u64, to: u64, outcome: Outcome) -> Operation {
@@ -185,12 +185,12 @@ fn a_kill_bounds_an_unanswered_operation_so_a_later_write_can_be_proven_lost() {
 /// Prints how long `check` takes on a 10-minute run: 5 keys of 60,000 operations each, 5
 /// clients pacing each key at 100 operations a second (run in release mode).
 #[test]
-#[ignore = "a measurement: cargo test --release -p kvstore --lib -- --ignored check_of_a_ten"]
+// In release mode it measures: cargo test --release -p kvstore --lib check_of_a_ten -- --nocapture
 fn check_of_a_ten_minute_run() {
     let mut rng = fastrand::Rng::with_seed(600);
     let mut history = Vec::new();
     for key in 0..5 {
-        let mut shape = Shape::new(5, 60_000);
+        let mut shape = Shape::new(5, TEN_MINUTES_OF_A_KEY);
         shape.key = format!("k{key}");
         shape.gap = 100_000_000;
         shape.duration = 2_000_000;

@@ -94,6 +94,11 @@ fn a_slow_disk_leaves_a_valid_history() {
 }
 
 #[test]
+fn mixed_faults_leave_a_valid_history() {
+    our_node_survives("mixed", "5");
+}
+
+#[test]
 fn redis_without_an_aof_loses_acknowledged_writes_when_killed() {
     let (status, report, _) = kvchaos(&[
         "--target",

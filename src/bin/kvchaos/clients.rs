@@ -2,6 +2,7 @@
 //! writes), `GET` and `DEL` on a few shared keys, and recording every operation with its
 //! invocation and completion times and what it heard.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -39,7 +40,7 @@ pub fn start(
     clients: usize,
     seed: u64,
     stop: Arc<AtomicBool>,
-) -> Vec<JoinHandle<Vec<Operation>>> {
+) -> Vec<JoinHandle<Recorded>> {
     (0..clients)
         .map(|client| {
             let stop = stop.clone();
@@ -51,6 +52,10 @@ pub fn start(
         })
         .collect()
 }
+
+/// What a client recorded: its operations, and when each of its connections was opened (the
+/// node had answered a `PING` through it), by connection number.
+pub type Recorded = (Vec<Operation>, HashMap<u64, u64>);
 
 /// One client: a connection to the primary, and one to its replica if reads go to replicas.
 struct Client {
@@ -68,6 +73,8 @@ struct Client {
     written: u64,
     /// What it saw.
     history: Vec<Operation>,
+    /// When each connection was opened, by number.
+    opened_at: HashMap<u64, u64>,
 }
 
 impl Client {
@@ -80,11 +87,12 @@ impl Client {
             opened: (client as u64) << 32,
             written: 0,
             history: Vec::new(),
+            opened_at: HashMap::new(),
         }
     }
 
     /// Make operations until `stop`; answer the history.
-    fn run(mut self, stop: &AtomicBool) -> Vec<Operation> {
+    fn run(mut self, stop: &AtomicBool) -> Recorded {
         while !stop.load(Ordering::SeqCst) {
             if let Some(pace) = self.plan.pace {
                 // The client's pace (--rate), not a wait for a condition.
@@ -111,7 +119,7 @@ impl Client {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        self.history
+        (self.history, self.opened_at)
     }
 
     /// Make one operation on `node` and record it; false if no connection could be opened.
@@ -126,6 +134,8 @@ impl Client {
             };
             self.opened += 1;
             self.connections[slot] = Some((connection, self.opened));
+            self.opened_at
+                .insert(self.opened, self.plan.start.elapsed().as_nanos() as u64);
         }
         let Some((connection, id)) = self.connections[slot].as_mut() else {
             return false;
@@ -154,7 +164,7 @@ impl Client {
 
 /// After the run, one read of every key on the primary (retried until one is answered), so a
 /// write lost in the last moments is seen; recorded as the operations of client `client`.
-pub fn final_reads(plan: &Plan, client: usize) -> Vec<Operation> {
+pub fn final_reads(plan: &Plan, client: usize) -> Recorded {
     let mut reader = Client::new(client, plan.clone(), fastrand::Rng::with_seed(0));
     let deadline = Instant::now() + Duration::from_secs(30);
     for key in 0..plan.keys {
@@ -171,7 +181,7 @@ pub fn final_reads(plan: &Plan, client: usize) -> Vec<Operation> {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    reader.history
+    (reader.history, reader.opened_at)
 }
 
 /// Write the history, one operation a line, in invocation order.

@@ -58,6 +58,17 @@ impl fmt::Display for FaultRecord {
     }
 }
 
+/// Why a fault could not be injected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultError {
+    /// The node did not come back (a restart after `kill -9` failed): a finding about the
+    /// node, reported with the run's verdict.
+    Node(String),
+    /// The means failed (a signal, `prlimit`, strace): the run could not do what it was
+    /// asked, which says nothing about the node.
+    Tool(String),
+}
+
 /// Injects faults into a cluster from a seeded random source.
 pub struct Injector {
     /// The seeded source of every choice.
@@ -91,7 +102,7 @@ impl Injector {
         &mut self,
         kind: FaultKind,
         cluster: &mut Cluster,
-    ) -> Result<Option<FaultRecord>, String> {
+    ) -> Result<Option<FaultRecord>, FaultError> {
         let kind = match kind {
             FaultKind::None => return Ok(None),
             FaultKind::Mixed => *self
@@ -118,28 +129,38 @@ impl Injector {
         let mut killed = None;
         let what = match kind {
             FaultKind::Kill => {
-                cluster.nodes[node].kill()?;
+                cluster.nodes[node].kill().map_err(FaultError::Tool)?;
                 killed = Some((node, self.now()));
                 let down = Duration::from_millis(self.rng.u64(0..1000));
                 std::thread::sleep(down);
-                cluster.restart(node)?;
+                cluster.restart(node).map_err(FaultError::Node)?;
                 format!("kill -9 {name} (down {} ms)", down.as_millis())
             }
             FaultKind::Pause => {
-                cluster.nodes[node].signal("STOP")?;
+                cluster.nodes[node]
+                    .signal("STOP")
+                    .map_err(FaultError::Tool)?;
                 std::thread::sleep(hold);
-                cluster.nodes[node].signal("CONT")?;
+                cluster.nodes[node]
+                    .signal("CONT")
+                    .map_err(FaultError::Tool)?;
                 format!("SIGSTOP {name} for {} ms", hold.as_millis())
             }
             FaultKind::DiskFull => {
-                cluster.nodes[node].limit_file_size(Some(0))?;
+                cluster.nodes[node]
+                    .limit_file_size(Some(0))
+                    .map_err(FaultError::Tool)?;
                 std::thread::sleep(hold);
-                cluster.nodes[node].limit_file_size(None)?;
+                cluster.nodes[node]
+                    .limit_file_size(None)
+                    .map_err(FaultError::Tool)?;
                 format!("disk full on {name} for {} ms", hold.as_millis())
             }
             FaultKind::SlowDisk => {
                 let delay = Duration::from_millis(self.rng.u64(20..300));
-                cluster.nodes[node].slow_disk(delay, hold)?;
+                cluster.nodes[node]
+                    .slow_disk(delay, hold)
+                    .map_err(FaultError::Tool)?;
                 let idle = if cluster.nodes[node].spec.fsync == "always" {
                     ""
                 } else {

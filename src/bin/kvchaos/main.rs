@@ -3,10 +3,11 @@
 //!
 //! It starts a primary and its replicas (ours, or Redis as a reference), each behind a proxy
 //! of ours, drives them with concurrent clients on a few keys, injects faults at seeded random
-//! times (`kill -9`, `SIGSTOP`, partitions and one-way cuts, a full disk), then heals
+//! times (`kill -9`, `SIGSTOP`, partitions and one-way cuts, a full or slow disk), then heals
 //! everything, reads every key once more, waits for the replicas to converge, and checks the
 //! history. Exit status: 0 when the history is valid, 1 when the checker found a violation,
-//! 2 for bad arguments or a run that could not start. The last line printed is the verdict.
+//! 2 for bad arguments, a run that could not start, or a fault that could not be injected.
+//! The last line printed is the verdict.
 
 mod clients;
 mod cluster;
@@ -14,6 +15,7 @@ mod connection;
 mod faults;
 mod node;
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,7 +32,7 @@ use kvstore::chaos::window::Window;
 use crate::clients::Plan;
 use crate::cluster::Cluster;
 use crate::connection::Protocol;
-use crate::faults::{FaultKind, FaultRecord, Injector};
+use crate::faults::{FaultError, FaultKind, FaultRecord, Injector};
 use crate::node::Program;
 
 /// How long the replicas get to converge once the faults are healed.
@@ -173,6 +175,8 @@ fn run(args: &Args) -> Result<bool, String> {
     let mut faults: Vec<FaultRecord> = Vec::new();
     // What went wrong with the nodes themselves: crashes, failed restarts, unclean stops.
     let mut problems: Vec<String> = Vec::new();
+    // A fault that could not be injected: the run did not do what it was asked (exit 2).
+    let mut tool_failure: Option<String> = None;
     let deadline = start + Duration::from_secs(args.duration);
     loop {
         // Faults at random times, from the seed.
@@ -186,27 +190,46 @@ fn run(args: &Args) -> Result<bool, String> {
         }
         match injector.inject(args.fault, &mut cluster) {
             Ok(fault) => faults.extend(fault),
-            Err(error) => problems.push(format!("the run stopped early: {error}")),
+            Err(FaultError::Node(error)) => {
+                problems.push(format!("the run stopped early: {error}"));
+            }
+            Err(FaultError::Tool(error)) => {
+                tool_failure = Some(error);
+                break;
+            }
         }
     }
     stop.store(true, Ordering::SeqCst);
     let mut history: Vec<Operation> = Vec::new();
+    let mut opened: HashMap<u64, u64> = HashMap::new();
     for worker in workers {
-        history.extend(worker.join().map_err(|_| "a client thread panicked")?);
+        let (operations, connections) = worker.join().map_err(|_| "a client thread panicked")?;
+        history.extend(operations);
+        opened.extend(connections);
     }
-    bound_unknowns(&mut history, &faults);
     let keys: Vec<String> = (0..args.keys).map(|k| format!("k{k}")).collect();
     let converged = match cluster.heal() {
         Ok(crashed) => {
             problems.extend(crashed);
-            history.extend(clients::final_reads(&plan, args.clients as usize));
+            let (reads, connections) = clients::final_reads(&plan, args.clients as usize);
+            history.extend(reads);
+            opened.extend(connections);
             converge(&cluster, &keys, protocol)
         }
         Err(error) => Err(format!("the cluster could not be healed: {error}")),
     };
     problems.extend(cluster.stop());
+    // Saved as the clients saw it; the bounds below are what the checker is told.
     clients::save(&history, &out.join("history.txt"))?;
     save_faults(&faults, &out.join("faults.txt"))?;
+    bound_unknowns(&mut history, &opened, &faults);
+    if let Some(error) = tool_failure {
+        return Err(format!(
+            "a fault could not be injected, so the run is not a test: {error} (the history \
+             so far is in {})",
+            out.display()
+        ));
+    }
     Ok(verdict(&history, &faults, &problems, converged, &out))
 }
 
@@ -237,12 +260,14 @@ fn check_tools(fault: FaultKind) -> Result<(), String> {
     Ok(())
 }
 
-/// Give each write whose answer never came the latest time it can have taken effect: the
-/// moment the primary it was sent to was certainly dead (killed), if it was killed after the
-/// write was sent. A connection through a proxy reaches one process only, so the write cannot
-/// reach the node that starts after. Without the bound an unknown write would stay "maybe
-/// later" forever, and could explain away any later loss.
-fn bound_unknowns(history: &mut [Operation], faults: &[FaultRecord]) {
+/// Give each operation sent to the primary whose answer never came the latest time it can
+/// have taken effect: the moment the primary process its connection reached was certainly
+/// dead, if it was killed. A connection through a proxy reaches one process, the one running
+/// when it was opened, and is never dialled again, so nothing sent on it can reach the node
+/// that starts after. One sent after that process was already dead did not happen at all.
+/// Without the bound an old unanswered write could be "maybe applied later" forever and
+/// explain away any later loss.
+fn bound_unknowns(history: &mut [Operation], opened: &HashMap<u64, u64>, faults: &[FaultRecord]) {
     let deaths: Vec<u64> = faults
         .iter()
         .filter_map(|fault| fault.killed)
@@ -253,15 +278,17 @@ fn bound_unknowns(history: &mut [Operation], faults: &[FaultRecord]) {
         .iter_mut()
         .filter(|op| op.outcome == Outcome::Unknown)
     {
-        op.completed = match op.node {
-            Node::Primary => deaths
-                .iter()
-                .copied()
-                .find(|&dead| dead > op.invoked)
-                .unwrap_or(u64::MAX),
+        let Node::Primary = op.node else {
             // Reads have no effect; their bound does not matter, and none is claimed.
-            Node::Replica(_) => u64::MAX,
+            op.completed = u64::MAX;
+            continue;
         };
+        let since = opened.get(&op.connection).copied().unwrap_or(op.invoked);
+        match deaths.iter().copied().find(|&dead| dead > since) {
+            Some(dead) if dead < op.invoked => op.outcome = Outcome::Failed,
+            Some(dead) => op.completed = dead,
+            None => op.completed = u64::MAX,
+        }
     }
 }
 
@@ -377,10 +404,10 @@ mod tests {
     use super::*;
     use kvstore::chaos::history::Call;
 
-    fn unknown(node: Node, invoked: u64) -> Operation {
+    fn unknown(node: Node, invoked: u64, connection: u64) -> Operation {
         Operation {
             client: 0,
-            connection: 0,
+            connection,
             node,
             key: "k".into(),
             call: Call::Put("v".into()),
@@ -400,17 +427,29 @@ mod tests {
     }
 
     #[test]
-    fn an_unanswered_write_is_bounded_by_the_next_death_of_the_primary_only() {
+    fn an_unanswered_write_is_bounded_by_the_death_of_the_primary_its_connection_reached() {
         let mut history = vec![
-            unknown(Node::Primary, 5),
-            unknown(Node::Primary, 25),
-            unknown(Node::Primary, 45),
-            unknown(Node::Replica(1), 5),
+            unknown(Node::Primary, 5, 1),
+            unknown(Node::Primary, 25, 2),
+            unknown(Node::Primary, 45, 3),
+            unknown(Node::Replica(1), 5, 4),
+            // Sent at 22 on a connection opened at 15, to the process that died at 20.
+            unknown(Node::Primary, 22, 5),
         ];
+        let opened = HashMap::from([(1, 4), (2, 24), (3, 44), (4, 4), (5, 15)]);
         // The primary died at 20 and 40; a replica's death at 30 bounds nothing.
         let faults = [kill(0, 20), kill(1, 30), kill(0, 40)];
-        bound_unknowns(&mut history, &faults);
-        let bounds: Vec<u64> = history.iter().map(|op| op.completed).collect();
+        bound_unknowns(&mut history, &opened, &faults);
+        if let Some(error) = tool_failure {
+            return Err(format!(
+                "a fault could not be injected, so the run is not a test: {error} (the history \
+             so far is in {})",
+                out.display()
+            ));
+        }
+        let bounds: Vec<u64> = history[..4].iter().map(|op| op.completed).collect();
         assert_eq!(bounds, [20, 40, u64::MAX, u64::MAX]);
+        // It never reached a live process: it did not happen.
+        assert_eq!(history[4].outcome, Outcome::Failed);
     }
 }

@@ -1,6 +1,7 @@
-//! One server process under test: a `kvnode` or a `redis-server`, started on a fixed port and
-//! data directory so that it can be killed and started again where the others look for it,
-//! and killed on every path (its `Drop`).
+//! One server process under test: a `kvnode` or a `redis-server` with its own data directory,
+//! started on a fresh loopback port each time (the proxies in front of it are pointed there),
+//! so that it can be killed and started again on the same data, and killed on every path (its
+//! `Drop`, and a parent-death signal if kvchaos itself dies).
 //!
 //! Its stderr and stdout are copied into `<name>.log` by a thread of ours rather than written
 //! by the process itself, so that a file size limit standing in for a full disk does not also

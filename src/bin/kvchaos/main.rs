@@ -440,13 +440,6 @@ mod tests {
         // The primary died at 20 and 40; a replica's death at 30 bounds nothing.
         let faults = [kill(0, 20), kill(1, 30), kill(0, 40)];
         bound_unknowns(&mut history, &opened, &faults);
-        if let Some(error) = tool_failure {
-            return Err(format!(
-                "a fault could not be injected, so the run is not a test: {error} (the history \
-             so far is in {})",
-                out.display()
-            ));
-        }
         let bounds: Vec<u64> = history[..4].iter().map(|op| op.completed).collect();
         assert_eq!(bounds, [20, 40, u64::MAX, u64::MAX]);
         // It never reached a live process: it did not happen.

@@ -35,7 +35,7 @@ row() {
         1) verdict=INVALID ;;
         *) verdict="did not run: $last" ;;
     esac
-    echo "| $target | $fsync | $fault | $(field operations) | $(field faults) | $(field lost_acknowledged_writes) | $verdict | \`kvchaos ${args[*]}\` |"
+    echo "| $target | $fsync | $fault | $(field operations) | $(field faults) | $(field lost_acknowledged_writes) | $verdict | \`target/release/kvchaos ${args[*]}\` |"
 }
 for fault in kill pause partition disk-full slow-disk mixed; do
     for fsync in always everysec no; do

@@ -80,13 +80,7 @@ pub struct Proxy {
 impl Proxy {
     /// Listen on a free loopback port and forward to `target`.
     pub fn start(target: SocketAddr) -> io::Result<Proxy> {
-        Proxy::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), target)
-    }
-
-    /// Listen on `addr` (a fixed port, so that a restarted proxy is found where the old one
-    /// was) and forward to `target`.
-    pub fn start_on(addr: SocketAddr, target: SocketAddr) -> io::Result<Proxy> {
-        let listener = TcpListener::bind(addr)?;
+        let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let proxy = Proxy {
             addr,
@@ -131,11 +125,6 @@ impl Proxy {
     /// operation without an answer can have taken effect).
     pub fn retarget(&self, target: SocketAddr) {
         *self.target.lock().unwrap_or_else(PoisonError::into_inner) = target;
-    }
-
-    /// What the proxy does now.
-    pub fn mode(&self) -> Mode {
-        Mode::load(&self.mode)
     }
 }
 

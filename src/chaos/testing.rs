@@ -199,3 +199,29 @@ pub const TEN_MINUTES_OF_A_KEY: usize = if cfg!(debug_assertions) {
 } else {
     60_000
 };
+
+/// Holds the checker to `oracle` on `rounds` histories from `make` (which may skip a round by
+/// answering `None`), and answers how many were valid and how many invalid, so that a caller
+/// can insist that both kinds were exercised.
+pub fn agreement(
+    rounds: usize,
+    mut make: impl FnMut() -> Option<Vec<Operation>>,
+    oracle: impl Fn(&[Operation]) -> bool,
+) -> (usize, usize) {
+    let (mut valid, mut invalid) = (0, 0);
+    for round in 0..rounds {
+        let Some(history) = make() else { continue };
+        let expected = oracle(&history);
+        if expected {
+            valid += 1;
+        } else {
+            invalid += 1;
+        }
+        assert_eq!(
+            crate::chaos::checker::linearizable(&history),
+            expected,
+            "round {round}: {history:#?}"
+        );
+    }
+    (valid, invalid)
+}

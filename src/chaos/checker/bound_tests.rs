@@ -7,6 +7,7 @@ use super::reference;
 use super::tests::{brute_force_from, op, put, random_small, read};
 use super::*;
 use crate::chaos::history::Call;
+use crate::chaos::testing::agreement;
 
 /// No bound: the operation may take effect any time after its invocation.
 const NEVER: u64 = u64::MAX;
@@ -208,21 +209,11 @@ pub(super) fn random_unknowns(rng: &mut fastrand::Rng) -> Vec<Operation> {
 #[test]
 fn the_sweep_agrees_with_brute_force_on_histories_heavy_with_bounded_unknowns() {
     let mut rng = fastrand::Rng::with_seed(0xb0d2);
-    let (mut valid, mut invalid) = (0, 0);
-    for round in 0..3000 {
-        let history = random_unknowns(&mut rng);
-        let expected = brute_force_from(&history, &None);
-        if expected {
-            valid += 1;
-        } else {
-            invalid += 1;
-        }
-        assert_eq!(
-            linearizable(&history),
-            expected,
-            "round {round}: {history:#?}"
-        );
-    }
+    let (valid, invalid) = agreement(
+        3000,
+        || Some(random_unknowns(&mut rng)),
+        |history| brute_force_from(history, &None),
+    );
     assert!(
         valid > 500 && invalid > 500,
         "{valid} valid, {invalid} invalid"

@@ -4,7 +4,7 @@
 use super::reference;
 use super::*;
 use crate::chaos::history::Call;
-use crate::chaos::testing::{simulate, with_stale_read, Shape, TEN_MINUTES_OF_A_KEY};
+use crate::chaos::testing::{agreement, simulate, with_stale_read, Shape, TEN_MINUTES_OF_A_KEY};
 
 /// The reference search's verdict.
 fn reference_verdict(history: &[Operation]) -> bool {
@@ -39,40 +39,34 @@ fn tamper(history: &[Operation], rng: &mut fastrand::Rng) -> Vec<Operation> {
     tampered
 }
 
+/// A random history of `shape`, tampered with half the time; `None` if it has more unknown
+/// outcomes than the reference search can afford (it is exponential in them).
+fn sample(rng: &mut fastrand::Rng, shape: &Shape, most_unknown: usize) -> Option<Vec<Operation>> {
+    let simulated = simulate(rng, shape).history;
+    let unknown = simulated.iter().filter(|op| op.outcome == Outcome::Unknown);
+    if unknown.count() > most_unknown {
+        return None;
+    }
+    Some(if rng.bool() {
+        simulated
+    } else {
+        tamper(&simulated, rng)
+    })
+}
+
 #[test]
 fn it_agrees_with_the_reference_search_on_random_medium_histories() {
     let mut rng = fastrand::Rng::with_seed(0x3ed1a);
-    let (mut valid, mut invalid) = (0, 0);
-    for round in 0..6000 {
+    let make = || {
         let mut shape = Shape::new(rng.usize(1..=5), rng.usize(5..=40));
         shape.unknown = rng.u32(0..12);
         shape.late = rng.u64(0..2_000);
         // Kills (bounding the unknown operations sent before them): often, now and then, or
         // never.
         shape.kill = [0, 300, 2_000][rng.usize(0..3)];
-        let simulated = simulate(&mut rng, &shape).history;
-        let unknown = simulated.iter().filter(|op| op.outcome == Outcome::Unknown);
-        if unknown.count() > 3 {
-            // The reference search is exponential in them.
-            continue;
-        }
-        let history = if rng.bool() {
-            simulated
-        } else {
-            tamper(&simulated, &mut rng)
-        };
-        let expected = reference_verdict(&history);
-        if expected {
-            valid += 1;
-        } else {
-            invalid += 1;
-        }
-        assert_eq!(
-            linearizable(&history),
-            expected,
-            "round {round}: {history:#?}"
-        );
-    }
+        sample(&mut rng, &shape, 3)
+    };
+    let (valid, invalid) = agreement(6000, make, reference_verdict);
     assert!(
         valid > 500 && invalid > 200,
         "{valid} valid, {invalid} invalid"
@@ -82,34 +76,14 @@ fn it_agrees_with_the_reference_search_on_random_medium_histories() {
 #[test]
 fn it_agrees_with_the_reference_search_on_short_histories_with_many_unknown_outcomes() {
     let mut rng = fastrand::Rng::with_seed(0xdead);
-    let (mut valid, mut invalid) = (0, 0);
-    for round in 0..10_000 {
+    let make = || {
         let mut shape = Shape::new(rng.usize(1..=4), rng.usize(4..=18));
         shape.unknown = 3;
         shape.late = rng.u64(0..3_000);
         shape.kill = [0, 300, 2_000][rng.usize(0..3)];
-        let simulated = simulate(&mut rng, &shape).history;
-        let unknown = simulated.iter().filter(|op| op.outcome == Outcome::Unknown);
-        if unknown.count() > 6 {
-            continue;
-        }
-        let history = if rng.bool() {
-            simulated
-        } else {
-            tamper(&simulated, &mut rng)
-        };
-        let expected = reference_verdict(&history);
-        if expected {
-            valid += 1;
-        } else {
-            invalid += 1;
-        }
-        assert_eq!(
-            linearizable(&history),
-            expected,
-            "round {round}: {history:#?}"
-        );
-    }
+        sample(&mut rng, &shape, 6)
+    };
+    let (valid, invalid) = agreement(10_000, make, reference_verdict);
     assert!(
         valid > 4000 && invalid > 500,
         "{valid} valid, {invalid} invalid"

@@ -19,6 +19,17 @@ use std::time::{Duration, Instant};
 /// How long a node gets to start answering.
 const START_DEADLINE: Duration = Duration::from_secs(60);
 
+/// How many times a node that exits at start is tried (each time on another port).
+const START_ATTEMPTS: u32 = 3;
+
+/// Why a start failed.
+enum Exit {
+    /// The process exited before it answered: perhaps its port was taken, worth another try.
+    AtStart(String),
+    /// Anything else.
+    Other(String),
+}
+
 /// How long a node gets to stop after `SIGTERM` before it is killed.
 const STOP_DEADLINE: Duration = Duration::from_secs(15);
 
@@ -102,10 +113,31 @@ impl Node {
 
     /// Start the process (on a fresh port after the first time) and wait until it answers
     /// `PING`.
+    ///
+    /// A free port is found by binding port 0 and letting it go, so another process (a test
+    /// running beside this one) can take it before the node binds it, and the node then exits
+    /// at start. So a node that exits at start is tried again on another port, up to
+    /// `START_ATTEMPTS` times; one that cannot start at all still fails, and says why.
     pub fn spawn(&mut self) -> Result<(), String> {
         if self.child.is_some() {
             return Err(format!("{} is already running", self.spec.name));
         }
+        let mut attempt = 1;
+        loop {
+            match self.spawn_once() {
+                // Its log keeps why it exited.
+                Err(Exit::AtStart(_)) if attempt < START_ATTEMPTS => {
+                    attempt += 1;
+                    self.addr = free_port()?;
+                }
+                Err(Exit::AtStart(why) | Exit::Other(why)) => return Err(why),
+                Ok(()) => return Ok(()),
+            }
+        }
+    }
+
+    /// One try at starting the process on `self.addr`.
+    fn spawn_once(&mut self) -> Result<(), Exit> {
         let mut command = self.command();
         // SAFETY: the closure runs in the child between fork and exec and only makes
         // async-signal-safe system calls (signal, prctl, getppid).
@@ -117,7 +149,7 @@ impl Node {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.spec.name))?;
+            .map_err(|e| Exit::Other(format!("cannot start {}: {e}", self.spec.name)))?;
         copy_output(child.stdout.take(), child.stderr.take(), &self.log);
         self.child = Some(child);
         self.wait_ready()
@@ -172,12 +204,15 @@ impl Node {
 
     /// Wait until the node answers `PING` (both stores answer an inline `PING`); a process
     /// that exited is noticed first, so that nothing else on its port can answer for it.
-    fn wait_ready(&mut self) -> Result<(), String> {
+    fn wait_ready(&mut self) -> Result<(), Exit> {
         let start = Instant::now();
         while start.elapsed() < START_DEADLINE {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 self.child = None;
-                return Err(format!("{} exited at start: {status}", self.spec.name));
+                return Err(Exit::AtStart(format!(
+                    "{} exited at start: {status}",
+                    self.spec.name
+                )));
             }
             if ping(self.addr) {
                 return Ok(());
@@ -185,10 +220,10 @@ impl Node {
             // Poll interval of the deadline-bounded wait for the node to listen.
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(format!(
+        Err(Exit::Other(format!(
             "{} did not answer within {START_DEADLINE:?}",
             self.spec.name
-        ))
+        )))
     }
 
     /// `kill -9`, and wait for the process to be gone; the next start takes a fresh port.

@@ -16,6 +16,9 @@
 //! - [`server`]: the [`server::listener::Listener`] that accepts connections, one
 //!   [`server::session::Session`] per connection, and what a node reports about itself
 //!   (`INFO`, `DIGEST`).
+//! - [`consensus`]: the failover control plane, on openraft: which node is primary for which
+//!   epoch, the lease that fences a primary, and the data-aware vote. It uses nothing else of
+//!   the crate, and nothing else of the crate uses it yet.
 //!
 //! Dependencies point one way: `server` uses `protocol`, `replication`, `storage` and `store`;
 //! `replication` uses `storage` and `store`; `storage` and `protocol` use `store`; `store`
@@ -26,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+pub mod consensus;
 pub mod protocol;
 pub mod replication;
 pub mod server;

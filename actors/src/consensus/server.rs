@@ -1,0 +1,101 @@
+//! The serving side of Raft RPCs, where the data-aware vote is decided.
+//!
+//! Raft elects the node with the most up-to-date Raft log; the store also needs that a node
+//! whose *data* is behind is never elected over one that is ahead, or a failover could lose
+//! acknowledged writes. Every vote request carries the candidate's [`DataPosition`]; a voter
+//! whose own position is strictly greater does not pass the request to Raft at all and answers
+//! a refusal, so the candidate does not get its vote. Otherwise Raft decides as usual.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::raft::VoteRequest;
+use slog::{debug, info, Logger};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::consensus::cluster_state::NodeId;
+use crate::consensus::network::NetControl;
+use crate::consensus::position::{DataPosition, PositionFn};
+use crate::consensus::type_config::Raft;
+use crate::consensus::wire::{
+    read_frame, read_opening, write_frame, NetError, RpcRequest, RpcResponse,
+};
+
+/// How long a connection may take to send its opening line. The Listener hands over a
+/// connection once it has peeked the opening's first bytes, so this only bounds a peer that
+/// stalls mid-line.
+const OPENING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything needed to answer Raft RPCs for one node; cheap to clone into each connection.
+#[derive(Clone)]
+pub struct RpcServer {
+    /// The local Raft, which answers the requests.
+    pub raft: Raft,
+    /// The node's partition switch: while it is set, requests are dropped with their connection.
+    pub control: Arc<NetControl>,
+    /// This node's data position, compared with each candidate's.
+    pub position: PositionFn,
+    /// Cancelled at shutdown, which closes every served connection.
+    pub stop: CancellationToken,
+    /// The node's logger.
+    pub log: Logger,
+}
+
+impl RpcServer {
+    /// Serves one connection whose opening line has not been read yet, in a task of its own,
+    /// until the peer closes it, an error occurs, or the node stops.
+    pub fn serve(&self, stream: TcpStream) {
+        let server = self.clone();
+        tokio::spawn(async move {
+            let peer = stream
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let result = tokio::select! {
+                result = server.serve_conn(stream) => result,
+                () = server.stop.cancelled() => Ok(()),
+            };
+            if let Err(e) = result {
+                debug!(server.log, "raft connection closed"; "peer" => peer, "error" => %e);
+            }
+        });
+    }
+
+    /// Checks the opening, then answers requests in order.
+    async fn serve_conn(&self, mut stream: TcpStream) -> Result<(), NetError> {
+        tokio::time::timeout(OPENING_TIMEOUT, read_opening(&mut stream))
+            .await
+            .map_err(|_| NetError::BadOpening)??;
+        // Heartbeat latency matters more than packet count; a failure only costs latency.
+        let _ = stream.set_nodelay(true);
+        while let Some(req) = read_frame::<_, RpcRequest>(&mut stream).await? {
+            if self.control.is_isolated() {
+                return Err(NetError::Isolated);
+            }
+            let resp = match req {
+                RpcRequest::Append(r) => RpcResponse::Append(self.raft.append_entries(r).await),
+                RpcRequest::Vote { request, position } => self.vote(request, position).await,
+                RpcRequest::Snapshot(r) => {
+                    RpcResponse::Snapshot(self.raft.install_snapshot(r).await)
+                }
+            };
+            write_frame(&mut stream, false, &resp).await?;
+        }
+        Ok(())
+    }
+
+    /// The data-aware vote: refuses a candidate whose data is behind this node's, before Raft
+    /// sees the request (so the refusal changes no Raft state, not even the term).
+    async fn vote(&self, request: VoteRequest<NodeId>, candidate: DataPosition) -> RpcResponse {
+        let own = (self.position)();
+        if own > candidate {
+            info!(self.log, "refusing a vote: this node's data is ahead of the candidate's";
+                "peer" => request.vote.leader_id().node_id, "term" => request.vote.leader_id().term,
+                "own_epoch" => own.epoch, "own_offset" => own.offset,
+                "candidate_epoch" => candidate.epoch, "candidate_offset" => candidate.offset);
+            return RpcResponse::VoteRefused { voter: own };
+        }
+        RpcResponse::Vote(self.raft.vote(request).await)
+    }
+}

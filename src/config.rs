@@ -119,6 +119,44 @@ pub struct NodeArgs {
     #[arg(long = "replica", value_name = "HOST:PORT", value_parser = host_port)]
     pub replicas: Vec<String>,
 
+    /// Run as a member of a failover cluster: the client addresses of every member, this
+    /// node's included, in the same order on every node (a member's id is its position).
+    /// The members elect a primary (Raft, on each member's port + 10000, as Redis Cluster's
+    /// bus), the others replicate it, and a new primary is elected when it stops answering.
+    /// Replaces --role and --replica.
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',', value_parser = host_port)]
+    pub peers: Vec<String>,
+
+    /// This node's address as it appears in --peers, when that is not --listen (for example
+    /// when listening on 0.0.0.0).
+    #[arg(long, value_name = "HOST:PORT", value_parser = host_port)]
+    pub advertise: Option<String>,
+
+    /// In a failover cluster, how long the primary may stop answering before a new one is
+    /// elected. Its lease (how long a cut-off primary keeps acknowledging) is shorter, so a
+    /// deposed primary has stopped before its successor starts.
+    #[arg(long, value_name = "MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(60..=60_000))]
+    pub failover_timeout_ms: u64,
+
+    /// Acknowledge a write (and answer a read that could show it) only once this many
+    /// replicas have it durable (Redis's name). With 1 in a three-node cluster, no
+    /// acknowledged write is lost by any single failure, failover included.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=16))]
+    pub min_replicas_to_write: u64,
+
+    /// How long a reply waits for --min-replicas-to-write replicas before it answers
+    /// `NOREPLICAS` (the write is then applied here, its survival unknown).
+    #[arg(long, value_name = "MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub min_replicas_timeout_ms: u64,
+
+    /// The name `SENTINEL get-master-addr-by-name` answers to, for clients with Sentinel
+    /// support.
+    #[arg(long, value_name = "NAME", default_value = "kvstore")]
+    pub sentinel_name: String,
+
     /// A shared secret that authenticates replication links both ways: a primary streams only
     /// to a replica that proves it knows the secret, and a replica takes a stream only from a
     /// primary that proves it (HMAC challenge and response; the secret never crosses the
@@ -236,6 +274,18 @@ pub struct NodeConfig {
     pub repl_handshake_timeout: std::time::Duration,
     /// `--timeout`: `None` for never.
     pub idle_timeout: Option<std::time::Duration>,
+    /// `--peers`: empty unless this node is a member of a failover cluster.
+    pub peers: Vec<String>,
+    /// This node's entry in `peers`.
+    pub advertise: String,
+    /// `--failover-timeout-ms`.
+    pub failover_timeout: std::time::Duration,
+    /// `--min-replicas-to-write`.
+    pub min_replicas_to_write: usize,
+    /// `--min-replicas-timeout-ms`.
+    pub min_replicas_timeout: std::time::Duration,
+    /// `--sentinel-name`.
+    pub sentinel_name: String,
 }
 
 /// A combination of flags that cannot work together.
@@ -246,6 +296,14 @@ pub enum ConfigError {
          --max-value-bytes ({largest}), or a value that could be stored could never be read back"
     )]
     OutputBelowValue { output: u64, largest: u64 },
+    #[error("--peers runs a failover cluster, whose members find their replicas themselves; leave out --role and --replica")]
+    PeersWithRole,
+    #[error("this node's address {me} is not in --peers ({peers}); give --advertise with the entry that is this node")]
+    NotAPeer { me: String, peers: String },
+    #[error("a member of a failover cluster needs a fixed --listen port of at most 55535: its control plane listens on that port + 10000 (got {0})")]
+    ControlPort(u16),
+    #[error("--peers lists {0} more than once")]
+    DuplicatePeer(String),
 }
 
 impl NodeConfig {
@@ -288,11 +346,31 @@ impl TryFrom<NodeArgs> for NodeConfig {
             Role::Primary | Role::Cluster => PRIMARY_PORT,
             Role::Replica => REPLICA_PORT,
         };
+        let listen = args
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port)));
+        let advertise = args.advertise.clone().unwrap_or_else(|| listen.to_string());
+        if !args.peers.is_empty() {
+            if listen.port() == 0 || listen.port() > u16::MAX - 10_000 {
+                return Err(ConfigError::ControlPort(listen.port()));
+            }
+            if args.role != Role::Primary || !args.replicas.is_empty() {
+                return Err(ConfigError::PeersWithRole);
+            }
+            if !args.peers.contains(&advertise) {
+                return Err(ConfigError::NotAPeer {
+                    me: advertise,
+                    peers: args.peers.join(","),
+                });
+            }
+            let mut seen = std::collections::HashSet::new();
+            if let Some(twice) = args.peers.iter().find(|p| !seen.insert(*p)) {
+                return Err(ConfigError::DuplicatePeer(twice.clone()));
+            }
+        }
         Ok(NodeConfig {
             role: args.role,
-            listen: args
-                .listen
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port))),
+            listen,
             data_dir: args
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from("kvdata").join(args.role.as_str())),
@@ -318,6 +396,12 @@ impl TryFrom<NodeArgs> for NodeConfig {
                 args.repl_handshake_timeout_ms,
             ),
             idle_timeout: (args.timeout > 0).then(|| std::time::Duration::from_secs(args.timeout)),
+            peers: args.peers,
+            advertise,
+            failover_timeout: std::time::Duration::from_millis(args.failover_timeout_ms),
+            min_replicas_to_write: to_usize(args.min_replicas_to_write),
+            min_replicas_timeout: std::time::Duration::from_millis(args.min_replicas_timeout_ms),
+            sentinel_name: args.sentinel_name,
         })
     }
 }
@@ -359,5 +443,24 @@ mod tests {
         assert!(NodeArgs::try_parse_from(["kvnode", "--max-clients", "0"]).is_err());
         let args = NodeArgs::parse_from(["kvnode", "--client-output-limit", "4096"]);
         assert!(NodeConfig::try_from(args).is_err());
+        let peers = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
+        let args = NodeArgs::parse_from(["kvnode", "--peers", peers, "--listen", "127.0.0.1:7004"]);
+        let error = NodeConfig::try_from(args).unwrap_err().to_string();
+        assert!(error.contains("not in --peers"), "{error}");
+        let args = NodeArgs::parse_from(["kvnode", "--peers", peers, "--role", "replica"]);
+        assert!(NodeConfig::try_from(args).is_err());
+        let twice = "127.0.0.1:7001,127.0.0.1:7001";
+        let args = NodeArgs::parse_from(["kvnode", "--peers", twice, "--listen", "127.0.0.1:7001"]);
+        assert!(NodeConfig::try_from(args).is_err());
+    }
+
+    #[test]
+    fn a_member_of_a_failover_cluster_finds_itself_in_peers() {
+        let peers = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
+        let args = NodeArgs::parse_from(["kvnode", "--peers", peers, "--listen", "127.0.0.1:7002"]);
+        let config = NodeConfig::try_from(args).unwrap();
+        assert_eq!(config.peers.len(), 3);
+        assert_eq!(config.advertise, "127.0.0.1:7002");
+        assert_eq!(config.min_replicas_to_write, 0);
     }
 }

@@ -6,7 +6,9 @@
 pub mod chaos;
 pub mod client;
 pub mod cluster;
+pub mod cluster_client;
 pub mod config;
+pub mod failover;
 pub mod import;
 pub mod logging;
 pub mod node;

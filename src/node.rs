@@ -17,6 +17,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_rt::Arbiter;
 use kv_actors::replication::auth::ClusterSecret;
+use kv_actors::replication::data_epoch::DataEpoch;
 use kv_actors::replication::follower::Follower;
 use kv_actors::replication::replication_id::{self, Lineage, ReplicationState};
 use kv_actors::replication::replicator::{Replicator, ReplicatorConfig};
@@ -33,6 +34,7 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 
 use crate::config::{NodeConfig, Role};
+use crate::failover;
 
 /// Why a node could not start; each says what the operator can do about it.
 #[derive(Debug, Error)]
@@ -45,6 +47,8 @@ pub enum NodeError {
     ActorGone(&'static str),
     #[error("--role cluster is started with kvstore::cluster, not Node::start")]
     ClusterRole,
+    #[error(transparent)]
+    Failover(#[from] failover::FailoverError),
 }
 
 /// How long a stopping primary waits for its streaming replicas to catch up.
@@ -67,6 +71,8 @@ pub struct Node {
     /// What sessions report and wait on; used at shutdown to let replicas catch up.
     context: NodeContext,
     stopping: tokio::sync::watch::Sender<bool>,
+    /// A failover-cluster member's control plane.
+    member: Option<failover::ControlPlane>,
 }
 
 impl Node {
@@ -116,10 +122,31 @@ impl Node {
             cluster_secret: config.cluster_secret.as_deref().map(ClusterSecret::new),
             replication_timeout: config.repl_timeout,
             handshake_timeout: config.repl_handshake_timeout,
+            min_replicas_to_write: config.min_replicas_to_write,
+            min_replicas_timeout: config.min_replicas_timeout,
+            sentinel_name: config.sentinel_name.as_str().into(),
             ..NodeContext::default()
         };
         let mut lineage = None;
-        match config.role {
+        let mut member = None;
+        let role = match config.peers.is_empty() {
+            true => config.role,
+            false => {
+                let parts = failover::MemberParts {
+                    config,
+                    dir: &dir,
+                    store: &store,
+                    writer: &writer,
+                    durability: &durability,
+                    tail: &recovered.tail,
+                    last_seq,
+                    arbiter: &store_arbiter,
+                };
+                member = Some(failover::start_member(parts, &mut node_context, &log).await?);
+                Role::Cluster
+            }
+        };
+        match role {
             Role::Primary => {
                 if replication_id::load(&dir)? == ReplicationState::Resyncing {
                     warn!(log, "this data directory holds a replica's unfinished full resync: \
@@ -142,6 +169,8 @@ impl Node {
                         backlog_bytes: config.repl_backlog_bytes,
                         full_sync_buffer_bytes: config.repl_full_sync_buffer_bytes,
                         timeout: config.repl_timeout,
+                        epoch: 0,
+                        authoritative: false,
                     };
                     let (replicator, progress) = Replicator::new(
                         replicator_config,
@@ -191,6 +220,7 @@ impl Node {
                     last_seq,
                     discard,
                     &recovered.tail,
+                    DataEpoch::default(),
                     &log,
                 );
                 node_context.follower = Some(Follower::start_in_arbiter(
@@ -198,7 +228,8 @@ impl Node {
                     move |_| follower,
                 ));
             }
-            Role::Cluster => return Err(NodeError::ClusterRole),
+            // A member of a failover cluster: assembled above.
+            Role::Cluster => {}
         }
 
         // The first thread that serves clients is the Store's own: a request then reaches the
@@ -215,7 +246,7 @@ impl Node {
             arbiters: session_arbiters,
             max_clients: config.max_clients,
             session: Arc::new(SessionConfig {
-                read_only: config.role == Role::Replica,
+                read_only: role == Role::Replica,
                 max_line_bytes: config.max_line_bytes,
                 max_value_bytes: config.max_value_bytes,
                 output_limit: config.client_output_limit,
@@ -245,6 +276,7 @@ impl Node {
             lineage,
             context: node_context,
             stopping,
+            member,
         })
     }
 
@@ -275,6 +307,10 @@ impl Node {
     /// then stop the node's threads. Sessions still busy after `grace` are abandoned.
     pub async fn shutdown(self, grace: Duration) {
         info!(self.log, "shutting down");
+        if let Some(member) = &self.member {
+            // Stop taking part in elections first: a stopping node must not be elected.
+            member.shutdown().await;
+        }
         // Ends every WAIT, so its session can finish.
         self.stopping.send_replace(true);
         let drained = self.listener.send(StopAccepting);

@@ -105,6 +105,8 @@ async fn every_keys_history_arrives_in_order() {
         backlog_bytes: 64 * 1024 * 1024,
         full_sync_buffer_bytes: 64 * 1024 * 1024,
         timeout: Duration::from_secs(30),
+        epoch: 0,
+        authoritative: false,
     };
     let log = Logger::root(Discard, o!());
     let (replicator, progress) =

@@ -29,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cluster;
 pub mod consensus;
 pub mod protocol;
 pub mod replication;

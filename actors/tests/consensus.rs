@@ -107,6 +107,7 @@ impl Cluster {
                     id,
                     Member {
                         addr: a.to_string(),
+                        control: String::new(),
                     },
                 )
             })

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use kvstore::client::{is_error, Client, ClientError};
+use kvstore::cluster_client::ClusterClient;
 use rustyline::error::ReadlineError;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,6 +31,10 @@ struct Args {
     /// Port of the node (a primary listens on 12345, a replica on 12346).
     #[arg(long, short, default_value_t = 12345)]
     port: u16,
+    /// The members of a failover cluster (`HOST:PORT,HOST:PORT,...`): kvcli finds the primary
+    /// itself and follows it when a new one is elected (instead of --host and --port).
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',', conflicts_with_all = ["host", "port"])]
+    cluster: Vec<String>,
     /// A command to run, such as `GET name` or `PUT name John Smith`. Without one, commands
     /// are read from stdin: interactively with a prompt when it is a terminal.
     #[arg(
@@ -49,15 +54,11 @@ struct Outcome {
 fn main() -> ExitCode {
     let args = Args::parse();
     let addr = format!("{}:{}", args.host, args.port);
-    let result = Client::connect(&addr, CONNECT_TIMEOUT).and_then(|mut client| {
-        if !args.command.is_empty() {
-            one_command(&mut client, &args.command.join(" "))
-        } else if io::stdin().is_terminal() {
-            interactive(&mut client, &addr)
-        } else {
-            piped(client)
-        }
-    });
+    let result = if args.cluster.is_empty() {
+        single(&args, &addr)
+    } else {
+        cluster(&args)
+    };
     match result {
         Ok(Outcome { saw_error: false }) => ExitCode::SUCCESS,
         Ok(Outcome { saw_error: true }) => ExitCode::from(1),
@@ -66,6 +67,45 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Talk to the failover cluster's primary, wherever it is: every request goes to the primary
+/// found at that moment (one at a time: a request refused by a deposed primary is sent again).
+fn cluster(args: &Args) -> Result<Outcome, ClientError> {
+    let mut client = ClusterClient::new(args.cluster.clone(), CONNECT_TIMEOUT);
+    let mut outcome = Outcome::default();
+    let mut run = |line: &[u8]| -> Result<bool, ClientError> {
+        if is_blank(line) {
+            return Ok(true);
+        }
+        let reply = client.request(line)?;
+        print_reply(&reply)?;
+        outcome.saw_error |= is_error(&reply);
+        Ok(!is_exit(line))
+    };
+    if !args.command.is_empty() {
+        run(args.command.join(" ").as_bytes())?;
+    } else {
+        for line in io::stdin().lock().split(b'\n') {
+            if !run(&line?)? {
+                break;
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// Talk to one node.
+fn single(args: &Args, addr: &str) -> Result<Outcome, ClientError> {
+    Client::connect(addr, CONNECT_TIMEOUT).and_then(|mut client| {
+        if !args.command.is_empty() {
+            one_command(&mut client, &args.command.join(" "))
+        } else if io::stdin().is_terminal() {
+            interactive(&mut client, addr)
+        } else {
+            piped(client)
+        }
+    })
 }
 
 fn print_reply(reply: &[u8]) -> Result<(), ClientError> {
@@ -147,6 +187,7 @@ Commands:
   INFO                role, replication and counters as field=value pairs
   DIGEST              a hash of all the data and the offset it reflects
   WAIT <n> <ms>       wait until n replicas have this connection's writes
+  ROLE                primary (with its replicas) or replica (with its primary)
   EXIT                close the connection and quit (so does Ctrl-D)
   HELP                this text";
 

@@ -17,6 +17,10 @@ pub type NodeId = u64;
 pub struct Member {
     /// `host:port` the node accepts connections on.
     pub addr: String,
+    /// `host:port` its control plane (Raft RPCs) listens on, when not `addr`: a key-value
+    /// node serves Raft on its client port + 10000 (`src/failover.rs`).
+    #[serde(default)]
+    pub control: String,
 }
 
 impl fmt::Display for Member {
@@ -120,7 +124,13 @@ mod tests {
     #[test]
     fn epochs_only_grow_and_only_members_are_named() {
         let mut state = ClusterState::default();
-        state.members.insert(1, Member { addr: "a:1".into() });
+        state.members.insert(
+            1,
+            Member {
+                addr: "a:1".into(),
+                control: String::new(),
+            },
+        );
         let named = |epoch, node| Command::SetPrimary {
             epoch,
             node,

@@ -87,7 +87,10 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetworkFactory {
     async fn new_client(&mut self, target: NodeId, node: &Member) -> TcpNetwork {
         TcpNetwork {
             target,
-            addr: node.addr.clone(),
+            addr: match node.control.is_empty() {
+                true => node.addr.clone(),
+                false => node.control.clone(),
+            },
             conn: None,
             control: self.control.clone(),
             position: self.position.clone(),

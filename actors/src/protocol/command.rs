@@ -76,6 +76,11 @@ pub enum Command {
         /// The protocol version asked for, if any; anything but 2 is refused with `NOPROTO`.
         version: Option<u64>,
     },
+    /// `ROLE`: whether this node is the primary or a replica now, as Redis answers it.
+    Role,
+    /// RESP `SENTINEL ...`: the Sentinel discovery commands, so that Redis clients with
+    /// Sentinel support find the primary of a failover cluster and follow its failovers.
+    Sentinel(SentinelQuery),
     /// `RESYNC`, on a replica: give up its data and take a full copy from the next primary
     /// stream, even one whose history is behind this replica's. The operator's answer to a
     /// primary that refuses to overwrite the replica (`INFO`: `replicaN_state=refused`).
@@ -141,6 +146,20 @@ pub enum Plan {
     Exit,
 }
 
+/// The Sentinel commands a node answers about its failover cluster (the name is
+/// `--sentinel-name`, `kvstore` by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SentinelQuery {
+    /// `SENTINEL MASTERS`: the one primary, as Sentinel describes a master.
+    Masters,
+    /// `SENTINEL MASTER <name>`.
+    Master(Bytes),
+    /// `SENTINEL GET-MASTER-ADDR-BY-NAME <name>`: the primary's host and port.
+    GetMasterAddr(Bytes),
+    /// `SENTINEL REPLICAS <name>` (or `SLAVES`): the replicas, as Sentinel describes them.
+    Replicas(Bytes),
+}
+
 /// A command answered from the node's state rather than by the Store's operations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeQuery {
@@ -159,6 +178,10 @@ pub enum NodeQuery {
     },
     /// `RESYNC`: a replica gives up its data for its primary's.
     Resync,
+    /// `ROLE`.
+    Role,
+    /// `SENTINEL ...`.
+    Sentinel(SentinelQuery),
 }
 
 /// How the outcomes of one command's Store operations become its reply.
@@ -200,6 +223,8 @@ impl Command {
             Command::Info => Plan::Node(NodeQuery::Info),
             Command::Digest => Plan::Node(NodeQuery::Digest),
             Command::Resync => Plan::Node(NodeQuery::Resync),
+            Command::Role => Plan::Node(NodeQuery::Role),
+            Command::Sentinel(query) => Plan::Node(NodeQuery::Sentinel(query)),
             Command::Wait {
                 replicas,
                 timeout_ms,
@@ -277,6 +302,8 @@ pub fn parse(line: &Bytes) -> Option<Result<Command, CommandError>> {
         no_args("INFO").map(|()| Command::Info)
     } else if verb.eq_ignore_ascii_case(b"DIGEST") {
         no_args("DIGEST").map(|()| Command::Digest)
+    } else if verb.eq_ignore_ascii_case(b"ROLE") {
+        no_args("ROLE").map(|()| Command::Role)
     } else if verb.eq_ignore_ascii_case(b"RESYNC") {
         no_args("RESYNC").map(|()| Command::Resync)
     } else if verb.eq_ignore_ascii_case(b"WAIT") {
@@ -415,6 +442,32 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
         ("info", _) => Ok(Command::Info),
         ("digest", 1) => Ok(Command::Digest),
         ("resync", 1) => Ok(Command::Resync),
+        ("role", 1) => Ok(Command::Role),
+        ("sentinel", n) if n >= 2 => {
+            let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+            match (sub.as_str(), n) {
+                ("masters", 2) => Ok(Command::Sentinel(SentinelQuery::Masters)),
+                ("master", 3) => Ok(Command::Sentinel(SentinelQuery::Master(
+                    args.swap_remove(2),
+                ))),
+                ("get-master-addr-by-name", 3) => Ok(Command::Sentinel(
+                    SentinelQuery::GetMasterAddr(args.swap_remove(2)),
+                )),
+                ("replicas" | "slaves", 3) => Ok(Command::Sentinel(SentinelQuery::Replicas(
+                    args.swap_remove(2),
+                ))),
+                ("masters" | "master" | "get-master-addr-by-name" | "replicas" | "slaves", _) => {
+                    Err(CommandError::Redis(format!(
+                        "ERR wrong number of arguments for 'sentinel|{sub}' command"
+                    )))
+                }
+                _ => Err(CommandError::Redis(format!(
+                    "ERR SENTINEL {} is not supported (only MASTERS, MASTER, \
+                     GET-MASTER-ADDR-BY-NAME, REPLICAS)",
+                    printable(sub.as_bytes())
+                ))),
+            }
+        }
         ("wait", 3) => integer(&args[1]).and_then(|replicas| {
             Ok(Command::Wait {
                 replicas: u32::try_from(replicas).map_err(|_| {
@@ -443,7 +496,7 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
         ("hello", _) => integer(&args[1]).map(|v| Command::Hello { version: Some(v) }),
         (
             "get" | "set" | "del" | "exists" | "mget" | "mset" | "dbsize" | "ping" | "echo"
-            | "digest" | "resync" | "wait" | "client" | "select",
+            | "digest" | "resync" | "wait" | "client" | "select" | "role" | "sentinel",
             _,
         ) => Err(wrong_args()),
         _ => {

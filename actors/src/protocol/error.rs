@@ -26,6 +26,22 @@ pub enum ErrorReply {
     /// A write sent to a replica.
     #[error("READONLY: this node is a replica; write to the primary")]
     ReadOnly,
+    /// A write sent to a replica of a failover cluster: names the primary to write to.
+    #[error("READONLY: this node is a replica; write to the primary at {0}")]
+    ReadOnlyPrimaryAt(std::sync::Arc<str>),
+    /// A write sent while no node may act as primary (an election is under way, or this
+    /// node was the primary and cannot confirm it still is): not applied.
+    #[error(
+        "READONLY: no primary right now (an election is under way); not applied, retry shortly"
+    )]
+    NoPrimary,
+    /// A write applied on the primary whose acknowledgement the node cannot give: too few
+    /// replicas made it durable in time (`--min-replicas-to-write`), or the node lost its
+    /// primary lease meanwhile. Its fate is unknown: it survives if the history it is in does.
+    #[error(
+        "not acknowledged: {0}; the write was applied on this node but may not survive a failover"
+    )]
+    NotAcknowledged(std::sync::Arc<str>),
     /// A request line longer than `--max-line-bytes`; the connection closes after it.
     #[error("line too long (limit {limit} bytes)")]
     LineTooLong {
@@ -66,6 +82,14 @@ impl ErrorReply {
         match self {
             ErrorReply::Command(CommandError::Redis(text)) => text.clone(),
             ErrorReply::ReadOnly => "READONLY You can't write against a read only replica.".into(),
+            ErrorReply::ReadOnlyPrimaryAt(addr) => {
+                format!("READONLY You can't write against a read only replica. (primary: {addr})")
+            }
+            ErrorReply::NoPrimary => "READONLY no primary right now (an election is under way); \
+                not applied, retry shortly"
+                .into(),
+            // Redis's word for "too few replicas took the write".
+            ErrorReply::NotAcknowledged(_) => format!("NOREPLICAS {self}"),
             ErrorReply::MaxClients => "ERR max number of clients reached".into(),
             ErrorReply::WaitOnReplica => "ERR WAIT cannot be used with replica instances".into(),
             // Redis's word for "writes are stopped because persistence is failing".

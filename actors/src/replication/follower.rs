@@ -15,103 +15,18 @@ use std::collections::HashMap;
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 
+use super::data_epoch::DataEpoch;
 use super::fingerprint::Recent;
+pub use super::follower_messages::{
+    Ack, Attach, CurrentAck, Detach, Fence, Fenced, FollowerInfo, Peek, Position, Rebase, Resync,
+    Stream, Superseded,
+};
 use super::wire::SyncStart;
 use crate::storage::durability::Durability;
 use crate::storage::record::Entry;
 use crate::storage::writer::{Follow, Reset, Writer};
 use crate::store::keyspace::Keyspace;
 use crate::store::{Apply, Change, Mutation, Replace, Seq, Store};
-
-/// A session became a primary's stream; answers where this replica stands.
-#[derive(Message)]
-#[rtype(result = "Position")]
-pub struct Attach {
-    /// Told to close when a newer stream supersedes this one.
-    pub session: Recipient<Superseded>,
-    /// The primary's backlog holds every mutation after this one: the window of recent
-    /// fingerprints offered in the answer starts no earlier.
-    pub from: Seq,
-}
-
-/// Tells the session of a stream to close: a newer stream from the primary took over (a
-/// primary reconnecting after a network cut must not wait for the old connection to time out).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Superseded;
-
-/// Where a replica stands: the history it holds and how far.
-#[derive(Debug, Clone, MessageResponse)]
-pub struct Position {
-    /// Identifies the attached stream in later messages.
-    pub link: u64,
-    /// The primary history this replica's data belongs to, if any.
-    pub replication_id: Option<String>,
-    /// The last mutation of that history this replica holds.
-    pub offset: Seq,
-    /// A hash of this replica's fingerprints of its mutations after `.0` up to `offset`, for
-    /// the primary to check against its own (see `fingerprint.rs`).
-    pub window: Option<(Seq, u64)>,
-}
-
-/// Part of a primary's stream, in order.
-#[derive(Message)]
-#[rtype(result = "Result<Ack, String>")]
-pub struct Stream {
-    /// The stream it belongs to; a superseded stream's parts are refused.
-    pub link: u64,
-    /// How the stream starts, in its first part only.
-    pub start: Option<SyncStart>,
-    /// The records that followed, in order.
-    pub records: Vec<Entry>,
-}
-
-/// Answers what to acknowledge now on stream `link` (nothing, for a stream that has not
-/// started or was superseded).
-#[derive(Message)]
-#[rtype(result = "Ack")]
-pub struct CurrentAck {
-    /// The stream asking.
-    pub link: u64,
-}
-
-/// `RESYNC` on a replica: give up its data and take a full copy from the next primary
-/// stream, even one whose history is behind this replica's (the operator's answer to a
-/// primary that refuses to overwrite it). Ends the current stream.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Resync;
-
-/// Answers the replica's replication state, for `INFO`.
-#[derive(Message)]
-#[rtype(result = "FollowerInfo")]
-pub struct Peek;
-
-/// A replica's replication state.
-#[derive(Debug, Clone, MessageResponse)]
-pub struct FollowerInfo {
-    /// The primary history this replica's data belongs to.
-    pub replication_id: Option<String>,
-    /// Whether a primary's stream is attached.
-    pub linked: bool,
-}
-
-/// A session's stream ended.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Detach {
-    /// The stream that ended.
-    pub link: u64,
-}
-
-/// What a replica acknowledges: applied and durable offsets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
-pub struct Ack {
-    /// Every mutation up to this one is applied...
-    pub applied: Seq,
-    /// ...and every one up to this one is durable.
-    pub durable: Seq,
-}
 
 /// Where a replica stood when a primary attached: what the primary's choice of resync rests on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +101,13 @@ pub struct Follower {
     /// Whether this replica's data is disposable (after `RESYNC`, or a full resync cut short
     /// by a crash): it then tells primaries it holds nothing, so the next one sends all.
     discard: bool,
+    /// Streams from epochs older than this are refused (a deposed primary's).
+    min_epoch: u64,
+    /// The epoch of each attached stream's primary.
+    epochs: HashMap<u64, u64>,
+    /// The epoch this node's data belongs to, raised (durably) before a newer primary's
+    /// stream is applied.
+    data_epoch: DataEpoch,
 }
 
 impl Follower {
@@ -201,6 +123,7 @@ impl Follower {
         applied: Seq,
         discard: bool,
         tail: &[Mutation],
+        data_epoch: DataEpoch,
         log: &Logger,
     ) -> Follower {
         let mut recent = Recent::default();
@@ -221,6 +144,12 @@ impl Follower {
             reset_generation: None,
             recent,
             discard,
+            min_epoch: {
+                data_epoch.set_disposable(discard);
+                data_epoch.get()
+            },
+            epochs: HashMap::new(),
+            data_epoch,
         }
     }
 
@@ -254,6 +183,10 @@ impl Follower {
             (None, false) => state.synced.min(self.applied),
             _ => 0,
         };
+        if !resetting && !self.discard {
+            // A full resync is installed and durable: the data counts again (for elections).
+            self.data_epoch.set_disposable(false);
+        }
         Ack {
             applied: self.applied,
             durable,
@@ -268,6 +201,7 @@ impl Follower {
             }
             Some(SyncStart::Full { id, seq }) => {
                 info!(self.log, "full resync started"; "primary_id" => &id, "seq" => seq);
+                self.data_epoch.set_disposable(true);
                 self.loading = Some(Loading {
                     id,
                     seq,
@@ -355,28 +289,34 @@ impl Follower {
 }
 
 impl Handler<Attach> for Follower {
-    type Result = Position;
+    type Result = Result<Position, u64>;
 
-    fn handle(&mut self, msg: Attach, _: &mut Self::Context) -> Position {
+    fn handle(&mut self, msg: Attach, _: &mut Self::Context) -> Result<Position, u64> {
+        if msg.epoch < self.min_epoch {
+            warn!(self.log, "refused a stream from a deposed primary";
+                "epoch" => msg.epoch, "current_epoch" => self.min_epoch);
+            return Err(self.min_epoch);
+        }
         // Pending until it starts a stream: only then does it supersede the current one.
         self.links += 1;
+        self.epochs.insert(self.links, msg.epoch);
         let basis = self.basis();
         self.pending.insert(self.links, (msg.session, basis));
         if self.discard {
             // Disposable data: the primary is told there is nothing, and sends everything.
-            return Position {
+            return Ok(Position {
                 link: self.links,
                 replication_id: None,
                 offset: 0,
                 window: None,
-            };
+            });
         }
-        Position {
+        Ok(Position {
             link: self.links,
             replication_id: self.replication_id.clone(),
             offset: self.applied,
             window: self.recent.window(msg.from, self.applied),
-        }
+        })
     }
 }
 
@@ -385,6 +325,7 @@ impl Handler<Detach> for Follower {
 
     fn handle(&mut self, msg: Detach, _: &mut Self::Context) {
         self.pending.remove(&msg.link);
+        self.epochs.remove(&msg.link);
         if self
             .link
             .as_ref()
@@ -393,6 +334,48 @@ impl Handler<Detach> for Follower {
             self.link = None;
             self.abandon_loading();
         }
+    }
+}
+
+impl Handler<Fence> for Follower {
+    type Result = Fenced;
+
+    fn handle(&mut self, msg: Fence, _: &mut Self::Context) -> Self::Result {
+        if msg.epoch > self.min_epoch {
+            info!(self.log, "new epoch: streams from older ones are refused";
+                "epoch" => msg.epoch, "previous" => self.min_epoch);
+            self.min_epoch = msg.epoch;
+        }
+        let min = self.min_epoch;
+        let epochs = &self.epochs;
+        let stale = |link: &u64| epochs.get(link).is_none_or(|e| *e < min);
+        let current_stale = self.link.as_ref().is_some_and(|(link, _)| stale(link));
+        let pending: Vec<u64> = self.pending.keys().copied().filter(stale).collect();
+        if current_stale {
+            if let Some((_, session)) = self.link.take() {
+                session.do_send(Superseded);
+            }
+            self.abandon_loading();
+        }
+        for link in pending {
+            if let Some((session, _)) = self.pending.remove(&link) {
+                session.do_send(Superseded);
+            }
+        }
+        Fenced {
+            replication_id: self.replication_id.clone(),
+            applied: self.applied,
+        }
+    }
+}
+
+impl Handler<Rebase> for Follower {
+    type Result = ();
+
+    fn handle(&mut self, msg: Rebase, _: &mut Self::Context) {
+        self.replication_id = Some(msg.id);
+        self.applied = msg.applied;
+        self.recent.clear();
     }
 }
 
@@ -422,6 +405,7 @@ impl Handler<Resync> for Follower {
         info!(self.log, "RESYNC: this replica gives up its data; the next primary stream replaces it";
             "replication_id" => self.replication_id.as_deref().unwrap_or("-"), "offset" => self.applied);
         self.discard = true;
+        self.data_epoch.set_disposable(true);
         self.recent.clear();
         if let Some((_, current)) = self.link.take() {
             current.do_send(Superseded);
@@ -435,6 +419,7 @@ impl Handler<Stream> for Follower {
 
     fn handle(&mut self, msg: Stream, _: &mut Self::Context) -> Self::Result {
         let link = msg.link;
+        let epoch = self.epochs.get(&link).copied().unwrap_or(0);
         let mut current = self
             .link
             .as_ref()
@@ -463,6 +448,11 @@ impl Handler<Stream> for Follower {
             )
         } else if !current {
             Err("this stream was superseded".into())
+        } else if epoch < self.min_epoch {
+            Err(format!(
+                "the primary's epoch {epoch} is over (epoch {} began)",
+                self.min_epoch
+            ))
         } else if let Some(failure) = self.durability.failure() {
             // Applying more than the disk can take would only grow the writer's memory: end
             // the stream; the primary reconnects (with backoff) until the disk recovers.
@@ -472,12 +462,18 @@ impl Handler<Stream> for Follower {
         };
         let store = self.store.clone();
         let writer = self.writer.clone();
+        // A newer primary's epoch is durable before anything of its stream is applied.
+        let data_epoch = (epoch > self.data_epoch.get()).then(|| self.data_epoch.clone());
         // Before any `Reset` this part sends: the writer's generation after it is one more.
         let generation_before = self.durability.current().generation;
         let work = async move {
             let mut installed = None;
             let mut applied = None;
-            for step in steps? {
+            let steps = steps?;
+            if let Some(data_epoch) = data_epoch {
+                data_epoch.raise_async(epoch).await?;
+            }
+            for step in steps {
                 match step {
                     Step::Apply(mutations) => {
                         let last = store

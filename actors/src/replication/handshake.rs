@@ -40,6 +40,7 @@ pub async fn open(
     secret: Option<&ClusterSecret>,
     timeout: Duration,
     from: Seq,
+    epoch: u64,
 ) -> Result<Opened, String> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
@@ -47,9 +48,11 @@ pub async fn open(
         .map_err(|e| format!("connect failed: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let (reader, mut writer) = stream.into_split();
-    let primary_nonce = auth::nonce();
+    let opening = Replicate::with_epoch(&auth::nonce(), epoch);
+    // The proofs cover the nonce bound to the epoch, so the epoch cannot be altered in flight.
+    let primary_nonce = opening.bound_nonce();
     writer
-        .write_all(&Replicate::new(&primary_nonce).encode())
+        .write_all(&opening.encode())
         .await
         .map_err(|e| format!("handshake failed: {e}"))?;
     let mut lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_CONTROL_LINE));

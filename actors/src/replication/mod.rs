@@ -10,13 +10,16 @@
 
 pub mod auth;
 pub mod backlog;
+pub mod data_epoch;
 pub mod fingerprint;
 pub mod follower;
+pub mod follower_messages;
 pub mod handshake;
 pub mod progress;
 pub mod replica_link;
 pub mod replication_id;
 pub mod replicator;
+pub mod replicator_config;
 pub mod resync;
 pub mod wait;
 pub mod wire;

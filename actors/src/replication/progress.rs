@@ -47,4 +47,7 @@ pub struct ReplicaProgress {
     /// Why the primary refuses to stream to it (`replica_is_ahead`,
     /// `replica_has_another_history`), while it does.
     pub refused: Option<&'static str>,
+    /// Offsets of the replica's own data that full resyncs replaced because this primary's
+    /// history did not contain them (a deposed primary rejoining, in a failover cluster).
+    pub discarded: u64,
 }

@@ -39,8 +39,10 @@ pub struct Handshake {
     follower: Addr<Follower>,
     /// This node's cluster secret; without one, any primary is taken (docs/replication.md).
     secret: Option<ClusterSecret>,
-    /// The primary's nonce, from its opening.
+    /// The primary's nonce, from its opening, bound to its epoch (what the proofs cover).
     primary_nonce: String,
+    /// The primary's epoch, from its opening.
+    epoch: u64,
     /// This replica's fresh nonce, sent in the challenge.
     replica_nonce: String,
 }
@@ -58,7 +60,8 @@ pub fn admit(
         return Err(Refusal::Malformed);
     }
     let replica_nonce = auth::nonce();
-    let proof = secret.map(|s| s.proof(Side::Replica, &opening.nonce, &replica_nonce));
+    let primary_nonce = opening.bound_nonce();
+    let proof = secret.map(|s| s.proof(Side::Replica, &primary_nonce, &replica_nonce));
     let challenge = ReplicaLine::Challenge {
         nonce: replica_nonce.clone(),
         proof,
@@ -67,7 +70,8 @@ pub fn admit(
     let handshake = Handshake {
         follower: follower.clone(),
         secret: secret.cloned(),
-        primary_nonce: opening.nonce.clone(),
+        primary_nonce,
+        epoch: opening.epoch,
         replica_nonce,
     };
     Ok((handshake, challenge))
@@ -75,10 +79,11 @@ pub fn admit(
 
 impl Handshake {
     /// Check the primary's proof: with a secret, it must be the primary's HMAC of this
-    /// handshake's nonces (compared in constant time). Answers the Follower to attach to.
-    pub fn prove(self, prove: &Prove) -> Result<Addr<Follower>, Refusal> {
+    /// handshake's nonces (compared in constant time). Answers the Follower to attach to, and
+    /// the primary's epoch.
+    pub fn prove(self, prove: &Prove) -> Result<(Addr<Follower>, u64), Refusal> {
         let Some(secret) = &self.secret else {
-            return Ok(self.follower);
+            return Ok((self.follower, self.epoch));
         };
         match &prove.proof {
             Some(proof)
@@ -89,7 +94,7 @@ impl Handshake {
                     proof,
                 ) =>
             {
-                Ok(self.follower)
+                Ok((self.follower, self.epoch))
             }
             _ => Err(Refusal::WrongSecret),
         }
@@ -117,13 +122,24 @@ fn ack_line(ack: Ack) -> Vec<u8> {
 impl ReplicaLink {
     /// Attach a new stream to the Follower (superseding any other, whose session is told
     /// through `session`); answers the link and the `POSITION` line to send the primary.
-    /// `from` is where the primary's backlog starts (from its `PROVE`).
+    /// `from` is where the primary's backlog starts (from its `PROVE`); `epoch` is the
+    /// primary's, which must not be older than the newest this node has seen.
     pub async fn attach(
         follower: Addr<Follower>,
         session: Recipient<Superseded>,
         from: Seq,
+        epoch: u64,
     ) -> Result<(ReplicaLink, Vec<u8>), LinkError> {
-        let position = follower.send(Attach { session, from }).await?;
+        let attach = Attach {
+            session,
+            from,
+            epoch,
+        };
+        let position = follower.send(attach).await?.map_err(|current| {
+            LinkError::Refused(format!(
+                "the primary's epoch {epoch} is over: this node follows epoch {current}"
+            ))
+        })?;
         let line = ReplicaLine::Position {
             id: position.replication_id,
             offset: position.offset,

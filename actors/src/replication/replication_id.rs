@@ -19,7 +19,6 @@
 //! `<state> <id> <offset> [<previous id> <previous offset>]`.
 
 use std::fs;
-use std::io::Write;
 
 use crate::storage::data_dir::{DataDir, StorageError};
 use crate::store::Seq;
@@ -162,17 +161,7 @@ pub fn save(dir: &DataDir, state: &ReplicationState) -> Result<(), StorageError>
         } => format!("clean {id} {offset}{}", previous(p)),
         ReplicationState::Following { id } => format!("following {id} 0"),
     };
-    let path = dir.path().join(FILE);
-    let tmp = dir.path().join("REPLICATION.tmp");
-    fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(line.as_bytes())?;
-            f.write_all(b"\n")?;
-            f.sync_all()
-        })
-        .map_err(StorageError::io("write", &tmp))?;
-    fs::rename(&tmp, &path).map_err(StorageError::io("rename", &tmp))?;
-    dir.sync()
+    dir.write_atomic(FILE, format!("{line}\n").as_bytes())
 }
 
 /// The history a primary starting at `last_seq` runs with, and whether it kept its id. After

@@ -1,10 +1,9 @@
 //! The Replicator actor: keeps one replica converging to the primary's data.
 //!
-//! One per `--replica ADDR`. It subscribes to the Store's mutation stream, keeps the recent
-//! mutations in a bounded [`Backlog`], and streams them to its replica over TCP, never making
-//! a client wait (except a client that asks to, with `WAIT`).
-//!
-//! The link: connect to the replica's client port and send `REPLICATE <secret>`; the replica
+//! One per replica. It subscribes to the Store's mutation stream, keeps the recent mutations
+//! in a bounded [`Backlog`], and streams them to its replica over TCP, never making a client
+//! wait (except one that asks to, with `WAIT` or `--min-replicas-to-write`).
+//! The link: connect to the replica's client port and send `REPLICATE <nonce> [<epoch>]`; the replica
 //! answers `POSITION <replication id> <offset>`. When the id is ours and the backlog holds
 //! everything after the offset, the stream resumes there (`CONTINUE`, a partial resync);
 //! otherwise the replicator takes a copy-on-write snapshot from the Store and streams it as
@@ -13,7 +12,6 @@
 //! timeout is dropped. A dropped link is retried forever with capped exponential backoff, and
 //! state changes are logged once, not every attempt.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -23,37 +21,15 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::watch;
 use tokio_util::codec::LinesCodecError;
 
-use super::auth::ClusterSecret;
 use super::backlog::Backlog;
 use super::handshake::{self, Opened};
 use super::progress::{LinkState, ReplicaProgress};
-use super::replication_id::{Lineage, Previous};
+use super::replication_id::Lineage;
+pub use super::replicator_config::{ReplicatorConfig, StopReplicating};
 use super::resync;
 use super::wire::{ReplicaLine, StreamEncoder, SyncStart};
 use crate::storage::durability::Durability;
 use crate::store::{Applied, Seq, Store, StoreSnapshot, TakeSnapshot};
-
-/// How a replicator reaches its replica.
-#[derive(Debug, Clone)]
-pub struct ReplicatorConfig {
-    /// `host:port`; the host name is resolved at every connection attempt.
-    pub replica: String,
-    /// The cluster secret: the replica must prove it knows it before it is sent anything, and
-    /// the primary proves it in turn. Without one, the link is not authenticated.
-    pub secret: Option<ClusterSecret>,
-    /// The primary's replication id.
-    pub replication_id: Arc<str>,
-    /// The history the primary's continues, if any: a replica of it at or before its offset
-    /// holds a prefix of the primary's data.
-    pub previous: Option<Previous>,
-    /// The most bytes of recent mutations kept for partial resyncs and slow replicas.
-    pub backlog_bytes: usize,
-    /// The most bytes of mutations kept for a replica while its full resync is sent and
-    /// until it catches up (at least `backlog_bytes`).
-    pub full_sync_buffer_bytes: usize,
-    /// A link with no acknowledgement for this long is dropped and reconnected.
-    pub timeout: Duration,
-}
 
 /// Bytes of mutations written to the socket at a time.
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -110,6 +86,9 @@ pub struct Replicator {
     durable: Seq,
     /// Where `INFO` and `WAIT` read this replica's progress.
     progress: watch::Sender<ReplicaProgress>,
+    /// Offsets of the replica's own data that full resyncs replaced (see
+    /// [`ReplicatorConfig::authoritative`]).
+    discarded: u64,
 }
 
 impl Replicator {
@@ -133,6 +112,7 @@ impl Replicator {
             lag_offsets: last_seq,
             lag_ms: 0,
             refused: None,
+            discarded: 0,
         });
         let replicator = Replicator {
             backlog: Backlog::new(
@@ -153,6 +133,7 @@ impl Replicator {
             acked: 0,
             durable: 0,
             progress,
+            discarded: 0,
         };
         (replicator, watcher)
     }
@@ -179,6 +160,7 @@ impl Replicator {
             lag_offsets: last.saturating_sub(self.acked),
             lag_ms,
             refused: self.refused,
+            discarded: self.discarded,
         });
     }
 
@@ -190,7 +172,9 @@ impl Replicator {
         let secret = self.config.secret.clone();
         let timeout = self.config.timeout;
         let from = self.backlog.first();
-        let handshake = async move { handshake::open(&addr, secret.as_ref(), timeout, from).await };
+        let epoch = self.config.epoch;
+        let handshake =
+            async move { handshake::open(&addr, secret.as_ref(), timeout, from, epoch).await };
         ctx.spawn(handshake.into_actor(self).map(move |result, act, ctx| {
             if attempt != act.attempt {
                 return;
@@ -212,6 +196,16 @@ impl Replicator {
         } = opened;
         let partial = match self.continuation(id.as_deref(), offset, window) {
             Ok(partial) => partial,
+            Err(reason) if self.config.authoritative => {
+                let kept = self.common_offset(id.as_deref(), offset);
+                let discarded = offset.saturating_sub(kept);
+                self.discarded += discarded;
+                warn!(self.log, "the replica holds writes this epoch does not (a deposed primary's); replacing them";
+                    "reason" => reason, "replica_id" => id.as_deref().unwrap_or("-"),
+                    "replica_offset" => offset, "discarded_offsets" => discarded,
+                    "epoch" => self.config.epoch);
+                false
+            }
             Err(reason) => return self.refuse(reason, id.as_deref(), offset, ctx),
         };
         if self.refused.take().is_some() {
@@ -264,6 +258,15 @@ impl Replicator {
             previous: self.config.previous.clone(),
         };
         resync::decide(&lineage, &self.backlog, id, offset, window)
+    }
+
+    /// How much of a replica's data (history `id` up to `offset`) this history shares.
+    fn common_offset(&self, id: Option<&str>, offset: Seq) -> Seq {
+        match (id, &self.config.previous) {
+            (Some(id), _) if id == &*self.config.replication_id => offset,
+            (Some(id), Some(previous)) if id == previous.id => offset.min(previous.offset),
+            _ => 0,
+        }
     }
 
     /// Refuse to stream to a replica whose data the primary's history does not continue:
@@ -531,6 +534,16 @@ impl Actor for Replicator {
         });
         ctx.add_message_stream(progress);
         self.connect(ctx);
+    }
+}
+
+impl Handler<StopReplicating> for Replicator {
+    type Result = ();
+
+    fn handle(&mut self, _: StopReplicating, ctx: &mut Self::Context) {
+        info!(self.log, "replication stopped: this node is no longer the primary";
+            "epoch" => self.config.epoch, "acked" => self.acked);
+        ctx.stop();
     }
 }
 

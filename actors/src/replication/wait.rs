@@ -11,21 +11,37 @@ use tokio::sync::watch;
 use super::progress::{LinkState, ReplicaProgress};
 use crate::store::Seq;
 
-/// How many replicas, streaming right now, have acknowledged everything up to `seq`.
+/// How many connected replicas have acknowledged everything up to `seq` (applied it).
 pub fn acknowledged(replicas: &[watch::Receiver<ReplicaProgress>], seq: Seq) -> usize {
+    streaming_where(replicas, |p| p.acked >= seq)
+}
+
+/// How many connected replicas have made everything up to `seq` durable (what
+/// `--min-replicas-to-write` counts).
+pub fn durable(replicas: &[watch::Receiver<ReplicaProgress>], seq: Seq) -> usize {
+    streaming_where(replicas, |p| p.durable >= seq)
+}
+
+/// How many streaming replicas' progress satisfies `holds`.
+fn streaming_where(
+    replicas: &[watch::Receiver<ReplicaProgress>],
+    holds: impl Fn(&ReplicaProgress) -> bool,
+) -> usize {
     replicas
         .iter()
         .filter(|r| {
             let progress = r.borrow();
-            progress.state == LinkState::Streaming && progress.acked >= seq
+            progress.state == LinkState::Streaming && holds(&progress)
         })
         .count()
 }
 
-/// Wait until `wanted` replicas acknowledged `seq`, or `timeout` passes (none: forever), or
+/// Wait until `wanted` replicas acknowledged `seq` (as `count` counts them:
+/// [`acknowledged`] or [`durable`]), or `timeout` passes (none: forever), or
 /// `stopping` turns true (the node shuts down); answers how many did. The caller counts in
 /// `blocked` while it waits (`INFO`'s `blocked_clients`).
 pub async fn wait_for(
+    count: fn(&[watch::Receiver<ReplicaProgress>], Seq) -> usize,
     replicas: &[watch::Receiver<ReplicaProgress>],
     seq: Seq,
     wanted: usize,
@@ -38,9 +54,9 @@ pub async fn wait_for(
     let mut stopping = stopping;
     let mut counted = None;
     loop {
-        let count = acknowledged(replicas, seq);
-        if count >= wanted || receivers.is_empty() {
-            return count;
+        let counted_now = count(replicas, seq);
+        if counted_now >= wanted || receivers.is_empty() {
+            return counted_now;
         }
         counted.get_or_insert_with(|| Blocked::new(blocked));
         let changed =
@@ -61,8 +77,8 @@ pub async fn wait_for(
         };
         let gone = tokio::select! {
             (result, index, _) = changed => result.is_err().then_some(index),
-            () = expired => return acknowledged(replicas, seq),
-            () = stop => return acknowledged(replicas, seq),
+            () = expired => return count(replicas, seq),
+            () = stop => return count(replicas, seq),
         };
         // A replicator that stopped can no longer acknowledge anything.
         if let Some(index) = gone {

@@ -46,52 +46,72 @@ pub enum WireError {
     Record(#[from] record::RecordError),
 }
 
-/// The primary's first line: `REPLICATE <nonce>`. From then on the connection carries
-/// replication, not requests.
+/// The primary's first line: `REPLICATE <nonce> [<epoch>]`. From then on the connection
+/// carries replication, not requests.
+///
+/// The epoch is the primary's term in a failover cluster (`0`, and not sent, for a static
+/// primary): a replica refuses a stream from an epoch older than the newest it has seen. It is
+/// bound into both sides' proofs ([`Replicate::bound_nonce`]), so with a cluster secret a
+/// stream cannot be replayed under another epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replicate {
     /// The primary's fresh nonce, as sent (checked for form by the replica).
     pub nonce: String,
+    /// The primary's epoch (`0`: a static primary, outside a failover cluster).
+    pub epoch: u64,
 }
 
 impl Replicate {
     /// The opening's usage, the error a line that starts with `REPLICATE` but is not one gets.
-    pub const USAGE: &'static str = "REPLICATE <nonce>";
+    pub const USAGE: &'static str = "REPLICATE <nonce> [<epoch>]";
 
-    /// The opening of a handshake with `nonce`.
+    /// The opening of a static primary's handshake with `nonce`.
     pub fn new(nonce: &str) -> Replicate {
+        Replicate::with_epoch(nonce, 0)
+    }
+
+    /// The opening of a handshake with `nonce` for a primary of `epoch`.
+    pub fn with_epoch(nonce: &str, epoch: u64) -> Replicate {
         Replicate {
             nonce: nonce.to_string(),
+            epoch,
+        }
+    }
+
+    /// The primary's nonce as both sides' proofs cover it: with the epoch, when there is one.
+    pub fn bound_nonce(&self) -> String {
+        match self.epoch {
+            0 => self.nonce.clone(),
+            epoch => format!("{}@{epoch}", self.nonce),
         }
     }
 
     /// The line, with its `\n`.
     pub fn encode(&self) -> Vec<u8> {
-        format!("REPLICATE {}\n", self.nonce).into_bytes()
+        match self.epoch {
+            0 => format!("REPLICATE {}\n", self.nonce).into_bytes(),
+            epoch => format!("REPLICATE {} {epoch}\n", self.nonce).into_bytes(),
+        }
     }
 
     /// The opening, if `line` (without its `\n`, a trailing `\r` allowed) is exactly
-    /// `REPLICATE <nonce>`, the verb in any case and blanks around the words allowed. Any other
-    /// line is a client request, and goes to the command parser, which answers it.
+    /// `REPLICATE <nonce> [<epoch>]`, the verb in any case and blanks around the words allowed.
+    /// Any other line is a client request, and goes to the command parser, which answers it.
     pub fn parse(line: &[u8]) -> Option<Replicate> {
-        let blank = |b: &u8| *b == b' ' || *b == b'\t' || *b == b'\r';
-        let start = line.iter().position(|b| !blank(b))?;
-        let rest = line.get(start..start + 9)?;
-        if !rest.eq_ignore_ascii_case(b"REPLICATE") {
+        let text = std::str::from_utf8(line).ok()?;
+        let mut words = text.split([' ', '\t', '\r']).filter(|w| !w.is_empty());
+        if !words.next()?.eq_ignore_ascii_case("REPLICATE") {
             return None;
         }
-        let after = start + 9;
-        let secret_start = after + line[after..].iter().position(|b| !blank(b))?;
-        if secret_start == after {
-            return None; // `REPLICATEx`: another verb.
-        }
-        let secret_end = line[secret_start..]
-            .iter()
-            .position(blank)
-            .map_or(line.len(), |n| secret_start + n);
-        line[secret_end..].iter().all(blank).then(|| Replicate {
-            nonce: String::from_utf8_lossy(&line[secret_start..secret_end]).into_owned(),
-        })
+        let nonce = words.next()?;
+        let epoch = match words.next() {
+            None => 0,
+            Some(epoch) => epoch.parse().ok()?,
+        };
+        words
+            .next()
+            .is_none()
+            .then(|| Replicate::with_epoch(nonce, epoch))
     }
 
     /// Whether the first bytes of a connection are a primary's opening: what the Listener

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use actix::prelude::*;
 
 use super::node_context::NodeContext;
+use crate::cluster::view::RoleState;
 use crate::replication::follower::{Follower, FollowerInfo, Peek};
 use crate::replication::progress::LinkState;
 use crate::store::StoreStats;
@@ -14,8 +15,8 @@ use crate::store::StoreStats;
 /// The one-line `INFO` reply: space-separated `field=value` pairs.
 pub fn line(node: &NodeContext, stats: StoreStats, follower: Option<FollowerInfo>) -> String {
     let mut line = String::new();
-    let _ = write!(line, "role={}", node.role);
-    match follower {
+    let _ = write!(line, "role={}", node.role_now());
+    match follower.filter(|_| node.role_now() != "primary") {
         Some(f) => {
             let id = f.replication_id.as_deref().unwrap_or("-");
             let _ = write!(line, " replication_id={id} offset={}", stats.last_seq);
@@ -26,11 +27,11 @@ pub fn line(node: &NodeContext, stats: StoreStats, follower: Option<FollowerInfo
             );
         }
         None => {
-            let _ = write!(
-                line,
-                " replication_id={} offset={}",
-                node.replication_id, stats.last_seq
-            );
+            let id = match &node.cluster {
+                Some(cluster) => cluster.state().replication_id,
+                None => node.replication_id.clone(),
+            };
+            let _ = write!(line, " replication_id={id} offset={}", stats.last_seq);
         }
     }
     let _ = write!(
@@ -40,18 +41,21 @@ pub fn line(node: &NodeContext, stats: StoreStats, follower: Option<FollowerInfo
         node.clients.load(Ordering::Relaxed),
         node.blocked.load(Ordering::Relaxed)
     );
-    if node.follower.is_none() {
-        let connected = node
-            .replicas
+    if let Some(cluster) = &node.cluster {
+        cluster_fields(&mut line, &cluster.state());
+    }
+    let replicas = node.current_replicas();
+    if node.role_now() == "primary" {
+        let connected = replicas
             .iter()
             .filter(|r| r.borrow().state == LinkState::Streaming)
             .count();
         let _ = write!(
             line,
             " connected_replicas={connected} configured_replicas={}",
-            node.replicas.len()
+            replicas.len()
         );
-        for (i, replica) in node.replicas.iter().enumerate() {
+        for (i, replica) in replicas.iter().enumerate() {
             let p = replica.borrow().clone();
             let _ = write!(
                 line,
@@ -66,9 +70,49 @@ pub fn line(node: &NodeContext, stats: StoreStats, follower: Option<FollowerInfo
             if let Some(reason) = p.refused {
                 let _ = write!(line, " replica{i}_refused={reason}");
             }
+            if p.discarded > 0 {
+                let _ = write!(line, " replica{i}_discarded_offsets={}", p.discarded);
+            }
         }
     }
     line
+}
+
+/// A failover-cluster member's fields: the epoch, the primary, the members, the last failover.
+fn cluster_fields(line: &mut String, state: &RoleState) {
+    let primary = match state.primary {
+        true => state.me.as_str(),
+        false => state.primary_addr.as_deref().unwrap_or("-"),
+    };
+    let members: Vec<String> = state
+        .members
+        .iter()
+        .map(|m| {
+            format!(
+                "{}:{}",
+                m.addr,
+                if m.primary { "primary" } else { "replica" }
+            )
+        })
+        .collect();
+    let _ = write!(
+        line,
+        " epoch={} primary={primary} members={} discarded_offsets={}",
+        state.epoch,
+        members.join(","),
+        state.discarded
+    );
+    if let Some(f) = &state.last_failover {
+        let at =
+            f.at.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+        let _ = write!(
+            line,
+            " last_failover_at_ms={at} last_failover_epoch={} last_failover_primary={} \
+             last_failover_reason={} last_failover_unavailable_ms={} last_failover_offset={}",
+            f.epoch, f.primary, f.reason, f.unavailable_ms, f.offset
+        );
+    }
 }
 
 /// The `INFO` line as Redis clients expect it over RESP: a heading, then one `field:value`

@@ -12,6 +12,7 @@
 //! - [`node_query`]: the answers to commands about the node (`DBSIZE`, `INFO`, `DIGEST`,
 //!   `WAIT`, `HELLO`); [`info`] and [`digest`] compute the `INFO` and `DIGEST` ones.
 
+pub mod cluster_query;
 pub mod digest;
 pub mod info;
 pub mod listener;
@@ -20,4 +21,5 @@ pub mod node_query;
 pub mod output;
 pub mod session;
 pub mod session_config;
+pub mod session_owner;
 pub mod watched;

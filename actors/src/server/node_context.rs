@@ -9,6 +9,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::watch;
 
+use crate::cluster::view::ClusterView;
+use crate::protocol::error::ErrorReply;
 use crate::replication::auth::ClusterSecret;
 use crate::replication::follower::Follower;
 use crate::replication::progress::ReplicaProgress;
@@ -42,12 +44,94 @@ pub struct NodeContext {
     /// Held while a `DIGEST` runs: one at a time per node, however many clients ask, so they
     /// cannot start a hashing thread and a snapshot each.
     pub digest_turn: Arc<tokio::sync::Mutex<()>>,
+    /// In a failover cluster, the node's changing role (primary or replica, its epoch, its
+    /// replicas); `None` for a node whose role is fixed at start.
+    pub cluster: Option<ClusterView>,
+    /// `--min-replicas-to-write`: a write is acknowledged (and a read that could show it
+    /// answered) only once this many replicas have made it durable.
+    pub min_replicas_to_write: usize,
+    /// How long a reply waits for those replicas before it answers `NOREPLICAS`.
+    pub min_replicas_timeout: Duration,
+    /// The name `SENTINEL` commands answer to (`--sentinel-name`).
+    pub sentinel_name: Arc<str>,
 }
 
 impl NodeContext {
     /// How many connected replicas have acknowledged everything up to `seq`.
     pub fn replicas_at(&self, seq: Seq) -> usize {
-        wait::acknowledged(&self.replicas, seq)
+        wait::acknowledged(&self.current_replicas(), seq)
+    }
+
+    /// The node's replicas now: fixed at start, or in a cluster, whoever this node streams
+    /// to while it is the primary.
+    pub fn current_replicas(&self) -> Vec<watch::Receiver<ReplicaProgress>> {
+        match &self.cluster {
+            Some(cluster) => cluster.replicas(),
+            None => self.replicas.clone(),
+        }
+    }
+
+    /// `primary` or `replica`, now.
+    pub fn role_now(&self) -> &'static str {
+        match &self.cluster {
+            Some(cluster) if cluster.is_primary() => "primary",
+            Some(_) => "replica",
+            None => self.role,
+        }
+    }
+
+    /// Why a write must be refused before it is applied, if it must: on a replica, or in a
+    /// cluster while this node may not act as primary.
+    pub fn write_refusal(&self, read_only: bool) -> Option<ErrorReply> {
+        match &self.cluster {
+            Some(cluster) => cluster.write_refusal(),
+            None => read_only.then_some(ErrorReply::ReadOnly),
+        }
+    }
+
+    /// Whether replies to a batch that saw the Store at `seen` need more than durability
+    /// before they leave: replicas (`--min-replicas-to-write`) or the primary's lease.
+    pub fn confirms(&self) -> bool {
+        self.min_replicas_to_write > 0 || self.cluster.is_some()
+    }
+
+    /// Before a reply that could show mutation `seen` leaves a primary: wait until
+    /// `--min-replicas-to-write` replicas hold it durably, then check that this node still
+    /// holds its primary lease. An error is the reply instead: the outcome of the batch's
+    /// writes is then unknown to the client.
+    pub async fn confirm(&self, seen: Seq) -> Result<(), ErrorReply> {
+        let wanted = self.min_replicas_to_write;
+        let primary = self.cluster.as_ref().is_none_or(ClusterView::is_primary);
+        if wanted > 0 && primary {
+            let replicas = self.current_replicas();
+            let have = if wait::durable(&replicas, seen) >= wanted {
+                wanted
+            } else {
+                let timeout = Some(self.min_replicas_timeout);
+                let stopping = self.stopping.clone();
+                wait::wait_for(
+                    wait::durable,
+                    &replicas,
+                    seen,
+                    wanted,
+                    timeout,
+                    stopping,
+                    &self.blocked,
+                )
+                .await
+            };
+            if have < wanted {
+                return Err(ErrorReply::NotAcknowledged(
+                    format!("{have} of the {wanted} replicas required (--min-replicas-to-write) made it durable in time").into(),
+                ));
+            }
+        }
+        match &self.cluster {
+            Some(cluster) if primary && !cluster.lease_holds() => Err(ErrorReply::NotAcknowledged(
+                "this node could not confirm it is still the primary (its lease lapsed)".into(),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// `WAIT`: until `wanted` replicas acknowledged `seq`, or `timeout` passes (none: forever),
@@ -60,7 +144,8 @@ impl NodeContext {
     ) -> usize {
         let stopping = self.stopping.clone();
         wait::wait_for(
-            &self.replicas,
+            wait::acknowledged,
+            &self.current_replicas(),
             seq,
             wanted,
             timeout,

@@ -9,6 +9,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use thiserror::Error;
 
+use super::cluster_query;
 use super::digest::{self, DigestError};
 use super::info;
 use super::node_context::NodeContext;
@@ -54,14 +55,27 @@ pub async fn answer(
             })
         }
         NodeQuery::Digest => Reply::Text(digest::answer(store, &node.digest_turn).await?),
-        NodeQuery::Resync => match &node.follower {
+        NodeQuery::Role => {
+            let offset = store.send(Stats).await?.last_seq;
+            let follower = match &node.follower {
+                Some(follower) => info::follower_info(follower).await,
+                None => None,
+            };
+            cluster_query::role(node, offset, follower, protocol)
+        }
+        NodeQuery::Sentinel(query) => cluster_query::sentinel(node, query),
+        NodeQuery::Resync => match node
+            .follower
+            .as_ref()
+            .filter(|_| node.role_now() != "primary")
+        {
             Some(follower) => {
                 follower.send(Resync).await?;
                 Reply::Ok
             }
             None => Reply::Error(ErrorReply::ResyncOnPrimary),
         },
-        NodeQuery::Wait { .. } if node.follower.is_some() => {
+        NodeQuery::Wait { .. } if node.role_now() != "primary" => {
             Reply::Error(ErrorReply::WaitOnReplica)
         }
         NodeQuery::Wait {

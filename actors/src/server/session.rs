@@ -34,6 +34,7 @@ use tokio_util::codec::FramedRead;
 use super::node_query::{self, QueryError};
 use super::output;
 use super::session_config::SessionConfig;
+pub use super::session_owner::{SessionClosed, SessionOwner, SessionReplicating, Shutdown};
 use super::watched::Watched;
 use crate::protocol::codec::{CodecError, ConnectionCodec, Frame, Request};
 use crate::protocol::command::{CommandError, Fold, NodeQuery, Plan};
@@ -43,37 +44,6 @@ use crate::replication::follower::Superseded;
 use crate::replication::replica_link::{self, Handshake, LinkError, ReplicaLink};
 use crate::replication::wire::{Prove, Refusal, ReplicaLine, Replicate, StreamFrame};
 use crate::store::{Batch, Op, Outcome, Seq, Store};
-
-/// Tells a session's owner that it has ended.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct SessionClosed {
-    /// The session's id, as the Listener gave it.
-    pub id: u64,
-}
-
-/// Tells a session's owner that the connection is a primary's replication stream, not a
-/// client: it no longer counts as one (`connected_clients`, `--max-clients`).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct SessionReplicating {
-    /// The session's id, as the Listener gave it.
-    pub id: u64,
-}
-
-/// Who a session reports to: the Listener that accepted it.
-#[derive(Clone)]
-pub struct SessionOwner {
-    /// Told when the session ends.
-    pub closed: Recipient<SessionClosed>,
-    /// Told when the connection turns out to be a replication stream.
-    pub replicating: Recipient<SessionReplicating>,
-}
-
-/// Asks a session to finish: it closes once every request it has read is answered.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
 
 /// An output buffer that grew past this for one batch is released afterwards.
 const KEEP_BUFFER_BYTES: usize = 256 * 1024;
@@ -246,6 +216,7 @@ impl Session {
         let mut steps = Vec::with_capacity(requests.len());
         let mut ops = Vec::with_capacity(requests.len());
         let refuse_writes = self.config.durability.failure();
+        let not_primary = self.config.node.write_refusal(self.config.read_only);
         for request in requests {
             let command = match request {
                 Ok(command) => command,
@@ -254,8 +225,8 @@ impl Session {
                     continue;
                 }
             };
-            let step = if command.is_write() && self.config.read_only {
-                Step::Reply(Reply::Error(ErrorReply::ReadOnly))
+            let step = if let (true, Some(refusal)) = (command.is_write(), &not_primary) {
+                Step::Reply(Reply::Error(refusal.clone()))
             } else if let (true, Some(reason)) = (command.is_write(), &refuse_writes) {
                 Step::Reply(Reply::Error(ErrorReply::WritesRefused(reason.clone())))
             } else {
@@ -264,7 +235,7 @@ impl Session {
                     Plan::Reply(reply) => Step::Reply(reply),
                     Plan::Node(query) => Step::Node(query, self.store.clone(), self.config.clone()),
                     Plan::Hello { version } => {
-                        Step::Reply(node_query::hello(version, self.id, self.config.read_only))
+                        Step::Reply(node_query::hello(version, self.id, not_primary.is_some()))
                     }
                     Plan::Exit => {
                         steps.push(Step::Reply(Reply::Goodbye));
@@ -293,6 +264,8 @@ impl Session {
         let mut durability = store_reply
             .is_some()
             .then(|| self.config.durability.clone());
+        let confirm = (store_reply.is_some() && self.config.node.confirms())
+            .then(|| self.config.node.clone());
         let mut last_write = self.last_write;
         let protocol = self.protocol;
         let work = async move {
@@ -305,12 +278,17 @@ impl Session {
             };
             // No reply may show a mutation before it is as safe as the `--fsync` policy
             // promises: on disk under `always`, handed to the operating system otherwise.
-            let not_safe = match durability.as_mut() {
+            let mut not_safe = match durability.as_mut() {
                 Some(durability) if !durability.is_safe(seen) => {
                     Box::pin(durability.wait_safe(seen)).await.err()
                 }
                 _ => None,
-            };
+            }
+            .map(ErrorReply::PersistenceFailed);
+            // Then the replicas `--min-replicas-to-write` asks for, and the primary's lease.
+            if let (None, Some(node)) = (&not_safe, confirm) {
+                not_safe = Box::pin(node.confirm(seen)).await.err();
+            }
             let mut outcomes = outcomes.into_iter();
             let mut replies = Vec::with_capacity(steps.len());
             for step in steps {
@@ -326,9 +304,7 @@ impl Session {
                         match &not_safe {
                             // A write whose durability is unknown, or a read that could show
                             // such a write, is answered with the failure instead.
-                            Some(reason) => {
-                                Reply::Error(ErrorReply::PersistenceFailed(reason.clone()))
-                            }
+                            Some(error) => Reply::Error(error.clone()),
                             None => fold.reply(taken.into_iter()),
                         }
                     }
@@ -392,11 +368,12 @@ impl Session {
     /// timeout.
     fn start_replication(&mut self, opening: Replicate, ctx: &mut Context<Self>) {
         let node = &self.config.node;
-        let admitted = replica_link::admit(
-            node.follower.as_ref(),
-            node.cluster_secret.as_ref(),
-            &opening,
-        );
+        // In a failover cluster, the primary takes no stream.
+        let follower = node
+            .follower
+            .as_ref()
+            .filter(|_| node.role_now() != "primary");
+        let admitted = replica_link::admit(follower, node.cluster_secret.as_ref(), &opening);
         let (handshake, challenge) = match admitted {
             Ok(admitted) => admitted,
             Err(refusal) => return self.refuse_stream(refusal, ctx),
@@ -427,8 +404,8 @@ impl Session {
             return ctx.stop();
         };
         let from = prove.from;
-        let follower = match handshake.prove(&prove) {
-            Ok(follower) => follower,
+        let (follower, epoch) = match handshake.prove(&prove) {
+            Ok(proved) => proved,
             Err(refusal) => return self.refuse_stream(refusal, ctx),
         };
         info!(self.log, "primary connected for replication");
@@ -442,7 +419,7 @@ impl Session {
             return ctx.stop();
         };
         let work = async move {
-            let (link, position) = ReplicaLink::attach(follower, me, from).await?;
+            let (link, position) = ReplicaLink::attach(follower, me, from, epoch).await?;
             if let Err(error) = writer.write_all(&position).await {
                 // The Follower must not keep waiting for a stream that will never start.
                 link.detach();

@@ -10,7 +10,7 @@
 //! Sequence numbers in file names are zero-padded to 20 digits so names sort in history order.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -66,6 +66,19 @@ pub enum StorageError {
     )]
     BadSnapshot {
         /// The snapshot file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A small state file (`EPOCH`) that does not read back: such files are replaced
+    /// atomically, so this is damage, not a crash.
+    #[error(
+        "{}: {detail}; the file is replaced atomically, so this is damage: restore the data \
+         directory from a backup or a replica",
+        path.display()
+    )]
+    BadStateFile {
+        /// The file.
         path: PathBuf,
         /// What is wrong with it.
         detail: String,
@@ -189,6 +202,22 @@ impl DataDir {
         }
         files.sort();
         Ok(files)
+    }
+
+    /// Replace the small file `name` with `contents`, atomically and durably: written beside
+    /// it, synced, renamed over it, and the rename synced, so a crash leaves the old file or
+    /// the new one, never a torn mix.
+    pub fn write_atomic(&self, name: &str, contents: &[u8]) -> Result<(), StorageError> {
+        let path = self.path.join(name);
+        let tmp = self.path.join(format!("{name}.tmp"));
+        File::create(&tmp)
+            .and_then(|mut f| {
+                f.write_all(contents)?;
+                f.sync_all()
+            })
+            .map_err(StorageError::io("write", &tmp))?;
+        fs::rename(&tmp, &path).map_err(StorageError::io("rename", &tmp))?;
+        self.sync()
     }
 
     /// Make renames and deletions in the directory durable.

@@ -1,0 +1,361 @@
+//! The Coordinator actor: turns the control plane's decisions into this node's role.
+//!
+//! The consensus layer (Raft) elects a leader and records, in its replicated state, which node
+//! is primary for which epoch. The Coordinator watches both and acts, one transition at a
+//! time:
+//! - **Take over**, when this node leads and is not serving: fence the follower against the
+//!   current epoch's stream (so nothing of a deposed primary arrives after this node's history
+//!   forks from it), have the cluster name this node primary for a new epoch (which confirms
+//!   the leadership with a majority first), make that epoch durable, start a new history that
+//!   continues the one it held (its replicas resume with a partial resync where their data
+//!   allows), start a replicator per other member, and only then accept writes.
+//! - **Step down**, when the state names another primary or a newer epoch: refuse writes at
+//!   once, stop the replicators, and offer this node's data to the new primary, which continues
+//!   it or replaces what it does not contain.
+//! - **Follow**: keep the follower fenced at the current epoch, and the [`ClusterView`] (what
+//!   sessions, `INFO`, `ROLE` and `SENTINEL` read) up to date.
+//!
+//! Elections compare data, not just Raft logs: a node refuses its vote to a candidate whose
+//! data position (epoch, durable offset) is behind its own (see `consensus`), so with
+//! `--min-replicas-to-write` at least a majority's worth of copies, the elected node holds
+//! every acknowledged write.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::prelude::*;
+use slog::{info, warn, Logger};
+
+use super::view::{ClusterView, FailoverRecord, MemberInfo};
+use crate::consensus::{ClusterState, Consensus, Leadership, NodeId};
+use crate::replication::auth::ClusterSecret;
+use crate::replication::data_epoch::DataEpoch;
+use crate::replication::follower::{Fence, Follower, Rebase};
+use crate::replication::replication_id::{self, Previous, ReplicationState};
+use crate::replication::replicator::{Replicator, ReplicatorConfig, StopReplicating};
+use crate::storage::data_dir::DataDir;
+use crate::storage::durability::Durability;
+use crate::store::{Seq, Stats, Store, Subscribe};
+
+/// How often the Coordinator looks at the control plane's state (besides being woken by it).
+const TICK: Duration = Duration::from_millis(20);
+
+/// What every replicator this node starts as a primary is configured with.
+#[derive(Debug, Clone)]
+pub struct ReplicationSettings {
+    /// The cluster secret the links prove.
+    pub secret: Option<ClusterSecret>,
+    /// `--repl-backlog-bytes`.
+    pub backlog_bytes: usize,
+    /// `--repl-full-sync-buffer-bytes`.
+    pub full_sync_buffer_bytes: usize,
+    /// `--repl-timeout`.
+    pub timeout: Duration,
+}
+
+/// What the Coordinator works with: the node's actors and the control plane.
+pub struct CoordinatorParts {
+    /// The control plane.
+    pub consensus: Consensus,
+    /// What sessions read; the Coordinator writes it.
+    pub view: ClusterView,
+    /// The node's Store.
+    pub store: Addr<Store>,
+    /// The node's follower, which takes a primary's stream while this node is a replica.
+    pub follower: Addr<Follower>,
+    /// The node's persistence, which replicators send behind.
+    pub durability: Durability,
+    /// The data directory, where a new history is recorded.
+    pub dir: Arc<DataDir>,
+    /// The epoch of this node's data.
+    pub data_epoch: DataEpoch,
+    /// How to replicate as a primary.
+    pub replication: ReplicationSettings,
+}
+
+/// Keeps this node's role in step with the cluster's decisions.
+pub struct Coordinator {
+    parts: CoordinatorParts,
+    /// Logs with `actor=coordinator`.
+    log: Logger,
+    /// The epoch this node serves as primary, and its history's id.
+    serving: Option<(u64, Arc<str>)>,
+    /// This node's replicators while it is primary.
+    replicators: Vec<Addr<Replicator>>,
+    /// A transition is under way: no other starts until it ends.
+    busy: bool,
+    /// The leader this node last saw, and since when it has had none or a new one: how long
+    /// writes were unavailable, for the failover record.
+    leader: (Option<NodeId>, Instant),
+}
+
+impl Coordinator {
+    /// A coordinator for the node made of `parts`.
+    pub fn new(parts: CoordinatorParts, log: &Logger) -> Coordinator {
+        Coordinator {
+            log: log.new(slog::o!("actor" => "coordinator", "node" => parts.consensus.id())),
+            parts,
+            serving: None,
+            replicators: Vec::new(),
+            busy: false,
+            leader: (None, Instant::now()),
+        }
+    }
+
+    /// Look at the control plane and start whatever transition it calls for.
+    fn reconcile(&mut self, ctx: &mut Context<Self>) {
+        let state = self.parts.consensus.state().borrow().clone();
+        let lead = *self.parts.consensus.leadership().borrow();
+        if lead.leader != self.leader.0 {
+            self.leader = (lead.leader, Instant::now());
+        }
+        self.show(&state);
+        if self.busy {
+            return;
+        }
+        let me = self.parts.consensus.id();
+        match &self.serving {
+            // Serving the current epoch: sessions check the lease on every reply.
+            Some((epoch, _)) if state.epoch == *epoch && state.primary == Some(me) => {
+                if lead.is_self && state.named_in_term != lead.term {
+                    // Elected again in a later term: the lease is per term, so a new epoch
+                    // must be named; step down first, take over at the next look.
+                    self.step_down(&state, ctx);
+                }
+            }
+            Some(_) => self.step_down(&state, ctx),
+            None if lead.is_self => self.take_over(&state, lead, ctx),
+            None => {
+                if state.epoch > 0 {
+                    self.parts.follower.do_send(Fence { epoch: state.epoch });
+                }
+            }
+        }
+    }
+
+    /// Keep the view's members, epoch and primary address as the state says.
+    fn show(&self, state: &ClusterState) {
+        let me = self.parts.consensus.id();
+        let members: Vec<MemberInfo> = state
+            .members
+            .iter()
+            .map(|(id, member)| MemberInfo {
+                id: *id,
+                addr: member.addr.clone(),
+                primary: state.primary == Some(*id),
+            })
+            .collect();
+        let primary_addr = state
+            .primary
+            .filter(|p| *p != me)
+            .and_then(|p| state.members.get(&p))
+            .map(|m| m.addr.clone());
+        let since_leader = self.leader.1.elapsed();
+        self.parts.view.update(|view| {
+            view.members = members;
+            if !view.primary {
+                // Another member was named: that is this node's record of the failover.
+                if let (true, Some(addr)) = (state.epoch > view.epoch, &primary_addr) {
+                    view.last_failover = Some(FailoverRecord {
+                        at: SystemTime::now(),
+                        epoch: state.epoch,
+                        primary: addr.clone(),
+                        reason: if view.epoch == 0 { "start" } else { "election" },
+                        unavailable_ms: since_leader.as_millis() as u64,
+                        offset: state.primary_since_offset,
+                    });
+                }
+                view.primary_addr = primary_addr;
+            }
+            view.epoch = view.epoch.max(state.epoch);
+        });
+    }
+
+    /// This node leads: become the primary of a new epoch (see the module's documentation).
+    fn take_over(&mut self, state: &ClusterState, lead: Leadership, ctx: &mut Context<Self>) {
+        self.busy = true;
+        let consensus = self.parts.consensus.clone();
+        let follower = self.parts.follower.clone();
+        let store = self.parts.store.clone();
+        let data_epoch = self.parts.data_epoch.clone();
+        let dir = self.parts.dir.clone();
+        let old_epoch = state.epoch;
+        let had_primary = state.primary;
+        let log = self.log.clone();
+        let work = async move {
+            // Nothing of the current epoch's stream is applied from here on.
+            let fenced = follower
+                .send(Fence {
+                    epoch: old_epoch + 1,
+                })
+                .await
+                .map_err(|e| format!("the follower is gone: {e}"))?;
+            let offset = store
+                .send(Stats)
+                .await
+                .map_err(|e| format!("the store is gone: {e}"))?
+                .last_seq;
+            let epoch = consensus
+                .name_self_primary(offset)
+                .await
+                .map_err(|e| format!("not named primary: {e}"))?;
+            data_epoch.raise_async(epoch).await?;
+            let previous = fenced.replication_id.map(|id| Previous { id, offset });
+            let id = replication_id::generate();
+            let history = ReplicationState::Dirty {
+                id: id.clone(),
+                previous: previous.clone(),
+            };
+            tokio::task::spawn_blocking(move || replication_id::save(&dir, &history))
+                .await
+                .map_err(|e| format!("recording the new history failed: {e}"))?
+                .map_err(|e| format!("recording the new history failed: {e}"))?;
+            info!(log, "named primary"; "epoch" => epoch, "offset" => offset,
+                "replication_id" => &id, "term" => lead.term,
+                "continues" => previous.as_ref().map_or("-", |p| p.id.as_str()));
+            Ok::<_, String>((epoch, offset, Arc::<str>::from(id), previous))
+        };
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
+            act.busy = false;
+            match result {
+                Ok((epoch, offset, id, previous)) => {
+                    let reason = if had_primary.is_some() {
+                        "election"
+                    } else {
+                        "start"
+                    };
+                    act.serve(epoch, offset, id, previous, reason, ctx);
+                }
+                Err(error) => {
+                    warn!(act.log, "could not take over as primary; will try again while leader";
+                        "error" => error, "epoch" => old_epoch);
+                }
+            }
+        }));
+    }
+
+    /// Start serving as primary of `epoch`: replicators to every other member, then writes.
+    fn serve(
+        &mut self,
+        epoch: u64,
+        offset: Seq,
+        id: Arc<str>,
+        previous: Option<Previous>,
+        reason: &'static str,
+        ctx: &mut Context<Self>,
+    ) {
+        let state = self.parts.consensus.state().borrow().clone();
+        let me = self.parts.consensus.id();
+        let settings = &self.parts.replication;
+        let mut replicas = Vec::new();
+        for (_, member) in state.members.iter().filter(|(m, _)| **m != me) {
+            let config = ReplicatorConfig {
+                replica: member.addr.clone(),
+                secret: settings.secret.clone(),
+                replication_id: id.clone(),
+                previous: previous.clone(),
+                backlog_bytes: settings.backlog_bytes,
+                full_sync_buffer_bytes: settings.full_sync_buffer_bytes,
+                timeout: settings.timeout,
+                epoch,
+                authoritative: true,
+            };
+            let (replicator, progress) = Replicator::new(
+                config,
+                self.parts.store.clone(),
+                self.parts.durability.clone(),
+                offset,
+                &self.log,
+            );
+            let replicator = replicator.start();
+            // The Store is quiet (no writes are accepted yet, the follower is fenced), so the
+            // replicator's backlog starts exactly at `offset`.
+            self.parts
+                .store
+                .do_send(Subscribe(replicator.clone().recipient()));
+            self.replicators.push(replicator);
+            replicas.push(progress);
+        }
+        let unavailable_ms = self.leader.1.elapsed().as_millis() as u64;
+        let me_addr = state.members.get(&me).map(|m| m.addr.clone());
+        self.parts.view.update(|view| {
+            view.primary = true;
+            view.epoch = epoch;
+            view.primary_addr = None;
+            view.replication_id = id.clone();
+            view.replicas = replicas;
+            view.last_failover = Some(FailoverRecord {
+                at: SystemTime::now(),
+                epoch,
+                primary: me_addr.unwrap_or_else(|| view.me.clone()),
+                reason,
+                unavailable_ms,
+                offset,
+            });
+        });
+        info!(self.log, "serving as primary"; "epoch" => epoch, "offset" => offset,
+            "replicas" => self.replicators.len(), "unavailable_ms" => unavailable_ms);
+        self.serving = Some((epoch, id));
+        self.reconcile(ctx);
+    }
+
+    /// Stop serving as primary: refuse writes now, stop replicating, and offer this node's
+    /// data to whoever is primary next.
+    fn step_down(&mut self, state: &ClusterState, ctx: &mut Context<Self>) {
+        let Some((epoch, id)) = self.serving.take() else {
+            return;
+        };
+        self.parts.view.update(|view| {
+            view.primary = false;
+            view.replicas.clear();
+        });
+        for replicator in self.replicators.drain(..) {
+            replicator.do_send(StopReplicating);
+        }
+        warn!(self.log, "stepping down: another node is primary or a new epoch began";
+            "epoch" => epoch, "new_epoch" => state.epoch);
+        self.busy = true;
+        let store = self.parts.store.clone();
+        let follower = self.parts.follower.clone();
+        let new_epoch = state.epoch;
+        let since = state.primary_since_offset;
+        let work = async move {
+            let applied = store.send(Stats).await.map(|s| s.last_seq).unwrap_or(0);
+            follower.do_send(Rebase {
+                id: id.to_string(),
+                applied,
+            });
+            follower.do_send(Fence { epoch: new_epoch });
+            applied
+        };
+        ctx.spawn(work.into_actor(self).map(move |applied, act, _| {
+            act.busy = false;
+            // What this node wrote past the point where the new primary's history begins is
+            // not in it: the new primary replaces it.
+            if new_epoch > epoch && applied > since {
+                act.parts
+                    .view
+                    .update(|view| view.discarded += applied - since);
+            }
+        }));
+    }
+}
+
+impl Actor for Coordinator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(TICK, |act, ctx| act.reconcile(ctx));
+        self.reconcile(ctx);
+    }
+}
+
+/// The members of a cluster given as `--peers`, by id (1-based position in the list).
+pub fn members_by_id(peers: &[String]) -> BTreeMap<NodeId, String> {
+    peers
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| (i as NodeId + 1, addr.clone()))
+        .collect()
+}

@@ -1,0 +1,200 @@
+//! What every session of a failover-cluster node reads about the node's place in the cluster:
+//! whether it is the primary now, for which epoch, who the primary is otherwise, its replicas,
+//! and the last failover. Kept by the [`Coordinator`](super::coordinator::Coordinator), read
+//! by sessions on every write batch (one uncontended read lock) and by `INFO`, `ROLE` and
+//! `SENTINEL`.
+
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+
+use crate::protocol::error::ErrorReply;
+use crate::replication::progress::ReplicaProgress;
+
+/// Whether this node may still acknowledge as primary of an epoch: the consensus layer's
+/// lease check (true only while a majority confirmed, within the lease, that this node leads
+/// the term in which it was named primary for that epoch).
+pub type LeaseCheck = Arc<dyn Fn(u64) -> bool + Send + Sync>;
+
+/// A member of the cluster as `INFO`, `ROLE` and `SENTINEL` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// Its position in `--peers` (1-based): its id in the consensus group.
+    pub id: u64,
+    /// The address clients and peers reach it by.
+    pub addr: String,
+    /// Whether it is the primary of the current epoch.
+    pub primary: bool,
+}
+
+/// The last failover this node saw (as the node that took over, or as one that followed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverRecord {
+    /// When the new primary was named.
+    pub at: SystemTime,
+    /// The epoch that began.
+    pub epoch: u64,
+    /// The address of the new primary.
+    pub primary: String,
+    /// Why: `election` (the previous primary stopped answering), `switchover` (`FAILOVER`),
+    /// or `start` (the cluster's first primary).
+    pub reason: &'static str,
+    /// How long no primary accepted writes, as this node saw it (from losing the previous
+    /// primary to the new one being named), in milliseconds.
+    pub unavailable_ms: u64,
+    /// The offset at which the new primary's history begins.
+    pub offset: u64,
+}
+
+/// This node's place in the cluster now.
+#[derive(Debug, Clone, Default)]
+pub struct RoleState {
+    /// This node is the primary of `epoch` (and may acknowledge while its lease holds).
+    pub primary: bool,
+    /// The newest epoch this node knows of.
+    pub epoch: u64,
+    /// The primary's address, when one is named and it is not this node.
+    pub primary_addr: Option<String>,
+    /// This node's own address, as the cluster knows it.
+    pub me: String,
+    /// The members, from the consensus group's state.
+    pub members: Vec<MemberInfo>,
+    /// A primary's replication id (its history).
+    pub replication_id: Arc<str>,
+    /// A primary's replicas, one progress channel each.
+    pub replicas: Vec<watch::Receiver<ReplicaProgress>>,
+    /// The last failover this node saw.
+    pub last_failover: Option<FailoverRecord>,
+    /// Offsets of this node's own data it gave up when it rejoined as a replica (what it had
+    /// written as a deposed primary that the new primary's history does not contain).
+    pub discarded: u64,
+}
+
+/// The shared, changing role of a node in a failover cluster.
+#[derive(Clone)]
+pub struct ClusterView {
+    /// Written by the Coordinator only.
+    state: Arc<RwLock<RoleState>>,
+    /// The consensus layer's lease check.
+    lease: LeaseCheck,
+}
+
+impl std::fmt::Debug for ClusterView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterView")
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl ClusterView {
+    /// A view of a node that is not (yet) primary, reached at `me`, fenced by `lease`.
+    pub fn new(me: String, lease: LeaseCheck) -> ClusterView {
+        let state = RoleState {
+            me,
+            ..RoleState::default()
+        };
+        ClusterView {
+            state: Arc::new(RwLock::new(state)),
+            lease,
+        }
+    }
+
+    /// A copy of the state now.
+    pub fn state(&self) -> RoleState {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Change the state (the Coordinator's privilege).
+    pub fn update(&self, change: impl FnOnce(&mut RoleState)) {
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(&mut state);
+    }
+
+    /// Whether this node is the primary now (lease aside): a replication stream is refused.
+    pub fn is_primary(&self) -> bool {
+        self.read(|s| s.primary)
+    }
+
+    /// Why a write must be refused before it is applied, if it must: this node is not the
+    /// primary (the error names the primary, so a client can go there), or it is but cannot
+    /// confirm its lease (a new primary may be being elected).
+    pub fn write_refusal(&self) -> Option<ErrorReply> {
+        let (primary, epoch, addr) = self.read(|s| (s.primary, s.epoch, s.primary_addr.clone()));
+        match (primary, addr) {
+            (true, _) if (self.lease)(epoch) => None,
+            (true, _) => Some(ErrorReply::NoPrimary),
+            (false, Some(addr)) => Some(ErrorReply::ReadOnlyPrimaryAt(addr.into())),
+            (false, None) => Some(ErrorReply::NoPrimary),
+        }
+    }
+
+    /// Whether a primary may still acknowledge: it is the primary of its epoch and its lease
+    /// holds. Checked after a write is applied (and durable) and before its reply is sent, so
+    /// a primary cut off from the majority stops acknowledging before a successor can exist.
+    pub fn lease_holds(&self) -> bool {
+        let (primary, epoch) = self.read(|s| (s.primary, s.epoch));
+        primary && (self.lease)(epoch)
+    }
+
+    /// A primary's replicas now (none on a replica).
+    pub fn replicas(&self) -> Vec<watch::Receiver<ReplicaProgress>> {
+        self.read(|s| s.replicas.clone())
+    }
+
+    fn read<T>(&self, look: impl FnOnce(&RoleState) -> T) -> T {
+        look(
+            &self
+                .state
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn view(lease: Arc<AtomicBool>) -> ClusterView {
+        ClusterView::new(
+            "127.0.0.1:1".into(),
+            Arc::new(move |_| lease.load(Ordering::SeqCst)),
+        )
+    }
+
+    #[test]
+    fn a_replica_names_the_primary_and_refuses_writes() {
+        let view = view(Arc::new(AtomicBool::new(true)));
+        assert_eq!(view.write_refusal(), Some(ErrorReply::NoPrimary));
+        view.update(|s| s.primary_addr = Some("127.0.0.1:2".into()));
+        assert_eq!(
+            view.write_refusal(),
+            Some(ErrorReply::ReadOnlyPrimaryAt("127.0.0.1:2".into()))
+        );
+        assert!(!view.lease_holds());
+    }
+
+    #[test]
+    fn a_primary_writes_only_while_its_lease_holds() {
+        let lease = Arc::new(AtomicBool::new(true));
+        let view = view(lease.clone());
+        view.update(|s| {
+            s.primary = true;
+            s.epoch = 3;
+        });
+        assert_eq!(view.write_refusal(), None);
+        assert!(view.lease_holds());
+        lease.store(false, Ordering::SeqCst);
+        assert_eq!(view.write_refusal(), Some(ErrorReply::NoPrimary));
+        assert!(!view.lease_holds());
+    }
+}

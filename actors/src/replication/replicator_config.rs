@@ -1,0 +1,45 @@
+//! What a [`Replicator`](super::replicator::Replicator) is configured with, and how it is
+//! stopped: one per replica of a primary.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::auth::ClusterSecret;
+use super::replication_id::Previous;
+
+/// How a replicator reaches its replica.
+#[derive(Debug, Clone)]
+pub struct ReplicatorConfig {
+    /// `host:port`; the host name is resolved at every connection attempt.
+    pub replica: String,
+    /// The cluster secret: the replica must prove it knows it before it is sent anything, and
+    /// the primary proves it in turn. Without one, the link is not authenticated.
+    pub secret: Option<ClusterSecret>,
+    /// The primary's replication id.
+    pub replication_id: Arc<str>,
+    /// The history the primary's continues, if any: a replica of it at or before its offset
+    /// holds a prefix of the primary's data.
+    pub previous: Option<Previous>,
+    /// The most bytes of recent mutations kept for partial resyncs and slow replicas.
+    pub backlog_bytes: usize,
+    /// The most bytes of mutations kept for a replica while its full resync is sent and
+    /// until it catches up (at least `backlog_bytes`).
+    pub full_sync_buffer_bytes: usize,
+    /// A link with no acknowledgement for this long is dropped and reconnected.
+    pub timeout: Duration,
+    /// The primary's epoch in a failover cluster (0 for a static primary), sent in every
+    /// handshake: a replica that has seen a newer epoch refuses the stream.
+    pub epoch: u64,
+    /// In a failover cluster the elected primary's history is the cluster's: a replica whose
+    /// data it does not continue (a deposed primary's unreplicated tail) is replaced by a
+    /// full resync, and the offsets it loses are counted, instead of being refused until an
+    /// operator decides.
+    pub authoritative: bool,
+}
+
+/// Stop replicating (this node is no longer the primary): the link closes with the actor.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopReplicating;

@@ -1,0 +1,132 @@
+//! A client of a failover cluster: given the members' addresses, it finds the primary and
+//! follows it across failovers.
+//!
+//! The primary is found by asking each member `ROLE`. A request a member refuses because it
+//! is not the primary (`ERROR: READONLY: ...`, which names the primary when one is known) was
+//! not applied, so it is sent again to the primary, found anew; so is a request whose
+//! connection could not be opened. A connection that breaks after a request was sent is
+//! reported, not retried: the request may or may not have been applied.
+
+use std::time::{Duration, Instant};
+
+use crate::client::{Client, ClientError};
+
+/// How long a request may look for a primary (an election takes about the failover timeout).
+const FIND_PRIMARY: Duration = Duration::from_secs(10);
+/// Pause between two rounds of asking the members, while an election is under way.
+const RETRY: Duration = Duration::from_millis(100);
+
+/// A connection to a cluster's primary, which moves with it.
+pub struct ClusterClient {
+    members: Vec<String>,
+    connect_timeout: Duration,
+    current: Option<(String, Client)>,
+}
+
+impl ClusterClient {
+    /// A client of the cluster whose members are `members` (`host:port` each); connects to
+    /// the primary on first use.
+    pub fn new(members: Vec<String>, connect_timeout: Duration) -> ClusterClient {
+        ClusterClient {
+            members,
+            connect_timeout,
+            current: None,
+        }
+    }
+
+    /// The address of the primary this client talks to now, if it found one.
+    pub fn primary(&self) -> Option<&str> {
+        self.current.as_ref().map(|(addr, _)| addr.as_str())
+    }
+
+    /// Send one request to the primary and answer its reply, following the primary while
+    /// the request is refused as not applied.
+    pub fn request(&mut self, line: &[u8]) -> Result<Vec<u8>, ClientError> {
+        let deadline = Instant::now() + FIND_PRIMARY;
+        let mut hint = None;
+        loop {
+            if self.current.is_none() {
+                self.current = Some(self.find_primary(hint.take(), deadline)?);
+            }
+            let Some((addr, client)) = self.current.as_mut() else {
+                continue;
+            };
+            let addr = addr.clone();
+            let reply = client.request(line)?;
+            match refused_for(&reply) {
+                Some(next) if Instant::now() < deadline => {
+                    // Not applied: find the primary (the one named, if any) and send again.
+                    self.current = None;
+                    hint = next.filter(|n| *n != addr);
+                    std::thread::sleep(RETRY);
+                }
+                _ => return Ok(reply),
+            }
+        }
+    }
+
+    /// Connect to the primary: `hint` first, then whichever member says it is one.
+    fn find_primary(
+        &self,
+        hint: Option<String>,
+        deadline: Instant,
+    ) -> Result<(String, Client), ClientError> {
+        let mut last_error = None;
+        loop {
+            let candidates = hint.iter().chain(self.members.iter());
+            for addr in candidates {
+                match Client::connect(addr, self.connect_timeout) {
+                    Ok(mut client) => match client.request(b"ROLE") {
+                        Ok(role) if role.starts_with(b"primary") => {
+                            return Ok((addr.clone(), client))
+                        }
+                        Ok(_) => {}
+                        Err(e) => last_error = Some(e),
+                    },
+                    Err(e) => last_error = Some(e),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(last_error.unwrap_or_else(|| {
+                    ClientError::Server(format!(
+                        "no member of {} is the primary",
+                        self.members.join(",")
+                    ))
+                }));
+            }
+            std::thread::sleep(RETRY);
+        }
+    }
+}
+
+/// Whether `reply` refuses a request as not applied because the node is not (or no longer)
+/// the primary; with the primary it names, if it names one.
+fn refused_for(reply: &[u8]) -> Option<Option<String>> {
+    let text = std::str::from_utf8(reply).ok()?;
+    let rest = text.strip_prefix("ERROR: READONLY: ")?;
+    Some(
+        rest.rsplit_once("write to the primary at ")
+            .map(|(_, addr)| addr.trim().to_string()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_for;
+
+    #[test]
+    fn a_refusal_names_the_primary_or_says_none_is_known() {
+        assert_eq!(
+            refused_for(
+                b"ERROR: READONLY: this node is a replica; write to the primary at 10.0.0.2:7001"
+            ),
+            Some(Some("10.0.0.2:7001".into()))
+        );
+        assert_eq!(
+            refused_for(b"ERROR: READONLY: no primary right now (an election is under way); not applied, retry shortly"),
+            Some(None)
+        );
+        assert_eq!(refused_for(b"OK"), None);
+        assert_eq!(refused_for(b"ERROR: persistence failed: disk"), None);
+    }
+}

@@ -1,0 +1,304 @@
+//! Automatic failover, as a user runs it: three `kvnode --peers ...` processes elect a
+//! primary, the others replicate it, and when the primary is killed or paused a new one is
+//! elected, no acknowledged write is lost, and the old primary rejoins as a replica.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{wait_until, NodeProcess};
+use kvstore::client::Client;
+use tempfile::TempDir;
+
+/// The control plane listens on the client port + 10000.
+const CONTROL_OFFSET: u16 = 10_000;
+
+/// Free client ports whose control ports (+10000) are free too. A port found free may be
+/// taken before the node binds it; the ports are drawn at random from a range the system
+/// does not hand out for outgoing connections, which makes that unlikely.
+fn free_ports(n: usize) -> Vec<u16> {
+    let mut ports = Vec::new();
+    while ports.len() < n {
+        let port = fastrand::u16(20_000..30_000);
+        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if !ports.contains(&port) && free(port) && free(port + CONTROL_OFFSET) {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
+/// A three-member failover cluster of `kvnode` processes, killed when dropped.
+struct Cluster {
+    addrs: Vec<String>,
+    dirs: Vec<TempDir>,
+    nodes: Vec<Option<NodeProcess>>,
+    extra: Vec<String>,
+}
+
+impl Cluster {
+    /// Start three members with `extra` flags and a short failover timeout.
+    fn start(extra: &[&str]) -> Cluster {
+        let addrs: Vec<String> = free_ports(3)
+            .into_iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let mut cluster = Cluster {
+            dirs: (0..3).map(|_| tempfile::tempdir().unwrap()).collect(),
+            nodes: (0..3).map(|_| None).collect(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            addrs,
+        };
+        for i in 0..3 {
+            cluster.start_member(i);
+        }
+        cluster
+    }
+
+    fn start_member(&mut self, i: usize) {
+        let peers = self.addrs.join(",");
+        let mut args = vec!["--peers", &peers, "--failover-timeout-ms", "600"];
+        args.extend(self.extra.iter().map(String::as_str));
+        let dir: PathBuf = self.dirs[i].path().to_path_buf();
+        self.nodes[i] = Some(NodeProcess::start_at(&self.addrs[i], &dir, &args));
+    }
+
+    fn node(&self, i: usize) -> &NodeProcess {
+        self.nodes[i].as_ref().expect("member running")
+    }
+
+    /// `INFO` of member `i`, or nothing when it does not answer.
+    fn info(&self, i: usize) -> Option<String> {
+        let node = self.nodes[i].as_ref()?;
+        let mut client = Client::connect(&node.addr.to_string(), common::DEADLINE).ok()?;
+        String::from_utf8(client.request(b"INFO").ok()?).ok()
+    }
+
+    /// The member every running member agrees is the primary, once they do.
+    fn wait_for_primary(&self, excluding: Option<usize>) -> usize {
+        let mut primary = None;
+        wait_until("the members agree on a primary", || {
+            let running: Vec<usize> = (0..3).filter(|i| self.nodes[*i].is_some()).collect();
+            let infos: Vec<(usize, String)> = running
+                .iter()
+                .filter_map(|i| self.info(*i).map(|info| (*i, info)))
+                .collect();
+            if infos.len() != running.len() {
+                return false;
+            }
+            let primaries: Vec<usize> = infos
+                .iter()
+                .filter(|(_, info)| info.contains("role=primary"))
+                .map(|(i, _)| *i)
+                .collect();
+            let [p] = primaries[..] else { return false };
+            let named = format!("primary={}", self.addrs[p]);
+            primary = Some(p);
+            Some(p) != excluding && infos.iter().all(|(_, info)| info.contains(&named))
+        });
+        primary.expect("a primary")
+    }
+
+    fn client(&self, i: usize) -> Client {
+        self.node(i).client()
+    }
+
+    /// Kill member `i` with SIGKILL.
+    fn kill(&mut self, i: usize) {
+        if let Some(node) = self.nodes[i].take() {
+            node.signal("KILL");
+            drop(node);
+        }
+    }
+}
+
+/// `PUT` until it is acknowledged: writes refused during an election (`READONLY`) are retried.
+fn put_acknowledged(cluster: &Cluster, key: &str, value: &str) {
+    wait_until(&format!("PUT {key} is acknowledged"), || {
+        let primary = cluster.wait_for_primary(None);
+        let mut client = cluster.client(primary);
+        client
+            .request(format!("PUT {key} {value}").as_bytes())
+            .is_ok_and(|reply| reply == b"OK")
+    });
+}
+
+fn get(client: &mut Client, key: &str) -> String {
+    String::from_utf8(client.request(format!("GET {key}").as_bytes()).unwrap()).unwrap()
+}
+
+#[test]
+fn three_members_elect_one_primary_and_the_others_replicate_it() {
+    let cluster = Cluster::start(&["--fsync", "always"]);
+    put_acknowledged(&cluster, "greeting", "hello");
+    let primary = cluster.wait_for_primary(None);
+    let mut client = cluster.client(primary);
+    for i in (0..3).filter(|i| *i != primary) {
+        let mut replica = cluster.client(i);
+        wait_until("the replica has the write", || {
+            get(&mut replica, "greeting") == "hello"
+        });
+        // A write to a replica names the primary, so a client knows where to go.
+        let refused = String::from_utf8(replica.request(b"PUT greeting bye").unwrap()).unwrap();
+        assert_eq!(
+            refused,
+            format!(
+                "ERROR: READONLY: this node is a replica; write to the primary at {}",
+                cluster.addrs[primary]
+            )
+        );
+        let role = String::from_utf8(replica.request(b"ROLE").unwrap()).unwrap();
+        assert!(
+            role.starts_with(&format!("replica primary={}", cluster.addrs[primary])),
+            "{role}"
+        );
+    }
+    let info = String::from_utf8(client.request(b"INFO").unwrap()).unwrap();
+    assert!(info.contains("epoch="), "{info}");
+    assert!(info.contains("connected_replicas=2"), "{info}");
+    assert!(info.contains("last_failover_reason="), "{info}");
+}
+
+#[test]
+fn a_killed_primary_is_replaced_without_losing_an_acknowledged_write_and_rejoins() {
+    let mut cluster = Cluster::start(&["--fsync", "always", "--min-replicas-to-write", "1"]);
+    let first = cluster.wait_for_primary(None);
+    for n in 0..50 {
+        put_acknowledged(&cluster, &format!("key{n}"), &format!("v{n}"));
+    }
+    cluster.kill(first);
+    let second = cluster.wait_for_primary(Some(first));
+    let mut client = cluster.client(second);
+    for n in 0..50 {
+        assert_eq!(get(&mut client, &format!("key{n}")), format!("v{n}"));
+    }
+    // kvcli given the members finds the new primary itself.
+    let kvcli = Command::new(env!("CARGO_BIN_EXE_kvcli"))
+        .args([
+            "--cluster",
+            &cluster.addrs.join(","),
+            "PUT",
+            "after",
+            "failover",
+        ])
+        .output()
+        .expect("run kvcli");
+    assert!(kvcli.status.success(), "{kvcli:?}");
+    assert_eq!(String::from_utf8_lossy(&kvcli.stdout), "OK\n");
+    let info = String::from_utf8(client.request(b"INFO").unwrap()).unwrap();
+    assert!(info.contains("last_failover_reason=election"), "{info}");
+
+    // The old primary comes back as a replica of the new one and catches up.
+    cluster.start_member(first);
+    let primary = cluster.wait_for_primary(None);
+    assert_ne!(
+        primary, first,
+        "a restarted member does not take the primary role back"
+    );
+    let mut rejoined = cluster.client(first);
+    wait_until("the old primary has the new primary's write", || {
+        get(&mut rejoined, "after") == "failover"
+    });
+}
+
+#[test]
+fn a_paused_primary_acknowledges_nothing_after_its_successor_is_elected() {
+    let mut cluster = Cluster::start(&["--fsync", "always"]);
+    let first = cluster.wait_for_primary(None);
+    put_acknowledged(&cluster, "before", "pause");
+    // A connection to the old primary, opened before it is paused.
+    let mut stale = cluster.client(first);
+    cluster.node(first).signal("STOP");
+    let second = {
+        let mut found = None;
+        wait_until("the others elect a new primary", || {
+            found = (0..3).filter(|i| *i != first).find(|i| {
+                cluster
+                    .info(*i)
+                    .is_some_and(|info| info.contains("role=primary"))
+            });
+            found.is_some()
+        });
+        found.unwrap()
+    };
+    let mut client = cluster.client(second);
+    assert_eq!(client.request(b"PUT during pause").unwrap(), b"OK");
+    cluster.node(first).signal("CONT");
+    // The old primary's lease is long gone: whatever it answers, it is not an acknowledgement.
+    let reply = String::from_utf8(stale.request(b"PUT stale write").unwrap()).unwrap();
+    assert_ne!(reply, "OK", "a deposed primary acknowledged a write");
+    assert!(reply.starts_with("ERROR: "), "{reply}");
+    // It steps down and follows the new primary.
+    let _ = cluster.wait_for_primary(Some(first));
+    let mut old = cluster.client(first);
+    wait_until("the old primary follows the new one", || {
+        get(&mut old, "during") == "pause"
+    });
+    assert_eq!(get(&mut client, "stale"), "NOT_FOUND");
+    cluster.kill(first);
+}
+
+/// redis-py's `Sentinel` class, given the members as its sentinels, finds the primary and,
+/// after the primary is killed, the new one: Redis clients follow failovers with no new code.
+#[test]
+fn redis_py_sentinel_follows_a_failover() {
+    let python = "/usr/bin/python3";
+    let has_redis = Command::new(python)
+        .args(["-c", "import redis.sentinel"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_redis,
+        "the test needs Debian's python3-redis (apt-get install python3-redis)"
+    );
+    let mut cluster = Cluster::start(&["--fsync", "always"]);
+    let first = cluster.wait_for_primary(None);
+    let sentinels: Vec<String> = cluster
+        .addrs
+        .iter()
+        .map(|a| {
+            let (h, p) = a.rsplit_once(':').unwrap();
+            format!("('{h}', {p})")
+        })
+        .collect();
+    let script = format!(
+        r#"
+import sys, time
+from redis.sentinel import Sentinel
+sentinel = Sentinel([{}], socket_timeout=2)
+master = sentinel.master_for('kvstore', socket_timeout=2)
+print(sentinel.discover_master('kvstore'))
+master.set('k', sys.argv[1])
+assert master.get('k') == sys.argv[1].encode()
+print(sorted(sentinel.discover_slaves('kvstore')))
+"#,
+        sentinels.join(", ")
+    );
+    let run = |value: &str| {
+        let out = Command::new(python)
+            .args(["-c", &script, value])
+            .output()
+            .expect("run python3");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), stdout, stderr)
+    };
+    let (ok, stdout, stderr) = run("one");
+    assert!(ok, "{stdout}\n{stderr}");
+    let addrs = cluster.addrs.clone();
+    let port = |i: usize| addrs[i].rsplit_once(':').unwrap().1.to_string();
+    assert!(stdout.contains(&port(first)), "{stdout}");
+
+    cluster.kill(first);
+    let second = cluster.wait_for_primary(Some(first));
+    let (ok, stdout, stderr) = run("two");
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.lines().next().unwrap_or("").contains(&port(second)),
+        "{stdout}"
+    );
+    let mut client = cluster.client(second);
+    assert_eq!(get(&mut client, "k"), "two");
+}

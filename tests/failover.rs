@@ -302,3 +302,28 @@ print(sorted(sentinel.discover_slaves('kvstore')))
     let mut client = cluster.client(second);
     assert_eq!(get(&mut client, "k"), "two");
 }
+
+/// A dead member replaced by a new, empty one at the same address (one command: the same
+/// `kvnode --peers ...` on an empty data directory) joins the cluster and receives all the
+/// data, while the cluster keeps taking writes.
+#[test]
+fn a_dead_member_replaced_by_an_empty_one_syncs_and_joins() {
+    let mut cluster = Cluster::start(&["--fsync", "always", "--min-replicas-to-write", "1"]);
+    let primary = cluster.wait_for_primary(None);
+    for n in 0..20 {
+        put_acknowledged(&cluster, &format!("key{n}"), &format!("v{n}"));
+    }
+    let dead = (primary + 1) % 3;
+    cluster.kill(dead);
+    // Writes go on with the two members left (one replica is enough for the safe mode).
+    put_acknowledged(&cluster, "while", "replacing");
+    cluster.dirs[dead] = tempfile::tempdir().unwrap();
+    cluster.start_member(dead);
+    let mut replacement = cluster.client(dead);
+    wait_until("the replacement has every key", || {
+        get(&mut replacement, "while") == "replacing"
+            && (0..20).all(|n| get(&mut replacement, &format!("key{n}")) == format!("v{n}"))
+    });
+    let info = cluster.info(dead).unwrap();
+    assert!(info.contains("role=replica"), "{info}");
+}

@@ -162,7 +162,7 @@ impl Coordinator {
                         epoch: state.epoch,
                         primary: addr.clone(),
                         reason: if view.epoch == 0 { "start" } else { "election" },
-                        unavailable_ms: since_leader.as_millis() as u64,
+                        election_ms: since_leader.as_millis() as u64,
                         offset: state.primary_since_offset,
                     });
                 }
@@ -277,7 +277,7 @@ impl Coordinator {
             self.replicators.push(replicator);
             replicas.push(progress);
         }
-        let unavailable_ms = self.leader.1.elapsed().as_millis() as u64;
+        let election_ms = self.leader.1.elapsed().as_millis() as u64;
         let me_addr = state.members.get(&me).map(|m| m.addr.clone());
         self.parts.view.update(|view| {
             view.primary = true;
@@ -290,12 +290,12 @@ impl Coordinator {
                 epoch,
                 primary: me_addr.unwrap_or_else(|| view.me.clone()),
                 reason,
-                unavailable_ms,
+                election_ms,
                 offset,
             });
         });
         info!(self.log, "serving as primary"; "epoch" => epoch, "offset" => offset,
-            "replicas" => self.replicators.len(), "unavailable_ms" => unavailable_ms);
+            "replicas" => self.replicators.len(), "election_ms" => election_ms);
         self.serving = Some((epoch, id));
         self.reconcile(ctx);
     }

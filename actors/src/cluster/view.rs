@@ -37,12 +37,14 @@ pub struct FailoverRecord {
     pub epoch: u64,
     /// The address of the new primary.
     pub primary: String,
-    /// Why: `election` (the previous primary stopped answering), `switchover` (`FAILOVER`),
-    /// or `start` (the cluster's first primary).
+    /// Why: `election` (a primary was named after another), or `start` (the first primary
+    /// this node saw).
     pub reason: &'static str,
-    /// How long no primary accepted writes, as this node saw it (from losing the previous
-    /// primary to the new one being named), in milliseconds.
-    pub unavailable_ms: u64,
+    /// How long the election took as this node saw it: from the moment its view of the Raft
+    /// leader changed to the new primary being named, in milliseconds. Writes were unavailable
+    /// for longer: add the time it took to notice the old primary was gone, up to the
+    /// failover timeout.
+    pub election_ms: u64,
     /// The offset at which the new primary's history begins.
     pub offset: u64,
 }

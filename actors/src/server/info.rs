@@ -109,8 +109,8 @@ fn cluster_fields(line: &mut String, state: &RoleState) {
         let _ = write!(
             line,
             " last_failover_at_ms={at} last_failover_epoch={} last_failover_primary={} \
-             last_failover_reason={} last_failover_unavailable_ms={} last_failover_offset={}",
-            f.epoch, f.primary, f.reason, f.unavailable_ms, f.offset
+             last_failover_reason={} last_failover_election_ms={} last_failover_offset={}",
+            f.epoch, f.primary, f.reason, f.election_ms, f.offset
         );
     }
 }

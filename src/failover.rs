@@ -20,7 +20,7 @@ use kv_actors::server::node_context::NodeContext;
 use kv_actors::storage::data_dir::DataDir;
 use kv_actors::storage::durability::Durability;
 use kv_actors::storage::writer::Writer;
-use kv_actors::store::{Mutation, Seq, Store};
+use kv_actors::store::{Mutation, Seq, SetWrites, Store};
 use slog::{info, Logger};
 
 use crate::config::NodeConfig;
@@ -110,6 +110,12 @@ pub async fn start_member(
         log,
     );
     let follower = Follower::start_in_arbiter(&parts.arbiter.handle(), move |_| follower);
+    // Closed to client writes until the cluster names this member primary.
+    parts
+        .store
+        .send(SetWrites { open: false })
+        .await
+        .map_err(|_| FailoverError::Consensus("the store stopped during start-up".into()))?;
 
     // What this node holds, for the vote check: its data's epoch and durable offset (none
     // while its data is disposable: a full resync under way).
@@ -162,16 +168,17 @@ pub async fn start_member(
         let consensus = consensus.clone();
         Arc::new(move |epoch| consensus.lease_valid(epoch))
     };
-    let view = ClusterView::new(config.advertise.clone(), lease);
+    let view = ClusterView::new(config.advertise.clone(), lease, data_epoch.clone());
     context.cluster = Some(view.clone());
+    let coordinator_view = view.clone();
     context.follower = Some(follower.clone());
     let coordinator_parts = CoordinatorParts {
         consensus: consensus.clone(),
-        view,
+        view: coordinator_view,
         store: parts.store.clone(),
         follower,
         durability: parts.durability.clone(),
-        dir: parts.dir.clone(),
+        writer: parts.writer.clone(),
         data_epoch,
         replication: ReplicationSettings {
             secret: config.cluster_secret.as_deref().map(ClusterSecret::new),
@@ -181,8 +188,9 @@ pub async fn start_member(
         },
     };
     let coordinator_log = log.clone();
-    Coordinator::start_in_arbiter(&parts.arbiter.handle(), move |_| {
+    let coordinator = Coordinator::start_in_arbiter(&parts.arbiter.handle(), move |_| {
         Coordinator::new(coordinator_parts, &coordinator_log)
     });
+    view.set_coordinator(coordinator.recipient());
     Ok(ControlPlane { consensus })
 }

@@ -327,3 +327,58 @@ fn a_dead_member_replaced_by_an_empty_one_syncs_and_joins() {
     let info = cluster.info(dead).unwrap();
     assert!(info.contains("role=replica"), "{info}");
 }
+
+/// `FAILOVER TO <member>` hands the primary role over while a client keeps writing: every
+/// write acknowledged before, during and after is on the new primary.
+#[test]
+fn failover_hands_over_with_no_acknowledged_write_lost() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let cluster = Cluster::start(&["--fsync", "always", "--min-replicas-to-write", "1"]);
+    let first = cluster.wait_for_primary(None);
+    let target = (first + 1) % 3;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let members = cluster.addrs.clone();
+        std::thread::spawn(move || {
+            let mut client = kvstore::cluster_client::ClusterClient::new(members, common::DEADLINE);
+            let mut acknowledged = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                if let Ok(reply) = client.request(format!("PUT w{n} {n}").as_bytes()) {
+                    if reply == b"OK" {
+                        acknowledged.push(n);
+                    }
+                }
+            }
+            acknowledged
+        })
+    };
+    wait_until("some writes before the handover", || {
+        cluster
+            .info(first)
+            .is_some_and(|i| !i.contains(" offset=0 "))
+    });
+    let mut client = cluster.client(first);
+    let order = format!("FAILOVER TO {}", cluster.addrs[target]);
+    assert_eq!(
+        String::from_utf8(client.request(order.as_bytes()).unwrap()).unwrap(),
+        "OK"
+    );
+    assert_eq!(cluster.wait_for_primary(Some(first)), target);
+    put_acknowledged(&cluster, "after", "handover");
+    stop.store(true, Ordering::SeqCst);
+    let acknowledged = writer.join().unwrap();
+    assert!(!acknowledged.is_empty());
+    let mut new_primary = cluster.client(target);
+    for n in acknowledged {
+        assert_eq!(get(&mut new_primary, &format!("w{n}")), n.to_string());
+    }
+    // The old primary follows the new one.
+    let mut old = cluster.client(first);
+    wait_until("the old primary follows the new one", || {
+        get(&mut old, "after") == "handover"
+    });
+}

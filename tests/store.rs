@@ -6,8 +6,8 @@ use actix::prelude::*;
 use bytes::Bytes;
 use kv_actors::store::pair::Pair;
 use kv_actors::store::{
-    Applied, Batch, BatchResult, Change, Del, Get, Mutation, Op, Outcome, Put, Seq, Stats, Store,
-    StoreStats, Subscribe, TakeSnapshot,
+    Applied, Batch, BatchResult, Change, Del, Get, Mutation, Op, Outcome, Put, Seq, SetWrites,
+    Stats, Store, StoreStats, Subscribe, TakeSnapshot,
 };
 
 fn b(s: &str) -> Bytes {
@@ -83,6 +83,7 @@ async fn a_batch_applies_in_order_and_answers_each_op() {
         outcomes,
         last_seq,
         seen,
+        refused,
     } = store
         .send(Batch {
             ops: vec![
@@ -108,6 +109,7 @@ async fn a_batch_applies_in_order_and_answers_each_op() {
         ]
     );
     assert_eq!(last_seq, Some(3));
+    assert!(!refused, "a store is open to writes unless closed");
     assert_eq!(
         seen, 3,
         "the batch could show everything up to its last mutation"
@@ -123,6 +125,32 @@ async fn a_batch_applies_in_order_and_answers_each_op() {
         reads_only.seen, 3,
         "a read could show any mutation the Store has applied"
     );
+}
+
+/// A failover-cluster member's Store is closed to client writes unless it is the primary:
+/// a batch that writes is refused whole (nothing applied), reads still work, and closing
+/// answers exactly where the history stands.
+#[actix_rt::test]
+async fn a_closed_store_refuses_client_writes_but_not_reads() {
+    let store = Store::new().start();
+    let put = |key: &str| Batch {
+        ops: vec![Op::Get(b(key)), Op::Put(b(key), b("1"))],
+    };
+    assert!(!store.send(put("a")).await.unwrap().refused);
+    assert_eq!(store.send(SetWrites { open: false }).await.unwrap(), 1);
+    let refused = store.send(put("b")).await.unwrap();
+    assert!(refused.refused);
+    assert!(refused.outcomes.is_empty());
+    let read = store
+        .send(Batch {
+            ops: vec![Op::Get(b("a"))],
+        })
+        .await
+        .unwrap();
+    assert!(!read.refused);
+    assert_eq!(read.outcomes.len(), 1);
+    assert_eq!(store.send(SetWrites { open: true }).await.unwrap(), 1);
+    assert_eq!(store.send(put("b")).await.unwrap().last_seq, Some(2));
 }
 
 #[actix_rt::test]

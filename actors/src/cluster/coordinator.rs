@@ -27,16 +27,18 @@ use std::time::{Duration, Instant, SystemTime};
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 
+pub use super::switchover::Failover;
 use super::view::{ClusterView, FailoverRecord, MemberInfo};
 use crate::consensus::{ClusterState, Consensus, Leadership, NodeId};
 use crate::replication::auth::ClusterSecret;
 use crate::replication::data_epoch::DataEpoch;
 use crate::replication::follower::{Fence, Follower, Rebase};
+use crate::replication::progress::LinkState;
 use crate::replication::replication_id::{self, Previous, ReplicationState};
 use crate::replication::replicator::{Replicator, ReplicatorConfig, StopReplicating};
-use crate::storage::data_dir::DataDir;
 use crate::storage::durability::Durability;
-use crate::store::{Seq, Stats, Store, Subscribe};
+use crate::storage::writer::{Follow, Writer};
+use crate::store::{Seq, SetWrites, Store, Subscribe};
 
 /// How often the Coordinator looks at the control plane's state (besides being woken by it).
 const TICK: Duration = Duration::from_millis(20);
@@ -66,8 +68,8 @@ pub struct CoordinatorParts {
     pub follower: Addr<Follower>,
     /// The node's persistence, which replicators send behind.
     pub durability: Durability,
-    /// The data directory, where a new history is recorded.
-    pub dir: Arc<DataDir>,
+    /// The persistence writer, which records a new history in the data directory.
+    pub writer: Addr<Writer>,
     /// The epoch of this node's data.
     pub data_epoch: DataEpoch,
     /// How to replicate as a primary.
@@ -179,23 +181,30 @@ impl Coordinator {
         let follower = self.parts.follower.clone();
         let store = self.parts.store.clone();
         let data_epoch = self.parts.data_epoch.clone();
-        let dir = self.parts.dir.clone();
         let old_epoch = state.epoch;
         let had_primary = state.primary;
         let log = self.log.clone();
+        let writer = self.parts.writer.clone();
         let work = async move {
-            // Nothing of the current epoch's stream is applied from here on.
+            // The state must be current (a `SetPrimary` committed but not applied here would
+            // name a newer epoch than this node fences).
+            let state = consensus
+                .catch_up()
+                .await
+                .map_err(|e| format!("not confirmed as leader: {e}"))?;
+            // Nothing of the current epoch's stream is applied from here on...
             let fenced = follower
                 .send(Fence {
-                    epoch: old_epoch + 1,
+                    epoch: state.epoch + 1,
                 })
                 .await
                 .map_err(|e| format!("the follower is gone: {e}"))?;
+            // ...and no client write (the Store stays closed until this node serves): the
+            // offset is exactly where this node's history will fork.
             let offset = store
-                .send(Stats)
+                .send(SetWrites { open: false })
                 .await
-                .map_err(|e| format!("the store is gone: {e}"))?
-                .last_seq;
+                .map_err(|e| format!("the store is gone: {e}"))?;
             let epoch = consensus
                 .name_self_primary(offset)
                 .await
@@ -207,9 +216,10 @@ impl Coordinator {
                 id: id.clone(),
                 previous: previous.clone(),
             };
-            tokio::task::spawn_blocking(move || replication_id::save(&dir, &history))
+            writer
+                .send(Follow(history))
                 .await
-                .map_err(|e| format!("recording the new history failed: {e}"))?
+                .map_err(|e| format!("the writer is gone: {e}"))?
                 .map_err(|e| format!("recording the new history failed: {e}"))?;
             info!(log, "named primary"; "epoch" => epoch, "offset" => offset,
                 "replication_id" => &id, "term" => lead.term,
@@ -269,14 +279,17 @@ impl Coordinator {
                 &self.log,
             );
             let replicator = replicator.start();
-            // The Store is quiet (no writes are accepted yet, the follower is fenced), so the
-            // replicator's backlog starts exactly at `offset`.
+            // The Store is closed to writes and the follower fenced, so the replicator's
+            // backlog starts exactly at `offset`; writes open only after every subscription.
             self.parts
                 .store
                 .do_send(Subscribe(replicator.clone().recipient()));
             self.replicators.push(replicator);
             replicas.push(progress);
         }
+        // Streams of older epochs end; then client writes open (after the subscriptions).
+        self.parts.follower.do_send(Fence { epoch });
+        self.parts.store.do_send(SetWrites { open: true });
         let election_ms = self.leader.1.elapsed().as_millis() as u64;
         let me_addr = state.members.get(&me).map(|m| m.addr.clone());
         self.parts.view.update(|view| {
@@ -308,6 +321,7 @@ impl Coordinator {
         };
         self.parts.view.update(|view| {
             view.primary = false;
+            view.handing_over = false;
             view.replicas.clear();
         });
         for replicator in self.replicators.drain(..) {
@@ -321,7 +335,8 @@ impl Coordinator {
         let new_epoch = state.epoch;
         let since = state.primary_since_offset;
         let work = async move {
-            let applied = store.send(Stats).await.map(|s| s.last_seq).unwrap_or(0);
+            // Closed first: the answer is exactly where this node's history as primary ends.
+            let applied = store.send(SetWrites { open: false }).await.unwrap_or(0);
             follower.do_send(Rebase {
                 id: id.to_string(),
                 applied,
@@ -339,6 +354,109 @@ impl Coordinator {
                     .update(|view| view.discarded += applied - since);
             }
         }));
+    }
+}
+
+impl Handler<Failover> for Coordinator {
+    type Result = ResponseActFuture<Self, Result<String, String>>;
+
+    fn handle(&mut self, msg: Failover, _: &mut Self::Context) -> Self::Result {
+        let target = self.switchover_target(msg.to.as_deref());
+        let (id, addr) = match target {
+            Ok(target) if !self.busy => target,
+            Ok(_) => return Box::pin(fut::ready(Err("a role change is under way".into()))),
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let Some(progress) = self
+            .parts
+            .view
+            .replicas()
+            .into_iter()
+            .find(|r| r.borrow().addr == addr)
+        else {
+            return Box::pin(fut::ready(Err(format!(
+                "{addr} is not a replica of this primary"
+            ))));
+        };
+        let epoch = self.serving.as_ref().map_or(0, |(e, _)| *e);
+        self.busy = true;
+        // From here on writes are refused (not applied): the target catches up on a still log.
+        self.parts.view.update(|view| view.handing_over = true);
+        info!(self.log, "FAILOVER: handing over"; "to" => &addr, "epoch" => epoch);
+        let store = self.parts.store.clone();
+        let consensus = self.parts.consensus.clone();
+        let deadline = tokio::time::Instant::now() + msg.timeout;
+        let work = async move {
+            // Closed: in-flight writes accepted before are applied first, nothing after.
+            let last = store
+                .send(SetWrites { open: false })
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut progress = progress;
+            let caught_up = progress.wait_for(|p| p.durable >= last);
+            tokio::time::timeout_at(deadline, caught_up)
+                .await
+                .map_err(|_| format!("{addr} did not catch up to offset {last} in time"))?
+                .map_err(|_| format!("the link to {addr} closed"))?;
+            consensus.hand_over(id).await.map_err(|e| e.to_string())?;
+            let mut state = consensus.state();
+            let named = state.wait_for(|s| s.epoch > epoch && s.primary == Some(id));
+            tokio::time::timeout_at(deadline, named)
+                .await
+                .map_err(|_| format!("{addr} was not elected in time"))?
+                .map_err(|_| "the control plane stopped".to_string())?;
+            Ok(addr)
+        };
+        Box::pin(work.into_actor(self).map(|result, act, ctx| {
+            act.busy = false;
+            act.parts.view.update(|view| view.handing_over = false);
+            match &result {
+                Ok(addr) => info!(act.log, "FAILOVER: handed over"; "to" => addr),
+                Err(e) => {
+                    warn!(act.log, "FAILOVER failed; still the primary"; "error" => e);
+                    if act.serving.is_some() {
+                        act.parts.store.do_send(SetWrites { open: true });
+                    }
+                }
+            }
+            act.reconcile(ctx);
+            result
+        }))
+    }
+}
+
+impl Coordinator {
+    /// The member a switchover hands over to: `to`, which must be another member, or the
+    /// streaming replica with the most durable data.
+    fn switchover_target(&self, to: Option<&str>) -> Result<(NodeId, String), String> {
+        if self.serving.is_none() {
+            return Err("FAILOVER is sent to the primary; this node is not the primary".into());
+        }
+        let state = self.parts.consensus.state().borrow().clone();
+        let me = self.parts.consensus.id();
+        let others = state.members.iter().filter(|(id, _)| **id != me);
+        let chosen = match to {
+            Some(to) => others
+                .into_iter()
+                .find(|(_, m)| m.addr == to)
+                .ok_or_else(|| format!("{to} is not another member of this cluster"))?,
+            None => {
+                let replicas = self.parts.view.replicas();
+                let durable = |addr: &str| {
+                    replicas
+                        .iter()
+                        .map(|r| r.borrow().clone())
+                        .find(|p| p.addr == addr && p.state == LinkState::Streaming)
+                        .map(|p| p.durable)
+                };
+                others
+                    .filter_map(|(id, m)| durable(&m.addr).map(|d| (d, id, m)))
+                    .max_by_key(|(d, _, _)| *d)
+                    .map(|(_, id, m)| (id, m))
+                    .ok_or("no replica is streaming: nothing to hand over to")?
+            }
+        };
+        Ok((*chosen.0, chosen.1.addr.clone()))
     }
 }
 

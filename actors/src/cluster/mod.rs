@@ -12,4 +12,5 @@
 //! [`consensus`]: crate::consensus
 
 pub mod coordinator;
+pub mod switchover;
 pub mod view;

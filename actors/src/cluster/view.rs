@@ -4,12 +4,16 @@
 //! by sessions on every write batch (one uncontended read lock) and by `INFO`, `ROLE` and
 //! `SENTINEL`.
 
-use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
 
 use tokio::sync::watch;
 
+use super::switchover::Failover;
 use crate::protocol::error::ErrorReply;
+use crate::replication::data_epoch::DataEpoch;
 use crate::replication::progress::ReplicaProgress;
 
 /// Whether this node may still acknowledge as primary of an epoch: the consensus layer's
@@ -68,6 +72,8 @@ pub struct RoleState {
     pub replicas: Vec<watch::Receiver<ReplicaProgress>>,
     /// The last failover this node saw.
     pub last_failover: Option<FailoverRecord>,
+    /// A planned switchover is under way (`FAILOVER`): writes are refused until it ends.
+    pub handing_over: bool,
     /// Offsets of this node's own data it gave up when it rejoined as a replica (what it had
     /// written as a deposed primary that the new primary's history does not contain).
     pub discarded: u64,
@@ -80,6 +86,10 @@ pub struct ClusterView {
     state: Arc<RwLock<RoleState>>,
     /// The consensus layer's lease check.
     lease: LeaseCheck,
+    /// The Coordinator, which `FAILOVER` asks to hand over (set once it runs).
+    coordinator: Arc<OnceLock<Recipient<Failover>>>,
+    /// The epoch of this node's data, which a read on a replica must be of.
+    data_epoch: DataEpoch,
 }
 
 impl std::fmt::Debug for ClusterView {
@@ -92,7 +102,7 @@ impl std::fmt::Debug for ClusterView {
 
 impl ClusterView {
     /// A view of a node that is not (yet) primary, reached at `me`, fenced by `lease`.
-    pub fn new(me: String, lease: LeaseCheck) -> ClusterView {
+    pub fn new(me: String, lease: LeaseCheck, data_epoch: DataEpoch) -> ClusterView {
         let state = RoleState {
             me,
             ..RoleState::default()
@@ -100,7 +110,27 @@ impl ClusterView {
         ClusterView {
             state: Arc::new(RwLock::new(state)),
             lease,
+            coordinator: Arc::default(),
+            data_epoch,
         }
+    }
+
+    /// Tell the view where `FAILOVER` goes (the node assembly, once the Coordinator runs).
+    pub fn set_coordinator(&self, coordinator: Recipient<Failover>) {
+        let _ = self.coordinator.set(coordinator);
+    }
+
+    /// `FAILOVER [TO addr]`: ask the Coordinator to hand over within `timeout`; answers the
+    /// new primary's address.
+    pub async fn fail_over(&self, to: Option<String>, timeout: Duration) -> Result<String, String> {
+        let coordinator = self
+            .coordinator
+            .get()
+            .ok_or("this node's coordinator has not started")?;
+        coordinator
+            .send(Failover { to, timeout })
+            .await
+            .map_err(|_| "this node's coordinator stopped".to_string())?
     }
 
     /// A copy of the state now.
@@ -129,21 +159,38 @@ impl ClusterView {
     /// primary (the error names the primary, so a client can go there), or it is but cannot
     /// confirm its lease (a new primary may be being elected).
     pub fn write_refusal(&self) -> Option<ErrorReply> {
-        let (primary, epoch, addr) = self.read(|s| (s.primary, s.epoch, s.primary_addr.clone()));
+        let (primary, epoch, addr, handing_over) =
+            self.read(|s| (s.primary, s.epoch, s.primary_addr.clone(), s.handing_over));
         match (primary, addr) {
-            (true, _) if (self.lease)(epoch) => None,
+            (true, _) if (self.lease)(epoch) && !handing_over => None,
             (true, _) => Some(ErrorReply::NoPrimary),
             (false, Some(addr)) => Some(ErrorReply::ReadOnlyPrimaryAt(addr.into())),
             (false, None) => Some(ErrorReply::NoPrimary),
         }
     }
 
-    /// Whether a primary may still acknowledge: it is the primary of its epoch and its lease
-    /// holds. Checked after a write is applied (and durable) and before its reply is sent, so
-    /// a primary cut off from the majority stops acknowledging before a successor can exist.
-    pub fn lease_holds(&self) -> bool {
+    /// The epoch this node is primary of now, if it is.
+    pub fn serving_epoch(&self) -> Option<u64> {
+        self.read(|s| s.primary.then_some(s.epoch))
+    }
+
+    /// Whether a batch accepted as primary of `epoch` may be answered: this node is still the
+    /// primary of that epoch and its lease holds. Checked after a write is applied (and
+    /// durable, and on the replicas asked for) and again as the reply leaves, so a primary cut
+    /// off from the majority stops acknowledging before a successor can exist.
+    pub fn lease_holds_for(&self, epoch: u64) -> bool {
+        let (primary, current) = self.read(|s| (s.primary, s.epoch));
+        primary && current == epoch && (self.lease)(epoch)
+    }
+
+    /// Why a read must be refused on this node now, if it must: it is not the primary, and its
+    /// data has not joined the current epoch's history yet (a deposed primary, or a replica the
+    /// new primary has not streamed to): it may hold writes that epoch discards, which a client
+    /// must not see.
+    pub fn read_refusal(&self) -> Option<ErrorReply> {
         let (primary, epoch) = self.read(|s| (s.primary, s.epoch));
-        primary && (self.lease)(epoch)
+        let behind = self.data_epoch.get() < epoch || self.data_epoch.disposable();
+        (!primary && behind).then_some(ErrorReply::Loading(epoch))
     }
 
     /// A primary's replicas now (none on a replica).
@@ -170,6 +217,7 @@ mod tests {
         ClusterView::new(
             "127.0.0.1:1".into(),
             Arc::new(move |_| lease.load(Ordering::SeqCst)),
+            DataEpoch::default(),
         )
     }
 
@@ -182,7 +230,7 @@ mod tests {
             view.write_refusal(),
             Some(ErrorReply::ReadOnlyPrimaryAt("127.0.0.1:2".into()))
         );
-        assert!(!view.lease_holds());
+        assert!(!view.lease_holds_for(3));
     }
 
     #[test]
@@ -194,9 +242,9 @@ mod tests {
             s.epoch = 3;
         });
         assert_eq!(view.write_refusal(), None);
-        assert!(view.lease_holds());
+        assert!(view.lease_holds_for(3));
         lease.store(false, Ordering::SeqCst);
         assert_eq!(view.write_refusal(), Some(ErrorReply::NoPrimary));
-        assert!(!view.lease_holds());
+        assert!(!view.lease_holds_for(3));
     }
 }

@@ -44,6 +44,14 @@ pub enum ConsensusError {
     /// Committing a command failed (lost leadership, no quorum, or Raft stopped).
     #[error("commit: {0}")]
     Write(#[from] Box<RaftError<NodeId, ClientWriteError<NodeId, Member>>>),
+    /// A planned switchover could not ask the member to stand for election.
+    #[error("hand over to {to}: {reason}")]
+    Handover {
+        /// The member asked.
+        to: NodeId,
+        /// What went wrong.
+        reason: String,
+    },
     /// The state machine refused the command (the epoch moved on meanwhile).
     #[error("refused at epoch {current_epoch}: {reason}")]
     Rejected {

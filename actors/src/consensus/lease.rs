@@ -10,6 +10,7 @@
 //! change revokes it at once. Do not fence on `ServerState::Leader`: a partitioned 0.9 leader
 //! stays `Leader` forever.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ pub struct PrimaryLease {
     duration: Duration,
     /// The lease in force, if any; `None` once revoked.
     granted: Mutex<Option<Lease>>,
+    /// Counts [`PrimaryLease::fence`] calls: a confirmation that began before one is void.
+    fences: AtomicU64,
 }
 
 impl PrimaryLease {
@@ -50,6 +53,7 @@ impl PrimaryLease {
             raft,
             duration,
             granted: Mutex::new(None),
+            fences: AtomicU64::new(0),
         }
     }
 
@@ -59,11 +63,17 @@ impl PrimaryLease {
     /// the lease at once: waiting for it to run out would be safe too, but a primary that knows
     /// it lost its quorum has no reason to go on.
     pub async fn confirm(&self) -> Result<Lease, ConsensusError> {
+        let fences = self.fences.load(Ordering::SeqCst);
         let t0 = Instant::now();
         let before = self.raft.metrics().borrow().current_term;
         let result = self.raft.get_read_log_id().await;
         let after = self.raft.metrics().borrow().current_term;
+        let fenced = self.fences.load(Ordering::SeqCst) != fences;
         match result {
+            Ok(_) if fenced => {
+                self.revoke();
+                Err(ConsensusError::TermChanged { before, after })
+            }
             Ok(_) if before == after => {
                 let lease = Lease {
                     deadline: t0 + self.duration,
@@ -86,6 +96,15 @@ impl PrimaryLease {
                 Err(ConsensusError::NotConfirmed(Box::new(e)))
             }
         }
+    }
+
+    /// Ends the lease now, and voids every confirmation under way: this node is about to let
+    /// Raft answer a vote request, which it may grant. A follower within the lease refuses
+    /// votes, but a leader does not (openraft 0.9 keeps no lease on its own vote), so a leader
+    /// that grants one makes a new majority possible at once; its lease must end before.
+    pub fn fence(&self) {
+        self.fences.fetch_add(1, Ordering::SeqCst);
+        self.revoke();
     }
 
     /// Ends the lease now.

@@ -27,6 +27,7 @@
 pub mod cluster_state;
 pub mod config;
 pub mod error;
+pub mod handover;
 pub mod leadership;
 pub mod lease;
 pub mod log_store;

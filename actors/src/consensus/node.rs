@@ -53,6 +53,8 @@ struct Inner {
     stop: CancellationToken,
     /// The node's logger.
     log: Logger,
+    /// The longest a peer may take to answer a switchover's request (the election timeout).
+    timeout: std::time::Duration,
 }
 
 impl Consensus {
@@ -83,11 +85,11 @@ impl Consensus {
         info!(log, "consensus storage opened"; "dir" => %dir.display(),
             "entries" => report.entries, "truncated_bytes" => report.truncated_bytes,
             "epoch" => state.borrow().epoch);
-        if report.has_vote {
-            info!(log, "waiting out any leader lease this node may have granted before it stopped";
-                "wait_ms" => config.election_max.as_millis());
-            tokio::time::sleep(config.election_max).await;
-        }
+        // Always, not only when a vote is on disk: a member whose directory was wiped (a
+        // replaced disk) may also have granted a lease it no longer remembers.
+        info!(log, "waiting out any leader lease this node may have granted before it stopped";
+            "wait_ms" => config.election_max.as_millis(), "vote_on_disk" => report.has_vote);
+        tokio::time::sleep(config.election_max).await;
         let control = Arc::new(NetControl::default());
         let stand_aside = Arc::new(StandAside::new(2 * config.election_max, log.clone()));
         let network = TcpNetworkFactory::new(
@@ -113,6 +115,7 @@ impl Consensus {
                     position,
                     stop: stop.clone(),
                     log: log.clone(),
+                    lease: lease.clone(),
                 },
                 raft,
                 state,
@@ -120,6 +123,7 @@ impl Consensus {
                 control,
                 stop,
                 log,
+                timeout: config.election_max,
             }),
         };
         if let Err(e) = consensus.initialize(members).await {
@@ -238,6 +242,17 @@ impl Consensus {
         }
     }
 
+    /// As leader: confirm leadership with a quorum and apply everything committed, so the
+    /// state returned is current (no `SetPrimary` this node has not applied yet is committed).
+    pub async fn catch_up(&self) -> Result<ClusterState, ConsensusError> {
+        self.inner
+            .raft
+            .ensure_linearizable()
+            .await
+            .map_err(Box::new)?;
+        Ok(self.inner.state.borrow().clone())
+    }
+
     /// The fence: whether this node may act as primary for `epoch` now. True while the applied
     /// state names this node primary for `epoch`, this node holds a confirmed lease (now before
     /// its deadline), and the lease's term is the term in which `epoch` was named (and still
@@ -260,6 +275,38 @@ impl Consensus {
     /// check just before replying.
     pub fn lease_deadline(&self) -> Option<Instant> {
         self.inner.lease.current().map(|l| l.deadline)
+    }
+
+    /// A planned switchover: ask member `to` to stand for election now (see `handover.rs`).
+    /// The caller, the primary, has stopped taking writes and made sure `to` has them all.
+    pub async fn hand_over(&self, to: NodeId) -> Result<(), ConsensusError> {
+        let member = self.inner.state.borrow().members.get(&to).cloned();
+        let handover = |reason: String| ConsensusError::Handover { to, reason };
+        let member = member.ok_or_else(|| handover("not a member".into()))?;
+        let addr = match member.control.is_empty() {
+            true => member.addr,
+            false => member.control,
+        };
+        // The member must hold every Raft entry too, or this leader refuses it its vote (and
+        // the followers refuse theirs within the lease): wait until it matches the leader's log.
+        let mut metrics = self.inner.raft.metrics();
+        let caught_up = metrics.wait_for(|m| {
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&to).cloned().flatten())
+                .map(|log_id| log_id.index);
+            matched.is_some() && matched >= m.last_log_index
+        });
+        tokio::time::timeout(self.inner.timeout, caught_up)
+            .await
+            .map_err(|_| handover("its Raft log did not catch up in time".into()))?
+            .map_err(|_| handover("Raft stopped".into()))?;
+        info!(self.inner.log, "handing over: asking a member to stand for election";
+            "to" => to, "addr" => &addr);
+        crate::consensus::handover::ask_to_elect(&addr, self.inner.timeout)
+            .await
+            .map_err(|e| handover(e.to_string()))
     }
 
     /// Cuts this node off (tests): outgoing RPCs fail, incoming requests are dropped with their

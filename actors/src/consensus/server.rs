@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::consensus::cluster_state::NodeId;
+use crate::consensus::lease::PrimaryLease;
 use crate::consensus::network::NetControl;
 use crate::consensus::position::{DataPosition, PositionFn};
 use crate::consensus::type_config::Raft;
@@ -40,6 +41,8 @@ pub struct RpcServer {
     pub stop: CancellationToken,
     /// The node's logger.
     pub log: Logger,
+    /// This node's lease, fenced before Raft may grant a vote.
+    pub lease: Arc<PrimaryLease>,
 }
 
 impl RpcServer {
@@ -79,6 +82,14 @@ impl RpcServer {
                 RpcRequest::Snapshot(r) => {
                     RpcResponse::Snapshot(self.raft.install_snapshot(r).await)
                 }
+                RpcRequest::Elect => {
+                    info!(
+                        self.log,
+                        "asked to stand for election (a planned switchover)"
+                    );
+                    let started = self.raft.trigger().elect().await;
+                    RpcResponse::Elect(started.map_err(|e| e.to_string()))
+                }
             };
             write_frame(&mut stream, false, &resp).await?;
         }
@@ -96,6 +107,9 @@ impl RpcServer {
                 "candidate_epoch" => candidate.epoch, "candidate_offset" => candidate.offset);
             return RpcResponse::VoteRefused { voter: own };
         }
+        // A leader grants votes regardless of its lease: end the lease first, so that no reply
+        // this node sends as primary can follow a vote that may elect another.
+        self.lease.fence();
         RpcResponse::Vote(self.raft.vote(request).await)
     }
 }

@@ -71,6 +71,9 @@ pub enum NetError {
     /// The peer answered a different kind of RPC than was asked.
     #[error("response does not match the request")]
     Mismatch,
+    /// The peer could not do what was asked (a switchover's election), or did not answer.
+    #[error("{0}")]
+    Refused(String),
     /// The voter's data is ahead of the candidate's, so it refused to consider the vote.
     #[error("vote refused: the voter's data {voter:?} is ahead of the candidate's {candidate:?}")]
     VoteRefused {
@@ -95,6 +98,9 @@ pub enum RpcRequest {
     },
     /// A chunk of a snapshot.
     Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A planned switchover: the primary asks the member it hands over to to start an
+    /// election now (see `handover.rs`).
+    Elect,
 }
 
 /// The reply to an [`RpcRequest`], carrying the remote Raft's own error if it failed.
@@ -111,6 +117,8 @@ pub enum RpcResponse {
     },
     /// The answer to [`RpcRequest::Snapshot`].
     Snapshot(SnapshotAnswer),
+    /// The answer to [`RpcRequest::Elect`]: the election started, or why not.
+    Elect(Result<(), String>),
 }
 
 /// What an answer to an Append request carries.

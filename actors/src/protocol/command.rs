@@ -14,8 +14,13 @@
 
 use bytes::Bytes;
 
+pub use super::cluster_commands::SentinelQuery;
+use super::cluster_commands::{
+    parse_failover, parse_resp_failover, parse_resp_sentinel, FailoverArgs,
+};
 pub use super::error::CommandError;
 use super::reply::Reply;
+use super::words::{printable, token};
 use crate::store::{Op, Outcome};
 
 /// One client request, from either protocol.
@@ -78,6 +83,14 @@ pub enum Command {
     },
     /// `ROLE`: whether this node is the primary or a replica now, as Redis answers it.
     Role,
+    /// `FAILOVER [TO <host:port>]` (RESP: `FAILOVER [TO host port] [TIMEOUT ms]`): hand the
+    /// primary role to a caught-up member, with no write lost.
+    Failover {
+        /// The member to hand over to, as `host:port`.
+        to: Option<String>,
+        /// How long the handover may take, in milliseconds.
+        timeout_ms: u64,
+    },
     /// RESP `SENTINEL ...`: the Sentinel discovery commands, so that Redis clients with
     /// Sentinel support find the primary of a failover cluster and follow its failovers.
     Sentinel(SentinelQuery),
@@ -85,6 +98,15 @@ pub enum Command {
     /// stream, even one whose history is behind this replica's. The operator's answer to a
     /// primary that refuses to overwrite the replica (`INFO`: `replicaN_state=refused`).
     Resync,
+}
+
+impl From<FailoverArgs> for Command {
+    fn from(args: FailoverArgs) -> Command {
+        Command::Failover {
+            to: args.to,
+            timeout_ms: args.timeout_ms,
+        }
+    }
 }
 
 impl Command {
@@ -101,23 +123,6 @@ const PUT_USAGE: &str = "PUT <key> <value>";
 const GET_USAGE: &str = "GET <key>";
 const DEL_USAGE: &str = "DEL <key>";
 const WAIT_USAGE: &str = "WAIT <numreplicas> <timeout-ms>";
-
-/// Longest verb echoed back in an "unknown command" error.
-const MAX_ECHOED_VERB: usize = 32;
-
-fn is_blank(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-/// The next token at or after `from`: its start and end offsets.
-fn token(line: &[u8], from: usize) -> Option<(usize, usize)> {
-    let start = from + line.get(from..)?.iter().position(|&b| !is_blank(b))?;
-    let end = line[start..]
-        .iter()
-        .position(|&b| is_blank(b))
-        .map_or(line.len(), |n| start + n);
-    Some((start, end))
-}
 
 /// One non-blank request, parsed or refused.
 pub type Request = Result<Command, CommandError>;
@@ -146,20 +151,6 @@ pub enum Plan {
     Exit,
 }
 
-/// The Sentinel commands a node answers about its failover cluster (the name is
-/// `--sentinel-name`, `kvstore` by default).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SentinelQuery {
-    /// `SENTINEL MASTERS`: the one primary, as Sentinel describes a master.
-    Masters,
-    /// `SENTINEL MASTER <name>`.
-    Master(Bytes),
-    /// `SENTINEL GET-MASTER-ADDR-BY-NAME <name>`: the primary's host and port.
-    GetMasterAddr(Bytes),
-    /// `SENTINEL REPLICAS <name>` (or `SLAVES`): the replicas, as Sentinel describes them.
-    Replicas(Bytes),
-}
-
 /// A command answered from the node's state rather than by the Store's operations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeQuery {
@@ -180,6 +171,13 @@ pub enum NodeQuery {
     Resync,
     /// `ROLE`.
     Role,
+    /// `FAILOVER`.
+    Failover {
+        /// The member to hand over to.
+        to: Option<String>,
+        /// How long it may take, in milliseconds.
+        timeout_ms: u64,
+    },
     /// `SENTINEL ...`.
     Sentinel(SentinelQuery),
 }
@@ -224,6 +222,9 @@ impl Command {
             Command::Digest => Plan::Node(NodeQuery::Digest),
             Command::Resync => Plan::Node(NodeQuery::Resync),
             Command::Role => Plan::Node(NodeQuery::Role),
+            Command::Failover { to, timeout_ms } => {
+                Plan::Node(NodeQuery::Failover { to, timeout_ms })
+            }
             Command::Sentinel(query) => Plan::Node(NodeQuery::Sentinel(query)),
             Command::Wait {
                 replicas,
@@ -302,6 +303,8 @@ pub fn parse(line: &Bytes) -> Option<Result<Command, CommandError>> {
         no_args("INFO").map(|()| Command::Info)
     } else if verb.eq_ignore_ascii_case(b"DIGEST") {
         no_args("DIGEST").map(|()| Command::Digest)
+    } else if verb.eq_ignore_ascii_case(b"FAILOVER") {
+        parse_failover(&line, verb_end).map(Command::from)
     } else if verb.eq_ignore_ascii_case(b"ROLE") {
         no_args("ROLE").map(|()| Command::Role)
     } else if verb.eq_ignore_ascii_case(b"RESYNC") {
@@ -344,21 +347,6 @@ fn parse_put(line: &Bytes, verb_end: usize) -> Result<Command, CommandError> {
         key: line.slice(key_start..key_end),
         value: line.slice(value_start..),
     })
-}
-
-/// A verb as it can safely be echoed in one reply line: lossy UTF-8, control characters
-/// replaced, and shortened.
-fn printable(verb: &[u8]) -> String {
-    let text = String::from_utf8_lossy(verb);
-    let mut shown: String = text
-        .chars()
-        .take(MAX_ECHOED_VERB)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if text.chars().count() > MAX_ECHOED_VERB {
-        shown.push_str("...");
-    }
-    shown
 }
 
 /// The most argument slots a connection keeps between requests.
@@ -443,31 +431,8 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
         ("digest", 1) => Ok(Command::Digest),
         ("resync", 1) => Ok(Command::Resync),
         ("role", 1) => Ok(Command::Role),
-        ("sentinel", n) if n >= 2 => {
-            let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
-            match (sub.as_str(), n) {
-                ("masters", 2) => Ok(Command::Sentinel(SentinelQuery::Masters)),
-                ("master", 3) => Ok(Command::Sentinel(SentinelQuery::Master(
-                    args.swap_remove(2),
-                ))),
-                ("get-master-addr-by-name", 3) => Ok(Command::Sentinel(
-                    SentinelQuery::GetMasterAddr(args.swap_remove(2)),
-                )),
-                ("replicas" | "slaves", 3) => Ok(Command::Sentinel(SentinelQuery::Replicas(
-                    args.swap_remove(2),
-                ))),
-                ("masters" | "master" | "get-master-addr-by-name" | "replicas" | "slaves", _) => {
-                    Err(CommandError::Redis(format!(
-                        "ERR wrong number of arguments for 'sentinel|{sub}' command"
-                    )))
-                }
-                _ => Err(CommandError::Redis(format!(
-                    "ERR SENTINEL {} is not supported (only MASTERS, MASTER, \
-                     GET-MASTER-ADDR-BY-NAME, REPLICAS)",
-                    printable(sub.as_bytes())
-                ))),
-            }
-        }
+        ("failover", _) => parse_resp_failover(args).map(Command::from),
+        ("sentinel", n) if n >= 2 => parse_resp_sentinel(args).map(Command::Sentinel),
         ("wait", 3) => integer(&args[1]).and_then(|replicas| {
             Ok(Command::Wait {
                 replicas: u32::try_from(replicas).map_err(|_| {

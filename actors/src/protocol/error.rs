@@ -29,6 +29,14 @@ pub enum ErrorReply {
     /// A write sent to a replica of a failover cluster: names the primary to write to.
     #[error("READONLY: this node is a replica; write to the primary at {0}")]
     ReadOnlyPrimaryAt(std::sync::Arc<str>),
+    /// A read on a replica of a failover cluster whose data has not joined the current epoch's
+    /// history yet: it may hold writes that epoch discards (Redis answers `LOADING` while a
+    /// replica loads its primary's data).
+    #[error("LOADING: this replica has not caught up with the primary of epoch {0} yet; read from the primary or retry shortly")]
+    Loading(u64),
+    /// `FAILOVER` could not hand over (the primary goes on as it was).
+    #[error("FAILOVER failed: {0}")]
+    FailoverFailed(std::sync::Arc<str>),
     /// A write sent while no node may act as primary (an election is under way, or this
     /// node was the primary and cannot confirm it still is): not applied.
     #[error(
@@ -85,6 +93,9 @@ impl ErrorReply {
             ErrorReply::ReadOnlyPrimaryAt(addr) => {
                 format!("READONLY You can't write against a read only replica. (primary: {addr})")
             }
+            ErrorReply::Loading(epoch) => format!(
+                "LOADING this replica has not caught up with the primary of epoch {epoch} yet"
+            ),
             ErrorReply::NoPrimary => "READONLY no primary right now (an election is under way); \
                 not applied, retry shortly"
                 .into(),

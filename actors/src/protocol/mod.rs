@@ -9,9 +9,11 @@
 //! - [`codec`]: a connection's decoder: picks the protocol from the first byte, and hands over
 //!   to the replication stream's decoder when a primary opens one.
 
+pub mod cluster_commands;
 pub mod codec;
 pub mod command;
 pub mod error;
 pub mod line;
 pub mod reply;
 pub mod resp;
+pub mod words;

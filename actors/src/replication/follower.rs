@@ -21,6 +21,7 @@ pub use super::follower_messages::{
     Ack, Attach, CurrentAck, Detach, Fence, Fenced, FollowerInfo, Peek, Position, Rebase, Resync,
     Stream, Superseded,
 };
+use super::replication_id::ReplicationState;
 use super::wire::SyncStart;
 use crate::storage::durability::Durability;
 use crate::storage::record::Entry;
@@ -222,7 +223,8 @@ impl Follower {
                     info!(self.log, "partial resync: the primary continues this replica's history under a new id";
                         "primary_id" => &id, "replica_id" => self.replication_id.as_deref().unwrap_or("-"),
                         "offset" => offset);
-                    self.writer.do_send(Follow { id: id.clone() });
+                    let following = ReplicationState::Following { id: id.clone() };
+                    self.writer.do_send(Follow(following));
                     self.replication_id = Some(id);
                 } else {
                     info!(self.log, "partial resync: continuing the stream"; "offset" => offset);

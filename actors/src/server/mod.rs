@@ -12,6 +12,7 @@
 //! - [`node_query`]: the answers to commands about the node (`DBSIZE`, `INFO`, `DIGEST`,
 //!   `WAIT`, `HELLO`); [`info`] and [`digest`] compute the `INFO` and `DIGEST` ones.
 
+pub mod batch;
 pub mod cluster_query;
 pub mod digest;
 pub mod info;

@@ -89,19 +89,35 @@ impl NodeContext {
         }
     }
 
-    /// Whether replies to a batch that saw the Store at `seen` need more than durability
-    /// before they leave: replicas (`--min-replicas-to-write`) or the primary's lease.
+    /// Whether replies to a batch that saw the Store need more than durability before they
+    /// leave: replicas (`--min-replicas-to-write`) or, in a failover cluster, the lease.
     pub fn confirms(&self) -> bool {
         self.min_replicas_to_write > 0 || self.cluster.is_some()
     }
 
-    /// Before a reply that could show mutation `seen` leaves a primary: wait until
-    /// `--min-replicas-to-write` replicas hold it durably, then check that this node still
-    /// holds its primary lease. An error is the reply instead: the outcome of the batch's
+    /// In a failover cluster, the epoch this node is primary of now (what a batch accepted
+    /// now runs under); `None` on a replica or outside a cluster.
+    pub fn serving_epoch(&self) -> Option<u64> {
+        self.cluster.as_ref().and_then(ClusterView::serving_epoch)
+    }
+
+    /// Why a read must be refused, if it must: in a failover cluster, a replica whose data
+    /// has not yet joined the current epoch's history may hold writes that epoch discards.
+    pub fn read_refusal(&self) -> Option<ErrorReply> {
+        self.cluster.as_ref().and_then(ClusterView::read_refusal)
+    }
+
+    /// Before a reply that could show mutation `seen` leaves: wait until
+    /// `--min-replicas-to-write` replicas hold it durably, then (in a failover cluster) check
+    /// that this node still is the primary of `serving`, the epoch the batch was accepted
+    /// under, with its lease. An error is the reply instead: the outcome of the batch's
     /// writes is then unknown to the client.
-    pub async fn confirm(&self, seen: Seq) -> Result<(), ErrorReply> {
+    pub async fn confirm(&self, seen: Seq, serving: Option<u64>) -> Result<(), ErrorReply> {
         let wanted = self.min_replicas_to_write;
-        let primary = self.cluster.as_ref().is_none_or(ClusterView::is_primary);
+        let primary = match &self.cluster {
+            Some(_) => serving.is_some(),
+            None => self.follower.is_none(),
+        };
         if wanted > 0 && primary {
             let replicas = self.current_replicas();
             let have = if wait::durable(&replicas, seen) >= wanted {
@@ -109,7 +125,7 @@ impl NodeContext {
             } else {
                 let timeout = Some(self.min_replicas_timeout);
                 let stopping = self.stopping.clone();
-                wait::wait_for(
+                let counted = wait::wait_for(
                     wait::durable,
                     &replicas,
                     seen,
@@ -117,19 +133,31 @@ impl NodeContext {
                     timeout,
                     stopping,
                     &self.blocked,
-                )
-                .await
+                );
+                counted.await
             };
             if have < wanted {
                 return Err(ErrorReply::NotAcknowledged(
-                    format!("{have} of the {wanted} replicas required (--min-replicas-to-write) made it durable in time").into(),
+                    format!(
+                        "{have} of the {wanted} replicas required (--min-replicas-to-write) \
+                         made it durable in time"
+                    )
+                    .into(),
                 ));
             }
         }
-        match &self.cluster {
-            Some(cluster) if primary && !cluster.lease_holds() => Err(ErrorReply::NotAcknowledged(
-                "this node could not confirm it is still the primary (its lease lapsed)".into(),
-            )),
+        self.still_serving(serving)
+    }
+
+    /// In a failover cluster, whether a batch accepted as primary of `serving` may still be
+    /// answered: this node is still the primary of that epoch, and its lease holds.
+    pub fn still_serving(&self, serving: Option<u64>) -> Result<(), ErrorReply> {
+        match (&self.cluster, serving) {
+            (Some(cluster), Some(epoch)) if !cluster.lease_holds_for(epoch) => {
+                Err(ErrorReply::NotAcknowledged(
+                    "this node could not confirm it is still the primary (its lease lapsed)".into(),
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -143,9 +171,10 @@ impl NodeContext {
         timeout: Option<Duration>,
     ) -> usize {
         let stopping = self.stopping.clone();
+        let replicas = self.current_replicas();
         wait::wait_for(
             wait::acknowledged,
-            &self.current_replicas(),
+            &replicas,
             seq,
             wanted,
             timeout,

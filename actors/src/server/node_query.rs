@@ -64,11 +64,30 @@ pub async fn answer(
             cluster_query::role(node, offset, follower, protocol)
         }
         NodeQuery::Sentinel(query) => cluster_query::sentinel(node, query),
-        NodeQuery::Resync => match node
-            .follower
-            .as_ref()
-            .filter(|_| node.role_now() != "primary")
-        {
+        NodeQuery::Failover { to, timeout_ms } => {
+            let Some(cluster) = &node.cluster else {
+                return Ok(Reply::Error(ErrorReply::FailoverFailed(
+                    "FAILOVER needs a failover cluster (kvnode --peers)".into(),
+                )));
+            };
+            match cluster
+                .fail_over(to, Duration::from_millis(timeout_ms))
+                .await
+            {
+                Ok(_) => Reply::Ok,
+                Err(e) => Reply::Error(ErrorReply::FailoverFailed(e.into())),
+            }
+        }
+        // In a failover cluster the elected primary replaces a replica's data when it must; a
+        // replica giving its data up on its own could lose the only copy of a write.
+        NodeQuery::Resync if node.cluster.is_some() => {
+            Reply::Error(ErrorReply::Command(CommandError::Redis(
+                "RESYNC is not for a failover-cluster member: the elected primary replaces a \
+                 replica's data when it must"
+                    .into(),
+            )))
+        }
+        NodeQuery::Resync => match node.follower.as_ref() {
             Some(follower) => {
                 follower.send(Resync).await?;
                 Reply::Ok

@@ -25,23 +25,24 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::BytesMut;
 use slog::{debug, info, warn, Logger};
-use thiserror::Error;
+
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
-use super::node_query::{self, QueryError};
+use super::batch::{Answered, BatchError, Step};
+use super::node_query;
 use super::output;
 use super::session_config::SessionConfig;
 pub use super::session_owner::{SessionClosed, SessionOwner, SessionReplicating, Shutdown};
 use super::watched::Watched;
 use crate::protocol::codec::{CodecError, ConnectionCodec, Frame, Request};
-use crate::protocol::command::{CommandError, Fold, NodeQuery, Plan};
+use crate::protocol::command::{CommandError, Plan};
 use crate::protocol::line::LineTooLong;
 use crate::protocol::reply::{ErrorReply, Protocol, Reply};
 use crate::replication::follower::Superseded;
-use crate::replication::replica_link::{self, Handshake, LinkError, ReplicaLink};
+use crate::replication::replica_link::{self, Handshake, ReplicaLink};
 use crate::replication::wire::{Prove, Refusal, ReplicaLine, Replicate, StreamFrame};
 use crate::store::{Batch, Op, Outcome, Seq, Store};
 
@@ -83,51 +84,9 @@ pub struct Session {
     /// When bytes last arrived: a replication stream is alive while bytes flow, even in the
     /// middle of a record too large to arrive within the timeout.
     last_read: Rc<Cell<Instant>>,
-}
-
-/// What answers one request.
-enum Step {
-    /// The Store, through the batch's next `ops` outcomes, folded into one reply.
-    Store {
-        /// How many of the batch's outcomes are this request's.
-        ops: usize,
-        /// How they become its reply.
-        fold: Fold,
-    },
-    /// The session itself, with this reply.
-    Reply(Reply),
-    /// A question about the node. It carries what it needs, so that a batch of plain reads
-    /// and writes clones nothing for it.
-    Node(NodeQuery, Addr<Store>, Arc<SessionConfig>),
-}
-
-/// Why a batch could not be answered; each ends the session.
-#[derive(Debug, Error)]
-enum BatchError {
-    /// The Store stopped (the node is shutting down).
-    #[error("the store is gone: {0}")]
-    Store(#[from] MailboxError),
-    /// A node query failed.
-    #[error(transparent)]
-    Query(#[from] QueryError),
-    /// Writing to the socket failed: the client is gone.
-    #[error("write failed: {0}")]
-    Io(#[from] io::Error),
-    /// The replication stream ended.
-    #[error(transparent)]
-    Replication(#[from] LinkError),
-}
-
-/// What a batch's work hands back to the session.
-struct Answered {
-    /// The socket's write half, back from the batch.
-    writer: OwnedWriteHalf,
-    /// The output buffer, back from the batch.
-    out: BytesMut,
-    /// Whether the session ends now (EXIT, an error that closes).
-    close: bool,
-    /// The connection's latest write, including the batch's.
-    last_write: Seq,
+    /// In a failover cluster, the epoch this node was primary of when the batch being
+    /// answered was accepted (its replies leave only while that still holds).
+    serving: Option<u64>,
 }
 
 impl Session {
@@ -198,6 +157,7 @@ impl Session {
                 last_answered: Instant::now(),
                 protocol: Protocol::Line,
                 last_read,
+                serving: None,
             }
         }))
     }
@@ -217,6 +177,8 @@ impl Session {
         let mut ops = Vec::with_capacity(requests.len());
         let refuse_writes = self.config.durability.failure();
         let not_primary = self.config.node.write_refusal(self.config.read_only);
+        self.serving = self.config.node.serving_epoch();
+        let stale = self.config.node.read_refusal();
         for request in requests {
             let command = match request {
                 Ok(command) => command,
@@ -231,6 +193,12 @@ impl Session {
                 Step::Reply(Reply::Error(ErrorReply::WritesRefused(reason.clone())))
             } else {
                 match command.plan(&mut ops) {
+                    Plan::Store { .. } if stale.is_some() => {
+                        // Nothing of the batch reaches the Store: this node's data may hold
+                        // writes the current epoch discards.
+                        ops.clear();
+                        Step::Reply(Reply::Error(stale.clone().unwrap_or(ErrorReply::NoPrimary)))
+                    }
                     Plan::Store { ops, fold } => Step::Store { ops, fold },
                     Plan::Reply(reply) => Step::Reply(reply),
                     Plan::Node(query) => Step::Node(query, self.store.clone(), self.config.clone()),
@@ -266,29 +234,35 @@ impl Session {
             .then(|| self.config.durability.clone());
         let confirm = (store_reply.is_some() && self.config.node.confirms())
             .then(|| self.config.node.clone());
+        let serving = self.serving;
         let mut last_write = self.last_write;
         let protocol = self.protocol;
         let work = async move {
-            let (outcomes, seen) = match store_reply {
+            let (outcomes, seen, refused) = match store_reply {
                 Some(reply) => {
                     let result = reply.await?;
-                    (result.outcomes, result.seen)
+                    (result.outcomes, result.seen, result.refused)
                 }
-                None => (Vec::new(), 0),
+                None => (Vec::new(), 0, false),
             };
             // No reply may show a mutation before it is as safe as the `--fsync` policy
             // promises: on disk under `always`, handed to the operating system otherwise.
             let mut not_safe = match durability.as_mut() {
+                // Closed to writes meanwhile (a failover): nothing was applied.
+                _ if refused => Some(ErrorReply::NoPrimary),
                 Some(durability) if !durability.is_safe(seen) => {
-                    Box::pin(durability.wait_safe(seen)).await.err()
+                    Box::pin(durability.wait_safe(seen))
+                        .await
+                        .err()
+                        .map(ErrorReply::PersistenceFailed)
                 }
                 _ => None,
-            }
-            .map(ErrorReply::PersistenceFailed);
+            };
             // Then the replicas `--min-replicas-to-write` asks for, and the primary's lease.
-            if let (None, Some(node)) = (&not_safe, confirm) {
-                not_safe = Box::pin(node.confirm(seen)).await.err();
+            if let (None, Some(node)) = (&not_safe, &confirm) {
+                not_safe = Box::pin(node.confirm(seen, serving)).await.err();
             }
+            let mut store_replies = Vec::new();
             let mut outcomes = outcomes.into_iter();
             let mut replies = Vec::with_capacity(steps.len());
             for step in steps {
@@ -301,6 +275,7 @@ impl Session {
                                 last_write = last_write.max(*seq);
                             }
                         }
+                        store_replies.push(replies.len());
                         match &not_safe {
                             // A write whose durability is unknown, or a read that could show
                             // such a write, is answered with the failure instead.
@@ -317,6 +292,14 @@ impl Session {
                     }
                 };
                 replies.push(reply);
+            }
+            // A later step (a WAIT) may have outlasted the lease: check it again as they leave.
+            if let (None, Some(node)) = (&not_safe, &confirm) {
+                if let Err(error) = node.still_serving(serving) {
+                    for i in store_replies {
+                        replies[i] = Reply::Error(error.clone());
+                    }
+                }
             }
             let mut close = close;
             let mut bytes = output::reply_bytes(&replies);

@@ -579,11 +579,11 @@ impl Handler<Reset> for Writer {
 }
 
 impl Handler<Follow> for Writer {
-    type Result = ();
+    type Result = Result<(), String>;
 
-    fn handle(&mut self, msg: Follow, _: &mut Self::Context) {
-        let state = ReplicationState::Following { id: msg.id };
-        if let Err(error) = replication_id::save(&self.dir, &state) {
+    fn handle(&mut self, msg: Follow, _: &mut Self::Context) -> Result<(), String> {
+        let result = replication_id::save(&self.dir, &msg.0);
+        if let Err(error) = &result {
             // The directory would go on naming a history its data no longer is: stop, as
             // after a failed full resync, until a restart (which the primaries then judge on
             // what the file says, and refuse rather than mix histories).
@@ -595,5 +595,6 @@ impl Handler<Follow> for Writer {
             );
             self.publish();
         }
+        result.map_err(|e| e.to_string())
     }
 }

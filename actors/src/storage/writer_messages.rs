@@ -64,12 +64,11 @@ pub struct Reset {
     pub replication_id: String,
 }
 
-/// A replica's stream now continues under `id`: its primary took a new replication id that
-/// continues the history the replica holds (after the primary's crash, or a promotion).
-/// Recorded as the history followed, so that the next reconnection can resume.
+/// Record which history the data belongs to (the `REPLICATION` file), in order with the
+/// writer's other work on it (a full resync's `Reset` writes it too): a replica's stream now
+/// continues under a new id (its primary crashed, or another was elected), or a member of a
+/// failover cluster was elected and starts a history of its own. A failure is also reported
+/// as the writer's failure: the directory would name a history its data is not.
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Follow {
-    /// The primary's new replication id.
-    pub id: String,
-}
+#[rtype(result = "Result<(), String>")]
+pub struct Follow(pub crate::replication::replication_id::ReplicationState);

@@ -107,6 +107,21 @@ pub struct BatchResult {
     /// (a read of a value another client just wrote), so no reply of the batch may leave the
     /// node before everything up to it is as safe as the `--fsync` policy promises.
     pub seen: Seq,
+    /// The batch held a write while client writes were closed ([`SetWrites`]): nothing of it
+    /// was applied, and `outcomes` is empty.
+    pub refused: bool,
+}
+
+/// Open or close the Store to client writes ([`Batch`]es that write), for a failover-cluster
+/// member: closed unless it is the primary. Answers the last mutation applied, with
+/// everything up to it published: once closed, nothing a client sent can follow it, so it
+/// is where a deposed primary's history ends (and a new primary's begins) exactly.
+/// A replica's stream ([`Apply`], [`Replace`]) is never refused.
+#[derive(Debug, Message)]
+#[rtype(result = "Seq")]
+pub struct SetWrites {
+    /// Whether client writes are applied.
+    pub open: bool,
 }
 
 /// Register a recipient of every mutation applied from now on.
@@ -193,6 +208,8 @@ pub struct Store {
     pending: Vec<Mutation>,
     /// A [`Publish`] is queued behind the messages in the mailbox.
     publish_scheduled: bool,
+    /// Client writes are refused ([`SetWrites`]).
+    writes_closed: bool,
 }
 
 /// Sent by the Store to itself: handled once the mailbox is empty, it publishes everything
@@ -216,6 +233,7 @@ impl Store {
             subscribers: Vec::new(),
             pending: Vec::new(),
             publish_scheduled: false,
+            writes_closed: false,
         }
     }
 
@@ -332,6 +350,14 @@ impl Handler<Batch> for Store {
     type Result = BatchResult;
 
     fn handle(&mut self, msg: Batch, ctx: &mut Self::Context) -> Self::Result {
+        if self.writes_closed && msg.ops.iter().any(|op| !matches!(op, Op::Get(_))) {
+            return BatchResult {
+                outcomes: Vec::new(),
+                last_seq: None,
+                seen: self.last_seq,
+                refused: true,
+            };
+        }
         let mut last_seq = None;
         let mut applied = |seq: Seq| {
             last_seq = Some(seq);
@@ -351,7 +377,18 @@ impl Handler<Batch> for Store {
             outcomes,
             last_seq,
             seen: self.last_seq,
+            refused: false,
         }
+    }
+}
+
+impl Handler<SetWrites> for Store {
+    type Result = Seq;
+
+    fn handle(&mut self, msg: SetWrites, _: &mut Self::Context) -> Seq {
+        self.writes_closed = !msg.open;
+        self.publish();
+        self.last_seq
     }
 }
 

@@ -2,6 +2,7 @@
 //! the errors worded for people who know the C++ store or Redis.
 
 use super::*;
+use crate::protocol::words::MAX_ECHOED_VERB;
 
 fn p(line: &str) -> Option<Result<Command, CommandError>> {
     parse(&Bytes::copy_from_slice(line.as_bytes()))
@@ -175,4 +176,51 @@ fn a_refused_write_says_it_was_not_applied_and_a_failed_one_does_not() {
     assert!(refused.resp_text().starts_with("MISCONF writes refused"));
     let failed = ErrorReply::PersistenceFailed("disk full".into());
     assert_eq!(failed.resp_text(), "ERR persistence failed: disk full");
+}
+
+#[test]
+fn failover_cluster_commands() {
+    assert_eq!(p("ROLE"), Some(Ok(Command::Role)));
+    assert_eq!(
+        p("FAILOVER"),
+        Some(Ok(Command::Failover {
+            to: None,
+            timeout_ms: 10_000
+        }))
+    );
+    assert_eq!(
+        p("failover to 10.0.0.2:7002"),
+        Some(Ok(Command::Failover {
+            to: Some("10.0.0.2:7002".into()),
+            timeout_ms: 10_000
+        }))
+    );
+    let usage = Some(Err(CommandError::Usage("FAILOVER [TO <host:port>]")));
+    assert_eq!(p("FAILOVER TO"), usage);
+    assert_eq!(p("FAILOVER now"), usage);
+    assert_eq!(
+        resp(&["FAILOVER", "TO", "10.0.0.2", "7002", "TIMEOUT", "500"]),
+        Some(Ok(Command::Failover {
+            to: Some("10.0.0.2:7002".into()),
+            timeout_ms: 500
+        }))
+    );
+    assert!(matches!(resp(&["FAILOVER", "FORCE"]), Some(Err(_))));
+    assert!(matches!(resp(&["FAILOVER", "TIMEOUT", "0"]), Some(Err(_))));
+    assert_eq!(
+        resp(&["SENTINEL", "get-master-addr-by-name", "kvstore"]),
+        Some(Ok(Command::Sentinel(SentinelQuery::GetMasterAddr(b(
+            "kvstore"
+        )))))
+    );
+    assert_eq!(
+        resp(&["sentinel", "SLAVES", "kvstore"]),
+        Some(Ok(Command::Sentinel(SentinelQuery::Replicas(b("kvstore")))))
+    );
+    assert_eq!(
+        resp(&["SENTINEL", "masters"]),
+        Some(Ok(Command::Sentinel(SentinelQuery::Masters)))
+    );
+    assert!(matches!(resp(&["SENTINEL", "reset", "*"]), Some(Err(_))));
+    assert!(matches!(resp(&["SENTINEL", "master"]), Some(Err(_))));
 }

@@ -1,0 +1,62 @@
+//! What answering one batch of a session's requests is made of: how each request is answered
+//! ([`Step`]), what the batch's work hands back ([`Answered`]), and why it can fail
+//! ([`BatchError`]), which ends the session.
+
+use std::io;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::BytesMut;
+use thiserror::Error;
+use tokio::net::tcp::OwnedWriteHalf;
+
+use super::node_query::QueryError;
+use super::session_config::SessionConfig;
+use crate::protocol::command::{Fold, NodeQuery};
+use crate::protocol::reply::Reply;
+use crate::replication::replica_link::LinkError;
+use crate::store::{Seq, Store};
+
+/// What answers one request.
+pub enum Step {
+    /// The Store, through the batch's next `ops` outcomes, folded into one reply.
+    Store {
+        /// How many of the batch's outcomes are this request's.
+        ops: usize,
+        /// How they become its reply.
+        fold: Fold,
+    },
+    /// The session itself, with this reply.
+    Reply(Reply),
+    /// A question about the node. It carries what it needs, so that a batch of plain reads
+    /// and writes clones nothing for it.
+    Node(NodeQuery, Addr<Store>, Arc<SessionConfig>),
+}
+
+/// Why a batch could not be answered; each ends the session.
+#[derive(Debug, Error)]
+pub enum BatchError {
+    /// The Store stopped (the node is shutting down).
+    #[error("the store is gone: {0}")]
+    Store(#[from] MailboxError),
+    /// A node query failed.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// Writing to the socket failed: the client is gone.
+    #[error("write failed: {0}")]
+    Io(#[from] io::Error),
+    /// The replication stream ended.
+    #[error(transparent)]
+    Replication(#[from] LinkError),
+}
+/// What a batch's work hands back to the session.
+pub struct Answered {
+    /// The socket's write half, back from the batch.
+    pub writer: OwnedWriteHalf,
+    /// The output buffer, back from the batch.
+    pub out: BytesMut,
+    /// Whether the session ends now (EXIT, an error that closes).
+    pub close: bool,
+    /// The connection's latest write, including the batch's.
+    pub last_write: Seq,
+}

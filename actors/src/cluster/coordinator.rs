@@ -42,6 +42,8 @@ use crate::store::{Seq, SetWrites, Store, Subscribe};
 
 /// How often the Coordinator looks at the control plane's state (besides being woken by it).
 const TICK: Duration = Duration::from_millis(20);
+/// A handover waits this much past the leader's vote lease, for the clocks' sake.
+const ELECTABLE_MARGIN: Duration = Duration::from_millis(50);
 
 /// What every replicator this node starts as a primary is configured with.
 #[derive(Debug, Clone)]
@@ -380,13 +382,22 @@ impl Handler<Failover> for Coordinator {
         };
         let epoch = self.serving.as_ref().map_or(0, |(e, _)| *e);
         self.busy = true;
-        // From here on writes are refused (not applied): the target catches up on a still log.
-        self.parts.view.update(|view| view.handing_over = true);
-        info!(self.log, "FAILOVER: handing over"; "to" => &addr, "epoch" => epoch);
         let store = self.parts.store.clone();
         let consensus = self.parts.consensus.clone();
+        let view = self.parts.view.clone();
         let deadline = tokio::time::Instant::now() + msg.timeout;
+        // openraft 0.9's leader refuses votes within one election timeout of being elected:
+        // until then, handing over would only fail. Writes go on while waiting.
+        let electable = tokio::time::Instant::from_std(self.leader.1)
+            + consensus.election_timeout()
+            + ELECTABLE_MARGIN;
+        let log = self.log.clone();
         let work = async move {
+            tokio::time::sleep_until(electable).await;
+            // From here on writes are refused (not applied): the target catches up on a
+            // still log.
+            view.update(|view| view.handing_over = true);
+            info!(log, "FAILOVER: handing over"; "to" => &addr, "epoch" => epoch);
             // Closed: in-flight writes accepted before are applied first, nothing after.
             let last = store
                 .send(SetWrites { open: false })

@@ -242,6 +242,12 @@ impl Consensus {
         }
     }
 
+    /// The election timeout (`--failover-timeout-ms`): also how long after its election a
+    /// leader refuses to vote for anyone (openraft 0.9's lease on its own vote).
+    pub fn election_timeout(&self) -> std::time::Duration {
+        self.inner.timeout
+    }
+
     /// As leader: confirm leadership with a quorum and apply everything committed, so the
     /// state returned is current (no `SetPrimary` this node has not applied yet is committed).
     pub async fn catch_up(&self) -> Result<ClusterState, ConsensusError> {

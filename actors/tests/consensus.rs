@@ -416,3 +416,36 @@ async fn the_control_plane_runs_inside_an_actix_system() {
     assert!(cluster.node(leader).lease_valid(epoch));
     cluster.stop_all().await;
 }
+
+/// A deposed primary's tail does not block elections: a node whose data is of an older epoch
+/// counts only up to where the newest known epoch's history starts. The scenario the cap is
+/// for: B misses the naming of a new primary (its Raft log falls behind), the new primary dies
+/// before streaming to anyone, and B holds a longer tail of the older epoch than C. C's
+/// longer Raft log wins B's vote only if B does not count its tail past the new start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_the_newest_epoch_discards_does_not_block_an_election() {
+    let mut cluster = Cluster::start().await;
+    let (first, first_epoch) = cluster.name_primary(0).await;
+    cluster.wait_applied(first_epoch, first).await;
+    let followers: Vec<NodeId> = (1..=3).filter(|id| *id != first).collect();
+    let (b, c) = (followers[0], followers[1]);
+    // B misses the next naming: it is cut off while the leader names itself again at 10.
+    cluster.node(b).set_isolated(true);
+    let epoch = retry("named again without B", || async {
+        cluster.node(first).name_self_primary(10).await
+    })
+    .await;
+    poll("C applied the new epoch", || {
+        (cluster.node(c).state().borrow().epoch == epoch).then_some(())
+    })
+    .await;
+    // The primary of that epoch dies before streaming anything; B holds the old epoch's
+    // data up to 50, C up to 10.
+    cluster.set_position(b, first_epoch, 50);
+    cluster.set_position(c, first_epoch, 10);
+    cluster.stop(first).await;
+    cluster.node(b).set_isolated(false);
+    let (elected, _) = cluster.name_primary(10).await;
+    assert_eq!(elected, c, "only C's Raft log is complete");
+    cluster.stop_all().await;
+}

@@ -20,11 +20,13 @@ use openraft::raft::{
 use slog::{debug, Logger};
 use tokio::net::TcpStream;
 
+use crate::consensus::cluster_state::ClusterState;
 use crate::consensus::cluster_state::{Member, NodeId};
 use crate::consensus::position::{DataPosition, PositionFn};
 use crate::consensus::stand_aside::StandAside;
 use crate::consensus::type_config::TypeConfig;
 use crate::consensus::wire::{read_frame, write_frame, NetError, RpcRequest, RpcResponse};
+use tokio::sync::watch;
 
 /// A switch that cuts a node off the network in both directions, to test partitions without
 /// root or iptables: outgoing calls fail as unreachable, incoming requests are dropped with
@@ -56,6 +58,8 @@ pub struct TcpNetworkFactory {
     position: PositionFn,
     /// Told when a voter refuses this node's candidacy because its data is ahead.
     stand_aside: Arc<StandAside>,
+    /// The applied cluster state: the newest epoch this node knows, sent with its votes.
+    state: watch::Receiver<ClusterState>,
     /// Where connection trouble is logged (at debug: openraft retries on its own).
     log: Logger,
 }
@@ -67,12 +71,14 @@ impl TcpNetworkFactory {
         control: Arc<NetControl>,
         position: PositionFn,
         stand_aside: Arc<StandAside>,
+        state: watch::Receiver<ClusterState>,
         log: Logger,
     ) -> Self {
         TcpNetworkFactory {
             control,
             position,
             stand_aside,
+            state,
             log,
         }
     }
@@ -95,6 +101,7 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetworkFactory {
             control: self.control.clone(),
             position: self.position.clone(),
             stand_aside: self.stand_aside.clone(),
+            state: self.state.clone(),
             log: self.log.new(slog::o!("peer" => target)),
         }
     }
@@ -114,6 +121,8 @@ pub struct TcpNetwork {
     position: PositionFn,
     /// Told of refusals by voters whose data is ahead.
     stand_aside: Arc<StandAside>,
+    /// The applied cluster state, for the newest epoch known.
+    state: watch::Receiver<ClusterState>,
     /// Logger with the peer's id.
     log: Logger,
 }
@@ -215,9 +224,14 @@ impl RaftNetwork<TypeConfig> for TcpNetwork {
         _option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>> {
         let candidate: DataPosition = (self.position)();
+        let known = {
+            let state = self.state.borrow();
+            (state.epoch > 0).then_some((state.epoch, state.primary_since_offset))
+        };
         let req = RpcRequest::Vote {
             request: rpc,
             position: candidate,
+            known,
         };
         let stand_aside = self.stand_aside.clone();
         self.round_trip(req, |resp| match resp {

@@ -96,6 +96,7 @@ impl Consensus {
             control.clone(),
             position.clone(),
             stand_aside.clone(),
+            state.clone(),
             log.clone(),
         );
         let raft = Raft::new(id, raft_config, network, log_store, sm)

@@ -78,7 +78,11 @@ impl RpcServer {
             }
             let resp = match req {
                 RpcRequest::Append(r) => RpcResponse::Append(self.raft.append_entries(r).await),
-                RpcRequest::Vote { request, position } => self.vote(request, position).await,
+                RpcRequest::Vote {
+                    request,
+                    position,
+                    known,
+                } => self.vote(request, position, known).await,
                 RpcRequest::Snapshot(r) => {
                     RpcResponse::Snapshot(self.raft.install_snapshot(r).await)
                 }
@@ -98,8 +102,22 @@ impl RpcServer {
 
     /// The data-aware vote: refuses a candidate whose data is behind this node's, before Raft
     /// sees the request (so the refusal changes no Raft state, not even the term).
-    async fn vote(&self, request: VoteRequest<NodeId>, candidate: DataPosition) -> RpcResponse {
-        let own = (self.position)();
+    /// `known` is the newest epoch the candidate knows a primary was named for, and where that
+    /// primary's history starts: this node's data of an older epoch counts only up to there
+    /// (past it, it is a deposed primary's tail the current history discards), or a node
+    /// holding such a tail could block every election while the new primary is away.
+    async fn vote(
+        &self,
+        request: VoteRequest<NodeId>,
+        candidate: DataPosition,
+        known: Option<(u64, u64)>,
+    ) -> RpcResponse {
+        let mut own = (self.position)();
+        if let Some((epoch, since)) = known {
+            if own.epoch < epoch {
+                own.offset = own.offset.min(since);
+            }
+        }
         if own > candidate {
             info!(self.log, "refusing a vote: this node's data is ahead of the candidate's";
                 "peer" => request.vote.leader_id().node_id, "term" => request.vote.leader_id().term,

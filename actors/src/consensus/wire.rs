@@ -95,6 +95,11 @@ pub enum RpcRequest {
         request: VoteRequest<NodeId>,
         /// The candidate's data position when it sent the request.
         position: DataPosition,
+        /// The newest epoch the candidate's applied state names a primary for, and the offset
+        /// that primary's history starts at: a voter whose data is of an older epoch holds
+        /// nothing past that offset the current history keeps, so it counts only up to it.
+        #[serde(default)]
+        known: Option<(u64, u64)>,
     },
     /// A chunk of a snapshot.
     Snapshot(InstallSnapshotRequest<TypeConfig>),

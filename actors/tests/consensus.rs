@@ -257,19 +257,22 @@ async fn failover_names_a_new_primary_in_a_higher_epoch() {
     cluster.stop_all().await;
 }
 
-/// Kills the leader after putting follower `ahead` ahead of follower `behind` in data, and
-/// checks that `ahead` is elected and `behind` never leads.
+/// Kills the leader after putting follower `ahead` ahead of follower `behind` in data (epochs
+/// counted from 1 for the epoch named at the start), and checks that `ahead` is elected and
+/// `behind` never leads.
 async fn data_ahead_wins(ahead_is_lower_id: bool, ahead: (u64, u64), behind: (u64, u64)) {
     let mut cluster = Cluster::start().await;
-    let (leader, _) = cluster.name_primary(0).await;
+    let (leader, named) = cluster.name_primary(0).await;
     let followers: Vec<NodeId> = (1..=3).filter(|id| *id != leader).collect();
     let (b, c) = if ahead_is_lower_id {
         (followers[0], followers[1])
     } else {
         (followers[1], followers[0])
     };
-    cluster.set_position(b, ahead.0, ahead.1);
-    cluster.set_position(c, behind.0, behind.1);
+    // Epochs count from the one just named: data of an older epoch than the newest named
+    // counts only up to where that epoch's history starts (here 0).
+    cluster.set_position(b, named + ahead.0 - 1, ahead.1);
+    cluster.set_position(c, named + behind.0 - 1, behind.1);
 
     // Watch C from now on: it must never become leader while B is reachable.
     let mut c_view = cluster.node(c).leadership();
@@ -425,16 +428,26 @@ async fn the_control_plane_runs_inside_an_actix_system() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tail_the_newest_epoch_discards_does_not_block_an_election() {
     let mut cluster = Cluster::start().await;
-    let (first, first_epoch) = cluster.name_primary(0).await;
-    cluster.wait_applied(first_epoch, first).await;
-    let followers: Vec<NodeId> = (1..=3).filter(|id| *id != first).collect();
-    let (b, c) = (followers[0], followers[1]);
-    // B misses the next naming: it is cut off while the leader names itself again at 10.
+    // B (node 3) is cut off from the start: it sees none of the namings below.
+    let b: NodeId = 3;
     cluster.node(b).set_isolated(true);
-    let epoch = retry("named again without B", || async {
-        cluster.node(first).name_self_primary(10).await
-    })
-    .await;
+    let leader_of = |cluster: &Cluster| {
+        [1, 2]
+            .into_iter()
+            .find(|id| cluster.node(*id).leadership().borrow().is_self)
+            .ok_or(ConsensusError::NotLeader { leader: None })
+    };
+    let name = |offset: u64| {
+        let cluster = &cluster;
+        retry("name a primary without B", move || async move {
+            let leader = leader_of(cluster)?;
+            let epoch = cluster.node(leader).name_self_primary(offset).await?;
+            Ok((leader, epoch))
+        })
+    };
+    let (_, first_epoch) = name(0).await;
+    let (first, epoch) = name(10).await;
+    let c = 3 - first;
     poll("C applied the new epoch", || {
         (cluster.node(c).state().borrow().epoch == epoch).then_some(())
     })
@@ -443,6 +456,7 @@ async fn a_tail_the_newest_epoch_discards_does_not_block_an_election() {
     // data up to 50, C up to 10.
     cluster.set_position(b, first_epoch, 50);
     cluster.set_position(c, first_epoch, 10);
+    cluster.node(first).set_isolated(true);
     cluster.stop(first).await;
     cluster.node(b).set_isolated(false);
     let (elected, _) = cluster.name_primary(10).await;

@@ -382,3 +382,42 @@ fn failover_hands_over_with_no_acknowledged_write_lost() {
         get(&mut old, "after") == "handover"
     });
 }
+
+/// A primary whose disk fails (its file size limit lowered to 0, as the fault suite's
+/// disk-full fault does) refuses writes and loses the cluster's leadership to another member,
+/// which takes writes: one bad disk does not stop the cluster. The broken member's control
+/// plane cannot record votes any more, so it stops serving anything (`CLUSTERDOWN`) rather
+/// than show itself as a primary or serve a tail the new primary discards.
+#[test]
+fn a_primary_whose_disk_fails_is_replaced() {
+    let cluster = Cluster::start(&["--fsync", "always", "--min-replicas-to-write", "1"]);
+    put_acknowledged(&cluster, "before", "disk");
+    let first = cluster.wait_for_primary(None);
+    let status = Command::new("prlimit")
+        .args([
+            "--pid",
+            &cluster.node(first).pid().to_string(),
+            "--fsize=0:0",
+        ])
+        .status()
+        .expect("run prlimit (util-linux)");
+    assert!(status.success());
+    // The write that meets the full disk is not acknowledged.
+    let mut client = cluster.client(first);
+    let refused = String::from_utf8(client.request(b"PUT during failure").unwrap()).unwrap();
+    assert!(refused.starts_with("ERROR: "), "{refused}");
+    // Writes go on through the members, wherever the primary now is.
+    let mut members =
+        kvstore::cluster_client::ClusterClient::new(cluster.addrs.clone(), common::DEADLINE);
+    wait_until("a write is acknowledged after the disk failed", || {
+        members.request(b"PUT after disk").is_ok_and(|r| r == b"OK")
+    });
+    assert_ne!(members.primary(), Some(cluster.addrs[first].as_str()));
+    assert_eq!(members.request(b"GET before").unwrap(), b"disk");
+    let mut broken = cluster.client(first);
+    wait_until("the broken member stops serving", || {
+        let role = String::from_utf8(broken.request(b"ROLE").unwrap()).unwrap();
+        let read = String::from_utf8(broken.request(b"GET before").unwrap()).unwrap();
+        role.starts_with("replica") && read.starts_with("ERROR: CLUSTERDOWN")
+    });
+}

@@ -42,6 +42,8 @@ use crate::store::{Seq, SetWrites, Store, Subscribe};
 
 /// How often the Coordinator looks at the control plane's state (besides being woken by it).
 const TICK: Duration = Duration::from_millis(20);
+/// After this many take-overs failed in a row, the leader gives its leadership away.
+const GIVE_UP_AFTER: u32 = 3;
 /// A handover waits this much past the leader's vote lease, for the clocks' sake.
 const ELECTABLE_MARGIN: Duration = Duration::from_millis(50);
 
@@ -89,6 +91,11 @@ pub struct Coordinator {
     replicators: Vec<Addr<Replicator>>,
     /// A transition is under way: no other starts until it ends.
     busy: bool,
+    /// Take-overs that failed in a row, or since when this primary's disk has failed: past
+    /// a limit, this node gives its leadership to another member rather than hold it uselessly.
+    failures: u32,
+    /// Since when this node, as primary, has been unable to persist (writes refused).
+    disk_failed_since: Option<Instant>,
     /// The leader this node last saw, and since when it has had none or a new one: how long
     /// writes were unavailable, for the failover record.
     leader: (Option<NodeId>, Instant),
@@ -103,6 +110,8 @@ impl Coordinator {
             serving: None,
             replicators: Vec::new(),
             busy: false,
+            failures: 0,
+            disk_failed_since: None,
             leader: (None, Instant::now()),
         }
     }
@@ -115,6 +124,9 @@ impl Coordinator {
             self.leader = (lead.leader, Instant::now());
         }
         self.show(&state);
+        if let Some(why) = self.parts.consensus.failure() {
+            return self.control_plane_down(why, ctx);
+        }
         if self.busy {
             return;
         }
@@ -122,6 +134,20 @@ impl Coordinator {
         match &self.serving {
             // Serving the current epoch: sessions check the lease on every reply.
             Some((epoch, _)) if state.epoch == *epoch && state.primary == Some(me) => {
+                // A primary that cannot persist refuses every write: let another serve.
+                let failed = self.parts.durability.failure().is_some();
+                let since = *self.disk_failed_since.get_or_insert_with(Instant::now);
+                if !failed {
+                    self.disk_failed_since = None;
+                } else if since.elapsed() >= self.parts.consensus.election_timeout() {
+                    warn!(
+                        self.log,
+                        "this primary cannot persist; handing leadership over"
+                    );
+                    self.disk_failed_since = None;
+                    self.give_up_leadership(ctx);
+                    return;
+                }
                 if lead.is_self && state.named_in_term != lead.term {
                     // Elected again in a later term: the lease is per term, so a new epoch
                     // must be named; step down first, take over at the next look.
@@ -232,6 +258,7 @@ impl Coordinator {
             act.busy = false;
             match result {
                 Ok((epoch, offset, id, previous)) => {
+                    act.failures = 0;
                     let reason = if had_primary.is_some() {
                         "election"
                     } else {
@@ -240,8 +267,13 @@ impl Coordinator {
                     act.serve(epoch, offset, id, previous, reason, ctx);
                 }
                 Err(error) => {
+                    act.failures += 1;
                     warn!(act.log, "could not take over as primary; will try again while leader";
-                        "error" => error, "epoch" => old_epoch);
+                        "error" => error, "epoch" => old_epoch, "failures" => act.failures);
+                    if act.failures >= GIVE_UP_AFTER {
+                        act.failures = 0;
+                        act.give_up_leadership(ctx);
+                    }
                 }
             }
         }));
@@ -315,6 +347,22 @@ impl Coordinator {
         self.reconcile(ctx);
     }
 
+    /// Raft stopped (its storage failed): this member no longer knows the cluster's state, so
+    /// it stops serving anything (a primary stops at once; its lease ends with Raft) until an
+    /// operator restarts it.
+    fn control_plane_down(&mut self, why: String, ctx: &mut Context<Self>) {
+        if self.parts.view.state().control_down.is_some() {
+            return;
+        }
+        slog::error!(self.log, "the control plane stopped; this member serves nothing until restarted";
+            "error" => &why);
+        self.parts.view.update(|view| view.control_down = Some(why));
+        if self.serving.is_some() {
+            let state = self.parts.consensus.state().borrow().clone();
+            self.step_down(&state, ctx);
+        }
+    }
+
     /// Stop serving as primary: refuse writes now, stop replicating, and offer this node's
     /// data to whoever is primary next.
     fn step_down(&mut self, state: &ClusterState, ctx: &mut Context<Self>) {
@@ -356,6 +404,38 @@ impl Coordinator {
                     .update(|view| view.discarded += applied - since);
             }
         }));
+    }
+}
+
+impl Coordinator {
+    /// Give this node's Raft leadership to another member (asking each in turn to stand),
+    /// when it leads but cannot serve: openraft 0.9 never steps a healthy leader down by
+    /// itself, so without this no other member could be elected. The data-aware vote still
+    /// decides whether the member asked may win.
+    fn give_up_leadership(&mut self, ctx: &mut Context<Self>) {
+        let consensus = self.parts.consensus.clone();
+        let me = consensus.id();
+        let others: Vec<NodeId> = consensus
+            .state()
+            .borrow()
+            .members
+            .keys()
+            .copied()
+            .filter(|id| *id != me)
+            .collect();
+        self.busy = true;
+        let log = self.log.clone();
+        let work = async move {
+            for other in others {
+                match consensus.hand_over(other).await {
+                    Ok(()) => return info!(log, "asked another member to lead"; "to" => other),
+                    Err(e) => {
+                        warn!(log, "could not hand leadership over"; "to" => other, "error" => %e)
+                    }
+                }
+            }
+        };
+        ctx.spawn(work.into_actor(self).map(|(), act, _| act.busy = false));
     }
 }
 

@@ -74,6 +74,9 @@ pub struct RoleState {
     pub last_failover: Option<FailoverRecord>,
     /// A planned switchover is under way (`FAILOVER`): writes are refused until it ends.
     pub handing_over: bool,
+    /// This member's control plane stopped (why): it no longer knows the cluster's state, so
+    /// it serves nothing until restarted.
+    pub control_down: Option<String>,
     /// Offsets of this node's own data it gave up when it rejoined as a replica (what it had
     /// written as a deposed primary that the new primary's history does not contain).
     pub discarded: u64,
@@ -159,8 +162,19 @@ impl ClusterView {
     /// primary (the error names the primary, so a client can go there), or it is but cannot
     /// confirm its lease (a new primary may be being elected).
     pub fn write_refusal(&self) -> Option<ErrorReply> {
-        let (primary, epoch, addr, handing_over) =
-            self.read(|s| (s.primary, s.epoch, s.primary_addr.clone(), s.handing_over));
+        let (primary, epoch, addr, handing_over, down) = self.read(|s| {
+            let down = s.control_down.clone();
+            (
+                s.primary,
+                s.epoch,
+                s.primary_addr.clone(),
+                s.handing_over,
+                down,
+            )
+        });
+        if let Some(why) = down {
+            return Some(ErrorReply::ControlPlaneDown(why.into()));
+        }
         match (primary, addr) {
             (true, _) if (self.lease)(epoch) && !handing_over => None,
             (true, _) => Some(ErrorReply::NoPrimary),
@@ -188,7 +202,10 @@ impl ClusterView {
     /// new primary has not streamed to): it may hold writes that epoch discards, which a client
     /// must not see.
     pub fn read_refusal(&self) -> Option<ErrorReply> {
-        let (primary, epoch) = self.read(|s| (s.primary, s.epoch));
+        let (primary, epoch, down) = self.read(|s| (s.primary, s.epoch, s.control_down.clone()));
+        if let Some(why) = down {
+            return Some(ErrorReply::ControlPlaneDown(why.into()));
+        }
         let behind = self.data_epoch.get() < epoch || self.data_epoch.disposable();
         (!primary && behind).then_some(ErrorReply::Loading(epoch))
     }

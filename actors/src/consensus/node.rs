@@ -243,6 +243,19 @@ impl Consensus {
         }
     }
 
+    /// Why Raft stopped, if it did (its storage failed, say): this node then takes no part in
+    /// the cluster until it is restarted.
+    pub fn failure(&self) -> Option<String> {
+        let metrics = self.inner.raft.metrics();
+        let failure = metrics
+            .borrow()
+            .running_state
+            .as_ref()
+            .err()
+            .map(|e| e.to_string());
+        failure
+    }
+
     /// The election timeout (`--failover-timeout-ms`): also how long after its election a
     /// leader refuses to vote for anyone (openraft 0.9's lease on its own vote).
     pub fn election_timeout(&self) -> std::time::Duration {

@@ -34,6 +34,10 @@ pub enum ErrorReply {
     /// replica loads its primary's data).
     #[error("LOADING: this replica has not caught up with the primary of epoch {0} yet; read from the primary or retry shortly")]
     Loading(u64),
+    /// A member of a failover cluster whose control plane stopped (its Raft storage failed):
+    /// it no longer knows who the primary is, and serves no data until restarted.
+    #[error("CLUSTERDOWN: this member's control plane stopped ({0}); restart it, and use another member meanwhile")]
+    ControlPlaneDown(std::sync::Arc<str>),
     /// `FAILOVER` could not hand over (the primary goes on as it was).
     #[error("FAILOVER failed: {0}")]
     FailoverFailed(std::sync::Arc<str>),
@@ -93,6 +97,7 @@ impl ErrorReply {
             ErrorReply::ReadOnlyPrimaryAt(addr) => {
                 format!("READONLY You can't write against a read only replica. (primary: {addr})")
             }
+            ErrorReply::ControlPlaneDown(_) => format!("CLUSTERDOWN {self}"),
             ErrorReply::Loading(epoch) => format!(
                 "LOADING this replica has not caught up with the primary of epoch {epoch} yet"
             ),

@@ -42,7 +42,7 @@ pub fn role(
         .as_ref()
         .and_then(|c| c.state().primary_addr)
         .unwrap_or_else(|| "?:0".into());
-    if node.role_now() == "primary" {
+    if node.shown_role() == "primary" {
         let replicas: Vec<(String, Seq)> = node
             .current_replicas()
             .iter()
@@ -98,9 +98,9 @@ fn error(message: String) -> Reply {
 }
 
 /// The address of the primary of the cluster now, as this node knows it.
-fn primary_of(state: &RoleState) -> Option<String> {
+fn primary_of(node: &NodeContext, state: &RoleState) -> Option<String> {
     match state.primary {
-        true => Some(state.me.clone()),
+        true => (node.shown_role() == "primary").then(|| state.me.clone()),
         false => state.primary_addr.clone(),
     }
 }
@@ -116,7 +116,7 @@ pub fn sentinel(node: &NodeContext, query: SentinelQuery) -> Reply {
     let name = &*node.sentinel_name;
     let ours = |asked: &Bytes| asked.as_ref() == name.as_bytes();
     let no_such = || error("ERR No such master with that name".into());
-    let primary = primary_of(&state);
+    let primary = primary_of(node, &state);
     match query {
         SentinelQuery::Masters => Reply::Array(
             primary

@@ -15,7 +15,7 @@ use crate::store::StoreStats;
 /// The one-line `INFO` reply: space-separated `field=value` pairs.
 pub fn line(node: &NodeContext, stats: StoreStats, follower: Option<FollowerInfo>) -> String {
     let mut line = String::new();
-    let _ = write!(line, "role={}", node.role_now());
+    let _ = write!(line, "role={}", node.shown_role());
     match follower.filter(|_| node.role_now() != "primary") {
         Some(f) => {
             let id = f.replication_id.as_deref().unwrap_or("-");

@@ -80,6 +80,24 @@ impl NodeContext {
         }
     }
 
+    /// The role clients are told (`INFO`, `ROLE`, `SENTINEL`): in a failover cluster, a node
+    /// is shown as the primary only while it can act as one (its lease holds), so that a
+    /// deposed primary that has not heard of its successor (cut off, or its control plane
+    /// stopped) never shows as a second primary.
+    pub fn shown_role(&self) -> &'static str {
+        match &self.cluster {
+            Some(cluster)
+                if cluster
+                    .serving_epoch()
+                    .is_some_and(|e| cluster.lease_holds_for(e)) =>
+            {
+                "primary"
+            }
+            Some(_) => "replica",
+            None => self.role,
+        }
+    }
+
     /// Why a write must be refused before it is applied, if it must: on a replica, or in a
     /// cluster while this node may not act as primary.
     pub fn write_refusal(&self, read_only: bool) -> Option<ErrorReply> {

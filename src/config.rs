@@ -157,6 +157,13 @@ pub struct NodeArgs {
     #[arg(long, value_name = "NAME", default_value = "kvstore")]
     pub sentinel_name: String,
 
+    /// The local address this node's connections to its peers (the replication stream it
+    /// sends as a primary, the failover control plane's RPCs) come from, as Redis 7's
+    /// `bind-source-addr`: on a host with several addresses, the one peers and firewalls know
+    /// the node by. Default: the system's choice.
+    #[arg(long, value_name = "IP")]
+    pub source_addr: Option<std::net::IpAddr>,
+
     /// A shared secret that authenticates replication links both ways: a primary streams only
     /// to a replica that proves it knows the secret, and a replica takes a stream only from a
     /// primary that proves it (HMAC challenge and response; the secret never crosses the
@@ -286,6 +293,8 @@ pub struct NodeConfig {
     pub min_replicas_timeout: std::time::Duration,
     /// `--sentinel-name`.
     pub sentinel_name: String,
+    /// `--source-addr`.
+    pub source_addr: Option<std::net::IpAddr>,
 }
 
 /// A combination of flags that cannot work together.
@@ -402,6 +411,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
             min_replicas_to_write: to_usize(args.min_replicas_to_write),
             min_replicas_timeout: std::time::Duration::from_millis(args.min_replicas_timeout_ms),
             sentinel_name: args.sentinel_name,
+            source_addr: args.source_addr,
         })
     }
 }

@@ -49,6 +49,8 @@ pub enum NodeError {
     ClusterRole,
     #[error(transparent)]
     Failover(#[from] failover::FailoverError),
+    #[error("--source-addr: {0}")]
+    Source(#[from] kv_actors::outgoing::AlreadySet),
 }
 
 /// How long a stopping primary waits for its streaming replicas to catch up.
@@ -82,6 +84,9 @@ impl Node {
             return Err(NodeError::ClusterRole);
         }
         let log = log.new(slog::o!("role" => config.role.as_str()));
+        if let Some(ip) = config.source_addr {
+            kv_actors::outgoing::set_source(ip)?;
+        }
         let dir = Arc::new(DataDir::open(&config.data_dir)?);
         let mut recovered = recovery::recover(&dir, config.recovery, &log)?;
         let data = std::mem::take(&mut recovered.keyspace);

@@ -1,7 +1,10 @@
 //! `kvchaos` as CI runs it: each fault kind once against our node (a primary and two replicas,
-//! `--fsync always`), which must come out valid with no acknowledged write lost, and two
-//! reference runs against Redis that show the checker finds what it should: without an AOF,
-//! `kill -9` loses acknowledged writes; with `appendfsync always` and no faults, all is well.
+//! `--fsync always`), which must come out valid with no acknowledged write lost; the
+//! failover cluster (three members that elect their primary, `--min-replicas-to-write 1`)
+//! under a `kill -9`, a pause and a cut of its primary, each of which must make the others
+//! elect a new one, also valid with nothing lost; and two reference runs against Redis that
+//! show the checker finds what it should: without an AOF, `kill -9` loses acknowledged
+//! writes; with `appendfsync always` and no faults, all is well.
 
 use std::process::Command;
 
@@ -10,7 +13,13 @@ use std::process::Command;
 fn kvchaos(args: &[&str]) -> (i32, String, String) {
     let out = tempfile::tempdir().expect("a temporary directory");
     let output = Command::new(env!("CARGO_BIN_EXE_kvchaos"))
-        .args(["--duration", "5", "--clients", "4", "--rate", "150"])
+        .args(["--clients", "4", "--rate", "150"])
+        // A few seconds, unless the run says otherwise.
+        .args(if args.contains(&"--duration") {
+            &[][..]
+        } else {
+            &["--duration", "5"][..]
+        })
         // Few keys, so that operations contend, unless the run says otherwise.
         .args(if args.contains(&"--keys") {
             &[][..]
@@ -96,6 +105,53 @@ fn a_slow_disk_leaves_a_valid_history() {
 #[test]
 fn mixed_faults_leave_a_valid_history() {
     our_node_survives("mixed", "5");
+}
+
+/// The failover cluster under `fault`, in safe mode (`--min-replicas-to-write 1`, `--fsync
+/// always`; each seed below makes the first fault hit the primary, long enough for an
+/// election): valid, nothing lost, the members converged, and at least one failover measured.
+fn the_cluster_survives(fault: &str, seed: &str) {
+    let (status, report, faults) = kvchaos(&[
+        "--target",
+        "cluster",
+        "--fault",
+        fault,
+        "--fsync",
+        "always",
+        "--min-replicas-to-write",
+        "1",
+        "--failover-timeout-ms",
+        "600",
+        "--duration",
+        "8",
+        "--seed",
+        seed,
+    ]);
+    assert_eq!(status, 0, "{report}");
+    assert!(report.starts_with("kvchaos: valid "), "{report}");
+    assert!(
+        faults.contains("(the primary)"),
+        "the primary was spared:\n{faults}"
+    );
+    assert!(report.contains("kvchaos: primary_faults="), "{report}");
+    assert!(count(&report, "answered") >= 100, "{report}");
+    assert_eq!(count(&report, "lost_acknowledged_writes"), 0, "{report}");
+    assert!(report.contains("converged=yes"), "{report}");
+}
+
+#[test]
+fn the_cluster_elects_a_new_primary_when_its_primary_is_killed_and_loses_nothing() {
+    the_cluster_survives("kill", "2");
+}
+
+#[test]
+fn the_cluster_survives_a_paused_primary_that_comes_back_deposed() {
+    the_cluster_survives("pause", "2");
+}
+
+#[test]
+fn the_cluster_survives_its_primary_cut_off_from_the_other_members() {
+    the_cluster_survives("partition", "3");
 }
 
 #[test]

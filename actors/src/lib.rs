@@ -17,8 +17,10 @@
 //!   [`server::session::Session`] per connection, and what a node reports about itself
 //!   (`INFO`, `DIGEST`).
 //! - [`consensus`]: the failover control plane, on openraft: which node is primary for which
-//!   epoch, the lease that fences a primary, and the data-aware vote. It uses nothing else of
-//!   the crate, and nothing else of the crate uses it yet.
+//!   epoch, the lease that fences a primary, and the data-aware vote. Of the rest of the crate
+//!   it uses only [`outgoing`], to dial its peers.
+//! - [`outgoing`]: how the node dials its peers (replication, Raft RPCs): from the source
+//!   address `--source-addr` names, if any.
 //!
 //! Dependencies point one way: `server` uses `protocol`, `replication`, `storage` and `store`;
 //! `replication` uses `storage` and `store`; `storage` and `protocol` use `store`; `store`
@@ -31,6 +33,7 @@
 
 pub mod cluster;
 pub mod consensus;
+pub mod outgoing;
 pub mod protocol;
 pub mod replication;
 pub mod server;

@@ -7,9 +7,15 @@
 //! buffer fills and its writes block), as a network that lost its route does until TCP gives
 //! up; the bytes flow again, in order, when the link heals. A dropped link closes every
 //! connection through it and every new one at once, as a network that answers with resets.
+//!
+//! A cut can also be limited to the connections that come from some source addresses (their
+//! peer IP): the members of a failover cluster dial each other from addresses of their own
+//! (`kvnode --source-addr`), so one proxy in front of a member can cut it off from the other
+//! members while the clients, dialling from another address, still reach it.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -63,16 +69,43 @@ enum Direction {
     Answers,
 }
 
+/// The cuts that apply to connections from some source addresses only, by source.
+type Blocked = Arc<Mutex<HashMap<IpAddr, Mode>>>;
+
+/// What decides a connection's mode: the proxy's, unless its source is blocked.
+#[derive(Clone)]
+struct Switch {
+    /// The proxy's mode, for every connection.
+    mode: Arc<AtomicU8>,
+    /// The cuts of some sources, which win over the proxy's mode.
+    blocked: Blocked,
+    /// The connection's source (its connector's address).
+    source: IpAddr,
+}
+
+impl Switch {
+    /// The mode this connection is in now.
+    fn load(&self) -> Mode {
+        let blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+        blocked
+            .get(&self.source)
+            .copied()
+            .unwrap_or_else(|| Mode::load(&self.mode))
+    }
+}
+
 /// A proxy in front of `target`, stopped (every connection closed) when dropped.
 pub struct Proxy {
     /// Where it listens: connect here instead of to the target.
     pub addr: SocketAddr,
     /// The current `Mode`, shared with every pump.
     mode: Arc<AtomicU8>,
+    /// The cuts of connections from some sources.
+    blocked: Blocked,
     /// Set when the proxy is dropped, so the accept loop ends.
     stop: Arc<AtomicBool>,
-    /// Every connection through it (both ends), so `Drop` can close them.
-    open: Arc<Mutex<Vec<TcpStream>>>,
+    /// Every connection through it (both ends), with its source, so `Drop` can close them.
+    open: Arc<Mutex<Vec<(IpAddr, TcpStream)>>>,
     /// Where new connections go: changed when the node behind it restarts elsewhere.
     target: Arc<Mutex<SocketAddr>>,
 }
@@ -80,29 +113,44 @@ pub struct Proxy {
 impl Proxy {
     /// Listen on a free loopback port and forward to `target`.
     pub fn start(target: SocketAddr) -> io::Result<Proxy> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Proxy::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), target)
+    }
+
+    /// Listen on `addr` and forward to `target`: for an address fixed for a whole run (a
+    /// failover cluster member's advertised address, and its control port 10000 above).
+    pub fn start_on(addr: SocketAddr, target: SocketAddr) -> io::Result<Proxy> {
+        let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let proxy = Proxy {
             addr,
             mode: Arc::new(AtomicU8::new(Mode::Forward as u8)),
+            blocked: Arc::new(Mutex::new(HashMap::new())),
             stop: Arc::new(AtomicBool::new(false)),
             open: Arc::new(Mutex::new(Vec::new())),
             target: Arc::new(Mutex::new(target)),
         };
         let (mode, stop, open) = (proxy.mode.clone(), proxy.stop.clone(), proxy.open.clone());
-        let target = proxy.target.clone();
+        let (target, blocked) = (proxy.target.clone(), proxy.blocked.clone());
         thread::spawn(move || {
             for connector in listener.incoming() {
                 if stop.load(Ordering::SeqCst) {
                     return;
                 }
                 let Ok(connector) = connector else { continue };
-                if Mode::load(&mode) == Mode::Drop {
+                let Ok(source) = connector.peer_addr().map(|a| a.ip()) else {
+                    continue;
+                };
+                let switch = Switch {
+                    mode: mode.clone(),
+                    blocked: blocked.clone(),
+                    source,
+                };
+                if switch.load() == Mode::Drop {
                     continue; // dropped: closed at once
                 }
                 // A connection that cannot be set up is closed, as a refused one would be.
                 let to = *target.lock().unwrap_or_else(PoisonError::into_inner);
-                let _ = connect(connector, to, &mode, &open);
+                let _ = connect(connector, to, switch, &open);
             }
         });
         Ok(proxy)
@@ -112,11 +160,39 @@ impl Proxy {
     pub fn set(&self, mode: Mode) {
         self.mode.store(mode as u8, Ordering::SeqCst);
         if mode == Mode::Drop {
-            let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-            for stream in open.drain(..) {
+            self.close(|_| true);
+        }
+    }
+
+    /// Cut the connections from `source` only (`Drop` or a blackhole), old and new; the
+    /// proxy's own mode goes on applying to every other source.
+    pub fn block(&self, source: IpAddr, mode: Mode) {
+        self.blocked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(source, mode);
+        if mode == Mode::Drop {
+            self.close(|from| from == source);
+        }
+    }
+
+    /// Lift every cut of a source.
+    pub fn unblock_all(&self) {
+        self.blocked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// Close the open connections whose source `which` picks.
+    fn close(&self, which: impl Fn(IpAddr) -> bool) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.retain(|(source, stream)| {
+            if which(*source) {
                 let _ = stream.shutdown(Shutdown::Both);
             }
-        }
+            !which(*source)
+        });
     }
 
     /// Send new connections to `target` from now on. Connections already open stay with the
@@ -132,8 +208,8 @@ impl Proxy {
 fn connect(
     connector: TcpStream,
     target: SocketAddr,
-    mode: &Arc<AtomicU8>,
-    open: &Mutex<Vec<TcpStream>>,
+    switch: Switch,
+    open: &Mutex<Vec<(IpAddr, TcpStream)>>,
 ) -> io::Result<()> {
     // Bounded, so that a target that does not answer cannot stall the accept loop for long.
     let upstream = TcpStream::connect_timeout(&target, Duration::from_secs(1))?;
@@ -141,30 +217,30 @@ fn connect(
     let _ = upstream.set_nodelay(true);
     {
         let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
-        open.retain(|stream| stream.peer_addr().is_ok());
-        open.push(connector.try_clone()?);
-        open.push(upstream.try_clone()?);
+        open.retain(|(_, stream)| stream.peer_addr().is_ok());
+        open.push((switch.source, connector.try_clone()?));
+        open.push((switch.source, upstream.try_clone()?));
     }
     // A `Drop` that came while this connection was being set up did not see it.
-    if Mode::load(mode) == Mode::Drop {
+    if switch.load() == Mode::Drop {
         let _ = connector.shutdown(Shutdown::Both);
         let _ = upstream.shutdown(Shutdown::Both);
         return Ok(());
     }
     let (connector2, upstream2) = (connector.try_clone()?, upstream.try_clone()?);
-    pump(connector, upstream, Direction::Requests, mode.clone());
-    pump(upstream2, connector2, Direction::Answers, mode.clone());
+    pump(connector, upstream, Direction::Requests, switch.clone());
+    pump(upstream2, connector2, Direction::Answers, switch);
     Ok(())
 }
 
 /// Copy `from` to `to` until either side closes; hold bytes while this direction is cut.
-fn pump(mut from: TcpStream, mut to: TcpStream, direction: Direction, mode: Arc<AtomicU8>) {
+fn pump(mut from: TcpStream, mut to: TcpStream, direction: Direction, switch: Switch) {
     thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             // A held direction stops reading, so the sender's buffers fill as on a dead route.
             // Infrastructure, not a test wait: the switch is polled.
-            while Mode::load(&mode).holds(direction) {
+            while switch.load().holds(direction) {
                 thread::sleep(Duration::from_millis(5));
             }
             let n = match from.read(&mut buf) {
@@ -172,10 +248,10 @@ fn pump(mut from: TcpStream, mut to: TcpStream, direction: Direction, mode: Arc<
                 Ok(n) => n,
             };
             // Bytes read just before a cut are held too.
-            while Mode::load(&mode).holds(direction) {
+            while switch.load().holds(direction) {
                 thread::sleep(Duration::from_millis(5));
             }
-            if Mode::load(&mode) == Mode::Drop || to.write_all(&buf[..n]).is_err() {
+            if switch.load() == Mode::Drop || to.write_all(&buf[..n]).is_err() {
                 break;
             }
         }
@@ -298,6 +374,53 @@ mod tests {
             old.round_trip("c\n", Duration::from_secs(10)).as_deref(),
             Some("c\n")
         );
+    }
+
+    #[test]
+    fn a_blocked_source_is_cut_and_others_pass() {
+        let proxy = Proxy::start(echo()).expect("proxy");
+        let mut client = Client::connect(proxy.addr);
+        let from = |ip: [u8; 4]| {
+            let socket = connect_from(IpAddr::from(ip), proxy.addr);
+            let reader = BufReader::new(socket.try_clone().expect("clone"));
+            Client {
+                writer: socket,
+                reader,
+            }
+        };
+        let mut peer = from([127, 0, 0, 21]);
+        assert!(peer.round_trip("a\n", Duration::from_secs(10)).is_some());
+        proxy.block(IpAddr::from([127, 0, 0, 21]), Mode::Drop);
+        assert_eq!(peer.round_trip("b\n", Duration::from_secs(10)), None);
+        assert_eq!(
+            from([127, 0, 0, 21]).round_trip("c\n", Duration::from_secs(10)),
+            None
+        );
+        // Another source, and the existing client, still pass.
+        assert!(from([127, 0, 0, 22])
+            .round_trip("d\n", Duration::from_secs(10))
+            .is_some());
+        assert!(client.round_trip("e\n", Duration::from_secs(10)).is_some());
+        proxy.unblock_all();
+        assert!(from([127, 0, 0, 21])
+            .round_trip("f\n", Duration::from_secs(10))
+            .is_some());
+    }
+
+    /// A connection to `to` from the loopback address `ip`.
+    fn connect_from(ip: IpAddr, to: SocketAddr) -> TcpStream {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket.bind(SocketAddr::new(ip, 0)).expect("bind");
+            let stream = socket.connect(to).await.expect("connect");
+            let stream = stream.into_std().expect("std stream");
+            stream.set_nonblocking(false).expect("blocking");
+            stream
+        })
     }
 
     #[test]

@@ -142,13 +142,12 @@ impl TcpNetwork {
         let (mut stream, opening) = match self.conn.take() {
             Some(s) => (s, false),
             None => {
-                let s =
-                    TcpStream::connect(&self.addr)
-                        .await
-                        .map_err(|source| NetError::Connect {
-                            addr: self.addr.clone(),
-                            source,
-                        })?;
+                let s = crate::outgoing::connect(&self.addr)
+                    .await
+                    .map_err(|source| NetError::Connect {
+                        addr: self.addr.clone(),
+                        source,
+                    })?;
                 // Latency matters more than packet count for a heartbeat; a failure only costs
                 // some latency.
                 let _ = s.set_nodelay(true);

@@ -7,7 +7,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
 use super::auth::{self, ClusterSecret, Side};
@@ -42,7 +41,7 @@ pub async fn open(
     from: Seq,
     epoch: u64,
 ) -> Result<Opened, String> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    let stream = tokio::time::timeout(timeout, crate::outgoing::connect(addr))
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| format!("connect failed: {e}"))?;

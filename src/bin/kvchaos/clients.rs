@@ -1,7 +1,12 @@
 //! The clients: each a thread with its own connection, doing `PUT` (of values no one else
 //! writes), `GET` and `DEL` on a few shared keys, and recording every operation with its
 //! invocation and completion times and what it heard.
+//!
+//! In a failover cluster the primary moves: each client keeps its own idea of where it is,
+//! learnt from the refusals and `ROLE` answers of the members (`route.rs`), and moves on to
+//! the next member when the one it believed primary does not answer.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -14,14 +19,16 @@ use std::time::{Duration, Instant};
 use kvstore::chaos::history::{Call, Node, Operation, Outcome};
 
 use crate::connection::{Connection, Protocol};
+use crate::route;
 
 /// What every client is told: where to go, how fast, how to speak.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// The primary's address (its proxy).
-    pub primary: SocketAddr,
-    /// The replicas' addresses (their proxies), for reads; empty: all reads on the primary.
-    pub replicas: Vec<SocketAddr>,
+    /// Every node's address (its front proxy): the primary first, then the replicas; in a
+    /// failover cluster, the members, any of which may be the primary.
+    pub members: Vec<SocketAddr>,
+    /// Whether the nodes are a failover cluster: the primary moves, and clients follow it.
+    pub failover: bool,
     /// The share of reads (in percent) sent to a replica rather than the primary.
     pub replica_reads: u8,
     /// How many keys the clients share.
@@ -53,11 +60,20 @@ pub fn start(
         .collect()
 }
 
-/// What a client recorded: its operations, and when each of its connections was opened (the
-/// node had answered a `PING` through it), by connection number.
-pub type Recorded = (Vec<Operation>, HashMap<u64, u64>);
+/// When a connection was opened (the node had answered a `PING` through it) and which node
+/// (an index into the plan's `members`) it reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    /// Nanoseconds from the start of the run.
+    pub at: u64,
+    /// The node, by index.
+    pub member: usize,
+}
 
-/// One client: a connection to the primary, and one to its replica if reads go to replicas.
+/// What a client recorded: its operations, and each of its connections by number.
+pub type Recorded = (Vec<Operation>, HashMap<u64, Opened>);
+
+/// One client: a connection to each node it sends operations to.
 struct Client {
     /// Its number.
     client: usize,
@@ -65,25 +81,32 @@ struct Client {
     plan: Plan,
     /// Its seeded choices.
     rng: fastrand::Rng,
-    /// Its open connections: to the primary, and to its replica.
-    connections: [Option<(Connection, u64)>; 2],
+    /// Its open connections, by node (an index into `plan.members`).
+    connections: HashMap<usize, (Connection, u64)>,
+    /// Which node it believes is the primary now (always the first without failover).
+    primary: usize,
     /// Connections opened so far (`client << 32` onwards, so they are unique in the run).
     opened: u64,
     /// Values written so far, to make the next one unique.
     written: u64,
     /// What it saw.
     history: Vec<Operation>,
-    /// When each connection was opened, by number.
-    opened_at: HashMap<u64, u64>,
+    /// Its connections, by number.
+    opened_at: HashMap<u64, Opened>,
 }
 
 impl Client {
     fn new(client: usize, plan: Plan, rng: fastrand::Rng) -> Client {
         Client {
             client,
+            primary: if plan.failover {
+                client % plan.members.len()
+            } else {
+                0
+            },
             plan,
             rng,
-            connections: [None, None],
+            connections: HashMap::new(),
             opened: (client as u64) << 32,
             written: 0,
             history: Vec::new(),
@@ -107,14 +130,15 @@ impl Client {
                 4..=7 => Call::Get,
                 _ => Call::Del,
             };
-            let replicas = self.plan.replicas.len();
+            let others = self.plan.members.len() - 1;
             let to_replica = self.rng.u8(0..100) < self.plan.replica_reads;
-            let node = if call == Call::Get && replicas > 0 && to_replica {
-                Node::Replica(1 + self.client % replicas)
+            let member = if call == Call::Get && others > 0 && to_replica {
+                // The client's own replica: another node than the one it writes to.
+                (self.primary + 1 + self.client % others) % self.plan.members.len()
             } else {
-                Node::Primary
+                self.primary
             };
-            if !self.call(node, key, call) {
+            if !self.call(member, key, call) {
                 // Pacing of reconnection attempts while the node cannot be reached.
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -122,35 +146,67 @@ impl Client {
         (self.history, self.opened_at)
     }
 
-    /// Make one operation on `node` and record it; false if no connection could be opened.
-    fn call(&mut self, node: Node, key: String, call: Call) -> bool {
-        let (slot, addr) = match node {
-            Node::Primary => (0, self.plan.primary),
-            Node::Replica(n) => (1, self.plan.replicas[n - 1]),
-        };
-        if self.connections[slot].is_none() {
-            let Some(connection) = Connection::open(addr, self.plan.protocol) else {
+    /// Make one operation on node `member` and record it; false if no connection could be
+    /// opened. In a failover cluster, a refusal that names the primary, or a read answered
+    /// with the node's role, tells the client where the primary is; a node that does not
+    /// answer makes it try the next.
+    fn call(&mut self, member: usize, key: String, call: Call) -> bool {
+        if let Entry::Vacant(slot) = self.connections.entry(member) {
+            let Some(connection) = Connection::open(self.plan.members[member], self.plan.protocol)
+            else {
+                self.lost(member);
                 return false;
             };
             self.opened += 1;
-            self.connections[slot] = Some((connection, self.opened));
-            self.opened_at
-                .insert(self.opened, self.plan.start.elapsed().as_nanos() as u64);
+            slot.insert((connection, self.opened));
+            let at = self.plan.start.elapsed().as_nanos() as u64;
+            self.opened_at.insert(self.opened, Opened { at, member });
         }
-        let Some((connection, id)) = self.connections[slot].as_mut() else {
+        let Some((connection, id)) = self.connections.get_mut(&member) else {
             return false;
         };
+        let connection_id = *id;
         let invoked = self.plan.start.elapsed().as_nanos() as u64;
-        let outcome = connection.call(&key, &call);
+        let (outcome, node, answered) = match (&call, self.plan.failover) {
+            (Call::Get, true) => {
+                let (outcome, role) = connection.get_with_role(&key);
+                let node = route::read_by(member, role.as_deref());
+                let members = &self.plan.members;
+                if let Some(primary) = role
+                    .as_deref()
+                    .and_then(|r| route::primary_from_role(member, r, members))
+                {
+                    self.primary = primary;
+                }
+                (outcome, node, role.is_some())
+            }
+            (_, failover) => {
+                let outcome = connection.call(&key, &call);
+                let node = match member {
+                    _ if failover || call != Call::Get => Node::Primary,
+                    0 => Node::Primary,
+                    n => Node::Replica(n),
+                };
+                if failover {
+                    let refusal = connection.last_error.clone();
+                    if let Some(primary) = refusal.as_deref().and_then(|e| self.named(e)) {
+                        self.primary = primary;
+                    } else if refusal.is_some() {
+                        self.lost(member);
+                    }
+                }
+                (outcome.clone(), node, outcome != Outcome::Unknown)
+            }
+        };
         let completed = self.plan.start.elapsed().as_nanos() as u64;
-        let connection = *id;
-        if outcome == Outcome::Unknown {
+        if !answered || outcome == Outcome::Unknown {
             // The answer may still come on this connection: start afresh.
-            self.connections[slot] = None;
+            self.connections.remove(&member);
+            self.lost(member);
         }
         self.history.push(Operation {
             client: self.client,
-            connection,
+            connection: connection_id,
             node,
             key,
             call,
@@ -160,20 +216,35 @@ impl Client {
         });
         true
     }
+
+    /// The node `text` (a refusal or a `ROLE` answer) names as the primary, if it names one
+    /// of ours.
+    fn named(&self, text: &str) -> Option<usize> {
+        route::named_primary(text, &self.plan.members)
+    }
+
+    /// Node `member` did not answer, or knows no primary: in a failover cluster, try the next
+    /// one as the primary.
+    fn lost(&mut self, member: usize) {
+        if self.plan.failover && member == self.primary {
+            self.primary = (self.primary + 1) % self.plan.members.len();
+        }
+    }
 }
 
-/// After the run, one read of every key on the primary (retried until one is answered), so a
-/// write lost in the last moments is seen; recorded as the operations of client `client`.
+/// After the run, one read of every key on the primary (retried until the primary answers
+/// one), so a write lost in the last moments is seen; recorded as the operations of client
+/// `client`.
 pub fn final_reads(plan: &Plan, client: usize) -> Recorded {
     let mut reader = Client::new(client, plan.clone(), fastrand::Rng::with_seed(0));
     let deadline = Instant::now() + Duration::from_secs(30);
     for key in 0..plan.keys {
         while Instant::now() < deadline {
             let before = reader.history.len();
-            reader.call(Node::Primary, format!("k{key}"), Call::Get);
+            reader.call(reader.primary, format!("k{key}"), Call::Get);
             let answered = reader.history[before..]
                 .iter()
-                .any(|op| matches!(op.outcome, Outcome::Read(_)));
+                .any(|op| matches!(op.outcome, Outcome::Read(_)) && op.node == Node::Primary);
             if answered {
                 break;
             }
@@ -184,14 +255,23 @@ pub fn final_reads(plan: &Plan, client: usize) -> Recorded {
     (reader.history, reader.opened_at)
 }
 
-/// Write the history, one operation a line, in invocation order.
-pub fn save(history: &[Operation], path: &Path) -> Result<(), String> {
+/// Write the history, one operation a line, in invocation order, with the node each
+/// operation's connection reached.
+pub fn save(
+    history: &[Operation],
+    opened: &HashMap<u64, Opened>,
+    path: &Path,
+) -> Result<(), String> {
     let mut ops: Vec<&Operation> = history.iter().collect();
     ops.sort_by_key(|op| op.invoked);
     let mut text = String::new();
     for op in ops {
+        // Which node the connection reached, by index (the checker's node is its role).
+        let member = opened
+            .get(&op.connection)
+            .map_or("?".to_string(), |o| o.member.to_string());
         text.push_str(&format!(
-            "{} {} client={} connection={} node={:?} key={} {:?} -> {:?}\n",
+            "{} {} client={} connection={} member={member} node={:?} key={} {:?} -> {:?}\n",
             op.invoked,
             op.completed,
             op.client,

@@ -7,17 +7,18 @@
 //! proxy sits on that connection either way; `Link` remembers which end connects, so that "the
 //! primary's stream is cut" means the same thing for both.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use kvstore::chaos::proxy::{Mode, Proxy};
 
 use crate::connection::{Connection, Protocol};
-use crate::node::{Node, Program, Spec};
+use crate::node::{Node, Program, Spec, CONTROL_OFFSET};
 use kvstore::chaos::history::{Call, Outcome};
 
 /// The replication secret of the kvnode cluster (the run is on loopback only).
-const SECRET: &str = "kvchaos-cluster-secret";
+pub const SECRET: &str = "kvchaos-cluster-secret";
 
 /// A replication link, through its proxy.
 pub struct Link {
@@ -49,6 +50,17 @@ pub struct Cluster {
     pub fronts: Vec<Proxy>,
     /// One link per replica.
     pub links: Vec<Link>,
+    /// In a failover cluster: the proxy in front of each member's control plane (the
+    /// advertised port + 10000), in the same order; empty otherwise.
+    pub controls: Vec<Proxy>,
+    /// In a failover cluster: the address each member's connections to the others come
+    /// from, in the same order; empty otherwise.
+    pub sources: Vec<IpAddr>,
+}
+
+/// The address `offset` ports above `addr`.
+pub fn above(addr: SocketAddr, offset: u16) -> SocketAddr {
+    SocketAddr::new(addr.ip(), addr.port().saturating_add(offset))
 }
 
 impl Cluster {
@@ -67,6 +79,7 @@ impl Cluster {
             links,
             replica,
             secret: SECRET.to_string(),
+            member: None,
         };
         let proxy = |target: SocketAddr| {
             Proxy::start(target).map_err(|e| format!("cannot start a proxy: {e}"))
@@ -113,7 +126,59 @@ impl Cluster {
             nodes,
             fronts,
             links,
+            controls: Vec::new(),
+            sources: Vec::new(),
         })
+    }
+
+    /// Whether this is a failover cluster, whose primary moves.
+    pub fn failover(&self) -> bool {
+        !self.controls.is_empty()
+    }
+
+    /// The node that is the primary now: the first without failover; in a failover cluster
+    /// the one member that says so (`ROLE`, asked directly), if exactly one does.
+    pub fn primary_now(&self) -> Option<usize> {
+        if !self.failover() {
+            return Some(0);
+        }
+        let primaries: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].pid().is_some())
+            .filter(|&i| {
+                Connection::open(self.nodes[i].addr, Protocol::Line)
+                    .and_then(|mut c| c.request("ROLE"))
+                    .is_some_and(|role| role.starts_with("primary"))
+            })
+            .collect();
+        match primaries[..] {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+
+    /// The primary, once there is one, within `wait`.
+    pub fn wait_primary(&self, wait: Duration) -> Option<usize> {
+        let start = Instant::now();
+        loop {
+            match self.primary_now() {
+                Some(primary) => return Some(primary),
+                None if start.elapsed() > wait => return None,
+                // Poll interval of the deadline-bounded wait for an election.
+                None => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// Cut member `i` of a failover cluster off from the other members, both ways (what they
+    /// send it, and what it sends them: Raft RPCs and the replication stream), while the
+    /// clients still reach every member.
+    pub fn cut_off(&self, i: usize, mode: Mode) {
+        for j in (0..self.nodes.len()).filter(|&j| j != i) {
+            for (to, from) in [(i, j), (j, i)] {
+                self.fronts[to].block(self.sources[from], mode);
+                self.controls[to].block(self.sources[from], mode);
+            }
+        }
     }
 
     /// The name of node `i`.
@@ -136,13 +201,15 @@ impl Cluster {
         }
     }
 
-    /// Every proxy back to forwarding.
+    /// Every proxy back to forwarding, every member reconnected.
     pub fn forward_all(&self) {
         for proxy in self
             .fronts
             .iter()
+            .chain(&self.controls)
             .chain(self.links.iter().map(|l| &l.proxy))
         {
+            proxy.unblock_all();
             proxy.set(Mode::Forward);
         }
     }
@@ -152,6 +219,9 @@ impl Cluster {
         self.nodes[i].spawn()?;
         let addr = self.nodes[i].addr;
         self.fronts[i].retarget(addr);
+        if let Some(control) = self.controls.get(i) {
+            control.retarget(above(addr, CONTROL_OFFSET));
+        }
         for link in &self.links {
             // A link proxy leads to the end that is connected to: the replica for kvnode, the
             // primary for Redis.
@@ -193,7 +263,8 @@ impl Cluster {
     }
 
     /// Whether every replica shows the primary's value for every key, asked directly (not
-    /// through the proxies); what differs, if not. Only answered reads count: two errors or
+    /// through the proxies); what differs, if not. In a failover cluster, the primary is the
+    /// member that says it is one. Only answered reads count: two errors or
     /// two timeouts are not agreement.
     pub fn compare(&self, keys: &[String], protocol: Protocol) -> Result<(), String> {
         let values = |i: usize| -> Result<Vec<Option<String>>, String> {
@@ -209,12 +280,13 @@ impl Cluster {
                 })
                 .collect()
         };
-        let primary = values(0)?;
-        for i in 1..self.nodes.len() {
+        let primary = self.primary_now().ok_or("no primary")?;
+        let values_of_primary = values(primary)?;
+        for i in (0..self.nodes.len()).filter(|&i| i != primary) {
             let replica = values(i)?;
             if let Some(((key, p), r)) = keys
                 .iter()
-                .zip(&primary)
+                .zip(&values_of_primary)
                 .zip(&replica)
                 .find(|((_, p), r)| p != r)
             {

@@ -31,6 +31,9 @@ pub struct Connection {
     reader: BufReader<TcpStream>,
     /// How requests are framed.
     protocol: Protocol,
+    /// The text of the last error answered on it (after `ERROR: `), if the last answer was
+    /// one: a `READONLY` from a failover cluster member names the primary.
+    pub last_error: Option<String>,
 }
 
 impl Connection {
@@ -48,6 +51,7 @@ impl Connection {
             stream,
             reader,
             protocol,
+            last_error: None,
         };
         // In the connection's own protocol: our node fixes a connection's protocol from its
         // first bytes.
@@ -74,11 +78,46 @@ impl Connection {
         if self.stream.write_all(request.as_bytes()).is_err() {
             return Outcome::Unknown;
         }
+        self.answer(call)
+    }
+
+    /// The answer to `call`, sent already.
+    fn answer(&mut self, call: &Call) -> Outcome {
         let answer = match self.protocol {
             Protocol::Line => self.read_line().map(Reply::from_line),
             Protocol::Resp => self.read_resp(),
         };
+        self.last_error = match &answer {
+            Some(Reply::Error(error)) => Some(error.clone()),
+            _ => None,
+        };
         answer.map_or(Outcome::Unknown, |reply| reply.outcome(call))
+    }
+
+    /// `GET key` and `ROLE` in one write (line protocol), so that both are answered in one
+    /// batch: the read's outcome, and the node's role as it stood after the read was answered
+    /// (`primary ...` or `replica primary=ADDR ...`), if that answer came. A member of a
+    /// failover cluster checks its lease before it answers a batch as the primary, so a read
+    /// answered by a node that was the primary after it answered is a primary read.
+    pub fn get_with_role(&mut self, key: &str) -> (Outcome, Option<String>) {
+        if self
+            .stream
+            .write_all(format!("GET {key}\nROLE\n").as_bytes())
+            .is_err()
+        {
+            return (Outcome::Unknown, None);
+        }
+        let outcome = self.answer(&Call::Get);
+        if outcome == Outcome::Unknown {
+            return (outcome, None);
+        }
+        (outcome, self.read_line())
+    }
+
+    /// One request line and its one-line answer (line protocol): `ROLE`.
+    pub fn request(&mut self, line: &str) -> Option<String> {
+        self.stream.write_all(format!("{line}\n").as_bytes()).ok()?;
+        self.read_line()
     }
 
     /// One answer line without its line ending, or `None` if none came.
@@ -159,7 +198,11 @@ impl Reply {
             (Call::Get, Reply::Error(_)) => Outcome::Failed,
             (_, Reply::Error(error)) => {
                 let error = error.strip_prefix("ERR ").unwrap_or(&error);
-                if error.starts_with("persistence failed") {
+                let error = error.strip_prefix("NOREPLICAS ").unwrap_or(error);
+                // Applied, but its acknowledgement could not be given (a failover cluster's
+                // primary without enough replicas or without its lease): it may survive.
+                if error.starts_with("persistence failed") || error.starts_with("not acknowledged")
+                {
                     Outcome::Unknown
                 } else {
                     Outcome::Failed
@@ -203,7 +246,11 @@ mod tests {
     #[test]
     fn a_persistence_failure_is_unknown_and_other_errors_failed() {
         let put = Call::Put("v".into());
-        for error in ["persistence failed: disk full", "ERR persistence failed: x"] {
+        for error in [
+            "persistence failed: disk full",
+            "ERR persistence failed: x",
+            "not acknowledged: this node could not confirm it is still the primary",
+        ] {
             assert_eq!(Reply::Error(error.into()).outcome(&put), Outcome::Unknown);
         }
         assert_eq!(
@@ -215,6 +262,8 @@ mod tests {
             "MISCONF Errors writing",
             "max clients reached",
             "writes refused until the disk recovers (not applied): disk full",
+            "READONLY: no primary right now (an election is under way); not applied",
+            "READONLY: this node is a replica; write to the primary at 127.0.0.1:1",
         ] {
             assert_eq!(Reply::Error(error.into()).outcome(&put), Outcome::Failed);
         }

@@ -44,6 +44,9 @@ pub struct FaultRecord {
     /// For a `kill -9`: the node killed, and when it was certainly dead. An operation sent to
     /// it before then whose answer never came cannot take effect after it.
     pub killed: Option<(usize, u64)>,
+    /// In a failover cluster, the member that was the primary when the fault hit it: the
+    /// fault that should make the others elect a new one.
+    pub primary: Option<usize>,
 }
 
 impl fmt::Display for FaultRecord {
@@ -75,14 +78,50 @@ pub struct Injector {
     rng: fastrand::Rng,
     /// The run's clock.
     start: Instant,
+    /// In a failover cluster, the members' failover timeout: a pause or a cut of the primary
+    /// is made to last longer than it (or, for some cuts, about as long, to heal during the
+    /// election).
+    failover_timeout: Duration,
 }
 
 impl Injector {
     /// An injector for a run that started at `start`.
-    pub fn new(seed: u64, start: Instant) -> Injector {
+    pub fn new(seed: u64, start: Instant, failover_timeout: Duration) -> Injector {
         Injector {
             rng: fastrand::Rng::with_seed(seed),
             start,
+            failover_timeout,
+        }
+    }
+
+    /// The node a fault hits: the primary half the time (it is the node whose faults can lose
+    /// acknowledged writes), otherwise a random replica; in a failover cluster the primary of
+    /// the moment four times in five (its faults are the failovers), and whether it is that.
+    fn target(&mut self, cluster: &Cluster) -> (usize, bool) {
+        let n = cluster.nodes.len();
+        if !cluster.failover() {
+            let node = if n == 1 || self.rng.bool() {
+                0
+            } else {
+                self.rng.usize(1..n)
+            };
+            return (node, false);
+        }
+        let hit_primary = self.rng.u8(0..5) > 0;
+        let other = self.rng.usize(1..n);
+        match cluster.wait_primary(2 * self.failover_timeout) {
+            Some(primary) if hit_primary => (primary, true),
+            Some(primary) => ((primary + other) % n, false),
+            None => (other, false),
+        }
+    }
+
+    /// How long a pause or a cut lasts: 0.3-2 s, or in a failover cluster 2-3.5 failover
+    /// timeouts, past the election (which takes 1.5-2 timeouts: see docs/consensus.md).
+    fn hold(&mut self, cluster: &Cluster) -> Duration {
+        match cluster.failover() {
+            true => self.failover_timeout.mul_f64(2.0 + 1.5 * self.rng.f64()),
+            false => Duration::from_millis(self.rng.u64(300..2000)),
         }
     }
 
@@ -117,14 +156,12 @@ impl Injector {
                 .unwrap_or(&FaultKind::Kill),
             kind => kind,
         };
-        // The primary half the time: it is the node whose faults can lose acknowledged writes.
-        let node = if cluster.nodes.len() == 1 || self.rng.bool() {
-            0
-        } else {
-            self.rng.usize(1..cluster.nodes.len())
+        let (node, hit_primary) = self.target(cluster);
+        let name = match hit_primary {
+            true => format!("{} (the primary)", cluster.name(node)),
+            false => cluster.name(node).to_string(),
         };
-        let name = cluster.name(node).to_string();
-        let hold = Duration::from_millis(self.rng.u64(300..2000));
+        let hold = self.hold(cluster);
         let from = self.now();
         let mut killed = None;
         let what = match kind {
@@ -172,6 +209,7 @@ impl Injector {
                     hold.as_millis()
                 )
             }
+            _ if cluster.failover() => self.cut_off(cluster, node, &name, hold),
             _ => self.partition(cluster, node, hold),
         };
         Ok(Some(FaultRecord {
@@ -179,7 +217,33 @@ impl Injector {
             to: self.now(),
             what,
             killed,
+            primary: hit_primary.then_some(node),
         }))
+    }
+
+    /// Cut failover cluster member `node` off from the other members (its clients still reach
+    /// it), dropping or blackholing the connections between them, for `hold`; or, one time in
+    /// three, for 1-2 failover timeouts, so that the cut heals during the election.
+    fn cut_off(&mut self, cluster: &Cluster, node: usize, name: &str, hold: Duration) -> String {
+        let cut = if self.rng.bool() {
+            Mode::Blackhole
+        } else {
+            Mode::Drop
+        };
+        let (hold, during) = match self.rng.u8(0..3) {
+            0 => (
+                self.failover_timeout.mul_f64(1.0 + self.rng.f64()),
+                ", healed during the election",
+            ),
+            _ => (hold, ""),
+        };
+        cluster.cut_off(node, cut);
+        std::thread::sleep(hold);
+        cluster.forward_all();
+        format!(
+            "{cut:?} {name} from the other members for {} ms{during}",
+            hold.as_millis()
+        )
     }
 
     /// Cut node `node` off (dropping its connections, or blackholing them), or, with

@@ -12,8 +12,11 @@
 mod clients;
 mod cluster;
 mod connection;
+mod failovers;
 mod faults;
+mod members;
 mod node;
+mod route;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -29,7 +32,7 @@ use kvstore::chaos::history::{Node, Operation, Outcome};
 use kvstore::chaos::report::Violation;
 use kvstore::chaos::window::Window;
 
-use crate::clients::Plan;
+use crate::clients::{Opened, Plan};
 use crate::cluster::Cluster;
 use crate::connection::Protocol;
 use crate::faults::{FaultError, FaultKind, FaultRecord, Injector};
@@ -46,6 +49,9 @@ enum Target {
     /// Debian's `redis-server`, as a reference (RESP clients; `--fsync` is `appendfsync`,
     /// `off` means no AOF at all).
     Redis,
+    /// A failover cluster of our `kvnode`s (`--peers`): `--replicas` + 1 members that elect
+    /// their primary, which clients find and follow.
+    Cluster,
 }
 
 /// Run a store under faults and check the history of what clients saw.
@@ -97,6 +103,13 @@ struct Args {
     /// The `redis-server` to run with `--target redis`.
     #[arg(long, default_value = "redis-server")]
     redis_server: PathBuf,
+    /// `--target cluster`: the members' failover timeout.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(60..=60_000))]
+    failover_timeout_ms: u64,
+    /// `--target cluster`: the members' `--min-replicas-to-write` (1: no acknowledged write
+    /// may be lost; 0: asynchronous replication, whose losses are counted).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=4))]
+    min_replicas_to_write: u64,
 }
 
 fn main() -> ExitCode {
@@ -114,7 +127,17 @@ fn main() -> ExitCode {
 /// What the arguments ask for, checked: the program to run and the clients' protocol.
 fn program(args: &Args) -> Result<(Program, Protocol), String> {
     match args.target {
-        Target::Kvstore => {
+        Target::Kvstore | Target::Cluster => {
+            if args.target == Target::Cluster && args.protocol == Some(Protocol::Resp) {
+                return Err(
+                    "--target cluster speaks the line protocol: leave out --protocol \
+                            resp"
+                        .into(),
+                );
+            }
+            if args.target == Target::Cluster && args.replicas < 2 {
+                return Err("--target cluster needs --replicas 2 or more (3 members)".into());
+            }
             if args.fsync == "off" {
                 return Err(
                     "--fsync off is for --target redis (no AOF); our node always \
@@ -156,13 +179,23 @@ fn run(args: &Args) -> Result<bool, String> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("target/chaos").join(seed.to_string()));
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let mut cluster = Cluster::start(&program, &args.fsync, args.replicas as usize, &out)?;
+    let mut cluster = match args.target {
+        Target::Cluster => {
+            let options = members::Options {
+                failover_timeout_ms: args.failover_timeout_ms,
+                min_replicas_to_write: args.min_replicas_to_write,
+            };
+            let members = args.replicas as usize + 1;
+            members::start(&program, &args.fsync, members, options, &out)?
+        }
+        _ => Cluster::start(&program, &args.fsync, args.replicas as usize, &out)?,
+    };
     let start = Instant::now();
     let plan = Plan {
-        primary: cluster.client_addr(0),
-        replicas: (1..cluster.nodes.len())
+        members: (0..cluster.nodes.len())
             .map(|i| cluster.client_addr(i))
             .collect(),
+        failover: cluster.failover(),
         replica_reads: args.replica_reads,
         keys: args.keys as usize,
         pace: (args.rate > 0).then(|| Duration::from_secs(1) / args.rate as u32),
@@ -171,7 +204,8 @@ fn run(args: &Args) -> Result<bool, String> {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let workers = clients::start(&plan, args.clients as usize, seed, stop.clone());
-    let mut injector = Injector::new(seed, start);
+    let failover_timeout = Duration::from_millis(args.failover_timeout_ms);
+    let mut injector = Injector::new(seed, start, failover_timeout);
     let mut faults: Vec<FaultRecord> = Vec::new();
     // What went wrong with the nodes themselves: crashes, failed restarts, unclean stops.
     let mut problems: Vec<String> = Vec::new();
@@ -200,8 +234,9 @@ fn run(args: &Args) -> Result<bool, String> {
         }
     }
     stop.store(true, Ordering::SeqCst);
+    let end = start.elapsed().as_nanos() as u64;
     let mut history: Vec<Operation> = Vec::new();
-    let mut opened: HashMap<u64, u64> = HashMap::new();
+    let mut opened: HashMap<u64, Opened> = HashMap::new();
     for worker in workers {
         let (operations, connections) = worker.join().map_err(|_| "a client thread panicked")?;
         history.extend(operations);
@@ -220,8 +255,11 @@ fn run(args: &Args) -> Result<bool, String> {
     };
     problems.extend(cluster.stop());
     // Saved as the clients saw it; the bounds below are what the checker is told.
-    clients::save(&history, &out.join("history.txt"))?;
+    clients::save(&history, &opened, &out.join("history.txt"))?;
     save_faults(&faults, &out.join("faults.txt"))?;
+    let failovers = cluster
+        .failover()
+        .then(|| failovers::report(&failovers::measure(&history, &opened, &faults, end)));
     bound_unknowns(&mut history, &opened, &faults);
     if let Some(error) = tool_failure {
         return Err(format!(
@@ -230,7 +268,12 @@ fn run(args: &Args) -> Result<bool, String> {
             out.display()
         ));
     }
-    Ok(verdict(&history, &faults, &problems, converged, &out))
+    let checked = Checked {
+        problems,
+        converged,
+        failovers,
+    };
+    Ok(verdict(&history, &faults, checked, &out))
 }
 
 /// Fail early, as a run that cannot start, when a program the faults need is missing.
@@ -261,19 +304,18 @@ fn check_tools(fault: FaultKind) -> Result<(), String> {
 }
 
 /// Give each operation sent to the primary whose answer never came the latest time it can
-/// have taken effect: the moment the primary process its connection reached was certainly
-/// dead, if it was killed. A connection through a proxy reaches one process, the one running
+/// have taken effect: the moment the process its connection reached (the primary's, or in a
+/// failover cluster the member's it was sent to) was certainly dead, if it was killed. A connection through a proxy reaches one process, the one running
 /// when it was opened, and is never dialled again, so nothing sent on it can reach the node
 /// that starts after. One sent after that process was already dead did not happen at all.
 /// Without the bound an old unanswered write could be "maybe applied later" forever and
 /// explain away any later loss.
-fn bound_unknowns(history: &mut [Operation], opened: &HashMap<u64, u64>, faults: &[FaultRecord]) {
-    let deaths: Vec<u64> = faults
-        .iter()
-        .filter_map(|fault| fault.killed)
-        .filter(|&(node, _)| node == 0)
-        .map(|(_, dead)| dead)
-        .collect();
+fn bound_unknowns(
+    history: &mut [Operation],
+    opened: &HashMap<u64, Opened>,
+    faults: &[FaultRecord],
+) {
+    let deaths: Vec<(usize, u64)> = faults.iter().filter_map(|fault| fault.killed).collect();
     for op in history
         .iter_mut()
         .filter(|op| op.outcome == Outcome::Unknown)
@@ -283,8 +325,17 @@ fn bound_unknowns(history: &mut [Operation], opened: &HashMap<u64, u64>, faults:
             op.completed = u64::MAX;
             continue;
         };
-        let since = opened.get(&op.connection).copied().unwrap_or(op.invoked);
-        match deaths.iter().copied().find(|&dead| dead > since) {
+        // A connection not in the map reached the primary of a run without failover.
+        let Opened { at: since, member } = opened.get(&op.connection).copied().unwrap_or(Opened {
+            at: op.invoked,
+            member: 0,
+        });
+        let death = deaths
+            .iter()
+            .filter(|&&(node, _)| node == member)
+            .map(|&(_, dead)| dead)
+            .find(|&dead| dead > since);
+        match death {
             Some(dead) if dead < op.invoked => op.outcome = Outcome::Failed,
             Some(dead) => op.completed = dead,
             None => op.completed = u64::MAX,
@@ -312,16 +363,26 @@ fn save_faults(faults: &[FaultRecord], path: &Path) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// Check the history; print every violation with the faults around it, and the verdict as
-/// the last line; all of it is kept in `out/report.txt` too.
-fn verdict(
-    history: &[Operation],
-    faults: &[FaultRecord],
-    problems: &[String],
+/// What the run found besides the history: problems with the nodes, convergence, and in a
+/// failover cluster what each failover cost.
+struct Checked {
+    /// Crashes, failed restarts, unclean stops.
+    problems: Vec<String>,
+    /// Whether the replicas converged, or their last difference.
     converged: Result<(), String>,
-    out: &Path,
-) -> bool {
+    /// The failovers' report (`failovers::report`), in a failover cluster.
+    failovers: Option<String>,
+}
+
+/// Check the history; print every violation with the faults around it, the failovers'
+/// costs, and the verdict as the last line; all of it is kept in `out/report.txt` too.
+fn verdict(history: &[Operation], faults: &[FaultRecord], checked: Checked, out: &Path) -> bool {
     use std::fmt::Write as _;
+    let Checked {
+        problems,
+        converged,
+        failovers,
+    } = checked;
     let report = check(history);
     // Writing to a String cannot fail.
     let mut text = String::new();
@@ -329,9 +390,10 @@ fn verdict(
         let _ = write!(text, "{violation}");
         text.push_str(&faults_around(window_of(&violation).span(), faults));
     }
-    for problem in problems {
+    for problem in &problems {
         let _ = writeln!(text, "{problem}");
     }
+    text.push_str(failovers.as_deref().unwrap_or_default());
     // A run in which nothing was answered checked nothing (every operation unknown), however
     // its history checks out.
     let answered = history
@@ -423,6 +485,7 @@ mod tests {
             to: dead + 10,
             what: String::new(),
             killed: Some((node, dead)),
+            primary: None,
         }
     }
 
@@ -436,7 +499,10 @@ mod tests {
             // Sent at 22 on a connection opened at 15, to the process that died at 20.
             unknown(Node::Primary, 22, 5),
         ];
-        let opened = HashMap::from([(1, 4), (2, 24), (3, 44), (4, 4), (5, 15)]);
+        let opened = HashMap::from([(1, 4), (2, 24), (3, 44), (4, 4), (5, 15)])
+            .into_iter()
+            .map(|(connection, at)| (connection, Opened { at, member: 0 }))
+            .collect();
         // The primary died at 20 and 40; a replica's death at 30 bounds nothing.
         let faults = [kill(0, 20), kill(1, 30), kill(0, 40)];
         bound_unknowns(&mut history, &opened, &faults);

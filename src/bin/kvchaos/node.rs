@@ -9,7 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
@@ -60,6 +60,28 @@ pub struct Spec {
     pub replica: bool,
     /// The shared secret of the kvnode cluster's replication links.
     pub secret: String,
+    /// As a member of a failover cluster: how it is started (`--peers` and the rest).
+    pub member: Option<Member>,
+}
+
+/// The control plane of a failover cluster member listens on its client port plus this.
+pub const CONTROL_OFFSET: u16 = 10_000;
+
+/// What makes a kvnode a member of a failover cluster.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Every member's advertised address (its front proxy), the same list on every member for
+    /// the whole run.
+    pub peers: String,
+    /// This member's entry in `peers`.
+    pub advertise: SocketAddr,
+    /// The address its connections to the other members come from (`--source-addr`), so
+    /// that the proxies can cut it off from them and not from the clients.
+    pub source: IpAddr,
+    /// `--failover-timeout-ms`.
+    pub failover_timeout_ms: u64,
+    /// `--min-replicas-to-write`.
+    pub min_replicas_to_write: u64,
 }
 
 /// A running node.
@@ -96,9 +118,10 @@ impl Node {
             .truncate(true)
             .open(out.join(format!("{}.log", spec.name)))
             .map_err(|e| format!("cannot open {}'s log: {e}", spec.name))?;
+        let addr = fresh_addr(&spec)?;
         let mut node = Node {
             spec,
-            addr: free_port()?,
+            addr,
             child: None,
             log: Arc::new(Mutex::new(log)),
         };
@@ -128,7 +151,7 @@ impl Node {
                 // Its log keeps why it exited.
                 Err(Exit::AtStart(_)) if attempt < START_ATTEMPTS => {
                     attempt += 1;
-                    self.addr = free_port()?;
+                    self.addr = fresh_addr(&self.spec)?;
                 }
                 Err(Exit::AtStart(why) | Exit::Other(why)) => return Err(why),
                 Ok(()) => return Ok(()),
@@ -163,10 +186,20 @@ impl Node {
                 let mut command = Command::new(path);
                 command
                     .args(["--listen", &self.addr.to_string(), "--fsync", &spec.fsync])
-                    .args(["--role", if spec.replica { "replica" } else { "primary" }])
-                    .args(["--cluster-secret", &spec.secret])
-                    .arg("--data-dir")
-                    .arg(&spec.data_dir);
+                    .args(["--cluster-secret", &spec.secret]);
+                if let Some(member) = &spec.member {
+                    command
+                        .args(["--peers", &member.peers])
+                        .args(["--advertise", &member.advertise.to_string()])
+                        .args(["--source-addr", &member.source.to_string()])
+                        .arg("--failover-timeout-ms")
+                        .arg(member.failover_timeout_ms.to_string())
+                        .arg("--min-replicas-to-write")
+                        .arg(member.min_replicas_to_write.to_string());
+                } else {
+                    command.args(["--role", if spec.replica { "replica" } else { "primary" }]);
+                }
+                command.arg("--data-dir").arg(&spec.data_dir);
                 for link in &spec.links {
                     command.args(["--replica", &link.to_string()]);
                 }
@@ -232,7 +265,7 @@ impl Node {
             let _ = child.kill();
             let _ = child.wait();
         }
-        self.addr = free_port()?;
+        self.addr = fresh_addr(&self.spec)?;
         Ok(())
     }
 
@@ -242,7 +275,7 @@ impl Node {
         match self.child.as_mut().map(Child::try_wait) {
             Some(Ok(Some(status))) => {
                 self.child = None;
-                self.addr = free_port()?;
+                self.addr = fresh_addr(&self.spec)?;
                 Ok(Some(status))
             }
             _ => Ok(None),
@@ -379,6 +412,30 @@ fn free_port() -> Result<SocketAddr, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("no free port: {e}"))
+}
+
+/// A fresh address for a node: for a failover cluster member, a port whose control port
+/// (+10000) is free too.
+fn fresh_addr(spec: &Spec) -> Result<SocketAddr, String> {
+    match spec.member {
+        Some(_) => free_pair(),
+        None => free_port(),
+    }
+}
+
+/// A free loopback port `p` with `p + CONTROL_OFFSET` free too. Both are drawn below the
+/// range the system hands out for outgoing connections (32768 and up on Linux), so that
+/// neither is taken by a connection between the check and the bind; what another process
+/// takes meanwhile makes the node exit at start, and it is tried again on another pair.
+pub fn free_pair() -> Result<SocketAddr, String> {
+    let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
+    for _ in 0..1000 {
+        let port = fastrand::u16(12_000..22_000);
+        if free(port) && free(port + CONTROL_OFFSET) {
+            return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+    }
+    Err("no free pair of ports (p, p + 10000) below 32000".into())
 }
 
 /// Set up a started process before it runs its program: it dies with kvchaos (so that an

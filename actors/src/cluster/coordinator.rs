@@ -193,6 +193,7 @@ impl Coordinator {
                         primary: addr.clone(),
                         reason: if view.epoch == 0 { "start" } else { "election" },
                         election_ms: since_leader.as_millis() as u64,
+                        unavailable_ms: None,
                         offset: state.primary_since_offset,
                     });
                 }
@@ -252,19 +253,21 @@ impl Coordinator {
             info!(log, "named primary"; "epoch" => epoch, "offset" => offset,
                 "replication_id" => &id, "term" => lead.term,
                 "continues" => previous.as_ref().map_or("-", |p| p.id.as_str()));
-            Ok::<_, String>((epoch, offset, Arc::<str>::from(id), previous))
+            let history = (Arc::<str>::from(id), previous);
+            Ok::<_, String>((epoch, offset, history, fenced.last_frame))
         };
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
             act.busy = false;
             match result {
-                Ok((epoch, offset, id, previous)) => {
+                Ok((epoch, offset, (id, previous), last_frame)) => {
                     act.failures = 0;
                     let reason = if had_primary.is_some() {
                         "election"
                     } else {
                         "start"
                     };
-                    act.serve(epoch, offset, id, previous, reason, ctx);
+                    let unavailable = last_frame.map(|t| t.elapsed().as_millis() as u64);
+                    act.serve(epoch, offset, (id, previous), (reason, unavailable), ctx);
                 }
                 Err(error) => {
                     act.failures += 1;
@@ -284,9 +287,8 @@ impl Coordinator {
         &mut self,
         epoch: u64,
         offset: Seq,
-        id: Arc<str>,
-        previous: Option<Previous>,
-        reason: &'static str,
+        (id, previous): (Arc<str>, Option<Previous>),
+        (reason, unavailable_ms): (&'static str, Option<u64>),
         ctx: &mut Context<Self>,
     ) {
         let state = self.parts.consensus.state().borrow().clone();
@@ -338,6 +340,7 @@ impl Coordinator {
                 primary: me_addr.unwrap_or_else(|| view.me.clone()),
                 reason,
                 election_ms,
+                unavailable_ms,
                 offset,
             });
         });

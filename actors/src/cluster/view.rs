@@ -49,6 +49,10 @@ pub struct FailoverRecord {
     /// for longer: add the time it took to notice the old primary was gone, up to the
     /// failover timeout.
     pub election_ms: u64,
+    /// On the member that took over: how long no primary's stream had reached it when it
+    /// opened to writes (from the last part of the old primary's stream, or its heartbeat,
+    /// which an idle primary sends every second): about how long writes were unavailable.
+    pub unavailable_ms: Option<u64>,
     /// The offset at which the new primary's history begins.
     pub offset: u64,
 }

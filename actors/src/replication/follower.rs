@@ -109,6 +109,8 @@ pub struct Follower {
     /// The epoch this node's data belongs to, raised (durably) before a newer primary's
     /// stream is applied.
     data_epoch: DataEpoch,
+    /// When the current stream last delivered a part (see [`Fenced::last_frame`]).
+    last_frame: Option<std::time::Instant>,
 }
 
 impl Follower {
@@ -151,6 +153,7 @@ impl Follower {
             },
             epochs: HashMap::new(),
             data_epoch,
+            last_frame: None,
         }
     }
 
@@ -367,6 +370,7 @@ impl Handler<Fence> for Follower {
         Fenced {
             replication_id: self.replication_id.clone(),
             applied: self.applied,
+            last_frame: self.last_frame,
         }
     }
 }
@@ -420,6 +424,7 @@ impl Handler<Stream> for Follower {
     type Result = AtomicResponse<Self, Result<Ack, String>>;
 
     fn handle(&mut self, msg: Stream, _: &mut Self::Context) -> Self::Result {
+        self.last_frame = Some(std::time::Instant::now());
         let link = msg.link;
         let epoch = self.epochs.get(&link).copied().unwrap_or(0);
         let mut current = self

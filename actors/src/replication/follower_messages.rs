@@ -86,6 +86,9 @@ pub struct Fenced {
     pub replication_id: Option<String>,
     /// The last mutation applied.
     pub applied: Seq,
+    /// When the last part of a primary's stream arrived (mutations, or the heartbeat an idle
+    /// primary sends every second): roughly when this node last heard from a primary.
+    pub last_frame: Option<std::time::Instant>,
 }
 
 /// This node stops being a primary: its data is its own history `id` up to `applied`, which is

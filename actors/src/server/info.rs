@@ -112,6 +112,9 @@ fn cluster_fields(line: &mut String, state: &RoleState) {
              last_failover_reason={} last_failover_election_ms={} last_failover_offset={}",
             f.epoch, f.primary, f.reason, f.election_ms, f.offset
         );
+        if let Some(unavailable) = f.unavailable_ms {
+            let _ = write!(line, " last_failover_unavailable_ms={unavailable}");
+        }
     }
 }
 

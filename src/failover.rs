@@ -14,7 +14,7 @@ use kv_actors::cluster::view::ClusterView;
 use kv_actors::consensus::{Consensus, ConsensusConfig, DataPosition, Member};
 use kv_actors::replication::auth::ClusterSecret;
 use kv_actors::replication::data_epoch::DataEpoch;
-use kv_actors::replication::follower::Follower;
+use kv_actors::replication::follower::{Fence, Follower};
 use kv_actors::replication::replication_id::{self, ReplicationState};
 use kv_actors::server::node_context::NodeContext;
 use kv_actors::storage::data_dir::DataDir;
@@ -122,11 +122,13 @@ pub async fn start_member(
     let position = {
         let data_epoch = data_epoch.clone();
         let durability = parts.durability.clone();
-        Arc::new(move || DataPosition {
-            epoch: data_epoch.get(),
-            offset: match data_epoch.disposable() {
-                true => 0,
-                false => durability.current().synced,
+        // Disposable data votes as nothing at all, not as the new epoch's offset 0: it is
+        // of no history until its full resync is installed and durable.
+        Arc::new(move || match data_epoch.disposable() {
+            true => DataPosition::default(),
+            false => DataPosition {
+                epoch: data_epoch.get(),
+                offset: durability.current().synced,
             },
         })
     };
@@ -162,6 +164,15 @@ pub async fn start_member(
     .await
     .map_err(|e| FailoverError::Consensus(e.to_string()))?;
     consensus.spawn_listener(listener);
+    {
+        // Granting a vote ends the current epoch here: its stream is refused from now on.
+        let follower = follower.clone();
+        let state = consensus.state();
+        consensus.on_vote_granted(Box::new(move || {
+            let epoch = state.borrow().epoch + 1;
+            follower.do_send(Fence { epoch });
+        }));
+    }
     info!(log, "control plane listening"; "addr" => &control, "failover_timeout_ms" => config.failover_timeout.as_millis() as u64);
 
     let lease = {

@@ -12,10 +12,16 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use crate::consensus::cluster_state::NodeId;
 use crate::consensus::wire::{read_frame, write_frame, NetError, RpcRequest, RpcResponse};
 
 /// Ask the member whose control plane is at `addr` to start an election now, within `timeout`.
-pub async fn ask_to_elect(addr: &str, timeout: Duration) -> Result<(), NetError> {
+pub async fn ask_to_elect(
+    addr: &str,
+    from: NodeId,
+    term: u64,
+    timeout: Duration,
+) -> Result<(), NetError> {
     let call = async {
         let mut stream = TcpStream::connect(addr)
             .await
@@ -23,7 +29,7 @@ pub async fn ask_to_elect(addr: &str, timeout: Duration) -> Result<(), NetError>
                 addr: addr.to_string(),
                 source,
             })?;
-        write_frame(&mut stream, true, &RpcRequest::Elect).await?;
+        write_frame(&mut stream, true, &RpcRequest::Elect { from, term }).await?;
         match read_frame::<_, RpcResponse>(&mut stream).await? {
             Some(RpcResponse::Elect(Ok(()))) => Ok(()),
             Some(RpcResponse::Elect(Err(e))) => Err(NetError::Refused(e)),

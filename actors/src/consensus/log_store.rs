@@ -58,7 +58,12 @@ pub fn to_storage_error(
 #[derive(Clone)]
 pub struct FileLogStore {
     inner: Arc<Mutex<LogInner>>,
+    /// Where retried writes are reported.
+    log: Logger,
 }
+
+/// How long a failed storage write waits before it is tried again.
+const STORAGE_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What `open` found, for the start-up log line and for tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,24 +170,45 @@ impl FileLogStore {
         Ok((
             FileLogStore {
                 inner: Arc::new(Mutex::new(inner)),
+                log: log.clone(),
             },
             report,
         ))
     }
 
-    /// Runs a file operation off the async threads (it fsyncs) while holding the lock.
-    async fn blocking<R, F>(&self, f: F) -> Result<R, StoreError>
+    /// Runs a file operation off the async threads (it fsyncs) while holding the lock. An
+    /// I/O error (a full disk, a file size limit) is retried until the operation succeeds,
+    /// rather than returned: openraft stops for good on a storage error, and a member whose
+    /// disk fills up must come back when space is freed. Meanwhile this member's Raft waits
+    /// (it acknowledges and votes for nothing, as if cut off), which is safe: nothing is
+    /// reported durable before it is. A failed write is rolled back before it is retried; a
+    /// store that cannot roll back is broken, and that is returned.
+    async fn blocking<R, F>(&self, mut f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&mut LogInner) -> Result<R, StoreError> + Send + 'static,
+        F: FnMut(&mut LogInner) -> Result<R, StoreError> + Send + 'static,
     {
         let inner = self.inner.clone();
+        let log = self.log.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = inner.lock().map_err(|_| StoreError::Poisoned)?;
-            if let Some(why) = &guard.broken {
-                return Err(StoreError::Broken(why.clone()));
+            let mut failing = false;
+            loop {
+                if let Some(why) = &guard.broken {
+                    return Err(StoreError::Broken(why.clone()));
+                }
+                match f(&mut guard) {
+                    Err(StoreError::Io { what, source }) => {
+                        if !failing {
+                            warn!(log, "raft storage write failed; retrying until it succeeds";
+                                "what" => &what, "error" => %source);
+                            failing = true;
+                        }
+                        std::thread::sleep(STORAGE_RETRY);
+                    }
+                    result => return result,
+                }
             }
-            f(&mut guard)
         })
         .await
         .map_err(|e| StoreError::Join(e.to_string()))?
@@ -199,11 +225,11 @@ impl FileLogStore {
         remember: fn(&mut LogInner, T),
     ) -> Result<(), StorageError<NodeId>>
     where
-        T: serde::Serialize + Send + 'static,
+        T: serde::Serialize + Clone + Send + 'static,
     {
         self.blocking(move |s| {
             write_atomic(&s.dir, name, &value)?;
-            remember(s, value);
+            remember(s, value.clone());
             Ok(())
         })
         .await
@@ -421,7 +447,7 @@ impl RaftLogStorage<TypeConfig> for FileLogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<_> = entries.into_iter().collect();
-        match self.blocking(move |s| s.append(entries)).await {
+        match self.blocking(move |s| s.append(entries.clone())).await {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())

@@ -117,6 +117,7 @@ impl Consensus {
                     stop: stop.clone(),
                     log: log.clone(),
                     lease: lease.clone(),
+                    on_vote_granted: Arc::default(),
                 },
                 raft,
                 state,
@@ -243,6 +244,13 @@ impl Consensus {
         }
     }
 
+    /// Tell the data plane when this node grants a vote (once; later calls are ignored): a
+    /// candidate may be elected with it, so the current epoch's stream must stop being
+    /// applied before the new primary is even named.
+    pub fn on_vote_granted(&self, granted: crate::consensus::server::VoteGranted) {
+        let _ = self.inner.server.on_vote_granted.set(granted);
+    }
+
     /// Why Raft stopped, if it did (its storage failed, say): this node then takes no part in
     /// the cluster until it is restarted.
     pub fn failure(&self) -> Option<String> {
@@ -324,7 +332,11 @@ impl Consensus {
             .map_err(|_| handover("Raft stopped".into()))?;
         info!(self.inner.log, "handing over: asking a member to stand for election";
             "to" => to, "addr" => &addr);
-        crate::consensus::handover::ask_to_elect(&addr, self.inner.timeout)
+        // This node's lease ends before the member stands: it may be elected without this
+        // node's vote (with the third member's), and a primary must not answer meanwhile.
+        self.inner.lease.fence();
+        let term = self.inner.raft.metrics().borrow().current_term;
+        crate::consensus::handover::ask_to_elect(&addr, self.inner.id, term, self.inner.timeout)
             .await
             .map_err(|e| handover(e.to_string()))
     }

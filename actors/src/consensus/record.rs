@@ -148,6 +148,22 @@ pub fn write_atomic<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(
     sync_dir(dir)
 }
 
+/// [`write_atomic`], tried again every `retry` while the OS refuses it (a full disk): a
+/// snapshot that cannot be written must wait for space, not stop Raft for good.
+pub fn write_atomic_retrying<T: Serialize>(
+    dir: &Path,
+    name: &str,
+    value: &T,
+    retry: std::time::Duration,
+) -> Result<(), StoreError> {
+    loop {
+        match write_atomic(dir, name, value) {
+            Err(StoreError::Io { .. }) => std::thread::sleep(retry),
+            result => return result,
+        }
+    }
+}
+
 /// Reads a file written by [`write_atomic`]; `None` if it does not exist. Because it is only
 /// ever replaced by rename, a bad record here is corruption, not a torn write.
 pub fn read_atomic<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>, StoreError> {

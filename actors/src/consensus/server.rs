@@ -43,7 +43,14 @@ pub struct RpcServer {
     pub log: Logger,
     /// This node's lease, fenced before Raft may grant a vote.
     pub lease: Arc<PrimaryLease>,
+    /// Told when this node grants a vote (set by the node assembly; see
+    /// [`crate::consensus::Consensus::on_vote_granted`]).
+    pub on_vote_granted: Arc<std::sync::OnceLock<VoteGranted>>,
 }
+
+/// What the data plane does when this node grants a vote: stop applying the current epoch's
+/// stream, since its primary may be replaced by the candidate.
+pub type VoteGranted = Box<dyn Fn() + Send + Sync>;
 
 impl RpcServer {
     /// Serves one connection whose opening line has not been read yet, in a task of its own,
@@ -86,18 +93,29 @@ impl RpcServer {
                 RpcRequest::Snapshot(r) => {
                     RpcResponse::Snapshot(self.raft.install_snapshot(r).await)
                 }
-                RpcRequest::Elect => {
-                    info!(
-                        self.log,
-                        "asked to stand for election (a planned switchover)"
-                    );
-                    let started = self.raft.trigger().elect().await;
-                    RpcResponse::Elect(started.map_err(|e| e.to_string()))
-                }
+                RpcRequest::Elect { from, term } => self.elect(from, term).await,
             };
             write_frame(&mut stream, false, &resp).await?;
         }
         Ok(())
+    }
+
+    /// A switchover: stand for election now, if the leader this node follows in its current
+    /// term asked (a stale or stray request must not start elections).
+    async fn elect(&self, from: NodeId, term: u64) -> RpcResponse {
+        let (leader, current) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            (m.current_leader, m.current_term)
+        };
+        if leader != Some(from) || current != term {
+            return RpcResponse::Elect(Err(format!(
+                "asked by {from} in term {term}, but this node follows {leader:?} in term {current}"
+            )));
+        }
+        info!(self.log, "asked to stand for election (a planned switchover)"; "from" => from);
+        let started = self.raft.trigger().elect().await;
+        RpcResponse::Elect(started.map_err(|e| e.to_string()))
     }
 
     /// The data-aware vote: refuses a candidate whose data is behind this node's, before Raft
@@ -128,6 +146,14 @@ impl RpcServer {
         // A leader grants votes regardless of its lease: end the lease first, so that no reply
         // this node sends as primary can follow a vote that may elect another.
         self.lease.fence();
-        RpcResponse::Vote(self.raft.vote(request).await)
+        let answer = self.raft.vote(request).await;
+        if answer.as_ref().is_ok_and(|r| r.vote_granted) {
+            // A new leader may be elected with this vote: the current epoch's stream must stop
+            // being applied here now, not when the naming reaches this node.
+            if let Some(granted) = self.on_vote_granted.get() {
+                granted();
+            }
+        }
+        RpcResponse::Vote(answer)
     }
 }

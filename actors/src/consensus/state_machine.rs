@@ -20,7 +20,10 @@ use tokio::sync::watch;
 
 use crate::consensus::cluster_state::{ClusterState, CommandResponse, Member, NodeId};
 use crate::consensus::log_store::to_storage_error;
-use crate::consensus::record::{read_atomic, write_atomic, StoreError};
+use crate::consensus::record::{read_atomic, write_atomic_retrying, StoreError};
+
+/// How long a snapshot write the OS refused waits before it is tried again.
+const SNAPSHOT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 use crate::consensus::type_config::TypeConfig;
 
 /// The snapshot file's name in the node's directory.
@@ -144,7 +147,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 snapshot_id: format!("{last}-{}", s.snapshot_seq),
             };
             let snap = StoredSnapshot { meta, data };
-            write_atomic(&s.dir, SNAPSHOT_FILE, &snap)?;
+            write_atomic_retrying(&s.dir, SNAPSHOT_FILE, &snap, SNAPSHOT_RETRY)?;
             s.snapshot = Some(snap.clone());
             Ok(snap)
         })
@@ -233,7 +236,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     source,
                 }
             })?;
-            write_atomic(&s.dir, SNAPSHOT_FILE, &snap)?;
+            write_atomic_retrying(&s.dir, SNAPSHOT_FILE, &snap, SNAPSHOT_RETRY)?;
             s.restore(&snap)?;
             s.snapshot = Some(snap);
             Ok(())

@@ -104,8 +104,14 @@ pub enum RpcRequest {
     /// A chunk of a snapshot.
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     /// A planned switchover: the primary asks the member it hands over to to start an
-    /// election now (see `handover.rs`).
-    Elect,
+    /// election now (see `handover.rs`). Honoured only from the member's current leader in
+    /// its current term.
+    Elect {
+        /// The leader asking.
+        from: NodeId,
+        /// Its term.
+        term: u64,
+    },
 }
 
 /// The reply to an [`RpcRequest`], carrying the remote Raft's own error if it failed.

@@ -305,17 +305,32 @@ fn check_tools(fault: FaultKind) -> Result<(), String> {
 
 /// Give each operation sent to the primary whose answer never came the latest time it can
 /// have taken effect: the moment the process its connection reached (the primary's, or in a
-/// failover cluster the member's it was sent to) was certainly dead, if it was killed. A connection through a proxy reaches one process, the one running
-/// when it was opened, and is never dialled again, so nothing sent on it can reach the node
-/// that starts after. One sent after that process was already dead did not happen at all.
-/// Without the bound an old unanswered write could be "maybe applied later" forever and
-/// explain away any later loss.
+/// failover cluster the member's it was sent to) was certainly dead, if it was killed. A
+/// connection through a proxy reaches one process, the one running when it was opened, and
+/// is never dialled again, so nothing sent on it can reach the node that starts after. One
+/// sent after that process was already dead did not happen at all. In a failover cluster,
+/// also the first write another member acknowledged after it was sent (a paused or cut-off
+/// primary that comes back has been deposed; see below). Without the bound an old unanswered
+/// write could be "maybe applied later" forever and explain away any later loss.
 fn bound_unknowns(
     history: &mut [Operation],
     opened: &HashMap<u64, Opened>,
     faults: &[FaultRecord],
 ) {
     let deaths: Vec<(usize, u64)> = faults.iter().filter_map(|fault| fault.killed).collect();
+    let member_of = |op: &Operation| opened.get(&op.connection).map_or(0, |o| o.member);
+    // Writes a primary acknowledged, by when and on which member. A member acknowledges only
+    // while it holds its lease, and a new primary is named only after the old one's has
+    // ended; so once another member has acknowledged a write, a write sent earlier to member
+    // m either took effect before that (m applied it while it still led, and the new
+    // primary's history forks after it) or never will (m's tail past the fork is discarded).
+    let mut acknowledged: Vec<(u64, usize)> = history
+        .iter()
+        .filter(|op| op.node == Node::Primary)
+        .filter(|op| matches!(op.outcome, Outcome::Written | Outcome::Deleted(_)))
+        .map(|op| (op.completed, member_of(op)))
+        .collect();
+    acknowledged.sort_unstable();
     for op in history
         .iter_mut()
         .filter(|op| op.outcome == Outcome::Unknown)
@@ -335,10 +350,14 @@ fn bound_unknowns(
             .filter(|&&(node, _)| node == member)
             .map(|&(_, dead)| dead)
             .find(|&dead| dead > since);
+        let elsewhere = acknowledged
+            .iter()
+            .find(|&&(at, by)| at > op.invoked && by != member)
+            .map(|&(at, _)| at);
         match death {
             Some(dead) if dead < op.invoked => op.outcome = Outcome::Failed,
-            Some(dead) => op.completed = dead,
-            None => op.completed = u64::MAX,
+            Some(dead) => op.completed = dead.min(elsewhere.unwrap_or(u64::MAX)),
+            None => op.completed = elsewhere.unwrap_or(u64::MAX),
         }
     }
 }
@@ -510,5 +529,31 @@ mod tests {
         assert_eq!(bounds, [20, 40, u64::MAX, u64::MAX]);
         // It never reached a live process: it did not happen.
         assert_eq!(history[4].outcome, Outcome::Failed);
+    }
+
+    /// In a failover cluster, a write sent to a primary that was then paused or cut off is
+    /// bounded by the first write another member acknowledged after it was sent.
+    #[test]
+    fn an_unanswered_write_is_bounded_by_the_next_primary_acknowledging() {
+        let acked = |invoked, completed, connection| Operation {
+            completed,
+            outcome: Outcome::Written,
+            ..unknown(Node::Primary, invoked, connection)
+        };
+        let mut history = vec![
+            unknown(Node::Primary, 10, 1),
+            acked(11, 12, 1),
+            acked(40, 50, 2),
+            unknown(Node::Primary, 60, 2),
+        ];
+        let opened = HashMap::from([(1, (1, 0)), (2, (30, 1))])
+            .into_iter()
+            .map(|(connection, (at, member))| (connection, Opened { at, member }))
+            .collect();
+        bound_unknowns(&mut history, &opened, &[]);
+        // Member 0's own acknowledgement bounds nothing; member 1's, at 50, does.
+        assert_eq!(history[0].completed, 50);
+        // Nothing acknowledged elsewhere after it: no bound.
+        assert_eq!(history[3].completed, u64::MAX);
     }
 }

@@ -240,10 +240,24 @@ async fn failover_names_a_new_primary_in_a_higher_epoch() {
     let mut buf = [0u8; 16];
     assert_eq!(stray.read(&mut buf).await.unwrap(), 0);
 
+    // Each survivor tells its data plane when it grants a vote (which fences its follower).
+    let granted: Vec<Arc<std::sync::atomic::AtomicUsize>> =
+        (0..3).map(|_| Arc::default()).collect();
+    for id in (1..=3).filter(|id| *id != first) {
+        let count = granted[id as usize - 1].clone();
+        cluster.node(id).on_vote_granted(Box::new(move || {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+    }
     cluster.stop(first).await;
     let (second, new_epoch) = cluster.name_primary(42).await;
     assert_ne!(second, first);
     assert!(new_epoch > epoch, "{new_epoch} > {epoch}");
+    let voter = 6 - first - second;
+    assert!(
+        granted[voter as usize - 1].load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the member that elected {second} was told it granted its vote"
+    );
     cluster.wait_applied(new_epoch, second).await;
     for node in cluster.running() {
         assert_eq!(node.state().borrow().primary_since_offset, 42);

@@ -108,7 +108,8 @@ pub async fn start_member(
         parts.tail,
         data_epoch.clone(),
         log,
-    );
+    )
+    .keep_history(config.repl_backlog_bytes);
     let follower = Follower::start_in_arbiter(&parts.arbiter.handle(), move |_| follower);
     // Closed to client writes until the cluster names this member primary.
     parts

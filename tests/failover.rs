@@ -430,3 +430,51 @@ fn a_primary_whose_disk_fails_is_replaced_and_rejoins_when_it_recovers() {
         get(&mut broken, "after") == "disk"
     });
 }
+
+/// A replica that was behind when the primary died resumes from the new primary by a partial
+/// resync (the new primary kept what it applied as a replica, as Redis's PSYNC2), not a full
+/// copy.
+#[test]
+fn a_replica_behind_at_failover_resumes_from_the_new_primary_without_a_full_resync() {
+    let mut cluster = Cluster::start(&["--fsync", "always", "--min-replicas-to-write", "1"]);
+    put_acknowledged(&cluster, "first", "1");
+    let primary = cluster.wait_for_primary(None);
+    let (ahead, behind) = ((primary + 1) % 3, (primary + 2) % 3);
+    let mut on_ahead = cluster.client(ahead);
+    wait_until("both replicas have the first write", || {
+        get(&mut on_ahead, "first") == "1" && get(&mut cluster.client(behind), "first") == "1"
+    });
+    // The lagging replica is paused while the primary takes writes (acknowledged thanks to the
+    // other replica), then the primary dies, and the lagging one comes back to vote.
+    cluster.node(behind).signal("STOP");
+    let mut client = cluster.client(primary);
+    for n in 0..20 {
+        assert_eq!(
+            client.request(format!("PUT k{n} {n}").as_bytes()).unwrap(),
+            b"OK"
+        );
+    }
+    wait_until("the replica ahead has the writes", || {
+        get(&mut on_ahead, "k19") == "19"
+    });
+    cluster.kill(primary);
+    cluster.node(behind).signal("CONT");
+    let elected = cluster.wait_for_primary(Some(primary));
+    assert_eq!(elected, ahead, "the member with the writes is elected");
+    let mut lagging = cluster.client(behind);
+    wait_until("the lagging replica catches up", || {
+        get(&mut lagging, "k19") == "19"
+    });
+    let log = cluster.node(ahead).log();
+    let resumed = "partial resync), primary_offset";
+    assert!(
+        log.lines()
+            .any(|l| l.contains(resumed) && l.contains(&cluster.addrs[behind])),
+        "the new primary resumed the lagging replica:\n{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("full resync") && l.contains(&cluster.addrs[behind])),
+        "no full resync of the lagging replica:\n{log}"
+    );
+}

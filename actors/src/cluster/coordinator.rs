@@ -42,6 +42,10 @@ use crate::store::{Seq, SetWrites, Store, Subscribe};
 
 /// How often the Coordinator looks at the control plane's state (besides being woken by it).
 const TICK: Duration = Duration::from_millis(20);
+/// The mutations this node applied as a replica (after the first, the batches), which seed
+/// its replicators' backlogs when it is elected.
+type AppliedHistory = (Seq, Vec<Arc<[crate::store::Mutation]>>);
+
 /// After this many take-overs failed in a row, the leader gives its leadership away.
 const GIVE_UP_AFTER: u32 = 3;
 /// A handover waits this much past the leader's vote lease, for the clocks' sake.
@@ -253,13 +257,13 @@ impl Coordinator {
             info!(log, "named primary"; "epoch" => epoch, "offset" => offset,
                 "replication_id" => &id, "term" => lead.term,
                 "continues" => previous.as_ref().map_or("-", |p| p.id.as_str()));
-            let history = (Arc::<str>::from(id), previous);
+            let history = (Arc::<str>::from(id), previous, fenced.history);
             Ok::<_, String>((epoch, offset, history, fenced.last_frame))
         };
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
             act.busy = false;
             match result {
-                Ok((epoch, offset, (id, previous), last_frame)) => {
+                Ok((epoch, offset, (id, previous, applied), last_frame)) => {
                     act.failures = 0;
                     let reason = if had_primary.is_some() {
                         "election"
@@ -267,7 +271,8 @@ impl Coordinator {
                         "start"
                     };
                     let unavailable = last_frame.map(|t| t.elapsed().as_millis() as u64);
-                    act.serve(epoch, offset, (id, previous), (reason, unavailable), ctx);
+                    let history = (id, previous, applied);
+                    act.serve(epoch, offset, history, (reason, unavailable), ctx);
                 }
                 Err(error) => {
                     act.failures += 1;
@@ -287,7 +292,7 @@ impl Coordinator {
         &mut self,
         epoch: u64,
         offset: Seq,
-        (id, previous): (Arc<str>, Option<Previous>),
+        (id, previous, applied): (Arc<str>, Option<Previous>, Option<AppliedHistory>),
         (reason, unavailable_ms): (&'static str, Option<u64>),
         ctx: &mut Context<Self>,
     ) {
@@ -314,6 +319,10 @@ impl Coordinator {
                 offset,
                 &self.log,
             );
+            let replicator = match &applied {
+                Some((before, batches)) => replicator.with_history(*before, batches.clone()),
+                None => replicator,
+            };
             let replicator = replicator.start();
             // The Store is closed to writes and the follower fenced, so the replicator's
             // backlog starts exactly at `offset`; writes open only after every subscription.

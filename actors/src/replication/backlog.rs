@@ -78,6 +78,35 @@ impl Backlog {
         }
     }
 
+    /// The batches held, oldest first (they follow [`Backlog::first`] with no gap).
+    pub fn batches(&self) -> Vec<Arc<[Mutation]>> {
+        self.batches
+            .iter()
+            .map(|(batch, _)| batch.clone())
+            .collect()
+    }
+
+    /// This backlog, started instead with `batches`, the mutations after `before` that this
+    /// node applied as a replica (an elected member's history,
+    /// [`crate::replication::follower::Fenced`]): a replica behind the new primary then
+    /// resumes from them by a partial resync. Unchanged unless they reach exactly to where
+    /// this backlog starts.
+    pub fn seeded(self, before: Seq, batches: Vec<Arc<[Mutation]>>) -> Backlog {
+        let mut seeded = Backlog::new(self.limit, self.hold_limit, before);
+        for batch in batches {
+            seeded.push(batch);
+        }
+        match seeded.last == self.last && self.batches.is_empty() {
+            true => seeded,
+            false => self,
+        }
+    }
+
+    /// An empty backlog with the same limits, continuing after `seq` (the data was replaced).
+    pub fn emptied_at(&self, seq: Seq) -> Backlog {
+        Backlog::new(self.limit, self.hold_limit, seq)
+    }
+
     /// Hold every mutation after `seq` (a full resync as of `seq` is on its way to a replica,
     /// which then needs what came after it), up to the hold limit; `None` releases the hold,
     /// and the backlog shrinks back to its limit as batches arrive.

@@ -11,10 +11,12 @@
 //! connection to time out).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 
+use super::backlog::Backlog;
 use super::data_epoch::DataEpoch;
 use super::fingerprint::Recent;
 pub use super::follower_messages::{
@@ -111,6 +113,10 @@ pub struct Follower {
     data_epoch: DataEpoch,
     /// When the current stream last delivered a part (see [`Fenced::last_frame`]).
     last_frame: Option<std::time::Instant>,
+    /// In a failover cluster, the latest mutations applied (up to `--repl-backlog-bytes`): if
+    /// this node is elected, its replicas that are behind resume from them by a partial
+    /// resync instead of a full one (Redis keeps its backlog on replicas for PSYNC2 alike).
+    history: Option<Backlog>,
 }
 
 impl Follower {
@@ -154,7 +160,15 @@ impl Follower {
             epochs: HashMap::new(),
             data_epoch,
             last_frame: None,
+            history: None,
         }
+    }
+
+    /// Keep the latest mutations applied, up to `bytes`, for [`Fenced::history`] (a member of
+    /// a failover cluster does; a static replica never becomes a primary by itself).
+    pub fn keep_history(mut self, bytes: usize) -> Follower {
+        self.history = Some(Backlog::new(bytes, bytes, self.applied));
+        self
     }
 
     /// Where this replica stands, as a primary judges it in a handshake.
@@ -367,10 +381,17 @@ impl Handler<Fence> for Follower {
                 session.do_send(Superseded);
             }
         }
+        // The history continues exactly to what is applied, or it is of no use.
+        let history = self
+            .history
+            .as_ref()
+            .filter(|h| h.last_seq() == self.applied && !self.discard)
+            .map(|h| (h.first(), h.batches()));
         Fenced {
             replication_id: self.replication_id.clone(),
             applied: self.applied,
             last_frame: self.last_frame,
+            history,
         }
     }
 }
@@ -382,6 +403,10 @@ impl Handler<Rebase> for Follower {
         self.replication_id = Some(msg.id);
         self.applied = msg.applied;
         self.recent.clear();
+        if let Some(history) = self.history.as_mut() {
+            // What it wrote as a primary is not here: start again from where it stands.
+            *history = history.emptied_at(msg.applied);
+        }
     }
 }
 
@@ -471,9 +496,12 @@ impl Handler<Stream> for Follower {
         let writer = self.writer.clone();
         // A newer primary's epoch is durable before anything of its stream is applied.
         let data_epoch = (epoch > self.data_epoch.get()).then(|| self.data_epoch.clone());
+        let keep_history = self.history.is_some();
         // Before any `Reset` this part sends: the writer's generation after it is one more.
         let generation_before = self.durability.current().generation;
         let work = async move {
+            let mut batches: Vec<Arc<[Mutation]>> = Vec::new();
+            let mut reset_at = None;
             let mut installed = None;
             let mut applied = None;
             let steps = steps?;
@@ -483,6 +511,9 @@ impl Handler<Stream> for Follower {
             for step in steps {
                 match step {
                     Step::Apply(mutations) => {
+                        if keep_history {
+                            batches.push(Arc::<[Mutation]>::from(mutations.clone()));
+                        }
                         let last = store
                             .send(Apply { mutations })
                             .await
@@ -512,16 +543,26 @@ impl Handler<Stream> for Follower {
                             .map_err(|_| "the store is gone".to_string())?;
                         installed = Some((id, keys));
                         applied = Some(seq);
+                        batches.clear();
+                        reset_at = Some(seq);
                     }
                 }
             }
-            Ok::<_, String>((installed, applied))
+            Ok::<_, String>((installed, applied, (reset_at, batches)))
         };
         AtomicResponse::new(Box::pin(work.into_actor(self).map(
             move |result, act, _| {
-                let (installed, applied) = result.inspect_err(|error| {
+                let (installed, applied, (reset_at, batches)) = result.inspect_err(|error| {
                     warn!(act.log, "replication stream failed"; "error" => error);
                 })?;
+                if let Some(history) = act.history.as_mut() {
+                    if let Some(seq) = reset_at {
+                        *history = history.emptied_at(seq);
+                    }
+                    for batch in batches {
+                        history.push(batch);
+                    }
+                }
                 if let Some((id, keys)) = installed {
                     info!(act.log, "full resync installed"; "primary_id" => &id, "keys" => keys);
                     act.replication_id = Some(id);

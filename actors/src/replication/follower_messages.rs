@@ -89,6 +89,9 @@ pub struct Fenced {
     /// When the last part of a primary's stream arrived (mutations, or the heartbeat an idle
     /// primary sends every second): roughly when this node last heard from a primary.
     pub last_frame: Option<std::time::Instant>,
+    /// The latest mutations applied, if this follower keeps them (a failover-cluster member)
+    /// and they reach exactly to `applied`: the sequence number before them, and the batches.
+    pub history: Option<(Seq, Vec<std::sync::Arc<[crate::store::Mutation]>>)>,
 }
 
 /// This node stops being a primary: its data is its own history `id` up to `applied`, which is

@@ -26,18 +26,11 @@ use super::handshake::{self, Opened};
 use super::progress::{LinkState, ReplicaProgress};
 use super::replication_id::Lineage;
 pub use super::replicator_config::{ReplicatorConfig, StopReplicating};
+use super::replicator_config::{BACKOFF_CAP, BACKOFF_START, CHUNK_BYTES, TICK};
 use super::resync;
 use super::wire::{ReplicaLine, StreamEncoder, SyncStart};
 use crate::storage::durability::Durability;
-use crate::store::{Applied, Seq, Store, StoreSnapshot, TakeSnapshot};
-
-/// Bytes of mutations written to the socket at a time.
-const CHUNK_BYTES: usize = 256 * 1024;
-/// The backoff between connection attempts starts here and doubles up to the cap.
-const BACKOFF_START: Duration = Duration::from_millis(100);
-const BACKOFF_CAP: Duration = Duration::from_secs(5);
-/// Heartbeats and timeout checks.
-const TICK: Duration = Duration::from_secs(1);
+use crate::store::{Applied, Mutation, Seq, Store, StoreSnapshot, TakeSnapshot};
 
 /// A live connection to the replica.
 struct Link {
@@ -136,6 +129,12 @@ impl Replicator {
             discarded: 0,
         };
         (replicator, watcher)
+    }
+
+    /// Start the backlog with what this node applied as a replica ([`Backlog::seeded`]).
+    pub fn with_history(mut self, before: Seq, batches: Vec<std::sync::Arc<[Mutation]>>) -> Self {
+        self.backlog = self.backlog.seeded(before, batches);
+        self
     }
 
     fn publish(&self) {

@@ -43,3 +43,12 @@ pub struct ReplicatorConfig {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct StopReplicating;
+
+/// Bytes of mutations written to the socket at a time.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+/// The backoff between connection attempts starts here and doubles up to the cap.
+pub const BACKOFF_START: Duration = Duration::from_millis(100);
+/// The longest backoff between connection attempts.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// Heartbeats and timeout checks.
+pub const TICK: Duration = Duration::from_secs(1);

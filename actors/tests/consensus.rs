@@ -64,6 +64,7 @@ async fn retry<T, F: Future<Output = Result<T, ConsensusError>>>(
             Ok(v) => return v,
             Err(e) => assert!(Instant::now() < deadline, "{what}: {e}"),
         }
+        // The retry interval of an attempt bounded by a deadline, not a wait for time to pass.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -373,6 +374,7 @@ async fn a_partitioned_leader_loses_its_lease_before_another_is_named() {
                 valid_after_cut |= node.lease_valid(epoch);
                 tokio::select! {
                     _ = &mut done => return (latest, valid_after_cut),
+                    // Sampling interval of the lease while the cut lasts (bounded by `done`).
                     () = tokio::time::sleep(Duration::from_millis(1)) => {}
                 }
             }

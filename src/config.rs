@@ -104,10 +104,11 @@ pub struct NodeArgs {
     #[arg(long, value_enum, default_value_t = Role::Primary)]
     pub role: Role,
 
-    /// Address to listen on for clients. Defaults to 127.0.0.1:12345 for a primary and
-    /// 127.0.0.1:12346 for a replica; use 0.0.0.0:PORT to accept remote clients, or port 0 to
-    /// let the system pick a free port (the bound address is logged).
-    #[arg(long, value_name = "ADDR")]
+    /// Address to listen on for clients (an IP address or a host name, and a port). Defaults
+    /// to 127.0.0.1:12345 for a primary and 127.0.0.1:12346 for a replica; use 0.0.0.0:PORT to
+    /// accept remote clients, or port 0 to let the system pick a free port (the bound address
+    /// is logged).
+    #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
     pub listen: Option<SocketAddr>,
 
     /// Directory holding this node's data (created if missing). Defaults to ./kvdata/<role>.
@@ -336,6 +337,31 @@ fn host_port(text: &str) -> Result<String, String> {
     }
 }
 
+/// `--listen`: `IP:PORT`, or `HOST:PORT` with the host name resolved now (its first address).
+fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    host_port_any(text)?;
+    let mut addrs = text
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{text}': {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("'{text}' resolves to no address"))
+}
+
+/// `host_port`, but port 0 allowed (let the system pick one).
+fn host_port_any(text: &str) -> Result<(), String> {
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(format!(
+            "'{text}' is not HOST:PORT (for example 127.0.0.1:12345 or localhost:12345)"
+        )),
+    }
+}
+
 fn to_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
@@ -450,6 +476,12 @@ mod tests {
         assert!(NodeArgs::try_parse_from(["kvnode", "--fsync", "sometimes"]).is_err());
         assert!(NodeArgs::try_parse_from(["kvnode", "--role", "leader"]).is_err());
         assert!(NodeArgs::try_parse_from(["kvnode", "--listen", "nowhere"]).is_err());
+        assert!(
+            NodeArgs::try_parse_from(["kvnode", "--listen", "no-such-host.invalid:1"]).is_err()
+        );
+        let named = NodeArgs::parse_from(["kvnode", "--listen", "localhost:13000"]);
+        assert_eq!(named.listen.map(|a| a.port()), Some(13000));
+        assert!(named.listen.is_some_and(|a| a.ip().is_loopback()));
         assert!(NodeArgs::try_parse_from(["kvnode", "--max-clients", "0"]).is_err());
         let args = NodeArgs::parse_from(["kvnode", "--client-output-limit", "4096"]);
         assert!(NodeConfig::try_from(args).is_err());

@@ -39,8 +39,13 @@ use crate::failover;
 /// Why a node could not start; each says what the operator can do about it.
 #[derive(Debug, Error)]
 pub enum NodeError {
-    #[error("cannot listen on {addr}: {source} (is another node already using that port?)")]
-    Listen { addr: SocketAddr, source: io::Error },
+    #[error("cannot listen on {addr}: {source}{hint}")]
+    Listen {
+        addr: SocketAddr,
+        source: io::Error,
+        /// What the operator can do about it, when the error says.
+        hint: &'static str,
+    },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("the {0} stopped during start-up")]
@@ -51,6 +56,21 @@ pub enum NodeError {
     Failover(#[from] failover::FailoverError),
     #[error("--source-addr: {0}")]
     Source(#[from] kv_actors::outgoing::AlreadySet),
+}
+
+impl NodeError {
+    /// A listen error, with the hint that fits its cause.
+    fn listen(addr: SocketAddr, source: io::Error) -> NodeError {
+        let hint = match source.kind() {
+            io::ErrorKind::AddrInUse => " (is another node already using that port?)",
+            io::ErrorKind::AddrNotAvailable => {
+                " (that address is not one of this machine's; use 0.0.0.0 or one of its own)"
+            }
+            io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+            _ => "",
+        };
+        NodeError::Listen { addr, source, hint }
+    }
 }
 
 /// How long a stopping primary waits for its streaming replicas to catch up.
@@ -87,22 +107,19 @@ impl Node {
         if let Some(ip) = config.source_addr {
             kv_actors::outgoing::set_source(ip)?;
         }
+        // The port first: a start that fails there leaves no data directory behind. Clients
+        // that connect while the data is recovered wait to be accepted.
+        let socket = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| NodeError::listen(config.listen, source))?;
+        let addr = socket
+            .local_addr()
+            .map_err(|source| NodeError::listen(config.listen, source))?;
         let dir = Arc::new(DataDir::open(&config.data_dir)?);
         let mut recovered = recovery::recover(&dir, config.recovery, &log)?;
         let data = std::mem::take(&mut recovered.keyspace);
         let keys = data.len();
         let last_seq = recovered.last_seq;
-        let socket =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| NodeError::Listen {
-                    addr: config.listen,
-                    source,
-                })?;
-        let addr = socket.local_addr().map_err(|source| NodeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
 
         let store_arbiter = Arbiter::new();
         let store = Store::start_in_arbiter(&store_arbiter.handle(), move |_| {

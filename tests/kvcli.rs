@@ -190,3 +190,30 @@ fn the_interactive_prompt_runs_commands_and_keeps_history() {
         std::fs::read_to_string(&history).is_ok_and(|h| h.contains("GET greeting"))
     });
 }
+
+/// A one-shot command that the line protocol would split differently than its arguments say
+/// is refused before anything is sent, and so is an option kvcli does not know.
+#[test]
+fn arguments_the_line_protocol_cannot_carry_are_refused() {
+    let node = NodeProcess::start(&[]);
+    let refused = kvcli(Some(&node), &["PUT", "my key", "value"], "");
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("\"my key\""), "{stderr}");
+    // Nothing was stored under `my`.
+    assert_eq!(
+        stdout(&kvcli(Some(&node), &["GET", "my"], "")),
+        "NOT_FOUND\n"
+    );
+    // PUT's value may hold blanks.
+    let put = kvcli(Some(&node), &["PUT", "greeting", "hello world"], "");
+    assert_eq!(stdout(&put), "OK\n");
+    assert_eq!(
+        stdout(&kvcli(Some(&node), &["GET", "greeting"], "")),
+        "hello world\n"
+    );
+    let unknown = kvcli(Some(&node), &["--verbose", "GET", "greeting"], "");
+    assert_eq!(unknown.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("unknown option '--verbose'"), "{stderr}");
+}

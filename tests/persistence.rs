@@ -282,3 +282,34 @@ fn a_second_node_on_the_same_data_dir_fails_at_once() {
         failure.log
     );
 }
+
+/// A node that cannot have its port says why in words that fit the cause, and leaves no data
+/// directory behind (it takes the port before it creates anything).
+#[test]
+fn a_port_in_use_fails_clearly_and_creates_no_data_dir() {
+    let first = NodeProcess::start(&[]);
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("never-created");
+    let failure = NodeProcess::try_start_at(&first.addr.to_string(), &data, &[])
+        .err()
+        .expect("the port is taken");
+    assert_eq!(failure.status.code(), Some(1));
+    assert!(
+        failure
+            .log
+            .contains("is another node already using that port?"),
+        "{}",
+        failure.log
+    );
+    assert!(!data.exists(), "a failed start left {}", data.display());
+    // An address that is not the machine's gets another hint.
+    let failure = NodeProcess::try_start_at("192.0.2.1:0", &data, &[])
+        .err()
+        .expect("not a local address");
+    assert!(
+        failure.log.contains("not one of this machine's"),
+        "{}",
+        failure.log
+    );
+    assert!(!data.exists());
+}

@@ -53,6 +53,10 @@ struct Outcome {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(error) = check_command(&args.command) {
+        eprintln!("kvcli: {error}");
+        return ExitCode::from(2);
+    }
     let addr = format!("{}:{}", args.host, args.port);
     let result = if args.cluster.is_empty() {
         single(&args, &addr)
@@ -106,6 +110,41 @@ fn single(args: &Args, addr: &str) -> Result<Outcome, ClientError> {
             piped(client)
         }
     })
+}
+
+/// Whether a one-shot command can be sent as one request line meaning what its arguments say:
+/// the options come first (an unknown `--option` is not a command), and no argument but
+/// `PUT`'s value may hold a blank (the line protocol splits words at blanks) or be empty, and
+/// none a newline.
+fn check_command(words: &[String]) -> Result<(), String> {
+    let Some(verb) = words.first() else {
+        return Ok(());
+    };
+    if verb.starts_with('-') {
+        return Err(format!(
+            "unknown option '{verb}' (options come before the command; see kvcli --help)"
+        ));
+    }
+    // PUT's value is the rest of the line: it may hold blanks.
+    let words = match verb.eq_ignore_ascii_case("PUT") {
+        true => &words[..words.len().min(2)],
+        false => words,
+    };
+    for word in words {
+        if word.contains(['\n', '\r']) {
+            return Err(format!(
+                "the argument {word:?} holds a newline, which a request line cannot carry"
+            ));
+        }
+        if word.is_empty() || word.contains([' ', '\t']) {
+            return Err(format!(
+                "the argument {word:?} is empty or holds a blank, which the line protocol cannot \
+                 carry in a key or a command word (only PUT's value may hold blanks); use \
+                 redis-cli for such keys"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn print_reply(reply: &[u8]) -> Result<(), ClientError> {

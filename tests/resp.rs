@@ -279,3 +279,62 @@ fn array_replies_count_against_the_client_output_limit() {
         .unwrap();
     assert_eq!(values, vec![value.clone(), value]);
 }
+
+/// Once a connection speaks RESP, a line that is not an array is an inline command, split as
+/// Redis splits it (quotes included), and a blank line between frames is skipped.
+#[test]
+fn inline_commands_and_blank_lines_on_a_resp_connection() {
+    let node = NodeProcess::start(&[]);
+    let reply = exchange(
+        &mut node.raw(),
+        b"*1\r\n$4\r\nPING\r\n\r\nPING\r\nSET \"my key\" 'v 1'\r\n\nGET \"my key\"\r\n",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        "+PONG\r\n+PONG\r\n+OK\r\n$3\r\nv 1\r\n"
+    );
+    let reply = exchange(&mut node.raw(), b"*1\r\n$4\r\nPING\r\nSET \"k v\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        "+PONG\r\n-ERR Protocol error: unbalanced quotes in request\r\n"
+    );
+}
+
+/// `redis-cli --pipe`, the standard way to bulk-load Redis, loads 100,000 commands (it ends
+/// its stream with a blank line and a trailer, which must not be a protocol error).
+#[test]
+fn redis_cli_pipe_bulk_loads() {
+    let node = NodeProcess::start(&[]);
+    let mut script = Vec::new();
+    for n in 0..100_000 {
+        let (key, value) = (format!("key:{n}"), format!("value {n}"));
+        write!(
+            script,
+            "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
+            key.len(),
+            value.len()
+        )
+        .unwrap();
+    }
+    let mut child = Command::new("redis-cli")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &node.addr.port().to_string(),
+            "--pipe",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run redis-cli (CI installs redis-tools)");
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || stdin.write_all(&script));
+    let output = child.wait_with_output().unwrap();
+    feeder.join().unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("errors: 0, replies: 100000"), "{stdout}");
+    assert_eq!(redis_cli(&node, &["GET", "key:99999"]), "value 99999\n");
+    assert_eq!(redis_cli(&node, &["DBSIZE"]), "100000\n");
+}

@@ -13,6 +13,7 @@ pub mod cluster_commands;
 pub mod codec;
 pub mod command;
 pub mod error;
+pub mod inline;
 pub mod line;
 pub mod reply;
 pub mod resp;

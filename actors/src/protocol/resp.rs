@@ -5,6 +5,8 @@
 //! for it, so a peer cannot make the node allocate for bytes it never sends.
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+use super::inline;
 use thiserror::Error;
 
 /// Why a RESP stream cannot be read; the connection is closed after `-ERR Protocol error: ...`.
@@ -58,6 +60,19 @@ impl RequestDecoder {
     ) -> Result<Option<&mut Vec<Bytes>>, ProtocolError> {
         let mut partial = match self.partial.take() {
             Some(partial) => partial,
+            // Not an array: an inline command (or a blank line, which has no arguments).
+            None if buf.first().is_some_and(|b| *b != b'*') => {
+                let Some(end) = memchr::memchr(b'\n', buf) else {
+                    if buf.len() > inline::MAX_INLINE {
+                        return Err(ProtocolError("too big inline request".into()));
+                    }
+                    return Ok(None);
+                };
+                // Split before consuming: a bad line stays, to be reported on the next call.
+                self.args = inline::split(&buf[..end])?;
+                let _ = buf.split_to(end + 1);
+                return Ok(Some(&mut self.args));
+            }
             None => {
                 let Some((count, pos)) = header(buf, 0, b'*', "multibulk")? else {
                     return Ok(None);

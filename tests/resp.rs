@@ -73,12 +73,12 @@ fn redis_benchmark_runs_without_errors() {
     let node = NodeProcess::start(&[]);
     let output = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &node.addr.port().to_string()])
-        .args(["-t", "set,get,ping_mbulk", "-n", "20000", "-q", "-e"])
+        .args(["-t", "set,get,incr,ping_mbulk", "-n", "20000", "-q", "-e"])
         .output()
         .expect("run redis-benchmark (CI installs redis-tools)");
     assert!(output.status.success());
     let text = String::from_utf8_lossy(&output.stdout);
-    for test in ["SET", "GET", "PING_MBULK"] {
+    for test in ["SET", "GET", "INCR", "PING_MBULK"] {
         assert!(
             text.lines()
                 .any(|l| l.contains(&format!("{test}: ")) && l.contains("requests per second")),
@@ -337,4 +337,38 @@ fn redis_cli_pipe_bulk_loads() {
     assert!(stdout.contains("errors: 0, replies: 100000"), "{stdout}");
     assert_eq!(redis_cli(&node, &["GET", "key:99999"]), "value 99999\n");
     assert_eq!(redis_cli(&node, &["DBSIZE"]), "100000\n");
+}
+
+/// The read-modify-write string commands answer as Redis's do, over RESP.
+#[test]
+fn counters_and_string_commands_answer_as_redis_does() {
+    let node = NodeProcess::start(&[]);
+    let cli = |args: &[&str]| redis_cli(&node, args).trim_end().to_string();
+    assert_eq!(cli(&["INCR", "hits"]), "1");
+    assert_eq!(cli(&["INCRBY", "hits", "41"]), "42");
+    assert_eq!(cli(&["DECR", "hits"]), "41");
+    assert_eq!(cli(&["DECRBY", "hits", "50"]), "-9");
+    assert_eq!(cli(&["GET", "hits"]), "-9");
+    assert_eq!(cli(&["SET", "name", "kv"]), "OK");
+    assert_eq!(
+        cli(&["INCR", "name"]),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(cli(&["APPEND", "name", "store"]), "7");
+    assert_eq!(cli(&["STRLEN", "name"]), "7");
+    assert_eq!(cli(&["STRLEN", "none"]), "0");
+    assert_eq!(cli(&["SETNX", "name", "other"]), "0");
+    assert_eq!(cli(&["SETNX", "fresh", "v"]), "1");
+    assert_eq!(cli(&["GETSET", "fresh", "w"]), "v");
+    assert_eq!(cli(&["GETDEL", "fresh"]), "w");
+    assert_eq!(cli(&["GETDEL", "fresh"]), "");
+    assert_eq!(cli(&["GET", "name"]), "kvstore");
+    assert_eq!(
+        cli(&["INCRBY", "hits", "x"]),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(
+        cli(&["INCR"]),
+        "ERR wrong number of arguments for 'incr' command"
+    );
 }

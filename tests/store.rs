@@ -449,3 +449,63 @@ async fn a_long_turn_publishes_as_it_goes() {
     let sizes: Vec<usize> = published.lock().unwrap().iter().map(Vec::len).collect();
     assert_eq!(sizes, vec![6000, 3000]);
 }
+
+/// A read-modify-write op is published (to the log writer and the replicators) as the plain
+/// `Put` or `Del` it came to, so the log and the replicas stay exactly in step; a refused one
+/// publishes nothing.
+#[actix_rt::test]
+async fn read_modify_write_ops_publish_the_values_they_produce() {
+    let store = Store::new().start();
+    let seen = subscribe(&store).await;
+    let result = store
+        .send(Batch {
+            ops: vec![
+                Op::Incr(b("n"), 5),
+                Op::Append(b("n"), b("0")),
+                Op::Incr(b("word"), 1),
+                Op::Put(b("word"), b("x")),
+                Op::Incr(b("word"), 1),
+                Op::GetDel(b("n")),
+                Op::StrLen(b("n")),
+            ],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        result.outcomes,
+        [
+            Outcome::Number(5, Some(1)),
+            Outcome::Number(2, Some(2)),
+            Outcome::Number(1, Some(3)),
+            Outcome::Applied(4),
+            Outcome::Refused("ERR value is not an integer or out of range"),
+            Outcome::Swapped(Some(Pair::new(b"n", b"50")), 5),
+            Outcome::Number(0, None),
+        ]
+    );
+    assert_eq!(result.last_seq, Some(5));
+    wait_for_len(&seen, 5).await;
+    let published = seen.lock().unwrap().clone();
+    let changes: Vec<String> = published
+        .iter()
+        .map(|m| match &m.change {
+            Change::Put(pair) => format!(
+                "{} put {}={}",
+                m.seq,
+                String::from_utf8_lossy(pair.key()),
+                String::from_utf8_lossy(pair.value())
+            ),
+            Change::Del { key } => format!("{} del {}", m.seq, String::from_utf8_lossy(key)),
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            "1 put n=5",
+            "2 put n=50",
+            "3 put word=1",
+            "4 put word=x",
+            "5 del n"
+        ]
+    );
+}

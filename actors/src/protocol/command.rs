@@ -20,6 +20,7 @@ use super::cluster_commands::{
 };
 pub use super::error::CommandError;
 use super::reply::Reply;
+use super::string_commands::string_op;
 use super::words::{printable, token};
 use crate::store::{Op, Outcome};
 
@@ -81,6 +82,9 @@ pub enum Command {
         /// The protocol version asked for, if any; anything but 2 is refused with `NOPROTO`.
         version: Option<u64>,
     },
+    /// RESP `INCR`, `DECR`, `INCRBY`, `DECRBY`, `APPEND`, `STRLEN`, `SETNX`, `GETSET`,
+    /// `GETDEL`: one read-modify-write op of the Store, answered as Redis answers it.
+    StringOp(Op),
     /// `ROLE`: whether this node is the primary or a replica now, as Redis answers it.
     Role,
     /// `FAILOVER [TO <host:port>]` (RESP: `FAILOVER [TO host port] [TIMEOUT ms]`): hand the
@@ -112,10 +116,13 @@ impl From<FailoverArgs> for Command {
 impl Command {
     /// Whether the command changes data, which a replica refuses.
     pub fn is_write(&self) -> bool {
-        matches!(
-            self,
-            Command::Put { .. } | Command::Del { .. } | Command::DelMany(_) | Command::MSet(_)
-        )
+        match self {
+            Command::StringOp(op) => op.is_write(),
+            _ => matches!(
+                self,
+                Command::Put { .. } | Command::Del { .. } | Command::DelMany(_) | Command::MSet(_)
+            ),
+        }
     }
 }
 
@@ -205,6 +212,7 @@ impl Command {
             Command::Get { key } => store(ops, [Op::Get(key)], Fold::One),
             Command::Put { key, value } => store(ops, [Op::Put(key, value)], Fold::One),
             Command::Del { key } => store(ops, [Op::Del(key)], Fold::One),
+            Command::StringOp(op) => store(ops, [op], Fold::One),
             Command::DelMany(keys) => store(ops, keys.into_iter().map(Op::Del), Fold::CountApplied),
             Command::Exists(keys) => store(ops, keys.into_iter().map(Op::Get), Fold::CountFound),
             Command::MGet(keys) => store(ops, keys.into_iter().map(Op::Get), Fold::Values),
@@ -400,6 +408,11 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
     };
     let keys = |args: &mut Vec<Bytes>| args.drain(1..).collect::<Vec<_>>();
     let command = match (name, argc) {
+        (
+            "incr" | "decr" | "incrby" | "decrby" | "append" | "strlen" | "setnx" | "getset"
+            | "getdel",
+            _,
+        ) => string_op(name, args).map(Command::StringOp),
         ("get", 2) => Ok(Command::Get {
             key: args.swap_remove(1),
         }),

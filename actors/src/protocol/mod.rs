@@ -17,4 +17,5 @@ pub mod inline;
 pub mod line;
 pub mod reply;
 pub mod resp;
+pub mod string_commands;
 pub mod words;

@@ -45,6 +45,12 @@ impl From<Outcome> for Reply {
             Outcome::Value(pair) => Reply::Stored(pair),
             Outcome::NotFound => Reply::NotFound,
             Outcome::Applied(_) => Reply::Ok,
+            Outcome::Number(n, _) => Reply::Integer(n),
+            Outcome::Swapped(Some(pair), _) => Reply::Stored(pair),
+            Outcome::Swapped(None, _) => Reply::NotFound,
+            Outcome::Refused(why) => Reply::Error(ErrorReply::Command(
+                crate::protocol::error::CommandError::Redis(why.into()),
+            )),
         }
     }
 }

@@ -271,8 +271,8 @@ impl Session {
                     Step::Store { ops, fold } => {
                         let taken: Vec<Outcome> = outcomes.by_ref().take(ops).collect();
                         for outcome in &taken {
-                            if let Outcome::Applied(seq) = outcome {
-                                last_write = last_write.max(*seq);
+                            if let Some(seq) = outcome.applied() {
+                                last_write = last_write.max(seq);
                             }
                         }
                         store_replies.push(replies.len());

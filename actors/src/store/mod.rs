@@ -13,6 +13,7 @@ use bytes::Bytes;
 pub mod keyspace;
 pub mod mutation;
 pub mod pair;
+pub mod string_ops;
 
 use keyspace::{Keyspace, Snapshot};
 pub use mutation::{Change, Mutation, Seq};
@@ -69,6 +70,27 @@ pub enum Op {
     /// Remove this key: answers [`Outcome::Applied`], or [`Outcome::NotFound`] when it did not
     /// exist.
     Del(Bytes),
+    /// `INCRBY`: add to the key's integer value (absent: 0): answers [`Outcome::Number`] with
+    /// the new value, or [`Outcome::Refused`] (nothing applied).
+    Incr(Bytes, i64),
+    /// `APPEND`: add to the end of the key's value: answers [`Outcome::Number`], its length.
+    Append(Bytes, Bytes),
+    /// `STRLEN`: answers [`Outcome::Number`], the length of the key's value (0 when absent).
+    StrLen(Bytes),
+    /// `SETNX`: set the key only if it is absent: [`Outcome::Number`] 1 (set) or 0.
+    SetNx(Bytes, Bytes),
+    /// `GETSET`: set the key and answer its previous value ([`Outcome::Swapped`]).
+    GetSet(Bytes, Bytes),
+    /// `GETDEL`: remove the key and answer its value ([`Outcome::Swapped`]), or
+    /// [`Outcome::NotFound`].
+    GetDel(Bytes),
+}
+
+impl Op {
+    /// Whether the op may change data (refused while the Store is closed to writes).
+    pub fn is_write(&self) -> bool {
+        !matches!(self, Op::Get(_) | Op::StrLen(_))
+    }
 }
 
 /// What one [`Op`] came to, in the same position as the op in its batch.
@@ -80,6 +102,23 @@ pub enum Outcome {
     NotFound,
     /// A `Put` or `Del` was applied with this sequence number.
     Applied(Seq),
+    /// A number answered, with the mutation it applied, if it applied one.
+    Number(i64, Option<Seq>),
+    /// The key's previous value (or none), replaced or removed by the mutation applied.
+    Swapped(Option<Pair>, Seq),
+    /// Not applied: why, as Redis words it.
+    Refused(&'static str),
+}
+
+impl Outcome {
+    /// The mutation this outcome applied, if any (what `WAIT` waits for).
+    pub fn applied(&self) -> Option<Seq> {
+        match self {
+            Outcome::Applied(seq) | Outcome::Swapped(_, seq) => Some(*seq),
+            Outcome::Number(_, seq) => *seq,
+            _ => None,
+        }
+    }
 }
 
 /// Many operations applied in order as one message.
@@ -258,6 +297,48 @@ impl Store {
         }))
     }
 
+    /// The read-modify-write string commands, each applied as a plain `Put` or `Del`.
+    fn read_modify_write(&mut self, op: Op) -> Outcome {
+        let value_of = |store: &Store, key: &[u8]| store.data.get(key).cloned();
+        match op {
+            Op::Incr(key, delta) => {
+                let old = value_of(self, &key);
+                match string_ops::increment(old.as_ref().map(Pair::value), delta) {
+                    Ok((next, text)) => Outcome::Number(next, Some(self.put(&key, &text))),
+                    Err(why) => Outcome::Refused(why.message()),
+                }
+            }
+            Op::Append(key, suffix) => {
+                let old = value_of(self, &key);
+                let value = string_ops::append(old.as_ref().map(Pair::value), &suffix);
+                let len = value.len() as i64;
+                Outcome::Number(len, Some(self.put(&key, &value)))
+            }
+            Op::StrLen(key) => {
+                let len = value_of(self, &key).map_or(0, |p| p.value().len());
+                Outcome::Number(len as i64, None)
+            }
+            Op::SetNx(key, value) => match value_of(self, &key) {
+                Some(_) => Outcome::Number(0, None),
+                None => Outcome::Number(1, Some(self.put(&key, &value))),
+            },
+            Op::GetSet(key, value) => {
+                let old = value_of(self, &key);
+                Outcome::Swapped(old, self.put(&key, &value))
+            }
+            Op::GetDel(key) => {
+                let old = value_of(self, &key);
+                match self.del(&key) {
+                    Some(seq) => Outcome::Swapped(old, seq),
+                    None => Outcome::NotFound,
+                }
+            }
+            Op::Get(_) | Op::Put(..) | Op::Del(_) => {
+                Outcome::Refused("ERR internal: not a read-modify-write")
+            }
+        }
+    }
+
     fn record(&mut self, change: Change) -> Seq {
         self.last_seq += 1;
         if !self.subscribers.is_empty() {
@@ -350,7 +431,7 @@ impl Handler<Batch> for Store {
     type Result = BatchResult;
 
     fn handle(&mut self, msg: Batch, ctx: &mut Self::Context) -> Self::Result {
-        if self.writes_closed && msg.ops.iter().any(|op| !matches!(op, Op::Get(_))) {
+        if self.writes_closed && msg.ops.iter().any(Op::is_write) {
             return BatchResult {
                 outcomes: Vec::new(),
                 last_seq: None,
@@ -358,20 +439,19 @@ impl Handler<Batch> for Store {
                 refused: true,
             };
         }
-        let mut last_seq = None;
-        let mut applied = |seq: Seq| {
-            last_seq = Some(seq);
-            Outcome::Applied(seq)
-        };
+        let first_seq = self.last_seq;
         let outcomes = msg
             .ops
             .into_iter()
             .map(|op| match op {
                 Op::Get(key) => self.get(&key).map_or(Outcome::NotFound, Outcome::Value),
-                Op::Put(key, value) => applied(self.put(&key, &value)),
-                Op::Del(key) => self.del(&key).map_or(Outcome::NotFound, &mut applied),
+                Op::Put(key, value) => Outcome::Applied(self.put(&key, &value)),
+                Op::Del(key) => self.del(&key).map_or(Outcome::NotFound, Outcome::Applied),
+                other => self.read_modify_write(other),
             })
             .collect();
+        // Every mutation of the batch was numbered in turn after `first_seq`.
+        let last_seq = (self.last_seq > first_seq).then_some(self.last_seq);
         self.schedule_publish(ctx);
         BatchResult {
             outcomes,

@@ -372,3 +372,55 @@ fn counters_and_string_commands_answer_as_redis_does() {
         "ERR wrong number of arguments for 'incr' command"
     );
 }
+
+/// `MULTI`/`EXEC` as a Redis client library sends it (an atomic pipeline), and the errors
+/// Redis gives around it; redis-py's default `pipeline()` is one of these.
+#[test]
+fn transactions_run_their_commands_together() {
+    let node = NodeProcess::start(&[]);
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", node.addr.port())).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let (set, count, value): (String, i64, String) = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("counter")
+        .arg("10")
+        .cmd("INCRBY")
+        .arg("counter")
+        .arg(5)
+        .cmd("GET")
+        .arg("counter")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!((set.as_str(), count, value.as_str()), ("OK", 15, "15"));
+    let reply = exchange(
+        &mut node.raw(),
+        b"*1\r\n$4\r\nEXEC\r\n*1\r\n$5\r\nMULTI\r\n*1\r\n$3\r\nGET\r\n*1\r\n$4\r\nEXEC\r\n\
+          *1\r\n$5\r\nMULTI\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*1\r\n$7\r\nDISCARD\r\n\
+          *2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        "-ERR EXEC without MULTI\r\n+OK\r\n\
+         -ERR wrong number of arguments for 'get' command\r\n\
+         -EXECABORT Transaction discarded because of previous errors.\r\n\
+         +OK\r\n+QUEUED\r\n+OK\r\n$-1\r\n"
+    );
+}
+
+/// On a replica a transaction that writes is refused whole: the write is refused as it is
+/// queued, and `EXEC` then aborts.
+#[test]
+fn a_transaction_that_writes_is_refused_whole_on_a_replica() {
+    let replica = NodeProcess::start(&["--role", "replica"]);
+    let reply = exchange(
+        &mut replica.raw(),
+        b"*1\r\n$5\r\nMULTI\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\n*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n\
+          *1\r\n$4\r\nEXEC\r\n",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        "+OK\r\n+QUEUED\r\n-READONLY You can't write against a read only replica.\r\n\
+         -EXECABORT Transaction discarded because of previous errors.\r\n"
+    );
+}

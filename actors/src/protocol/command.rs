@@ -82,6 +82,12 @@ pub enum Command {
         /// The protocol version asked for, if any; anything but 2 is refused with `NOPROTO`.
         version: Option<u64>,
     },
+    /// `MULTI`: start queuing commands for one atomic `EXEC`.
+    Multi,
+    /// `EXEC`: run the queued commands as one step of the Store.
+    Exec,
+    /// `DISCARD`: drop the queued commands.
+    Discard,
     /// RESP `INCR`, `DECR`, `INCRBY`, `DECRBY`, `APPEND`, `STRLEN`, `SETNX`, `GETSET`,
     /// `GETDEL`: one read-modify-write op of the Store, answered as Redis answers it.
     StringOp(Op),
@@ -213,6 +219,8 @@ impl Command {
             Command::Put { key, value } => store(ops, [Op::Put(key, value)], Fold::One),
             Command::Del { key } => store(ops, [Op::Del(key)], Fold::One),
             Command::StringOp(op) => store(ops, [op], Fold::One),
+            // Handled by the session's transaction state before planning; never planned.
+            Command::Multi | Command::Exec | Command::Discard => Plan::Reply(Reply::Ok),
             Command::DelMany(keys) => store(ops, keys.into_iter().map(Op::Del), Fold::CountApplied),
             Command::Exists(keys) => store(ops, keys.into_iter().map(Op::Get), Fold::CountFound),
             Command::MGet(keys) => store(ops, keys.into_iter().map(Op::Get), Fold::Values),
@@ -444,6 +452,9 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
         ("digest", 1) => Ok(Command::Digest),
         ("resync", 1) => Ok(Command::Resync),
         ("role", 1) => Ok(Command::Role),
+        ("multi", 1) => Ok(Command::Multi),
+        ("exec", 1) => Ok(Command::Exec),
+        ("discard", 1) => Ok(Command::Discard),
         ("failover", _) => parse_resp_failover(args).map(Command::from),
         ("sentinel", n) if n >= 2 => parse_resp_sentinel(args).map(Command::Sentinel),
         ("wait", 3) => integer(&args[1]).and_then(|replicas| {
@@ -474,7 +485,8 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
         ("hello", _) => integer(&args[1]).map(|v| Command::Hello { version: Some(v) }),
         (
             "get" | "set" | "del" | "exists" | "mget" | "mset" | "dbsize" | "ping" | "echo"
-            | "digest" | "resync" | "wait" | "client" | "select" | "role" | "sentinel",
+            | "digest" | "resync" | "wait" | "client" | "select" | "role" | "sentinel" | "multi"
+            | "exec" | "discard",
             _,
         ) => Err(wrong_args()),
         _ => {

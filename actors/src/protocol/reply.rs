@@ -27,6 +27,8 @@ pub enum Reply {
     Stored(Pair),
     /// `PONG`, the answer to PING.
     Pong,
+    /// `QUEUED`: a command queued inside `MULTI`.
+    Queued,
     /// `Goodbye`, the answer to EXIT, after which the connection closes.
     Goodbye,
     /// A line of text: INFO, DIGEST and WAIT answers, and replication control lines.
@@ -98,6 +100,7 @@ impl Reply {
                 out.put_u8(b'\n');
             }
             Reply::Pong => out.put_slice(b"PONG\n"),
+            Reply::Queued => out.put_slice(b"QUEUED\n"),
             Reply::Goodbye => out.put_slice(b"Goodbye\n"),
             Reply::Text(text) => {
                 out.put_slice(text.as_bytes());
@@ -125,6 +128,7 @@ impl Reply {
             Reply::Value(value) => resp::bulk(out, value),
             Reply::Stored(pair) => resp::bulk(out, pair.value()),
             Reply::Pong => resp::simple(out, "PONG"),
+            Reply::Queued => resp::simple(out, "QUEUED"),
             Reply::Text(text) => resp::bulk(out, text.as_bytes()),
             Reply::Integer(n) => resp::integer(out, *n),
             Reply::Array(items) => {

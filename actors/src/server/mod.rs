@@ -23,4 +23,5 @@ pub mod output;
 pub mod session;
 pub mod session_config;
 pub mod session_owner;
+pub mod transaction;
 pub mod watched;

@@ -36,9 +36,10 @@ use super::node_query;
 use super::output;
 use super::session_config::SessionConfig;
 pub use super::session_owner::{SessionClosed, SessionOwner, SessionReplicating, Shutdown};
+use super::transaction::{gather_exec_replies, Planned, Transaction};
 use super::watched::Watched;
 use crate::protocol::codec::{CodecError, ConnectionCodec, Frame, Request};
-use crate::protocol::command::{CommandError, Plan};
+use crate::protocol::command::{Command, CommandError, Plan};
 use crate::protocol::line::LineTooLong;
 use crate::protocol::reply::{ErrorReply, Protocol, Reply};
 use crate::replication::follower::Superseded;
@@ -87,6 +88,10 @@ pub struct Session {
     /// In a failover cluster, the epoch this node was primary of when the batch being
     /// answered was accepted (its replies leave only while that still holds).
     serving: Option<u64>,
+    /// `MULTI`/`EXEC` state, and where the batch being answered has `EXEC` replies to gather
+    /// into arrays (the first step, and how many).
+    transaction: Transaction,
+    exec_groups: Vec<(usize, usize)>,
 }
 
 impl Session {
@@ -158,6 +163,8 @@ impl Session {
                 protocol: Protocol::Line,
                 last_read,
                 serving: None,
+                transaction: Transaction::default(),
+                exec_groups: Vec::new(),
             }
         }))
     }
@@ -179,11 +186,22 @@ impl Session {
         let not_primary = self.config.node.write_refusal(self.config.read_only);
         self.serving = self.config.node.serving_epoch();
         let stale = self.config.node.read_refusal();
-        for request in requests {
-            let command = match request {
-                Ok(command) => command,
-                Err(error) => {
-                    steps.push(Step::Reply(Reply::Error(error.into())));
+        let refused = |command: &Command| match command.is_write() {
+            true => not_primary.clone().or_else(|| {
+                let reason = refuse_writes.clone()?;
+                Some(ErrorReply::WritesRefused(reason))
+            }),
+            false => None,
+        };
+        for planned in self.transaction.plan(requests, refused) {
+            let command = match planned {
+                Planned::Run(command) => command,
+                Planned::Reply(reply) => {
+                    steps.push(Step::Reply(reply));
+                    continue;
+                }
+                Planned::Exec(n) => {
+                    self.exec_groups.push((steps.len(), n));
                     continue;
                 }
             };
@@ -235,6 +253,7 @@ impl Session {
         let confirm = (store_reply.is_some() && self.config.node.confirms())
             .then(|| self.config.node.clone());
         let serving = self.serving;
+        let exec_groups = std::mem::take(&mut self.exec_groups);
         let mut last_write = self.last_write;
         let protocol = self.protocol;
         let work = async move {
@@ -300,6 +319,9 @@ impl Session {
                         replies[i] = Reply::Error(error.clone());
                     }
                 }
+            }
+            if protocol == Protocol::Resp {
+                gather_exec_replies(&mut replies, &exec_groups);
             }
             let mut close = close;
             let mut bytes = output::reply_bytes(&replies);

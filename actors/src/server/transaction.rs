@@ -1,0 +1,169 @@
+//! `MULTI` / `EXEC` / `DISCARD` on one connection: the commands queued between `MULTI` and
+//! `EXEC` are planned together when `EXEC` arrives, so their Store operations go to the Store
+//! as one message: applied as one step (no other client's command in between) and published
+//! together, so the log and the replicas see the whole transaction or none of it. A command
+//! refused while queued (a syntax error) aborts the transaction at `EXEC` (`EXECABORT`), as
+//! in Redis. `WATCH` is not supported yet.
+
+use crate::protocol::codec::Request;
+use crate::protocol::command::{Command, CommandError};
+use crate::protocol::reply::{ErrorReply, Reply};
+
+/// A connection's transaction state.
+#[derive(Debug, Default)]
+pub struct Transaction {
+    /// Between `MULTI` and `EXEC`/`DISCARD`: the commands queued, and whether one was refused.
+    queued: Option<(Vec<Command>, bool)>,
+}
+
+/// One request of a batch, as the transaction state makes of it.
+#[derive(Debug)]
+pub enum Planned {
+    /// Run this command now.
+    Run(Command),
+    /// Answer this at once (`QUEUED`, `OK`, or an error).
+    Reply(Reply),
+    /// `EXEC`: the next `n` commands are the transaction, answered as one array.
+    Exec(usize),
+}
+
+/// An error reply worded as Redis words it.
+fn error(text: &str) -> Reply {
+    Reply::Error(ErrorReply::Command(CommandError::Redis(text.into())))
+}
+
+impl Transaction {
+    /// What to do with each request of a batch, in order (an `EXEC` expands into the commands
+    /// it queued, after a [`Planned::Exec`] marker). `refused` says why a command would be
+    /// refused on this node now (a write on a replica): inside `MULTI` that is answered at once
+    /// and aborts the transaction, so a transaction runs whole or not at all.
+    pub fn plan(
+        &mut self,
+        requests: Vec<Request>,
+        refused: impl Fn(&Command) -> Option<ErrorReply>,
+    ) -> Vec<Planned> {
+        let mut planned = Vec::with_capacity(requests.len());
+        for request in requests {
+            match (&mut self.queued, request) {
+                (None, Ok(Command::Multi)) => {
+                    self.queued = Some((Vec::new(), false));
+                    planned.push(Planned::Reply(Reply::Ok));
+                }
+                (None, Ok(Command::Exec)) => {
+                    planned.push(Planned::Reply(error("ERR EXEC without MULTI")))
+                }
+                (None, Ok(Command::Discard)) => {
+                    planned.push(Planned::Reply(error("ERR DISCARD without MULTI")))
+                }
+                (None, Ok(command)) => planned.push(Planned::Run(command)),
+                (None, Err(e)) => planned.push(Planned::Reply(Reply::Error(e.into()))),
+                (Some(_), Ok(Command::Multi)) => {
+                    planned.push(Planned::Reply(error("ERR MULTI calls can not be nested")))
+                }
+                (Some(_), Ok(Command::Discard)) => {
+                    self.queued = None;
+                    planned.push(Planned::Reply(Reply::Ok));
+                }
+                (Some(_), Ok(Command::Exec)) => match self.queued.take() {
+                    Some((_, true)) => planned.push(Planned::Reply(error(
+                        "EXECABORT Transaction discarded because of previous errors.",
+                    ))),
+                    Some((commands, false)) => {
+                        planned.push(Planned::Exec(commands.len()));
+                        planned.extend(commands.into_iter().map(Planned::Run));
+                    }
+                    None => {}
+                },
+                // QUIT inside a transaction ends the connection, as in Redis.
+                (Some(_), Ok(Command::Exit)) => planned.push(Planned::Run(Command::Exit)),
+                (Some((_, failed)), Err(e)) => {
+                    *failed = true;
+                    planned.push(Planned::Reply(Reply::Error(e.into())));
+                }
+                (Some((commands, failed)), Ok(command)) => match refused(&command) {
+                    Some(error) => {
+                        *failed = true;
+                        planned.push(Planned::Reply(Reply::Error(error)));
+                    }
+                    None => {
+                        commands.push(command);
+                        planned.push(Planned::Reply(Reply::Queued));
+                    }
+                },
+            }
+        }
+        planned
+    }
+}
+
+/// Over RESP, `EXEC` answers one array of the replies of the commands it ran: gather each
+/// group (its first reply's position, and how many) into one (the last first, so the
+/// positions before it still hold). A group cut short (`QUIT` inside it) is left as it is.
+pub fn gather_exec_replies(replies: &mut Vec<Reply>, groups: &[(usize, usize)]) {
+    for &(at, n) in groups.iter().rev() {
+        if at + n <= replies.len() {
+            let items: Vec<Reply> = replies.drain(at..at + n).collect();
+            replies.insert(at, Reply::Array(items));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn get(key: &str) -> Request {
+        Ok(Command::Get {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+        })
+    }
+
+    #[test]
+    fn commands_between_multi_and_exec_are_queued_then_run_together() {
+        let mut transaction = Transaction::default();
+        let planned = transaction.plan(vec![Ok(Command::Multi), get("a"), get("b")], |_| None);
+        assert!(matches!(
+            planned[..],
+            [
+                Planned::Reply(Reply::Ok),
+                Planned::Reply(Reply::Queued),
+                Planned::Reply(Reply::Queued)
+            ]
+        ));
+        let planned = transaction.plan(vec![Ok(Command::Exec), get("c")], |_| None);
+        assert!(matches!(
+            planned[..],
+            [
+                Planned::Exec(2),
+                Planned::Run(_),
+                Planned::Run(_),
+                Planned::Run(_)
+            ]
+        ));
+    }
+
+    #[test]
+    fn a_refused_command_aborts_the_transaction() {
+        let mut transaction = Transaction::default();
+        let bad = Err(CommandError::Usage("GET <key>"));
+        let planned = transaction.plan(
+            vec![Ok(Command::Multi), bad, get("a"), Ok(Command::Exec)],
+            |_| None,
+        );
+        let Planned::Reply(Reply::Error(abort)) = &planned[3] else {
+            panic!("{planned:?}");
+        };
+        assert!(abort.resp_text().starts_with("EXECABORT"));
+        // DISCARD ends a transaction; EXEC or DISCARD without one is an error.
+        let requests = vec![
+            Ok(Command::Multi),
+            get("a"),
+            Ok(Command::Discard),
+            Ok(Command::Exec),
+        ];
+        let planned = transaction.plan(requests, |_| None);
+        assert!(matches!(planned[2], Planned::Reply(Reply::Ok)));
+        assert!(matches!(planned[3], Planned::Reply(Reply::Error(_))));
+    }
+}

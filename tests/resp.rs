@@ -424,3 +424,47 @@ fn a_transaction_that_writes_is_refused_whole_on_a_replica() {
          -EXECABORT Transaction discarded because of previous errors.\r\n"
     );
 }
+
+/// `HELLO 3` switches the connection to RESP3 (maps, `_` nulls), as current clients open
+/// (redis-py 5+, the redis crate with `protocol=resp3`); `HELLO 2` and no `HELLO` stay RESP2.
+#[test]
+fn hello_3_switches_to_resp3() {
+    let node = NodeProcess::start(&[]);
+    let reply = exchange(
+        &mut node.raw(),
+        b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n*2\r\n$3\r\nGET\r\n$7\r\nmissing\r\n\
+          *4\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$1\r\nu\r\n",
+    );
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        text.starts_with("%7\r\n$6\r\nserver\r\n$7\r\nkvstore\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("$5\r\nproto\r\n:3\r\n"), "{text}");
+    assert!(
+        text.contains("_\r\n-ERR Syntax error in HELLO option 'auth'"),
+        "{text}"
+    );
+    let reply = exchange(
+        &mut node.raw(),
+        b"*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n*2\r\n$3\r\nGET\r\n$7\r\nmissing\r\n",
+    );
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("*14\r\n"), "{text}");
+    assert!(text.ends_with("$-1\r\n"), "{text}");
+    let reply = exchange(&mut node.raw(), b"*2\r\n$5\r\nHELLO\r\n$1\r\n4\r\n");
+    assert!(String::from_utf8_lossy(&reply).starts_with("-NOPROTO"));
+
+    let url = format!("redis://127.0.0.1:{}/?protocol=resp3", node.addr.port());
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut conn)
+        .unwrap();
+    let value: Option<String> = redis::cmd("GET").arg("k").query(&mut conn).unwrap();
+    assert_eq!(value.as_deref(), Some("v"));
+    let missing: Option<String> = redis::cmd("GET").arg("nope").query(&mut conn).unwrap();
+    assert_eq!(missing, None);
+}

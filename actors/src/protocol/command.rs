@@ -79,7 +79,7 @@ pub enum Command {
     Accept,
     /// RESP `HELLO [protover]`: only RESP2 is spoken, so clients fall back to it.
     Hello {
-        /// The protocol version asked for, if any; anything but 2 is refused with `NOPROTO`.
+        /// The protocol version asked for, if any: 2 or 3; anything else is refused with `NOPROTO`.
         version: Option<u64>,
     },
     /// `MULTI`: start queuing commands for one atomic `EXEC`.
@@ -365,6 +365,38 @@ fn parse_put(line: &Bytes, verb_end: usize) -> Result<Command, CommandError> {
     })
 }
 
+/// RESP `HELLO <protover> [AUTH <user> <password>] [SETNAME <name>]`: the version, with
+/// `SETNAME` accepted (and ignored) and `AUTH` refused until authentication exists.
+fn parse_hello(args: &[Bytes]) -> Result<Command, CommandError> {
+    let version = std::str::from_utf8(&args[1])
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            CommandError::Redis("ERR Protocol version is not an integer or out of range".into())
+        })?;
+    let mut rest = args[2..].iter();
+    while let Some(option) = rest.next() {
+        let option = String::from_utf8_lossy(option).to_ascii_lowercase();
+        match (option.as_str(), rest.next()) {
+            ("setname", Some(_)) => {}
+            ("auth", Some(_)) if rest.next().is_some() => {
+                return Err(CommandError::Redis(
+                    "ERR AUTH is not supported yet: this server has no users or passwords".into(),
+                ))
+            }
+            _ => {
+                return Err(CommandError::Redis(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    printable(option.as_bytes())
+                )))
+            }
+        }
+    }
+    Ok(Command::Hello {
+        version: Some(version),
+    })
+}
+
 /// The most argument slots a connection keeps between requests.
 const KEEP_ARGS: usize = 1024;
 
@@ -482,7 +514,7 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
             _ => Err(CommandError::Redis("ERR DB index is out of range".into())),
         },
         ("hello", 1) => Ok(Command::Hello { version: None }),
-        ("hello", _) => integer(&args[1]).map(|v| Command::Hello { version: Some(v) }),
+        ("hello", _) => parse_hello(args),
         (
             "get" | "set" | "del" | "exists" | "mget" | "mset" | "dbsize" | "ping" | "echo"
             | "digest" | "resync" | "wait" | "client" | "select" | "role" | "sentinel" | "multi"

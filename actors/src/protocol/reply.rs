@@ -35,8 +35,10 @@ pub enum Reply {
     Text(String),
     /// A number (RESP `:n`; a decimal line in the line protocol).
     Integer(i64),
-    /// Several replies (RESP arrays: MGET, COMMAND, HELLO).
+    /// Several replies (RESP arrays: MGET, COMMAND, EXEC).
     Array(Vec<Reply>),
+    /// Field-value pairs (HELLO): a map in RESP3, a flat array in RESP2.
+    Map(Vec<(Reply, Reply)>),
     /// `ERROR: ...`
     Error(ErrorReply),
 }
@@ -65,6 +67,15 @@ pub enum Protocol {
     Line,
     /// RESP2, the Redis protocol.
     Resp,
+    /// RESP3, after `HELLO 3`: the same, but nulls are `_` and maps are `%`.
+    Resp3,
+}
+
+impl Protocol {
+    /// Whether replies are RESP (2 or 3).
+    pub fn is_resp(self) -> bool {
+        self != Protocol::Line
+    }
 }
 
 impl Reply {
@@ -72,7 +83,8 @@ impl Reply {
     pub fn encode(&self, protocol: Protocol, out: &mut BytesMut) {
         match protocol {
             Protocol::Line => self.encode_line(out),
-            Protocol::Resp => self.encode_resp(out),
+            Protocol::Resp => self.encode_resp(out, false),
+            Protocol::Resp3 => self.encode_resp(out, true),
         }
     }
 
@@ -113,6 +125,9 @@ impl Reply {
                 // Only RESP commands answer arrays; keep the one-line framing regardless.
                 let _ = writeln!(out, "{}", items.len());
             }
+            Reply::Map(pairs) => {
+                let _ = writeln!(out, "{}", pairs.len());
+            }
             Reply::Error(error) => {
                 // Writing to a BytesMut cannot fail.
                 let _ = writeln!(out, "ERROR: {error}");
@@ -120,10 +135,11 @@ impl Reply {
         }
     }
 
-    /// Append this reply as a RESP2 value.
-    pub fn encode_resp(&self, out: &mut BytesMut) {
+    /// Append this reply as a RESP2 value, or a RESP3 one (`resp3`).
+    pub fn encode_resp(&self, out: &mut BytesMut, resp3: bool) {
         match self {
             Reply::Ok | Reply::Goodbye => resp::simple(out, "OK"),
+            Reply::NotFound if resp3 => out.put_slice(b"_\r\n"),
             Reply::NotFound => resp::null(out),
             Reply::Value(value) => resp::bulk(out, value),
             Reply::Stored(pair) => resp::bulk(out, pair.value()),
@@ -134,7 +150,19 @@ impl Reply {
             Reply::Array(items) => {
                 resp::array_header(out, items.len());
                 for item in items {
-                    item.encode_resp(out);
+                    item.encode_resp(out, resp3);
+                }
+            }
+            Reply::Map(pairs) => {
+                match resp3 {
+                    true => {
+                        let _ = write!(out, "%{}\r\n", pairs.len());
+                    }
+                    false => resp::array_header(out, pairs.len() * 2),
+                }
+                for (field, value) in pairs {
+                    field.encode_resp(out, resp3);
+                    value.encode_resp(out, resp3);
                 }
             }
             Reply::Error(error) => resp::error(out, &error.resp_text()),

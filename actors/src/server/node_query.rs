@@ -51,7 +51,7 @@ pub async fn answer(
             Reply::Text(match protocol {
                 Protocol::Line => line,
                 // Redis clients read INFO as `field:value` lines under a heading.
-                Protocol::Resp => info::redis_style(&line),
+                Protocol::Resp | Protocol::Resp3 => info::redis_style(&line),
             })
         }
         NodeQuery::Digest => Reply::Text(digest::answer(store, &node.digest_turn).await?),
@@ -113,30 +113,23 @@ pub async fn answer(
     Ok(reply)
 }
 
-/// `HELLO`: RESP3 is refused with `NOPROTO`, so clients fall back to RESP2; otherwise the
-/// server's description, as Redis gives it, for session `id` of a node that is a replica when
-/// `read_only`.
+/// `HELLO`: the server's description, as Redis gives it, for session `id` of a node that is
+/// a replica when `read_only`; for RESP2 or RESP3 (the session switches to the one asked for),
+/// and `NOPROTO` for another version.
 pub fn hello(version: Option<u64>, id: u64, read_only: bool) -> Reply {
-    if version.is_some_and(|v| v != 2) {
-        let text = "NOPROTO sorry, this protocol version is not supported".to_string();
+    if version.is_some_and(|v| v != 2 && v != 3) {
+        let text = "NOPROTO unsupported protocol version".to_string();
         return Reply::Error(ErrorReply::Command(CommandError::Redis(text)));
     }
     let text = |s: &str| Reply::Value(Bytes::copy_from_slice(s.as_bytes()));
     let role = if read_only { "replica" } else { "master" };
-    Reply::Array(vec![
-        text("server"),
-        text("kvstore"),
-        text("version"),
-        text(env!("CARGO_PKG_VERSION")),
-        text("proto"),
-        Reply::Integer(2),
-        text("id"),
-        Reply::Integer(id as i64),
-        text("mode"),
-        text("standalone"),
-        text("role"),
-        text(role),
-        text("modules"),
-        Reply::Array(Vec::new()),
+    Reply::Map(vec![
+        (text("server"), text("kvstore")),
+        (text("version"), text(env!("CARGO_PKG_VERSION"))),
+        (text("proto"), Reply::Integer(version.unwrap_or(2) as i64)),
+        (text("id"), Reply::Integer(id as i64)),
+        (text("mode"), text("standalone")),
+        (text("role"), text(role)),
+        (text("modules"), Reply::Array(Vec::new())),
     ])
 }

@@ -64,7 +64,7 @@ async fn write_large(
 ) -> io::Result<()> {
     for reply in replies {
         match (reply, protocol) {
-            (Reply::Array(items), Protocol::Resp) => {
+            (Reply::Array(items), Protocol::Resp | Protocol::Resp3) => {
                 resp::array_header(out, items.len());
                 for item in items {
                     write_one(writer, out, item, protocol).await?;
@@ -89,7 +89,7 @@ async fn write_one(
             writer.write_all(value).await?;
             out.extend_from_slice(b"\n");
         }
-        (Some(value), Protocol::Resp) if value.len() >= FLUSH_BYTES => {
+        (Some(value), Protocol::Resp | Protocol::Resp3) if value.len() >= FLUSH_BYTES => {
             resp::bulk_header(out, value.len());
             flush(writer, out).await?;
             writer.write_all(value).await?;

@@ -221,7 +221,14 @@ impl Session {
                     Plan::Reply(reply) => Step::Reply(reply),
                     Plan::Node(query) => Step::Node(query, self.store.clone(), self.config.clone()),
                     Plan::Hello { version } => {
-                        Step::Reply(node_query::hello(version, self.id, not_primary.is_some()))
+                        let hello = node_query::hello(version, self.id, not_primary.is_some());
+                        // `HELLO 3` switches the connection to RESP3, its own reply included.
+                        match version {
+                            Some(3) => self.protocol = Protocol::Resp3,
+                            Some(2) => self.protocol = Protocol::Resp,
+                            _ => {}
+                        }
+                        Step::Reply(hello)
                     }
                     Plan::Exit => {
                         steps.push(Step::Reply(Reply::Goodbye));
@@ -320,7 +327,7 @@ impl Session {
                     }
                 }
             }
-            if protocol == Protocol::Resp {
+            if protocol.is_resp() {
                 gather_exec_replies(&mut replies, &exec_groups);
             }
             let mut close = close;
@@ -524,7 +531,9 @@ impl StreamHandler<Result<Frame, CodecError>> for Session {
         match item {
             Ok(Frame::Requests(requests)) => self.respond(requests, false, ctx),
             Ok(Frame::Resp(requests)) => {
-                self.protocol = Protocol::Resp;
+                if self.protocol == Protocol::Line {
+                    self.protocol = Protocol::Resp;
+                }
                 self.respond(requests, false, ctx)
             }
             Ok(Frame::Replicate(opening)) => self.start_replication(opening, ctx),

@@ -468,3 +468,39 @@ fn hello_3_switches_to_resp3() {
     let missing: Option<String> = redis::cmd("GET").arg("nope").query(&mut conn).unwrap();
     assert_eq!(missing, None);
 }
+
+/// redis-py from PyPI with its defaults (it opens with `HELLO 3`; `pipeline()` is a
+/// MULTI/EXEC transaction), as a new user would run it. CI installs it in a virtual
+/// environment (`.ci/run`); the interpreter is `KV_REDIS_PY`, or `target/pyenv/bin/python`.
+#[test]
+fn redis_py_from_pypi_works_with_its_defaults() {
+    let python = std::env::var("KV_REDIS_PY").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").to_string()
+    });
+    let node = NodeProcess::start(&[]);
+    let script = format!(
+        r#"
+import redis
+r = redis.Redis(port={port})
+assert r.ping()
+assert r.set("a", "1")
+assert r.incr("a") == 2
+p = r.pipeline()
+p.set("b", 1)
+p.incr("b")
+p.get("b")
+assert p.execute() == [True, 2, b"2"], "pipeline"
+assert r.info()["role"] == "primary"
+print("ok", redis.__version__)
+"#,
+        port = node.addr.port()
+    );
+    let output = Command::new(&python)
+        .args(["-c", &script])
+        .output()
+        .unwrap_or_else(|e| panic!("run {python} (redis-py from PyPI; see .ci/run): {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("ok "), "{stdout}");
+}

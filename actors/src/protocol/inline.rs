@@ -7,14 +7,23 @@
 
 use bytes::Bytes;
 
-use super::resp::ProtocolError;
+/// Why an inline request cannot be split (the RESP decoder reports it as a protocol error,
+/// and the connection closes, as in Redis).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnbalancedQuotes;
+
+impl std::fmt::Display for UnbalancedQuotes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("unbalanced quotes in request")
+    }
+}
 
 /// The longest inline request accepted (Redis's `PROTO_INLINE_MAX_SIZE`).
 pub const MAX_INLINE: usize = 64 * 1024;
 
 /// The arguments of one inline request `line` (without its `\n`; a trailing `\r` is
 /// dropped); none for a blank line.
-pub fn split(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
+pub fn split(line: &[u8]) -> Result<Vec<Bytes>, UnbalancedQuotes> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut args = Vec::new();
     let mut rest = line;
@@ -48,12 +57,12 @@ fn trim_start(bytes: &[u8]) -> &[u8] {
     &bytes[start..]
 }
 
-fn unbalanced() -> ProtocolError {
-    ProtocolError("unbalanced quotes in request".into())
+fn unbalanced() -> UnbalancedQuotes {
+    UnbalancedQuotes
 }
 
 /// After a closing quote, the argument must end (a blank or the end of the line).
-fn closed(after: &[u8]) -> Result<&[u8], ProtocolError> {
+fn closed(after: &[u8]) -> Result<&[u8], UnbalancedQuotes> {
     match after.first() {
         Some(b) if !is_blank(*b) => Err(unbalanced()),
         _ => Ok(after),
@@ -62,7 +71,7 @@ fn closed(after: &[u8]) -> Result<&[u8], ProtocolError> {
 
 /// A `"double quoted"` argument (its opening quote already read), with `\n`, `\r`, `\t`,
 /// `\b`, `\a`, `\xHH` and any other escaped character taken as itself.
-fn double_quoted(mut rest: &[u8]) -> Result<(Vec<u8>, &[u8]), ProtocolError> {
+fn double_quoted(mut rest: &[u8]) -> Result<(Vec<u8>, &[u8]), UnbalancedQuotes> {
     let mut arg = Vec::new();
     loop {
         match rest {
@@ -94,7 +103,7 @@ fn double_quoted(mut rest: &[u8]) -> Result<(Vec<u8>, &[u8]), ProtocolError> {
 }
 
 /// A `'single quoted'` argument (its opening quote already read): only `\'` is an escape.
-fn single_quoted(mut rest: &[u8]) -> Result<(Vec<u8>, &[u8]), ProtocolError> {
+fn single_quoted(mut rest: &[u8]) -> Result<(Vec<u8>, &[u8]), UnbalancedQuotes> {
     let mut arg = Vec::new();
     loop {
         match rest {

@@ -69,7 +69,7 @@ impl RequestDecoder {
                     return Ok(None);
                 };
                 // Split before consuming: a bad line stays, to be reported on the next call.
-                self.args = inline::split(&buf[..end])?;
+                self.args = inline::split(&buf[..end]).map_err(|e| ProtocolError(e.to_string()))?;
                 let _ = buf.split_to(end + 1);
                 return Ok(Some(&mut self.args));
             }

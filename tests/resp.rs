@@ -367,6 +367,12 @@ fn counters_and_string_commands_answer_as_redis_does() {
         cli(&["INCRBY", "hits", "x"]),
         "ERR value is not an integer or out of range"
     );
+    assert_eq!(cli(&["TYPE", "name"]), "string");
+    assert_eq!(cli(&["TYPE", "none"]), "none");
+    assert_eq!(cli(&["UNLINK", "name", "none"]), "1");
+    let time = cli(&["TIME"]);
+    let seconds: u64 = time.lines().next().unwrap().parse().unwrap();
+    assert!(seconds > 1_700_000_000, "{time}");
     assert_eq!(
         cli(&["INCR"]),
         "ERR wrong number of arguments for 'incr' command"

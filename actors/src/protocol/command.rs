@@ -82,6 +82,10 @@ pub enum Command {
         /// The protocol version asked for, if any: 2 or 3; anything else is refused with `NOPROTO`.
         version: Option<u64>,
     },
+    /// RESP `TYPE key`: `string` or `none` (strings are the only type).
+    Type(Bytes),
+    /// RESP `TIME`: the server's clock, seconds and microseconds.
+    Time,
     /// `MULTI`: start queuing commands for one atomic `EXEC`.
     Multi,
     /// `EXEC`: run the queued commands as one step of the Store.
@@ -208,6 +212,8 @@ pub enum Fold {
     Values,
     /// RESP `MSET`: `OK`.
     AllOk,
+    /// RESP `TYPE`: `string` for a key found, `none` otherwise.
+    Type,
 }
 
 impl Command {
@@ -219,6 +225,17 @@ impl Command {
             Command::Put { key, value } => store(ops, [Op::Put(key, value)], Fold::One),
             Command::Del { key } => store(ops, [Op::Del(key)], Fold::One),
             Command::StringOp(op) => store(ops, [op], Fold::One),
+            Command::Type(key) => store(ops, [Op::Get(key)], Fold::Type),
+            Command::Time => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let text = |n: u64| Reply::Value(Bytes::from(n.to_string()));
+                Plan::Reply(Reply::Array(vec![
+                    text(now.as_secs()),
+                    text(u64::from(now.subsec_micros())),
+                ]))
+            }
             // Handled by the session's transaction state before planning; never planned.
             Command::Multi | Command::Exec | Command::Discard => Plan::Reply(Reply::Ok),
             Command::DelMany(keys) => store(ops, keys.into_iter().map(Op::Del), Fold::CountApplied),
@@ -281,6 +298,10 @@ impl Fold {
             }
             Fold::Values => Reply::Array(outcomes.map(Reply::from).collect()),
             Fold::AllOk => Reply::Ok,
+            Fold::Type => match outcomes.next() {
+                Some(Outcome::Value(_)) => Reply::Status("string"),
+                _ => Reply::Status("none"),
+            },
         }
     }
 }
@@ -465,7 +486,9 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
             "ERR SET options (EX, PX, NX, XX, GET, KEEPTTL) are not supported; use SET key value"
                 .into(),
         )),
-        ("del", n) if n >= 2 => Ok(Command::DelMany(keys(args))),
+        ("del" | "unlink", n) if n >= 2 => Ok(Command::DelMany(keys(args))),
+        ("type", 2) => Ok(Command::Type(args.swap_remove(1))),
+        ("time", 1) => Ok(Command::Time),
         ("exists", n) if n >= 2 => Ok(Command::Exists(keys(args))),
         ("mget", n) if n >= 2 => Ok(Command::MGet(keys(args))),
         ("mset", n) if n >= 3 && n % 2 == 1 => {
@@ -518,7 +541,7 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
         (
             "get" | "set" | "del" | "exists" | "mget" | "mset" | "dbsize" | "ping" | "echo"
             | "digest" | "resync" | "wait" | "client" | "select" | "role" | "sentinel" | "multi"
-            | "exec" | "discard",
+            | "exec" | "discard" | "unlink" | "type" | "time",
             _,
         ) => Err(wrong_args()),
         _ => {

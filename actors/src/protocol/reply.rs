@@ -29,6 +29,8 @@ pub enum Reply {
     Pong,
     /// `QUEUED`: a command queued inside `MULTI`.
     Queued,
+    /// A status word (RESP simple string): `TYPE`'s `string` or `none`.
+    Status(&'static str),
     /// `Goodbye`, the answer to EXIT, after which the connection closes.
     Goodbye,
     /// A line of text: INFO, DIGEST and WAIT answers, and replication control lines.
@@ -113,6 +115,10 @@ impl Reply {
             }
             Reply::Pong => out.put_slice(b"PONG\n"),
             Reply::Queued => out.put_slice(b"QUEUED\n"),
+            Reply::Status(word) => {
+                out.put_slice(word.as_bytes());
+                out.put_u8(b'\n');
+            }
             Reply::Goodbye => out.put_slice(b"Goodbye\n"),
             Reply::Text(text) => {
                 out.put_slice(text.as_bytes());
@@ -145,6 +151,7 @@ impl Reply {
             Reply::Stored(pair) => resp::bulk(out, pair.value()),
             Reply::Pong => resp::simple(out, "PONG"),
             Reply::Queued => resp::simple(out, "QUEUED"),
+            Reply::Status(word) => resp::simple(out, word),
             Reply::Text(text) => resp::bulk(out, text.as_bytes()),
             Reply::Integer(n) => resp::integer(out, *n),
             Reply::Array(items) => {

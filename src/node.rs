@@ -73,6 +73,33 @@ impl NodeError {
     }
 }
 
+/// What `CONFIG GET` answers: this node's settings under the names Redis gives them, so
+/// clients and tools that read them (redis-benchmark, client libraries) find them.
+fn redis_settings(config: &NodeConfig, addr: SocketAddr) -> Vec<(&'static str, String)> {
+    let seconds = |d: Duration| d.as_secs().to_string();
+    vec![
+        ("appendonly", "yes".into()),
+        ("appendfsync", config.writer.fsync.to_string()),
+        ("save", String::new()),
+        ("maxmemory", "0".into()),
+        ("maxmemory-policy", "noeviction".into()),
+        ("timeout", config.idle_timeout.map_or("0".into(), seconds)),
+        ("databases", "1".into()),
+        ("maxclients", config.max_clients.to_string()),
+        ("port", addr.port().to_string()),
+        ("bind", addr.ip().to_string()),
+        ("dir", config.data_dir.display().to_string()),
+        ("proto-max-bulk-len", config.max_value_bytes.to_string()),
+        ("repl-backlog-size", config.repl_backlog_bytes.to_string()),
+        ("repl-timeout", seconds(config.repl_timeout)),
+        (
+            "min-replicas-to-write",
+            config.min_replicas_to_write.to_string(),
+        ),
+        ("replica-read-only", "yes".into()),
+    ]
+}
+
 /// How long a stopping primary waits for its streaming replicas to catch up.
 const REPLICA_CATCH_UP: Duration = Duration::from_secs(2);
 
@@ -147,6 +174,7 @@ impl Node {
             min_replicas_to_write: config.min_replicas_to_write,
             min_replicas_timeout: config.min_replicas_timeout,
             sentinel_name: config.sentinel_name.as_str().into(),
+            settings: Arc::new(redis_settings(config, addr)),
             ..NodeContext::default()
         };
         let mut lineage = None;

@@ -367,6 +367,20 @@ fn counters_and_string_commands_answer_as_redis_does() {
         cli(&["INCRBY", "hits", "x"]),
         "ERR value is not an integer or out of range"
     );
+    assert_eq!(cli(&["CONFIG", "GET", "appendonly"]), "appendonly\nyes");
+    assert_eq!(
+        cli(&["CONFIG", "GET", "appendfsync"]),
+        "appendfsync\neverysec"
+    );
+    let maxes = cli(&["CONFIG", "GET", "MAX*"]);
+    assert!(
+        maxes.contains("maxmemory\n0") && maxes.contains("maxclients\n10000"),
+        "{maxes}"
+    );
+    assert_eq!(cli(&["CONFIG", "GET", "nothing-like-it"]), "");
+    assert!(
+        cli(&["CONFIG", "SET", "maxmemory", "1"]).starts_with("ERR CONFIG SET is not supported")
+    );
     assert_eq!(cli(&["TYPE", "name"]), "string");
     assert_eq!(cli(&["TYPE", "none"]), "none");
     assert_eq!(cli(&["UNLINK", "name", "none"]), "1");

@@ -86,6 +86,8 @@ pub enum Command {
     Type(Bytes),
     /// RESP `TIME`: the server's clock, seconds and microseconds.
     Time,
+    /// RESP `CONFIG GET pattern [pattern ...]`: the settings clients read, as Redis names them.
+    ConfigGet(Vec<Bytes>),
     /// `MULTI`: start queuing commands for one atomic `EXEC`.
     Multi,
     /// `EXEC`: run the queued commands as one step of the Store.
@@ -188,6 +190,8 @@ pub enum NodeQuery {
     Resync,
     /// `ROLE`.
     Role,
+    /// `CONFIG GET`.
+    ConfigGet(Vec<Bytes>),
     /// `FAILOVER`.
     Failover {
         /// The member to hand over to.
@@ -226,6 +230,7 @@ impl Command {
             Command::Del { key } => store(ops, [Op::Del(key)], Fold::One),
             Command::StringOp(op) => store(ops, [op], Fold::One),
             Command::Type(key) => store(ops, [Op::Get(key)], Fold::Type),
+            Command::ConfigGet(patterns) => Plan::Node(NodeQuery::ConfigGet(patterns)),
             Command::Time => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -522,6 +527,13 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
         }),
         ("quit", _) => Ok(Command::Exit),
         ("command", _) => Ok(Command::CommandDocs),
+        ("config", n) if n >= 3 && args[1].eq_ignore_ascii_case(b"get") => {
+            Ok(Command::ConfigGet(args.drain(2..).collect()))
+        }
+        ("config", n) if n >= 2 => Err(CommandError::Redis(format!(
+            "ERR CONFIG {} is not supported (only CONFIG GET); settings are kvnode's flags",
+            printable(&args[1])
+        ))),
         ("client", n) if n >= 2 => {
             let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
             match sub.as_str() {

@@ -54,6 +54,8 @@ pub struct NodeContext {
     pub min_replicas_timeout: Duration,
     /// The name `SENTINEL` commands answer to (`--sentinel-name`).
     pub sentinel_name: Arc<str>,
+    /// What `CONFIG GET` answers: the node's settings under the names Redis gives them.
+    pub settings: Arc<Vec<(&'static str, String)>>,
 }
 
 impl NodeContext {

@@ -64,6 +64,17 @@ pub async fn answer(
             cluster_query::role(node, offset, follower, protocol)
         }
         NodeQuery::Sentinel(query) => cluster_query::sentinel(node, query),
+        NodeQuery::ConfigGet(patterns) => {
+            let matches = |name: &str| patterns.iter().any(|p| glob_match(p, name.as_bytes()));
+            let text = |s: &str| Reply::Value(Bytes::copy_from_slice(s.as_bytes()));
+            Reply::Map(
+                node.settings
+                    .iter()
+                    .filter(|(name, _)| matches(name))
+                    .map(|(name, value)| (text(name), text(value)))
+                    .collect(),
+            )
+        }
         NodeQuery::Failover { to, timeout_ms } => {
             let Some(cluster) = &node.cluster else {
                 return Ok(Reply::Error(ErrorReply::FailoverFailed(
@@ -111,6 +122,22 @@ pub async fn answer(
         }
     };
     Ok(reply)
+}
+
+/// Whether `name` matches glob `pattern` (`*`, `?`, case-insensitive), as `CONFIG GET`
+/// patterns do.
+fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
+    match (pattern.split_first(), name.split_first()) {
+        (None, None) => true,
+        (Some((b'*', rest)), _) => {
+            glob_match(rest, name) || (!name.is_empty() && glob_match(pattern, &name[1..]))
+        }
+        (Some((b'?', rest)), Some((_, name_rest))) => glob_match(rest, name_rest),
+        (Some((p, rest)), Some((n, name_rest))) if p.eq_ignore_ascii_case(n) => {
+            glob_match(rest, name_rest)
+        }
+        _ => false,
+    }
 }
 
 /// `HELLO`: the server's description, as Redis gives it, for session `id` of a node that is

@@ -381,6 +381,17 @@ fn counters_and_string_commands_answer_as_redis_does() {
     assert!(
         cli(&["CONFIG", "SET", "maxmemory", "1"]).starts_with("ERR CONFIG SET is not supported")
     );
+    assert_eq!(cli(&["COPY", "name", "copied"]), "1");
+    assert_eq!(cli(&["COPY", "name", "copied"]), "0");
+    assert_eq!(cli(&["COPY", "name", "copied", "REPLACE"]), "1");
+    assert_eq!(cli(&["RENAME", "copied", "moved"]), "OK");
+    assert_eq!(cli(&["GET", "copied"]), "");
+    assert_eq!(cli(&["GET", "moved"]), "kvstore");
+    assert_eq!(cli(&["RENAMENX", "moved", "name"]), "0");
+    assert_eq!(cli(&["RENAME", "absent", "x"]), "ERR no such key");
+    assert_eq!(cli(&["MSETNX", "m1", "a", "m2", "b"]), "1");
+    assert_eq!(cli(&["MSETNX", "m2", "c", "m3", "d"]), "0");
+    assert_eq!(cli(&["EXISTS", "m3"]), "0");
     assert_eq!(cli(&["TYPE", "name"]), "string");
     assert_eq!(cli(&["TYPE", "none"]), "none");
     assert_eq!(cli(&["UNLINK", "name", "none"]), "1");

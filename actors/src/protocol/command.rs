@@ -476,7 +476,7 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
     let command = match (name, argc) {
         (
             "incr" | "decr" | "incrby" | "decrby" | "append" | "strlen" | "setnx" | "getset"
-            | "getdel",
+            | "getdel" | "rename" | "renamenx" | "copy" | "msetnx",
             _,
         ) => string_op(name, args).map(Command::StringOp),
         ("get", 2) => Ok(Command::Get {

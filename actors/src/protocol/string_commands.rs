@@ -1,5 +1,6 @@
 //! RESP's read-modify-write string commands (`INCR`, `DECR`, `INCRBY`, `DECRBY`, `APPEND`,
-//! `STRLEN`, `SETNX`, `GETSET`, `GETDEL`), parsed into the Store op that carries each out;
+//! `STRLEN`, `SETNX`, `GETSET`, `GETDEL`, `RENAME`, `RENAMENX`, `COPY`, `MSETNX`), parsed into
+//! the Store op that carries each out;
 //! the command table (`command.rs`) wraps them into its `Command`s.
 
 use bytes::Bytes;
@@ -36,6 +37,20 @@ pub fn string_op(name: &str, args: &mut [Bytes]) -> Result<Op, CommandError> {
         ("setnx", 3) => Ok(Op::SetNx(take(args, 1), take(args, 2))),
         ("getset", 3) => Ok(Op::GetSet(take(args, 1), take(args, 2))),
         ("getdel", 2) => Ok(Op::GetDel(take(args, 1))),
+        ("rename", 3) => Ok(Op::Rename(take(args, 1), take(args, 2), false)),
+        ("renamenx", 3) => Ok(Op::Rename(take(args, 1), take(args, 2), true)),
+        ("copy", 3) => Ok(Op::Copy(take(args, 1), take(args, 2), false)),
+        ("copy", 4) if args[3].eq_ignore_ascii_case(b"replace") => {
+            Ok(Op::Copy(take(args, 1), take(args, 2), true))
+        }
+        ("copy", n) if n > 3 => Err(CommandError::Redis("ERR syntax error".into())),
+        ("msetnx", n) if n >= 3 && n % 2 == 1 => {
+            let pairs = args[1..]
+                .chunks_mut(2)
+                .map(|pair| (std::mem::take(&mut pair[0]), std::mem::take(&mut pair[1])))
+                .collect();
+            Ok(Op::MSetNx(pairs))
+        }
         _ => Err(wrong_args()),
     }
 }

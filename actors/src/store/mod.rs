@@ -84,6 +84,15 @@ pub enum Op {
     /// `GETDEL`: remove the key and answer its value ([`Outcome::Swapped`]), or
     /// [`Outcome::NotFound`].
     GetDel(Bytes),
+    /// `RENAME` (`nx` false: [`Outcome::Applied`]) or `RENAMENX` (`nx` true:
+    /// [`Outcome::Number`] 1 or 0): move the first key's value to the second (a `Del` and a
+    /// `Put`); [`Outcome::Refused`] when the first is absent.
+    Rename(Bytes, Bytes, bool),
+    /// `COPY src dst [REPLACE]`: [`Outcome::Number`] 1 when copied, 0 when `src` is absent or
+    /// `dst` exists (without `replace`).
+    Copy(Bytes, Bytes, bool),
+    /// `MSETNX`: set every pair only if no key exists: [`Outcome::Number`] 1 or 0.
+    MSetNx(Vec<(Bytes, Bytes)>),
 }
 
 impl Op {
@@ -333,8 +342,45 @@ impl Store {
                     None => Outcome::NotFound,
                 }
             }
+            Op::Rename(from, to, nx) => self.rename(&from, &to, nx),
+            Op::Copy(from, to, replace) => match value_of(self, &from) {
+                Some(pair) if replace || value_of(self, &to).is_none() => {
+                    Outcome::Number(1, Some(self.put(&to, pair.value())))
+                }
+                _ => Outcome::Number(0, None),
+            },
+            Op::MSetNx(pairs) => {
+                if pairs.iter().any(|(key, _)| self.data.get(key).is_some()) {
+                    return Outcome::Number(0, None);
+                }
+                let mut last = None;
+                for (key, value) in pairs {
+                    last = Some(self.put(&key, &value));
+                }
+                Outcome::Number(1, last)
+            }
             Op::Get(_) | Op::Put(..) | Op::Del(_) => {
                 Outcome::Refused("ERR internal: not a read-modify-write")
+            }
+        }
+    }
+
+    /// `RENAME`/`RENAMENX`: the value moves, as a `Del` of `from` and a `Put` of `to`.
+    fn rename(&mut self, from: &[u8], to: &[u8], nx: bool) -> Outcome {
+        let Some(pair) = self.data.get(from).cloned() else {
+            return Outcome::Refused("ERR no such key");
+        };
+        let taken = self.data.get(to).is_some();
+        match (nx, from == to) {
+            (true, _) if taken => Outcome::Number(0, None),
+            (false, true) => Outcome::Applied(self.last_seq),
+            _ => {
+                let _ = self.del(from);
+                let seq = self.put(to, pair.value());
+                match nx {
+                    true => Outcome::Number(1, Some(seq)),
+                    false => Outcome::Applied(seq),
+                }
             }
         }
     }

@@ -1,8 +1,8 @@
 //! `kvnode --role cluster`: a primary and two replicas in one process, for one machine.
 //!
-//! The replicas start first (so the primary's first connection attempts find them), each on
-//! its own port and data directory under the cluster's `--data-dir`; then the primary, told
-//! where they really listen. One Ctrl-C stops all three.
+//! The three nodes recover their data side by side, each on its own port and data directory
+//! under the cluster's `--data-dir`; the primary is told where the replicas listen. One Ctrl-C
+//! stops all three.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -32,29 +32,48 @@ fn replica_addr(primary: SocketAddr, index: usize) -> SocketAddr {
 }
 
 impl Cluster {
-    /// Start a cluster from a `--role cluster` configuration.
+    /// Start a cluster from a `--role cluster` configuration. The three nodes recover their
+    /// data side by side; the primary is told where the replicas listen, so when they take
+    /// any free port (`--listen` port 0) it starts once they have one.
     pub async fn start(config: &NodeConfig, log: &Logger) -> Result<Cluster, NodeError> {
         let root = &config.data_dir;
-        let mut replicas = Vec::with_capacity(REPLICAS);
-        for index in 0..REPLICAS {
-            let replica = NodeConfig {
+        let replica_configs: Vec<NodeConfig> = (0..REPLICAS)
+            .map(|index| NodeConfig {
                 role: Role::Replica,
                 listen: replica_addr(config.listen, index),
                 data_dir: root.join(format!("replica{}", index + 1)),
                 replicas: Vec::new(),
                 ..config.clone()
-            };
-            let log = log.new(slog::o!("node" => format!("replica{}", index + 1)));
-            replicas.push(Node::start(&replica, &log).await?);
-        }
-        let primary = NodeConfig {
+            })
+            .collect();
+        let start_replicas = futures::future::try_join_all(replica_configs.iter().enumerate().map(
+            |(index, replica)| {
+                let log = log.new(slog::o!("node" => format!("replica{}", index + 1)));
+                async move { Node::start(replica, &log).await }
+            },
+        ));
+        let primary_config = |replicas: Vec<String>| NodeConfig {
             role: Role::Primary,
             data_dir: root.join("primary"),
-            replicas: replicas.iter().map(|r| r.addr.to_string()).collect(),
+            replicas,
             ..config.clone()
         };
-        let log = log.new(slog::o!("node" => "primary"));
-        let primary = Node::start(&primary, &log).await?;
+        let primary_log = log.new(slog::o!("node" => "primary"));
+        if config.listen.port() == 0 {
+            let replicas = start_replicas.await?;
+            let addrs = replicas.iter().map(|r| r.addr.to_string()).collect();
+            let primary = Node::start(&primary_config(addrs), &primary_log).await?;
+            return Ok(Cluster { primary, replicas });
+        }
+        // Fixed ports: all three at once (the primary's replicators retry until the replicas
+        // listen).
+        let addrs = replica_configs
+            .iter()
+            .map(|r| r.listen.to_string())
+            .collect();
+        let primary = primary_config(addrs);
+        let (replicas, primary) =
+            futures::future::try_join(start_replicas, Node::start(&primary, &primary_log)).await?;
         Ok(Cluster { primary, replicas })
     }
 

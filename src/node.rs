@@ -143,7 +143,14 @@ impl Node {
             .local_addr()
             .map_err(|source| NodeError::listen(config.listen, source))?;
         let dir = Arc::new(DataDir::open(&config.data_dir)?);
-        let mut recovered = recovery::recover(&dir, config.recovery, &log)?;
+        // Off the System's thread: it blocks on the disk, and the nodes of a local cluster
+        // recover side by side.
+        let mut recovered = {
+            let (dir, options, log) = (dir.clone(), config.recovery, log.clone());
+            tokio::task::spawn_blocking(move || recovery::recover(&dir, options, &log))
+                .await
+                .map_err(|_| NodeError::ActorGone("recovery thread"))??
+        };
         let data = std::mem::take(&mut recovered.keyspace);
         let keys = data.len();
         let last_seq = recovered.last_seq;

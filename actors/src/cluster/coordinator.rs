@@ -103,6 +103,9 @@ pub struct Coordinator {
     /// The leader this node last saw, and since when it has had none or a new one: how long
     /// writes were unavailable, for the failover record.
     leader: (Option<NodeId>, Instant),
+    /// The cluster state the view was last updated from: the view (whose lock every session
+    /// takes per batch) is written only when the state changes, not on every tick.
+    shown: Option<ClusterState>,
 }
 
 impl Coordinator {
@@ -117,6 +120,7 @@ impl Coordinator {
             failures: 0,
             disk_failed_since: None,
             leader: (None, Instant::now()),
+            shown: None,
         }
     }
 
@@ -127,7 +131,10 @@ impl Coordinator {
         if lead.leader != self.leader.0 {
             self.leader = (lead.leader, Instant::now());
         }
-        self.show(&state);
+        if self.shown.as_ref() != Some(&state) {
+            self.show(&state);
+            self.shown = Some(state.clone());
+        }
         if let Some(why) = self.parts.consensus.failure() {
             return self.control_plane_down(why, ctx);
         }
@@ -386,6 +393,8 @@ impl Coordinator {
             view.handing_over = false;
             view.replicas.clear();
         });
+        // Shown again at the next look: as a replica, the view names the primary.
+        self.shown = None;
         for replicator in self.replicators.drain(..) {
             replicator.do_send(StopReplicating);
         }

@@ -389,7 +389,6 @@ impl Handler<Fence> for Follower {
             .map(|h| (h.first(), h.batches()));
         Fenced {
             replication_id: self.replication_id.clone(),
-            applied: self.applied,
             last_frame: self.last_frame,
             history,
         }

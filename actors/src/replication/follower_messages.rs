@@ -79,13 +79,12 @@ pub struct Fence {
     pub epoch: u64,
 }
 
-/// Where a fenced follower's data stands: the history it belongs to, and how far.
+/// Where a fenced follower's data stands: the history it belongs to, the mutations it applied
+/// last, and when it last heard from a primary.
 #[derive(Debug, Clone, MessageResponse)]
 pub struct Fenced {
     /// The primary history this node's data belongs to, if any.
     pub replication_id: Option<String>,
-    /// The last mutation applied.
-    pub applied: Seq,
     /// When the last part of a primary's stream arrived (mutations, or the heartbeat an idle
     /// primary sends every second): roughly when this node last heard from a primary.
     pub last_frame: Option<std::time::Instant>,

@@ -27,7 +27,7 @@ use kv_actors::server::session_config::SessionConfig;
 use kv_actors::storage::data_dir::{DataDir, StorageError};
 use kv_actors::storage::recovery;
 use kv_actors::storage::writer::{SyncNow, Writer};
-use kv_actors::store::{Stats, Store, Subscribe};
+use kv_actors::store::{SetWrites, Stats, Store, Subscribe};
 use slog::{info, warn, Logger};
 use std::sync::atomic::AtomicUsize;
 use thiserror::Error;
@@ -260,6 +260,13 @@ impl Node {
                         anyone who can reach this port can replace this replica's data"
                     );
                 }
+                // A replica's Store follows its primary's history and authors none: closed to
+                // client writes, it never deletes a key whose deadline passed either, but hides
+                // it until the primary's delete arrives (as a Redis replica does).
+                store
+                    .send(SetWrites { open: false })
+                    .await
+                    .map_err(|_| NodeError::ActorGone("store"))?;
                 let state = replication_id::load(&dir)?;
                 // A full resync cut short: the data is disposable, and a full resync is due.
                 let discard = state == ReplicationState::Resyncing;

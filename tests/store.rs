@@ -10,6 +10,9 @@ use kv_actors::store::{
     Stats, Store, StoreStats, Subscribe, TakeSnapshot,
 };
 
+#[path = "store/expiry.rs"]
+mod expiry;
+
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
@@ -71,7 +74,9 @@ async fn put_get_del_semantics() {
         store.send(Stats).await.unwrap(),
         StoreStats {
             keys: 0,
-            last_seq: 3
+            last_seq: 3,
+            expiring_keys: 0,
+            expired_keys: 0,
         }
     );
 }

@@ -3,25 +3,26 @@
 //!
 //! Parsing turns raw bytes into a typed [`Command`] (or a [`CommandError`] that becomes the
 //! client's error reply) before anything reaches the Store, so the Store only ever sees
-//! well-formed operations: [`parse`] reads one line of the line protocol, [`from_resp`] one
-//! RESP request. [`Command::plan`] then says how each is answered: by Store operations whose
+//! well-formed operations: [`from_resp`] reads one RESP request (and
+//! [`super::line_commands::parse`] one line of the line protocol). [`Command::plan`] then says how each is answered: by Store operations whose
 //! outcomes [`Fold`] into one reply, by a reply at once, or from the node's own state
 //! ([`NodeQuery`]).
 //!
-//! Adding a command: a variant of [`Command`], its arm in [`parse`] and/or `parse_resp`, its
+//! Adding a command: a variant of [`Command`], its arm in `line_commands::parse` and/or
+//! `parse_resp`, its
 //! arm in [`Command::plan`], and, if it needs one, the Store [`Op`] it takes. The tests in
 //! `command/tests.rs` are the table's specification.
 
 use bytes::Bytes;
 
 pub use super::cluster_commands::SentinelQuery;
-use super::cluster_commands::{
-    parse_failover, parse_resp_failover, parse_resp_sentinel, FailoverArgs,
-};
+use super::cluster_commands::{parse_resp_failover, parse_resp_sentinel, FailoverArgs};
 pub use super::error::CommandError;
+use super::expiry_commands::{expiry_op, LineExpiry};
 use super::reply::Reply;
 use super::string_commands::string_op;
-use super::words::{printable, token};
+use super::words::printable;
+use crate::store::expiry::TtlQuery;
 use crate::store::{Op, Outcome};
 
 /// One client request, from either protocol.
@@ -95,8 +96,11 @@ pub enum Command {
     /// `DISCARD`: drop the queued commands.
     Discard,
     /// RESP `INCR`, `DECR`, `INCRBY`, `DECRBY`, `APPEND`, `STRLEN`, `SETNX`, `GETSET`,
-    /// `GETDEL`: one read-modify-write op of the Store, answered as Redis answers it.
+    /// `GETDEL`, ..., and the expiry commands (`SET` with options, `EXPIRE`, `TTL`, ...): one
+    /// op of the Store, answered as Redis answers it.
     StringOp(Op),
+    /// The line protocol's `EXPIRE`, `TTL`, `PERSIST`, answered in its words.
+    LineExpiry(LineExpiry),
     /// `ROLE`: whether this node is the primary or a replica now, as Redis answers it.
     Role,
     /// `FAILOVER [TO <host:port>]` (RESP: `FAILOVER [TO host port] [TIMEOUT ms]`): hand the
@@ -130,6 +134,8 @@ impl Command {
     pub fn is_write(&self) -> bool {
         match self {
             Command::StringOp(op) => op.is_write(),
+            Command::LineExpiry(LineExpiry::Ttl(_)) => false,
+            Command::LineExpiry(_) => true,
             _ => matches!(
                 self,
                 Command::Put { .. } | Command::Del { .. } | Command::DelMany(_) | Command::MSet(_)
@@ -137,11 +143,6 @@ impl Command {
         }
     }
 }
-
-const PUT_USAGE: &str = "PUT <key> <value>";
-const GET_USAGE: &str = "GET <key>";
-const DEL_USAGE: &str = "DEL <key>";
-const WAIT_USAGE: &str = "WAIT <numreplicas> <timeout-ms>";
 
 /// One non-blank request, parsed or refused.
 pub type Request = Result<Command, CommandError>;
@@ -218,6 +219,13 @@ pub enum Fold {
     AllOk,
     /// RESP `TYPE`: `string` for a key found, `none` otherwise.
     Type,
+    /// Line `EXPIRE`: `OK` for 1, `NOT_FOUND` for 0.
+    OkIfOne,
+    /// Line `TTL`: the number, or `NOT_FOUND` for -2 (no such key).
+    TtlOrNotFound,
+    /// Line `PERSIST` (a `PERSIST` then a `TTL`): `NOT_FOUND` when the `TTL` found no key,
+    /// else `OK`.
+    OkIfFoundAfter,
 }
 
 impl Command {
@@ -229,6 +237,14 @@ impl Command {
             Command::Put { key, value } => store(ops, [Op::Put(key, value)], Fold::One),
             Command::Del { key } => store(ops, [Op::Del(key)], Fold::One),
             Command::StringOp(op) => store(ops, [op], Fold::One),
+            Command::LineExpiry(LineExpiry::Expire(op)) => store(ops, [op], Fold::OkIfOne),
+            Command::LineExpiry(LineExpiry::Ttl(key)) => {
+                store(ops, [Op::Ttl(key, TtlQuery::Seconds)], Fold::TtlOrNotFound)
+            }
+            Command::LineExpiry(LineExpiry::Persist(key)) => {
+                let then_ttl = Op::Ttl(key.clone(), TtlQuery::Seconds);
+                store(ops, [Op::Persist(key), then_ttl], Fold::OkIfFoundAfter)
+            }
             Command::Type(key) => store(ops, [Op::Get(key)], Fold::Type),
             Command::ConfigGet(patterns) => Plan::Node(NodeQuery::ConfigGet(patterns)),
             Command::Time => {
@@ -307,88 +323,21 @@ impl Fold {
                 Some(Outcome::Value(_)) => Reply::Status("string"),
                 _ => Reply::Status("none"),
             },
+            Fold::OkIfOne => match outcomes.next() {
+                Some(Outcome::Number(1, _)) => Reply::Ok,
+                Some(Outcome::Refused(why)) => Outcome::Refused(why).into(),
+                _ => Reply::NotFound,
+            },
+            Fold::TtlOrNotFound => match outcomes.next() {
+                Some(Outcome::Number(-2, _)) | None => Reply::NotFound,
+                Some(other) => other.into(),
+            },
+            Fold::OkIfFoundAfter => match outcomes.nth(1) {
+                Some(Outcome::Number(-2, _)) | None => Reply::NotFound,
+                Some(_) => Reply::Ok,
+            },
         }
     }
-}
-
-/// Parse one line (without its `\n`; a trailing `\r` is dropped here).
-///
-/// Answers `None` for a blank line, which the protocol ignores. Keys and values are zero-copy
-/// slices of `line`, which live only until the batch is answered: the Store copies a write's
-/// key and value into a pair of its own, so it never pins the read buffer they arrived in.
-pub fn parse(line: &Bytes) -> Option<Result<Command, CommandError>> {
-    let line = match line.last() {
-        Some(b'\r') => line.slice(..line.len() - 1),
-        _ => line.clone(),
-    };
-    let (verb_start, verb_end) = token(&line, 0)?;
-    let verb = &line[verb_start..verb_end];
-    let single_key = |usage| match token(&line, verb_end) {
-        Some((start, end)) if token(&line, end).is_none() => Ok(line.slice(start..end)),
-        _ => Err(CommandError::Usage(usage)),
-    };
-    let no_args = |usage| match token(&line, verb_end) {
-        None => Ok(()),
-        Some(_) => Err(CommandError::Usage(usage)),
-    };
-    let command = if verb.eq_ignore_ascii_case(b"GET") {
-        single_key(GET_USAGE).map(|key| Command::Get { key })
-    } else if verb.eq_ignore_ascii_case(b"PUT") {
-        parse_put(&line, verb_end)
-    } else if verb.eq_ignore_ascii_case(b"DEL") {
-        single_key(DEL_USAGE).map(|key| Command::Del { key })
-    } else if verb.eq_ignore_ascii_case(b"PING") {
-        no_args("PING").map(|()| Command::Ping)
-    } else if verb.eq_ignore_ascii_case(b"EXIT") {
-        no_args("EXIT").map(|()| Command::Exit)
-    } else if verb.eq_ignore_ascii_case(b"INFO") {
-        no_args("INFO").map(|()| Command::Info)
-    } else if verb.eq_ignore_ascii_case(b"DIGEST") {
-        no_args("DIGEST").map(|()| Command::Digest)
-    } else if verb.eq_ignore_ascii_case(b"FAILOVER") {
-        parse_failover(&line, verb_end).map(Command::from)
-    } else if verb.eq_ignore_ascii_case(b"ROLE") {
-        no_args("ROLE").map(|()| Command::Role)
-    } else if verb.eq_ignore_ascii_case(b"RESYNC") {
-        no_args("RESYNC").map(|()| Command::Resync)
-    } else if verb.eq_ignore_ascii_case(b"WAIT") {
-        parse_wait(&line, verb_end)
-    } else {
-        Err(CommandError::Unknown(printable(verb)))
-    };
-    Some(command)
-}
-
-fn parse_wait(line: &Bytes, verb_end: usize) -> Result<Command, CommandError> {
-    let usage = || CommandError::Usage(WAIT_USAGE);
-    let (a, a_end) = token(line, verb_end).ok_or_else(usage)?;
-    let (b, b_end) = token(line, a_end).ok_or_else(usage)?;
-    if token(line, b_end).is_some() {
-        return Err(usage());
-    }
-    let number = |range: std::ops::Range<usize>| {
-        std::str::from_utf8(&line[range])
-            .ok()
-            .and_then(|text| text.parse::<u64>().ok())
-    };
-    match (number(a..a_end), number(b..b_end)) {
-        (Some(replicas), Some(timeout_ms)) => Ok(Command::Wait {
-            replicas: u32::try_from(replicas).map_err(|_| usage())?,
-            timeout_ms,
-        }),
-        _ => Err(usage()),
-    }
-}
-
-fn parse_put(line: &Bytes, verb_end: usize) -> Result<Command, CommandError> {
-    let usage = || CommandError::Usage(PUT_USAGE);
-    let (key_start, key_end) = token(line, verb_end).ok_or_else(usage)?;
-    let (value_start, _) = token(line, key_end).ok_or_else(usage)?;
-    // Slices of the request, not copies: the Store copies a write into its own pair.
-    Ok(Command::Put {
-        key: line.slice(key_start..key_end),
-        value: line.slice(value_start..),
-    })
 }
 
 /// RESP `HELLO <protover> [AUTH <user> <password>] [SETNAME <name>]`: the version, with
@@ -479,6 +428,12 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
             | "getdel" | "rename" | "renamenx" | "copy" | "msetnx",
             _,
         ) => string_op(name, args).map(Command::StringOp),
+        ("set", n) if n > 3 => expiry_op(name, args).map(Command::StringOp),
+        (
+            "setex" | "psetex" | "expire" | "pexpire" | "expireat" | "pexpireat" | "ttl" | "pttl"
+            | "expiretime" | "pexpiretime" | "persist" | "getex",
+            _,
+        ) => expiry_op(name, args).map(Command::StringOp),
         ("get", 2) => Ok(Command::Get {
             key: args.swap_remove(1),
         }),
@@ -487,10 +442,6 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
             let key = args.swap_remove(1);
             Ok(Command::Put { key, value })
         }
-        ("set", n) if n > 3 => Err(CommandError::Redis(
-            "ERR SET options (EX, PX, NX, XX, GET, KEEPTTL) are not supported; use SET key value"
-                .into(),
-        )),
         ("del" | "unlink", n) if n >= 2 => Ok(Command::DelMany(keys(args))),
         ("type", 2) => Ok(Command::Type(args.swap_remove(1))),
         ("time", 1) => Ok(Command::Time),

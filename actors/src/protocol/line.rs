@@ -7,7 +7,8 @@
 use bytes::BytesMut;
 use thiserror::Error;
 
-use super::command::{self, CommandError, Request};
+use super::command::{CommandError, Request};
+use super::line_commands;
 use crate::replication::wire::Replicate;
 
 /// A line grew past the limit before its `\n` arrived. The connection must be closed, since
@@ -83,7 +84,7 @@ impl LineDecoder {
             }
             let mut line = src.split_to(end + 1).freeze();
             line.truncate(end);
-            match command::parse(&line) {
+            match line_commands::parse(&line) {
                 // Not a command: perhaps a primary opening its stream. Checked only here, so
                 // the requests of clients pay nothing for it.
                 Some(Err(CommandError::Unknown(verb))) => match Replicate::parse(&line) {

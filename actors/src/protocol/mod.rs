@@ -1,7 +1,9 @@
 //! What clients send and what they are answered, in both protocols.
 //!
-//! - [`command`]: every client command: its parse (line protocol and RESP) and its reply shape.
-//!   Adding a command is one edit there, plus the Store operation it needs.
+//! - [`command`]: every client command: its RESP parse and its reply shape; the line
+//!   protocol's parse is [`line_commands`]. Adding a command is one edit there, plus the
+//!   Store operation it needs; [`string_commands`] and [`expiry_commands`] parse families of
+//!   RESP commands into Store ops.
 //! - [`reply`]: replies, and how each is framed in either protocol; [`error`]: the errors a
 //!   client can be told.
 //! - [`resp`]: RESP2 frames: the request decoder and reply encoders.
@@ -13,8 +15,10 @@ pub mod cluster_commands;
 pub mod codec;
 pub mod command;
 pub mod error;
+pub mod expiry_commands;
 pub mod inline;
 pub mod line;
+pub mod line_commands;
 pub mod reply;
 pub mod resp;
 pub mod string_commands;

@@ -18,13 +18,16 @@ use crate::store::{Change, Mutation, Seq};
 /// How many recent mutations a replica keeps fingerprints of.
 pub const WINDOW: usize = 4096;
 
-/// The fingerprint of one mutation: its offset, kind, key and value.
+/// The fingerprint of one mutation: its offset, kind, key, value and deadline.
 pub fn of(mutation: &Mutation) -> u64 {
-    let (kind, key, value): (u64, &[u8], &[u8]) = match &mutation.change {
-        Change::Put(pair) => (1, pair.key(), pair.value()),
-        Change::Del { key } => (2, key, &[]),
+    let (kind, key, value, deadline): (u64, &[u8], &[u8], u64) = match &mutation.change {
+        Change::Put(pair) => match pair.deadline() {
+            None => (1, pair.key(), pair.value(), 0),
+            Some(deadline) => (3, pair.key(), pair.value(), deadline),
+        },
+        Change::Del { key } => (2, key, &[], 0),
     };
-    let seed = mutation.seq ^ (kind << 56) ^ ((key.len() as u64) << 24);
+    let seed = mutation.seq ^ (kind << 56) ^ ((key.len() as u64) << 24) ^ deadline.rotate_left(7);
     let key_hash = xxh3_64_with_seed(key, seed);
     xxh3_64_with_seed(value, key_hash)
 }

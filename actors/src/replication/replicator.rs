@@ -328,7 +328,7 @@ impl Replicator {
                 .encode(&mut buf);
                 let mut count = 0u64;
                 for pair in data.iter() {
-                    StreamEncoder::snapshot_pair(seq, pair.key(), pair.value(), &mut buf);
+                    StreamEncoder::snapshot_pair(seq, pair, &mut buf);
                     count += 1;
                     if buf.len() >= CHUNK_BYTES {
                         writer.write_all(&buf).await?;

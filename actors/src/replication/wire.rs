@@ -26,6 +26,7 @@ use bytes::BytesMut;
 use thiserror::Error;
 
 use crate::storage::record::{self, Entry};
+use crate::store::pair::Pair;
 use crate::store::{Mutation, Seq};
 
 /// The longest control line either side accepts: the handshake lines are short, so a peer that
@@ -322,9 +323,9 @@ impl ReplicaLine {
 pub struct StreamEncoder;
 
 impl StreamEncoder {
-    /// One key of a full resync's snapshot, as of `seq`.
-    pub fn snapshot_pair(seq: Seq, key: &[u8], value: &[u8], out: &mut Vec<u8>) {
-        record::encode_put(seq, key, value, out);
+    /// One key of a full resync's snapshot (with its deadline), as of `seq`.
+    pub fn snapshot_pair(seq: Seq, pair: &Pair, out: &mut Vec<u8>) {
+        record::encode_pair(seq, pair, out);
     }
 
     /// The end of a full resync's snapshot: `count` pairs as of `seq`.

@@ -47,17 +47,23 @@ pub async fn answer(
     result.await.map_err(|_| DigestError::Thread)
 }
 
-/// An order-independent 64-bit hash of every key and value: equal data gives an equal digest
-/// on any node, whatever the order of its hash tables. Each pair is hashed with XXH3 (the key
-/// seeded with its length, so that no two splits of the same bytes into key and value hash
-/// alike, then the value seeded with the key's hash), and the pairs' hashes are summed.
+/// An order-independent 64-bit hash of every key, value and deadline: equal data gives an
+/// equal digest on any node, whatever the order of its hash tables. Each pair is hashed with
+/// XXH3 (the key seeded with its length, so that no two splits of the same bytes into key and
+/// value hash alike, then the value seeded with the key's hash, and a deadline hashed with
+/// that), and the pairs' hashes are summed. A key whose deadline passed but whose delete has
+/// not been applied yet counts: replicas converge on the primary's deletes, not on clocks.
 pub fn digest(snapshot: &Snapshot) -> u64 {
     snapshot
         .iter()
         .map(|pair| {
             let key = pair.key();
             let key_hash = xxh3_64_with_seed(key, key.len() as u64);
-            xxh3_64_with_seed(pair.value(), key_hash)
+            let hash = xxh3_64_with_seed(pair.value(), key_hash);
+            match pair.deadline() {
+                None => hash,
+                Some(deadline) => xxh3_64_with_seed(&deadline.to_le_bytes(), hash),
+            }
         })
         .fold(0u64, u64::wrapping_add)
 }

@@ -36,8 +36,10 @@ pub fn line(node: &NodeContext, stats: StoreStats, follower: Option<FollowerInfo
     }
     let _ = write!(
         line,
-        " keys={} connected_clients={} blocked_clients={}",
+        " keys={} expires={} expired_keys={} connected_clients={} blocked_clients={}",
         stats.keys,
+        stats.expiring_keys,
+        stats.expired_keys,
         node.clients.load(Ordering::Relaxed),
         node.blocked.load(Ordering::Relaxed)
     );

@@ -3,8 +3,13 @@
 //! ```text
 //! record := len:u32 | body_crc:u32 | header_crc:u32 | body[len]      (integers little-endian)
 //! body   := seq:u64 | op:u8 | key_len:u32 | key[key_len] | value[..]
+//!         | seq:u64 | 3:u8  | key_len:u32 | key[key_len] | deadline:u64 | value[..]
 //! header_crc = crc32(len | body_crc)      body_crc = crc32(body)
 //! ```
+//!
+//! A put of a key with a time to live is op 3, with its deadline (milliseconds since the Unix
+//! epoch) before the value; a put without one keeps op 1, so files and streams written before
+//! expiry existed read exactly as before, and a key without a deadline costs no byte more.
 //!
 //! The header has a checksum of its own so that a damaged length is recognised as damage,
 //! not trusted; that is what lets recovery tell a record torn by a crash (cut short at the end
@@ -15,6 +20,7 @@ use std::io::{self, Read};
 use bytes::{BufMut, Bytes};
 use thiserror::Error;
 
+use crate::store::pair::Pair;
 use crate::store::{Change, Mutation, Seq};
 
 /// Bytes in a record header.
@@ -26,6 +32,8 @@ pub const MAX_BODY: usize = 1 << 31;
 
 const OP_PUT: u8 = 1;
 const OP_DEL: u8 = 2;
+/// A put whose key expires: the deadline comes between the key and the value.
+const OP_PUT_EXPIRING: u8 = 3;
 /// Closes a snapshot; its value is the number of records before it.
 const OP_END: u8 = 0xEE;
 /// A replication heartbeat: no change, carries the sender's current offset.
@@ -75,14 +83,28 @@ pub enum RecordError {
 /// Append the record for `mutation` to `out`.
 pub fn encode_mutation(mutation: &Mutation, out: &mut Vec<u8>) {
     match &mutation.change {
-        Change::Put(pair) => encode(mutation.seq, OP_PUT, pair.key(), pair.value(), out),
+        Change::Put(pair) => encode_pair(mutation.seq, pair, out),
         Change::Del { key } => encode(mutation.seq, OP_DEL, key, &[], out),
     }
 }
 
-/// Append a snapshot entry (a `Put` as of `seq`).
+/// Append a snapshot entry (a `Put` as of `seq`) of a key that never expires.
 pub fn encode_put(seq: Seq, key: &[u8], value: &[u8], out: &mut Vec<u8>) {
     encode(seq, OP_PUT, key, value, out);
+}
+
+/// Append a `Put` of `pair` as of `seq`, with its deadline if it has one.
+pub fn encode_pair(seq: Seq, pair: &Pair, out: &mut Vec<u8>) {
+    match pair.deadline() {
+        None => encode(seq, OP_PUT, pair.key(), pair.value(), out),
+        Some(deadline) => encode_parts(
+            seq,
+            OP_PUT_EXPIRING,
+            pair.key(),
+            &[&deadline.to_le_bytes(), pair.value()],
+            out,
+        ),
+    }
 }
 
 /// Append a snapshot's end marker.
@@ -122,7 +144,13 @@ pub fn decode(buf: &[u8], max_body: usize) -> Result<Option<(Entry, usize)>, Rec
 }
 
 fn encode(seq: Seq, op: u8, key: &[u8], value: &[u8], out: &mut Vec<u8>) {
-    let body_len = MIN_BODY + key.len() + value.len();
+    encode_parts(seq, op, key, &[value], out);
+}
+
+/// A record whose value is `parts`, one after another.
+fn encode_parts(seq: Seq, op: u8, key: &[u8], parts: &[&[u8]], out: &mut Vec<u8>) {
+    let value_len: usize = parts.iter().map(|part| part.len()).sum();
+    let body_len = MIN_BODY + key.len() + value_len;
     let start = out.len();
     out.reserve(HEADER_LEN + body_len);
     out.put_bytes(0, HEADER_LEN);
@@ -130,7 +158,9 @@ fn encode(seq: Seq, op: u8, key: &[u8], value: &[u8], out: &mut Vec<u8>) {
     out.put_u8(op);
     out.put_u32_le(key.len() as u32);
     out.put_slice(key);
-    out.put_slice(value);
+    for part in parts {
+        out.put_slice(part);
+    }
     let body_crc = crc32fast::hash(&out[start + HEADER_LEN..]);
     let len = (body_len as u32).to_le_bytes();
     let header_crc = header_crc(len, body_crc);
@@ -217,6 +247,16 @@ fn parse_body(body: &[u8]) -> Result<Entry, RecordError> {
     // Copies of exactly the right size: the Store keeps these for the life of the key.
     let change = match op {
         OP_PUT => Change::put(key, value),
+        OP_PUT_EXPIRING => {
+            let (deadline, value) = value
+                .split_first_chunk::<8>()
+                .ok_or(RecordError::Malformed("expiring put without its deadline"))?;
+            Change::Put(Pair::with_deadline(
+                key,
+                value,
+                Some(u64::from_le_bytes(*deadline)),
+            ))
+        }
         OP_DEL if value.is_empty() => Change::Del {
             key: Bytes::copy_from_slice(key),
         },
@@ -287,18 +327,26 @@ mod tests {
             },
             put(3, "", ""),
             put(4, "bin\n\0", "\r\n\x7f"),
+            Mutation {
+                seq: 5,
+                change: Change::Put(Pair::with_deadline(b"ttl", b"v", Some(1_700_000_000_123))),
+            },
+            Mutation {
+                seq: 6,
+                change: Change::Put(Pair::with_deadline(b"", b"", Some(0))),
+            },
         ];
         let mut bytes = Vec::new();
         for m in &mutations {
             encode_mutation(m, &mut bytes);
         }
-        encode_end(4, 4, &mut bytes);
+        encode_end(6, 6, &mut bytes);
         encode_heartbeat(9, &mut bytes);
         let (entries, error, offset) = read_all(&bytes);
         assert_eq!(error, None);
         assert_eq!(offset, bytes.len() as u64);
         let mut expected: Vec<Entry> = mutations.into_iter().map(Entry::Mutation).collect();
-        expected.push(Entry::End { seq: 4, count: 4 });
+        expected.push(Entry::End { seq: 6, count: 6 });
         expected.push(Entry::Heartbeat { seq: 9 });
         assert_eq!(entries, expected);
         // The slice decoder agrees, record by record, and waits for whole records.
@@ -323,6 +371,14 @@ mod tests {
             assert_eq!(error, Some(RecordError::Truncated), "cut at {cut}");
             assert_eq!(offset, first as u64);
         }
+    }
+
+    #[test]
+    fn an_expiring_put_without_its_deadline_is_malformed() {
+        let mut bytes = Vec::new();
+        encode_parts(1, OP_PUT_EXPIRING, b"k", &[b"1234567"], &mut bytes);
+        let (_, error, _) = read_all(&bytes);
+        assert!(matches!(error, Some(RecordError::Malformed(_))));
     }
 
     #[test]

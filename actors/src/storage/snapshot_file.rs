@@ -87,7 +87,7 @@ fn write_tmp(tmp: &Path, data: &Snapshot, seq: Seq) -> io::Result<u64> {
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut count = 0u64;
     for pair in data.iter() {
-        record::encode_put(seq, pair.key(), pair.value(), &mut buf);
+        record::encode_pair(seq, pair, &mut buf);
         count += 1;
         if buf.len() >= 64 * 1024 {
             out.write_all(&buf)?;

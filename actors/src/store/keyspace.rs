@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use foldhash::fast::RandomState;
 
+use crate::store::expiry::{Expiries, Millis};
 use crate::store::pair::Pair;
 
 /// How many shards the keyspace is split into. A power of two, so a shard is picked with a
@@ -69,6 +70,8 @@ pub struct Keyspace {
     hasher: RandomState,
     /// How many keys the shards hold together, kept so that asking costs nothing.
     len: usize,
+    /// The keys that have a deadline, soonest first: kept in step by every insert and removal.
+    expiries: Expiries,
 }
 
 /// A frozen, consistent view of a [`Keyspace`], cheap to take and to send to another thread.
@@ -91,6 +94,7 @@ impl Keyspace {
                 .collect(),
             hasher,
             len: 0,
+            expiries: Expiries::default(),
         }
     }
 
@@ -110,9 +114,11 @@ impl Keyspace {
     /// Store `pair`, replacing any pair with the same key; answers the one replaced.
     pub fn insert(&mut self, pair: Pair) -> Option<Pair> {
         let shard = self.shard_of(pair.key());
+        self.expiries.track(&pair);
         let previous = Arc::make_mut(&mut self.shards[shard]).replace(Slot(pair));
-        if previous.is_none() {
-            self.len += 1;
+        match &previous {
+            Some(slot) => self.expiries.untrack(&slot.0),
+            None => self.len += 1,
         }
         previous.map(|slot| slot.0)
     }
@@ -124,9 +130,21 @@ impl Keyspace {
             // Do not copy a shared shard just to find nothing in it.
             return None;
         }
-        let removed = Arc::make_mut(&mut self.shards[shard]).take(key);
-        self.len -= usize::from(removed.is_some());
-        removed.map(|slot| slot.0)
+        let removed = Arc::make_mut(&mut self.shards[shard]).take(key)?;
+        self.len -= 1;
+        self.expiries.untrack(&removed.0);
+        Some(removed.0)
+    }
+
+    /// The key whose deadline comes first, if it has passed at `now`: what active expiry
+    /// deletes next.
+    pub fn first_due(&self, now: Millis) -> Option<&Pair> {
+        self.expiries.first_due(now)
+    }
+
+    /// How many keys have a deadline.
+    pub fn expiring(&self) -> usize {
+        self.expiries.len()
     }
 
     /// How many keys there are.
@@ -216,6 +234,21 @@ mod tests {
         assert_eq!(keys.remove(b"a"), Some(p("a", "2")));
         assert_eq!(keys.remove(b"a"), None);
         assert!(keys.is_empty());
+    }
+
+    #[test]
+    fn deadlines_are_indexed_in_step_with_the_keys() {
+        let mut keys = Keyspace::new();
+        keys.insert(Pair::with_deadline(b"a", b"1", Some(10)));
+        keys.insert(Pair::with_deadline(b"b", b"1", Some(20)));
+        assert_eq!(keys.expiring(), 2);
+        assert_eq!(keys.first_due(10).map(Pair::key), Some(&b"a"[..]));
+        // Replacing a pair replaces its deadline; removing it forgets it.
+        keys.insert(Pair::new(b"a", b"2"));
+        assert_eq!(keys.first_due(15), None);
+        assert_eq!(keys.first_due(20).map(Pair::key), Some(&b"b"[..]));
+        keys.remove(b"b");
+        assert_eq!((keys.expiring(), keys.first_due(u64::MAX)), (0, None));
     }
 
     #[test]

@@ -10,14 +10,19 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytes::Bytes;
 
+pub mod expiry;
 pub mod keyspace;
 pub mod mutation;
+pub mod op;
 pub mod pair;
 mod read_modify_write;
 pub mod string_ops;
+mod ttl_ops;
 
+use expiry::Millis;
 use keyspace::{Keyspace, Snapshot};
 pub use mutation::{Change, Mutation, Seq};
+pub use op::{Op, Outcome};
 use pair::Pair;
 
 /// Mutations the Store applied, in apply order, shared by every subscriber.
@@ -59,76 +64,6 @@ pub struct Put {
 pub struct Del {
     /// The key to remove.
     pub key: Bytes,
-}
-
-/// One operation of a [`Batch`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    /// Read this key: answers [`Outcome::Value`], or [`Outcome::NotFound`].
-    Get(Bytes),
-    /// Set this key (first) to this value (second): answers [`Outcome::Applied`].
-    Put(Bytes, Bytes),
-    /// Remove this key: answers [`Outcome::Applied`], or [`Outcome::NotFound`] when it did not
-    /// exist.
-    Del(Bytes),
-    /// `INCRBY`: add to the key's integer value (absent: 0): answers [`Outcome::Number`] with
-    /// the new value, or [`Outcome::Refused`] (nothing applied).
-    Incr(Bytes, i64),
-    /// `APPEND`: add to the end of the key's value: answers [`Outcome::Number`], its length.
-    Append(Bytes, Bytes),
-    /// `STRLEN`: answers [`Outcome::Number`], the length of the key's value (0 when absent).
-    StrLen(Bytes),
-    /// `SETNX`: set the key only if it is absent: [`Outcome::Number`] 1 (set) or 0.
-    SetNx(Bytes, Bytes),
-    /// `GETSET`: set the key and answer its previous value ([`Outcome::Swapped`]).
-    GetSet(Bytes, Bytes),
-    /// `GETDEL`: remove the key and answer its value ([`Outcome::Swapped`]), or
-    /// [`Outcome::NotFound`].
-    GetDel(Bytes),
-    /// `RENAME` (`nx` false: [`Outcome::Applied`]) or `RENAMENX` (`nx` true:
-    /// [`Outcome::Number`] 1 or 0): move the first key's value to the second (a `Del` and a
-    /// `Put`); [`Outcome::Refused`] when the first is absent.
-    Rename(Bytes, Bytes, bool),
-    /// `COPY src dst [REPLACE]`: [`Outcome::Number`] 1 when copied, 0 when `src` is absent or
-    /// `dst` exists (without `replace`).
-    Copy(Bytes, Bytes, bool),
-    /// `MSETNX`: set every pair only if no key exists: [`Outcome::Number`] 1 or 0.
-    MSetNx(Vec<(Bytes, Bytes)>),
-}
-
-impl Op {
-    /// Whether the op may change data (refused while the Store is closed to writes).
-    pub fn is_write(&self) -> bool {
-        !matches!(self, Op::Get(_) | Op::StrLen(_))
-    }
-}
-
-/// What one [`Op`] came to, in the same position as the op in its batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// A `Get` found this pair.
-    Value(Pair),
-    /// A `Get` or `Del` found no such key.
-    NotFound,
-    /// A `Put` or `Del` was applied with this sequence number.
-    Applied(Seq),
-    /// A number answered, with the mutation it applied, if it applied one.
-    Number(i64, Option<Seq>),
-    /// The key's previous value (or none), replaced or removed by the mutation applied.
-    Swapped(Option<Pair>, Seq),
-    /// Not applied: why, as Redis words it.
-    Refused(&'static str),
-}
-
-impl Outcome {
-    /// The mutation this outcome applied, if any (what `WAIT` waits for).
-    pub fn applied(&self) -> Option<Seq> {
-        match self {
-            Outcome::Applied(seq) | Outcome::Swapped(_, seq) => Some(*seq),
-            Outcome::Number(_, seq) => *seq,
-            _ => None,
-        }
-    }
 }
 
 /// Many operations applied in order as one message.
@@ -236,6 +171,10 @@ pub struct StoreStats {
     /// The sequence number of the last mutation applied (0 when none has been): the node's
     /// offset, as `INFO` reports it.
     pub last_seq: Seq,
+    /// How many keys have a deadline (Redis's `expires=`).
+    pub expiring_keys: usize,
+    /// How many keys this node deleted because their deadline passed (Redis's `expired_keys`).
+    pub expired_keys: u64,
 }
 
 /// The most mutations one publication waits to gather.
@@ -257,8 +196,14 @@ pub struct Store {
     pending: Vec<Mutation>,
     /// A [`Publish`] is queued behind the messages in the mailbox.
     publish_scheduled: bool,
-    /// Client writes are refused ([`SetWrites`]).
+    /// Client writes are refused ([`SetWrites`]). A closed Store does not author history, so
+    /// it never deletes an expired key either: it hides it until its primary's delete arrives.
     writes_closed: bool,
+    /// The time the message being handled is judged at (milliseconds since the Unix epoch):
+    /// read once per message, so every op of a batch (a transaction) sees one instant.
+    now: Millis,
+    /// Keys deleted because their deadline passed.
+    expired: u64,
 }
 
 /// Sent by the Store to itself: handled once the mailbox is empty, it publishes everything
@@ -283,28 +228,71 @@ impl Store {
             pending: Vec::new(),
             publish_scheduled: false,
             writes_closed: false,
+            now: expiry::now_ms(),
+            expired: 0,
         }
     }
 
-    fn get(&self, key: &[u8]) -> Option<Pair> {
-        self.data.get(key).cloned()
+    /// Read the clock for the message about to be handled.
+    fn tick(&mut self) {
+        self.now = expiry::now_ms();
+    }
+
+    /// The live pair under `key`: one whose deadline has passed is absent. An open Store (the
+    /// author of history) deletes it then, as Redis's lazy expiry does; a closed one leaves
+    /// that to its primary's delete.
+    fn lookup(&mut self, key: &[u8]) -> Option<Pair> {
+        let pair = self.data.get(key)?;
+        if !pair.expired_at(self.now) {
+            return Some(pair.clone());
+        }
+        if !self.writes_closed {
+            self.expire(key);
+        }
+        None
+    }
+
+    /// Delete `key`, whose deadline has passed, as an ordinary logged and replicated delete;
+    /// answers whether there was such a key.
+    fn expire(&mut self, key: &[u8]) -> bool {
+        let found = self.remove_logged(key).is_some();
+        self.expired += u64::from(found);
+        found
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Seq {
+        self.put_expiring(key, value, None)
+    }
+
+    /// Set `key` to `value`, expiring at `deadline` (`None`: never).
+    fn put_expiring(&mut self, key: &[u8], value: &[u8], deadline: Option<Millis>) -> Seq {
         // The one copy of a write: out of the request (often a slice of a session's read
         // buffer, which must not be pinned) into the block the map, the log writer and the
         // replicators all share.
-        let pair = Pair::new(key, value);
+        self.put_pair(Pair::with_deadline(key, value, deadline))
+    }
+
+    /// Store `pair` as it is, as a logged `Put`.
+    fn put_pair(&mut self, pair: Pair) -> Seq {
         self.data.insert(pair.clone());
         self.record(Change::Put(pair))
     }
 
+    /// Remove `key`: answers the mutation, or `None` when there was no key to remove. A key
+    /// whose deadline had passed is removed too, but was not there for the client.
     fn del(&mut self, key: &[u8]) -> Option<Seq> {
+        let (removed, seq) = self.remove_logged(key)?;
+        (!removed.expired_at(self.now)).then_some(seq)
+    }
+
+    /// Remove `key` as a logged `Del`: answers the pair removed and the mutation.
+    fn remove_logged(&mut self, key: &[u8]) -> Option<(Pair, Seq)> {
         let removed = self.data.remove(key)?;
         // An exact-size copy of the key rather than the caller's slice of a read buffer.
-        Some(self.record(Change::Del {
+        let seq = self.record(Change::Del {
             key: removed.key_bytes(),
-        }))
+        });
+        Some((removed, seq))
     }
 
     fn record(&mut self, change: Change) -> Seq {
@@ -364,14 +352,18 @@ impl Actor for Store {
         // `--io-threads` above 1); a large mailbox keeps their sends from parking while it
         // catches up, and still bounds it.
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        ctx.run_interval(expiry::CYCLE, |store, ctx| store.expire_due(ctx));
     }
 }
 
 impl Handler<Get> for Store {
     type Result = Option<Bytes>;
 
-    fn handle(&mut self, msg: Get, _: &mut Self::Context) -> Self::Result {
-        self.get(&msg.key).as_ref().map(Pair::value_bytes)
+    fn handle(&mut self, msg: Get, ctx: &mut Self::Context) -> Self::Result {
+        self.tick();
+        let found = self.lookup(&msg.key).as_ref().map(Pair::value_bytes);
+        self.schedule_publish(ctx);
+        found
     }
 }
 
@@ -379,6 +371,7 @@ impl Handler<Put> for Store {
     type Result = Seq;
 
     fn handle(&mut self, msg: Put, ctx: &mut Self::Context) -> Self::Result {
+        self.tick();
         let seq = self.put(&msg.key, &msg.value);
         self.schedule_publish(ctx);
         seq
@@ -389,6 +382,7 @@ impl Handler<Del> for Store {
     type Result = Option<Seq>;
 
     fn handle(&mut self, msg: Del, ctx: &mut Self::Context) -> Self::Result {
+        self.tick();
         let seq = self.del(&msg.key);
         self.schedule_publish(ctx);
         seq
@@ -407,14 +401,20 @@ impl Handler<Batch> for Store {
                 refused: true,
             };
         }
+        self.tick();
         let first_seq = self.last_seq;
         let outcomes = msg
             .ops
             .into_iter()
             .map(|op| match op {
-                Op::Get(key) => self.get(&key).map_or(Outcome::NotFound, Outcome::Value),
+                Op::Get(key) => self.lookup(&key).map_or(Outcome::NotFound, Outcome::Value),
                 Op::Put(key, value) => Outcome::Applied(self.put(&key, &value)),
                 Op::Del(key) => self.del(&key).map_or(Outcome::NotFound, Outcome::Applied),
+                op @ (Op::Set(_)
+                | Op::Expire(..)
+                | Op::Persist(_)
+                | Op::Ttl(..)
+                | Op::GetEx(..)) => self.ttl_op(op),
                 other => self.read_modify_write(other),
             })
             .collect();
@@ -471,6 +471,8 @@ impl Handler<Stats> for Store {
         StoreStats {
             keys: self.data.len(),
             last_seq: self.last_seq,
+            expiring_keys: self.data.expiring(),
+            expired_keys: self.expired,
         }
     }
 }

@@ -9,6 +9,9 @@
 //! session's read buffer (so a stored value never pins a whole network buffer), and from then
 //! on the persistence writer, every replicator's backlog and a snapshot share that block by
 //! reference count.
+//!
+//! A key with a time to live keeps its deadline in the same block, between the header and the
+//! key, flagged by the header's top bit: a key without one pays nothing for expiry existing.
 
 use std::fmt;
 use std::mem::MaybeUninit;
@@ -16,8 +19,13 @@ use std::mem::MaybeUninit;
 use bytes::Bytes;
 use triomphe::{Arc, UniqueArc};
 
-/// Bytes before the key: its length, little-endian.
+/// Bytes before the key (or its deadline): its length, little-endian, with [`HAS_DEADLINE`].
 const HEADER: usize = 4;
+/// Set in the header when a deadline follows it. Keys are bounded far below 2 GiB, so the
+/// length never reaches this bit.
+const HAS_DEADLINE: u32 = 1 << 31;
+/// Bytes of a deadline: milliseconds since the Unix epoch, little-endian.
+const DEADLINE: usize = 8;
 
 /// One key and its value. Cloning it costs a reference-count increment.
 #[derive(Clone)]
@@ -29,39 +37,87 @@ impl Pair {
     /// Keys are bounded by the request line and record limits (far below 4 GiB); a longer one
     /// is a bug in the caller, not something a client can cause.
     pub fn new(key: &[u8], value: &[u8]) -> Pair {
-        let key_len = u32::try_from(key.len()).expect("keys are bounded far below 4 GiB");
-        let mut block =
-            UniqueArc::<[MaybeUninit<u8>]>::new_uninit_slice(HEADER + key.len() + value.len());
-        let (header, rest) = block.split_at_mut(HEADER);
-        let (key_slots, value_slots) = rest.split_at_mut(key.len());
-        for (slot, byte) in header.iter_mut().zip(key_len.to_le_bytes()) {
-            slot.write(byte);
+        Pair::with_deadline(key, value, None)
+    }
+
+    /// A pair holding copies of `key` and `value` that expires at `deadline` (milliseconds
+    /// since the Unix epoch), or never for `None`.
+    pub fn with_deadline(key: &[u8], value: &[u8], deadline: Option<u64>) -> Pair {
+        let key_len = u32::try_from(key.len())
+            .ok()
+            .filter(|len| len & HAS_DEADLINE == 0)
+            .expect("keys are bounded far below 2 GiB");
+        let header = match deadline {
+            Some(_) => key_len | HAS_DEADLINE,
+            None => key_len,
+        };
+        let deadline_bytes = deadline.map(u64::to_le_bytes);
+        let deadline_bytes: &[u8] = deadline_bytes.as_ref().map_or(&[], |b| &b[..]);
+        let parts = [&header.to_le_bytes()[..], deadline_bytes, key, value];
+        let mut block = UniqueArc::<[MaybeUninit<u8>]>::new_uninit_slice(
+            parts.iter().map(|part| part.len()).sum(),
+        );
+        let mut rest = &mut block[..];
+        for part in parts {
+            let (slots, after) = rest.split_at_mut(part.len());
+            for (slot, byte) in slots.iter_mut().zip(part) {
+                slot.write(*byte);
+            }
+            rest = after;
         }
-        for (slot, byte) in key_slots.iter_mut().zip(key) {
-            slot.write(*byte);
-        }
-        for (slot, byte) in value_slots.iter_mut().zip(value) {
-            slot.write(*byte);
-        }
-        // SAFETY: the three loops above wrote every byte of the block: the header, `key.len()`
-        // key bytes and `value.len()` value bytes, which is exactly its length.
+        // SAFETY: the loops above wrote every byte of the block: its length is the sum of the
+        // parts' lengths, and each part filled the next `part.len()` slots.
         Pair(unsafe { UniqueArc::assume_init_slice(block) }.shareable())
     }
 
+    /// The same key and value with another deadline (`None`: never expires): a new block,
+    /// since a pair is shared and never changes.
+    pub fn expiring_at(&self, deadline: Option<u64>) -> Pair {
+        Pair::with_deadline(self.key(), self.value(), deadline)
+    }
+
+    fn header(&self) -> u32 {
+        let mut header = [0; HEADER];
+        header.copy_from_slice(&self.0[..HEADER]);
+        u32::from_le_bytes(header)
+    }
+
     fn key_len(&self) -> usize {
-        let mut len = [0; HEADER];
-        len.copy_from_slice(&self.0[..HEADER]);
-        u32::from_le_bytes(len) as usize
+        (self.header() & !HAS_DEADLINE) as usize
+    }
+
+    /// Where the key starts: after the header and the deadline, if there is one.
+    fn key_start(&self) -> usize {
+        match self.header() & HAS_DEADLINE {
+            0 => HEADER,
+            _ => HEADER + DEADLINE,
+        }
+    }
+
+    /// When the key expires, in milliseconds since the Unix epoch; `None`: never.
+    pub fn deadline(&self) -> Option<u64> {
+        (self.header() & HAS_DEADLINE != 0).then(|| {
+            let mut deadline = [0; DEADLINE];
+            deadline.copy_from_slice(&self.0[HEADER..HEADER + DEADLINE]);
+            u64::from_le_bytes(deadline)
+        })
+    }
+
+    /// Whether the key's deadline has passed at `now` (milliseconds since the Unix epoch). As
+    /// in Redis, a key is gone from its deadline on: at `now == deadline` it has expired.
+    pub fn expired_at(&self, now: u64) -> bool {
+        self.deadline().is_some_and(|deadline| deadline <= now)
     }
 
     /// The key.
     pub fn key(&self) -> &[u8] {
-        &self.0[HEADER..HEADER + self.key_len()]
+        let start = self.key_start();
+        &self.0[start..start + self.key_len()]
     }
 
     /// The value.
     pub fn value(&self) -> &[u8] {
-        &self.0[HEADER + self.key_len()..]
+        &self.0[self.key_start() + self.key_len()..]
     }
 
     /// The value as `Bytes` that share this pair's allocation: a reply to a `GET` of a large
@@ -98,6 +154,7 @@ impl fmt::Debug for Pair {
         f.debug_struct("Pair")
             .field("key", &Bytes::copy_from_slice(self.key()))
             .field("value", &Bytes::copy_from_slice(self.value()))
+            .field("deadline", &self.deadline())
             .finish()
     }
 }
@@ -114,6 +171,22 @@ mod tests {
         assert_eq!(pair.value_bytes(), "value");
         let empty = Pair::new(b"", b"");
         assert_eq!((empty.key(), empty.value()), (&b""[..], &b""[..]));
+    }
+
+    #[test]
+    fn a_deadline_travels_with_the_pair_and_costs_nothing_without() {
+        let plain = Pair::new(b"key", b"value");
+        assert_eq!(plain.deadline(), None);
+        assert!(!plain.expired_at(u64::MAX));
+        let expiring = plain.expiring_at(Some(1_000));
+        assert_eq!(expiring.key(), b"key");
+        assert_eq!(expiring.value(), b"value");
+        assert_eq!(expiring.deadline(), Some(1_000));
+        assert!(!expiring.expired_at(999));
+        assert!(expiring.expired_at(1_000));
+        assert_ne!(expiring, plain);
+        assert_eq!(expiring.expiring_at(None), plain);
+        assert_eq!(Pair::with_deadline(b"", b"", Some(0)).key(), b"");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The Store's read-modify-write ops (`INCRBY`, `APPEND`, `SETNX`, `GETSET`, `GETDEL`,
 //! `RENAME`, `COPY`, `MSETNX`, and the read `STRLEN`): each reads the current value and
 //! applies what it comes to as plain `Put`s and `Del`s, so the log, snapshots and replicas see
-//! ordinary mutations. Part of the Store (`mod.rs`); no I/O.
+//! ordinary mutations. As in Redis, a key's deadline survives a change of its value in place
+//! (`INCRBY`, `APPEND`) and moves with it (`RENAME`, `COPY`); a key whose deadline has passed
+//! is absent. Part of the Store (`mod.rs`); no I/O.
 
 use super::pair::Pair;
 use super::string_ops;
@@ -10,12 +12,16 @@ use super::{Op, Outcome, Store};
 impl Store {
     /// The read-modify-write string commands, each applied as a plain `Put` or `Del`.
     pub(super) fn read_modify_write(&mut self, op: Op) -> Outcome {
-        let value_of = |store: &Store, key: &[u8]| store.data.get(key).cloned();
+        let value_of = |store: &mut Store, key: &[u8]| store.lookup(key);
+        let deadline = |pair: &Option<Pair>| pair.as_ref().and_then(Pair::deadline);
         match op {
             Op::Incr(key, delta) => {
                 let old = value_of(self, &key);
                 match string_ops::increment(old.as_ref().map(Pair::value), delta) {
-                    Ok((next, text)) => Outcome::Number(next, Some(self.put(&key, &text))),
+                    Ok((next, text)) => {
+                        let seq = self.put_expiring(&key, &text, deadline(&old));
+                        Outcome::Number(next, Some(seq))
+                    }
                     Err(why) => Outcome::Refused(why.message()),
                 }
             }
@@ -23,7 +29,7 @@ impl Store {
                 let old = value_of(self, &key);
                 let value = string_ops::append(old.as_ref().map(Pair::value), &suffix);
                 let len = value.len() as i64;
-                Outcome::Number(len, Some(self.put(&key, &value)))
+                Outcome::Number(len, Some(self.put_expiring(&key, &value, deadline(&old))))
             }
             Op::StrLen(key) => {
                 let len = value_of(self, &key).map_or(0, |p| p.value().len());
@@ -47,12 +53,13 @@ impl Store {
             Op::Rename(from, to, nx) => self.rename(&from, &to, nx),
             Op::Copy(from, to, replace) => match value_of(self, &from) {
                 Some(pair) if replace || value_of(self, &to).is_none() => {
-                    Outcome::Number(1, Some(self.put(&to, pair.value())))
+                    let seq = self.put_expiring(&to, pair.value(), pair.deadline());
+                    Outcome::Number(1, Some(seq))
                 }
                 _ => Outcome::Number(0, None),
             },
             Op::MSetNx(pairs) => {
-                if pairs.iter().any(|(key, _)| self.data.get(key).is_some()) {
+                if pairs.iter().any(|(key, _)| self.lookup(key).is_some()) {
                     return Outcome::Number(0, None);
                 }
                 let mut last = None;
@@ -61,24 +68,22 @@ impl Store {
                 }
                 Outcome::Number(1, last)
             }
-            Op::Get(_) | Op::Put(..) | Op::Del(_) => {
-                Outcome::Refused("ERR internal: not a read-modify-write")
-            }
+            _ => Outcome::Refused("ERR internal: not a read-modify-write"),
         }
     }
 
     /// `RENAME`/`RENAMENX`: the value moves, as a `Del` of `from` and a `Put` of `to`.
     fn rename(&mut self, from: &[u8], to: &[u8], nx: bool) -> Outcome {
-        let Some(pair) = self.data.get(from).cloned() else {
+        let Some(pair) = self.lookup(from) else {
             return Outcome::Refused("ERR no such key");
         };
-        let taken = self.data.get(to).is_some();
+        let taken = self.lookup(to).is_some();
         match (nx, from == to) {
             (true, _) if taken => Outcome::Number(0, None),
             (false, true) => Outcome::Applied(self.last_seq),
             _ => {
                 let _ = self.del(from);
-                let seq = self.put(to, pair.value());
+                let seq = self.put_expiring(to, pair.value(), pair.deadline());
                 match nx {
                     true => Outcome::Number(1, Some(seq)),
                     false => Outcome::Applied(seq),

@@ -2,6 +2,7 @@
 //! the errors worded for people who know the C++ store or Redis.
 
 use super::*;
+use crate::protocol::line_commands::{parse, DEL_USAGE, GET_USAGE, PUT_USAGE, WAIT_USAGE};
 use crate::protocol::words::MAX_ECHOED_VERB;
 
 fn p(line: &str) -> Option<Result<Command, CommandError>> {
@@ -156,7 +157,10 @@ fn errors_are_worded_as_redis_words_them() {
         err(&["MSET", "a"]),
         "ERR wrong number of arguments for 'mset' command"
     );
-    assert!(err(&["SET", "k", "v", "EX", "10"]).contains("not supported"));
+    assert_eq!(
+        err(&["SET", "k", "v", "EX", "ten"]),
+        "ERR value is not an integer or out of range"
+    );
     assert_eq!(err(&["SELECT", "1"]), "ERR DB index is out of range");
     assert_eq!(
         err(&["FOO", "a"]),
@@ -223,4 +227,49 @@ fn failover_cluster_commands() {
     );
     assert!(matches!(resp(&["SENTINEL", "reset", "*"]), Some(Err(_))));
     assert!(matches!(resp(&["SENTINEL", "master"]), Some(Err(_))));
+}
+
+#[test]
+fn the_line_protocol_sets_and_reads_times_to_live() {
+    use crate::protocol::expiry_commands::LineExpiry;
+    use crate::store::expiry::{Expiry, SetArgs, SetCondition};
+    assert_eq!(
+        p("PUTEX k 10 a value"),
+        Some(Ok(Command::StringOp(Op::Set(Box::new(SetArgs {
+            key: b("k"),
+            value: b("a value"),
+            only: SetCondition::Always,
+            expiry: Expiry::In(10_000),
+            get: false,
+        })))))
+    );
+    assert_eq!(
+        p("TTL k"),
+        Some(Ok(Command::LineExpiry(LineExpiry::Ttl(b("k")))))
+    );
+    assert_eq!(
+        p("persist k"),
+        Some(Ok(Command::LineExpiry(LineExpiry::Persist(b("k")))))
+    );
+    assert!(matches!(
+        p("EXPIRE k -1"),
+        Some(Ok(Command::LineExpiry(LineExpiry::Expire(Op::Expire(
+            _,
+            Expiry::In(-1000),
+            _
+        )))))
+    ));
+    for bad in [
+        "PUTEX k 10",
+        "PUTEX k ten v",
+        "EXPIRE k",
+        "EXPIRE k 1 2",
+        "TTL",
+    ] {
+        assert!(matches!(p(bad), Some(Err(CommandError::Usage(_)))), "{bad}");
+    }
+    assert!(matches!(
+        p("PUTEX k 0 v"),
+        Some(Err(CommandError::Usage(text))) if text.contains("positive")
+    ));
 }

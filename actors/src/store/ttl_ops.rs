@@ -1,0 +1,142 @@
+//! The Store's expiry: the ops that set, change, clear and read a key's deadline (`SET` with
+//! options, `EXPIRE` and its kin, `PERSIST`, `TTL` and its kin, `GETEX`), and active expiry,
+//! which deletes keys whose deadline has passed. A deadline change is logged as a `Put` of the
+//! same value with the new deadline, an expiry as a `Del`, so the log, snapshots and replicas
+//! see ordinary mutations. Part of the Store (`mod.rs`); no I/O.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use super::expiry::Millis;
+use super::expiry::{SetArgs, SetCondition};
+use super::pair::Pair;
+use super::{Op, Outcome, Seq, Store};
+
+/// Sent by the Store to itself when an expiry pass ran out of its budget with keys still due:
+/// handled after the messages that arrived meanwhile, so clients go first.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct ExpireDue;
+
+/// Keys deleted between two looks at the clock in an expiry pass: the clock is cheap but not
+/// free, and a deletion takes well under a microsecond.
+const CLOCK_EVERY: u32 = 64;
+
+impl Store {
+    /// The expiry ops: `SET` with options, `EXPIRE`, `PERSIST`, `TTL`, `GETEX`.
+    pub(super) fn ttl_op(&mut self, op: Op) -> Outcome {
+        match op {
+            Op::Set(args) => self.set(*args),
+            Op::Expire(key, expiry, only) => {
+                let Some(pair) = self.lookup(&key) else {
+                    return Outcome::Number(0, None);
+                };
+                let Some(deadline) = expiry.deadline(self.now, pair.deadline()) else {
+                    return Outcome::Refused("ERR internal: EXPIRE without a time");
+                };
+                if !only.allows(pair.deadline(), deadline) {
+                    return Outcome::Number(0, None);
+                }
+                Outcome::Number(1, Some(self.set_deadline(&key, &pair, deadline)))
+            }
+            Op::Persist(key) => match self.lookup(&key) {
+                Some(pair) if pair.deadline().is_some() => {
+                    Outcome::Number(1, Some(self.put_pair(pair.expiring_at(None))))
+                }
+                _ => Outcome::Number(0, None),
+            },
+            Op::Ttl(key, query) => match self.lookup(&key) {
+                Some(pair) => Outcome::Number(query.answer(pair.deadline(), self.now), None),
+                None => Outcome::Number(-2, None),
+            },
+            Op::GetEx(key, change) => {
+                let Some(pair) = self.lookup(&key) else {
+                    return Outcome::NotFound;
+                };
+                let seq = match change.map(|e| e.deadline(self.now, pair.deadline())) {
+                    None => None,
+                    Some(None) if pair.deadline().is_none() => None,
+                    Some(None) => Some(self.put_pair(pair.expiring_at(None))),
+                    Some(Some(deadline)) => Some(self.set_deadline(&key, &pair, deadline)),
+                };
+                match seq {
+                    Some(seq) => Outcome::Swapped(Some(pair), seq),
+                    None => Outcome::Value(pair),
+                }
+            }
+            _ => Outcome::Refused("ERR internal: not an expiry op"),
+        }
+    }
+
+    /// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT|KEEPTTL]`.
+    fn set(&mut self, args: SetArgs) -> Outcome {
+        let old = self.lookup(&args.key);
+        let applies = match args.only {
+            SetCondition::Always => true,
+            SetCondition::IfAbsent => old.is_none(),
+            SetCondition::IfPresent => old.is_some(),
+        };
+        if !applies {
+            return match (args.get, old) {
+                (true, Some(pair)) => Outcome::Value(pair),
+                _ => Outcome::NotFound,
+            };
+        }
+        let current = old.as_ref().and_then(|pair| pair.deadline());
+        let deadline = args.expiry.deadline(self.now, current);
+        // A deadline already past is set all the same: the key is hidden from then on, and
+        // deleted by the next expiry pass, as any other expired key.
+        let seq = self.put_expiring(&args.key, &args.value, deadline);
+        match args.get {
+            true => Outcome::Swapped(old, seq),
+            false => Outcome::Applied(seq),
+        }
+    }
+
+    /// Give the live `pair` under `key` the deadline `deadline`; one already past deletes the
+    /// key at once, as Redis does.
+    fn set_deadline(&mut self, key: &[u8], pair: &Pair, deadline: Millis) -> Seq {
+        if deadline <= self.now {
+            // The key is live, so the delete finds it.
+            let _ = self.del(key);
+            return self.last_seq;
+        }
+        self.put_pair(pair.expiring_at(Some(deadline)))
+    }
+
+    /// One pass of active expiry: delete every key whose deadline has passed, soonest first,
+    /// for at most [`super::expiry::BUDGET`]; what is left waits behind the messages that came
+    /// meanwhile. Only the author of history expires keys (see [`Store::lookup`]).
+    pub(super) fn expire_due(&mut self, ctx: &mut Context<Self>) {
+        if self.writes_closed {
+            return;
+        }
+        self.tick();
+        let started = Instant::now();
+        let mut deleted = 0u32;
+        while let Some(pair) = self.data.first_due(self.now) {
+            let key = pair.key_bytes();
+            if !self.expire(&key) {
+                // Cannot happen (the index holds only pairs of the keyspace); never spin.
+                break;
+            }
+            deleted += 1;
+            if deleted.is_multiple_of(CLOCK_EVERY) && started.elapsed() >= super::expiry::BUDGET {
+                if self.data.first_due(self.now).is_some() {
+                    ctx.notify(ExpireDue);
+                }
+                break;
+            }
+        }
+        self.schedule_publish(ctx);
+    }
+}
+
+impl Handler<ExpireDue> for Store {
+    type Result = ();
+
+    fn handle(&mut self, _: ExpireDue, ctx: &mut Self::Context) {
+        self.expire_due(ctx);
+    }
+}

@@ -5,18 +5,7 @@ mod common;
 use std::io::Write;
 use std::process::Command;
 
-use common::{exchange, read_to_close, NodeProcess};
-
-/// Run `redis-cli` against `node` with `args`; answers its stdout.
-fn redis_cli(node: &NodeProcess, args: &[&str]) -> String {
-    let output = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &node.addr.port().to_string()])
-        .args(args)
-        .output()
-        .expect("run redis-cli (CI installs redis-tools)");
-    assert!(output.status.success(), "redis-cli {args:?} failed");
-    String::from_utf8(output.stdout).unwrap()
-}
+use common::{exchange, read_to_close, redis_cli, NodeProcess};
 
 #[test]
 fn redis_cli_sets_gets_and_deletes_on_a_primary() {
@@ -522,6 +511,13 @@ p.incr("b")
 p.get("b")
 assert p.execute() == [True, 2, b"2"], "pipeline"
 assert r.info()["role"] == "primary"
+assert r.set("s", "v", ex=100)
+assert r.ttl("s") == 100
+assert r.expire("s", 50, lt=True) and 0 < r.pttl("s") <= 50000
+assert r.set("s", "w", keepttl=True, get=True) == b"v" and r.ttl("s") == 50
+assert r.getex("s", persist=True) == b"w" and r.ttl("s") == -1
+assert r.set("n", "v", px=1, nx=True) and r.set("gone", "v", exat=1)
+assert r.get("gone") is None and r.ttl("gone") == -2
 print("ok", redis.__version__)
 "#,
         port = node.addr.port()

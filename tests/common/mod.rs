@@ -22,6 +22,17 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 
 pub mod strace;
 
+/// Run `redis-cli` against `node` with `args`; answers its stdout.
+pub fn redis_cli(node: &NodeProcess, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &node.addr.port().to_string()])
+        .args(args)
+        .output()
+        .expect("run redis-cli (CI installs redis-tools)");
+    assert!(output.status.success(), "redis-cli {args:?} failed");
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// Every key and value of a snapshot, sorted, for comparing data sets.
 pub fn sorted_pairs(
     snapshot: &kv_actors::store::keyspace::Snapshot,

@@ -12,6 +12,8 @@ use kv_actors::store::{
 
 #[path = "store/expiry.rs"]
 mod expiry;
+#[path = "store/watch.rs"]
+mod watch;
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())

@@ -95,6 +95,10 @@ pub enum Command {
     Exec,
     /// `DISCARD`: drop the queued commands.
     Discard,
+    /// RESP `WATCH key [key ...]`: the next `EXEC` runs only if none of these keys changed.
+    Watch(Vec<Bytes>),
+    /// RESP `UNWATCH`: forget the keys watched.
+    Unwatch,
     /// RESP `INCR`, `DECR`, `INCRBY`, `DECRBY`, `APPEND`, `STRLEN`, `SETNX`, `GETSET`,
     /// `GETDEL`, ..., and the expiry commands (`SET` with options, `EXPIRE`, `TTL`, ...): one
     /// op of the Store, answered as Redis answers it.
@@ -169,6 +173,10 @@ pub enum Plan {
     },
     /// `Goodbye`, then the connection closes; nothing after it in the batch is answered.
     Exit,
+    /// `WATCH` these keys, for this connection (which the session names to the Store).
+    Watch(Vec<Bytes>),
+    /// `UNWATCH` this connection's keys.
+    Unwatch,
 }
 
 /// A command answered from the node's state rather than by the Store's operations.
@@ -219,6 +227,8 @@ pub enum Fold {
     AllOk,
     /// RESP `TYPE`: `string` for a key found, `none` otherwise.
     Type,
+    /// `EXEC`'s check of the keys watched: 1 (the transaction runs) or 0 (it was skipped).
+    ExecCheck,
     /// Line `EXPIRE`: `OK` for 1, `NOT_FOUND` for 0.
     OkIfOne,
     /// Line `TTL`: the number, or `NOT_FOUND` for -2 (no such key).
@@ -259,6 +269,8 @@ impl Command {
             }
             // Handled by the session's transaction state before planning; never planned.
             Command::Multi | Command::Exec | Command::Discard => Plan::Reply(Reply::Ok),
+            Command::Watch(keys) => Plan::Watch(keys),
+            Command::Unwatch => Plan::Unwatch,
             Command::DelMany(keys) => store(ops, keys.into_iter().map(Op::Del), Fold::CountApplied),
             Command::Exists(keys) => store(ops, keys.into_iter().map(Op::Get), Fold::CountFound),
             Command::MGet(keys) => store(ops, keys.into_iter().map(Op::Get), Fold::Values),
@@ -322,6 +334,10 @@ impl Fold {
             Fold::Type => match outcomes.next() {
                 Some(Outcome::Value(_)) => Reply::Status("string"),
                 _ => Reply::Status("none"),
+            },
+            Fold::ExecCheck => match outcomes.next() {
+                Some(Outcome::Number(0, _)) => Reply::Integer(0),
+                _ => Reply::Integer(1),
             },
             Fold::OkIfOne => match outcomes.next() {
                 Some(Outcome::Number(1, _)) => Reply::Ok,
@@ -466,6 +482,8 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
         ("multi", 1) => Ok(Command::Multi),
         ("exec", 1) => Ok(Command::Exec),
         ("discard", 1) => Ok(Command::Discard),
+        ("watch", n) if n >= 2 => Ok(Command::Watch(keys(args))),
+        ("unwatch", 1) => Ok(Command::Unwatch),
         ("failover", _) => parse_resp_failover(args).map(Command::from),
         ("sentinel", n) if n >= 2 => parse_resp_sentinel(args).map(Command::Sentinel),
         ("wait", 3) => integer(&args[1]).and_then(|replicas| {
@@ -504,7 +522,7 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
         (
             "get" | "set" | "del" | "exists" | "mget" | "mset" | "dbsize" | "ping" | "echo"
             | "digest" | "resync" | "wait" | "client" | "select" | "role" | "sentinel" | "multi"
-            | "exec" | "discard" | "unlink" | "type" | "time",
+            | "exec" | "discard" | "unlink" | "type" | "time" | "watch" | "unwatch",
             _,
         ) => Err(wrong_args()),
         _ => {

@@ -39,6 +39,8 @@ pub enum Reply {
     Integer(i64),
     /// Several replies (RESP arrays: MGET, COMMAND, EXEC).
     Array(Vec<Reply>),
+    /// No array at all (RESP2 `*-1`, RESP3 `_`): an `EXEC` whose watched keys changed.
+    NullArray,
     /// Field-value pairs (HELLO): a map in RESP3, a flat array in RESP2.
     Map(Vec<(Reply, Reply)>),
     /// `ERROR: ...`
@@ -127,6 +129,7 @@ impl Reply {
             Reply::Integer(n) => {
                 let _ = writeln!(out, "{n}");
             }
+            Reply::NullArray => out.put_slice(b"NOT_FOUND\n"),
             Reply::Array(items) => {
                 // Only RESP commands answer arrays; keep the one-line framing regardless.
                 let _ = writeln!(out, "{}", items.len());
@@ -154,6 +157,8 @@ impl Reply {
             Reply::Status(word) => resp::simple(out, word),
             Reply::Text(text) => resp::bulk(out, text.as_bytes()),
             Reply::Integer(n) => resp::integer(out, *n),
+            Reply::NullArray if resp3 => out.put_slice(b"_\r\n"),
+            Reply::NullArray => out.put_slice(b"*-1\r\n"),
             Reply::Array(items) => {
                 resp::array_header(out, items.len());
                 for item in items {

@@ -28,6 +28,9 @@ pub enum Step {
     },
     /// The session itself, with this reply.
     Reply(Reply),
+    /// This reply, once the batch's next outcome (of an op the session added: `UNWATCH` at
+    /// `DISCARD`) is taken.
+    AfterOne(Reply),
     /// A question about the node. It carries what it needs, so that a batch of plain reads
     /// and writes clones nothing for it.
     Node(NodeQuery, Addr<Store>, Arc<SessionConfig>),

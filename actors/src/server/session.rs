@@ -15,7 +15,6 @@
 //! lines it answers.
 
 use std::cell::Cell;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -26,7 +25,6 @@ use actix::prelude::*;
 use bytes::BytesMut;
 use slog::{debug, info, warn, Logger};
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
@@ -36,15 +34,16 @@ use super::node_query;
 use super::output;
 use super::session_config::SessionConfig;
 pub use super::session_owner::{SessionClosed, SessionOwner, SessionReplicating, Shutdown};
-use super::transaction::{gather_exec_replies, Planned, Transaction};
+use super::transaction::{gather_exec_replies, size_exec, Planned, Transaction};
 use super::watched::Watched;
+
+mod replication;
 use crate::protocol::codec::{CodecError, ConnectionCodec, Frame, Request};
-use crate::protocol::command::{Command, CommandError, Plan};
+use crate::protocol::command::{Command, CommandError, Fold, Plan};
 use crate::protocol::line::LineTooLong;
 use crate::protocol::reply::{ErrorReply, Protocol, Reply};
 use crate::replication::follower::Superseded;
-use crate::replication::replica_link::{self, Handshake, ReplicaLink};
-use crate::replication::wire::{Prove, Refusal, ReplicaLine, Replicate, StreamFrame};
+use crate::replication::replica_link::{Handshake, ReplicaLink};
 use crate::store::{Batch, Op, Outcome, Seq, Store};
 
 /// An output buffer that grew past this for one batch is released afterwards.
@@ -193,18 +192,39 @@ impl Session {
             }),
             false => None,
         };
+        // The `Op::Exec` of an `EXEC` being planned (its position in `ops`), and how many of its
+        // commands are still to come: it is told how many ops they came to.
+        let mut exec: Option<(usize, usize)> = None;
         for planned in self.transaction.plan(requests, refused) {
+            if let Some((at, 0)) = exec {
+                exec = None;
+                size_exec(&mut ops, at, self.id);
+            }
             let command = match planned {
                 Planned::Run(command) => command,
                 Planned::Reply(reply) => {
                     steps.push(Step::Reply(reply));
                     continue;
                 }
+                Planned::Unwatch(reply) => {
+                    ops.push(Op::Unwatch(self.id));
+                    steps.push(Step::AfterOne(reply));
+                    continue;
+                }
                 Planned::Exec(n) => {
                     self.exec_groups.push((steps.len(), n));
+                    exec = Some((ops.len(), n));
+                    ops.push(Op::Exec(self.id, 0));
+                    steps.push(Step::Store {
+                        ops: 1,
+                        fold: Fold::ExecCheck,
+                    });
                     continue;
                 }
             };
+            if let Some((_, left)) = exec.as_mut() {
+                *left = left.saturating_sub(1);
+            }
             let step = if let (true, Some(refusal)) = (command.is_write(), &not_primary) {
                 Step::Reply(Reply::Error(refusal.clone()))
             } else if let (true, Some(reason)) = (command.is_write(), &refuse_writes) {
@@ -230,6 +250,20 @@ impl Session {
                         }
                         Step::Reply(hello)
                     }
+                    Plan::Watch(keys) => {
+                        ops.push(Op::Watch(self.id, keys));
+                        Step::Store {
+                            ops: 1,
+                            fold: Fold::AllOk,
+                        }
+                    }
+                    Plan::Unwatch => {
+                        ops.push(Op::Unwatch(self.id));
+                        Step::Store {
+                            ops: 1,
+                            fold: Fold::AllOk,
+                        }
+                    }
                     Plan::Exit => {
                         steps.push(Step::Reply(Reply::Goodbye));
                         close = true;
@@ -238,6 +272,10 @@ impl Session {
                 }
             };
             steps.push(step);
+        }
+        if let Some((at, _)) = exec {
+            // The last command of the batch was the transaction's last.
+            size_exec(&mut ops, at, self.id);
         }
         self.answer(steps, ops, close, ctx);
     }
@@ -294,6 +332,10 @@ impl Session {
             for step in steps {
                 let reply = match step {
                     Step::Reply(reply) => reply,
+                    Step::AfterOne(reply) => {
+                        outcomes.next();
+                        reply
+                    }
                     Step::Store { ops, fold } => {
                         let taken: Vec<Outcome> = outcomes.by_ref().take(ops).collect();
                         for outcome in &taken {
@@ -374,140 +416,6 @@ impl Session {
             }
         }
     }
-
-    /// A primary opened a replication stream on this connection: admit it (or refuse and
-    /// close) and answer the challenge. The primary must prove itself within the handshake
-    /// timeout.
-    fn start_replication(&mut self, opening: Replicate, ctx: &mut Context<Self>) {
-        let node = &self.config.node;
-        // In a failover cluster, the primary takes no stream.
-        let follower = node
-            .follower
-            .as_ref()
-            .filter(|_| node.role_now() != "primary");
-        let admitted = replica_link::admit(follower, node.cluster_secret.as_ref(), &opening);
-        let (handshake, challenge) = match admitted {
-            Ok(admitted) => admitted,
-            Err(refusal) => return self.refuse_stream(refusal, ctx),
-        };
-        self.handshake = Some(handshake);
-        let timeout = node.handshake_timeout;
-        ctx.run_later(timeout, move |act, ctx| {
-            if act.handshake.is_some() {
-                warn!(act.log, "replication handshake not finished in time; closing";
-                    "timeout_ms" => timeout.as_millis() as u64);
-                ctx.stop();
-            }
-        });
-        self.send_line(async move { Ok(challenge) }, false, ctx);
-    }
-
-    /// Tell the primary why its stream is refused, and close.
-    fn refuse_stream(&mut self, refusal: Refusal, ctx: &mut Context<Self>) {
-        warn!(self.log, "replication handshake refused"; "reason" => %refusal);
-        let line = ReplicaLine::refused(refusal).encode();
-        self.send_line(async move { Ok(line) }, true, ctx);
-    }
-
-    /// The primary's proof arrived: check it, attach the stream to the Follower, and answer
-    /// `POSITION`.
-    fn finish_handshake(&mut self, prove: Prove, ctx: &mut Context<Self>) {
-        let Some(handshake) = self.handshake.take() else {
-            return ctx.stop();
-        };
-        let from = prove.from;
-        let (follower, epoch) = match handshake.prove(&prove) {
-            Ok(proved) => proved,
-            Err(refusal) => return self.refuse_stream(refusal, ctx),
-        };
-        info!(self.log, "primary connected for replication");
-        // Before the primary hears back, so that by the time it streams, this connection no
-        // longer takes a client's place.
-        self.owner
-            .replicating
-            .do_send(SessionReplicating { id: self.id });
-        let me = ctx.address().recipient();
-        let Some(mut writer) = self.writer.take() else {
-            return ctx.stop();
-        };
-        let work = async move {
-            let (link, position) = ReplicaLink::attach(follower, me, from, epoch).await?;
-            if let Err(error) = writer.write_all(&position).await {
-                // The Follower must not keep waiting for a stream that will never start.
-                link.detach();
-                return Err(error.into());
-            }
-            Ok::<_, BatchError>((writer, link))
-        };
-        ctx.wait(work.into_actor(self).map(|result, act, ctx| match result {
-            Ok((writer, link)) => {
-                act.writer = Some(writer);
-                act.replication = Some(link);
-                ctx.run_interval(REPLICATION_TICK, |act, ctx| act.replication_tick(ctx));
-            }
-            Err(error) => {
-                warn!(act.log, "replication handshake failed"; "error" => %error);
-                ctx.stop();
-            }
-        }));
-    }
-
-    /// Hand part of the primary's stream to the Follower; acknowledge what it applied.
-    fn replicate(&mut self, frame: StreamFrame, ctx: &mut Context<Self>) {
-        if let StreamFrame::Prove(prove) = frame {
-            return self.finish_handshake(prove, ctx);
-        }
-        let Some(link) = self.replication.as_ref() else {
-            return ctx.stop();
-        };
-        let ack = link.stream(frame);
-        self.send_line(async move { Ok(ack.await?) }, false, ctx);
-    }
-
-    /// Write the line `line` resolves to, reading nothing meanwhile; then close, if `close`.
-    fn send_line(
-        &mut self,
-        line: impl Future<Output = Result<Vec<u8>, BatchError>> + 'static,
-        close: bool,
-        ctx: &mut Context<Self>,
-    ) {
-        let Some(mut writer) = self.writer.take() else {
-            return;
-        };
-        let out = std::mem::take(&mut self.out);
-        let last_write = self.last_write;
-        let work = async move {
-            let line = line.await?;
-            writer.write_all(&line).await?;
-            Ok(Answered {
-                writer,
-                out,
-                close,
-                last_write,
-            })
-        };
-        ctx.wait(work.into_actor(self).map(|result, act, ctx| {
-            if let (Err(error), Some(_)) = (&result, &act.replication) {
-                warn!(act.log, "replication stream closed"; "reason" => %error);
-            }
-            act.answered(result, ctx)
-        }));
-    }
-
-    /// Once a second on a replication stream: close it if the primary went silent, otherwise
-    /// acknowledge (which also tells the primary this replica is alive).
-    fn replication_tick(&mut self, ctx: &mut Context<Self>) {
-        let Some(link) = self.replication.as_ref() else {
-            return;
-        };
-        if self.last_read.get().elapsed() > self.config.node.replication_timeout {
-            warn!(self.log, "the primary went silent; closing its stream";
-                "timeout_ms" => self.config.node.replication_timeout.as_millis() as u64);
-            return ctx.stop();
-        }
-        let ack = link.current_ack();
-        self.send_line(async move { Ok(ack.await?) }, false, ctx);
-    }
 }
 
 impl Actor for Session {
@@ -521,6 +429,11 @@ impl Actor for Session {
         debug!(self.log, "client disconnected");
         if let Some(link) = &self.replication {
             link.detach();
+        }
+        if self.transaction.watching() {
+            self.store.do_send(Batch {
+                ops: vec![Op::Unwatch(self.id)],
+            });
         }
         self.owner.closed.do_send(SessionClosed { id: self.id });
     }

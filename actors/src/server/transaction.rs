@@ -3,17 +3,24 @@
 //! as one message: applied as one step (no other client's command in between) and published
 //! together, so the log and the replicas see the whole transaction or none of it. A command
 //! refused while queued (a syntax error) aborts the transaction at `EXEC` (`EXECABORT`), as
-//! in Redis. `WATCH` is not supported yet.
+//! in Redis. `WATCH` keys are kept by the Store (which sees every change to them); the
+//! session adds an `Op::Exec` before the transaction's ops, which the Store skips whole if a
+//! watched key changed, and `EXEC` then answers a null array. `EXEC`, `DISCARD` and an aborted
+//! transaction forget the watches, as in Redis.
 
 use crate::protocol::codec::Request;
 use crate::protocol::command::{Command, CommandError};
 use crate::protocol::reply::{ErrorReply, Reply};
+use crate::store::watch::ClientId;
+use crate::store::Op;
 
 /// A connection's transaction state.
 #[derive(Debug, Default)]
 pub struct Transaction {
     /// Between `MULTI` and `EXEC`/`DISCARD`: the commands queued, and whether one was refused.
     queued: Option<(Vec<Command>, bool)>,
+    /// Keys are watched: the Store must be told to forget them when the connection closes.
+    watching: bool,
 }
 
 /// One request of a batch, as the transaction state makes of it.
@@ -23,8 +30,12 @@ pub enum Planned {
     Run(Command),
     /// Answer this at once (`QUEUED`, `OK`, or an error).
     Reply(Reply),
-    /// `EXEC`: the next `n` commands are the transaction, answered as one array.
+    /// `EXEC`: the next `n` commands are the transaction, answered as one array (or a null
+    /// array when a watched key changed).
     Exec(usize),
+    /// Answer this, and have the Store forget the connection's watches (`DISCARD`, an aborted
+    /// transaction).
+    Unwatch(Reply),
 }
 
 /// An error reply worded as Redis words it.
@@ -33,6 +44,19 @@ fn error(text: &str) -> Reply {
 }
 
 impl Transaction {
+    /// Whether the connection watches keys now.
+    pub fn watching(&self) -> bool {
+        self.watching
+    }
+
+    /// `reply`, and the watches forgotten if there are any.
+    fn ending(&mut self, reply: Reply) -> Planned {
+        match std::mem::take(&mut self.watching) {
+            true => Planned::Unwatch(reply),
+            false => Planned::Reply(reply),
+        }
+    }
+
     /// What to do with each request of a batch, in order (an `EXEC` expands into the commands
     /// it queued, after a [`Planned::Exec`] marker). `refused` says why a command would be
     /// refused on this node now (a write on a replica): inside `MULTI` that is answered at once
@@ -55,20 +79,34 @@ impl Transaction {
                 (None, Ok(Command::Discard)) => {
                     planned.push(Planned::Reply(error("ERR DISCARD without MULTI")))
                 }
-                (None, Ok(command)) => planned.push(Planned::Run(command)),
+                (None, Ok(command)) => {
+                    match command {
+                        Command::Watch(_) => self.watching = true,
+                        Command::Unwatch => self.watching = false,
+                        _ => {}
+                    }
+                    planned.push(Planned::Run(command))
+                }
                 (None, Err(e)) => planned.push(Planned::Reply(Reply::Error(e.into()))),
                 (Some(_), Ok(Command::Multi)) => {
                     planned.push(Planned::Reply(error("ERR MULTI calls can not be nested")))
                 }
                 (Some(_), Ok(Command::Discard)) => {
                     self.queued = None;
-                    planned.push(Planned::Reply(Reply::Ok));
+                    planned.push(self.ending(Reply::Ok));
+                }
+                (Some((_, failed)), Ok(Command::Watch(_))) => {
+                    *failed = true;
+                    planned.push(Planned::Reply(error(
+                        "ERR WATCH inside MULTI is not allowed",
+                    )));
                 }
                 (Some(_), Ok(Command::Exec)) => match self.queued.take() {
-                    Some((_, true)) => planned.push(Planned::Reply(error(
+                    Some((_, true)) => planned.push(self.ending(error(
                         "EXECABORT Transaction discarded because of previous errors.",
                     ))),
                     Some((commands, false)) => {
+                        self.watching = false;
                         planned.push(Planned::Exec(commands.len()));
                         planned.extend(commands.into_iter().map(Planned::Run));
                     }
@@ -96,14 +134,30 @@ impl Transaction {
     }
 }
 
+/// Tell the `Op::Exec` at `at` in a batch's `ops` how many ops follow it: its transaction's,
+/// once they are all planned (no other command's can follow it in the same batch before that).
+pub fn size_exec(ops: &mut [Op], at: usize, client: ClientId) {
+    let count = ops.len().saturating_sub(at + 1);
+    if let Some(op) = ops.get_mut(at) {
+        *op = Op::Exec(client, count);
+    }
+}
+
 /// Over RESP, `EXEC` answers one array of the replies of the commands it ran: gather each
-/// group (its first reply's position, and how many) into one (the last first, so the
-/// positions before it still hold). A group cut short (`QUIT` inside it) is left as it is.
+/// group (the position of its watch check's reply, then its `n` commands' replies) into one
+/// (the last first, so the positions before it still hold): a null array when the check
+/// failed (a watched key changed, nothing ran). A group cut short (`QUIT` inside it) is left
+/// as it is.
 pub fn gather_exec_replies(replies: &mut Vec<Reply>, groups: &[(usize, usize)]) {
     for &(at, n) in groups.iter().rev() {
-        if at + n <= replies.len() {
-            let items: Vec<Reply> = replies.drain(at..at + n).collect();
-            replies.insert(at, Reply::Array(items));
+        if at + 1 + n <= replies.len() {
+            let aborted = replies[at] == Reply::Integer(0);
+            let items: Vec<Reply> = replies.drain(at..at + 1 + n).skip(1).collect();
+            let reply = match aborted {
+                true => Reply::NullArray,
+                false => Reply::Array(items),
+            };
+            replies.insert(at, reply);
         }
     }
 }

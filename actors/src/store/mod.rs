@@ -18,12 +18,14 @@ pub mod pair;
 mod read_modify_write;
 pub mod string_ops;
 mod ttl_ops;
+pub mod watch;
 
 use expiry::Millis;
 use keyspace::{Keyspace, Snapshot};
 pub use mutation::{Change, Mutation, Seq};
 pub use op::{Op, Outcome};
 use pair::Pair;
+use watch::Watches;
 
 /// Mutations the Store applied, in apply order, shared by every subscriber.
 ///
@@ -204,6 +206,8 @@ pub struct Store {
     now: Millis,
     /// Keys deleted because their deadline passed.
     expired: u64,
+    /// Who watches which keys (`WATCH`), marked by every change to them.
+    watches: Watches,
 }
 
 /// Sent by the Store to itself: handled once the mailbox is empty, it publishes everything
@@ -230,6 +234,7 @@ impl Store {
             writes_closed: false,
             now: expiry::now_ms(),
             expired: 0,
+            watches: Watches::default(),
         }
     }
 
@@ -296,6 +301,9 @@ impl Store {
     }
 
     fn record(&mut self, change: Change) -> Seq {
+        if !self.watches.is_empty() {
+            self.watches.touch(change.key());
+        }
         self.last_seq += 1;
         if !self.subscribers.is_empty() {
             self.pending.push(Mutation {
@@ -403,21 +411,35 @@ impl Handler<Batch> for Store {
         }
         self.tick();
         let first_seq = self.last_seq;
-        let outcomes = msg
-            .ops
-            .into_iter()
-            .map(|op| match op {
+        let mut outcomes = Vec::with_capacity(msg.ops.len());
+        // The ops of a transaction whose watched keys changed: answered, not applied.
+        let mut skip = 0;
+        for op in msg.ops {
+            let outcome = match op {
+                _ if skip > 0 => {
+                    skip -= 1;
+                    Outcome::NotFound
+                }
                 Op::Get(key) => self.lookup(&key).map_or(Outcome::NotFound, Outcome::Value),
                 Op::Put(key, value) => Outcome::Applied(self.put(&key, &value)),
                 Op::Del(key) => self.del(&key).map_or(Outcome::NotFound, Outcome::Applied),
+                Op::Exec(client, ops) => match self.exec_may_run(client) {
+                    true => Outcome::Number(1, None),
+                    false => {
+                        skip = ops;
+                        Outcome::Number(0, None)
+                    }
+                },
+                op @ (Op::Watch(..) | Op::Unwatch(_)) => self.watch_op(op),
                 op @ (Op::Set(_)
                 | Op::Expire(..)
                 | Op::Persist(_)
                 | Op::Ttl(..)
                 | Op::GetEx(..)) => self.ttl_op(op),
                 other => self.read_modify_write(other),
-            })
-            .collect();
+            };
+            outcomes.push(outcome);
+        }
         // Every mutation of the batch was numbered in turn after `first_seq`.
         let last_seq = (self.last_seq > first_seq).then_some(self.last_seq);
         self.schedule_publish(ctx);
@@ -509,6 +531,9 @@ impl Handler<Apply> for Store {
                     self.data.remove(key);
                 }
             }
+            if !self.watches.is_empty() {
+                self.watches.touch(mutation.change.key());
+            }
             // The primary's numbering is kept exactly, even for a DEL that found nothing
             // here, so offsets mean the same on both sides.
             self.last_seq = mutation.seq;
@@ -531,6 +556,7 @@ impl Handler<Replace> for Store {
     fn handle(&mut self, msg: Replace, _: &mut Self::Context) {
         // Whoever replaces the data reset the subscribers first; what is pending predates it.
         self.pending.clear();
+        self.watches.touch_all();
         let old = std::mem::replace(&mut self.data, msg.data);
         old.drop_in_background();
         self.last_seq = msg.seq;

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use super::expiry::{ExpireCondition, Expiry, SetArgs, TtlQuery};
 use super::mutation::Seq;
 use super::pair::Pair;
+use super::watch::ClientId;
 
 /// One operation of a [`super::Batch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,15 @@ pub enum Op {
     /// `GETEX`: the value ([`Outcome::Value`], or [`Outcome::NotFound`]), changing its
     /// deadline when asked ([`Outcome::Swapped`] with the value, when that applied a change).
     GetEx(Bytes, Option<Expiry>),
+    /// `WATCH`: this client watches these keys: [`Outcome::Number`] 1.
+    Watch(ClientId, Vec<Bytes>),
+    /// `UNWATCH` (and `DISCARD`, and a closed connection): forget this client's watches:
+    /// [`Outcome::Number`] 1.
+    Unwatch(ClientId),
+    /// `EXEC` of this client, whose transaction is the next this many ops of the batch: they
+    /// run if no key it watched changed ([`Outcome::Number`] 1), or are skipped (0, and each
+    /// skipped op answers [`Outcome::NotFound`]). Its watches are forgotten either way.
+    Exec(ClientId, usize),
 }
 
 impl Op {
@@ -64,7 +74,13 @@ impl Op {
     pub fn is_write(&self) -> bool {
         !matches!(
             self,
-            Op::Get(_) | Op::StrLen(_) | Op::Ttl(..) | Op::GetEx(_, None)
+            Op::Get(_)
+                | Op::StrLen(_)
+                | Op::Ttl(..)
+                | Op::GetEx(_, None)
+                | Op::Watch(..)
+                | Op::Unwatch(_)
+                | Op::Exec(..)
         )
     }
 }

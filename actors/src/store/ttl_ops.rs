@@ -11,6 +11,7 @@ use actix::prelude::*;
 use super::expiry::Millis;
 use super::expiry::{SetArgs, SetCondition};
 use super::pair::Pair;
+use super::watch::ClientId;
 use super::{Op, Outcome, Seq, Store};
 
 /// Sent by the Store to itself when an expiry pass ran out of its budget with keys still due:
@@ -138,5 +139,37 @@ impl Handler<ExpireDue> for Store {
 
     fn handle(&mut self, _: ExpireDue, ctx: &mut Self::Context) {
         self.expire_due(ctx);
+    }
+}
+
+impl Store {
+    /// `WATCH` and `UNWATCH`. A watched key whose deadline has passed is deleted first (on a
+    /// primary), so its expiry counts as a change only if it comes after the `WATCH`.
+    pub(super) fn watch_op(&mut self, op: Op) -> Outcome {
+        match op {
+            Op::Watch(client, keys) => {
+                for key in keys {
+                    let _ = self.lookup(&key);
+                    self.watches.watch(client, &key);
+                }
+            }
+            Op::Unwatch(client) => {
+                self.watches.release(client);
+            }
+            _ => return Outcome::Refused("ERR internal: not a watch op"),
+        }
+        Outcome::Number(1, None)
+    }
+
+    /// `EXEC`'s check: whether no key `client` watched has changed, an expiry included (as in
+    /// Redis, a watched key that expired counts as changed); its watches are forgotten.
+    pub(super) fn exec_may_run(&mut self, client: ClientId) -> bool {
+        if self.watches.is_empty() {
+            return true;
+        }
+        for key in self.watches.keys_of(client) {
+            let _ = self.lookup(&key);
+        }
+        !self.watches.release(client)
     }
 }

@@ -2,7 +2,7 @@
 # process a script starts is stopped on every exit path, and starting a node on a free port.
 #
 # The sourcing script calls `bench_setup NAME` first, and defines STARTUP_DEADLINE if it
-# starts nodes.
+# starts nodes with start_node, and DEADLINE if it calls until_true.
 
 # bench_setup NAME: the output folder and stamp, the raw results file
 # ($OUT/NAME-$STAMP.jsonl, as RAW), a work folder, the process list, log(), and the traps that
@@ -92,4 +92,45 @@ need_packages() {
     ((EUID == 0)) || sudo=(sudo)
     run "${sudo[@]}" apt-get update -qq
     run "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+}
+
+# free_ports N: set BASE to a port such that BASE .. BASE+N-1 are used by no socket now. The
+# ports come from below the kernel's ephemeral range, so that client connections (kvbench's,
+# redis-benchmark's, replication links) cannot take them in the meantime.
+free_ports() {
+    local n=$1 i low
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+    for _ in $(seq 1 100); do
+        BASE=$((10000 + RANDOM % (low - 10000 - n)))
+        for ((i = 0; i < n; i++)); do
+            if command -v ss >/dev/null; then
+                [[ -z $(ss -Htan "sport = :$((BASE + i))") ]] || continue 2
+            elif (exec 3<>"/dev/tcp/127.0.0.1/$((BASE + i))") 2>/dev/null; then
+                continue 2
+            fi
+        done
+        return 0
+    done
+    log "no $n free ports in a row"
+    return 1
+}
+
+# until_true WHAT COMMAND...: poll COMMAND every POLL s (0.05) until it succeeds, at most
+# DEADLINE s; fail at once if a process in WATCH (space-separated PIDs) has exited.
+until_true() {
+    local what=$1 deadline=$((SECONDS + DEADLINE)) pid
+    shift
+    until "$@"; do
+        for pid in ${WATCH:-}; do
+            if ! kill -0 "$pid" 2>/dev/null; then
+                log "process $pid exited while waiting for $what; see the logs in $OUT"
+                return 1
+            fi
+        done
+        if ((SECONDS >= deadline)); then
+            log "timed out waiting for $what"
+            return 1
+        fi
+        sleep "${POLL:-0.05}"
+    done
 }

@@ -30,7 +30,7 @@ KEYSPACE=100000
 VALUE=64
 DEADLINE=60 # seconds a server gets to start, sync its replicas or load its files
 
-# run, forget, cleanup, log, need_packages: see bench-lib.sh.
+# run, forget, cleanup, log, need_packages, free_ports, until_true: see bench-lib.sh.
 source scripts/bench-lib.sh
 bench_setup vs-redis
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
@@ -47,47 +47,6 @@ need_packages redis-server:redis-server redis-benchmark:redis-tools gnuplot:gnup
 log "building release binaries"
 run cargo build --release --bins --quiet
 KVNODE=target/release/kvnode KVBENCH=target/release/kvbench KVCLI=target/release/kvcli
-
-# free_ports N: set BASE to a port such that BASE .. BASE+N-1 are used by no socket now. The
-# ports come from below the kernel's ephemeral range, so that client connections (kvbench's,
-# redis-benchmark's, replication links) cannot take them in the meantime.
-free_ports() {
-    local n=$1 i low
-    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
-    for _ in $(seq 1 100); do
-        BASE=$((10000 + RANDOM % (low - 10000 - n)))
-        for ((i = 0; i < n; i++)); do
-            if command -v ss >/dev/null; then
-                [[ -z $(ss -Htan "sport = :$((BASE + i))") ]] || continue 2
-            elif (exec 3<>"/dev/tcp/127.0.0.1/$((BASE + i))") 2>/dev/null; then
-                continue 2
-            fi
-        done
-        return 0
-    done
-    log "no $n free ports in a row"
-    return 1
-}
-
-# until_true WHAT COMMAND...: poll COMMAND every POLL s (0.05) until it succeeds, at most
-# DEADLINE s; fail at once if a process in WATCH (space-separated PIDs) has exited.
-until_true() {
-    local what=$1 deadline=$((SECONDS + DEADLINE)) pid
-    shift
-    until "$@"; do
-        for pid in ${WATCH:-}; do
-            if ! kill -0 "$pid" 2>/dev/null; then
-                log "process $pid exited while waiting for $what; see the logs in $OUT"
-                return 1
-            fi
-        done
-        if ((SECONDS >= deadline)); then
-            log "timed out waiting for $what"
-            return 1
-        fi
-        sleep "${POLL:-0.05}"
-    done
-}
 
 rcli() { timeout 5 redis-cli -p "$1" "${@:2}" 2>/dev/null || true; }
 pong() { [[ $(rcli "$1" PING) == PONG ]]; }

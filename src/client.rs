@@ -40,11 +40,14 @@ pub struct RequestWriter(io::BufWriter<TcpStream>);
 pub struct ReplyReader(BufReader<TcpStream>);
 
 impl RequestWriter {
-    /// Queue one request line (without its `\n`).
+    /// Queue one request line (without its `\n`). A final `\r` (a script with Windows line
+    /// endings) is not sent: the line protocol would drop it anyway, and a first line ended
+    /// by `\r\n` would make the node take the connection for a Redis client's.
     pub fn send(&mut self, line: &[u8]) -> Result<(), ClientError> {
         if line.contains(&b'\n') {
             return Err(ClientError::Newline);
         }
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         self.0.write_all(line)?;
         self.0.write_all(b"\n")?;
         Ok(())

@@ -76,6 +76,16 @@ fn piped_commands_are_all_run_in_order() {
     assert_eq!(stdout(&output), "OK\n".repeat(2000));
 }
 
+/// A script with Windows line endings still speaks the line protocol: kvcli does not send the
+/// `\r`, which on a first line would make the node take it for a Redis client.
+#[test]
+fn a_script_with_crlf_line_endings_runs_as_the_line_protocol() {
+    let node = NodeProcess::start(&[]);
+    let output = kvcli(Some(&node), &[], "GET a\r\nPUT a 1\r\nGET a\r\nPING\r\n");
+    assert_eq!(stdout(&output), "NOT_FOUND\nOK\n1\nPONG\n");
+    assert!(output.status.success());
+}
+
 #[test]
 fn a_piped_script_of_large_values_cannot_deadlock() {
     let node = NodeProcess::start(&[]);

@@ -1,18 +1,21 @@
 //! A connection's decoder: bytes in, batches of parsed requests out.
 //!
-//! The first byte a client sends picks its protocol for the connection's whole life: `*` is
-//! RESP2 (the Redis protocol), anything else the line protocol ([`super::line`]). Both yield
+//! The first line a client sends picks its protocol for the connection's whole life
+//! ([`protocol_of`]): RESP (the Redis protocol) when it is an array (`*`) or a line ended by
+//! `\r\n` as every Redis tool ends an inline command, unless its verb is one only the line
+//! protocol has (`PUT`, `EXIT`, ...); the line protocol ([`super::line`]) otherwise. Both yield
 //! batches of the same [`Request`]s. A connection that opens with `REPLICATE` is a primary's
 //! replication stream: from then on the replication stream's decoder
 //! ([`crate::replication::wire::StreamDecoder`]) reads it.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use thiserror::Error;
 use tokio_util::codec::Decoder;
 
 use super::command;
 pub use super::command::Request;
 use super::line::{LineDecoder, LineTooLong};
+use super::reply::Protocol;
 use super::resp;
 use crate::replication::wire::{Replicate, StreamDecoder, StreamFrame, WireError};
 
@@ -46,11 +49,69 @@ pub enum CodecError {
     Io(#[from] std::io::Error),
 }
 
+/// Verbs only the line protocol has (Redis has no such command, so no Redis tool sends one):
+/// a first line that starts with one of them is the line protocol's, even ended by `\r\n`
+/// (`telnet`, `nc -C` and Windows tools send that, and the line protocol accepts it).
+/// `REPLICATE` is here so that a primary's opening is the line protocol's whatever its line
+/// ending.
+const LINE_ONLY_VERBS: [&[u8]; 5] = [b"PUT", b"EXIT", b"DIGEST", b"RESYNC", b"REPLICATE"];
+
+/// Whether a byte separates words on a first line (as both protocols split words).
+fn is_blank(b: u8) -> bool {
+    matches!(b, b' ' | b'\t')
+}
+
+/// The protocol of a connection whose first non-blank line is `line` (without its `\n`), or
+/// `None` when `line` is blank (empty, or only blanks and a final `\r`): both protocols skip
+/// a blank line without a reply, so the next line decides.
+///
+/// The rule, decided on this one line so that it never depends on how bytes arrive:
+/// - a line that starts with `*` is a RESP array: RESP;
+/// - a line ended by `\r\n` is a RESP inline command, as Redis reads it (redis-benchmark's
+///   `PING_INLINE` opens fresh connections with `PING\r\n` and expects `+PONG\r\n`; every
+///   Redis client ends its lines so), unless its verb is one of [`LINE_ONLY_VERBS`];
+/// - any other line (ended by `\n` alone, as `nc`, `printf`, `kvcli` and kvbench send) is the
+///   line protocol, which stays exactly what it was.
+fn line_protocol(line: &[u8]) -> Option<Protocol> {
+    if line.first() == Some(&b'*') {
+        return Some(Protocol::Resp);
+    }
+    let (text, crlf) = match line.strip_suffix(b"\r") {
+        Some(text) => (text, true),
+        None => (line, false),
+    };
+    let verb = text.split(|b| is_blank(*b)).find(|word| !word.is_empty())?;
+    let line_only = LINE_ONLY_VERBS.iter().any(|v| verb.eq_ignore_ascii_case(v));
+    Some(match crlf && !line_only {
+        true => Protocol::Resp,
+        false => Protocol::Line,
+    })
+}
+
+/// The protocol of a connection whose first bytes are `head`, by [`line_protocol`]: `None`
+/// until its first line that is not blank has arrived whole (or starts with `*`). For peeking
+/// at a connection without reading it (the Listener refusing one over the client limit).
+pub fn protocol_of(head: &[u8]) -> Option<Protocol> {
+    let mut rest = head;
+    loop {
+        if rest.first()? == &b'*' {
+            return Some(Protocol::Resp);
+        }
+        let end = memchr::memchr(b'\n', rest)?;
+        if let Some(protocol) = line_protocol(&rest[..end]) {
+            return Some(protocol);
+        }
+        rest = &rest[end + 1..];
+    }
+}
+
 /// What the codec expects next.
 #[derive(Debug)]
 enum Mode {
-    /// Nothing received yet: the first byte decides between lines and RESP.
-    Start,
+    /// No line that is not blank received yet: the first one decides between lines and RESP
+    /// ([`line_protocol`]). `scanned` bytes at the front hold no `\n`, so a long first line
+    /// arriving in many reads is searched once.
+    Start { scanned: usize },
     /// Request lines.
     Lines,
     /// RESP requests.
@@ -81,7 +142,7 @@ impl ConnectionCodec {
     /// yielding at most `max_batch` requests per batch.
     pub fn new(max_line: usize, max_batch: usize) -> Self {
         ConnectionCodec {
-            mode: Mode::Start,
+            mode: Mode::Start { scanned: 0 },
             lines: LineDecoder::new(max_line, max_batch),
             replicate: None,
             max_batch: max_batch.max(1),
@@ -119,6 +180,30 @@ impl ConnectionCodec {
         Ok((!batch.is_empty()).then_some(Frame::Resp(batch)))
     }
 
+    /// Pick the protocol from the first line that is not blank, once it has arrived (blank
+    /// lines before it are dropped: neither protocol answers them). A first line longer than
+    /// the line limit goes to the line protocol, whose decoder refuses it.
+    fn start(&mut self, src: &mut BytesMut, mut scanned: usize) -> Mode {
+        loop {
+            if src.first() == Some(&b'*') {
+                return Mode::Resp;
+            }
+            let Some(offset) = memchr::memchr(b'\n', &src[scanned..]) else {
+                if src.len() > self.lines.max_line() {
+                    return Mode::Lines;
+                }
+                return Mode::Start { scanned: src.len() };
+            };
+            let end = scanned + offset;
+            scanned = 0;
+            match line_protocol(&src[..end]) {
+                Some(Protocol::Line) => return Mode::Lines,
+                Some(_) => return Mode::Resp,
+                None => src.advance(end + 1),
+            }
+        }
+    }
+
     /// A replication opening switches the connection to the replication stream.
     fn replicating(&mut self, replicate: Replicate) -> Frame {
         self.mode = Mode::Replication(StreamDecoder::new(self.max_batch));
@@ -134,15 +219,12 @@ impl Decoder for ConnectionCodec {
         if let Some(replicate) = self.replicate.take() {
             return Ok(Some(self.replicating(replicate)));
         }
-        if let Mode::Start = self.mode {
-            match src.first() {
-                None => return Ok(None),
-                Some(b'*') => self.mode = Mode::Resp,
-                Some(_) => self.mode = Mode::Lines,
-            }
+        if let Mode::Start { scanned } = self.mode {
+            self.mode = self.start(src, scanned);
         }
         match &mut self.mode {
-            Mode::Start | Mode::Lines => {}
+            Mode::Start { .. } => return Ok(None),
+            Mode::Lines => {}
             Mode::Resp => return self.decode_resp(src),
             Mode::Replication(stream) => return Ok(stream.decode(src)?.map(Frame::Stream)),
         }
@@ -203,8 +285,21 @@ mod tests {
         );
     }
 
+    /// Which frame kind a fresh connection's `bytes` decode to: `"lines"`, `"resp"`,
+    /// `"replicate"`, or `"none"` while undecided.
+    fn kind(bytes: &[u8]) -> &'static str {
+        let mut codec = ConnectionCodec::new(100, 10);
+        match codec.decode(&mut BytesMut::from(bytes)).unwrap() {
+            None => "none",
+            Some(Frame::Requests(_)) => "lines",
+            Some(Frame::Resp(_)) => "resp",
+            Some(Frame::Replicate(_)) => "replicate",
+            Some(Frame::Stream(_)) => "stream",
+        }
+    }
+
     #[test]
-    fn the_first_byte_picks_the_protocol() {
+    fn the_first_line_picks_the_protocol() {
         let mut codec = ConnectionCodec::new(100, 10);
         let mut buf = BytesMut::from("*1\r\n$4\r\nPING\r\n");
         assert_eq!(
@@ -217,5 +312,79 @@ mod tests {
             codec.decode(&mut buf).unwrap(),
             Some(Frame::Requests(vec![Ok(Command::Ping)]))
         );
+        // redis-benchmark's PING_INLINE, on a fresh connection.
+        let mut codec = ConnectionCodec::new(100, 10);
+        let mut buf = BytesMut::from("PING\r\n");
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Frame::Resp(vec![Ok(Command::Ping)]))
+        );
+        let cases: [(&str, &str); 16] = [
+            // Ended by `\n` alone (nc, printf, kvcli, kvbench): the line protocol, whatever
+            // it says.
+            ("PUT k v\n", "lines"),
+            ("get k\n", "lines"),
+            ("SET k v\n", "lines"),
+            ("FOO\n", "lines"),
+            ("  PING  \n", "lines"),
+            ("x\r \n", "lines"),
+            // Ended by `\r\n`: RESP inline, as Redis reads it...
+            ("GET k\r\n", "resp"),
+            ("SET k v\r\n", "resp"),
+            ("ping\r\n", "resp"),
+            ("HELLO 3\r\n", "resp"),
+            ("FOO\r\n", "resp"),
+            // ...unless its verb is one only the line protocol has (telnet, nc -C).
+            ("PUT k v\r\n", "lines"),
+            ("put k v\r\n", "lines"),
+            ("\tExit\r\n", "lines"),
+            ("DIGEST\r\n", "lines"),
+            ("RESYNC\r\n", "lines"),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(kind(line.as_bytes()), expected, "{line:?}");
+        }
+        assert_eq!(kind(b"REPLICATE s3cret\r\n"), "replicate");
+        assert_eq!(kind(b"REPLICATE s3cret\n"), "replicate");
+        // Blank lines before it are skipped by both protocols: the next line decides.
+        assert_eq!(kind(b"\r\n\n \t\r\nPING\r\n"), "resp");
+        assert_eq!(kind(b"\r\n\r\nPING\n"), "lines");
+        assert_eq!(kind(b"\n\r\n*1\r\n$4\r\nPING\r\n"), "resp");
+        assert_eq!(kind(b"\r\n \n"), "none");
+    }
+
+    #[test]
+    fn the_protocol_waits_for_the_whole_first_line() {
+        for (bytes, decided) in [(&b"PING\r\n"[..], "resp"), (b"PUT k v\r\n", "lines")] {
+            let mut codec = ConnectionCodec::new(100, 10);
+            let mut buf = BytesMut::new();
+            for (at, &byte) in bytes.iter().enumerate() {
+                buf.extend_from_slice(&[byte]);
+                let frame = codec.decode(&mut buf).unwrap();
+                let last = at + 1 == bytes.len();
+                assert_eq!(frame.is_some(), last, "{bytes:?} cut at {at}");
+                if let Some(frame) = frame {
+                    assert_eq!(matches!(frame, Frame::Resp(_)), decided == "resp");
+                }
+            }
+        }
+        // A first line too long for the limit, never ended: the line protocol refuses it.
+        let mut codec = ConnectionCodec::new(8, 10);
+        let mut buf = BytesMut::from("GET 12345");
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(CodecError::LineTooLong(_))
+        ));
+    }
+
+    #[test]
+    fn a_peek_tells_the_protocol_once_the_first_line_is_there() {
+        assert_eq!(protocol_of(b""), None);
+        assert_eq!(protocol_of(b"*"), Some(Protocol::Resp));
+        assert_eq!(protocol_of(b"PING\r"), None);
+        assert_eq!(protocol_of(b"PING\r\n"), Some(Protocol::Resp));
+        assert_eq!(protocol_of(b"PING\n"), Some(Protocol::Line));
+        assert_eq!(protocol_of(b"\r\nPUT k v\r\nGET"), Some(Protocol::Line));
+        assert_eq!(protocol_of(b"\n\r\n"), None);
     }
 }

@@ -8,7 +8,7 @@
 //!   client can be told.
 //! - [`resp`]: RESP2 frames: the request decoder and reply encoders.
 //! - [`line`](mod@line): the line protocol's framing: batches of request lines.
-//! - [`codec`]: a connection's decoder: picks the protocol from the first byte, and hands over
+//! - [`codec`]: a connection's decoder: picks the protocol from the first line, and hands over
 //!   to the replication stream's decoder when a primary opens one.
 
 pub mod cluster_commands;

@@ -63,7 +63,8 @@ impl From<Outcome> for Reply {
     }
 }
 
-/// How a connection frames its replies: chosen by the first byte the client sends.
+/// How a connection frames its replies: chosen by the first line the client sends
+/// ([`super::codec::protocol_of`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Protocol {
     /// The line protocol of the C++ store.

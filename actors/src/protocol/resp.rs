@@ -1,8 +1,9 @@
 //! RESP2, the Redis serialization protocol: request frames in, reply frames out.
 //!
-//! A client speaks RESP when the first byte it sends is `*`. Requests are arrays of bulk
-//! strings; every declared length is checked against the limits before any memory is set aside
-//! for it, so a peer cannot make the node allocate for bytes it never sends.
+//! A client speaks RESP when its first line is an array (`*`) or an inline command ended by
+//! `\r\n` ([`super::codec::protocol_of`]). Requests are arrays of bulk strings; every
+//! declared length is checked against the limits before any memory is set aside for it, so a
+//! peer cannot make the node allocate for bytes it never sends.
 
 use bytes::{BufMut, Bytes, BytesMut};
 

@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::session::{self, Session, SessionClosed, SessionOwner, SessionReplicating};
 use super::session_config::SessionConfig;
+use crate::protocol::codec::protocol_of;
 use crate::protocol::reply::{ErrorReply, Protocol, Reply};
 use crate::replication::wire::Replicate;
 use crate::store::Store;
@@ -258,9 +259,10 @@ struct AdmitReplication {
     peer: SocketAddr,
 }
 
-/// Tell a client over the limit why it is refused, then close: in RESP if its first byte,
-/// arriving within [`REFUSE_PEEK`], says it speaks RESP (as `redis-cli` and client libraries
-/// send their first command at once), in the line protocol otherwise, or at once when
+/// Tell a client over the limit why it is refused, then close: in RESP if what arrives within
+/// [`REFUSE_PEEK`] says it speaks RESP by the codec's rule ([`protocol_of`]: `redis-cli`,
+/// client libraries and redis-benchmark send their first command at once), in the line
+/// protocol otherwise (nothing, or not yet a whole first line, included), or at once when
 /// `peek` is `None` (too many refusals are waiting already). A connection that opens with
 /// `REPLICATE` is handed back to the `listener` instead: a replica whose clients fill its
 /// places must still let its primary reconnect.
@@ -272,19 +274,17 @@ async fn refuse(
 ) {
     let mut protocol = Protocol::Line;
     if let Some(_waiting) = &peek {
-        let mut head = [0u8; 10];
+        let mut head = [0u8; 64];
         let peeked = tokio::time::timeout(REFUSE_PEEK, stream.peek(&mut head)).await;
         let head = match peeked {
             Ok(Ok(n)) => &head[..n],
             _ => &[][..],
         };
-        if Replicate::opens(head) {
+        if Replicate::opens(&head[..head.len().min(10)]) {
             listener.do_send(AdmitReplication { stream, peer });
             return;
         }
-        if head.first() == Some(&b'*') {
-            protocol = Protocol::Resp;
-        }
+        protocol = protocol_of(head).unwrap_or(Protocol::Line);
     }
     let mut reply = BytesMut::new();
     Reply::Error(ErrorReply::MaxClients).encode(protocol, &mut reply);

@@ -54,9 +54,9 @@ impl Connection {
             last_error: None,
         };
         // In the connection's own protocol: our node fixes a connection's protocol from its
-        // first bytes.
+        // first line, and takes `PING\r\n` (as Redis tools end lines) for RESP.
         let ping: &[u8] = match protocol {
-            Protocol::Line => b"PING\r\n",
+            Protocol::Line => b"PING\n",
             Protocol::Resp => b"*1\r\n$4\r\nPING\r\n",
         };
         connection.stream.write_all(ping).ok()?;

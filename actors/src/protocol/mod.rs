@@ -1,7 +1,10 @@
 //! What clients send and what they are answered, in both protocols.
 //!
 //! - [`command`]: every client command: its parse (line protocol and RESP) and its reply shape.
-//!   Adding a command is one edit there, plus the Store operation it needs.
+//!   Adding a command is one edit there, plus the Store operation it needs, plus its row in
+//!   [`command_table`] (what `COMMAND` answers; its tests check the two agree) and its name in
+//!   [`command_name`]. [`client_commands`], [`string_commands`] and [`cluster_commands`] parse
+//!   families of commands for it.
 //! - [`reply`]: replies, and how each is framed in either protocol; [`error`]: the errors a
 //!   client can be told.
 //! - [`resp`]: RESP2 frames: the request decoder and reply encoders.
@@ -9,9 +12,12 @@
 //! - [`codec`]: a connection's decoder: picks the protocol from the first byte, and hands over
 //!   to the replication stream's decoder when a primary opens one.
 
+pub mod client_commands;
 pub mod cluster_commands;
 pub mod codec;
 pub mod command;
+pub mod command_name;
+pub mod command_table;
 pub mod error;
 pub mod inline;
 pub mod line;

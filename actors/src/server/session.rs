@@ -13,6 +13,8 @@
 //! A connection that opens with `REPLICATE` is a primary's replication stream: the session
 //! hands what it reads to [`ReplicaLink`] (the replica's end of the link) and writes back the
 //! lines it answers (`session/replication.rs`).
+//!
+//! A client's session is in the node's registry of connections (`CLIENT LIST`) while it lives.
 
 use std::cell::Cell;
 use std::io;
@@ -23,13 +25,15 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::BytesMut;
-use slog::{debug, warn, Logger};
+use slog::{debug, info, warn, Logger};
 
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 use super::batch::{Answered, BatchError, Step};
+use super::client_query;
+use super::client_registry::{self, Kill, Registration};
 use super::node_query;
 use super::output;
 use super::session_config::SessionConfig;
@@ -88,6 +92,8 @@ pub struct Session {
     /// into arrays (the first step, and how many).
     transaction: Transaction,
     exec_groups: Vec<(usize, usize)>,
+    /// Its place in the node's registry of client connections; `None` for a replication stream.
+    client: Option<Registration>,
 }
 
 impl Session {
@@ -104,6 +110,7 @@ impl Session {
         log: &Logger,
     ) -> io::Result<Addr<Session>> {
         let peer = stream.peer_addr()?;
+        let (local, fd) = (stream.local_addr()?, client_registry::fd(&stream));
         stream.set_nodelay(true)?;
         let (reader, writer) = stream.into_split();
         let log = log.new(slog::o!("peer" => peer.to_string(), "session" => id));
@@ -142,6 +149,13 @@ impl Session {
                     }
                 });
             }
+            let client = (!replication_only).then(|| {
+                let kill = ctx.address().downgrade().recipient();
+                config
+                    .node
+                    .client_registry
+                    .join(id, (peer, local), fd, kill)
+            });
             Session {
                 id,
                 peer,
@@ -161,6 +175,7 @@ impl Session {
                 serving: None,
                 transaction: Transaction::default(),
                 exec_groups: Vec::new(),
+                client,
             }
         }))
     }
@@ -175,6 +190,10 @@ impl Session {
             );
             let refusal = Step::Reply(Reply::Error(ErrorReply::MaxClients));
             return self.answer(vec![refusal], Vec::new(), true, ctx);
+        }
+        if let Some(client) = &self.client {
+            let last = requests.last().and_then(|r| r.as_ref().ok());
+            client.client().note(last.map(Command::name), self.protocol);
         }
         let mut steps = Vec::with_capacity(requests.len());
         let mut ops = Vec::with_capacity(requests.len());
@@ -226,6 +245,11 @@ impl Session {
                         }
                         Step::Reply(hello)
                     }
+                    Plan::Client(command) => Step::Reply(client_query::answer(
+                        command,
+                        self.client.as_ref(),
+                        self.protocol,
+                    )),
                     Plan::Exit => {
                         steps.push(Step::Reply(Reply::Goodbye));
                         close = true;
@@ -427,6 +451,15 @@ impl StreamHandler<Result<Frame, CodecError>> for Session {
     /// The client closed its side: everything it sent has been answered (batches finish
     /// before the stream is polled again), so the session ends.
     fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Kill> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Kill, ctx: &mut Self::Context) {
+        info!(self.log, "closing connection: CLIENT KILL");
         ctx.stop();
     }
 }

@@ -71,6 +71,8 @@ impl Session {
         self.owner
             .replicating
             .do_send(SessionReplicating { id: self.id });
+        // Nor is it listed among the clients (`CLIENT LIST`), or closed by `CLIENT KILL`.
+        self.client = None;
         let me = ctx.address().recipient();
         let Some(mut writer) = self.writer.take() else {
             return ctx.stop();

@@ -323,3 +323,20 @@ pub fn log_files(dir: &Path) -> Vec<PathBuf> {
     logs.sort();
     logs
 }
+
+/// Run `script` with redis-py from PyPI, as a new user would install it: CI installs it in a
+/// virtual environment (`.ci/run`); the interpreter is `KV_REDIS_PY`, or
+/// `target/pyenv/bin/python`. Answers the script's output; fails the test if the script does.
+pub fn redis_py(script: &str) -> String {
+    let python = std::env::var("KV_REDIS_PY").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").to_string()
+    });
+    let output = Command::new(&python)
+        .args(["-c", script])
+        .output()
+        .unwrap_or_else(|e| panic!("run {python} (redis-py from PyPI; see .ci/run): {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    stdout
+}

@@ -9,14 +9,18 @@
 //! ([`NodeQuery`]).
 //!
 //! Adding a command: a variant of [`Command`], its arm in `line_commands::parse` and/or
-//! `parse_resp`, its
-//! arm in [`Command::plan`], and, if it needs one, the Store [`Op`] it takes. The tests in
+//! `parse_resp`, its arm in [`Command::plan`], and, if it needs one, the Store [`Op`] it
+//! takes; then its row in `command_table.rs` (what `COMMAND` tells clients; its tests fail
+//! without it) and its name in `command_name.rs` (the build fails without it). The tests in
 //! `command/tests.rs` are the table's specification.
 
 use bytes::Bytes;
 
+use super::client_commands::parse_resp_client;
+pub use super::client_commands::ClientCommand;
 pub use super::cluster_commands::SentinelQuery;
 use super::cluster_commands::{parse_resp_failover, parse_resp_sentinel, FailoverArgs};
+use super::command_table::{self, parse_resp_command, TableQuery};
 pub use super::error::CommandError;
 use super::expiry_commands::{expiry_op, LineExpiry};
 use super::reply::Reply;
@@ -74,9 +78,11 @@ pub enum Command {
     DbSize,
     /// RESP `ECHO msg` and `PING msg`: answers `msg`.
     Echo(Bytes),
-    /// RESP `COMMAND ...`: an empty array, enough for clients that ask on connect.
-    CommandDocs,
-    /// Accepted and answered `OK` with no effect: `CLIENT SETNAME`/`SETINFO`, `SELECT 0`.
+    /// RESP `COMMAND ...`: the table of supported commands (`command_table.rs`).
+    CommandTable(TableQuery),
+    /// RESP `CLIENT ...`: about this connection or the node's others.
+    Client(ClientCommand),
+    /// Accepted and answered `OK` with no effect: `SELECT 0`.
     Accept,
     /// RESP `HELLO [protover]`: only RESP2 is spoken, so clients fall back to it.
     Hello {
@@ -171,6 +177,8 @@ pub enum Plan {
         /// The protocol version the client asked for, if any.
         version: Option<u64>,
     },
+    /// `CLIENT ...`: by the session, from the node's registry of connections.
+    Client(ClientCommand),
     /// `Goodbye`, then the connection closes; nothing after it in the batch is answered.
     Exit,
     /// `WATCH` these keys, for this connection (which the session names to the Store).
@@ -280,7 +288,8 @@ impl Command {
             }
             Command::Ping => Plan::Reply(Reply::Pong),
             Command::Echo(message) => Plan::Reply(Reply::Value(message)),
-            Command::CommandDocs => Plan::Reply(Reply::Array(Vec::new())),
+            Command::CommandTable(query) => Plan::Reply(command_table::answer(query)),
+            Command::Client(command) => Plan::Client(command),
             Command::Accept => Plan::Reply(Reply::Ok),
             Command::Exit => Plan::Exit,
             Command::DbSize => Plan::Node(NodeQuery::DbSize),
@@ -495,7 +504,7 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
             })
         }),
         ("quit", _) => Ok(Command::Exit),
-        ("command", _) => Ok(Command::CommandDocs),
+        ("command", _) => parse_resp_command(args).map(Command::CommandTable),
         ("config", n) if n >= 3 && args[1].eq_ignore_ascii_case(b"get") => {
             Ok(Command::ConfigGet(args.drain(2..).collect()))
         }
@@ -503,16 +512,7 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
             "ERR CONFIG {} is not supported (only CONFIG GET); settings are kvnode's flags",
             printable(&args[1])
         ))),
-        ("client", n) if n >= 2 => {
-            let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
-            match sub.as_str() {
-                "setname" | "setinfo" => Ok(Command::Accept),
-                _ => Err(CommandError::Redis(format!(
-                    "ERR CLIENT {} is not supported",
-                    printable(sub.as_bytes())
-                ))),
-            }
-        }
+        ("client", n) if n >= 2 => parse_resp_client(args).map(Command::Client),
         ("select", 2) => match integer(&args[1]) {
             Ok(0) => Ok(Command::Accept),
             _ => Err(CommandError::Redis("ERR DB index is out of range".into())),

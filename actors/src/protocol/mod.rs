@@ -2,8 +2,10 @@
 //!
 //! - [`command`]: every client command: its RESP parse and its reply shape; the line
 //!   protocol's parse is [`line_commands`]. Adding a command is one edit there, plus the
-//!   Store operation it needs; [`string_commands`] and [`expiry_commands`] parse families of
-//!   RESP commands into Store ops.
+//!   Store operation it needs, plus its row in [`command_table`] (what `COMMAND` answers; its
+//!   tests check the two agree) and its name in [`command_name`]. [`client_commands`],
+//!   [`string_commands`], [`expiry_commands`] and [`cluster_commands`] parse families of
+//!   commands for it.
 //! - [`reply`]: replies, and how each is framed in either protocol; [`error`]: the errors a
 //!   client can be told.
 //! - [`resp`]: RESP2 frames: the request decoder and reply encoders.
@@ -11,9 +13,12 @@
 //! - [`codec`]: a connection's decoder: picks the protocol from the first line, and hands over
 //!   to the replication stream's decoder when a primary opens one.
 
+pub mod client_commands;
 pub mod cluster_commands;
 pub mod codec;
 pub mod command;
+pub mod command_name;
+pub mod command_table;
 pub mod error;
 pub mod expiry_commands;
 pub mod inline;

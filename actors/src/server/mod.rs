@@ -11,8 +11,12 @@
 //! - [`node_context`]: what every session of a node shares about the node.
 //! - [`node_query`]: the answers to commands about the node (`DBSIZE`, `INFO`, `DIGEST`,
 //!   `WAIT`, `HELLO`); [`info`] and [`digest`] compute the `INFO` and `DIGEST` ones.
+//! - [`client_registry`]: the node's client connections, which sessions join and leave;
+//!   [`client_query`] answers `CLIENT ...` from it.
 
 pub mod batch;
+pub mod client_query;
+pub mod client_registry;
 pub mod cluster_query;
 pub mod digest;
 pub mod info;

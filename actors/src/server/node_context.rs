@@ -9,6 +9,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::watch;
 
+use super::client_registry::ClientRegistry;
 use crate::cluster::view::ClusterView;
 use crate::protocol::error::ErrorReply;
 use crate::replication::auth::ClusterSecret;
@@ -56,6 +57,8 @@ pub struct NodeContext {
     pub sentinel_name: Arc<str>,
     /// What `CONFIG GET` answers: the node's settings under the names Redis gives them.
     pub settings: Arc<Vec<(&'static str, String)>>,
+    /// The node's client connections, for `CLIENT LIST` and `CLIENT KILL`.
+    pub client_registry: Arc<ClientRegistry>,
 }
 
 impl NodeContext {

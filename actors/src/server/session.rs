@@ -12,7 +12,9 @@
 //!
 //! A connection that opens with `REPLICATE` is a primary's replication stream: the session
 //! hands what it reads to [`ReplicaLink`] (the replica's end of the link) and writes back the
-//! lines it answers.
+//! lines it answers (`session/replication.rs`).
+//!
+//! A client's session is in the node's registry of connections (`CLIENT LIST`) while it lives.
 
 use std::cell::Cell;
 use std::io;
@@ -30,26 +32,25 @@ use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 use super::batch::{Answered, BatchError, Step};
+use super::client_query;
+use super::client_registry::{self, Kill, Registration};
 use super::node_query;
 use super::output;
 use super::session_config::SessionConfig;
 pub use super::session_owner::{SessionClosed, SessionOwner, SessionReplicating, Shutdown};
 use super::transaction::{gather_exec_replies, size_exec, Planned, Transaction};
 use super::watched::Watched;
-
-mod replication;
 use crate::protocol::codec::{CodecError, ConnectionCodec, Frame, Request};
 use crate::protocol::command::{Command, CommandError, Fold, Plan};
 use crate::protocol::line::LineTooLong;
 use crate::protocol::reply::{ErrorReply, Protocol, Reply};
-use crate::replication::follower::Superseded;
 use crate::replication::replica_link::{Handshake, ReplicaLink};
 use crate::store::{Batch, Op, Outcome, Seq, Store};
 
+mod replication;
+
 /// An output buffer that grew past this for one batch is released afterwards.
 const KEEP_BUFFER_BYTES: usize = 256 * 1024;
-/// How often a replication stream acknowledges, and checks that its primary is alive.
-const REPLICATION_TICK: Duration = Duration::from_secs(1);
 
 /// One client connection.
 pub struct Session {
@@ -91,6 +92,8 @@ pub struct Session {
     /// into arrays (the first step, and how many).
     transaction: Transaction,
     exec_groups: Vec<(usize, usize)>,
+    /// Its place in the node's registry of client connections; `None` for a replication stream.
+    client: Option<Registration>,
 }
 
 impl Session {
@@ -107,6 +110,7 @@ impl Session {
         log: &Logger,
     ) -> io::Result<Addr<Session>> {
         let peer = stream.peer_addr()?;
+        let (local, fd) = (stream.local_addr()?, client_registry::fd(&stream));
         stream.set_nodelay(true)?;
         let (reader, writer) = stream.into_split();
         let log = log.new(slog::o!("peer" => peer.to_string(), "session" => id));
@@ -145,6 +149,13 @@ impl Session {
                     }
                 });
             }
+            let client = (!replication_only).then(|| {
+                let kill = ctx.address().downgrade().recipient();
+                config
+                    .node
+                    .client_registry
+                    .join(id, (peer, local), fd, kill)
+            });
             Session {
                 id,
                 peer,
@@ -164,6 +175,7 @@ impl Session {
                 serving: None,
                 transaction: Transaction::default(),
                 exec_groups: Vec::new(),
+                client,
             }
         }))
     }
@@ -178,6 +190,10 @@ impl Session {
             );
             let refusal = Step::Reply(Reply::Error(ErrorReply::MaxClients));
             return self.answer(vec![refusal], Vec::new(), true, ctx);
+        }
+        if let Some(client) = &self.client {
+            let last = requests.last().and_then(|r| r.as_ref().ok());
+            client.client().note(last.map(Command::name), self.protocol);
         }
         let mut steps = Vec::with_capacity(requests.len());
         let mut ops = Vec::with_capacity(requests.len());
@@ -264,6 +280,11 @@ impl Session {
                             fold: Fold::AllOk,
                         }
                     }
+                    Plan::Client(command) => Step::Reply(client_query::answer(
+                        command,
+                        self.client.as_ref(),
+                        self.protocol,
+                    )),
                     Plan::Exit => {
                         steps.push(Step::Reply(Reply::Goodbye));
                         close = true;
@@ -482,23 +503,20 @@ impl StreamHandler<Result<Frame, CodecError>> for Session {
     }
 }
 
+impl Handler<Kill> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Kill, ctx: &mut Self::Context) {
+        info!(self.log, "closing connection: CLIENT KILL");
+        ctx.stop();
+    }
+}
+
 impl Handler<Shutdown> for Session {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
         debug!(self.log, "closing connection for shutdown"; "peer" => %self.peer);
-        ctx.stop();
-    }
-}
-
-impl Handler<Superseded> for Session {
-    type Result = ();
-
-    fn handle(&mut self, _: Superseded, ctx: &mut Self::Context) {
-        info!(
-            self.log,
-            "a newer stream from the primary supersedes this one; closing it"
-        );
         ctx.stop();
     }
 }

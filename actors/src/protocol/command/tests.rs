@@ -134,7 +134,10 @@ fn redis_commands_map_onto_the_same_operations() {
     assert_eq!(resp(&["SELECT", "0"]), Some(Ok(Command::Accept)));
     assert_eq!(
         resp(&["CLIENT", "SETINFO", "lib-name", "x"]),
-        Some(Ok(Command::Accept))
+        Some(Ok(Command::Client(ClientCommand::SetInfo(
+            crate::protocol::client_commands::LibraryField::Name,
+            b("x")
+        ))))
     );
     assert_eq!(
         resp(&["HELLO", "3"]),

@@ -1,18 +1,23 @@
-//! A session that turned into a primary's replication stream: the replica's end of the
-//! handshake (admit, challenge, proof), then each part of the stream handed to the Follower and
-//! acknowledged. Part of the Session actor (`session.rs`).
+//! A session whose connection turned out to be a primary's replication stream (it opened
+//! with `REPLICATE`): the handshake, then handing what it reads to [`ReplicaLink`] (the
+//! replica's end of the link) and writing back the lines it answers. Kept apart from the
+//! client side of the session (`session.rs`), which hands the stream's frames here.
 
 use std::future::Future;
+use std::time::Duration;
 
 use actix::prelude::*;
 use slog::{info, warn};
 use tokio::io::AsyncWriteExt;
 
-use super::{Session, REPLICATION_TICK};
+use super::{Session, SessionReplicating};
+use crate::replication::follower::Superseded;
 use crate::replication::replica_link::{self, ReplicaLink};
 use crate::replication::wire::{Prove, Refusal, ReplicaLine, Replicate, StreamFrame};
 use crate::server::batch::{Answered, BatchError};
-use crate::server::session_owner::SessionReplicating;
+
+/// How often a replication stream acknowledges, and checks that its primary is alive.
+const REPLICATION_TICK: Duration = Duration::from_secs(1);
 
 impl Session {
     /// A primary opened a replication stream on this connection: admit it (or refuse and
@@ -66,6 +71,8 @@ impl Session {
         self.owner
             .replicating
             .do_send(SessionReplicating { id: self.id });
+        // Nor is it listed among the clients (`CLIENT LIST`), or closed by `CLIENT KILL`.
+        self.client = None;
         let me = ctx.address().recipient();
         let Some(mut writer) = self.writer.take() else {
             return ctx.stop();
@@ -147,5 +154,17 @@ impl Session {
         }
         let ack = link.current_ack();
         self.send_line(async move { Ok(ack.await?) }, false, ctx);
+    }
+}
+
+impl Handler<Superseded> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Superseded, ctx: &mut Self::Context) {
+        info!(
+            self.log,
+            "a newer stream from the primary supersedes this one; closing it"
+        );
+        ctx.stop();
     }
 }

@@ -19,6 +19,7 @@ pub use super::cluster_commands::SentinelQuery;
 use super::cluster_commands::{parse_resp_failover, parse_resp_sentinel, FailoverArgs};
 pub use super::error::CommandError;
 use super::expiry_commands::{expiry_op, LineExpiry};
+use super::keyspace_commands::keyspace_op;
 use super::reply::Reply;
 use super::string_commands::string_op;
 use super::words::printable;
@@ -429,6 +430,7 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
             _,
         ) => string_op(name, args).map(Command::StringOp),
         ("set", n) if n > 3 => expiry_op(name, args).map(Command::StringOp),
+        ("flushdb" | "flushall", _) => keyspace_op(name, args).map(Command::StringOp),
         (
             "setex" | "psetex" | "expire" | "pexpire" | "expireat" | "pexpireat" | "ttl" | "pttl"
             | "expiretime" | "pexpiretime" | "persist" | "getex",

@@ -2,7 +2,8 @@
 //!
 //! - [`command`]: every client command: its RESP parse and its reply shape; the line
 //!   protocol's parse is [`line_commands`]. Adding a command is one edit there, plus the
-//!   Store operation it needs; [`string_commands`] and [`expiry_commands`] parse families of
+//!   Store operation it needs; [`string_commands`], [`expiry_commands`] and
+//!   [`keyspace_commands`] parse families of
 //!   RESP commands into Store ops.
 //! - [`reply`]: replies, and how each is framed in either protocol; [`error`]: the errors a
 //!   client can be told.
@@ -17,6 +18,7 @@ pub mod command;
 pub mod error;
 pub mod expiry_commands;
 pub mod inline;
+pub mod keyspace_commands;
 pub mod line;
 pub mod line_commands;
 pub mod reply;

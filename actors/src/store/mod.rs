@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 pub mod expiry;
 pub mod keyspace;
+mod keyspace_ops;
 pub mod mutation;
 pub mod op;
 pub mod pair;
@@ -415,6 +416,7 @@ impl Handler<Batch> for Store {
                 | Op::Persist(_)
                 | Op::Ttl(..)
                 | Op::GetEx(..)) => self.ttl_op(op),
+                op @ Op::Clear => self.keyspace_op(op),
                 other => self.read_modify_write(other),
             })
             .collect();
@@ -508,6 +510,7 @@ impl Handler<Apply> for Store {
                 Change::Del { key } => {
                     self.data.remove(key);
                 }
+                Change::Clear => self.clear_data(),
             }
             // The primary's numbering is kept exactly, even for a DEL that found nothing
             // here, so offsets mean the same on both sides.

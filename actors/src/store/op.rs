@@ -57,6 +57,9 @@ pub enum Op {
     /// `GETEX`: the value ([`Outcome::Value`], or [`Outcome::NotFound`]), changing its
     /// deadline when asked ([`Outcome::Swapped`] with the value, when that applied a change).
     GetEx(Bytes, Option<Expiry>),
+    /// `FLUSHDB`/`FLUSHALL`: remove every key, as one logged and replicated `Clear`:
+    /// [`Outcome::Applied`]. The old keys are freed off the Store's thread.
+    Clear,
 }
 
 impl Op {

@@ -1,9 +1,16 @@
-//! The keyspace commands end to end: `FLUSHALL` replicated, persisted and refused on a
-//! replica.
+//! The keyspace commands end to end: `SCAN` returns every key present throughout while
+//! another client writes, `KEYS` and `SCAN` never return an expired key, `FLUSHALL` is
+//! replicated, persisted and refused on a replica, and redis-py's `scan_iter` and `flushdb`
+//! work.
 
 mod common;
 
-use common::{redis_cli, NodeProcess};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use common::{redis_cli, wait_until, NodeProcess};
 
 fn cli(node: &NodeProcess, args: &[&str]) -> String {
     redis_cli(node, args).trim_end().to_string()
@@ -69,4 +76,127 @@ fn flushall_survives_kill_9_and_what_follows_it_too() {
     assert_eq!(cli(&node, &["DBSIZE"]), "3");
     assert_eq!(cli(&node, &["GET", "old0"]), "");
     assert_eq!(cli(&node, &["GET", "new2"]), "v");
+}
+
+/// One `SCAN` call: the next cursor and the keys.
+fn scan(conn: &mut redis::Connection, cursor: u64, args: &[&str]) -> (u64, Vec<String>) {
+    redis::cmd("SCAN")
+        .arg(cursor)
+        .arg(args)
+        .query(conn)
+        .unwrap()
+}
+
+#[test]
+fn scan_returns_every_key_present_throughout_while_a_writer_adds_and_deletes_others() {
+    let node = NodeProcess::start(&[]);
+    let mut conn = connect(&node);
+    fill(&mut conn, "stay", 5_000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, mut conn) = (stop.clone(), connect(&node));
+        thread::spawn(move || {
+            let mut round = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                fill(&mut conn, &format!("churn{round}-"), 100);
+                if round > 0 {
+                    let old: Vec<String> = (0..100)
+                        .map(|i| format!("churn{}-{i}", round - 1))
+                        .collect();
+                    let _: i64 = redis::cmd("DEL").arg(&old).query(&mut conn).unwrap();
+                }
+                round += 1;
+            }
+            round
+        })
+    };
+    let (mut cursor, mut seen, mut calls) = (0, BTreeSet::new(), 0);
+    loop {
+        let (next, keys) = scan(&mut conn, cursor, &["COUNT", "10"]);
+        seen.extend(keys);
+        calls += 1;
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let rounds = writer.join().unwrap();
+    let missing: Vec<String> = (0..5_000)
+        .map(|i| format!("stay{i}"))
+        .filter(|k| !seen.contains(k))
+        .collect();
+    assert!(missing.is_empty(), "never returned: {missing:?}");
+    assert!(
+        calls > 1 && rounds > 0,
+        "{calls} calls, {rounds} writer rounds"
+    );
+}
+
+#[test]
+fn keys_and_scan_never_return_an_expired_key() {
+    let node = NodeProcess::start(&[]);
+    let mut conn = connect(&node);
+    let mut pipe = redis::pipe();
+    for i in 0..200 {
+        pipe.cmd("SET")
+            .arg(format!("short{i}"))
+            .arg("v")
+            .arg("PX")
+            .arg(200)
+            .ignore();
+        pipe.cmd("SET").arg(format!("long{i}")).arg("v").ignore();
+    }
+    let () = pipe.query(&mut conn).unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("short*").query(&mut conn).unwrap();
+    assert!(keys.len() <= 200);
+    // From the deadline on (the last key set has the latest), not one of them is answered,
+    // whether or not it was deleted yet.
+    wait_until("the short keys expired", || {
+        cli(&node, &["PTTL", "short199"]) == "-2"
+    });
+    for i in 0..20 {
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+        assert_eq!(keys.len(), 200, "round {i}");
+        assert!(keys.iter().all(|k| k.starts_with("long")));
+        let (mut cursor, mut scanned) = (0, Vec::new());
+        loop {
+            let (next, keys) = scan(&mut conn, cursor, &["MATCH", "s*", "COUNT", "50"]);
+            scanned.extend(keys);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        assert!(scanned.is_empty(), "{scanned:?}");
+        let random: String = redis::cmd("RANDOMKEY").query(&mut conn).unwrap();
+        assert!(random.starts_with("long"), "{random}");
+    }
+    assert_eq!(cli(&node, &["KEYS", "long1[0-2]"]).lines().count(), 3);
+    assert_eq!(cli(&node, &["KEYS", "long\\1"]), "long1");
+}
+
+/// redis-py from PyPI: `scan_iter` and `flushdb`, as a new user would call them.
+#[test]
+fn redis_py_scan_iter_and_flushdb() {
+    let node = NodeProcess::start(&[]);
+    let script = format!(
+        r#"
+import redis
+r = redis.Redis(port={port})
+r.mset({{f"user:{{i}}": i for i in range(3000)}})
+r.set("other", 1)
+keys = set(r.scan_iter(match="user:*", count=100))
+assert keys == {{f"user:{{i}}".encode() for i in range(3000)}}, len(keys)
+assert set(r.scan_iter(_type="STRING")) == keys | {{b"other"}}
+assert list(r.scan_iter(_type="hash")) == []
+assert sorted(r.keys("user:1?")) == [f"user:1{{i}}".encode() for i in range(10)]
+assert r.randomkey() is not None
+assert r.flushdb(asynchronous=True) and r.dbsize() == 0
+assert list(r.scan_iter()) == [] and r.randomkey() is None
+print("ok", redis.__version__)
+"#,
+        port = node.addr.port()
+    );
+    common::redis_py(&script);
 }

@@ -494,9 +494,6 @@ fn hello_3_switches_to_resp3() {
 /// environment (`.ci/run`); the interpreter is `KV_REDIS_PY`, or `target/pyenv/bin/python`.
 #[test]
 fn redis_py_from_pypi_works_with_its_defaults() {
-    let python = std::env::var("KV_REDIS_PY").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").to_string()
-    });
     let node = NodeProcess::start(&[]);
     let script = format!(
         r#"
@@ -522,12 +519,5 @@ print("ok", redis.__version__)
 "#,
         port = node.addr.port()
     );
-    let output = Command::new(&python)
-        .args(["-c", &script])
-        .output()
-        .unwrap_or_else(|e| panic!("run {python} (redis-py from PyPI; see .ci/run): {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.starts_with("ok "), "{stdout}");
+    common::redis_py(&script);
 }

@@ -267,6 +267,23 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
     rest[..end].parse().ok()
 }
 
+/// Run a Python `script` with redis-py from PyPI, as a new user would: the interpreter is
+/// `KV_REDIS_PY`, or `target/pyenv/bin/python` (CI installs redis-py there: `.ci/run`). The
+/// script must end by printing `ok`; fails the test with its output otherwise.
+pub fn redis_py(script: &str) {
+    let python = std::env::var("KV_REDIS_PY").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").to_string()
+    });
+    let output = Command::new(&python)
+        .args(["-c", script])
+        .output()
+        .unwrap_or_else(|e| panic!("run {python} (redis-py from PyPI; see .ci/run): {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("ok "), "{stdout}");
+}
+
 /// Send `request` on a raw connection, close the sending side, and read every reply byte until
 /// the node closes the connection.
 pub fn exchange(stream: &mut TcpStream, request: &[u8]) -> Vec<u8> {

@@ -1,10 +1,16 @@
-//! RESP's keyspace commands (`FLUSHDB`, `FLUSHALL`), parsed into the Store op that carries
-//! each out; the command table (`command.rs`) wraps them into its `Command`s.
+//! RESP's keyspace commands (`KEYS`, `SCAN`, `RANDOMKEY`, `FLUSHDB`, `FLUSHALL`), parsed
+//! into the Store op that carries each out; the command table (`command.rs`) wraps them into
+//! its `Command`s.
 
 use bytes::Bytes;
 
 use super::error::CommandError;
+use super::words::printable;
+use crate::store::scan::{ScanArgs, DEFAULT_COUNT};
 use crate::store::Op;
+
+/// The types Redis names, which `SCAN ... TYPE` accepts; only `string` exists here.
+const TYPES: [&str; 6] = ["string", "list", "set", "zset", "hash", "stream"];
 
 /// The op for keyspace command `name` (lower case) with `args` (the name first), or the error
 /// Redis gives for its arguments.
@@ -21,10 +27,62 @@ pub fn keyspace_op(name: &str, args: &mut [Bytes]) -> Result<Op, CommandError> {
             Ok(Op::Clear)
         }
         ("flushdb" | "flushall", _) => Err(syntax()),
+        ("keys", 2) => Ok(Op::Keys(std::mem::take(&mut args[1]))),
+        ("randomkey", 1) => Ok(Op::RandomKey),
+        ("scan", n) if n >= 2 => scan(args).map(|args| Op::Scan(Box::new(args))),
         _ => Err(CommandError::Redis(format!(
             "ERR wrong number of arguments for '{name}' command"
         ))),
     }
+}
+
+/// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]`, options in any order (the last of
+/// each counts), with Redis's errors.
+fn scan(args: &mut [Bytes]) -> Result<ScanArgs, CommandError> {
+    let error = |text: &str| CommandError::Redis(text.into());
+    let cursor = std::str::from_utf8(&args[1])
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| error("ERR invalid cursor"))?;
+    let mut scan = ScanArgs {
+        cursor,
+        pattern: None,
+        count: DEFAULT_COUNT,
+        other_type: false,
+    };
+    let mut i = 2;
+    while i < args.len() {
+        let option = args[i].to_ascii_lowercase();
+        let Some(value) = args.get_mut(i + 1) else {
+            return Err(error("ERR syntax error"));
+        };
+        match &option[..] {
+            b"match" => scan.pattern = Some(std::mem::take(value)),
+            b"count" => {
+                let count: i64 = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|text| text.parse().ok())
+                    .ok_or_else(|| error("ERR value is not an integer or out of range"))?;
+                if count < 1 {
+                    return Err(error("ERR syntax error"));
+                }
+                scan.count = usize::try_from(count).unwrap_or(usize::MAX);
+            }
+            b"type" => {
+                let name = String::from_utf8_lossy(value).to_ascii_lowercase();
+                if !TYPES.contains(&name.as_str()) {
+                    return Err(CommandError::Redis(format!(
+                        "ERR unknown type name '{}'",
+                        printable(value)
+                    )));
+                }
+                scan.other_type = name != "string";
+            }
+            _ => return Err(error("ERR syntax error")),
+        }
+        i += 2;
+    }
+    Ok(scan)
 }
 
 #[cfg(test)]
@@ -47,5 +105,55 @@ mod tests {
         }
         assert!(parse(&["flushall", "now"]).is_err());
         assert!(parse(&["flushdb", "async", "sync"]).is_err());
+    }
+
+    fn scan_of(words: &[&str]) -> Result<ScanArgs, String> {
+        match parse(words) {
+            Ok(Op::Scan(args)) => Ok(*args),
+            Ok(other) => panic!("{other:?}"),
+            Err(CommandError::Redis(text)) => Err(text),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn scan_takes_its_options_in_any_order_with_redis_errors() {
+        let scan = scan_of(&[
+            "scan", "7", "COUNT", "100", "match", "u:*", "TYPE", "String",
+        ]);
+        assert_eq!(
+            scan,
+            Ok(ScanArgs {
+                cursor: 7,
+                pattern: Some(Bytes::from_static(b"u:*")),
+                count: 100,
+                other_type: false,
+            })
+        );
+        assert_eq!(scan_of(&["scan", "0"]).map(|s| s.count), Ok(DEFAULT_COUNT));
+        assert_eq!(
+            scan_of(&["scan", "0", "type", "hash"]).map(|s| s.other_type),
+            Ok(true)
+        );
+        let error = |words: &[&str]| scan_of(words).unwrap_err();
+        assert_eq!(error(&["scan", "x"]), "ERR invalid cursor");
+        assert_eq!(error(&["scan", "-1"]), "ERR invalid cursor");
+        assert_eq!(error(&["scan", "0", "count", "0"]), "ERR syntax error");
+        assert_eq!(
+            error(&["scan", "0", "count", "ten"]),
+            "ERR value is not an integer or out of range"
+        );
+        assert_eq!(error(&["scan", "0", "match"]), "ERR syntax error");
+        assert_eq!(error(&["scan", "0", "limit", "5"]), "ERR syntax error");
+        assert_eq!(
+            error(&["scan", "0", "type", "blob"]),
+            "ERR unknown type name 'blob'"
+        );
+        assert_eq!(
+            parse(&["keys", "*"]),
+            Ok(Op::Keys(Bytes::from_static(b"*")))
+        );
+        assert_eq!(parse(&["randomkey"]), Ok(Op::RandomKey));
+        assert!(parse(&["keys"]).is_err() && parse(&["randomkey", "x"]).is_err());
     }
 }

@@ -11,12 +11,14 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 pub mod expiry;
+pub mod glob;
 pub mod keyspace;
 mod keyspace_ops;
 pub mod mutation;
 pub mod op;
 pub mod pair;
 mod read_modify_write;
+pub mod scan;
 pub mod string_ops;
 mod ttl_ops;
 
@@ -416,7 +418,9 @@ impl Handler<Batch> for Store {
                 | Op::Persist(_)
                 | Op::Ttl(..)
                 | Op::GetEx(..)) => self.ttl_op(op),
-                op @ Op::Clear => self.keyspace_op(op),
+                op @ (Op::Clear | Op::Keys(_) | Op::Scan(_) | Op::RandomKey) => {
+                    self.keyspace_op(op)
+                }
                 other => self.read_modify_write(other),
             })
             .collect();

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use super::expiry::{ExpireCondition, Expiry, SetArgs, TtlQuery};
 use super::mutation::Seq;
 use super::pair::Pair;
+use super::scan::ScanArgs;
 
 /// One operation of a [`super::Batch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,12 @@ pub enum Op {
     /// `GETEX`: the value ([`Outcome::Value`], or [`Outcome::NotFound`]), changing its
     /// deadline when asked ([`Outcome::Swapped`] with the value, when that applied a change).
     GetEx(Bytes, Option<Expiry>),
+    /// `KEYS pattern`: [`Outcome::Keys`], every live key that matches.
+    Keys(Bytes),
+    /// `SCAN`: [`Outcome::Scanned`], the next cursor and the keys of the shards read.
+    Scan(Box<ScanArgs>),
+    /// `RANDOMKEY`: [`Outcome::Bulk`] with a live key, or [`Outcome::NotFound`].
+    RandomKey,
     /// `FLUSHDB`/`FLUSHALL`: remove every key, as one logged and replicated `Clear`:
     /// [`Outcome::Applied`]. The old keys are freed off the Store's thread.
     Clear,
@@ -67,7 +74,13 @@ impl Op {
     pub fn is_write(&self) -> bool {
         !matches!(
             self,
-            Op::Get(_) | Op::StrLen(_) | Op::Ttl(..) | Op::GetEx(_, None)
+            Op::Get(_)
+                | Op::StrLen(_)
+                | Op::Ttl(..)
+                | Op::GetEx(_, None)
+                | Op::Keys(_)
+                | Op::Scan(_)
+                | Op::RandomKey
         )
     }
 }
@@ -85,6 +98,12 @@ pub enum Outcome {
     Number(i64, Option<Seq>),
     /// The key's previous value (or none), replaced or removed by the mutation applied.
     Swapped(Option<Pair>, Seq),
+    /// Bytes the op computed (`RANDOMKEY`'s key), with the mutation it applied, if any.
+    Bulk(Bytes, Option<Seq>),
+    /// The keys a `KEYS` found.
+    Keys(Vec<Bytes>),
+    /// A `SCAN`'s next cursor (0: done) and the keys it found.
+    Scanned(u64, Vec<Bytes>),
     /// Not applied: why, as Redis words it.
     Refused(&'static str),
 }
@@ -94,7 +113,7 @@ impl Outcome {
     pub fn applied(&self) -> Option<Seq> {
         match self {
             Outcome::Applied(seq) | Outcome::Swapped(_, seq) => Some(*seq),
-            Outcome::Number(_, seq) => *seq,
+            Outcome::Number(_, seq) | Outcome::Bulk(_, seq) => *seq,
             _ => None,
         }
     }

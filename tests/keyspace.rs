@@ -1,7 +1,7 @@
 //! The keyspace commands end to end: `SCAN` returns every key present throughout while
 //! another client writes, `KEYS` and `SCAN` never return an expired key, `FLUSHALL` is
-//! replicated, persisted and refused on a replica, and redis-py's `scan_iter` and `flushdb`
-//! work.
+//! replicated, persisted and refused on a replica, `INCRBYFLOAT`, `GETRANGE` and `SETRANGE`
+//! answer as Redis does, and redis-py's `scan_iter`, `flushdb` and `incrbyfloat` work.
 
 mod common;
 
@@ -192,6 +192,8 @@ assert set(r.scan_iter(_type="STRING")) == keys | {{b"other"}}
 assert list(r.scan_iter(_type="hash")) == []
 assert sorted(r.keys("user:1?")) == [f"user:1{{i}}".encode() for i in range(10)]
 assert r.randomkey() is not None
+assert r.incrbyfloat("f", 10.5) == 10.5 and r.incrbyfloat("f", 0.1) == 10.6
+assert r.setrange("s", 6, "Redis") == 11 and r.getrange("s", 6, -1) == b"Redis"
 assert r.flushdb(asynchronous=True) and r.dbsize() == 0
 assert list(r.scan_iter()) == [] and r.randomkey() is None
 print("ok", redis.__version__)
@@ -199,4 +201,42 @@ print("ok", redis.__version__)
         port = node.addr.port()
     );
     common::redis_py(&script);
+}
+
+#[test]
+fn incrbyfloat_getrange_and_setrange_answer_as_redis_over_resp() {
+    let node = NodeProcess::start(&[]);
+    assert_eq!(cli(&node, &["SET", "f", "10.50", "EX", "100"]), "OK");
+    assert_eq!(cli(&node, &["INCRBYFLOAT", "f", "0.1"]), "10.6");
+    let ttl: u64 = cli(&node, &["TTL", "f"]).parse().unwrap();
+    assert!((1..=100).contains(&ttl), "the deadline is kept: {ttl}");
+    assert_eq!(cli(&node, &["INCRBYFLOAT", "f", "-5.0e3"]), "-4989.4");
+    assert_eq!(
+        cli(&node, &["INCRBYFLOAT", "f", "x"]),
+        "ERR value is not a valid float"
+    );
+    assert_eq!(
+        cli(&node, &["INCRBYFLOAT", "f", "inf"]),
+        "ERR increment would produce NaN or Infinity"
+    );
+    assert_eq!(cli(&node, &["SET", "s", "This is a string"]), "OK");
+    assert_eq!(cli(&node, &["GETRANGE", "s", "-3", "-1"]), "ing");
+    assert_eq!(cli(&node, &["SUBSTR", "s", "0", "3"]), "This");
+    assert_eq!(cli(&node, &["GETRANGE", "nothing", "0", "-1"]), "");
+    assert_eq!(cli(&node, &["SETRANGE", "s", "10", "thing!"]), "16");
+    assert_eq!(cli(&node, &["GET", "s"]), "This is a thing!");
+    assert_eq!(cli(&node, &["SETRANGE", "z", "2", "x"]), "3");
+    assert_eq!(cli(&node, &["STRLEN", "z"]), "3");
+    assert_eq!(
+        cli(&node, &["SETRANGE", "s", "-1", "x"]),
+        "ERR offset is out of range"
+    );
+    assert_eq!(
+        cli(&node, &["SETRANGE", "s", "536870912", "x"]),
+        "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
+    );
+    assert_eq!(
+        cli(&node, &["GETRANGE", "s", "a", "1"]),
+        "ERR value is not an integer or out of range"
+    );
 }

@@ -229,3 +229,86 @@ async fn scan_returns_every_key_present_throughout_while_others_come_and_go() {
         .collect();
     assert!(missing.is_empty(), "never returned: {missing:?}");
 }
+
+#[actix_rt::test]
+async fn incrbyfloat_getrange_and_setrange_keep_the_deadline_and_refuse_as_redis() {
+    let store = Store::new().start();
+    let hour = Expiry::In(3_600_000);
+    let set = |key: &str, value: &str| {
+        Op::Set(Box::new(SetArgs {
+            key: b(key),
+            value: b(value),
+            only: SetCondition::Always,
+            expiry: hour,
+            get: false,
+        }))
+    };
+    run(&store, vec![set("f", "10.50"), set("s", "Hello World")]).await;
+    let out = run(
+        &store,
+        vec![
+            Op::IncrByFloat(b("f"), b("0.1")),
+            Op::IncrByFloat(b("new"), b("5.0e3")),
+            Op::IncrByFloat(b("s"), b("1")),
+            Op::IncrByFloat(b("f"), b("nan")),
+            Op::GetRange(b("s"), -5, -1),
+            Op::GetRange(b("absent"), 0, -1),
+            Op::SetRange(b("s"), 6, b("Redis")),
+            Op::SetRange(b("pad"), 3, b("x")),
+            Op::SetRange(b("s"), 0, b("")),
+            Op::SetRange(b("s"), -1, b("x")),
+            Op::SetRange(b("s"), 1 << 29, b("x")),
+            Op::Get(b("s")),
+            Op::Get(b("pad")),
+        ],
+    )
+    .await;
+    assert_eq!(out[0], Outcome::Bulk(b("10.6"), Some(3)));
+    assert_eq!(out[1], Outcome::Bulk(b("5000"), Some(4)));
+    assert_eq!(out[2], Outcome::Refused("ERR value is not a valid float"));
+    assert_eq!(out[3], Outcome::Refused("ERR value is not a valid float"));
+    assert_eq!(out[4], Outcome::Bulk(b("World"), None));
+    assert_eq!(out[5], Outcome::Bulk(Bytes::new(), None));
+    assert_eq!(out[6], Outcome::Number(11, Some(5)));
+    assert_eq!(out[7], Outcome::Number(4, Some(6)));
+    assert_eq!(
+        out[8],
+        Outcome::Number(11, None),
+        "an empty value changes nothing"
+    );
+    assert_eq!(out[9], Outcome::Refused("ERR offset is out of range"));
+    assert_eq!(
+        out[10],
+        Outcome::Refused("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+    );
+    let value = |o: &Outcome| match o {
+        Outcome::Value(pair) => (pair.value().to_vec(), pair.deadline().is_some()),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        value(&out[11]),
+        (b"Hello Redis".to_vec(), true),
+        "kept its deadline"
+    );
+    assert_eq!(value(&out[12]), (b"\0\0\0x".to_vec(), false));
+    let out = run(&store, vec![Op::Get(b("f"))]).await;
+    assert_eq!(
+        value(&out[0]),
+        (b"10.6".to_vec(), true),
+        "kept its deadline"
+    );
+    let out = run(
+        &store,
+        vec![Op::IncrByFloat(b("f"), b("1e308")), Op::Get(b("f"))],
+    )
+    .await;
+    assert_eq!(
+        out[0],
+        Outcome::Bulk(b(&format!("1{}", "0".repeat(308))), Some(7))
+    );
+    let out = run(&store, vec![Op::IncrByFloat(b("f"), b("1.7e308"))]).await;
+    assert_eq!(
+        out[0],
+        Outcome::Refused("ERR increment would produce NaN or Infinity")
+    );
+}

@@ -430,9 +430,11 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
             _,
         ) => string_op(name, args).map(Command::StringOp),
         ("set", n) if n > 3 => expiry_op(name, args).map(Command::StringOp),
-        ("flushdb" | "flushall" | "keys" | "scan" | "randomkey", _) => {
-            keyspace_op(name, args).map(Command::StringOp)
-        }
+        (
+            "flushdb" | "flushall" | "keys" | "scan" | "randomkey" | "incrbyfloat" | "getrange"
+            | "substr" | "setrange",
+            _,
+        ) => keyspace_op(name, args).map(Command::StringOp),
         (
             "setex" | "psetex" | "expire" | "pexpire" | "expireat" | "pexpireat" | "ttl" | "pttl"
             | "expiretime" | "pexpiretime" | "persist" | "getex",

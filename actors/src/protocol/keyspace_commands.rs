@@ -1,6 +1,7 @@
-//! RESP's keyspace commands (`KEYS`, `SCAN`, `RANDOMKEY`, `FLUSHDB`, `FLUSHALL`), parsed
-//! into the Store op that carries each out; the command table (`command.rs`) wraps them into
-//! its `Command`s.
+//! RESP's keyspace commands (`KEYS`, `SCAN`, `RANDOMKEY`, `FLUSHDB`, `FLUSHALL`) and the
+//! string commands of the same change (`INCRBYFLOAT`, `GETRANGE`/`SUBSTR`, `SETRANGE`),
+//! parsed into the Store op that carries each out; the command table (`command.rs`) wraps
+//! them into its `Command`s.
 
 use bytes::Bytes;
 
@@ -16,7 +17,27 @@ const TYPES: [&str; 6] = ["string", "list", "set", "zset", "hash", "stream"];
 /// Redis gives for its arguments.
 pub fn keyspace_op(name: &str, args: &mut [Bytes]) -> Result<Op, CommandError> {
     let syntax = || CommandError::Redis("ERR syntax error".into());
+    let integer = |arg: &Bytes| -> Result<i64, CommandError> {
+        std::str::from_utf8(arg)
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(|| {
+                CommandError::Redis("ERR value is not an integer or out of range".into())
+            })
+    };
+    let take = |args: &mut [Bytes], i: usize| std::mem::take(&mut args[i]);
     match (name, args.len()) {
+        // The increment is checked by the Store, with the value, as Redis does: inside
+        // `MULTI` a bad one fails at `EXEC`, not before.
+        ("incrbyfloat", 3) => Ok(Op::IncrByFloat(take(args, 1), take(args, 2))),
+        ("getrange" | "substr", 4) => {
+            let (start, end) = (integer(&args[2])?, integer(&args[3])?);
+            Ok(Op::GetRange(take(args, 1), start, end))
+        }
+        ("setrange", 4) => {
+            let offset = integer(&args[2])?;
+            Ok(Op::SetRange(take(args, 1), offset, take(args, 3)))
+        }
         // `ASYNC` and `SYNC` both answer once the keyspace is empty, and both free the old
         // keys off the Store's thread: a flush never stalls other clients (see
         // docs/protocol.md).
@@ -155,5 +176,35 @@ mod tests {
         );
         assert_eq!(parse(&["randomkey"]), Ok(Op::RandomKey));
         assert!(parse(&["keys"]).is_err() && parse(&["randomkey", "x"]).is_err());
+    }
+
+    #[test]
+    fn string_commands_take_integer_indexes() {
+        let key = || Bytes::from_static(b"k");
+        assert_eq!(
+            parse(&["getrange", "k", "0", "-1"]),
+            Ok(Op::GetRange(key(), 0, -1))
+        );
+        assert_eq!(
+            parse(&["substr", "k", "-3", "5"]),
+            Ok(Op::GetRange(key(), -3, 5))
+        );
+        let value = Bytes::from_static(b"v");
+        assert_eq!(
+            parse(&["setrange", "k", "-1", "v"]),
+            Ok(Op::SetRange(key(), -1, value))
+        );
+        let incr = Bytes::from_static(b"x");
+        assert_eq!(
+            parse(&["incrbyfloat", "k", "x"]),
+            Ok(Op::IncrByFloat(key(), incr))
+        );
+        let not_integer = CommandError::Redis("ERR value is not an integer or out of range".into());
+        assert_eq!(
+            parse(&["getrange", "k", "a", "1"]),
+            Err(not_integer.clone())
+        );
+        assert_eq!(parse(&["setrange", "k", "1.5", "v"]), Err(not_integer));
+        assert!(parse(&["getrange", "k", "1"]).is_err() && parse(&["incrbyfloat", "k"]).is_err());
     }
 }

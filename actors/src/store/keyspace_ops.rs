@@ -1,7 +1,8 @@
 //! The Store's whole-keyspace ops: `KEYS`, `SCAN`, `RANDOMKEY` (reads that never return a key
 //! whose deadline has passed, and never delete one either: active expiry does), and
-//! `FLUSHDB`/`FLUSHALL` (one `Clear` mutation, however many keys). Part of the Store
-//! (`mod.rs`); no I/O.
+//! `FLUSHDB`/`FLUSHALL` (one `Clear` mutation, however many keys); and the string ops of the
+//! same change, `INCRBYFLOAT`, `GETRANGE`, `SETRANGE` (a change is an ordinary `Put` that
+//! keeps the key's deadline, as `INCR`'s is). Part of the Store (`mod.rs`); no I/O.
 //!
 //! `KEYS` looks at every key in one turn of the Store, as Redis's does: on a million keys it
 //! holds every other client up for as long as that takes (tens of milliseconds). `SCAN` reads
@@ -18,6 +19,7 @@ use super::mutation::{Change, Seq};
 use super::op::{Op, Outcome};
 use super::pair::Pair;
 use super::scan::ScanArgs;
+use super::string_ops;
 use super::Store;
 
 impl Store {
@@ -33,6 +35,39 @@ impl Store {
             Op::RandomKey => self
                 .random_key()
                 .map_or(Outcome::NotFound, |key| Outcome::Bulk(key, None)),
+            Op::IncrByFloat(key, increment) => {
+                let old = self.lookup(&key);
+                let value = old.as_ref().map(Pair::value);
+                match string_ops::increment_float(value, &increment) {
+                    Ok(text) => {
+                        let deadline = old.as_ref().and_then(Pair::deadline);
+                        let seq = self.put_expiring(&key, &text, deadline);
+                        Outcome::Bulk(Bytes::from(text), Some(seq))
+                    }
+                    Err(why) => Outcome::Refused(why),
+                }
+            }
+            Op::GetRange(key, start, end) => {
+                let part = self.lookup(&key).map_or_else(Bytes::new, |pair| {
+                    let range = string_ops::range(pair.value().len(), start, end);
+                    // A slice of the stored block: no copy, however long.
+                    pair.value_bytes().slice(range)
+                });
+                Outcome::Bulk(part, None)
+            }
+            Op::SetRange(key, offset, value) => {
+                let old = self.lookup(&key);
+                let old_value = old.as_ref().map(Pair::value);
+                match string_ops::set_range(old_value, offset, &value) {
+                    Ok(Some(new)) => {
+                        let deadline = old.as_ref().and_then(Pair::deadline);
+                        let seq = self.put_expiring(&key, &new, deadline);
+                        Outcome::Number(new.len() as i64, Some(seq))
+                    }
+                    Ok(None) => Outcome::Number(old_value.map_or(0, <[u8]>::len) as i64, None),
+                    Err(why) => Outcome::Refused(why),
+                }
+            }
             _ => Outcome::Refused("ERR internal: not a keyspace op"),
         }
     }

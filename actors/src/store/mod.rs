@@ -418,9 +418,13 @@ impl Handler<Batch> for Store {
                 | Op::Persist(_)
                 | Op::Ttl(..)
                 | Op::GetEx(..)) => self.ttl_op(op),
-                op @ (Op::Clear | Op::Keys(_) | Op::Scan(_) | Op::RandomKey) => {
-                    self.keyspace_op(op)
-                }
+                op @ (Op::Clear
+                | Op::Keys(_)
+                | Op::Scan(_)
+                | Op::RandomKey
+                | Op::IncrByFloat(..)
+                | Op::GetRange(..)
+                | Op::SetRange(..)) => self.keyspace_op(op),
                 other => self.read_modify_write(other),
             })
             .collect();

@@ -58,6 +58,14 @@ pub enum Op {
     /// `GETEX`: the value ([`Outcome::Value`], or [`Outcome::NotFound`]), changing its
     /// deadline when asked ([`Outcome::Swapped`] with the value, when that applied a change).
     GetEx(Bytes, Option<Expiry>),
+    /// `INCRBYFLOAT key increment` (the increment as the client wrote it): [`Outcome::Bulk`]
+    /// with the new value, or [`Outcome::Refused`] (nothing applied). Keeps the deadline.
+    IncrByFloat(Bytes, Bytes),
+    /// `GETRANGE key start end`: [`Outcome::Bulk`], the bytes between (empty when none).
+    GetRange(Bytes, i64, i64),
+    /// `SETRANGE key offset value`: [`Outcome::Number`], the value's length after it, or
+    /// [`Outcome::Refused`]. Keeps the deadline.
+    SetRange(Bytes, i64, Bytes),
     /// `KEYS pattern`: [`Outcome::Keys`], every live key that matches.
     Keys(Bytes),
     /// `SCAN`: [`Outcome::Scanned`], the next cursor and the keys of the shards read.
@@ -78,6 +86,7 @@ impl Op {
                 | Op::StrLen(_)
                 | Op::Ttl(..)
                 | Op::GetEx(_, None)
+                | Op::GetRange(..)
                 | Op::Keys(_)
                 | Op::Scan(_)
                 | Op::RandomKey
@@ -98,7 +107,8 @@ pub enum Outcome {
     Number(i64, Option<Seq>),
     /// The key's previous value (or none), replaced or removed by the mutation applied.
     Swapped(Option<Pair>, Seq),
-    /// Bytes the op computed (`RANDOMKEY`'s key), with the mutation it applied, if any.
+    /// Bytes the op computed (`RANDOMKEY`'s key, `GETRANGE`'s part, `INCRBYFLOAT`'s new
+    /// value), with the mutation it applied, if any.
     Bulk(Bytes, Option<Seq>),
     /// The keys a `KEYS` found.
     Keys(Vec<Bytes>),

@@ -54,6 +54,7 @@ fn model(mutations: &[Mutation]) -> Vec<(Bytes, Bytes)> {
             Change::Del { key } => {
                 map.remove(key);
             }
+            Change::Clear => map.clear(),
         }
     }
     map.into_iter().collect()

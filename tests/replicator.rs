@@ -65,7 +65,7 @@ async fn fake_replica(listener: TcpListener, received: Arc<Mutex<Received>>) {
                         Bytes::copy_from_slice(pair.key()),
                         Bytes::copy_from_slice(pair.value()),
                     )),
-                    Change::Del { .. } => panic!("a DEL in a snapshot"),
+                    Change::Del { .. } | Change::Clear => panic!("a DEL in a snapshot"),
                 },
                 Entry::Mutation(mutation) => {
                     applied = Some(mutation.seq);
@@ -187,6 +187,7 @@ async fn every_keys_history_arrives_in_order() {
             Change::Del { key } => {
                 replica.remove(key);
             }
+            Change::Clear => replica.clear(),
         }
     }
     assert_eq!(replica.len(), primary.len(), "the replica has every key");

@@ -12,6 +12,8 @@ use kv_actors::store::{
 
 #[path = "store/expiry.rs"]
 mod expiry;
+#[path = "store/keyspace.rs"]
+mod keyspace;
 #[path = "store/watch.rs"]
 mod watch;
 
@@ -503,6 +505,7 @@ async fn read_modify_write_ops_publish_the_values_they_produce() {
                 String::from_utf8_lossy(pair.value())
             ),
             Change::Del { key } => format!("{} del {}", m.seq, String::from_utf8_lossy(key)),
+            Change::Clear => format!("{} clear", m.seq),
         })
         .collect();
     assert_eq!(

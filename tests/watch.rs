@@ -2,16 +2,7 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::NodeProcess;
-
-/// The interpreter with redis-py from PyPI (see .ci/run).
-fn python() -> String {
-    std::env::var("KV_REDIS_PY").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").to_string()
-    })
-}
 
 #[test]
 fn redis_py_check_and_set_loses_no_increment_under_contention() {
@@ -76,14 +67,7 @@ print("ok", aborted[0])
 "#,
         port = node.addr.port()
     );
-    let python = python();
-    let output = Command::new(&python)
-        .args(["-c", &script])
-        .output()
-        .unwrap_or_else(|e| panic!("run {python} (redis-py from PyPI; see .ci/run): {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let stdout = common::redis_py(&script);
     assert!(stdout.starts_with("ok "), "{stdout}");
 }
 

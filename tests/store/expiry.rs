@@ -228,7 +228,7 @@ async fn an_expired_key_is_never_answered_and_its_delete_is_published() {
         .iter()
         .filter_map(|m| match &m.change {
             Change::Del { key } => Some(key.clone()),
-            Change::Put(_) => None,
+            Change::Put(_) | Change::Clear => None,
         })
         .collect();
     let mut deleted: Vec<&[u8]> = deleted.iter().map(|k| &k[..]).collect();

@@ -23,6 +23,7 @@ use super::cluster_commands::{parse_resp_failover, parse_resp_sentinel, Failover
 use super::command_table::{self, parse_resp_command, TableQuery};
 pub use super::error::CommandError;
 use super::expiry_commands::{expiry_op, LineExpiry};
+use super::keyspace_commands::keyspace_op;
 use super::reply::Reply;
 use super::string_commands::string_op;
 use super::words::printable;
@@ -454,6 +455,11 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
             _,
         ) => string_op(name, args).map(Command::StringOp),
         ("set", n) if n > 3 => expiry_op(name, args).map(Command::StringOp),
+        (
+            "flushdb" | "flushall" | "keys" | "scan" | "randomkey" | "incrbyfloat" | "getrange"
+            | "substr" | "setrange",
+            _,
+        ) => keyspace_op(name, args).map(Command::StringOp),
         (
             "setex" | "psetex" | "expire" | "pexpire" | "expireat" | "pexpireat" | "ttl" | "pttl"
             | "expiretime" | "pexpiretime" | "persist" | "getex",

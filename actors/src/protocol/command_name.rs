@@ -89,5 +89,12 @@ fn op_name(op: &Op) -> &'static str {
         Op::Watch(..) => "watch",
         Op::Unwatch(_) => "unwatch",
         Op::Exec(..) => "exec",
+        Op::IncrByFloat(..) => "incrbyfloat",
+        Op::GetRange(..) => "getrange",
+        Op::SetRange(..) => "setrange",
+        Op::Keys(_) => "keys",
+        Op::Scan(_) => "scan",
+        Op::RandomKey => "randomkey",
+        Op::Clear => "flushall",
     }
 }

@@ -4,8 +4,8 @@
 //!   protocol's parse is [`line_commands`]. Adding a command is one edit there, plus the
 //!   Store operation it needs, plus its row in [`command_table`] (what `COMMAND` answers; its
 //!   tests check the two agree) and its name in [`command_name`]. [`client_commands`],
-//!   [`string_commands`], [`expiry_commands`] and [`cluster_commands`] parse families of
-//!   commands for it.
+//!   [`string_commands`], [`expiry_commands`], [`keyspace_commands`] and [`cluster_commands`]
+//!   parse families of commands for it.
 //! - [`reply`]: replies, and how each is framed in either protocol; [`error`]: the errors a
 //!   client can be told.
 //! - [`resp`]: RESP2 frames: the request decoder and reply encoders.
@@ -22,6 +22,7 @@ pub mod command_table;
 pub mod error;
 pub mod expiry_commands;
 pub mod inline;
+pub mod keyspace_commands;
 pub mod line;
 pub mod line_commands;
 pub mod reply;

@@ -56,6 +56,12 @@ impl From<Outcome> for Reply {
             Outcome::Number(n, _) => Reply::Integer(n),
             Outcome::Swapped(Some(pair), _) => Reply::Stored(pair),
             Outcome::Swapped(None, _) => Reply::NotFound,
+            Outcome::Bulk(bytes, _) => Reply::Value(bytes),
+            Outcome::Keys(keys) => Reply::Array(keys.into_iter().map(Reply::Value).collect()),
+            Outcome::Scanned(cursor, keys) => Reply::Array(vec![
+                Reply::Value(Bytes::from(cursor.to_string())),
+                Reply::Array(keys.into_iter().map(Reply::Value).collect()),
+            ]),
             Outcome::Refused(why) => Reply::Error(ErrorReply::Command(
                 crate::protocol::error::CommandError::Redis(why.into()),
             )),

@@ -17,6 +17,7 @@ fn weight(mutation: &Mutation) -> usize {
     48 + match &mutation.change {
         Change::Put(pair) => pair.key().len() + pair.value().len(),
         Change::Del { key } => key.len(),
+        Change::Clear => 0,
     }
 }
 

@@ -18,7 +18,8 @@ use crate::store::{Change, Mutation, Seq};
 /// How many recent mutations a replica keeps fingerprints of.
 pub const WINDOW: usize = 4096;
 
-/// The fingerprint of one mutation: its offset, kind, key, value and deadline.
+/// The fingerprint of one mutation: its offset, kind (its record op: a `Clear` is 4), key,
+/// value and deadline.
 pub fn of(mutation: &Mutation) -> u64 {
     let (kind, key, value, deadline): (u64, &[u8], &[u8], u64) = match &mutation.change {
         Change::Put(pair) => match pair.deadline() {
@@ -26,6 +27,7 @@ pub fn of(mutation: &Mutation) -> u64 {
             Some(deadline) => (3, pair.key(), pair.value(), deadline),
         },
         Change::Del { key } => (2, key, &[], 0),
+        Change::Clear => (4, &[], &[], 0),
     };
     let seed = mutation.seq ^ (kind << 56) ^ ((key.len() as u64) << 24) ^ deadline.rotate_left(7);
     let key_hash = xxh3_64_with_seed(key, seed);

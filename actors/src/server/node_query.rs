@@ -16,6 +16,7 @@ use super::node_context::NodeContext;
 use crate::protocol::command::{CommandError, NodeQuery};
 use crate::protocol::reply::{ErrorReply, Protocol, Reply};
 use crate::replication::follower::Resync;
+use crate::store::glob::Glob;
 use crate::store::{Seq, Stats, Store};
 
 /// Why a node query could not be answered; ends the session that asked.
@@ -65,7 +66,9 @@ pub async fn answer(
         }
         NodeQuery::Sentinel(query) => cluster_query::sentinel(node, query),
         NodeQuery::ConfigGet(patterns) => {
-            let matches = |name: &str| patterns.iter().any(|p| glob_match(p, name.as_bytes()));
+            // Redis's glob, case-insensitive for parameter names, as Redis matches them.
+            let globs: Vec<Glob> = patterns.iter().map(|p| Glob::nocase(p)).collect();
+            let matches = |name: &str| globs.iter().any(|g| g.matches(name.as_bytes()));
             let text = |s: &str| Reply::Value(Bytes::copy_from_slice(s.as_bytes()));
             Reply::Map(
                 node.settings
@@ -122,22 +125,6 @@ pub async fn answer(
         }
     };
     Ok(reply)
-}
-
-/// Whether `name` matches glob `pattern` (`*`, `?`, case-insensitive), as `CONFIG GET`
-/// patterns do.
-fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
-    match (pattern.split_first(), name.split_first()) {
-        (None, None) => true,
-        (Some((b'*', rest)), _) => {
-            glob_match(rest, name) || (!name.is_empty() && glob_match(pattern, &name[1..]))
-        }
-        (Some((b'?', rest)), Some((_, name_rest))) => glob_match(rest, name_rest),
-        (Some((p, rest)), Some((n, name_rest))) if p.eq_ignore_ascii_case(n) => {
-            glob_match(rest, name_rest)
-        }
-        _ => false,
-    }
 }
 
 /// `HELLO`: the server's description, as Redis gives it, for session `id` of a node that is

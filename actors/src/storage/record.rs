@@ -4,12 +4,15 @@
 //! record := len:u32 | body_crc:u32 | header_crc:u32 | body[len]      (integers little-endian)
 //! body   := seq:u64 | op:u8 | key_len:u32 | key[key_len] | value[..]
 //!         | seq:u64 | 3:u8  | key_len:u32 | key[key_len] | deadline:u64 | value[..]
+//!         | seq:u64 | 4:u8  | 0:u32                                            (CLEAR)
 //! header_crc = crc32(len | body_crc)      body_crc = crc32(body)
 //! ```
 //!
 //! A put of a key with a time to live is op 3, with its deadline (milliseconds since the Unix
 //! epoch) before the value; a put without one keeps op 1, so files and streams written before
 //! expiry existed read exactly as before, and a key without a deadline costs no byte more.
+//! `FLUSHDB`/`FLUSHALL` is op 4, with no key and no value: every key is gone from that point
+//! of the history on, in one record however many keys there were.
 //!
 //! The header has a checksum of its own so that a damaged length is recognised as damage,
 //! not trusted; that is what lets recovery tell a record torn by a crash (cut short at the end
@@ -34,6 +37,8 @@ const OP_PUT: u8 = 1;
 const OP_DEL: u8 = 2;
 /// A put whose key expires: the deadline comes between the key and the value.
 const OP_PUT_EXPIRING: u8 = 3;
+/// Every key is removed (`FLUSHALL`); no key, no value.
+const OP_CLEAR: u8 = 4;
 /// Closes a snapshot; its value is the number of records before it.
 const OP_END: u8 = 0xEE;
 /// A replication heartbeat: no change, carries the sender's current offset.
@@ -85,6 +90,7 @@ pub fn encode_mutation(mutation: &Mutation, out: &mut Vec<u8>) {
     match &mutation.change {
         Change::Put(pair) => encode_pair(mutation.seq, pair, out),
         Change::Del { key } => encode(mutation.seq, OP_DEL, key, &[], out),
+        Change::Clear => encode(mutation.seq, OP_CLEAR, &[], &[], out),
     }
 }
 
@@ -260,6 +266,7 @@ fn parse_body(body: &[u8]) -> Result<Entry, RecordError> {
         OP_DEL if value.is_empty() => Change::Del {
             key: Bytes::copy_from_slice(key),
         },
+        OP_CLEAR if key.is_empty() && value.is_empty() => Change::Clear,
         OP_HEARTBEAT if key.is_empty() && value.is_empty() => {
             return Ok(Entry::Heartbeat { seq });
         }
@@ -334,6 +341,10 @@ mod tests {
             Mutation {
                 seq: 6,
                 change: Change::Put(Pair::with_deadline(b"", b"", Some(0))),
+            },
+            Mutation {
+                seq: 7,
+                change: Change::Clear,
             },
         ];
         let mut bytes = Vec::new();

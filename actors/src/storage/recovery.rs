@@ -280,6 +280,8 @@ fn replay_log(
                         Change::Del { key } => {
                             keyspace.remove(&key);
                         }
+                        // A FLUSHALL: everything before it is gone; what follows builds anew.
+                        Change::Clear => keyspace.take().drop_in_background(),
                     }
                     *last_seq = mutation.seq;
                 }

@@ -138,7 +138,9 @@ pub fn load(
                 Change::Put(pair) => {
                     keyspace.insert(pair);
                 }
-                Change::Del { .. } => return Err(bad("a delete in a snapshot".into())),
+                Change::Del { .. } | Change::Clear => {
+                    return Err(bad("a delete in a snapshot".into()))
+                }
             },
             Entry::Mutation(mutation) => {
                 return Err(bad(format!(

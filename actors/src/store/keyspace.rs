@@ -157,6 +157,40 @@ impl Keyspace {
         self.len == 0
     }
 
+    /// Empty the keyspace and answer what it held (`FLUSHALL`), in O(shards): the caller
+    /// decides where the old keys are freed ([`Keyspace::drop_in_background`]). The hasher
+    /// stays, so every key keeps its shard, and a `SCAN` cursor its meaning, across the flush.
+    pub fn take(&mut self) -> Keyspace {
+        let empty = Keyspace {
+            shards: (0..SHARDS)
+                .map(|_| Arc::new(Shard::with_hasher(self.hasher.clone())))
+                .collect(),
+            hasher: self.hasher.clone(),
+            len: 0,
+            expiries: Expiries::default(),
+        };
+        std::mem::replace(self, empty)
+    }
+
+    /// Every pair of shard `shard` (below [`SHARDS`]; past it, none), in no particular order:
+    /// `SCAN` reads the keyspace a whole shard at a time.
+    pub fn shard(&self, shard: usize) -> impl Iterator<Item = &Pair> {
+        self.shards
+            .get(shard)
+            .into_iter()
+            .flat_map(|shard| shard.iter().map(|slot| &slot.0))
+    }
+
+    /// How many pairs shard `shard` holds (0 past the last).
+    pub fn shard_len(&self, shard: usize) -> usize {
+        self.shards.get(shard).map_or(0, |shard| shard.len())
+    }
+
+    /// Every pair, shard by shard, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Pair> {
+        (0..SHARDS).flat_map(|shard| self.shard(shard))
+    }
+
     /// Drop this keyspace on a thread of its own when it is large: freeing millions of pairs
     /// takes long enough to stall every client of the thread that would otherwise do it (the
     /// Store's, which replaces its data on a full resync).

@@ -11,11 +11,14 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 pub mod expiry;
+pub mod glob;
 pub mod keyspace;
+mod keyspace_ops;
 pub mod mutation;
 pub mod op;
 pub mod pair;
 mod read_modify_write;
+pub mod scan;
 pub mod string_ops;
 mod ttl_ops;
 pub mod watch;
@@ -302,7 +305,7 @@ impl Store {
 
     fn record(&mut self, change: Change) -> Seq {
         if !self.watches.is_empty() {
-            self.watches.touch(change.key());
+            self.watches.touch_change(&change);
         }
         self.last_seq += 1;
         if !self.subscribers.is_empty() {
@@ -436,6 +439,13 @@ impl Handler<Batch> for Store {
                 | Op::Persist(_)
                 | Op::Ttl(..)
                 | Op::GetEx(..)) => self.ttl_op(op),
+                op @ (Op::Clear
+                | Op::Keys(_)
+                | Op::Scan(_)
+                | Op::RandomKey
+                | Op::IncrByFloat(..)
+                | Op::GetRange(..)
+                | Op::SetRange(..)) => self.keyspace_op(op),
                 other => self.read_modify_write(other),
             };
             outcomes.push(outcome);
@@ -530,9 +540,10 @@ impl Handler<Apply> for Store {
                 Change::Del { key } => {
                     self.data.remove(key);
                 }
+                Change::Clear => self.clear_data(),
             }
             if !self.watches.is_empty() {
-                self.watches.touch(mutation.change.key());
+                self.watches.touch_change(&mutation.change);
             }
             // The primary's numbering is kept exactly, even for a DEL that found nothing
             // here, so offsets mean the same on both sides.

@@ -1,4 +1,5 @@
-//! The history types: a [`Mutation`] is one numbered [`Change`] to one key.
+//! The history types: a [`Mutation`] is one numbered [`Change`] to one key (or, for a
+//! `Clear`, to all of them).
 //!
 //! They are what the Store publishes, what the log and snapshots record, and what a primary
 //! streams to its replicas, so they live apart from the Store actor: storage and replication
@@ -23,7 +24,7 @@ pub struct Mutation {
     pub change: Change,
 }
 
-/// The two kinds of change a key can undergo.
+/// The kinds of change: one key's (`Put`, `Del`), or the whole keyspace's (`Clear`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// The pair's key now holds the pair's value. It is the very pair the Store keeps, shared.
@@ -34,6 +35,9 @@ pub enum Change {
         /// request's buffer, which a subscriber holding it would pin).
         key: Bytes,
     },
+    /// Every key is gone (`FLUSHDB`/`FLUSHALL`): one mutation, however many keys there were,
+    /// so the log, the replication stream and a replica's work stay O(1) for it.
+    Clear,
 }
 
 impl Change {
@@ -42,11 +46,12 @@ impl Change {
         Change::Put(Pair::new(key, value))
     }
 
-    /// The key this change touches.
-    pub fn key(&self) -> &[u8] {
+    /// The one key this change touches; `None` for a `Clear`, which touches every key.
+    pub fn key(&self) -> Option<&[u8]> {
         match self {
-            Change::Put(pair) => pair.key(),
-            Change::Del { key } => key,
+            Change::Put(pair) => Some(pair.key()),
+            Change::Del { key } => Some(key),
+            Change::Clear => None,
         }
     }
 }

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use super::expiry::{ExpireCondition, Expiry, SetArgs, TtlQuery};
 use super::mutation::Seq;
 use super::pair::Pair;
+use super::scan::ScanArgs;
 use super::watch::ClientId;
 
 /// One operation of a [`super::Batch`].
@@ -67,6 +68,23 @@ pub enum Op {
     /// run if no key it watched changed ([`Outcome::Number`] 1), or are skipped (0, and each
     /// skipped op answers [`Outcome::NotFound`]). Its watches are forgotten either way.
     Exec(ClientId, usize),
+    /// `INCRBYFLOAT key increment` (the increment as the client wrote it): [`Outcome::Bulk`]
+    /// with the new value, or [`Outcome::Refused`] (nothing applied). Keeps the deadline.
+    IncrByFloat(Bytes, Bytes),
+    /// `GETRANGE key start end`: [`Outcome::Bulk`], the bytes between (empty when none).
+    GetRange(Bytes, i64, i64),
+    /// `SETRANGE key offset value`: [`Outcome::Number`], the value's length after it, or
+    /// [`Outcome::Refused`]. Keeps the deadline.
+    SetRange(Bytes, i64, Bytes),
+    /// `KEYS pattern`: [`Outcome::Keys`], every live key that matches.
+    Keys(Bytes),
+    /// `SCAN`: [`Outcome::Scanned`], the next cursor and the keys of the shards read.
+    Scan(Box<ScanArgs>),
+    /// `RANDOMKEY`: [`Outcome::Bulk`] with a live key, or [`Outcome::NotFound`].
+    RandomKey,
+    /// `FLUSHDB`/`FLUSHALL`: remove every key, as one logged and replicated `Clear`:
+    /// [`Outcome::Applied`]. The old keys are freed off the Store's thread.
+    Clear,
 }
 
 impl Op {
@@ -81,6 +99,10 @@ impl Op {
                 | Op::Watch(..)
                 | Op::Unwatch(_)
                 | Op::Exec(..)
+                | Op::GetRange(..)
+                | Op::Keys(_)
+                | Op::Scan(_)
+                | Op::RandomKey
         )
     }
 }
@@ -98,6 +120,13 @@ pub enum Outcome {
     Number(i64, Option<Seq>),
     /// The key's previous value (or none), replaced or removed by the mutation applied.
     Swapped(Option<Pair>, Seq),
+    /// Bytes the op computed (`RANDOMKEY`'s key, `GETRANGE`'s part, `INCRBYFLOAT`'s new
+    /// value), with the mutation it applied, if any.
+    Bulk(Bytes, Option<Seq>),
+    /// The keys a `KEYS` found.
+    Keys(Vec<Bytes>),
+    /// A `SCAN`'s next cursor (0: done) and the keys it found.
+    Scanned(u64, Vec<Bytes>),
     /// Not applied: why, as Redis words it.
     Refused(&'static str),
 }
@@ -107,7 +136,7 @@ impl Outcome {
     pub fn applied(&self) -> Option<Seq> {
         match self {
             Outcome::Applied(seq) | Outcome::Swapped(_, seq) => Some(*seq),
-            Outcome::Number(_, seq) => *seq,
+            Outcome::Number(_, seq) | Outcome::Bulk(_, seq) => *seq,
             _ => None,
         }
     }

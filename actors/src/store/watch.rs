@@ -10,6 +10,8 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use super::mutation::Change;
+
 /// A client, as the sessions number them.
 pub type ClientId = u64;
 
@@ -48,6 +50,14 @@ impl Watches {
                     *dirty = true;
                 }
             }
+        }
+    }
+
+    /// `change` was applied: its key changed, or every key (`FLUSHALL`).
+    pub fn touch_change(&mut self, change: &Change) {
+        match change.key() {
+            Some(key) => self.touch(key),
+            None => self.touch_all(),
         }
     }
 

@@ -252,7 +252,7 @@ fn forged_history_is_refused(restart: bool) {
     let mut forged = format!("CONTINUE {id} {offset}\n").into_bytes();
     for seq in offset + 1..=offset + 5 {
         let change = Change::put(format!("forged{seq}").as_bytes(), b"x");
-        record::encode_mutation(&Mutation { seq, change }, &mut forged);
+        record::encode_mutation(&Mutation::new(seq, change), &mut forged);
     }
     (&stream).write_all(&forged).unwrap();
     wait_until("the replica applied the forged records", || {

@@ -28,6 +28,7 @@ fn b(s: &str) -> Bytes {
 fn history(n: u64) -> Vec<Mutation> {
     (1..=n)
         .map(|seq| Mutation {
+            more: false,
             seq,
             change: if seq % 5 == 0 {
                 Change::Del {
@@ -120,6 +121,45 @@ fn a_log_cut_at_any_offset_keeps_every_complete_record() {
             .copied()
             .unwrap_or(LOG_MAGIC.len() as u64);
         assert_eq!(fs::metadata(&copy).unwrap().len(), kept, "cut at {cut}");
+    }
+}
+
+#[test]
+fn a_log_cut_inside_a_group_keeps_none_of_that_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Three atomic groups (a transaction, a RENAME, a large MSET) among single mutations.
+    let groups = [3..=7, 10..=11, 20..=29];
+    let mut mutations = history(40);
+    for m in &mut mutations {
+        m.more = groups
+            .iter()
+            .any(|g| g.contains(&m.seq) && m.seq != *g.end());
+    }
+    let (log, ends) = write_log(tmp.path(), &mutations);
+    let full = fs::read(&log).unwrap();
+    for cut in LOG_MAGIC.len()..=full.len() {
+        let case = tempfile::tempdir().unwrap();
+        let copy = case.path().join(log.file_name().unwrap());
+        fs::write(&copy, &full[..cut]).unwrap();
+        let dir = DataDir::open(case.path()).unwrap();
+        let recovered = recover(&dir, RecoveryOptions::default(), &quiet())
+            .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        // Whole records that made it, then back to the start of a group they end inside.
+        let mut kept = ends.iter().filter(|&&end| end <= cut as u64).count();
+        while kept > 0 && mutations[kept - 1].more {
+            kept -= 1;
+        }
+        assert_eq!(recovered.last_seq, kept as u64, "cut at {cut}");
+        assert_eq!(
+            contents(&recovered.keyspace),
+            model(&mutations[..kept]),
+            "cut at {cut}"
+        );
+        let len = ends
+            .get(kept.wrapping_sub(1))
+            .copied()
+            .unwrap_or(LOG_MAGIC.len() as u64);
+        assert_eq!(fs::metadata(&copy).unwrap().len(), len, "cut at {cut}");
     }
 }
 

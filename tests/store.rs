@@ -198,14 +198,17 @@ async fn a_subscriber_sees_each_mutation_once_in_apply_order() {
         .unwrap();
     let expected = vec![
         Mutation {
+            more: false,
             seq: 1,
             change: Change::put(b"a", b"1"),
         },
         Mutation {
+            more: false,
             seq: 2,
             change: Change::Del { key: b("a") },
         },
         Mutation {
+            more: false,
             seq: 3,
             change: Change::put(b"b", b"2"),
         },

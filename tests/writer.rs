@@ -66,6 +66,7 @@ async fn fed_mutations_become_durable_in_order_and_replay_exactly() {
                 if seq % 4 == 0 {
                     expected.remove(&key);
                     Mutation {
+                        more: false,
                         seq,
                         change: Change::Del { key },
                     }
@@ -73,6 +74,7 @@ async fn fed_mutations_become_durable_in_order_and_replay_exactly() {
                     let value = b(format!("v{seq}"));
                     expected.insert(key.clone(), value.clone());
                     Mutation {
+                        more: false,
                         seq,
                         change: Change::put(&key, &value),
                     }

@@ -242,6 +242,7 @@ async fn a_store_closed_to_writes_hides_expired_keys_until_its_primary_deletes_t
     store.send(SetWrites { open: false }).await.unwrap();
     let seen = subscribe(&store).await;
     let put = |seq, deadline| Mutation {
+        more: false,
         seq,
         change: Change::Put(Pair::with_deadline(b"k", b"v", Some(deadline))),
     };
@@ -256,6 +257,7 @@ async fn a_store_closed_to_writes_hides_expired_keys_until_its_primary_deletes_t
     let stats = store.send(Stats).await.unwrap();
     assert_eq!((stats.keys, stats.expired_keys), (1, 0));
     let del = Mutation {
+        more: false,
         seq: 2,
         change: Change::Del { key: b("k") },
     };

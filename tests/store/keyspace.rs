@@ -58,7 +58,7 @@ async fn a_large_flush_leaves_the_store_answering() {
 async fn a_replica_applies_its_primarys_clear_and_refuses_its_clients_flush() {
     let store = Store::new().start();
     store.send(SetWrites { open: false }).await.unwrap();
-    let mutation = |seq, change| Mutation { seq, change };
+    let mutation = |seq, change| Mutation::new(seq, change);
     let applied = store.send(Apply {
         mutations: vec![
             mutation(1, Change::put(b"a", b"1")),

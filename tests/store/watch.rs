@@ -121,3 +121,25 @@ async fn unwatch_forgets_and_one_clients_watch_is_not_anothers() {
         Outcome::Number(1, None)
     );
 }
+
+#[actix_rt::test]
+async fn what_one_batch_applies_is_published_as_one_atomic_group() {
+    let store = Store::new().start();
+    let seen = subscribe(&store).await;
+    run(&store, vec![Op::Put(b("a"), b("1"))]).await;
+    let transaction = vec![
+        Op::Put(b("b"), b("2")),
+        Op::Get(b("b")),
+        Op::Rename(b("a"), b("c"), false),
+    ];
+    exec(&store, ME, transaction).await;
+    wait_for_len(&seen, 4).await;
+    let more: Vec<(u64, bool)> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| (m.seq, m.more))
+        .collect();
+    // Alone; then the transaction's put, and its rename's delete and put, as one group.
+    assert_eq!(more, [(1, false), (2, true), (3, true), (4, false)]);
+}

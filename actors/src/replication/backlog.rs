@@ -194,6 +194,7 @@ mod tests {
 
     fn batch(seqs: std::ops::RangeInclusive<Seq>) -> Arc<[Mutation]> {
         seqs.map(|seq| Mutation {
+            more: false,
             seq,
             change: Change::put(format!("k{seq}").as_bytes(), &[b'v'; 100]),
         })

@@ -98,6 +98,7 @@ mod tests {
 
     fn put(seq: Seq, value: &str) -> Mutation {
         Mutation {
+            more: false,
             seq,
             change: Change::put(b"k", value.as_bytes()),
         }

@@ -98,6 +98,8 @@ pub struct Follower {
     loading: Option<Loading>,
     /// Fingerprints of the last mutations applied, offered to a primary to check.
     recent: Recent,
+    /// The mutations of an atomic group whose last one has not arrived yet.
+    partial: Vec<Mutation>,
     /// The writer's generation once it has stored the last installed full resync: until it
     /// reports that, nothing is acknowledged as durable.
     reset_generation: Option<u64>,
@@ -152,6 +154,7 @@ impl Follower {
             loading: None,
             reset_generation: None,
             recent,
+            partial: Vec::new(),
             discard,
             min_epoch: {
                 data_epoch.set_disposable(discard);
@@ -213,6 +216,10 @@ impl Follower {
 
     /// Turn a part of the stream into steps, keeping a full resync's keys as they arrive.
     fn plan(&mut self, start: Option<SyncStart>, records: Vec<Entry>) -> Result<Vec<Step>, String> {
+        if start.is_some() {
+            // A new stream: the primary sends again whatever group the last one cut short.
+            self.partial.clear();
+        }
         match start {
             Some(SyncStart::Full { seq, .. }) if seq >= Seq::MAX - 1 => {
                 return Err(format!("impossible snapshot offset {seq}"));
@@ -280,8 +287,16 @@ impl Follower {
                     });
                 }
                 (Entry::Mutation(mutation), None) => {
-                    self.recent.push(&mutation);
-                    mutations.push(mutation);
+                    // Held back until its group's last mutation: a replica never applies (nor
+                    // serves) part of a transaction, whatever cuts its stream.
+                    let last_of_group = !mutation.more;
+                    self.partial.push(mutation);
+                    if last_of_group {
+                        for mutation in self.partial.drain(..) {
+                            self.recent.push(&mutation);
+                            mutations.push(mutation);
+                        }
+                    }
                 }
                 (Entry::Heartbeat { .. }, _) => {}
                 (Entry::End { .. }, None) => return Err("snapshot end outside a snapshot".into()),

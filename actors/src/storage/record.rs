@@ -41,6 +41,9 @@ const OP_PUT_EXPIRING: u8 = 3;
 const OP_CLEAR: u8 = 4;
 /// Closes a snapshot; its value is the number of records before it.
 const OP_END: u8 = 0xEE;
+/// Set on a mutation's op (1 to 4) when another mutation of the same atomic group follows
+/// ([`Mutation::more`]). Clear in both markers below, so it never makes one of them.
+const MORE: u8 = 0x10;
 /// A replication heartbeat: no change, carries the sender's current offset.
 const OP_HEARTBEAT: u8 = 0xEF;
 
@@ -87,10 +90,11 @@ pub enum RecordError {
 
 /// Append the record for `mutation` to `out`.
 pub fn encode_mutation(mutation: &Mutation, out: &mut Vec<u8>) {
+    let more = if mutation.more { MORE } else { 0 };
     match &mutation.change {
-        Change::Put(pair) => encode_pair(mutation.seq, pair, out),
-        Change::Del { key } => encode(mutation.seq, OP_DEL, key, &[], out),
-        Change::Clear => encode(mutation.seq, OP_CLEAR, &[], &[], out),
+        Change::Put(pair) => encode_flagged_pair(mutation.seq, pair, more, out),
+        Change::Del { key } => encode(mutation.seq, OP_DEL | more, key, &[], out),
+        Change::Clear => encode(mutation.seq, OP_CLEAR | more, &[], &[], out),
     }
 }
 
@@ -101,11 +105,16 @@ pub fn encode_put(seq: Seq, key: &[u8], value: &[u8], out: &mut Vec<u8>) {
 
 /// Append a `Put` of `pair` as of `seq`, with its deadline if it has one.
 pub fn encode_pair(seq: Seq, pair: &Pair, out: &mut Vec<u8>) {
+    encode_flagged_pair(seq, pair, 0, out);
+}
+
+/// A `Put` of `pair` whose op carries `flags` ([`MORE`] or nothing).
+fn encode_flagged_pair(seq: Seq, pair: &Pair, flags: u8, out: &mut Vec<u8>) {
     match pair.deadline() {
-        None => encode(seq, OP_PUT, pair.key(), pair.value(), out),
+        None => encode(seq, OP_PUT | flags, pair.key(), pair.value(), out),
         Some(deadline) => encode_parts(
             seq,
-            OP_PUT_EXPIRING,
+            OP_PUT_EXPIRING | flags,
             pair.key(),
             &[&deadline.to_le_bytes(), pair.value()],
             out,
@@ -243,7 +252,10 @@ impl<R: Read> RecordReader<R> {
 
 fn parse_body(body: &[u8]) -> Result<Entry, RecordError> {
     let seq = u64::from_le_bytes(body[0..8].try_into().expect("8 bytes"));
-    let op = body[8];
+    let (op, more) = match body[8] {
+        marker @ (OP_END | OP_HEARTBEAT) => (marker, false),
+        op => (op & !MORE, op & MORE != 0),
+    };
     let key_len = u32::from_le_bytes(body[9..13].try_into().expect("4 bytes")) as usize;
     let rest = &body[MIN_BODY..];
     if key_len > rest.len() {
@@ -281,7 +293,7 @@ fn parse_body(body: &[u8]) -> Result<Entry, RecordError> {
         }
         _ => return Err(RecordError::Malformed("unknown operation")),
     };
-    Ok(Entry::Mutation(Mutation { seq, change }))
+    Ok(Entry::Mutation(Mutation { seq, change, more }))
 }
 
 /// Read until `buf` is full or the input ends; answers how many bytes were read.
@@ -304,6 +316,7 @@ mod tests {
 
     fn put(seq: Seq, key: &'static str, value: &'static str) -> Mutation {
         Mutation {
+            more: false,
             seq,
             change: Change::put(key.as_bytes(), value.as_bytes()),
         }
@@ -327,6 +340,7 @@ mod tests {
         let mutations = vec![
             put(1, "k", "v"),
             Mutation {
+                more: false,
                 seq: 2,
                 change: Change::Del {
                     key: Bytes::from_static(b"k"),
@@ -335,14 +349,17 @@ mod tests {
             put(3, "", ""),
             put(4, "bin\n\0", "\r\n\x7f"),
             Mutation {
+                more: false,
                 seq: 5,
                 change: Change::Put(Pair::with_deadline(b"ttl", b"v", Some(1_700_000_000_123))),
             },
             Mutation {
+                more: false,
                 seq: 6,
                 change: Change::Put(Pair::with_deadline(b"", b"", Some(0))),
             },
             Mutation {
+                more: false,
                 seq: 7,
                 change: Change::Clear,
             },
@@ -382,6 +399,42 @@ mod tests {
             assert_eq!(error, Some(RecordError::Truncated), "cut at {cut}");
             assert_eq!(offset, first as u64);
         }
+    }
+
+    #[test]
+    fn a_mutation_says_whether_its_group_goes_on() {
+        let mut bytes = Vec::new();
+        let changes = [
+            Change::put(b"k", b"v"),
+            Change::Put(Pair::with_deadline(b"k", b"v", Some(9))),
+            Change::Del {
+                key: Bytes::from_static(b"k"),
+            },
+            Change::Clear,
+        ];
+        let mutations: Vec<Mutation> = changes
+            .into_iter()
+            .zip(1..)
+            .flat_map(|(change, seq)| {
+                let first = Mutation {
+                    seq: seq * 2,
+                    change: change.clone(),
+                    more: true,
+                };
+                [first, Mutation::new(seq * 2 + 1, change)]
+            })
+            .collect();
+        for m in &mutations {
+            encode_mutation(m, &mut bytes);
+        }
+        encode_end(1, 0, &mut bytes);
+        encode_heartbeat(1, &mut bytes);
+        let (entries, error, _) = read_all(&bytes);
+        assert_eq!(error, None);
+        let mut expected: Vec<Entry> = mutations.into_iter().map(Entry::Mutation).collect();
+        expected.push(Entry::End { seq: 1, count: 0 });
+        expected.push(Entry::Heartbeat { seq: 1 });
+        assert_eq!(entries, expected);
     }
 
     #[test]

@@ -258,32 +258,33 @@ fn replay_log(
     }
     let mut reader = RecordReader::new(input, LOG_MAGIC.len() as u64);
     let mut applied = 0u64;
+    // An atomic group read in part (its mutations so far, and where its first record starts):
+    // applied only once its last mutation is read, so a log cut inside it keeps none of it.
+    let mut group: Vec<Mutation> = Vec::new();
+    let mut group_at = reader.offset();
     loop {
+        let at = reader.offset();
         let error = match reader.read_next() {
             Ok(Some(Entry::Mutation(mutation))) => {
-                if mutation.seq > last_seq.saturating_add(1) {
+                let next = last_seq.saturating_add(group.len() as Seq + 1);
+                if mutation.seq > next {
                     return Err(StorageError::Gap {
                         path: path.to_path_buf(),
-                        expected_after: *last_seq,
+                        expected_after: next - 1,
                         found: mutation.seq,
                     });
                 }
-                if mutation.seq == last_seq.saturating_add(1) {
-                    if tail.len() == WINDOW {
-                        tail.pop_front();
+                if mutation.seq == next {
+                    if group.is_empty() {
+                        group_at = at;
                     }
-                    tail.push_back(mutation.clone());
-                    match mutation.change {
-                        Change::Put(pair) => {
-                            keyspace.insert(pair);
+                    let last_of_group = !mutation.more;
+                    group.push(mutation);
+                    if last_of_group {
+                        for mutation in group.drain(..) {
+                            apply(mutation, keyspace, last_seq, tail);
                         }
-                        Change::Del { key } => {
-                            keyspace.remove(&key);
-                        }
-                        // A FLUSHALL: everything before it is gone; what follows builds anew.
-                        Change::Clear => keyspace.take().drop_in_background(),
                     }
-                    *last_seq = mutation.seq;
                 }
                 applied += 1;
                 if applied.is_multiple_of(65_536) {
@@ -294,22 +295,26 @@ fn replay_log(
             Ok(Some(Entry::End { .. } | Entry::Heartbeat { .. })) => {
                 RecordError::Malformed("a marker record in a log")
             }
-            Ok(None) => return Ok(Replayed::Kept(reader.offset())),
+            Ok(None) if group.is_empty() => return Ok(Replayed::Kept(reader.offset())),
+            // The file ends inside a group: a crash while it was written (it never ends one).
+            Ok(None) => RecordError::Truncated,
             Err(Ok(error)) => error,
             Err(Err(error)) => return Err(StorageError::io("read", path)(error)),
         };
         let offset = reader.offset();
         let torn = is_last && is_torn_tail(path, offset, len, &error)?;
         if torn || options.truncate_corrupt_tail {
+            // Back to the start of a group the damage cut into: none of it is kept.
+            let cut = if group.is_empty() { offset } else { group_at };
             warn!(log, "truncating the log at a damaged record";
-                "file" => %path.display(), "offset" => offset, "reason" => %error,
-                "discarded_bytes" => len - offset,
+                "file" => %path.display(), "offset" => cut, "reason" => %error,
+                "discarded_bytes" => len - cut, "group_mutations_discarded" => group.len(),
                 "cause" => if torn { "crash during an append" } else { "--truncate-corrupt-tail" });
-            truncate(path, offset)?;
+            truncate(path, cut)?;
             return Ok(if torn {
-                Replayed::Kept(offset)
+                Replayed::Kept(cut)
             } else {
-                Replayed::CutShort(offset)
+                Replayed::CutShort(cut)
             });
         }
         return Err(StorageError::Corrupt {
@@ -317,6 +322,30 @@ fn replay_log(
             offset,
             detail: error.to_string(),
         });
+    }
+}
+
+/// Apply one recovered mutation: to the data, the history window, and the last sequence number.
+fn apply(
+    mutation: Mutation,
+    keyspace: &mut Keyspace,
+    last_seq: &mut Seq,
+    tail: &mut VecDeque<Mutation>,
+) {
+    if tail.len() == WINDOW {
+        tail.pop_front();
+    }
+    tail.push_back(mutation.clone());
+    *last_seq = mutation.seq;
+    match mutation.change {
+        Change::Put(pair) => {
+            keyspace.insert(pair);
+        }
+        Change::Del { key } => {
+            keyspace.remove(&key);
+        }
+        // A FLUSHALL: everything before it is gone; what follows builds anew.
+        Change::Clear => keyspace.take().drop_in_background(),
     }
 }
 

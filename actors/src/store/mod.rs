@@ -310,11 +310,28 @@ impl Store {
         self.last_seq += 1;
         if !self.subscribers.is_empty() {
             self.pending.push(Mutation {
+                more: false,
                 seq: self.last_seq,
                 change,
             });
         }
         self.last_seq
+    }
+
+    /// Make the mutations pending from `start` on one atomic group (all but the last say
+    /// another follows): what one batch applied (a transaction, a `RENAME`'s delete and put,
+    /// an `MSET`) reaches the log and the replicas whole or not at all, however a crash or a
+    /// broken link cuts them.
+    fn group(&mut self, start: usize) {
+        let group = self
+            .pending
+            .get_mut(start..)
+            .and_then(|g| g.split_last_mut());
+        if let Some((_, all_but_last)) = group {
+            for mutation in all_but_last {
+                mutation.more = true;
+            }
+        }
     }
 
     /// Publish what is pending once the messages already in the mailbox are handled, or at
@@ -414,6 +431,7 @@ impl Handler<Batch> for Store {
         }
         self.tick();
         let first_seq = self.last_seq;
+        let group_start = self.pending.len();
         let mut outcomes = Vec::with_capacity(msg.ops.len());
         // The ops of a transaction whose watched keys changed: answered, not applied.
         let mut skip = 0;
@@ -450,6 +468,7 @@ impl Handler<Batch> for Store {
             };
             outcomes.push(outcome);
         }
+        self.group(group_start);
         // Every mutation of the batch was numbered in turn after `first_seq`.
         let last_seq = (self.last_seq > first_seq).then_some(self.last_seq);
         self.schedule_publish(ctx);

@@ -22,6 +22,21 @@ pub struct Mutation {
     pub seq: Seq,
     /// What changed.
     pub change: Change,
+    /// Another mutation of the same atomic group follows (the mutations of one batch a client
+    /// sent: a transaction, a `RENAME`, an `MSET`): a log that ends, or a stream that breaks,
+    /// before the group's last mutation holds none of it. See docs/storage.md.
+    pub more: bool,
+}
+
+impl Mutation {
+    /// A mutation that is the last (or only) one of its group.
+    pub fn new(seq: Seq, change: Change) -> Mutation {
+        Mutation {
+            seq,
+            change,
+            more: false,
+        }
+    }
 }
 
 /// The kinds of change: one key's (`Put`, `Del`), or the whole keyspace's (`Clear`).

@@ -1,5 +1,5 @@
-//! What one batch applied (a transaction, a `RENAME`, an `MSET`) is one atomic group in the
-//! log and the replication stream: a replica whose stream breaks inside a group applies none
+//! What one command (a `RENAME`, an `MSET`) or one transaction applied is one atomic group in
+//! the log and the replication stream: a replica whose stream breaks inside a group applies none
 //! of it, and takes it whole from the next stream; a primary's transaction reaches its replica
 //! whole.
 
@@ -129,4 +129,67 @@ fn a_transaction_reaches_the_replica_and_survives_a_restart_whole() {
     let primary = NodeProcess::start_in(dir.path(), &flags);
     assert_eq!(get(&primary, "c"), "1");
     assert_eq!(get(&primary, "b"), "2");
+}
+
+#[test]
+fn no_client_sees_part_of_a_transaction_on_the_primary_or_a_replica() {
+    let replica = NodeProcess::start(&["--role", "replica"]);
+    let dir = tempfile::tempdir().unwrap();
+    let primary = NodeProcess::start_in(dir.path(), &["--replica", &replica.addr.to_string()]);
+    let url = |node: &NodeProcess| format!("redis://{}/", node.addr);
+    let (primary_url, replica_url) = (url(&primary), url(&replica));
+    // Writers move two counters together, each step one transaction; readers on both nodes
+    // read both in one MGET and must never see them apart.
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let url = primary_url.clone();
+            std::thread::spawn(move || {
+                let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+                for _ in 0..200 {
+                    let (): () = redis::pipe()
+                        .atomic()
+                        .cmd("INCR")
+                        .arg("a")
+                        .ignore()
+                        .cmd("INCR")
+                        .arg("b")
+                        .ignore()
+                        .query(&mut con)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = [primary_url, replica_url]
+        .into_iter()
+        .map(|url| {
+            std::thread::spawn(move || {
+                let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+                let mut reads = 0;
+                let started = std::time::Instant::now();
+                loop {
+                    assert!(
+                        started.elapsed() < common::DEADLINE,
+                        "the counters never reached 800"
+                    );
+                    let (a, b): (Option<i64>, Option<i64>) = redis::cmd("MGET")
+                        .arg("a")
+                        .arg("b")
+                        .query(&mut con)
+                        .unwrap();
+                    assert_eq!(a, b, "a transaction seen in part");
+                    reads += 1;
+                    if a == Some(800) {
+                        return reads;
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    for reader in readers {
+        assert!(reader.join().unwrap() > 0);
+    }
 }

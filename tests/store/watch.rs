@@ -123,7 +123,7 @@ async fn unwatch_forgets_and_one_clients_watch_is_not_anothers() {
 }
 
 #[actix_rt::test]
-async fn what_one_batch_applies_is_published_as_one_atomic_group() {
+async fn a_transaction_and_each_command_are_published_as_atomic_groups() {
     let store = Store::new().start();
     let seen = subscribe(&store).await;
     run(&store, vec![Op::Put(b("a"), b("1"))]).await;
@@ -142,4 +142,14 @@ async fn what_one_batch_applies_is_published_as_one_atomic_group() {
         .collect();
     // Alone; then the transaction's put, and its rename's delete and put, as one group.
     assert_eq!(more, [(1, false), (2, true), (3, true), (4, false)]);
+    // A pipeline's independent commands stay apart; one MSET is one group.
+    let pipeline = vec![
+        Op::Put(b("x"), b("1")),
+        Op::Put(b("y"), b("1")),
+        Op::MSet(vec![(b("p"), b("1")), (b("q"), b("1"))]),
+    ];
+    run(&store, pipeline).await;
+    wait_for_len(&seen, 8).await;
+    let more: Vec<bool> = seen.lock().unwrap()[4..].iter().map(|m| m.more).collect();
+    assert_eq!(more, [false, false, true, false]);
 }

@@ -283,10 +283,8 @@ impl Command {
             Command::DelMany(keys) => store(ops, keys.into_iter().map(Op::Del), Fold::CountApplied),
             Command::Exists(keys) => store(ops, keys.into_iter().map(Op::Get), Fold::CountFound),
             Command::MGet(keys) => store(ops, keys.into_iter().map(Op::Get), Fold::Values),
-            Command::MSet(pairs) => {
-                let puts = pairs.into_iter().map(|(k, v)| Op::Put(k, v));
-                store(ops, puts, Fold::AllOk)
-            }
+            // One op: its puts are one atomic group in the log and the stream.
+            Command::MSet(pairs) => store(ops, [Op::MSet(pairs)], Fold::AllOk),
             Command::Ping => Plan::Reply(Reply::Pong),
             Command::Echo(message) => Plan::Reply(Reply::Value(message)),
             Command::CommandTable(query) => Plan::Reply(command_table::answer(query)),

@@ -77,6 +77,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::Rename(_, _, true) => "renamenx",
         Op::Copy(..) => "copy",
         Op::MSetNx(_) => "msetnx",
+        Op::MSet(_) => "mset",
         Op::Set(_) => "set",
         Op::Expire(_, Expiry::At(_), _) => "expireat",
         Op::Expire(..) => "expire",

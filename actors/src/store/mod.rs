@@ -10,6 +10,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytes::Bytes;
 
+mod apply;
 pub mod expiry;
 pub mod glob;
 pub mod keyspace;
@@ -318,22 +319,6 @@ impl Store {
         self.last_seq
     }
 
-    /// Make the mutations pending from `start` on one atomic group (all but the last say
-    /// another follows): what one batch applied (a transaction, a `RENAME`'s delete and put,
-    /// an `MSET`) reaches the log and the replicas whole or not at all, however a crash or a
-    /// broken link cuts them.
-    fn group(&mut self, start: usize) {
-        let group = self
-            .pending
-            .get_mut(start..)
-            .and_then(|g| g.split_last_mut());
-        if let Some((_, all_but_last)) = group {
-            for mutation in all_but_last {
-                mutation.more = true;
-            }
-        }
-    }
-
     /// Publish what is pending once the messages already in the mailbox are handled, or at
     /// once when a turn has gathered [`MAX_PENDING`] mutations: sessions on other threads
     /// (`--io-threads` above 1) could otherwise keep the mailbox from ever emptying.
@@ -431,44 +416,7 @@ impl Handler<Batch> for Store {
         }
         self.tick();
         let first_seq = self.last_seq;
-        let group_start = self.pending.len();
-        let mut outcomes = Vec::with_capacity(msg.ops.len());
-        // The ops of a transaction whose watched keys changed: answered, not applied.
-        let mut skip = 0;
-        for op in msg.ops {
-            let outcome = match op {
-                _ if skip > 0 => {
-                    skip -= 1;
-                    Outcome::NotFound
-                }
-                Op::Get(key) => self.lookup(&key).map_or(Outcome::NotFound, Outcome::Value),
-                Op::Put(key, value) => Outcome::Applied(self.put(&key, &value)),
-                Op::Del(key) => self.del(&key).map_or(Outcome::NotFound, Outcome::Applied),
-                Op::Exec(client, ops) => match self.exec_may_run(client) {
-                    true => Outcome::Number(1, None),
-                    false => {
-                        skip = ops;
-                        Outcome::Number(0, None)
-                    }
-                },
-                op @ (Op::Watch(..) | Op::Unwatch(_)) => self.watch_op(op),
-                op @ (Op::Set(_)
-                | Op::Expire(..)
-                | Op::Persist(_)
-                | Op::Ttl(..)
-                | Op::GetEx(..)) => self.ttl_op(op),
-                op @ (Op::Clear
-                | Op::Keys(_)
-                | Op::Scan(_)
-                | Op::RandomKey
-                | Op::IncrByFloat(..)
-                | Op::GetRange(..)
-                | Op::SetRange(..)) => self.keyspace_op(op),
-                other => self.read_modify_write(other),
-            };
-            outcomes.push(outcome);
-        }
-        self.group(group_start);
+        let outcomes = self.apply_ops(msg.ops);
         // Every mutation of the batch was numbered in turn after `first_seq`.
         let last_seq = (self.last_seq > first_seq).then_some(self.last_seq);
         self.schedule_publish(ctx);

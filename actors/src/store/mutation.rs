@@ -22,9 +22,9 @@ pub struct Mutation {
     pub seq: Seq,
     /// What changed.
     pub change: Change,
-    /// Another mutation of the same atomic group follows (the mutations of one batch a client
-    /// sent: a transaction, a `RENAME`, an `MSET`): a log that ends, or a stream that breaks,
-    /// before the group's last mutation holds none of it. See docs/storage.md.
+    /// Another mutation of the same atomic group follows (the mutations of one command, such
+    /// as a `RENAME` or an `MSET`, or of one transaction): a log that ends, or a stream that
+    /// breaks, before the group's last mutation holds none of it. See docs/storage.md.
     pub more: bool,
 }
 

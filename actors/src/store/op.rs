@@ -42,6 +42,9 @@ pub enum Op {
     Copy(Bytes, Bytes, bool),
     /// `MSETNX`: set every pair only if no key exists: [`Outcome::Number`] 1 or 0.
     MSetNx(Vec<(Bytes, Bytes)>),
+    /// `MSET`: set every pair, as one op so that its puts are one atomic group:
+    /// [`Outcome::Applied`] with the last put's mutation.
+    MSet(Vec<(Bytes, Bytes)>),
     /// `SET` with options (`NX`/`XX`, `GET`, a time to live or `KEEPTTL`), `SETEX`, `PSETEX`:
     /// [`Outcome::Applied`], or [`Outcome::NotFound`] when its condition failed; with `GET`,
     /// the previous value ([`Outcome::Swapped`] when set, [`Outcome::Value`] when not).

@@ -58,6 +58,13 @@ impl Store {
                 }
                 _ => Outcome::Number(0, None),
             },
+            Op::MSet(pairs) => {
+                let mut last = self.last_seq;
+                for (key, value) in pairs {
+                    last = self.put(&key, &value);
+                }
+                Outcome::Applied(last)
+            }
             Op::MSetNx(pairs) => {
                 if pairs.iter().any(|(key, _)| self.lookup(key).is_some()) {
                     return Outcome::Number(0, None);

@@ -273,3 +273,31 @@ async fn a_store_closed_to_writes_hides_expired_keys_until_its_primary_deletes_t
         "the replica added no delete of its own"
     );
 }
+
+#[actix_rt::test]
+async fn a_mass_expiry_lets_other_messages_in_between_its_passes() {
+    const KEYS: usize = 100_000;
+    let store = Store::new().start();
+    let due = now_ms() + 100;
+    let ops = (0..KEYS)
+        .map(|i| set(&format!("k{i}"), "v", Expiry::At(due)))
+        .collect();
+    run(&store, ops).await;
+    // While the keys are being deleted, the Store keeps answering: some answer shows a part
+    // of them deleted (one pass of 1 ms deletes far fewer than all of them).
+    let mut partway = false;
+    loop {
+        let stats = store.send(Stats).await.unwrap();
+        partway |= stats.keys > 0 && stats.keys < KEYS && stats.expired_keys > 0;
+        if stats.keys == 0 {
+            break;
+        }
+        assert!(now_ms() < due + 60_000, "the keys never expired");
+        // Poll interval of the deadline-bounded wait above.
+        tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+    }
+    assert!(
+        partway,
+        "the Store answered nothing while it expired the keys"
+    );
+}

@@ -14,12 +14,6 @@ use super::pair::Pair;
 use super::watch::ClientId;
 use super::{Op, Outcome, Seq, Store};
 
-/// Sent by the Store to itself when an expiry pass ran out of its budget with keys still due:
-/// handled after the messages that arrived meanwhile, so clients go first.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(super) struct ExpireDue;
-
 /// Keys deleted between two looks at the clock in an expiry pass: the clock is cheap but not
 /// free, and a deletion takes well under a microsecond.
 const CLOCK_EVERY: u32 = 64;
@@ -125,20 +119,16 @@ impl Store {
             deleted += 1;
             if deleted.is_multiple_of(CLOCK_EVERY) && started.elapsed() >= super::expiry::BUDGET {
                 if self.data.first_due(self.now).is_some() {
-                    ctx.notify(ExpireDue);
+                    // Carry on once every other task of this thread (the sessions on it) had
+                    // its turn: a message to itself (`notify`) would be handled in the same
+                    // poll, and a million deletions would hold the thread for half a second.
+                    let resume = fut::wrap_future(tokio::task::yield_now());
+                    ctx.spawn(resume.map(|(), store: &mut Store, ctx| store.expire_due(ctx)));
                 }
                 break;
             }
         }
         self.schedule_publish(ctx);
-    }
-}
-
-impl Handler<ExpireDue> for Store {
-    type Result = ();
-
-    fn handle(&mut self, _: ExpireDue, ctx: &mut Self::Context) {
-        self.expire_due(ctx);
     }
 }
 

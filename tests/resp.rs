@@ -466,6 +466,19 @@ fn hello_3_switches_to_resp3() {
     assert_eq!(value.as_deref(), Some("v"));
     let missing: Option<String> = redis::cmd("GET").arg("nope").query(&mut conn).unwrap();
     assert_eq!(missing, None);
+
+    // HELLO's SETNAME names the connection, as CLIENT SETNAME does, and is checked the same.
+    let reply = exchange(
+        &mut node.raw(),
+        b"*4\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$7\r\nSETNAME\r\n$6\r\nworker\r\n\
+          *2\r\n$6\r\nCLIENT\r\n$7\r\nGETNAME\r\n\
+          *4\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$7\r\nSETNAME\r\n$3\r\na b\r\n",
+    );
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        text.contains("$6\r\nworker\r\n-ERR Client names cannot contain"),
+        "{text}"
+    );
 }
 
 /// redis-py from PyPI with its defaults (it opens with `HELLO 3`; `pipeline()` is a

@@ -85,10 +85,12 @@ pub enum Command {
     Client(ClientCommand),
     /// Accepted and answered `OK` with no effect: `SELECT 0`.
     Accept,
-    /// RESP `HELLO [protover]`: only RESP2 is spoken, so clients fall back to it.
+    /// RESP `HELLO [protover [SETNAME name]]`: switches to RESP3 or back to RESP2.
     Hello {
         /// The protocol version asked for, if any: 2 or 3; anything else is refused with `NOPROTO`.
         version: Option<u64>,
+        /// `SETNAME`'s name for the connection, as `CLIENT SETNAME` gives it.
+        name: Option<Bytes>,
     },
     /// RESP `TYPE key`: `string` or `none` (strings are the only type).
     Type(Bytes),
@@ -177,6 +179,8 @@ pub enum Plan {
     Hello {
         /// The protocol version the client asked for, if any.
         version: Option<u64>,
+        /// The name `SETNAME` gives the connection, if any.
+        name: Option<Bytes>,
     },
     /// `CLIENT ...`: by the session, from the node's registry of connections.
     Client(ClientCommand),
@@ -307,7 +311,7 @@ impl Command {
                 replicas,
                 timeout_ms,
             }),
-            Command::Hello { version } => Plan::Hello { version },
+            Command::Hello { version, name } => Plan::Hello { version, name },
         }
     }
 }
@@ -374,10 +378,16 @@ fn parse_hello(args: &[Bytes]) -> Result<Command, CommandError> {
             CommandError::Redis("ERR Protocol version is not an integer or out of range".into())
         })?;
     let mut rest = args[2..].iter();
+    let mut name = None;
     while let Some(option) = rest.next() {
         let option = String::from_utf8_lossy(option).to_ascii_lowercase();
         match (option.as_str(), rest.next()) {
-            ("setname", Some(_)) => {}
+            ("setname", Some(given)) => {
+                match parse_resp_client(&[args[0].clone(), "setname".into(), given.clone()])? {
+                    ClientCommand::SetName(given) => name = Some(given),
+                    _ => return Err(CommandError::Redis("ERR internal: SETNAME".into())),
+                }
+            }
             ("auth", Some(_)) if rest.next().is_some() => {
                 return Err(CommandError::Redis(
                     "ERR AUTH is not supported yet: this server has no users or passwords".into(),
@@ -393,6 +403,7 @@ fn parse_hello(args: &[Bytes]) -> Result<Command, CommandError> {
     }
     Ok(Command::Hello {
         version: Some(version),
+        name,
     })
 }
 
@@ -521,7 +532,10 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
             Ok(0) => Ok(Command::Accept),
             _ => Err(CommandError::Redis("ERR DB index is out of range".into())),
         },
-        ("hello", 1) => Ok(Command::Hello { version: None }),
+        ("hello", 1) => Ok(Command::Hello {
+            version: None,
+            name: None,
+        }),
         ("hello", _) => parse_hello(args),
         (
             "get" | "set" | "del" | "exists" | "mget" | "mset" | "dbsize" | "ping" | "echo"

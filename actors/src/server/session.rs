@@ -256,7 +256,10 @@ impl Session {
                     Plan::Store { ops, fold } => Step::Store { ops, fold },
                     Plan::Reply(reply) => Step::Reply(reply),
                     Plan::Node(query) => Step::Node(query, self.store.clone(), self.config.clone()),
-                    Plan::Hello { version } => {
+                    Plan::Hello { version, name } => {
+                        if let (Some(name), Some(client)) = (name, &self.client) {
+                            client.client().set_name(name);
+                        }
                         let hello = node_query::hello(version, self.id, not_primary.is_some());
                         // `HELLO 3` switches the connection to RESP3, its own reply included.
                         match version {

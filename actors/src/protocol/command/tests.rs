@@ -141,7 +141,10 @@ fn redis_commands_map_onto_the_same_operations() {
     );
     assert_eq!(
         resp(&["HELLO", "3"]),
-        Some(Ok(Command::Hello { version: Some(3) }))
+        Some(Ok(Command::Hello {
+            version: Some(3),
+            name: None
+        }))
     );
     assert_eq!(resp(&[]), None);
 }

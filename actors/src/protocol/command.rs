@@ -230,8 +230,6 @@ pub enum NodeQuery {
 pub enum Fold {
     /// One op: its value, `OK` or not found.
     One,
-    /// RESP `DEL`: how many keys were removed.
-    CountApplied,
     /// RESP `EXISTS`: how many keys were found.
     CountFound,
     /// RESP `MGET`: each value or nil.
@@ -284,7 +282,8 @@ impl Command {
             Command::Multi | Command::Exec | Command::Discard => Plan::Reply(Reply::Ok),
             Command::Watch(keys) => Plan::Watch(keys),
             Command::Unwatch => Plan::Unwatch,
-            Command::DelMany(keys) => store(ops, keys.into_iter().map(Op::Del), Fold::CountApplied),
+            // One op: its deletes are one atomic group in the log and the stream.
+            Command::DelMany(keys) => store(ops, [Op::DelMany(keys)], Fold::One),
             Command::Exists(keys) => store(ops, keys.into_iter().map(Op::Get), Fold::CountFound),
             Command::MGet(keys) => store(ops, keys.into_iter().map(Op::Get), Fold::Values),
             // One op: its puts are one atomic group in the log and the stream.
@@ -333,11 +332,6 @@ impl Fold {
         let mut outcomes = outcomes;
         match self {
             Fold::One => outcomes.next().map_or(Reply::NotFound, Reply::from),
-            Fold::CountApplied => Reply::Integer(
-                outcomes
-                    .filter(|o| matches!(o, Outcome::Applied(_)))
-                    .count() as i64,
-            ),
             Fold::CountFound => {
                 Reply::Integer(outcomes.filter(|o| matches!(o, Outcome::Value(_))).count() as i64)
             }

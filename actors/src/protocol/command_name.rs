@@ -78,6 +78,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::Copy(..) => "copy",
         Op::MSetNx(_) => "msetnx",
         Op::MSet(_) => "mset",
+        Op::DelMany(_) => "del",
         Op::Set(_) => "set",
         Op::Expire(_, Expiry::At(_), _) => "expireat",
         Op::Expire(..) => "expire",

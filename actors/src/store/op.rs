@@ -42,6 +42,9 @@ pub enum Op {
     Copy(Bytes, Bytes, bool),
     /// `MSETNX`: set every pair only if no key exists: [`Outcome::Number`] 1 or 0.
     MSetNx(Vec<(Bytes, Bytes)>),
+    /// `DEL`/`UNLINK` of several keys, as one op so that its deletes are one atomic group:
+    /// [`Outcome::Number`], how many of the keys existed.
+    DelMany(Vec<Bytes>),
     /// `MSET`: set every pair, as one op so that its puts are one atomic group:
     /// [`Outcome::Applied`] with the last put's mutation.
     MSet(Vec<(Bytes, Bytes)>),

@@ -14,6 +14,7 @@ impl Store {
     pub(super) fn read_modify_write(&mut self, op: Op) -> Outcome {
         let value_of = |store: &mut Store, key: &[u8]| store.lookup(key);
         let deadline = |pair: &Option<Pair>| pair.as_ref().and_then(Pair::deadline);
+        let before = self.last_seq;
         match op {
             Op::Incr(key, delta) => {
                 let old = value_of(self, &key);
@@ -58,6 +59,20 @@ impl Store {
                 }
                 _ => Outcome::Number(0, None),
             },
+            Op::DelMany(keys) => {
+                let mut last = None;
+                let mut removed = 0;
+                for key in keys {
+                    if let Some(seq) = self.del(&key) {
+                        removed += 1;
+                        last = Some(seq);
+                    }
+                }
+                // The last mutation, if any (an expired key's delete counts, though not as
+                // removed): what `WAIT` waits for.
+                let seq = (self.last_seq > before).then_some(self.last_seq).or(last);
+                Outcome::Number(removed, seq)
+            }
             Op::MSet(pairs) => {
                 let mut last = self.last_seq;
                 for (key, value) in pairs {

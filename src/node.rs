@@ -156,8 +156,16 @@ impl Node {
         let last_seq = recovered.last_seq;
 
         let store_arbiter = Arbiter::new();
+        // A replica's Store (and a failover member's, until it is named primary) is closed to
+        // client writes from its first moment: it must never author a mutation, an expiry's
+        // delete included, of its own.
+        let follows = config.role == Role::Replica || !config.peers.is_empty();
         let store = Store::start_in_arbiter(&store_arbiter.handle(), move |_| {
-            Store::with_data(data, last_seq)
+            let store = Store::with_data(data, last_seq);
+            match follows {
+                true => store.closed(),
+                false => store,
+            }
         });
         let writer_arbiter = Arbiter::new();
         let (writer, durability) =

@@ -278,6 +278,7 @@ async fn a_store_closed_to_writes_hides_expired_keys_until_its_primary_deletes_t
 async fn a_mass_expiry_lets_other_messages_in_between_its_passes() {
     const KEYS: usize = 100_000;
     let store = Store::new().start();
+    let _log = subscribe(&store).await;
     let due = now_ms() + 100;
     let ops = (0..KEYS)
         .map(|i| set(&format!("k{i}"), "v", Expiry::At(due)))
@@ -300,4 +301,53 @@ async fn a_mass_expiry_lets_other_messages_in_between_its_passes() {
         partway,
         "the Store answered nothing while it expired the keys"
     );
+}
+
+#[actix_rt::test]
+async fn a_value_changed_in_place_still_expires_actively() {
+    let store = Store::new().start();
+    let seen = subscribe(&store).await;
+    let due = now_ms() + 100;
+    // The rate limiter's pattern: a counter given a deadline, then incremented.
+    let ops = vec![
+        Op::Incr(b("hits"), 1),
+        Op::Expire(b("hits"), Expiry::At(due), ExpireCondition::default()),
+        Op::Incr(b("hits"), 1),
+        Op::Append(b("hits"), b("0")),
+        set("kept", "v", Expiry::Keep),
+    ];
+    run(&store, ops).await;
+    assert_eq!(store.send(Stats).await.unwrap().expiring_keys, 1);
+    // Nobody reads it again: active expiry alone deletes it.
+    wait_for_len(&seen, 6).await;
+    let last = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(last.change, Change::Del { key: b("hits") });
+    let stats = store.send(Stats).await.unwrap();
+    assert_eq!(
+        (stats.keys, stats.expiring_keys, stats.expired_keys),
+        (1, 0, 1)
+    );
+}
+
+#[actix_rt::test]
+async fn a_store_deletes_nothing_before_it_is_subscribed_to_or_while_closed() {
+    let past = Pair::with_deadline(b"k", b"v", Some(1));
+    let data: kv_actors::store::keyspace::Keyspace = std::iter::once(past).collect();
+    let open = Store::with_data(data.clone(), 5).start();
+    let closed = Store::with_data(data, 5).closed().start();
+    // Passes run every 100 ms; none may number a delete nobody would log.
+    let until = now_ms() + 300;
+    eventually("a few expiry passes", || now_ms() > until).await;
+    for store in [&open, &closed] {
+        let stats = store.send(Stats).await.unwrap();
+        assert_eq!((stats.last_seq, stats.keys), (5, 1));
+    }
+    // Subscribed to, the open one deletes it as mutation 6; the closed one never does.
+    let seen = subscribe(&open).await;
+    wait_for_len(&seen, 1).await;
+    assert_eq!(seen.lock().unwrap()[0].seq, 6);
+    let seen = subscribe(&closed).await;
+    let until = now_ms() + 300;
+    eventually("a few more passes", || now_ms() > until).await;
+    assert!(seen.lock().unwrap().is_empty());
 }

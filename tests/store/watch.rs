@@ -153,3 +153,25 @@ async fn a_transaction_and_each_command_are_published_as_atomic_groups() {
     let more: Vec<bool> = seen.lock().unwrap()[4..].iter().map(|m| m.more).collect();
     assert_eq!(more, [false, false, true, false]);
 }
+
+#[actix_rt::test]
+async fn a_watched_key_hidden_by_its_deadline_on_a_replica_aborts_exec() {
+    let store = Store::new().closed().start();
+    let due = kv_actors::store::expiry::now_ms() + 100;
+    let put = Mutation {
+        seq: 1,
+        change: Change::Put(Pair::with_deadline(b"k", b"v", Some(due))),
+        more: false,
+    };
+    let applied = store.send(kv_actors::store::Apply {
+        mutations: vec![put],
+    });
+    assert_eq!(applied.await.unwrap(), Ok(1));
+    run(&store, vec![Op::Watch(ME, vec![b("k")])]).await;
+    eventually("the deadline passed", || {
+        kv_actors::store::expiry::now_ms() > due
+    })
+    .await;
+    let out = exec(&store, ME, vec![Op::Get(b("k"))]).await;
+    assert_eq!(out[0], Outcome::Number(0, None));
+}

@@ -247,10 +247,11 @@ impl Session {
                 Step::Reply(Reply::Error(ErrorReply::WritesRefused(reason.clone())))
             } else {
                 match command.plan(&mut ops) {
-                    Plan::Store { .. } if stale.is_some() => {
-                        // Nothing of the batch reaches the Store: this node's data may hold
-                        // writes the current epoch discards.
-                        ops.clear();
+                    Plan::Store { ops: n, .. } if stale.is_some() => {
+                        // No command of the batch reaches the Store: this node's data may
+                        // hold writes the current epoch discards. (What the session adds for
+                        // WATCH, EXEC and UNWATCH still does: the watches must be kept right.)
+                        ops.truncate(ops.len().saturating_sub(n));
                         Step::Reply(Reply::Error(stale.clone().unwrap_or(ErrorReply::NoPrimary)))
                     }
                     Plan::Store { ops, fold } => Step::Store { ops, fold },
@@ -313,6 +314,12 @@ impl Session {
             return;
         };
         let mut out = std::mem::take(&mut self.out);
+        // A batch refused whole (closed to writes meanwhile) must still forget the watches its
+        // EXEC or UNWATCH would have: the transaction state already has.
+        let releases = ops
+            .iter()
+            .any(|op| matches!(op, Op::Unwatch(_) | Op::Exec(..)))
+            .then(|| (self.store.clone(), self.id));
         let store_reply = (!ops.is_empty()).then(|| self.store.send(Batch { ops }));
         let limit = self.config.output_limit;
         // Only a batch the Store answers waits for the writer.
@@ -329,6 +336,11 @@ impl Session {
             let (outcomes, seen, refused) = match store_reply {
                 Some(reply) => {
                     let result = reply.await?;
+                    if let (true, Some((store, id))) = (result.refused, releases) {
+                        store.do_send(Batch {
+                            ops: vec![Op::Unwatch(id)],
+                        });
+                    }
                     (result.outcomes, result.seen, result.refused)
                 }
                 None => (Vec::new(), 0, false),

@@ -252,9 +252,11 @@ impl<R: Read> RecordReader<R> {
 
 fn parse_body(body: &[u8]) -> Result<Entry, RecordError> {
     let seq = u64::from_le_bytes(body[0..8].try_into().expect("8 bytes"));
-    let (op, more) = match body[8] {
-        marker @ (OP_END | OP_HEARTBEAT) => (marker, false),
-        op => (op & !MORE, op & MORE != 0),
+    // The flag is read only on a mutation's op (1 to 4); any other byte stays what it is.
+    let unflagged = body[8] & !MORE;
+    let (op, more) = match body[8] & MORE != 0 && (OP_PUT..=OP_CLEAR).contains(&unflagged) {
+        true => (unflagged, true),
+        false => (body[8], false),
     };
     let key_len = u32::from_le_bytes(body[9..13].try_into().expect("4 bytes")) as usize;
     let rest = &body[MIN_BODY..];

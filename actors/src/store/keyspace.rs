@@ -114,11 +114,16 @@ impl Keyspace {
     /// Store `pair`, replacing any pair with the same key; answers the one replaced.
     pub fn insert(&mut self, pair: Pair) -> Option<Pair> {
         let shard = self.shard_of(pair.key());
-        self.expiries.track(&pair);
+        let tracked = pair.deadline().is_some().then(|| pair.clone());
         let previous = Arc::make_mut(&mut self.shards[shard]).replace(Slot(pair));
+        // The previous pair leaves the index before the new one enters it: with the same key
+        // and deadline (an INCR of an expiring key) they are equal there.
         match &previous {
             Some(slot) => self.expiries.untrack(&slot.0),
             None => self.len += 1,
+        }
+        if let Some(pair) = tracked {
+            self.expiries.track(&pair);
         }
         previous.map(|slot| slot.0)
     }
@@ -283,6 +288,11 @@ mod tests {
         assert_eq!(keys.first_due(20).map(Pair::key), Some(&b"b"[..]));
         keys.remove(b"b");
         assert_eq!((keys.expiring(), keys.first_due(u64::MAX)), (0, None));
+        // A new value with the same deadline (an INCR, an APPEND) stays indexed.
+        keys.insert(Pair::with_deadline(b"c", b"1", Some(30)));
+        keys.insert(Pair::with_deadline(b"c", b"2", Some(30)));
+        assert_eq!(keys.expiring(), 1);
+        assert_eq!(keys.first_due(30).map(Pair::value), Some(&b"2"[..]));
     }
 
     #[test]

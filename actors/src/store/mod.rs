@@ -210,6 +210,9 @@ pub struct Store {
     now: Millis,
     /// Keys deleted because their deadline passed.
     expired: u64,
+    /// An active expiry pass ran out of its budget and carries on after the thread's other
+    /// tasks: the periodic tick starts no second one meanwhile.
+    expiring_now: bool,
     /// Who watches which keys (`WATCH`), marked by every change to them.
     watches: Watches,
 }
@@ -238,8 +241,17 @@ impl Store {
             writes_closed: false,
             now: expiry::now_ms(),
             expired: 0,
+            expiring_now: false,
             watches: Watches::default(),
         }
+    }
+
+    /// The same store, closed to client writes from the start ([`SetWrites`]): a replica's,
+    /// or a failover-cluster member's until it is named primary. It then never deletes an
+    /// expired key of its own, not even before the message that would close it arrives.
+    pub fn closed(mut self) -> Self {
+        self.writes_closed = true;
+        self
     }
 
     /// Read the clock for the message about to be handled.
@@ -365,7 +377,7 @@ impl Actor for Store {
         // `--io-threads` above 1); a large mailbox keeps their sends from parking while it
         // catches up, and still bounds it.
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        ctx.run_interval(expiry::CYCLE, |store, ctx| store.expire_due(ctx));
+        ctx.run_interval(expiry::CYCLE, |store, ctx| store.expiry_tick(ctx));
     }
 }
 

@@ -100,11 +100,23 @@ impl Store {
         self.put_pair(pair.expiring_at(Some(deadline)))
     }
 
+    /// The periodic start of active expiry: a pass, unless one is still going on (a pass that
+    /// ran out of its budget carries on by itself; a second chain beside it would make each
+    /// turn of the thread hold it for two budgets).
+    pub(super) fn expiry_tick(&mut self, ctx: &mut Context<Self>) {
+        if !self.expiring_now {
+            self.expire_due(ctx);
+        }
+    }
+
     /// One pass of active expiry: delete every key whose deadline has passed, soonest first,
-    /// for at most [`super::expiry::BUDGET`]; what is left waits behind the messages that came
-    /// meanwhile. Only the author of history expires keys (see [`Store::lookup`]).
-    pub(super) fn expire_due(&mut self, ctx: &mut Context<Self>) {
-        if self.writes_closed {
+    /// for at most [`super::expiry::BUDGET`]; what is left waits until every other task of
+    /// the Store's thread had its turn. Only the author of history expires keys (see
+    /// [`Store::lookup`]), and only once someone records what it does: a delete no
+    /// subscriber (the writer) sees would leave a gap in the log.
+    fn expire_due(&mut self, ctx: &mut Context<Self>) {
+        self.expiring_now = false;
+        if self.writes_closed || self.subscribers.is_empty() {
             return;
         }
         self.tick();
@@ -124,6 +136,7 @@ impl Store {
                     // poll, and a million deletions would hold the thread for half a second.
                     let resume = fut::wrap_future(tokio::task::yield_now());
                     ctx.spawn(resume.map(|(), store: &mut Store, ctx| store.expire_due(ctx)));
+                    self.expiring_now = true;
                 }
                 break;
             }
@@ -140,7 +153,7 @@ impl Store {
             Op::Watch(client, keys) => {
                 for key in keys {
                     let _ = self.lookup(&key);
-                    self.watches.watch(client, &key);
+                    self.watches.watch(client, &key, self.now);
                 }
             }
             Op::Unwatch(client) => {
@@ -157,8 +170,15 @@ impl Store {
         if self.watches.is_empty() {
             return true;
         }
-        for key in self.watches.keys_of(client) {
+        let (keys, since) = self.watches.keys_of(client);
+        for key in keys {
+            // A primary deletes a key whose deadline passed (which marks its watchers); a
+            // replica hides it, and one hidden since the WATCH has changed all the same.
             let _ = self.lookup(&key);
+            let deadline = self.data.get(&key).and_then(|pair| pair.deadline());
+            if deadline.is_some_and(|at| at > since && at <= self.now) {
+                self.watches.touch(&key);
+            }
         }
         !self.watches.release(client)
     }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use super::expiry::Millis;
 use super::mutation::Change;
 
 /// A client, as the sessions number them.
@@ -20,8 +21,9 @@ pub type ClientId = u64;
 pub struct Watches {
     /// Each watched key, with the clients watching it.
     by_key: HashMap<Bytes, Vec<ClientId>>,
-    /// Each watching client: its keys, and whether one of them changed since it watched.
-    by_client: HashMap<ClientId, (Vec<Bytes>, bool)>,
+    /// Each watching client: its keys, whether one of them changed since it watched, and
+    /// when it first watched (a key hidden by its deadline after that has changed too).
+    by_client: HashMap<ClientId, (Vec<Bytes>, bool, Millis)>,
 }
 
 impl Watches {
@@ -30,9 +32,12 @@ impl Watches {
         self.by_client.is_empty()
     }
 
-    /// `client` watches `key` from now on.
-    pub fn watch(&mut self, client: ClientId, key: &[u8]) {
-        let (keys, _) = self.by_client.entry(client).or_default();
+    /// `client` watches `key` from `now` on.
+    pub fn watch(&mut self, client: ClientId, key: &[u8], now: Millis) {
+        let (keys, _, _) = self
+            .by_client
+            .entry(client)
+            .or_insert((Vec::new(), false, now));
         if keys.iter().any(|k| k == key) {
             return;
         }
@@ -46,7 +51,7 @@ impl Watches {
     pub fn touch(&mut self, key: &[u8]) {
         if let Some(clients) = self.by_key.get(key) {
             for client in clients {
-                if let Some((_, dirty)) = self.by_client.get_mut(client) {
+                if let Some((_, dirty, _)) = self.by_client.get_mut(client) {
                     *dirty = true;
                 }
             }
@@ -63,22 +68,23 @@ impl Watches {
 
     /// Every key changed (the data was replaced).
     pub fn touch_all(&mut self) {
-        for (_, dirty) in self.by_client.values_mut() {
+        for (_, dirty, _) in self.by_client.values_mut() {
             *dirty = true;
         }
     }
 
-    /// The keys `client` watches.
-    pub fn keys_of(&self, client: ClientId) -> Vec<Bytes> {
-        self.by_client
-            .get(&client)
-            .map_or_else(Vec::new, |(keys, _)| keys.clone())
+    /// The keys `client` watches, and since when.
+    pub fn keys_of(&self, client: ClientId) -> (Vec<Bytes>, Millis) {
+        self.by_client.get(&client).map_or_else(
+            || (Vec::new(), 0),
+            |(keys, _, since)| (keys.clone(), *since),
+        )
     }
 
     /// Forget `client`'s watches (`EXEC`, `DISCARD`, `UNWATCH`, a closed connection); answers
     /// whether one of its keys changed meanwhile.
     pub fn release(&mut self, client: ClientId) -> bool {
-        let Some((keys, dirty)) = self.by_client.remove(&client) else {
+        let Some((keys, dirty, _)) = self.by_client.remove(&client) else {
             return false;
         };
         for key in keys {
@@ -101,9 +107,9 @@ mod tests {
     fn a_change_to_a_watched_key_marks_its_watchers_only() {
         let mut watches = Watches::default();
         assert!(watches.is_empty());
-        watches.watch(1, b"a");
-        watches.watch(1, b"a");
-        watches.watch(2, b"b");
+        watches.watch(1, b"a", 0);
+        watches.watch(1, b"a", 0);
+        watches.watch(2, b"b", 0);
         watches.touch(b"a");
         watches.touch(b"c");
         assert!(watches.release(1));
@@ -111,11 +117,11 @@ mod tests {
         assert!(watches.is_empty());
         assert!(watches.by_key.is_empty());
         // Released means forgotten: a later change marks nobody.
-        watches.watch(3, b"a");
+        watches.watch(3, b"a", 0);
         assert!(!watches.release(3));
-        watches.watch(4, b"x");
+        watches.watch(4, b"x", 7);
         watches.touch_all();
-        assert_eq!(watches.keys_of(4), [Bytes::from_static(b"x")]);
+        assert_eq!(watches.keys_of(4), (vec![Bytes::from_static(b"x")], 7));
         assert!(watches.release(4));
     }
 }

@@ -118,6 +118,15 @@ impl Transaction {
                     *failed = true;
                     planned.push(Planned::Reply(Reply::Error(e.into())));
                 }
+                (Some((_, failed)), Ok(command))
+                    if self.watching && acts_outside_the_store(&command) =>
+                {
+                    *failed = true;
+                    planned.push(Planned::Reply(error(
+                        "ERR this command cannot be queued in a transaction with WATCH: it would \
+                         take effect even when EXEC finds a watched key changed",
+                    )));
+                }
                 (Some((commands, failed)), Ok(command)) => match refused(&command) {
                     Some(error) => {
                         *failed = true;
@@ -132,6 +141,17 @@ impl Transaction {
         }
         planned
     }
+}
+
+/// Whether `command` acts on the node or the connection when the session plans it, before the
+/// Store checks the watched keys (`CLIENT SETNAME`/`KILL`, `HELLO`'s switch of protocol,
+/// `FAILOVER`, `RESYNC`): in a watched transaction it would act even if `EXEC` then answered
+/// that nothing ran, so it is refused there.
+fn acts_outside_the_store(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Client(_) | Command::Hello { .. } | Command::Failover { .. } | Command::Resync
+    )
 }
 
 /// Tell the `Op::Exec` at `at` in a batch's `ops` how many ops follow it: its transaction's,
@@ -195,6 +215,32 @@ mod tests {
                 Planned::Run(_)
             ]
         ));
+    }
+
+    #[test]
+    fn a_watched_transaction_refuses_commands_that_act_before_the_check() {
+        let mut transaction = Transaction::default();
+        let watch = Ok(Command::Watch(vec![Bytes::from_static(b"k")]));
+        let hello = Ok(Command::Hello {
+            version: Some(3),
+            name: None,
+        });
+        let planned = transaction.plan(
+            vec![watch, Ok(Command::Multi), hello, Ok(Command::Exec)],
+            |_| None,
+        );
+        let Planned::Reply(Reply::Error(refusal)) = &planned[2] else {
+            panic!("{planned:?}");
+        };
+        assert!(refusal.resp_text().contains("cannot be queued"));
+        assert!(matches!(&planned[3], Planned::Unwatch(Reply::Error(_))));
+        // Without WATCH nothing can abort the transaction, and HELLO is queued.
+        let hello = Ok(Command::Hello {
+            version: Some(3),
+            name: None,
+        });
+        let planned = transaction.plan(vec![Ok(Command::Multi), hello], |_| None);
+        assert!(matches!(planned[1], Planned::Reply(Reply::Queued)));
     }
 
     #[test]

@@ -97,36 +97,11 @@ fn replay_returns_exactly_what_was_written() {
 
 #[test]
 fn a_log_cut_at_any_offset_keeps_every_complete_record() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mutations = history(40);
-    let (log, ends) = write_log(tmp.path(), &mutations);
-    let full = fs::read(&log).unwrap();
-    for cut in LOG_MAGIC.len()..=full.len() {
-        let case = tempfile::tempdir().unwrap();
-        let copy = case.path().join(log.file_name().unwrap());
-        fs::write(&copy, &full[..cut]).unwrap();
-        let dir = DataDir::open(case.path()).unwrap();
-        let recovered = recover(&dir, RecoveryOptions::default(), &quiet())
-            .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
-        let complete = ends.iter().filter(|&&end| end <= cut as u64).count();
-        assert_eq!(recovered.last_seq, complete as u64, "cut at {cut}");
-        assert_eq!(
-            contents(&recovered.keyspace),
-            model(&mutations[..complete]),
-            "cut at {cut}"
-        );
-        // The torn part is gone from disk, so appends continue from a clean end.
-        let kept = ends
-            .get(complete.wrapping_sub(1))
-            .copied()
-            .unwrap_or(LOG_MAGIC.len() as u64);
-        assert_eq!(fs::metadata(&copy).unwrap().len(), kept, "cut at {cut}");
-    }
+    assert_every_cut_keeps_whole_groups(&history(40));
 }
 
 #[test]
 fn a_log_cut_inside_a_group_keeps_none_of_that_group() {
-    let tmp = tempfile::tempdir().unwrap();
     // Three atomic groups (a transaction, a RENAME, a large MSET) among single mutations.
     let groups = [3..=7, 10..=11, 20..=29];
     let mut mutations = history(40);
@@ -135,7 +110,15 @@ fn a_log_cut_inside_a_group_keeps_none_of_that_group() {
             .iter()
             .any(|g| g.contains(&m.seq) && m.seq != *g.end());
     }
-    let (log, ends) = write_log(tmp.path(), &mutations);
+    assert_every_cut_keeps_whole_groups(&mutations);
+}
+
+/// Write `mutations` as a log, cut it at every offset, and recover each cut: what comes back
+/// is every whole record, back to the start of a group the cut ends inside, and the torn part
+/// is gone from disk, so appends continue from a clean end.
+fn assert_every_cut_keeps_whole_groups(mutations: &[Mutation]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, ends) = write_log(tmp.path(), mutations);
     let full = fs::read(&log).unwrap();
     for cut in LOG_MAGIC.len()..=full.len() {
         let case = tempfile::tempdir().unwrap();
@@ -144,7 +127,6 @@ fn a_log_cut_inside_a_group_keeps_none_of_that_group() {
         let dir = DataDir::open(case.path()).unwrap();
         let recovered = recover(&dir, RecoveryOptions::default(), &quiet())
             .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
-        // Whole records that made it, then back to the start of a group they end inside.
         let mut kept = ends.iter().filter(|&&end| end <= cut as u64).count();
         while kept > 0 && mutations[kept - 1].more {
             kept -= 1;

@@ -87,7 +87,11 @@ pub struct Snapshot {
 impl Keyspace {
     /// An empty keyspace.
     pub fn new() -> Self {
-        let hasher = RandomState::default();
+        Self::hashed_with(RandomState::default())
+    }
+
+    /// An empty keyspace whose keys hash with `hasher`.
+    fn hashed_with(hasher: RandomState) -> Self {
         Keyspace {
             shards: (0..SHARDS)
                 .map(|_| Arc::new(Shard::with_hasher(hasher.clone())))
@@ -166,14 +170,7 @@ impl Keyspace {
     /// decides where the old keys are freed ([`Keyspace::drop_in_background`]). The hasher
     /// stays, so every key keeps its shard, and a `SCAN` cursor its meaning, across the flush.
     pub fn take(&mut self) -> Keyspace {
-        let empty = Keyspace {
-            shards: (0..SHARDS)
-                .map(|_| Arc::new(Shard::with_hasher(self.hasher.clone())))
-                .collect(),
-            hasher: self.hasher.clone(),
-            len: 0,
-            expiries: Expiries::default(),
-        };
+        let empty = Keyspace::hashed_with(self.hasher.clone());
         std::mem::replace(self, empty)
     }
 

@@ -109,7 +109,8 @@ pub async fn start_member(
         data_epoch.clone(),
         log,
     )
-    .keep_history(config.repl_backlog_bytes);
+    .keep_history(config.repl_backlog_bytes)
+    .publish_position(context.position.clone());
     let follower = Follower::start_in_arbiter(&parts.arbiter.handle(), move |_| follower);
     // Closed to client writes until the cluster names this member primary.
     parts
@@ -198,6 +199,7 @@ pub async fn start_member(
             full_sync_buffer_bytes: config.repl_full_sync_buffer_bytes,
             timeout: config.repl_timeout,
         },
+        position: context.position.clone(),
     };
     let coordinator_log = log.clone();
     let coordinator = Coordinator::start_in_arbiter(&parts.arbiter.handle(), move |_| {

@@ -19,6 +19,8 @@ use actix_rt::Arbiter;
 use kv_actors::replication::auth::ClusterSecret;
 use kv_actors::replication::data_epoch::DataEpoch;
 use kv_actors::replication::follower::Follower;
+use kv_actors::replication::node_position::NodePosition;
+use kv_actors::replication::position_token::History;
 use kv_actors::replication::replication_id::{self, Lineage, ReplicationState};
 use kv_actors::replication::replicator::{Replicator, ReplicatorConfig};
 use kv_actors::server::listener::{ClientCount, Listener, ListenerConfig, StopAccepting};
@@ -120,6 +122,8 @@ pub struct Node {
     /// What sessions report and wait on; used at shutdown to let replicas catch up.
     context: NodeContext,
     stopping: tokio::sync::watch::Sender<bool>,
+    /// Where clients wait in `WAITPOS`: ended at shutdown as `WAIT`s are.
+    position: NodePosition,
     /// A failover-cluster member's control plane.
     member: Option<failover::ControlPlane>,
 }
@@ -192,6 +196,8 @@ impl Node {
             settings: Arc::new(redis_settings(config, addr)),
             ..NodeContext::default()
         };
+        // How far the node's history is safe, for `WAITPOS`; its history is set below.
+        node_context.position.track(durability.clone());
         let mut lineage = None;
         let mut member = None;
         let role = match config.peers.is_empty() {
@@ -255,6 +261,9 @@ impl Node {
                     node_context.replicas.push(progress);
                 }
                 node_context.replication_id = id.clone();
+                let previous = history.previous.clone();
+                let own = History::new(Some(&history.id), previous, 0);
+                node_context.position.set_history(own);
                 lineage = Some(history);
             }
             Role::Replica => {
@@ -295,6 +304,7 @@ impl Node {
                     DataEpoch::default(),
                     &log,
                 );
+                let follower = follower.publish_position(node_context.position.clone());
                 node_context.follower = Some(Follower::start_in_arbiter(
                     &store_arbiter.handle(),
                     move |_| follower,
@@ -346,6 +356,7 @@ impl Node {
             log,
             dir,
             lineage,
+            position: node_context.position.clone(),
             context: node_context,
             stopping,
             member,
@@ -385,6 +396,7 @@ impl Node {
         }
         // Ends every WAIT, so its session can finish.
         self.stopping.send_replace(true);
+        self.position.stop();
         let drained = self.listener.send(StopAccepting);
         let mut complete = true;
         if tokio::time::timeout(grace, drained).await.is_err() {

@@ -55,7 +55,10 @@ fn one_command_prints_its_reply() {
 fn an_error_reply_exits_one() {
     let node = NodeProcess::start(&[]);
     let output = kvcli(Some(&node), &["GET"], "");
-    assert_eq!(stdout(&output), "ERROR: usage: GET <key>\n");
+    assert_eq!(
+        stdout(&output),
+        "ERROR: usage: GET <key> [AFTER <token> <timeout-ms>]\n"
+    );
     assert_eq!(output.status.code(), Some(1));
 }
 

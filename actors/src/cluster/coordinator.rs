@@ -33,6 +33,8 @@ use crate::consensus::{ClusterState, Consensus, Leadership, NodeId};
 use crate::replication::auth::ClusterSecret;
 use crate::replication::data_epoch::DataEpoch;
 use crate::replication::follower::{Fence, Follower, Rebase};
+use crate::replication::node_position::NodePosition;
+use crate::replication::position_token::History;
 use crate::replication::progress::LinkState;
 use crate::replication::replication_id::{self, Previous, ReplicationState};
 use crate::replication::replicator::{Replicator, ReplicatorConfig, StopReplicating};
@@ -82,6 +84,8 @@ pub struct CoordinatorParts {
     pub data_epoch: DataEpoch,
     /// How to replicate as a primary.
     pub replication: ReplicationSettings,
+    /// Where `WAITPOS` reads the node's history: this node's own while it is primary.
+    pub position: NodePosition,
 }
 
 /// Keeps this node's role in step with the cluster's decisions.
@@ -339,8 +343,11 @@ impl Coordinator {
             self.replicators.push(replicator);
             replicas.push(progress);
         }
-        // Streams of older epochs end; then client writes open (after the subscriptions).
+        // Streams of older epochs end; then client writes open (after the subscriptions), in
+        // this node's own history.
         self.parts.follower.do_send(Fence { epoch });
+        let history = History::new(Some(&id), previous.clone(), epoch);
+        self.parts.position.set_history(history);
         self.parts.store.do_send(SetWrites { open: true });
         let election_ms = self.leader.1.elapsed().as_millis() as u64;
         let me_addr = state.members.get(&me).map(|m| m.addr.clone());

@@ -24,6 +24,8 @@ use super::command_table::{self, parse_resp_command, TableQuery};
 pub use super::error::CommandError;
 use super::expiry_commands::{expiry_op, LineExpiry};
 use super::keyspace_commands::keyspace_op;
+use super::position_commands;
+pub use super::position_commands::PositionWait;
 use super::reply::Reply;
 use super::string_commands::string_op;
 use super::words::printable;
@@ -131,6 +133,12 @@ pub enum Command {
     /// stream, even one whose history is behind this replica's. The operator's answer to a
     /// primary that refuses to overwrite the replica (`INFO`: `replicaN_state=refused`).
     Resync,
+    /// `LASTPOS`: the position token of what this connection's replies have shown it.
+    LastPos,
+    /// `WAITPOS <token> <timeout-ms>`: until this node's data holds the token's position.
+    WaitPos(PositionWait),
+    /// A read that waits for a position first: `GET <key> AFTER <token> <timeout-ms>`.
+    After(PositionWait, Box<Command>),
 }
 
 impl From<FailoverArgs> for Command {
@@ -147,6 +155,7 @@ impl Command {
     pub fn is_write(&self) -> bool {
         match self {
             Command::StringOp(op) => op.is_write(),
+            Command::After(_, command) => command.is_write(),
             Command::LineExpiry(LineExpiry::Ttl(_)) => false,
             Command::LineExpiry(_) => true,
             _ => matches!(
@@ -190,6 +199,12 @@ pub enum Plan {
     Watch(Vec<Bytes>),
     /// `UNWATCH` this connection's keys.
     Unwatch,
+    /// `LASTPOS`: by the session, from what its replies have shown.
+    LastPos,
+    /// `WAITPOS`: the session waits for the node's position before it sends the batch.
+    WaitPos(PositionWait),
+    /// This plan, once the node's position holds the wait's (or the wait's error instead).
+    After(PositionWait, Box<Plan>),
 }
 
 /// A command answered from the node's state rather than by the Store's operations.
@@ -311,6 +326,9 @@ impl Command {
                 timeout_ms,
             }),
             Command::Hello { version, name } => Plan::Hello { version, name },
+            Command::LastPos => Plan::LastPos,
+            Command::WaitPos(wait) => Plan::WaitPos(wait),
+            Command::After(wait, command) => Plan::After(wait, Box::new(command.plan(ops))),
         }
     }
 }
@@ -468,6 +486,7 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
             | "expiretime" | "pexpiretime" | "persist" | "getex",
             _,
         ) => expiry_op(name, args).map(Command::StringOp),
+        ("get", 5) | ("lastpos" | "waitpos", _) => position_commands::parse_resp(name, args),
         ("get", 2) => Ok(Command::Get {
             key: args.swap_remove(1),
         }),

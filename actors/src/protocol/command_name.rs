@@ -54,6 +54,9 @@ impl Command {
             Command::LineExpiry(LineExpiry::Expire(_)) => "expire",
             Command::LineExpiry(LineExpiry::Ttl(_)) => "ttl",
             Command::LineExpiry(LineExpiry::Persist(_)) => "persist",
+            Command::LastPos => "lastpos",
+            Command::WaitPos(_) => "waitpos",
+            Command::After(_, command) => command.name(),
         }
     }
 }

@@ -110,7 +110,7 @@ pub const TABLE: &[CommandSpec] = &[
     both(spec("failover", -1, ADMIN, NONE, "@admin")),
     spec("flushall", -1, WRITE, NONE, "@keyspace"),
     spec("flushdb", -1, WRITE, NONE, "@keyspace"),
-    both(spec("get", 2, READ_FAST, ONE, "@string")),
+    both(spec("get", -2, READ_FAST, ONE, "@string")),
     spec("getdel", 2, WRITE_FAST, ONE, "@string"),
     spec("getex", -2, WRITE_FAST, ONE, "@string"),
     spec("getrange", 4, READ, ONE, "@string"),
@@ -121,6 +121,7 @@ pub const TABLE: &[CommandSpec] = &[
     spec("incrbyfloat", 3, WRITE_OOM_FAST, ONE, "@string"),
     both(spec("info", -1, STALE, NONE, "@server")),
     spec("keys", 2, READ, NONE, "@keyspace"),
+    both(spec("lastpos", 1, STALE_FAST, NONE, "@connection")),
     spec("mget", -2, READ_FAST, ALL, "@string"),
     spec("mset", -3, WRITE_OOM, PAIRS, "@string"),
     spec("msetnx", -3, WRITE_OOM, PAIRS, "@string"),
@@ -153,6 +154,13 @@ pub const TABLE: &[CommandSpec] = &[
     spec("unlink", -2, WRITE_FAST, ALL, "@keyspace"),
     spec("unwatch", 1, NOSCRIPT, NONE, "@transaction"),
     both(spec("wait", 3, &["noscript"], NONE, "@connection")),
+    both(spec(
+        "waitpos",
+        3,
+        &["noscript", "stale"],
+        NONE,
+        "@connection",
+    )),
     spec("watch", -2, NOSCRIPT, ALL, "@transaction"),
 ];
 

@@ -1,6 +1,7 @@
 //! What can go wrong with a request, worded for the client: in the line protocol as the text
 //! after `ERROR: `, in RESP as Redis words it.
 
+use crate::replication::node_position::PositionError;
 use thiserror::Error;
 
 /// Why a line is not a valid request; its `Display` is the text after `ERROR: `.
@@ -15,6 +16,10 @@ pub enum CommandError {
     /// A RESP request error, worded as Redis words it (the code word, then the message).
     #[error("{0}")]
     Redis(String),
+    /// An argument the command cannot take (said in either protocol's words: `ERR ` before it
+    /// over RESP).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Everything a client can be told went wrong; its `Display` is the text after `ERROR: `.
@@ -86,6 +91,11 @@ pub enum ErrorReply {
     /// `PersistenceFailed`, the client knows the write did not happen.
     #[error("writes refused until the disk recovers (not applied): {0}")]
     WritesRefused(std::sync::Arc<str>),
+    /// `WAITPOS` or a read's `AFTER` did not reach its position: this node's history does not
+    /// contain it (`NOHISTORY`), or the time ran out (`TIMEOUT`). The client reads from the
+    /// primary instead, or waits longer; it is never shown older data.
+    #[error("{code}: {0}", code = .0.code())]
+    Position(PositionError),
 }
 
 impl ErrorReply {
@@ -110,6 +120,7 @@ impl ErrorReply {
             ErrorReply::WaitOnReplica => "ERR WAIT cannot be used with replica instances".into(),
             // Redis's word for "writes are stopped because persistence is failing".
             ErrorReply::WritesRefused(_) => format!("MISCONF {self}"),
+            ErrorReply::Position(error) => format!("{} {error}", error.code()),
             other => format!("ERR {other}"),
         }
     }

@@ -10,10 +10,10 @@ use bytes::Bytes;
 use super::cluster_commands::parse_failover;
 use super::command::{Command, CommandError};
 use super::expiry_commands::{self, LineExpiry};
+use super::position_commands;
 use super::words::{printable, token};
 
 pub(crate) const PUT_USAGE: &str = "PUT <key> <value>";
-pub(crate) const GET_USAGE: &str = "GET <key>";
 pub(crate) const DEL_USAGE: &str = "DEL <key>";
 pub(crate) const WAIT_USAGE: &str = "WAIT <numreplicas> <timeout-ms>";
 const PUTEX_USAGE: &str = "PUTEX <key> <seconds> <value>";
@@ -41,8 +41,11 @@ pub fn parse(line: &Bytes) -> Option<Result<Command, CommandError>> {
         None => Ok(()),
         Some(_) => Err(CommandError::Usage(usage)),
     };
-    let command = if verb.eq_ignore_ascii_case(b"GET") {
-        single_key(GET_USAGE).map(|key| Command::Get { key })
+    let command = if verb.eq_ignore_ascii_case(b"GET")
+        || verb.eq_ignore_ascii_case(b"LASTPOS")
+        || verb.eq_ignore_ascii_case(b"WAITPOS")
+    {
+        position_commands::parse_line(verb, &line, verb_end)
     } else if verb.eq_ignore_ascii_case(b"PUT") {
         parse_put(&line, verb_end)
     } else if verb.eq_ignore_ascii_case(b"DEL") {

@@ -6,6 +6,7 @@
 //!   tests check the two agree) and its name in [`command_name`]. [`client_commands`],
 //!   [`string_commands`], [`expiry_commands`], [`keyspace_commands`] and [`cluster_commands`]
 //!   parse families of commands for it.
+//!   [`position_commands`] parses `LASTPOS`, `WAITPOS` and `GET ... AFTER` (read-your-writes).
 //! - [`reply`]: replies, and how each is framed in either protocol; [`error`]: the errors a
 //!   client can be told.
 //! - [`resp`]: RESP2 frames: the request decoder and reply encoders.
@@ -25,6 +26,7 @@ pub mod inline;
 pub mod keyspace_commands;
 pub mod line;
 pub mod line_commands;
+pub mod position_commands;
 pub mod reply;
 pub mod resp;
 pub mod string_commands;

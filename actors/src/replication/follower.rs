@@ -23,51 +23,16 @@ pub use super::follower_messages::{
     Ack, Attach, CurrentAck, Detach, Fence, Fenced, FollowerInfo, Peek, Position, Rebase, Resync,
     Stream, Superseded,
 };
-use super::replication_id::ReplicationState;
+use super::follower_parts::{Basis, Loading, Step};
+use super::node_position::NodePosition;
+use super::position_token::History;
+use super::replication_id::{Previous, ReplicationState};
 use super::wire::SyncStart;
 use crate::storage::durability::Durability;
 use crate::storage::record::Entry;
 use crate::storage::writer::{Follow, Reset, Writer};
 use crate::store::keyspace::Keyspace;
 use crate::store::{Apply, Change, Mutation, Replace, Seq, Store};
-
-/// Where a replica stood when a primary attached: what the primary's choice of resync rests on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Basis {
-    /// The history the replica's data belonged to.
-    replication_id: Option<String>,
-    /// How far.
-    applied: Seq,
-    /// Whether its data was disposable (then any full resync is welcome).
-    discard: bool,
-}
-
-/// A full resync being received.
-struct Loading {
-    /// The primary's replication id: the history the snapshot belongs to.
-    id: String,
-    /// The offset the snapshot reflects.
-    seq: Seq,
-    /// The keys received so far, installed whole once the end marker arrives.
-    keyspace: Keyspace,
-    /// How many keys arrived, checked against the end marker's count.
-    count: u64,
-}
-
-/// One step the Store and writer must take, in order.
-enum Step {
-    /// Apply these mutations through the Store (which the writer persists).
-    Apply(Vec<Mutation>),
-    /// Replace all the data with a received snapshot: the writer first, then the Store.
-    Install {
-        /// The snapshot's keys, as received.
-        keyspace: Keyspace,
-        /// The last mutation the snapshot includes.
-        seq: Seq,
-        /// The primary's replication id: the history the replica holds once it is installed.
-        id: String,
-    },
-}
 
 /// Applies a primary's stream on a replica.
 pub struct Follower {
@@ -119,6 +84,10 @@ pub struct Follower {
     /// this node is elected, its replicas that are behind resume from them by a partial
     /// resync instead of a full one (Redis keeps its backlog on replicas for PSYNC2 alike).
     history: Option<Backlog>,
+    /// The history its primary's continues, as far as this replica knows (the one it held
+    /// when its primary continued it under a new id); and where `WAITPOS` reads its history.
+    previous: Option<Previous>,
+    position: Option<NodePosition>,
 }
 
 impl Follower {
@@ -164,6 +133,27 @@ impl Follower {
             data_epoch,
             last_frame: None,
             history: None,
+            previous: None,
+            position: None,
+        }
+    }
+
+    /// Publish the history the data belongs to in `position` (`WAITPOS`), now and on change.
+    pub fn publish_position(mut self, position: NodePosition) -> Follower {
+        self.position = Some(position);
+        self.publish_history();
+        self
+    }
+
+    /// Publish the history the data belongs to now (none while disposable), if it changed.
+    fn publish_history(&self) {
+        if let Some(position) = &self.position {
+            let id = self.replication_id.as_deref().filter(|_| !self.discard);
+            position.set_history(History::new(
+                id,
+                self.previous.clone(),
+                self.data_epoch.get(),
+            ));
         }
     }
 
@@ -249,7 +239,11 @@ impl Follower {
                         "offset" => offset);
                     let following = ReplicationState::Following { id: id.clone() };
                     self.writer.do_send(Follow(following));
-                    self.replication_id = Some(id);
+                    let offset = self.applied;
+                    self.previous = self
+                        .replication_id
+                        .replace(id)
+                        .map(|id| Previous { id, offset });
                 } else {
                     info!(self.log, "partial resync: continuing the stream"; "offset" => offset);
                 }
@@ -417,6 +411,8 @@ impl Handler<Rebase> for Follower {
         self.replication_id = Some(msg.id);
         self.applied = msg.applied;
         self.recent.clear();
+        self.previous = None;
+        self.publish_history();
         if let Some(history) = self.history.as_mut() {
             // What it wrote as a primary is not here: start again from where it stands.
             *history = history.emptied_at(msg.applied);
@@ -452,6 +448,7 @@ impl Handler<Resync> for Follower {
         self.discard = true;
         self.data_epoch.set_disposable(true);
         self.recent.clear();
+        self.publish_history();
         if let Some((_, current)) = self.link.take() {
             current.do_send(Superseded);
         }
@@ -513,6 +510,8 @@ impl Handler<Stream> for Follower {
         let keep_history = self.history.is_some();
         // Before any `Reset` this part sends: the writer's generation after it is one more.
         let generation_before = self.durability.current().generation;
+        let position = self.position.clone();
+        let data_epoch_now = self.data_epoch.get();
         let work = async move {
             let mut batches: Vec<Arc<[Mutation]>> = Vec::new();
             let mut reset_at = None;
@@ -543,6 +542,11 @@ impl Handler<Stream> for Follower {
                         // Queued before the Store can publish anything after the snapshot,
                         // so the writer stores the snapshot before those mutations; not
                         // awaited, so a large install never silences the link's ACKs.
+                        if let Some(position) = &position {
+                            // Another history's from here, safe once the writer stored it.
+                            let history = History::new(Some(&id), None, epoch.max(data_epoch_now));
+                            position.install(history, seq, generation_before + 1);
+                        }
                         writer.do_send(Reset {
                             data: snapshot,
                             seq,
@@ -582,11 +586,13 @@ impl Handler<Stream> for Follower {
                     act.replication_id = Some(id);
                     act.discard = false;
                     act.recent.clear();
+                    act.previous = None;
                     act.reset_generation = Some(generation_before + 1);
                 }
                 if let Some(applied) = applied {
                     act.applied = applied;
                 }
+                act.publish_history();
                 Ok(act.ack(link))
             },
         )))

@@ -7,6 +7,8 @@
 //! [`replica_link`]. [`replication_id`] records which history a node's data belongs to.
 //! Every message either side sends is defined, parsed and encoded in [`wire`]; [`auth`] makes
 //! and checks the proofs by which each side of a link shows it knows the cluster secret.
+//! [`node_position`] keeps how far a node's history is safe, for clients that wait for a
+//! [`position_token`] (read-your-writes on replicas).
 
 pub mod auth;
 pub mod backlog;
@@ -14,7 +16,10 @@ pub mod data_epoch;
 pub mod fingerprint;
 pub mod follower;
 pub mod follower_messages;
+pub mod follower_parts;
 pub mod handshake;
+pub mod node_position;
+pub mod position_token;
 pub mod progress;
 pub mod replica_link;
 pub mod replication_id;

@@ -87,11 +87,12 @@ pub async fn wait_for(
     }
 }
 
-/// Counts a client as blocked while it lives.
-struct Blocked<'a>(&'a AtomicUsize);
+/// Counts a client as blocked while it lives (`WAIT`, `WAITPOS`).
+pub(crate) struct Blocked<'a>(&'a AtomicUsize);
 
 impl<'a> Blocked<'a> {
-    fn new(counter: &'a AtomicUsize) -> Self {
+    /// Count one more blocked client, until this is dropped.
+    pub(crate) fn new(counter: &'a AtomicUsize) -> Self {
         counter.fetch_add(1, Ordering::Relaxed);
         Blocked(counter)
     }

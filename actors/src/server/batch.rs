@@ -14,6 +14,7 @@ use super::node_query::QueryError;
 use super::session_config::SessionConfig;
 use crate::protocol::command::{Fold, NodeQuery};
 use crate::protocol::reply::Reply;
+use crate::replication::node_position::NodePosition;
 use crate::replication::replica_link::LinkError;
 use crate::store::{Seq, Store};
 
@@ -25,7 +26,15 @@ pub enum Step {
         ops: usize,
         /// How they become its reply.
         fold: Fold,
+        /// The batch's position wait this read waited for (`GET ... AFTER`): if it failed,
+        /// its error is the reply instead.
+        after: Option<usize>,
     },
+    /// `WAITPOS`: the outcome of the batch's position wait with this index.
+    WaitPos(usize),
+    /// `LASTPOS`: the token of what the connection's replies have shown it, in the node's
+    /// history (which it carries).
+    LastPos(NodePosition),
     /// The session itself, with this reply.
     Reply(Reply),
     /// This reply, once the batch's next outcome (of an op the session added: `UNWATCH` at
@@ -62,4 +71,6 @@ pub struct Answered {
     pub close: bool,
     /// The connection's latest write, including the batch's.
     pub last_write: Seq,
+    /// The latest position the connection's replies have shown it, including the batch's.
+    pub observed: Seq,
 }

@@ -11,6 +11,7 @@
 //! - [`node_context`]: what every session of a node shares about the node.
 //! - [`node_query`]: the answers to commands about the node (`DBSIZE`, `INFO`, `DIGEST`,
 //!   `WAIT`, `HELLO`); [`info`] and [`digest`] compute the `INFO` and `DIGEST` ones.
+//! - [`position_waits`]: a batch's waits for positions (`WAITPOS`, `GET ... AFTER`).
 //! - [`client_registry`]: the node's client connections, which sessions join and leave;
 //!   [`client_query`] answers `CLIENT ...` from it.
 
@@ -24,6 +25,7 @@ pub mod listener;
 pub mod node_context;
 pub mod node_query;
 pub mod output;
+pub mod position_waits;
 pub mod session;
 pub mod session_config;
 pub mod session_owner;

@@ -14,6 +14,7 @@ use crate::cluster::view::ClusterView;
 use crate::protocol::error::ErrorReply;
 use crate::replication::auth::ClusterSecret;
 use crate::replication::follower::Follower;
+use crate::replication::node_position::NodePosition;
 use crate::replication::progress::ReplicaProgress;
 use crate::replication::wait;
 use crate::store::Seq;
@@ -59,6 +60,9 @@ pub struct NodeContext {
     pub settings: Arc<Vec<(&'static str, String)>>,
     /// The node's client connections, for `CLIENT LIST` and `CLIENT KILL`.
     pub client_registry: Arc<ClientRegistry>,
+    /// The history the node's data belongs to and how far it is safe: what `LASTPOS` names and
+    /// `WAITPOS` waits for.
+    pub position: NodePosition,
 }
 
 impl NodeContext {

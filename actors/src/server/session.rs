@@ -36,12 +36,13 @@ use super::client_query;
 use super::client_registry::{self, Kill, Registration};
 use super::node_query;
 use super::output;
+use super::position_waits::PositionWaits;
 use super::session_config::SessionConfig;
 pub use super::session_owner::{SessionClosed, SessionOwner, SessionReplicating, Shutdown};
 use super::transaction::{gather_exec_replies, size_exec, Planned, Transaction};
 use super::watched::Watched;
 use crate::protocol::codec::{CodecError, ConnectionCodec, Frame, Request};
-use crate::protocol::command::{Command, CommandError, Fold, Plan};
+use crate::protocol::command::{Command, CommandError, Fold, Plan, PositionWait};
 use crate::protocol::line::LineTooLong;
 use crate::protocol::reply::{ErrorReply, Protocol, Reply};
 use crate::replication::replica_link::{Handshake, ReplicaLink};
@@ -72,6 +73,11 @@ pub struct Session {
     out: BytesMut,
     /// The sequence number of this connection's latest write, for `WAIT`.
     last_write: Seq,
+    /// The latest position this connection's replies have shown it (its writes, and the
+    /// state its reads saw), for `LASTPOS`.
+    observed: Seq,
+    /// The position waits of the batch being planned (`WAITPOS`, `GET ... AFTER`).
+    waits: Option<PositionWaits>,
     /// When the last batch was answered: with `last_read`, what `--timeout` measures from.
     last_answered: Instant,
     /// Let in past the client limit for a replication stream: anything else closes it.
@@ -166,6 +172,8 @@ impl Session {
                 writer: Some(writer),
                 out: BytesMut::with_capacity(4096),
                 last_write: 0,
+                observed: 0,
+                waits: None,
                 handshake: None,
                 replication: None,
                 replication_only,
@@ -234,6 +242,7 @@ impl Session {
                     steps.push(Step::Store {
                         ops: 1,
                         fold: Fold::ExecCheck,
+                        after: None,
                     });
                     continue;
                 }
@@ -246,7 +255,11 @@ impl Session {
             } else if let (true, Some(reason)) = (command.is_write(), &refuse_writes) {
                 Step::Reply(Reply::Error(ErrorReply::WritesRefused(reason.clone())))
             } else {
-                match command.plan(&mut ops) {
+                let (plan, after) = match command.plan(&mut ops) {
+                    Plan::After(wait, plan) => (*plan, Some(self.wait_for(wait))),
+                    plan => (plan, None),
+                };
+                match plan {
                     Plan::Store { ops: n, .. } if stale.is_some() => {
                         // No command of the batch reaches the Store: this node's data may
                         // hold writes the current epoch discards. (What the session adds for
@@ -254,7 +267,13 @@ impl Session {
                         ops.truncate(ops.len().saturating_sub(n));
                         Step::Reply(Reply::Error(stale.clone().unwrap_or(ErrorReply::NoPrimary)))
                     }
-                    Plan::Store { ops, fold } => Step::Store { ops, fold },
+                    Plan::Store { ops, fold } => Step::Store { ops, fold, after },
+                    Plan::WaitPos(wait) => Step::WaitPos(self.wait_for(wait)),
+                    Plan::LastPos => Step::LastPos(self.config.node.position.clone()),
+                    // Not nested: `AFTER` wraps a read.
+                    Plan::After(..) => Step::Reply(Reply::Error(ErrorReply::Command(
+                        CommandError::Invalid("AFTER cannot be nested".into()),
+                    ))),
                     Plan::Reply(reply) => Step::Reply(reply),
                     Plan::Node(query) => Step::Node(query, self.store.clone(), self.config.clone()),
                     Plan::Hello { version, name } => {
@@ -275,6 +294,7 @@ impl Session {
                         Step::Store {
                             ops: 1,
                             fold: Fold::AllOk,
+                            after: None,
                         }
                     }
                     Plan::Unwatch => {
@@ -282,6 +302,7 @@ impl Session {
                         Step::Store {
                             ops: 1,
                             fold: Fold::AllOk,
+                            after: None,
                         }
                     }
                     Plan::Client(command) => Step::Reply(client_query::answer(
@@ -320,19 +341,33 @@ impl Session {
             .iter()
             .any(|op| matches!(op, Op::Unwatch(_) | Op::Exec(..)))
             .then(|| (self.store.clone(), self.id));
-        let store_reply = (!ops.is_empty()).then(|| self.store.send(Batch { ops }));
+        // A batch with position waits goes to the Store once they are over; any other at once.
+        let waits = self.waits.take();
+        let touches_store = !ops.is_empty();
+        let (store_reply, deferred) = match (touches_store, &waits) {
+            (false, _) => (None, None),
+            (true, None) => (Some(self.store.send(Batch { ops })), None),
+            (true, Some(_)) => (None, Some((self.store.clone(), ops))),
+        };
         let limit = self.config.output_limit;
         // Only a batch the Store answers waits for the writer.
-        let mut durability = store_reply
-            .is_some()
-            .then(|| self.config.durability.clone());
-        let confirm = (store_reply.is_some() && self.config.node.confirms())
-            .then(|| self.config.node.clone());
+        let mut durability = touches_store.then(|| self.config.durability.clone());
+        let confirm =
+            (touches_store && self.config.node.confirms()).then(|| self.config.node.clone());
+        let mut observed = self.observed;
         let serving = self.serving;
         let exec_groups = std::mem::take(&mut self.exec_groups);
         let mut last_write = self.last_write;
         let protocol = self.protocol;
         let work = async move {
+            let waited = match waits {
+                Some(waits) => Box::pin(waits.run()).await,
+                None => Vec::new(),
+            };
+            let store_reply = match deferred {
+                Some((store, ops)) => Some(store.send(Batch { ops })),
+                None => store_reply,
+            };
             let (outcomes, seen, refused) = match store_reply {
                 Some(reply) => {
                     let result = reply.await?;
@@ -362,6 +397,9 @@ impl Session {
             if let (None, Some(node)) = (&not_safe, &confirm) {
                 not_safe = Box::pin(node.confirm(seen, serving)).await.err();
             }
+            if not_safe.is_none() {
+                observed = observed.max(seen);
+            }
             let mut store_replies = Vec::new();
             let mut outcomes = outcomes.into_iter();
             let mut replies = Vec::with_capacity(steps.len());
@@ -372,7 +410,14 @@ impl Session {
                         outcomes.next();
                         reply
                     }
-                    Step::Store { ops, fold } => {
+                    Step::WaitPos(i) => match waited.get(i) {
+                        Some(Err(error)) => Reply::Error(error.clone()),
+                        _ => Reply::Ok,
+                    },
+                    Step::LastPos(position) => {
+                        Reply::Value(position.token(observed).to_string().into())
+                    }
+                    Step::Store { ops, fold, after } => {
                         let taken: Vec<Outcome> = outcomes.by_ref().take(ops).collect();
                         for outcome in &taken {
                             if let Some(seq) = outcome.applied() {
@@ -380,11 +425,14 @@ impl Session {
                             }
                         }
                         store_replies.push(replies.len());
-                        match &not_safe {
+                        let unreached = after.and_then(|i| waited.get(i)?.clone().err());
+                        match (&not_safe, unreached) {
                             // A write whose durability is unknown, or a read that could show
                             // such a write, is answered with the failure instead.
-                            Some(error) => Reply::Error(error.clone()),
-                            None => fold.reply(taken.into_iter()),
+                            (Some(error), _) => Reply::Error(error.clone()),
+                            // A read whose position was not reached shows nothing.
+                            (None, Some(error)) => Reply::Error(error),
+                            (None, None) => fold.reply(taken.into_iter()),
                         }
                     }
                     // Boxed, so that the common batch's future (allocated for every batch)
@@ -421,12 +469,21 @@ impl Session {
                 out,
                 close,
                 last_write,
+                observed,
             })
         };
         ctx.wait(
             work.into_actor(self)
                 .map(|result, act, ctx| act.answered(result, ctx)),
         );
+    }
+
+    /// Add a position wait to the batch being planned; answers its index among the waits.
+    fn wait_for(&mut self, wait: PositionWait) -> usize {
+        let node = &self.config.node;
+        self.waits
+            .get_or_insert_with(|| PositionWaits::new(node.position.clone(), node.blocked.clone()))
+            .push(wait)
     }
 
     /// Take the writer back after a batch; close if asked or if the batch failed.
@@ -442,6 +499,7 @@ impl Session {
                 self.writer = Some(answered.writer);
                 self.out = answered.out;
                 self.last_write = answered.last_write;
+                self.observed = answered.observed;
                 if answered.close {
                     ctx.stop();
                 }

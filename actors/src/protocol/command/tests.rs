@@ -2,7 +2,8 @@
 //! the errors worded for people who know the C++ store or Redis.
 
 use super::*;
-use crate::protocol::line_commands::{parse, DEL_USAGE, GET_USAGE, PUT_USAGE, WAIT_USAGE};
+use crate::protocol::line_commands::{parse, DEL_USAGE, PUT_USAGE, WAIT_USAGE};
+use crate::protocol::position_commands::GET_AFTER_USAGE as GET_USAGE;
 use crate::protocol::words::MAX_ECHOED_VERB;
 
 fn p(line: &str) -> Option<Result<Command, CommandError>> {

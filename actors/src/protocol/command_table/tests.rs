@@ -110,6 +110,8 @@ const EXAMPLES: &[(&str, Option<&str>)] = &[
     ("type k", None),
     ("unlink k", Some("del")),
     ("wait 0 0", None),
+    ("waitpos 0:-:0 0", None),
+    ("lastpos", None),
 ];
 
 fn resp(words: &[&str]) -> Option<Result<Command, CommandError>> {
@@ -262,7 +264,8 @@ fn command_info_and_count_answer_in_redis_shape() {
     };
     assert_eq!(get.len(), 10);
     assert_eq!(get[0], Reply::Value(Bytes::from_static(b"get")));
-    assert_eq!(get[1], Reply::Integer(2));
+    // `GET key [AFTER token timeout-ms]`: at least two words.
+    assert_eq!(get[1], Reply::Integer(-2));
     assert_eq!(
         get[2],
         Reply::Array(vec![Reply::Status("readonly"), Reply::Status("fast")])

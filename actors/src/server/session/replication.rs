@@ -122,7 +122,7 @@ impl Session {
             return;
         };
         let out = std::mem::take(&mut self.out);
-        let last_write = self.last_write;
+        let (last_write, observed) = (self.last_write, self.observed);
         let work = async move {
             let line = line.await?;
             writer.write_all(&line).await?;
@@ -131,6 +131,7 @@ impl Session {
                 out,
                 close,
                 last_write,
+                observed,
             })
         };
         ctx.wait(work.into_actor(self).map(|result, act, ctx| {

@@ -1,0 +1,303 @@
+//! Where a node's data stands, and the clients waiting for it to get somewhere (`WAITPOS`,
+//! `GET ... AFTER`).
+//!
+//! [`NodePosition`] is shared by every session of a node. It holds the node's [`History`] (set
+//! by whoever decides it: the node assembly for a fixed primary, the Follower on a replica,
+//! the coordinator when a failover member is promoted) and the last mutation that is as safe
+//! as the `--fsync` policy promises, which one task copies from the persistence writer's
+//! progress ([`NodePosition::track`]).
+//!
+//! Waiting costs no polling and no thread: a waiter parks a oneshot channel in a map ordered
+//! by the offset it needs, and each advance wakes exactly the waiters it passed. A change of
+//! history wakes every waiter, and each decides again ([`decide`]): a history change is rare,
+//! and can turn a wait into a refusal (the history it waited in ended short of its offset).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+use super::position_token::{decide, Decision, History, PositionToken};
+use super::wait::Blocked;
+use crate::storage::durability::Durability;
+use crate::store::Seq;
+
+/// Why a wait for a position did not end with the position reached.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PositionError {
+    /// The node's history does not contain the position, and never will.
+    #[error("{0}")]
+    Never(String),
+    /// The time given ran out first.
+    #[error("position {token} not reached within {timeout_ms} ms (this node has {have})")]
+    Timeout {
+        /// The token waited for.
+        token: String,
+        /// How long it waited.
+        timeout_ms: u64,
+        /// Where this node stood when the time ran out.
+        have: String,
+    },
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    Stopping,
+}
+
+impl PositionError {
+    /// The error's code word, first in its reply (as Redis's `NOREPLICAS`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            PositionError::Never(_) => "NOHISTORY",
+            PositionError::Timeout { .. } => "TIMEOUT",
+            PositionError::Stopping => "ERR",
+        }
+    }
+}
+
+/// What the waiters share.
+#[derive(Debug, Default)]
+struct State {
+    /// The history the node's data belongs to.
+    history: History,
+    /// Every mutation up to this one is as safe as the policy promises.
+    safe: Seq,
+    /// Progress of writer generations older than this is ignored: a full resync replaced the
+    /// data, and what the writer reported before is another history's.
+    min_generation: u64,
+    /// The writer generation last reported.
+    generation: u64,
+    /// Waiters by the offset they need (and a number that keeps two apart).
+    waiters: BTreeMap<(Seq, u64), oneshot::Sender<()>>,
+    /// Waiters for a history this node does not hold yet: woken when it changes.
+    unknown: BTreeMap<u64, oneshot::Sender<()>>,
+    /// Numbers the waiters.
+    next: u64,
+    /// Set once the node stops: every waiter is woken, and none waits again.
+    stopped: bool,
+}
+
+/// A node's history and safe position, and the clients waiting on them.
+#[derive(Debug, Clone, Default)]
+pub struct NodePosition {
+    state: Arc<Mutex<State>>,
+}
+
+impl NodePosition {
+    /// A position in `history`, safe up to `safe`.
+    pub fn new(history: History, safe: Seq) -> NodePosition {
+        let position = NodePosition::default();
+        {
+            let mut state = position.lock();
+            state.history = history;
+            state.safe = safe;
+        }
+        position
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent whatever a panicking holder did: each change is one
+        // assignment.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The history the node's data belongs to now.
+    pub fn history(&self) -> History {
+        self.lock().history.clone()
+    }
+
+    /// The token for `offset` in the node's history now.
+    pub fn token(&self, offset: Seq) -> PositionToken {
+        let state = self.lock();
+        PositionToken {
+            epoch: state.history.epoch,
+            id: match offset {
+                0 => None,
+                _ => state.history.id.clone(),
+            },
+            offset,
+        }
+    }
+
+    /// The node's data now belongs to `history` (its offsets continue: a partial resync under
+    /// a new id, a promotion). Every waiter decides again.
+    pub fn set_history(&self, history: History) {
+        let mut state = self.lock();
+        state.history = history;
+        wake_all(&mut state);
+    }
+
+    /// A full resync replaced the node's data with `history` as of `seq`: what the writer
+    /// reports counts again once it reports generation `generation` (the one that stored it).
+    pub fn install(&self, history: History, seq: Seq, generation: u64) {
+        let mut state = self.lock();
+        state.history = history;
+        state.min_generation = generation;
+        state.safe = if state.generation >= generation {
+            state.safe
+        } else {
+            seq.min(state.safe)
+        };
+        wake_all(&mut state);
+    }
+
+    /// The writer reports its data safe up to `safe` in generation `generation`.
+    pub fn advance(&self, safe: Seq, generation: u64) {
+        let mut state = self.lock();
+        state.generation = generation;
+        if generation < state.min_generation {
+            return;
+        }
+        let moved_back = safe < state.safe;
+        state.safe = safe;
+        if moved_back {
+            // A resync set the count back: whoever waited decides again.
+            wake_all(&mut state);
+            return;
+        }
+        let later = state.waiters.split_off(&(safe + 1, 0));
+        let due = std::mem::replace(&mut state.waiters, later);
+        for (_, waiter) in due {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// Copy the writer's progress here, from a task of its own, until the writer stops.
+    pub fn track(&self, durability: Durability) {
+        let position = self.clone();
+        let mut durability = durability;
+        tokio::spawn(async move {
+            loop {
+                let state = durability.current();
+                if state.failure.is_none() {
+                    position.advance(durability.safe(), state.generation);
+                }
+                if !durability.changed().await {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// The node stops: wake every waiter (each answers that the node is shutting down).
+    pub fn stop(&self) {
+        let mut state = self.lock();
+        state.stopped = true;
+        wake_all(&mut state);
+    }
+
+    /// Wait until the node's data holds `token`'s position (as [`decide`] rules), at most
+    /// `timeout` (none: as long as it takes). `blocked` counts the client while it waits
+    /// (`INFO`'s `blocked_clients`).
+    pub async fn wait(
+        &self,
+        token: &PositionToken,
+        timeout: Option<Duration>,
+        blocked: &AtomicUsize,
+    ) -> Result<(), PositionError> {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut counted = None;
+        let mut parked = Parked {
+            position: self,
+            key: None,
+        };
+        loop {
+            let woken = {
+                let mut state = self.lock();
+                if state.stopped {
+                    return Err(PositionError::Stopping);
+                }
+                let (sender, woken) = oneshot::channel();
+                state.next += 1;
+                let n = state.next;
+                match decide(token, &state.history, state.safe) {
+                    Decision::Ready => return Ok(()),
+                    Decision::Never(why) => return Err(PositionError::Never(why)),
+                    Decision::Until(offset) => {
+                        state.waiters.insert((offset, n), sender);
+                        parked.key = Some(Key::Offset(offset, n));
+                    }
+                    Decision::Unknown => {
+                        state.unknown.insert(n, sender);
+                        parked.key = Some(Key::Unknown(n));
+                    }
+                }
+                woken
+            };
+            counted.get_or_insert_with(|| Blocked::new(blocked));
+            let expired = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => futures::future::pending().await,
+                }
+            };
+            tokio::select! {
+                // Woken (or the sender dropped by a wake-all): decide again.
+                _ = woken => parked.key = None,
+                () = expired => {
+                    let state = self.lock();
+                    if decide(token, &state.history, state.safe) == Decision::Ready {
+                        return Ok(());
+                    }
+                    let have = PositionToken {
+                        epoch: state.history.epoch,
+                        id: state.history.id.clone(),
+                        offset: state.safe,
+                    };
+                    return Err(PositionError::Timeout {
+                        token: token.to_string(),
+                        timeout_ms: timeout.map_or(0, |t| t.as_millis() as u64),
+                        have: have.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// How many waiters are parked (for tests).
+    pub fn waiting(&self) -> usize {
+        let state = self.lock();
+        state.waiters.len() + state.unknown.len()
+    }
+}
+
+/// Wake every waiter: each decides again.
+fn wake_all(state: &mut State) {
+    for (_, waiter) in std::mem::take(&mut state.waiters) {
+        let _ = waiter.send(());
+    }
+    for (_, waiter) in std::mem::take(&mut state.unknown) {
+        let _ = waiter.send(());
+    }
+}
+
+/// Where a waiter is parked.
+#[derive(Debug, Clone, Copy)]
+enum Key {
+    /// In `waiters`, for this offset.
+    Offset(Seq, u64),
+    /// In `unknown`.
+    Unknown(u64),
+}
+
+/// Takes a waiter out of the maps when its wait ends any way but by being woken (a timeout,
+/// or the client gone), so that waiters that give up never pile up.
+struct Parked<'a> {
+    position: &'a NodePosition,
+    key: Option<Key>,
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else {
+            return;
+        };
+        let mut state = self.position.lock();
+        match key {
+            Key::Offset(offset, n) => drop(state.waiters.remove(&(offset, n))),
+            Key::Unknown(n) => drop(state.unknown.remove(&n)),
+        }
+    }
+}

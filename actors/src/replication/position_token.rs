@@ -1,0 +1,229 @@
+//! Position tokens: a client's proof of how far a node's history must have been applied before
+//! a read there can show it what it has already seen (read-your-writes and monotonic reads on
+//! replicas, as MySQL's GTIDs, PostgreSQL's LSNs and MongoDB's cluster times give).
+//!
+//! A token names a history and a place in it: `<epoch>:<replication id>:<offset>`. The
+//! replication id says which history the offset counts in (offsets of two histories are
+//! unrelated numbers), and the epoch says how recent that history is in a failover cluster
+//! (0 outside one), so that a node can tell a history it has not heard of *yet* (a newer
+//! epoch's: wait) from one it never will (an older one it does not continue: refuse).
+//!
+//! [`decide`] is the whole rule a node applies to a token. It is a pure function of the
+//! token and of what the node knows ([`History`], and how far its data is safe), so that the
+//! waiters in [`super::node_position`] can re-run it whenever either changes.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use super::replication_id::Previous;
+use crate::store::Seq;
+
+/// Where a connection's view of the data stands: the history, and how far into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionToken {
+    /// The epoch of the history's primary (0 outside a failover cluster).
+    pub epoch: u64,
+    /// The replication id of the history; `None` when the node had none yet (its token's
+    /// offset is then 0, which every node has reached).
+    pub id: Option<Arc<str>>,
+    /// The last mutation the connection's replies have shown it.
+    pub offset: Seq,
+}
+
+/// A token that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid position token '{0}' (LASTPOS gives one: <epoch>:<replication id>:<offset>)")]
+pub struct BadToken(pub String);
+
+impl fmt::Display for PositionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let id = self.id.as_deref().unwrap_or("-");
+        write!(f, "{}:{}:{}", self.epoch, id, self.offset)
+    }
+}
+
+impl FromStr for PositionToken {
+    type Err = BadToken;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || BadToken(text.chars().take(100).collect());
+        let mut parts = text.split(':');
+        let (Some(epoch), Some(id), Some(offset), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let epoch = epoch.parse().map_err(|_| bad())?;
+        let offset: Seq = offset.parse().map_err(|_| bad())?;
+        let id = match id {
+            "-" if offset == 0 => None,
+            _ if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(Arc::from(id))
+            }
+            _ => return Err(bad()),
+        };
+        Ok(PositionToken { epoch, id, offset })
+    }
+}
+
+/// What a node knows of the history its data belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// The replication id of the history it holds (a primary's own; a replica's primary's);
+    /// `None` while it holds none (a replica that has never synced, or whose data is
+    /// disposable).
+    pub id: Option<Arc<str>>,
+    /// The earlier history this one continues, and up to where the two are one.
+    pub previous: Option<Previous>,
+    /// The epoch of the history's primary (0 outside a failover cluster).
+    pub epoch: u64,
+}
+
+impl History {
+    /// History `id` (none: no history), continuing `previous`, of `epoch`.
+    pub fn new(id: Option<&str>, previous: Option<Previous>, epoch: u64) -> History {
+        History {
+            id: id.map(Into::into),
+            previous,
+            epoch,
+        }
+    }
+}
+
+/// What a node does with a token, now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Its data has reached the token's position: a read now shows everything it names.
+    Ready,
+    /// Not yet, but it can: wait until its data is safe up to this offset.
+    Until(Seq),
+    /// It does not know the token's history yet, but may learn it (a newer epoch's primary,
+    /// or its first sync): wait until its history changes.
+    Unknown,
+    /// Never: its history does not contain the position (why, for the client).
+    Never(String),
+}
+
+/// What a node with history `history`, whose data is safe up to `safe`, does with `token`.
+pub fn decide(token: &PositionToken, history: &History, safe: Seq) -> Decision {
+    let until = |offset: Seq| match safe >= offset {
+        true => Decision::Ready,
+        false => Decision::Until(offset),
+    };
+    if token.offset == 0 {
+        return Decision::Ready;
+    }
+    let Some(wanted) = token.id.as_deref() else {
+        return Decision::Never("a token with no history names no position".into());
+    };
+    if history.id.as_deref() == Some(wanted) {
+        return until(token.offset);
+    }
+    match &history.previous {
+        Some(previous) if previous.id == wanted && token.offset <= previous.offset => {
+            until(token.offset)
+        }
+        Some(previous) if previous.id == wanted => Decision::Never(format!(
+            "this node's history continues history {wanted} only up to offset {}, and the \
+             token names offset {}: that write is not in this node's history (read from the \
+             primary)",
+            previous.offset, token.offset
+        )),
+        _ if history.id.is_none() || token.epoch > history.epoch => Decision::Unknown,
+        _ => Decision::Never(format!(
+            "this node does not hold history {wanted} (epoch {}); it holds {} of epoch {} \
+             (read from the primary)",
+            token.epoch,
+            history.id.as_deref().unwrap_or("-"),
+            history.epoch
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const X: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const Y: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn token(epoch: u64, id: &str, offset: Seq) -> PositionToken {
+        PositionToken {
+            epoch,
+            id: Some(id.into()),
+            offset,
+        }
+    }
+
+    fn history(id: &str, previous: Option<(&str, Seq)>, epoch: u64) -> History {
+        History {
+            id: Some(id.into()),
+            previous: previous.map(|(id, offset)| Previous {
+                id: id.into(),
+                offset,
+            }),
+            epoch,
+        }
+    }
+
+    #[test]
+    fn a_token_reads_back_as_it_was_written() {
+        let written = token(3, X, 1234);
+        assert_eq!(written.to_string(), format!("3:{X}:1234"));
+        assert_eq!(written.to_string().parse::<PositionToken>(), Ok(written));
+        let empty = PositionToken {
+            epoch: 0,
+            id: None,
+            offset: 0,
+        };
+        assert_eq!(empty.to_string().parse::<PositionToken>(), Ok(empty));
+    }
+
+    #[test]
+    fn a_malformed_token_is_refused() {
+        for text in [
+            "", "1:2", "x:aa:1", "0:aa:-1", "0:zz:1", "0:-:5", "0::1", "0:aa:1:2", "0:aa:1 ",
+        ] {
+            assert!(text.parse::<PositionToken>().is_err(), "{text:?} parsed");
+        }
+    }
+
+    #[test]
+    fn the_same_history_waits_until_its_data_is_safe_that_far() {
+        let here = history(X, None, 0);
+        assert_eq!(decide(&token(0, X, 10), &here, 10), Decision::Ready);
+        assert_eq!(decide(&token(0, X, 11), &here, 10), Decision::Until(11));
+    }
+
+    #[test]
+    fn offset_zero_is_reached_everywhere() {
+        let here = history(Y, None, 2);
+        assert_eq!(decide(&token(0, X, 0), &here, 0), Decision::Ready);
+    }
+
+    #[test]
+    fn a_history_this_one_continues_is_honoured_up_to_where_they_are_one() {
+        let here = history(Y, Some((X, 100)), 1);
+        assert_eq!(decide(&token(0, X, 90), &here, 95), Decision::Ready);
+        assert_eq!(decide(&token(0, X, 100), &here, 95), Decision::Until(100));
+        assert!(matches!(
+            decide(&token(0, X, 101), &here, 500),
+            Decision::Never(_)
+        ));
+    }
+
+    #[test]
+    fn an_unknown_history_of_a_newer_epoch_may_still_come() {
+        let here = history(X, None, 1);
+        assert_eq!(decide(&token(2, Y, 5), &here, 0), Decision::Unknown);
+        assert!(matches!(
+            decide(&token(1, Y, 5), &here, 0),
+            Decision::Never(_)
+        ));
+        let fresh = History::default();
+        assert_eq!(decide(&token(0, Y, 5), &fresh, 0), Decision::Unknown);
+    }
+}

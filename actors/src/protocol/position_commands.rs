@@ -124,6 +124,7 @@ mod tests {
                 epoch: 2,
                 id: Some(ID.into()),
                 offset,
+                previous: None,
             },
             timeout_ms,
         }

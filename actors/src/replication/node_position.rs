@@ -111,13 +111,12 @@ impl NodePosition {
     /// The token for `offset` in the node's history now.
     pub fn token(&self, offset: Seq) -> PositionToken {
         let state = self.lock();
+        let seen = offset > 0;
         PositionToken {
             epoch: state.history.epoch,
-            id: match offset {
-                0 => None,
-                _ => state.history.id.clone(),
-            },
+            id: state.history.id.clone().filter(|_| seen),
             offset,
+            previous: state.history.previous.clone().filter(|_| seen),
         }
     }
 
@@ -125,6 +124,9 @@ impl NodePosition {
     /// a new id, a promotion). Every waiter decides again.
     pub fn set_history(&self, history: History) {
         let mut state = self.lock();
+        if state.history == history {
+            return;
+        }
         state.history = history;
         wake_all(&mut state);
     }
@@ -157,10 +159,11 @@ impl NodePosition {
             wake_all(&mut state);
             return;
         }
-        let later = state.waiters.split_off(&(safe + 1, 0));
-        let due = std::mem::replace(&mut state.waiters, later);
-        for (_, waiter) in due {
-            let _ = waiter.send(());
+        while let Some(entry) = state.waiters.first_entry() {
+            if entry.key().0 > safe {
+                break;
+            }
+            let _ = entry.remove().send(());
         }
     }
 
@@ -245,6 +248,7 @@ impl NodePosition {
                         epoch: state.history.epoch,
                         id: state.history.id.clone(),
                         offset: state.safe,
+                        previous: None,
                     };
                     return Err(PositionError::Timeout {
                         token: token.to_string(),
@@ -299,5 +303,154 @@ impl Drop for Parked<'_> {
             Key::Offset(offset, n) => drop(state.waiters.remove(&(offset, n))),
             Key::Unknown(n) => drop(state.unknown.remove(&n)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replication::replication_id::Previous;
+
+    const X: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const Y: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn token(id: &str, offset: Seq) -> PositionToken {
+        PositionToken {
+            epoch: 0,
+            id: Some(id.into()),
+            offset,
+            previous: None,
+        }
+    }
+
+    fn history(id: &str) -> History {
+        History::new(Some(id), None, 0)
+    }
+
+    /// Start a wait for `token` on a task of its own; answers its outcome when it ends.
+    fn spawn_wait(
+        position: &NodePosition,
+        token: PositionToken,
+        timeout: Option<Duration>,
+    ) -> tokio::task::JoinHandle<Result<(), PositionError>> {
+        let position = position.clone();
+        tokio::spawn(async move {
+            let blocked = AtomicUsize::new(0);
+            position.wait(&token, timeout, &blocked).await
+        })
+    }
+
+    /// Until `n` waiters are parked (the spawned waits have run that far).
+    async fn parked(position: &NodePosition, n: usize) {
+        while position.waiting() != n {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_position_already_reached_answers_at_once() {
+        let position = NodePosition::new(history(X), 10);
+        let blocked = AtomicUsize::new(0);
+        assert_eq!(position.wait(&token(X, 10), None, &blocked).await, Ok(()));
+        assert_eq!(position.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_advance_wakes_exactly_the_waiters_it_passed() {
+        let position = NodePosition::new(history(X), 0);
+        let near = spawn_wait(&position, token(X, 5), None);
+        let far = spawn_wait(&position, token(X, 50), None);
+        parked(&position, 2).await;
+        position.advance(7, 0);
+        assert_eq!(near.await.ok(), Some(Ok(())));
+        assert_eq!(position.waiting(), 1, "the far waiter was not woken");
+        position.advance(50, 0);
+        assert_eq!(far.await.ok(), Some(Ok(())));
+        assert_eq!(position.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_thousand_waiters_cost_one_entry_each_and_no_wake_ups_until_passed() {
+        let position = NodePosition::new(history(X), 0);
+        let waits: Vec<_> = (1..=1000)
+            .map(|i| spawn_wait(&position, token(X, i), None))
+            .collect();
+        parked(&position, 1000).await;
+        position.advance(500, 0);
+        parked(&position, 500).await;
+        position.advance(1000, 0);
+        for wait in waits {
+            assert_eq!(wait.await.ok(), Some(Ok(())));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_says_where_the_node_is_and_leaves_no_waiter_behind() {
+        let position = NodePosition::new(history(X), 3);
+        let blocked = AtomicUsize::new(0);
+        let outcome = position
+            .wait(&token(X, 9), Some(Duration::from_millis(20)), &blocked)
+            .await;
+        let Err(PositionError::Timeout { have, .. }) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(have, format!("0:{X}:3"));
+        assert_eq!(position.waiting(), 0);
+        assert_eq!(blocked.load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_history_that_ends_short_of_the_position_turns_the_wait_into_a_refusal() {
+        // A replica waits in X; its primary crashed and came back as Y, which continues X
+        // only up to 20: offset 30 of X will never exist.
+        let position = NodePosition::new(history(X), 10);
+        let lost = spawn_wait(&position, token(X, 30), None);
+        let kept = spawn_wait(&position, token(X, 15), None);
+        parked(&position, 2).await;
+        let previous = Previous {
+            id: X.into(),
+            offset: 20,
+        };
+        position.set_history(History::new(Some(Y), Some(previous), 0));
+        assert!(matches!(
+            lost.await.ok(),
+            Some(Err(PositionError::Never(_)))
+        ));
+        position.advance(15, 0);
+        assert_eq!(kept.await.ok(), Some(Ok(())));
+    }
+
+    #[tokio::test]
+    async fn a_node_with_no_history_yet_waits_to_learn_one() {
+        let position = NodePosition::new(History::default(), 0);
+        let wait = spawn_wait(&position, token(X, 4), None);
+        parked(&position, 1).await;
+        position.set_history(history(X));
+        parked(&position, 1).await;
+        position.advance(4, 0);
+        assert_eq!(wait.await.ok(), Some(Ok(())));
+    }
+
+    #[tokio::test]
+    async fn after_a_full_resync_only_the_new_generation_counts() {
+        let position = NodePosition::new(history(X), 100);
+        position.advance(100, 1);
+        // Y's snapshot as of 40 is installed; the writer stores it as generation 2.
+        position.install(history(Y), 40, 2);
+        let wait = spawn_wait(&position, token(Y, 60), None);
+        parked(&position, 1).await;
+        position.advance(100, 1);
+        assert_eq!(position.waiting(), 1, "X's progress is not Y's");
+        position.advance(60, 2);
+        assert_eq!(wait.await.ok(), Some(Ok(())));
+    }
+
+    #[tokio::test]
+    async fn stopping_ends_every_wait() {
+        let position = NodePosition::new(history(X), 0);
+        let wait = spawn_wait(&position, token(X, 4), None);
+        parked(&position, 1).await;
+        position.stop();
+        assert_eq!(wait.await.ok(), Some(Err(PositionError::Stopping)));
     }
 }

@@ -2,11 +2,13 @@
 //! a read there can show it what it has already seen (read-your-writes and monotonic reads on
 //! replicas, as MySQL's GTIDs, PostgreSQL's LSNs and MongoDB's cluster times give).
 //!
-//! A token names a history and a place in it: `<epoch>:<replication id>:<offset>`. The
+//! A token names a history and a place in it: `<epoch>:<replication id>:<offset>`, then,
+//! when that history continues an earlier one, `:<earlier id>:<offset where they part>`. The
 //! replication id says which history the offset counts in (offsets of two histories are
-//! unrelated numbers), and the epoch says how recent that history is in a failover cluster
-//! (0 outside one), so that a node can tell a history it has not heard of *yet* (a newer
-//! epoch's: wait) from one it never will (an older one it does not continue: refuse).
+//! unrelated numbers). The epoch (in a failover cluster; 0 outside one) and the earlier
+//! history let a node tell a history it has not heard of *yet* (a newer epoch's, or one that
+//! continues its own: its primary restarted and it has not reconnected yet: wait) from one it
+//! never will (refuse).
 //!
 //! [`decide`] is the whole rule a node applies to a token. It is a pure function of the
 //! token and of what the node knows ([`History`], and how far its data is safe), so that the
@@ -31,17 +33,23 @@ pub struct PositionToken {
     pub id: Option<Arc<str>>,
     /// The last mutation the connection's replies have shown it.
     pub offset: Seq,
+    /// The earlier history the token's continues, and up to where.
+    pub previous: Option<Previous>,
 }
 
 /// A token that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("invalid position token '{0}' (LASTPOS gives one: <epoch>:<replication id>:<offset>)")]
+#[error("invalid position token '{0}' (LASTPOS gives one)")]
 pub struct BadToken(pub String);
 
 impl fmt::Display for PositionToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let id = self.id.as_deref().unwrap_or("-");
-        write!(f, "{}:{}:{}", self.epoch, id, self.offset)
+        write!(f, "{}:{}:{}", self.epoch, id, self.offset)?;
+        match &self.previous {
+            Some(previous) => write!(f, ":{}:{}", previous.id, previous.offset),
+            None => Ok(()),
+        }
     }
 }
 
@@ -50,22 +58,35 @@ impl FromStr for PositionToken {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let bad = || BadToken(text.chars().take(100).collect());
-        let mut parts = text.split(':');
-        let (Some(epoch), Some(id), Some(offset), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad());
+        let is_id = |id: &str| {
+            !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+        };
+        let parts: Vec<&str> = text.split(':').collect();
+        let (epoch, id, offset, previous) = match parts.as_slice() {
+            [epoch, id, offset] => (*epoch, *id, *offset, None),
+            [epoch, id, offset, earlier, to] if is_id(earlier) => {
+                let to = to.parse().map_err(|_| bad())?;
+                let earlier = Previous {
+                    id: earlier.to_string(),
+                    offset: to,
+                };
+                (*epoch, *id, *offset, Some(earlier))
+            }
+            _ => return Err(bad()),
         };
         let epoch = epoch.parse().map_err(|_| bad())?;
         let offset: Seq = offset.parse().map_err(|_| bad())?;
         let id = match id {
-            "-" if offset == 0 => None,
-            _ if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                Some(Arc::from(id))
-            }
+            "-" if offset == 0 && previous.is_none() => None,
+            _ if is_id(id) => Some(Arc::from(id)),
             _ => return Err(bad()),
         };
-        Ok(PositionToken { epoch, id, offset })
+        Ok(PositionToken {
+            epoch,
+            id,
+            offset,
+            previous,
+        })
     }
 }
 
@@ -132,7 +153,16 @@ pub fn decide(token: &PositionToken, history: &History, safe: Seq) -> Decision {
              primary)",
             previous.offset, token.offset
         )),
+        // Not heard of yet: this node may still learn it (its first sync, a newer epoch's
+        // primary, or its primary continued this node's history under a new id).
         _ if history.id.is_none() || token.epoch > history.epoch => Decision::Unknown,
+        _ if token
+            .previous
+            .as_ref()
+            .is_some_and(|p| history.id.as_deref() == Some(&*p.id) && safe <= p.offset) =>
+        {
+            Decision::Unknown
+        }
         _ => Decision::Never(format!(
             "this node does not hold history {wanted} (epoch {}); it holds {} of epoch {} \
              (read from the primary)",
@@ -155,6 +185,7 @@ mod tests {
             epoch,
             id: Some(id.into()),
             offset,
+            previous: None,
         }
     }
 
@@ -178,14 +209,38 @@ mod tests {
             epoch: 0,
             id: None,
             offset: 0,
+            previous: None,
         };
         assert_eq!(empty.to_string().parse::<PositionToken>(), Ok(empty));
+        let continuing = PositionToken {
+            previous: Some(Previous {
+                id: Y.into(),
+                offset: 77,
+            }),
+            ..token(1, X, 80)
+        };
+        assert_eq!(continuing.to_string(), format!("1:{X}:80:{Y}:77"));
+        assert_eq!(
+            continuing.to_string().parse::<PositionToken>(),
+            Ok(continuing)
+        );
     }
 
     #[test]
     fn a_malformed_token_is_refused() {
         for text in [
-            "", "1:2", "x:aa:1", "0:aa:-1", "0:zz:1", "0:-:5", "0::1", "0:aa:1:2", "0:aa:1 ",
+            "",
+            "1:2",
+            "x:aa:1",
+            "0:aa:-1",
+            "0:zz:1",
+            "0:-:5",
+            "0::1",
+            "0:aa:1:2",
+            "0:aa:1 ",
+            "0:aa:1:bb",
+            "0:aa:1:zz:3",
+            "0:-:0:aa:1",
         ] {
             assert!(text.parse::<PositionToken>().is_err(), "{text:?} parsed");
         }
@@ -225,5 +280,22 @@ mod tests {
         ));
         let fresh = History::default();
         assert_eq!(decide(&token(0, Y, 5), &fresh, 0), Decision::Unknown);
+    }
+
+    #[test]
+    fn a_history_that_continues_this_nodes_is_waited_for() {
+        // This replica holds X up to 40; its primary restarted as Y, continuing X up to 50,
+        // and the replica has not reconnected yet.
+        let here = history(X, None, 0);
+        let continuing = PositionToken {
+            previous: Some(Previous {
+                id: X.into(),
+                offset: 50,
+            }),
+            ..token(0, Y, 60)
+        };
+        assert_eq!(decide(&continuing, &here, 40), Decision::Unknown);
+        // One that holds more of X than Y kept will never be continued by Y.
+        assert!(matches!(decide(&continuing, &here, 55), Decision::Never(_)));
     }
 }

@@ -478,3 +478,51 @@ fn a_replica_behind_at_failover_resumes_from_the_new_primary_without_a_full_resy
         "no full resync of the lagging replica:\n{log}"
     );
 }
+
+/// `PUT key value` and `LASTPOS` on the primary, until the write is acknowledged: its token.
+fn put_with_token(cluster: &Cluster, key: &str, value: &str) -> String {
+    let mut token = String::new();
+    wait_until(&format!("PUT {key} is acknowledged"), || {
+        let mut client = cluster.client(cluster.wait_for_primary(None));
+        let sent = client.send(format!("PUT {key} {value}").as_bytes());
+        let sent = sent.and_then(|()| client.send(b"LASTPOS"));
+        let (Ok(()), Ok(reply), Ok(last)) = (sent, client.read_reply(), client.read_reply())
+        else {
+            return false;
+        };
+        token = String::from_utf8(last).unwrap();
+        reply == b"OK"
+    });
+    token
+}
+
+#[test]
+fn a_position_token_from_the_old_primary_is_honoured_after_a_failover() {
+    let mut cluster = Cluster::start(&["--fsync", "always", "--min-replicas-to-write", "1"]);
+    let first = cluster.wait_for_primary(None);
+    let before = put_with_token(&cluster, "k", "v1");
+    cluster.kill(first);
+    cluster.wait_for_primary(Some(first));
+    // The new primary and the other replica continue the old primary's history: they honour
+    // its token, and the read shows the write.
+    for i in (0..3).filter(|i| *i != first) {
+        let mut client = cluster.client(i);
+        let read = format!("GET k AFTER {before} 0");
+        wait_until("the member reads with the old token", || {
+            client.request(read.as_bytes()).unwrap() == b"v1"
+        });
+    }
+    // A token of the new epoch's history is honoured by the old primary once it has rejoined
+    // and caught up: until then it waits for that history rather than refusing it.
+    let after = put_with_token(&cluster, "k", "v2");
+    let epoch = |token: &str| token.split(':').next().unwrap().parse::<u64>().unwrap();
+    assert!(epoch(&after) > epoch(&before), "{before} then {after}");
+    assert_ne!(cluster.wait_for_primary(None), first);
+    cluster.start_member(first);
+    let mut rejoined = cluster.client(first);
+    let read = format!("GET k AFTER {after} 0");
+    wait_until("the old primary reads with the new token", || {
+        // `LOADING` while it joins the new epoch's history.
+        rejoined.request(read.as_bytes()).unwrap() == b"v2"
+    });
+}

@@ -486,8 +486,7 @@ fn put_with_token(cluster: &Cluster, key: &str, value: &str) -> String {
         let mut client = cluster.client(cluster.wait_for_primary(None));
         let sent = client.send(format!("PUT {key} {value}").as_bytes());
         let sent = sent.and_then(|()| client.send(b"LASTPOS"));
-        let (Ok(()), Ok(reply), Ok(last)) = (sent, client.read_reply(), client.read_reply())
-        else {
+        let (Ok(()), Ok(reply), Ok(last)) = (sent, client.read_reply(), client.read_reply()) else {
             return false;
         };
         token = String::from_utf8(last).unwrap();

@@ -24,8 +24,8 @@ use super::command_table::{self, parse_resp_command, TableQuery};
 pub use super::error::CommandError;
 use super::expiry_commands::{expiry_op, LineExpiry};
 use super::keyspace_commands::keyspace_op;
-use super::position_commands;
 pub use super::position_commands::PositionWait;
+use super::position_commands::{self, PositionCommand};
 use super::reply::Reply;
 use super::string_commands::string_op;
 use super::words::printable;
@@ -146,6 +146,20 @@ impl From<FailoverArgs> for Command {
         Command::Failover {
             to: args.to,
             timeout_ms: args.timeout_ms,
+        }
+    }
+}
+
+impl From<PositionCommand> for Command {
+    fn from(command: PositionCommand) -> Command {
+        match command {
+            PositionCommand::LastPos => Command::LastPos,
+            PositionCommand::WaitPos(wait) => Command::WaitPos(wait),
+            PositionCommand::Get { key, after: None } => Command::Get { key },
+            PositionCommand::Get {
+                key,
+                after: Some(wait),
+            } => Command::After(wait, Box::new(Command::Get { key })),
         }
     }
 }
@@ -486,7 +500,9 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
             | "expiretime" | "pexpiretime" | "persist" | "getex",
             _,
         ) => expiry_op(name, args).map(Command::StringOp),
-        ("get", 5) | ("lastpos" | "waitpos", _) => position_commands::parse_resp(name, args),
+        ("get", 5) | ("lastpos" | "waitpos", _) => {
+            position_commands::parse_resp(name, args).map(Command::from)
+        }
         ("get", 2) => Ok(Command::Get {
             key: args.swap_remove(1),
         }),

@@ -45,7 +45,7 @@ pub fn parse(line: &Bytes) -> Option<Result<Command, CommandError>> {
         || verb.eq_ignore_ascii_case(b"LASTPOS")
         || verb.eq_ignore_ascii_case(b"WAITPOS")
     {
-        position_commands::parse_line(verb, &line, verb_end)
+        position_commands::parse_line(verb, &line, verb_end).map(Command::from)
     } else if verb.eq_ignore_ascii_case(b"PUT") {
         parse_put(&line, verb_end)
     } else if verb.eq_ignore_ascii_case(b"DEL") {

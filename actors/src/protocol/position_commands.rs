@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use super::command::{Command, CommandError};
+use super::error::CommandError;
 use super::words::token;
 use crate::replication::position_token::PositionToken;
 
@@ -21,6 +21,22 @@ pub struct PositionWait {
     pub token: PositionToken,
     /// The longest to wait, in milliseconds; 0 waits for as long as it takes, as `WAIT`'s.
     pub timeout_ms: u64,
+}
+
+/// A position command, parsed (`command.rs` makes it a `Command`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PositionCommand {
+    /// `LASTPOS`.
+    LastPos,
+    /// `WAITPOS <token> <timeout-ms>`.
+    WaitPos(PositionWait),
+    /// `GET <key>`, with its wait if it has one (`AFTER <token> <timeout-ms>`).
+    Get {
+        /// The key to read.
+        key: Bytes,
+        /// The position to wait for first.
+        after: Option<PositionWait>,
+    },
 }
 
 /// A token and a timeout, from their two words.
@@ -40,19 +56,19 @@ fn position_wait(token: &[u8], timeout_ms: &[u8]) -> Result<PositionWait, Comman
 
 /// RESP `LASTPOS`, `WAITPOS token timeout` and `GET key AFTER token timeout` (`args[0]` is the
 /// verb, lower case in `name`).
-pub fn parse_resp(name: &str, args: &mut Vec<Bytes>) -> Result<Command, CommandError> {
+pub fn parse_resp(name: &str, args: &mut Vec<Bytes>) -> Result<PositionCommand, CommandError> {
     let wrong = || {
         CommandError::Redis(format!(
             "ERR wrong number of arguments for '{name}' command"
         ))
     };
     match (name, args.len()) {
-        ("lastpos", 1) => Ok(Command::LastPos),
-        ("waitpos", 3) => position_wait(&args[1], &args[2]).map(Command::WaitPos),
+        ("lastpos", 1) => Ok(PositionCommand::LastPos),
+        ("waitpos", 3) => position_wait(&args[1], &args[2]).map(PositionCommand::WaitPos),
         ("get", 5) if args[2].eq_ignore_ascii_case(b"after") => {
-            let wait = position_wait(&args[3], &args[4])?;
+            let after = Some(position_wait(&args[3], &args[4])?);
             let key = args.swap_remove(1);
-            Ok(Command::After(wait, Box::new(Command::Get { key })))
+            Ok(PositionCommand::Get { key, after })
         }
         ("get", 5) => Err(CommandError::Redis(
             "ERR syntax error (GET key [AFTER token timeout-ms])".into(),
@@ -63,7 +79,11 @@ pub fn parse_resp(name: &str, args: &mut Vec<Bytes>) -> Result<Command, CommandE
 
 /// The line protocol's `LASTPOS`, `WAITPOS`, and `GET` (with or without `AFTER`), from the
 /// words after the verb (`verb_end` on).
-pub fn parse_line(verb: &[u8], line: &Bytes, verb_end: usize) -> Result<Command, CommandError> {
+pub fn parse_line(
+    verb: &[u8],
+    line: &Bytes,
+    verb_end: usize,
+) -> Result<PositionCommand, CommandError> {
     let mut words = Vec::new();
     let mut from = verb_end;
     while let Some((start, end)) = token(line, from) {
@@ -75,24 +95,25 @@ pub fn parse_line(verb: &[u8], line: &Bytes, verb_end: usize) -> Result<Command,
     }
     if verb.eq_ignore_ascii_case(b"LASTPOS") {
         return match words.is_empty() {
-            true => Ok(Command::LastPos),
+            true => Ok(PositionCommand::LastPos),
             false => Err(CommandError::Usage("LASTPOS")),
         };
     }
     if verb.eq_ignore_ascii_case(b"WAITPOS") {
         return match words.as_slice() {
-            [token, timeout] => position_wait(token, timeout).map(Command::WaitPos),
+            [token, timeout] => position_wait(token, timeout).map(PositionCommand::WaitPos),
             _ => Err(CommandError::Usage(WAITPOS_USAGE)),
         };
     }
     match words.as_slice() {
-        [key] => Ok(Command::Get { key: key.clone() }),
+        [key] => Ok(PositionCommand::Get {
+            key: key.clone(),
+            after: None,
+        }),
         [key, after, token, timeout] if after.eq_ignore_ascii_case(b"AFTER") => {
-            let wait = position_wait(token, timeout)?;
-            Ok(Command::After(
-                wait,
-                Box::new(Command::Get { key: key.clone() }),
-            ))
+            let after = Some(position_wait(token, timeout)?);
+            let key = key.clone();
+            Ok(PositionCommand::Get { key, after })
         }
         _ => Err(CommandError::Usage(GET_AFTER_USAGE)),
     }
@@ -101,21 +122,21 @@ pub fn parse_line(verb: &[u8], line: &Bytes, verb_end: usize) -> Result<Command,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::command::from_resp;
-    use crate::protocol::line_commands::parse;
 
     const ID: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
-    fn line(text: &str) -> Result<Command, CommandError> {
-        parse(&Bytes::copy_from_slice(text.as_bytes())).expect("not blank")
+    fn line(text: &str) -> Result<PositionCommand, CommandError> {
+        let line = Bytes::copy_from_slice(text.as_bytes());
+        let (start, end) = token(&line, 0).expect("a verb");
+        parse_line(&line[start..end], &line, end)
     }
 
-    fn resp(words: &[&str]) -> Result<Command, CommandError> {
-        let mut args = words
+    fn resp(words: &[&str]) -> Result<PositionCommand, CommandError> {
+        let mut args: Vec<Bytes> = words
             .iter()
             .map(|w| Bytes::copy_from_slice(w.as_bytes()))
             .collect();
-        from_resp(&mut args).expect("a request")
+        parse_resp(&words[0].to_ascii_lowercase(), &mut args)
     }
 
     fn wait(offset: u64, timeout_ms: u64) -> PositionWait {
@@ -132,8 +153,8 @@ mod tests {
 
     #[test]
     fn lastpos_takes_no_arguments() {
-        assert_eq!(line("LASTPOS"), Ok(Command::LastPos));
-        assert_eq!(resp(&["lastpos"]), Ok(Command::LastPos));
+        assert_eq!(line("LASTPOS"), Ok(PositionCommand::LastPos));
+        assert_eq!(resp(&["lastpos"]), Ok(PositionCommand::LastPos));
         assert!(line("LASTPOS x").is_err());
         assert!(resp(&["lastpos", "x"]).is_err());
     }
@@ -143,11 +164,11 @@ mod tests {
         let token = format!("2:{ID}:17");
         assert_eq!(
             line(&format!("WAITPOS {token} 100")),
-            Ok(Command::WaitPos(wait(17, 100)))
+            Ok(PositionCommand::WaitPos(wait(17, 100)))
         );
         assert_eq!(
             resp(&["WAITPOS", &token, "0"]),
-            Ok(Command::WaitPos(wait(17, 0)))
+            Ok(PositionCommand::WaitPos(wait(17, 0)))
         );
         assert_eq!(line("WAITPOS 100"), Err(CommandError::Usage(WAITPOS_USAGE)));
         let bad = line("WAITPOS nonsense 100").unwrap_err().to_string();
@@ -159,19 +180,18 @@ mod tests {
     #[test]
     fn get_may_wait_for_a_position_first() {
         let token = format!("2:{ID}:9");
-        let after = Command::After(
-            wait(9, 250),
-            Box::new(Command::Get {
-                key: Bytes::from_static(b"k"),
-            }),
-        );
+        let after = PositionCommand::Get {
+            key: Bytes::from_static(b"k"),
+            after: Some(wait(9, 250)),
+        };
         assert_eq!(line(&format!("GET k AFTER {token} 250")), Ok(after.clone()));
         assert_eq!(line(&format!("get k after {token} 250")), Ok(after.clone()));
         assert_eq!(resp(&["GET", "k", "AFTER", &token, "250"]), Ok(after));
         assert_eq!(
             line("GET k"),
-            Ok(Command::Get {
-                key: Bytes::from_static(b"k")
+            Ok(PositionCommand::Get {
+                key: Bytes::from_static(b"k"),
+                after: None,
             })
         );
         assert_eq!(

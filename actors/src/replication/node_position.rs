@@ -175,7 +175,7 @@ impl NodePosition {
             loop {
                 let state = durability.current();
                 if state.failure.is_none() {
-                    position.advance(durability.safe(), state.generation);
+                    position.advance(durability.safe_in(&state), state.generation);
                 }
                 if !durability.changed().await {
                     return;

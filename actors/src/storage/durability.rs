@@ -158,10 +158,15 @@ impl Durability {
     /// sent to a replica): fsynced under `always`, written otherwise. Everything without a
     /// writer.
     pub fn safe(&self) -> Seq {
+        self.safe_in(&self.state.borrow())
+    }
+
+    /// [`Self::safe`] as of `state` (one the writer reported), so that it goes with that
+    /// state's generation.
+    pub fn safe_in(&self, state: &DurableState) -> Seq {
         if !self.has_writer {
             return Seq::MAX;
         }
-        let state = self.state.borrow();
         match self.policy {
             FsyncPolicy::Always => state.synced,
             FsyncPolicy::EverySec | FsyncPolicy::No => state.written,

@@ -2,12 +2,22 @@
 //!
 //! One request is one line and gets one reply line. [`Client::send`] and [`Client::read_reply`]
 //! let a caller pipeline many requests before reading their replies.
+//!
+//! Position tokens ([`Client::last_pos`], [`Client::wait_pos`], [`Client::get_after`]) let a
+//! read on a replica show at least what a connection to another node has shown: the token of
+//! a write on the primary, waited for on a replica. [`crate::replica_reads`] builds reads from
+//! replicas with read-your-writes on them.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use thiserror::Error;
+
+/// A position token as `LASTPOS` answers it (`<epoch>:<replication id>:<offset>`, and the
+/// history it continues when it continues one): the engine's own type, so that the client
+/// parses and prints tokens exactly as the nodes do.
+pub use kv_actors::replication::position_token::PositionToken;
 
 /// What can go wrong talking to a node.
 #[derive(Debug, Error)]
@@ -22,8 +32,19 @@ pub enum ClientError {
     Newline,
     #[error("{0}")]
     Server(String),
+    /// `WAITPOS` or `GET ... AFTER` ran out of time before the node reached the position: it
+    /// may later (read elsewhere, or wait longer).
+    #[error("{0}")]
+    Timeout(String),
+    /// The node's history does not contain the position and never will (`NOHISTORY`): read
+    /// from the primary instead.
+    #[error("{0}")]
+    NoHistory(String),
     #[error("unexpected reply {0:?}")]
     Unexpected(String),
+    /// The replicas to read from could not be found (`kvcli --read-from-replicas`).
+    #[error("cannot find the replicas to read from: {0}")]
+    Discovery(String),
 }
 
 /// A connection to one node.
@@ -129,13 +150,28 @@ impl Client {
         self.read_reply()
     }
 
-    /// Send one request; an `ERROR` reply becomes [`ClientError::Server`].
+    /// Send requests in one round trip and read their reply lines, in order.
+    pub fn pipeline(&mut self, lines: &[&[u8]]) -> Result<Vec<Vec<u8>>, ClientError> {
+        for line in lines {
+            self.send(line)?;
+        }
+        lines.iter().map(|_| self.read_reply()).collect()
+    }
+
+    /// Send one request; an `ERROR` reply becomes an error ([`server_error`]).
     fn call(&mut self, line: &[u8]) -> Result<Vec<u8>, ClientError> {
         let reply = self.request(line)?;
         if is_error(&reply) {
-            return Err(ClientError::Server(lossy(&reply)));
+            return Err(server_error(&reply));
         }
         Ok(reply)
+    }
+
+    /// Give up on a reply that takes longer than `timeout` to come (`None`: wait as long as it
+    /// takes, the default): the read fails with [`ClientError::Io`], and the connection must
+    /// then be dropped, since the late reply may still arrive.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        Ok(self.reader.0.get_ref().set_read_timeout(timeout)?)
     }
 
     /// `PUT key value`.
@@ -146,8 +182,7 @@ impl Client {
 
     /// `GET key`: `None` when the key does not exist.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, ClientError> {
-        let reply = self.call(&[b"GET ", key].concat())?;
-        Ok((reply != b"NOT_FOUND").then_some(reply))
+        Ok(value(self.call(&[b"GET ", key].concat())?))
     }
 
     /// `DEL key`: whether the key existed.
@@ -164,6 +199,60 @@ impl Client {
     pub fn ping(&mut self) -> Result<(), ClientError> {
         expect(self.call(b"PING")?, b"PONG")
     }
+
+    /// `LASTPOS`: the token of the latest position this connection's replies have shown it
+    /// (its writes, and the data its reads saw); `0:-:0` before it has seen anything.
+    pub fn last_pos(&mut self) -> Result<PositionToken, ClientError> {
+        parse_token(&self.call(b"LASTPOS")?)
+    }
+
+    /// `WAITPOS token timeout_ms`: returns once this node's data is safe up to `token`'s
+    /// position. Fails with [`ClientError::Timeout`] when `timeout_ms` passes first (0 waits
+    /// as long as it takes) and [`ClientError::NoHistory`] at once when this node's history
+    /// does not contain the position.
+    pub fn wait_pos(&mut self, token: &PositionToken, timeout_ms: u64) -> Result<(), ClientError> {
+        let line = format!("WAITPOS {token} {timeout_ms}");
+        expect(self.call(line.as_bytes())?, b"OK")
+    }
+
+    /// `GET key AFTER token timeout_ms`: the value once this node has reached `token`'s
+    /// position (`None` when the key does not exist then), in one round trip; fails as
+    /// [`Client::wait_pos`] does, without a value, when it does not reach it.
+    pub fn get_after(
+        &mut self,
+        key: &[u8],
+        token: &PositionToken,
+        timeout_ms: u64,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        let mut line = [b"GET ", key].concat();
+        line.extend_from_slice(format!(" AFTER {token} {timeout_ms}").as_bytes());
+        Ok(value(self.call(&line)?))
+    }
+}
+
+/// The error an `ERROR` reply line stands for: a position wait's `TIMEOUT` and `NOHISTORY`
+/// have their own variants, so that a caller can read elsewhere; any other is
+/// [`ClientError::Server`].
+pub fn server_error(reply: &[u8]) -> ClientError {
+    let text = lossy(reply);
+    match text.strip_prefix("ERROR: ") {
+        Some(rest) if rest.starts_with("TIMEOUT: ") => ClientError::Timeout(text),
+        Some(rest) if rest.starts_with("NOHISTORY: ") => ClientError::NoHistory(text),
+        _ => ClientError::Server(text),
+    }
+}
+
+/// A position token from a `LASTPOS` reply line.
+pub fn parse_token(reply: &[u8]) -> Result<PositionToken, ClientError> {
+    std::str::from_utf8(reply)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| ClientError::Unexpected(lossy(reply)))
+}
+
+/// A `GET` reply's value: `None` for `NOT_FOUND`.
+pub fn value(reply: Vec<u8>) -> Option<Vec<u8>> {
+    (reply != b"NOT_FOUND").then_some(reply)
 }
 
 fn expect(reply: Vec<u8>, wanted: &[u8]) -> Result<(), ClientError> {

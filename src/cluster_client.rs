@@ -39,9 +39,29 @@ impl ClusterClient {
         self.current.as_ref().map(|(addr, _)| addr.as_str())
     }
 
+    /// The members' addresses, as given.
+    pub fn members(&self) -> &[String] {
+        &self.members
+    }
+
+    /// How long opening a connection may take, as given.
+    pub fn timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
     /// Send one request to the primary and answer its reply, following the primary while
     /// the request is refused as not applied.
     pub fn request(&mut self, line: &[u8]) -> Result<Vec<u8>, ClientError> {
+        let mut replies = self.pipeline(&[line])?;
+        replies.pop().ok_or(ClientError::Closed)
+    }
+
+    /// Send requests to the primary in one round trip and answer their replies, in order,
+    /// following the primary while the first is refused as not applied (the others then go
+    /// again with it: they are meant for the node that runs the first, as a `LASTPOS` after
+    /// a write is). A connection that fails is dropped: the next request finds the primary
+    /// anew.
+    pub fn pipeline(&mut self, lines: &[&[u8]]) -> Result<Vec<Vec<u8>>, ClientError> {
         let deadline = Instant::now() + FIND_PRIMARY;
         let mut hint = None;
         loop {
@@ -52,15 +72,22 @@ impl ClusterClient {
                 continue;
             };
             let addr = addr.clone();
-            let reply = client.request(line)?;
-            match refused_for(&reply) {
+            let replies = match client.pipeline(lines) {
+                Ok(replies) => replies,
+                Err(error) => {
+                    self.current = None;
+                    return Err(error);
+                }
+            };
+            let first = replies.first().map(Vec::as_slice).unwrap_or_default();
+            match refused_for(first) {
                 Some(next) if Instant::now() < deadline => {
                     // Not applied: find the primary (the one named, if any) and send again.
                     self.current = None;
                     hint = next.filter(|n| *n != addr);
                     std::thread::sleep(RETRY);
                 }
-                _ => return Ok(reply),
+                _ => return Ok(replies),
             }
         }
     }

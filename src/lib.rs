@@ -12,3 +12,4 @@ pub mod failover;
 pub mod import;
 pub mod logging;
 pub mod node;
+pub mod replica_reads;

@@ -10,6 +10,7 @@ use std::process::Command;
 
 use common::{wait_until, NodeProcess};
 use kvstore::client::Client;
+use kvstore::replica_reads::{ReplicaReadClient, ReplicaReadOptions};
 use tempfile::TempDir;
 
 /// The control plane listens on the client port + 10000.
@@ -524,4 +525,35 @@ fn a_position_token_from_the_old_primary_is_honoured_after_a_failover() {
         // `LOADING` while it joins the new epoch's history.
         rejoined.request(read.as_bytes()).unwrap() == b"v2"
     });
+}
+
+#[test]
+fn reads_from_replicas_show_every_write_before_and_after_a_failover() {
+    let mut cluster = Cluster::start(&[]);
+    put_acknowledged(&cluster, "warm", "up");
+    let members = cluster.addrs.join(",");
+    let script: String = (0..20).map(|i| format!("PUT k v{i}\nGET k\n")).collect();
+    let args = ["--cluster", &members, "--read-from-replicas"];
+    let output = common::kvcli(&args, &script);
+    let expected: String = (0..20).map(|i| format!("OK\nv{i}\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
+    assert!(output.status.success(), "{output:?}");
+
+    let options = ReplicaReadOptions {
+        wait: common::DEADLINE,
+        ..ReplicaReadOptions::default()
+    };
+    let mut client = ReplicaReadClient::cluster(cluster.addrs.clone(), Vec::new(), options);
+    client.put(b"k", b"before").unwrap();
+    assert_eq!(client.get(b"k").unwrap(), Some(b"before".to_vec()));
+    let first = cluster.wait_for_primary(None);
+    cluster.kill(first);
+    cluster.wait_for_primary(Some(first));
+    // The write's fate is unknown when the connection to the old primary breaks: retried.
+    wait_until("a write reaches the new primary", || {
+        client.put(b"k", b"after").is_ok()
+    });
+    // The token now names the new primary's history: the surviving replica shows the write.
+    assert_eq!(client.get(b"k").unwrap(), Some(b"after".to_vec()));
+    assert!(client.token().epoch > 0, "{}", client.token());
 }

@@ -2,32 +2,18 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use common::NodeProcess;
 
 fn kvcli(node: Option<&NodeProcess>, args: &[&str], stdin: &str) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kvcli"));
-    if let Some(node) = node {
-        command.args(["--port", &node.addr.port().to_string()]);
-    }
-    let mut child = command
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kvcli");
-    // Feed stdin from a thread: kvcli may print replies before it has read all its input.
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_string();
-    let feeder = std::thread::spawn(move || {
-        let _ = input.write_all(stdin.as_bytes());
-    });
-    let output = child.wait_with_output().expect("kvcli output");
-    feeder.join().unwrap();
-    output
+    let port = node.map(|node| node.addr.port().to_string());
+    let mut all: Vec<&str> = match &port {
+        Some(port) => vec!["--port", port],
+        None => vec![],
+    };
+    all.extend_from_slice(args);
+    common::kvcli(&all, stdin)
 }
 
 fn stdout(output: &Output) -> String {

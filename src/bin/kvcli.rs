@@ -3,6 +3,8 @@
 //! - `kvcli GET name` runs one command and prints the reply.
 //! - With commands piped on stdin, runs each and prints each reply.
 //! - Otherwise opens an interactive prompt with line editing and history.
+//! - `--read-from-replicas` reads `GET`s from the primary's replicas, still showing every
+//!   write made before (position tokens), and sends everything else to the primary.
 //!
 //! Exit status: 0 when every reply was a success, 1 when a reply was an `ERROR`, 2 when the
 //! node could not be reached or the connection failed.
@@ -17,6 +19,7 @@ use std::time::Duration;
 use clap::Parser;
 use kvstore::client::{is_error, Client, ClientError};
 use kvstore::cluster_client::ClusterClient;
+use kvstore::replica_reads::{ReplicaReadClient, ReplicaReadOptions};
 use rustyline::error::ReadlineError;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,6 +38,32 @@ struct Args {
     /// itself and follows it when a new one is elected (instead of --host and --port).
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',', conflicts_with_all = ["host", "port"])]
     cluster: Vec<String>,
+    /// Read GETs from the primary's replicas (the ones ROLE on the primary lists, or
+    /// --replicas), and send every other command to the primary named by --host/--port or
+    /// found with --cluster. Reads still show every write made before them and never go back
+    /// in time: kvcli keeps the position token of what it has seen (LASTPOS) and reads with
+    /// GET key AFTER token; a replica that is behind past --replica-wait-ms, or down, is passed
+    /// over for another replica, then the primary. Commands run one at a time.
+    #[arg(long)]
+    read_from_replicas: bool,
+    /// The replicas to read from with --read-from-replicas, instead of those the primary lists
+    /// (with --cluster: instead of every member but the primary).
+    #[arg(
+        long,
+        value_name = "HOST:PORT,...",
+        value_delimiter = ',',
+        requires = "read_from_replicas"
+    )]
+    replicas: Vec<String>,
+    /// How long a read may wait for replicas to catch up with what kvcli has seen before it
+    /// goes to the primary (--read-from-replicas).
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 1000,
+        requires = "read_from_replicas"
+    )]
+    replica_wait_ms: u64,
     /// A command to run, such as `GET name` or `PUT name John Smith`. Without one, commands
     /// are read from stdin: interactively with a prompt when it is a terminal.
     #[arg(
@@ -58,10 +87,13 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let addr = format!("{}:{}", args.host, args.port);
-    let result = if args.cluster.is_empty() {
+    let result = if args.read_from_replicas {
+        replica_reads(&args, &addr)
+    } else if args.cluster.is_empty() {
         single(&args, &addr)
     } else {
-        cluster(&args)
+        let mut client = ClusterClient::new(args.cluster.clone(), CONNECT_TIMEOUT);
+        one_at_a_time(&args, &mut client, "cluster")
     };
     match result {
         Ok(Outcome { saw_error: false }) => ExitCode::SUCCESS,
@@ -73,43 +105,90 @@ fn main() -> ExitCode {
     }
 }
 
-/// Talk to the failover cluster's primary, wherever it is: every request goes to the primary
-/// found at that moment (one at a time: a request refused by a deposed primary is sent again).
-fn cluster(args: &Args) -> Result<Outcome, ClientError> {
-    let mut client = ClusterClient::new(args.cluster.clone(), CONNECT_TIMEOUT);
+/// What kvcli sends its requests through, one at a time: one node, the failover cluster's
+/// primary wherever it is (a request refused by a deposed primary is sent again), or the
+/// primary and its replicas (`--read-from-replicas`).
+trait Requests {
+    /// Send one request line and answer its reply line.
+    fn request(&mut self, line: &[u8]) -> Result<Vec<u8>, ClientError>;
+}
+
+impl Requests for Client {
+    fn request(&mut self, line: &[u8]) -> Result<Vec<u8>, ClientError> {
+        Client::request(self, line)
+    }
+}
+
+impl Requests for ClusterClient {
+    fn request(&mut self, line: &[u8]) -> Result<Vec<u8>, ClientError> {
+        ClusterClient::request(self, line)
+    }
+}
+
+impl Requests for ReplicaReadClient {
+    fn request(&mut self, line: &[u8]) -> Result<Vec<u8>, ClientError> {
+        ReplicaReadClient::request(self, line)
+    }
+}
+
+/// Run the command, or the commands of stdin, one at a time through `client`; `name` is what
+/// the interactive prompt shows.
+fn one_at_a_time(
+    args: &Args,
+    client: &mut impl Requests,
+    name: &str,
+) -> Result<Outcome, ClientError> {
+    if !args.command.is_empty() {
+        return one_command(client, &args.command.join(" "));
+    }
+    if io::stdin().is_terminal() {
+        return interactive(client, name);
+    }
     let mut outcome = Outcome::default();
-    let mut run = |line: &[u8]| -> Result<bool, ClientError> {
-        if is_blank(line) {
-            return Ok(true);
+    for line in io::stdin().lock().split(b'\n') {
+        let line = line?;
+        if is_blank(&line) {
+            continue;
         }
-        let reply = client.request(line)?;
+        let reply = client.request(&line)?;
         print_reply(&reply)?;
         outcome.saw_error |= is_error(&reply);
-        Ok(!is_exit(line))
-    };
-    if !args.command.is_empty() {
-        run(args.command.join(" ").as_bytes())?;
-    } else {
-        for line in io::stdin().lock().split(b'\n') {
-            if !run(&line?)? {
-                break;
-            }
+        if is_exit(&line) {
+            break;
         }
     }
     Ok(outcome)
 }
 
-/// Talk to one node.
+/// Write to the primary and read from its replicas, with position tokens.
+fn replica_reads(args: &Args, addr: &str) -> Result<Outcome, ClientError> {
+    let options = ReplicaReadOptions {
+        wait: Duration::from_millis(args.replica_wait_ms),
+        connect_timeout: CONNECT_TIMEOUT,
+    };
+    let replicas = args.replicas.clone();
+    let (mut client, name) = if !args.cluster.is_empty() {
+        let client = ReplicaReadClient::cluster(args.cluster.clone(), replicas, options);
+        (client, "cluster+replicas".to_string())
+    } else if replicas.is_empty() {
+        (
+            ReplicaReadClient::discover(addr, options)?,
+            format!("{addr}+replicas"),
+        )
+    } else {
+        let client = ReplicaReadClient::connect(addr, replicas, options)?;
+        (client, format!("{addr}+replicas"))
+    };
+    one_at_a_time(args, &mut client, &name)
+}
+
+/// Talk to one node; a script is pipelined.
 fn single(args: &Args, addr: &str) -> Result<Outcome, ClientError> {
-    Client::connect(addr, CONNECT_TIMEOUT).and_then(|mut client| {
-        if !args.command.is_empty() {
-            one_command(&mut client, &args.command.join(" "))
-        } else if io::stdin().is_terminal() {
-            interactive(&mut client, addr)
-        } else {
-            piped(client)
-        }
-    })
+    let mut client = Client::connect(addr, CONNECT_TIMEOUT)?;
+    match args.command.is_empty() && !io::stdin().is_terminal() {
+        true => piped(client),
+        false => one_at_a_time(args, &mut client, addr),
+    }
 }
 
 /// Whether a one-shot command can be sent as one request line meaning what its arguments say:
@@ -164,7 +243,7 @@ fn is_exit(line: &[u8]) -> bool {
     line.trim_ascii().eq_ignore_ascii_case(b"EXIT")
 }
 
-fn one_command(client: &mut Client, line: &str) -> Result<Outcome, ClientError> {
+fn one_command(client: &mut impl Requests, line: &str) -> Result<Outcome, ClientError> {
     if is_blank(line.as_bytes()) {
         return Ok(Outcome::default());
     }
@@ -227,6 +306,11 @@ Commands:
   DIGEST              a hash of all the data and the offset it reflects
   WAIT <n> <ms>       wait until n replicas have this connection's writes
   ROLE                primary (with its replicas) or replica (with its primary)
+  LASTPOS             the position token of what this connection has seen
+  WAITPOS <token> <ms>
+                      wait until this node has reached the token's position
+  GET <key> AFTER <token> <ms>
+                      GET once this node has reached the token's position
   EXIT                close the connection and quit (so does Ctrl-D)
   HELP                this text";
 
@@ -234,7 +318,7 @@ fn history_file() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".kvcli_history"))
 }
 
-fn interactive(client: &mut Client, addr: &str) -> Result<Outcome, ClientError> {
+fn interactive(client: &mut impl Requests, addr: &str) -> Result<Outcome, ClientError> {
     let mut editor = match rustyline::DefaultEditor::new() {
         Ok(editor) => editor,
         Err(error) => return Err(ClientError::Io(io::Error::other(error))),

@@ -8,6 +8,10 @@
 //! up; the bytes flow again, in order, when the link heals. A dropped link closes every
 //! connection through it and every new one at once, as a network that answers with resets.
 //!
+//! A link can also be slowed ([`Proxy::set_delay`]): every chunk of bytes is held for a while
+//! before it is passed on, whatever the mode, so a test can make a replica lag behind its
+//! primary on purpose (a slow network) without cutting anything.
+//!
 //! A cut can also be limited to the connections that come from some source addresses (their
 //! peer IP): the members of a failover cluster dial each other from addresses of their own
 //! (`kvnode --source-addr`), so one proxy in front of a member can cut it off from the other
@@ -16,10 +20,10 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the proxy does with traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +85,8 @@ struct Switch {
     blocked: Blocked,
     /// The connection's source (its connector's address).
     source: IpAddr,
+    /// How long each chunk is held before it is passed on, in milliseconds (0: not at all).
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Switch {
@@ -91,6 +97,11 @@ impl Switch {
             .get(&self.source)
             .copied()
             .unwrap_or_else(|| Mode::load(&self.mode))
+    }
+
+    /// How long a chunk read now is held before it is passed on.
+    fn delay(&self) -> Duration {
+        Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))
     }
 }
 
@@ -108,6 +119,8 @@ pub struct Proxy {
     open: Arc<Mutex<Vec<(IpAddr, TcpStream)>>>,
     /// Where new connections go: changed when the node behind it restarts elsewhere.
     target: Arc<Mutex<SocketAddr>>,
+    /// The delay of every chunk, shared with every pump (`set_delay`).
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -128,9 +141,11 @@ impl Proxy {
             stop: Arc::new(AtomicBool::new(false)),
             open: Arc::new(Mutex::new(Vec::new())),
             target: Arc::new(Mutex::new(target)),
+            delay_ms: Arc::new(AtomicU64::new(0)),
         };
         let (mode, stop, open) = (proxy.mode.clone(), proxy.stop.clone(), proxy.open.clone());
         let (target, blocked) = (proxy.target.clone(), proxy.blocked.clone());
+        let delay_ms = proxy.delay_ms.clone();
         thread::spawn(move || {
             for connector in listener.incoming() {
                 if stop.load(Ordering::SeqCst) {
@@ -144,6 +159,7 @@ impl Proxy {
                     mode: mode.clone(),
                     blocked: blocked.clone(),
                     source,
+                    delay_ms: delay_ms.clone(),
                 };
                 if switch.load() == Mode::Drop {
                     continue; // dropped: closed at once
@@ -162,6 +178,15 @@ impl Proxy {
         if mode == Mode::Drop {
             self.close(|_| true);
         }
+    }
+
+    /// Slow the link: from now on every chunk of bytes, either way and on every connection, is
+    /// held for `delay` before it is passed on (zero: passed on at once). A pump reads again
+    /// only once its chunk is passed on, so a byte arrives between one and two delays late
+    /// while the link carries less than a 64 KiB chunk per delay.
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(ms, Ordering::SeqCst);
     }
 
     /// Cut the connections from `source` only (`Drop` or a blackhole), old and new; the
@@ -247,6 +272,14 @@ fn pump(mut from: TcpStream, mut to: TcpStream, direction: Direction, switch: Sw
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            // A slowed link: the chunk is passed on only once its delay is over.
+            let due = Instant::now() + switch.delay();
+            while let Some(left) = due.checked_duration_since(Instant::now()) {
+                if left.is_zero() {
+                    break;
+                }
+                thread::sleep(left);
+            }
             // Bytes read just before a cut are held too.
             while switch.load().holds(direction) {
                 thread::sleep(Duration::from_millis(5));
@@ -273,7 +306,6 @@ impl Drop for Proxy {
 mod tests {
     use super::*;
     use std::io::{BufRead, BufReader};
-    use std::time::Instant;
 
     /// An echo server on a free port: every line sent comes back.
     fn echo() -> SocketAddr {
@@ -355,6 +387,32 @@ mod tests {
                 Some("c\n")
             );
         }
+    }
+
+    #[test]
+    fn a_delayed_link_passes_bytes_late_and_in_order() {
+        let proxy = Proxy::start(echo()).expect("proxy");
+        let mut stream = Client::connect(proxy.addr);
+        let delay = Duration::from_millis(150);
+        proxy.set_delay(delay);
+        let sent = Instant::now();
+        assert_eq!(
+            stream
+                .round_trip("a\nb\n", Duration::from_secs(10))
+                .as_deref(),
+            Some("a\n")
+        );
+        // Held once on the way there and once on the way back.
+        assert!(sent.elapsed() >= 2 * delay, "{:?}", sent.elapsed());
+        assert_eq!(
+            stream.round_trip("", Duration::from_secs(10)).as_deref(),
+            Some("b\n")
+        );
+        proxy.set_delay(Duration::ZERO);
+        assert_eq!(
+            stream.round_trip("c\n", Duration::from_secs(10)).as_deref(),
+            Some("c\n")
+        );
     }
 
     #[test]

@@ -307,6 +307,26 @@ pub fn pipeline(node: &NodeProcess, requests: &[String]) -> Vec<String> {
     replies
 }
 
+/// Run `kvcli` with `args`, `stdin` piped in; answers how it ended and what it printed.
+pub fn kvcli(args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kvcli"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kvcli");
+    // Feed stdin from a thread: kvcli may print replies before it has read all its input.
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_string();
+    let feeder = thread::spawn(move || {
+        let _ = input.write_all(stdin.as_bytes());
+    });
+    let output = child.wait_with_output().expect("kvcli output");
+    feeder.join().unwrap();
+    output
+}
+
 /// Stop `node` with SIGTERM and check that it exits cleanly.
 pub fn stop(mut node: NodeProcess) {
     node.signal("TERM");

@@ -397,9 +397,9 @@ impl Session {
             if let (None, Some(node)) = (&not_safe, &confirm) {
                 not_safe = Box::pin(node.confirm(seen, serving)).await.err();
             }
-            if not_safe.is_none() {
-                observed = observed.max(seen);
-            }
+            // What `LASTPOS` names: what replies before it showed (the batch's state, once a
+            // reply of the batch has shown it).
+            let batch_seen = if not_safe.is_none() { seen } else { 0 };
             let mut store_replies = Vec::new();
             let mut outcomes = outcomes.into_iter();
             let mut replies = Vec::with_capacity(steps.len());
@@ -418,6 +418,7 @@ impl Session {
                         Reply::Value(position.token(observed).to_string().into())
                     }
                     Step::Store { ops, fold, after } => {
+                        observed = observed.max(batch_seen);
                         let taken: Vec<Outcome> = outcomes.by_ref().take(ops).collect();
                         for outcome in &taken {
                             if let Some(seq) = outcome.applied() {
@@ -453,6 +454,7 @@ impl Session {
                     }
                 }
             }
+            observed = observed.max(batch_seen);
             if protocol.is_resp() {
                 gather_exec_replies(&mut replies, &exec_groups);
             }

@@ -271,7 +271,8 @@ mod tests {
             codec.decode(&mut buf).unwrap(),
             Some(Frame::Stream(StreamFrame::Start(SyncStart::Full {
                 id: "abc".into(),
-                seq: 7
+                seq: 7,
+                previous: None,
             })))
         );
         let mut records = Vec::new();

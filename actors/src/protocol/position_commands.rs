@@ -84,35 +84,36 @@ pub fn parse_line(
     line: &Bytes,
     verb_end: usize,
 ) -> Result<PositionCommand, CommandError> {
-    let mut words = Vec::new();
+    // Up to five words, as slices of the line: a plain `GET key` allocates nothing here.
+    let mut spans = [(0, 0); 5];
+    let mut count = 0;
     let mut from = verb_end;
     while let Some((start, end)) = token(line, from) {
-        words.push(line.slice(start..end));
+        spans[count] = (start, end);
+        count += 1;
         from = end;
-        if words.len() > 4 {
+        if count == spans.len() {
             break;
         }
     }
+    let word = |i: usize| &line[spans[i].0..spans[i].1];
     if verb.eq_ignore_ascii_case(b"LASTPOS") {
-        return match words.is_empty() {
-            true => Ok(PositionCommand::LastPos),
-            false => Err(CommandError::Usage("LASTPOS")),
+        return match count {
+            0 => Ok(PositionCommand::LastPos),
+            _ => Err(CommandError::Usage("LASTPOS")),
         };
     }
     if verb.eq_ignore_ascii_case(b"WAITPOS") {
-        return match words.as_slice() {
-            [token, timeout] => position_wait(token, timeout).map(PositionCommand::WaitPos),
+        return match count {
+            2 => position_wait(word(0), word(1)).map(PositionCommand::WaitPos),
             _ => Err(CommandError::Usage(WAITPOS_USAGE)),
         };
     }
-    match words.as_slice() {
-        [key] => Ok(PositionCommand::Get {
-            key: key.clone(),
-            after: None,
-        }),
-        [key, after, token, timeout] if after.eq_ignore_ascii_case(b"AFTER") => {
-            let after = Some(position_wait(token, timeout)?);
-            let key = key.clone();
+    let key = line.slice(spans[0].0..spans[0].1);
+    match count {
+        1 => Ok(PositionCommand::Get { key, after: None }),
+        4 if word(1).eq_ignore_ascii_case(b"AFTER") => {
+            let after = Some(position_wait(word(2), word(3))?);
             Ok(PositionCommand::Get { key, after })
         }
         _ => Err(CommandError::Usage(GET_AFTER_USAGE)),

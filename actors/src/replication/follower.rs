@@ -11,6 +11,7 @@
 //! connection to time out).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -26,13 +27,12 @@ pub use super::follower_messages::{
 use super::follower_parts::{Basis, Loading, Step};
 use super::node_position::NodePosition;
 use super::position_token::History;
-use super::replication_id::{Previous, ReplicationState};
-use super::wire::SyncStart;
+use super::replication_id::Previous;
 use crate::storage::durability::Durability;
-use crate::storage::record::Entry;
-use crate::storage::writer::{Follow, Reset, Writer};
-use crate::store::keyspace::Keyspace;
-use crate::store::{Apply, Change, Mutation, Replace, Seq, Store};
+use crate::storage::writer::{Reset, Writer};
+use crate::store::{Apply, Mutation, Replace, Seq, Store};
+
+mod plan;
 
 /// Applies a primary's stream on a replica.
 pub struct Follower {
@@ -68,6 +68,9 @@ pub struct Follower {
     /// The writer's generation once it has stored the last installed full resync: until it
     /// reports that, nothing is acknowledged as durable.
     reset_generation: Option<u64>,
+    /// How many `Reset`s the writer has been sent (its generation once it has stored them
+    /// all): what a full resync's install waits for, even before the writer reports the last.
+    resets: Arc<AtomicU64>,
     /// Whether this replica's data is disposable (after `RESYNC`, or a full resync cut short
     /// by a crash): it then tells primaries it holds nothing, so the next one sends all.
     discard: bool,
@@ -110,6 +113,7 @@ impl Follower {
         for mutation in tail {
             recent.push(mutation);
         }
+        let generation = durability.current().generation;
         Follower {
             store,
             writer,
@@ -122,6 +126,7 @@ impl Follower {
             links: 0,
             loading: None,
             reset_generation: None,
+            resets: Arc::new(AtomicU64::new(generation)),
             recent,
             partial: Vec::new(),
             discard,
@@ -202,104 +207,6 @@ impl Follower {
             applied: self.applied,
             durable,
         }
-    }
-
-    /// Turn a part of the stream into steps, keeping a full resync's keys as they arrive.
-    fn plan(&mut self, start: Option<SyncStart>, records: Vec<Entry>) -> Result<Vec<Step>, String> {
-        if start.is_some() {
-            // A new stream: the primary sends again whatever group the last one cut short.
-            self.partial.clear();
-        }
-        match start {
-            Some(SyncStart::Full { seq, .. }) if seq >= Seq::MAX - 1 => {
-                return Err(format!("impossible snapshot offset {seq}"));
-            }
-            Some(SyncStart::Full { id, seq }) => {
-                info!(self.log, "full resync started"; "primary_id" => &id, "seq" => seq);
-                self.data_epoch.set_disposable(true);
-                self.loading = Some(Loading {
-                    id,
-                    seq,
-                    keyspace: Keyspace::new(),
-                    count: 0,
-                });
-            }
-            Some(SyncStart::Continue { id, offset }) => {
-                if offset != self.applied || self.discard {
-                    return Err(format!(
-                        "the primary continues history {id} after {offset}; this replica holds {:?} up to {}",
-                        self.replication_id, self.applied
-                    ));
-                }
-                if self.replication_id.as_deref() != Some(id.as_str()) {
-                    // The primary's history continues the one this replica holds (its primary
-                    // crashed and took a new id, or another replica was promoted): follow it.
-                    info!(self.log, "partial resync: the primary continues this replica's history under a new id";
-                        "primary_id" => &id, "replica_id" => self.replication_id.as_deref().unwrap_or("-"),
-                        "offset" => offset);
-                    let following = ReplicationState::Following { id: id.clone() };
-                    self.writer.do_send(Follow(following));
-                    let offset = self.applied;
-                    self.previous = self
-                        .replication_id
-                        .replace(id)
-                        .map(|id| Previous { id, offset });
-                } else {
-                    info!(self.log, "partial resync: continuing the stream"; "offset" => offset);
-                }
-            }
-            None => {}
-        }
-        let mut steps = Vec::new();
-        let mut mutations = Vec::new();
-        for entry in records {
-            match (entry, self.loading.as_mut()) {
-                (Entry::Mutation(mutation), Some(loading)) => match mutation.change {
-                    Change::Put(pair) if mutation.seq == loading.seq => {
-                        loading.keyspace.insert(pair);
-                        loading.count += 1;
-                    }
-                    _ => return Err("unexpected record in a snapshot".into()),
-                },
-                (Entry::End { seq, count }, Some(loading)) => {
-                    if seq != loading.seq || count != loading.count {
-                        return Err(format!(
-                            "snapshot ends with {count} keys at {seq}; received {} at {}",
-                            loading.count, loading.seq
-                        ));
-                    }
-                    let Some(loading) = self.loading.take() else {
-                        break;
-                    };
-                    if !mutations.is_empty() {
-                        steps.push(Step::Apply(std::mem::take(&mut mutations)));
-                    }
-                    steps.push(Step::Install {
-                        keyspace: loading.keyspace,
-                        seq: loading.seq,
-                        id: loading.id,
-                    });
-                }
-                (Entry::Mutation(mutation), None) => {
-                    // Held back until its group's last mutation: a replica never applies (nor
-                    // serves) part of a transaction, whatever cuts its stream.
-                    let last_of_group = !mutation.more;
-                    self.partial.push(mutation);
-                    if last_of_group {
-                        for mutation in self.partial.drain(..) {
-                            self.recent.push(&mutation);
-                            mutations.push(mutation);
-                        }
-                    }
-                }
-                (Entry::Heartbeat { .. }, _) => {}
-                (Entry::End { .. }, None) => return Err("snapshot end outside a snapshot".into()),
-            }
-        }
-        if !mutations.is_empty() {
-            steps.push(Step::Apply(mutations));
-        }
-        Ok(steps)
     }
 }
 
@@ -508,8 +415,7 @@ impl Handler<Stream> for Follower {
         // A newer primary's epoch is durable before anything of its stream is applied.
         let data_epoch = (epoch > self.data_epoch.get()).then(|| self.data_epoch.clone());
         let keep_history = self.history.is_some();
-        // Before any `Reset` this part sends: the writer's generation after it is one more.
-        let generation_before = self.durability.current().generation;
+        let resets = self.resets.clone();
         let position = self.position.clone();
         let data_epoch_now = self.data_epoch.get();
         let work = async move {
@@ -536,16 +442,22 @@ impl Handler<Stream> for Follower {
                             })?;
                         applied = Some(last);
                     }
-                    Step::Install { keyspace, seq, id } => {
+                    Step::Install {
+                        keyspace,
+                        seq,
+                        id,
+                        previous,
+                    } => {
                         let snapshot = keyspace.snapshot();
                         let keys = keyspace.len();
                         // Queued before the Store can publish anything after the snapshot,
                         // so the writer stores the snapshot before those mutations; not
                         // awaited, so a large install never silences the link's ACKs.
+                        // No history (every token waits) until the Store holds the new one;
+                        // safe once the writer has stored it.
+                        let generation = resets.fetch_add(1, Ordering::AcqRel) + 1;
                         if let Some(position) = &position {
-                            // Another history's from here, safe once the writer stored it.
-                            let history = History::new(Some(&id), None, epoch.max(data_epoch_now));
-                            position.install(history, seq, generation_before + 1);
+                            position.replacing(generation);
                         }
                         writer.do_send(Reset {
                             data: snapshot,
@@ -559,7 +471,12 @@ impl Handler<Stream> for Follower {
                             })
                             .await
                             .map_err(|_| "the store is gone".to_string())?;
-                        installed = Some((id, keys));
+                        if let Some(position) = &position {
+                            let epoch = epoch.max(data_epoch_now);
+                            let history = History::new(Some(&id), previous.clone(), epoch);
+                            position.set_history(history);
+                        }
+                        installed = Some((id, keys, previous));
                         applied = Some(seq);
                         batches.clear();
                         reset_at = Some(seq);
@@ -581,13 +498,13 @@ impl Handler<Stream> for Follower {
                         history.push(batch);
                     }
                 }
-                if let Some((id, keys)) = installed {
+                if let Some((id, keys, previous)) = installed {
                     info!(act.log, "full resync installed"; "primary_id" => &id, "keys" => keys);
                     act.replication_id = Some(id);
                     act.discard = false;
                     act.recent.clear();
-                    act.previous = None;
-                    act.reset_generation = Some(generation_before + 1);
+                    act.previous = previous;
+                    act.reset_generation = Some(act.resets.load(Ordering::Acquire));
                 }
                 if let Some(applied) = applied {
                     act.applied = applied;

@@ -1,6 +1,7 @@
 //! The Follower's working state: where a replica stood when a primary attached, a full resync
 //! being received, and the steps a part of the stream turns into.
 
+use super::replication_id::Previous;
 use crate::store::keyspace::Keyspace;
 use crate::store::{Mutation, Seq};
 
@@ -25,6 +26,8 @@ pub(super) struct Loading {
     pub(super) keyspace: Keyspace,
     /// How many keys arrived, checked against the end marker's count.
     pub(super) count: u64,
+    /// The history the primary's continues, and up to where.
+    pub(super) previous: Option<Previous>,
 }
 
 /// One step the Store and writer must take, in order.
@@ -39,5 +42,7 @@ pub(super) enum Step {
         seq: Seq,
         /// The primary's replication id: the history the replica holds once it is installed.
         id: String,
+        /// The history that one continues, and up to where.
+        previous: Option<Previous>,
     },
 }

@@ -13,7 +13,7 @@
 //! and can turn a wait into a refusal (the history it waited in ended short of its offset).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -52,7 +52,7 @@ impl PositionError {
         match self {
             PositionError::Never(_) => "NOHISTORY",
             PositionError::Timeout { .. } => "TIMEOUT",
-            PositionError::Stopping => "ERR",
+            PositionError::Stopping => "SHUTDOWN",
         }
     }
 }
@@ -77,30 +77,83 @@ struct State {
     next: u64,
     /// Set once the node stops: every waiter is woken, and none waits again.
     stopped: bool,
+    /// The latest histories, by version, newest last.
+    histories: std::collections::VecDeque<(u64, History)>,
 }
 
 /// A node's history and safe position, and the clients waiting on them.
 #[derive(Debug, Clone, Default)]
 pub struct NodePosition {
-    state: Arc<Mutex<State>>,
+    inner: Arc<Shared>,
 }
+
+/// What the clones of a [`NodePosition`] share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// The history, the safe position and the waiters.
+    state: Mutex<State>,
+    /// Counts the changes of history, readable without the lock: a session notes it with
+    /// each position it observes, so `LASTPOS` names the history that position counts in.
+    version: AtomicU64,
+}
+
+/// What a connection has observed: a position, in the history of a version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// The [`NodePosition::version`] of the history `offset` counts in.
+    pub version: u64,
+    /// The newest state the connection's replies showed it.
+    pub offset: Seq,
+}
+
+impl Observed {
+    /// The connection saw the state up to `offset` in the history of `version`: the newer
+    /// of the two in one history, or the new one when the history changed meanwhile.
+    pub fn saw(&mut self, version: u64, offset: Seq) {
+        if version != self.version {
+            *self = Observed { version, offset };
+        } else {
+            self.offset = self.offset.max(offset);
+        }
+    }
+}
+
+/// How many histories the node remembers, for connections that observed a position in one
+/// of them: a history changes rarely (a full resync, a failover), so a few are plenty.
+const KEEP_HISTORIES: usize = 16;
 
 impl NodePosition {
     /// A position in `history`, safe up to `safe`.
     pub fn new(history: History, safe: Seq) -> NodePosition {
         let position = NodePosition::default();
-        {
-            let mut state = position.lock();
-            state.history = history;
-            state.safe = safe;
-        }
+        position.lock().safe = safe;
+        position.set_history(history);
         position
+    }
+
+    /// The version of the node's history now (it changes with the history).
+    pub fn version(&self) -> u64 {
+        self.inner.version.load(Ordering::Acquire)
+    }
+
+    /// Make `history` the node's, under a new version; every waiter decides again.
+    fn change_history(&self, state: &mut State, history: History) {
+        let version = self.inner.version.fetch_add(1, Ordering::AcqRel) + 1;
+        state.history = history.clone();
+        state.histories.push_back((version, history));
+        if state.histories.len() > KEEP_HISTORIES {
+            state.histories.pop_front();
+        }
+        wake_all(state);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state stays consistent whatever a panicking holder did: each change is one
         // assignment.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The history the node's data belongs to now.
@@ -110,13 +163,37 @@ impl NodePosition {
 
     /// The token for `offset` in the node's history now.
     pub fn token(&self, offset: Seq) -> PositionToken {
-        let state = self.lock();
-        let seen = offset > 0;
-        PositionToken {
-            epoch: state.history.epoch,
-            id: state.history.id.clone().filter(|_| seen),
+        self.token_of(Observed {
+            version: self.version(),
             offset,
-            previous: state.history.previous.clone().filter(|_| seen),
+        })
+    }
+
+    /// The token for what a connection observed, in the history it observed it in. A
+    /// position in no history (data disposable), or in a history too old to remember, names
+    /// nothing (`0:-:0`).
+    pub fn token_of(&self, observed: Observed) -> PositionToken {
+        let state = self.lock();
+        let history = state
+            .histories
+            .iter()
+            .rev()
+            .find(|(version, _)| *version == observed.version)
+            .map(|(_, history)| history)
+            .filter(|history| history.id.is_some() && observed.offset > 0);
+        match history {
+            Some(history) => PositionToken {
+                epoch: history.epoch,
+                id: history.id.clone(),
+                offset: observed.offset,
+                previous: history.previous.clone(),
+            },
+            None => PositionToken {
+                epoch: state.history.epoch,
+                id: None,
+                offset: 0,
+                previous: None,
+            },
         }
     }
 
@@ -124,25 +201,21 @@ impl NodePosition {
     /// a new id, a promotion). Every waiter decides again.
     pub fn set_history(&self, history: History) {
         let mut state = self.lock();
-        if state.history == history {
+        if state.history == history && !state.histories.is_empty() {
             return;
         }
-        state.history = history;
-        wake_all(&mut state);
+        self.change_history(&mut state, history);
     }
 
-    /// A full resync replaced the node's data with `history` as of `seq`: what the writer
-    /// reports counts again once it reports generation `generation` (the one that stored it).
-    pub fn install(&self, history: History, seq: Seq, generation: u64) {
+    /// A full resync is about to replace the node's data: until the Follower names the new
+    /// history (once the Store holds it, [`Self::set_history`]), the node holds none, so every
+    /// token waits; and what the writer reports counts again only from generation
+    /// `generation` on (the one that stores the new data).
+    pub fn replacing(&self, generation: u64) {
         let mut state = self.lock();
-        state.history = history;
         state.min_generation = generation;
-        state.safe = if state.generation >= generation {
-            state.safe
-        } else {
-            seq.min(state.safe)
-        };
-        wake_all(&mut state);
+        state.safe = 0;
+        self.change_history(&mut state, History::default());
     }
 
     /// The writer reports its data safe up to `safe` in generation `generation`.
@@ -435,14 +508,42 @@ mod tests {
     async fn after_a_full_resync_only_the_new_generation_counts() {
         let position = NodePosition::new(history(X), 100);
         position.advance(100, 1);
-        // Y's snapshot as of 40 is installed; the writer stores it as generation 2.
-        position.install(history(Y), 40, 2);
-        let wait = spawn_wait(&position, token(Y, 60), None);
+        // Y's snapshot as of 40 is on its way; the writer stores it as generation 2.
+        position.replacing(2);
+        let early = spawn_wait(&position, token(Y, 40), None);
         parked(&position, 1).await;
+        // The Store holds Y now; the writer has not reported storing it.
+        position.set_history(history(Y));
         position.advance(100, 1);
+        parked(&position, 1).await;
         assert_eq!(position.waiting(), 1, "X's progress is not Y's");
+        let later = spawn_wait(&position, token(Y, 60), None);
+        parked(&position, 2).await;
+        position.advance(40, 2);
+        assert_eq!(early.await.ok(), Some(Ok(())));
         position.advance(60, 2);
-        assert_eq!(wait.await.ok(), Some(Ok(())));
+        assert_eq!(later.await.ok(), Some(Ok(())));
+    }
+
+    #[test]
+    fn a_token_names_the_history_its_position_was_observed_in() {
+        let position = NodePosition::new(history(X), 0);
+        let mut observed = Observed::default();
+        observed.saw(position.version(), 12);
+        position.set_history(History::default());
+        assert_eq!(
+            position.token_of(observed).to_string(),
+            format!("0:{X}:12"),
+            "the data became disposable after the read: the read was still X's"
+        );
+        let mut now = observed;
+        now.saw(position.version(), 30);
+        assert_eq!(position.token_of(now).to_string(), "0:-:0");
+        for _ in 0..KEEP_HISTORIES {
+            position.set_history(history(Y));
+            position.set_history(history(X));
+        }
+        assert_eq!(position.token_of(observed).to_string(), "0:-:0");
     }
 
     #[tokio::test]

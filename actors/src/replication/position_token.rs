@@ -58,14 +58,22 @@ impl FromStr for PositionToken {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let bad = || BadToken(text.chars().take(100).collect());
+        // Replication ids are 40 lower-case hex digits; numbers are plain decimal digits.
         let is_id = |id: &str| {
-            !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+            id.len() == 40
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let number = |n: &str| match n.bytes().all(|b| b.is_ascii_digit()) {
+            true => n.parse::<u64>().map_err(|_| bad()),
+            false => Err(bad()),
         };
         let parts: Vec<&str> = text.split(':').collect();
         let (epoch, id, offset, previous) = match parts.as_slice() {
             [epoch, id, offset] => (*epoch, *id, *offset, None),
             [epoch, id, offset, earlier, to] if is_id(earlier) => {
-                let to = to.parse().map_err(|_| bad())?;
+                let to = number(to)?;
                 let earlier = Previous {
                     id: earlier.to_string(),
                     offset: to,
@@ -74,8 +82,8 @@ impl FromStr for PositionToken {
             }
             _ => return Err(bad()),
         };
-        let epoch = epoch.parse().map_err(|_| bad())?;
-        let offset: Seq = offset.parse().map_err(|_| bad())?;
+        let epoch = number(epoch)?;
+        let offset: Seq = number(offset)?;
         let id = match id {
             "-" if offset == 0 && previous.is_none() => None,
             _ if is_id(id) => Some(Arc::from(id)),
@@ -228,19 +236,24 @@ mod tests {
 
     #[test]
     fn a_malformed_token_is_refused() {
+        let upper = X.to_ascii_uppercase();
+        let short = &X[..39];
         for text in [
-            "",
-            "1:2",
-            "x:aa:1",
-            "0:aa:-1",
-            "0:zz:1",
-            "0:-:5",
-            "0::1",
-            "0:aa:1:2",
-            "0:aa:1 ",
-            "0:aa:1:bb",
-            "0:aa:1:zz:3",
-            "0:-:0:aa:1",
+            String::new(),
+            "1:2".into(),
+            format!("x:{X}:1"),
+            format!("0:{X}:-1"),
+            format!("0:{X}:+1"),
+            format!("+0:{X}:1"),
+            format!("0:{upper}:1"),
+            format!("0:{short}:1"),
+            "0:-:5".into(),
+            "0::1".into(),
+            format!("0:{X}:1:2"),
+            format!("0:{X}:1 "),
+            format!("0:{X}:1:{Y}"),
+            format!("0:{X}:1:{Y}:x"),
+            format!("0:-:0:{X}:1"),
         ] {
             assert!(text.parse::<PositionToken>().is_err(), "{text:?} parsed");
         }

@@ -231,11 +231,7 @@ impl Replicator {
                 "offset" => offset, "primary_offset" => self.backlog.last_seq());
             self.connected();
             let mut control = Vec::new();
-            SyncStart::Continue {
-                id: self.config.replication_id.to_string(),
-                offset,
-            }
-            .encode(&mut control);
+            self.config.continue_at(offset).encode(&mut control);
             self.write(control, offset, ctx);
         } else {
             info!(self.log, "replica connected; sending a full snapshot (full resync)";
@@ -300,6 +296,7 @@ impl Replicator {
     fn full_sync(&mut self, ctx: &mut Context<Self>) {
         let attempt = self.attempt;
         let id = self.config.replication_id.clone();
+        let previous = self.config.previous.clone();
         let mut durability = self.durability.clone();
         let take = self.store.send(TakeSnapshot).into_actor(self).map(move |snapshot, act, ctx| {
             if attempt != act.attempt {
@@ -324,6 +321,7 @@ impl Replicator {
                 SyncStart::Full {
                     id: id.to_string(),
                     seq,
+                    previous,
                 }
                 .encode(&mut buf);
                 let mut count = 0u64;

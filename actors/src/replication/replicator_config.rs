@@ -8,6 +8,8 @@ use actix::prelude::*;
 
 use super::auth::ClusterSecret;
 use super::replication_id::Previous;
+use super::wire::SyncStart;
+use crate::store::Seq;
 
 /// How a replicator reaches its replica.
 #[derive(Debug, Clone)]
@@ -37,6 +39,18 @@ pub struct ReplicatorConfig {
     /// full resync, and the offsets it loses are counted, instead of being refused until an
     /// operator decides.
     pub authoritative: bool,
+}
+
+impl ReplicatorConfig {
+    /// The line that resumes a replica's stream after `offset` (a partial resync), naming the
+    /// history this primary's continues.
+    pub fn continue_at(&self, offset: Seq) -> SyncStart {
+        SyncStart::Continue {
+            id: self.replication_id.to_string(),
+            offset,
+            previous: self.previous.clone(),
+        }
+    }
 }
 
 /// Stop replicating (this node is no longer the primary): the link closes with the actor.

@@ -9,8 +9,9 @@
 //!                                   ◀───────  POSITION <replication id | -> <offset>\n
 //!                                             (instead of either line, ERROR: <why>\n, and
 //!                                             the replica closes)
-//!   FULLSYNC <id> <seq>\n           ───────▶    a snapshot as of <seq> follows, then mutations
-//!   or CONTINUE <id> <offset>\n     ───────▶    the mutations after <offset> follow
+//!   FULLSYNC <id> <seq> [<prev id> <prev offset>]\n  ─▶  a snapshot as of <seq>, then mutations
+//!   or CONTINUE <id> <offset> [<prev id> <prev offset>]\n  ─▶  the mutations after <offset>
+//!   (the optional pair: the history the primary's continues, and up to where)
 //!   records (binary)                ───────▶
 //!                                   ◀───────  ACK <applied> <durable>\n   (at least once a second)
 //! ```
@@ -25,6 +26,7 @@
 use bytes::BytesMut;
 use thiserror::Error;
 
+use super::replication_id::Previous;
 use crate::storage::record::{self, Entry};
 use crate::store::pair::Pair;
 use crate::store::{Mutation, Seq};
@@ -164,6 +166,8 @@ pub enum SyncStart {
         id: String,
         /// The last mutation the snapshot includes; the streamed mutations start after it.
         seq: Seq,
+        /// The history the primary's continues, and up to where (for position tokens).
+        previous: Option<Previous>,
     },
     /// `CONTINUE <id> <offset>`: the mutations after `offset` follow (a partial resync).
     Continue {
@@ -172,31 +176,57 @@ pub enum SyncStart {
         /// The replica's position, as its `POSITION` gave it; the mutations from `offset + 1`
         /// follow.
         offset: Seq,
+        /// The history the primary's continues, and up to where (for position tokens).
+        previous: Option<Previous>,
     },
 }
 
 impl SyncStart {
     /// Append the line, with its `\n`, to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let line = match self {
-            SyncStart::Full { id, seq } => format!("FULLSYNC {id} {seq}\n"),
-            SyncStart::Continue { id, offset } => format!("CONTINUE {id} {offset}\n"),
+        let (line, previous) = match self {
+            SyncStart::Full { id, seq, previous } => (format!("FULLSYNC {id} {seq}"), previous),
+            SyncStart::Continue {
+                id,
+                offset,
+                previous,
+            } => (format!("CONTINUE {id} {offset}"), previous),
         };
         out.extend_from_slice(line.as_bytes());
+        if let Some(previous) = previous {
+            out.extend_from_slice(format!(" {} {}", previous.id, previous.offset).as_bytes());
+        }
+        out.push(b'\n');
     }
 
     /// Parse the line (without its `\n`).
     pub fn parse(line: &[u8]) -> Result<SyncStart, WireError> {
         let text = String::from_utf8_lossy(line);
         let words: Vec<&str> = text.split_whitespace().collect();
+        // A primary that continues no history (or of an older version) sends three words.
+        let (words, previous) = match words.as_slice() {
+            [verb, id, n, earlier, to] => match to.parse() {
+                Ok(offset) => {
+                    let previous = Previous {
+                        id: earlier.to_string(),
+                        offset,
+                    };
+                    (vec![*verb, *id, *n], Some(previous))
+                }
+                Err(_) => (words, None),
+            },
+            _ => (words, None),
+        };
         let start = match words.as_slice() {
             ["FULLSYNC", id, seq] => seq.parse().ok().map(|seq| SyncStart::Full {
                 id: id.to_string(),
                 seq,
+                previous,
             }),
             ["CONTINUE", id, offset] => offset.parse().ok().map(|offset| SyncStart::Continue {
                 id: id.to_string(),
                 offset,
+                previous,
             }),
             _ => None,
         };
@@ -437,10 +467,15 @@ mod tests {
             SyncStart::Full {
                 id: "abc".into(),
                 seq: 7,
+                previous: None,
             },
             SyncStart::Continue {
                 id: "abc".into(),
                 offset: 9,
+                previous: Some(Previous {
+                    id: "def".into(),
+                    offset: 8,
+                }),
             },
         ] {
             let mut line = Vec::new();
@@ -449,6 +484,7 @@ mod tests {
             assert_eq!(SyncStart::parse(&line[..line.len() - 1]), Ok(start));
         }
         assert!(SyncStart::parse(b"FULLSYNC abc x").is_err());
+        assert!(SyncStart::parse(b"FULLSYNC abc 7 def x").is_err());
         for prove in [
             Prove {
                 proof: None,
@@ -514,7 +550,8 @@ mod tests {
             decoder.decode(&mut buf).unwrap(),
             Some(StreamFrame::Start(SyncStart::Full {
                 id: "abc".into(),
-                seq: 7
+                seq: 7,
+                previous: None,
             }))
         );
         let mut records = Vec::new();

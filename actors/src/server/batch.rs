@@ -10,12 +10,14 @@ use bytes::BytesMut;
 use thiserror::Error;
 use tokio::net::tcp::OwnedWriteHalf;
 
+use super::node_context::NodeContext;
 use super::node_query::QueryError;
 use super::session_config::SessionConfig;
 use crate::protocol::command::{Fold, NodeQuery};
-use crate::protocol::reply::Reply;
-use crate::replication::node_position::NodePosition;
+use crate::protocol::reply::{ErrorReply, Reply};
+use crate::replication::node_position::{NodePosition, Observed};
 use crate::replication::replica_link::LinkError;
+use crate::storage::durability::Durability;
 use crate::store::{Seq, Store};
 
 /// What answers one request.
@@ -72,5 +74,48 @@ pub struct Answered {
     /// The connection's latest write, including the batch's.
     pub last_write: Seq,
     /// The latest position the connection's replies have shown it, including the batch's.
-    pub observed: Seq,
+    pub observed: Observed,
+}
+
+/// What must hold before the replies of a batch that reached the Store may leave.
+pub struct BatchSafety<'a> {
+    /// The writer's progress (none: the batch did not reach the Store).
+    pub durability: Option<&'a mut Durability>,
+    /// The node, when replies also wait for replicas (`--min-replicas-to-write`) or, in a
+    /// failover cluster, for the primary's lease.
+    pub confirm: Option<&'a NodeContext>,
+    /// The epoch the batch was accepted under, as primary.
+    pub serving: Option<u64>,
+}
+
+impl BatchSafety<'_> {
+    /// Whether the replies may leave at once (the common case, which then costs no
+    /// allocation): nothing to wait for.
+    pub fn settled(&self, seen: Seq, refused: bool) -> bool {
+        !refused
+            && self.confirm.is_none()
+            && self.durability.as_ref().is_none_or(|d| d.is_safe(seen))
+    }
+
+    /// Why the replies of a batch that showed mutation `seen` may not be given (their error
+    /// instead), if they may not: `refused` when the Store was closed to writes meanwhile.
+    pub async fn check(self, seen: Seq, refused: bool) -> Option<ErrorReply> {
+        // No reply may show a mutation before it is as safe as the `--fsync` policy
+        // promises: on disk under `always`, handed to the operating system otherwise.
+        let not_safe = match self.durability {
+            // Closed to writes meanwhile (a failover): nothing was applied.
+            _ if refused => Some(ErrorReply::NoPrimary),
+            Some(durability) if !durability.is_safe(seen) => durability
+                .wait_safe(seen)
+                .await
+                .err()
+                .map(ErrorReply::PersistenceFailed),
+            _ => None,
+        };
+        // Then the replicas `--min-replicas-to-write` asks for, and the primary's lease.
+        match (not_safe, self.confirm) {
+            (None, Some(node)) => Box::pin(node.confirm(seen, self.serving)).await.err(),
+            (not_safe, _) => not_safe,
+        }
+    }
 }

@@ -31,7 +31,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
-use super::batch::{Answered, BatchError, Step};
+use super::batch::{Answered, BatchError, BatchSafety, Step};
 use super::client_query;
 use super::client_registry::{self, Kill, Registration};
 use super::node_query;
@@ -45,6 +45,7 @@ use crate::protocol::codec::{CodecError, ConnectionCodec, Frame, Request};
 use crate::protocol::command::{Command, CommandError, Fold, Plan, PositionWait};
 use crate::protocol::line::LineTooLong;
 use crate::protocol::reply::{ErrorReply, Protocol, Reply};
+use crate::replication::node_position::{NodePosition, Observed};
 use crate::replication::replica_link::{Handshake, ReplicaLink};
 use crate::store::{Batch, Op, Outcome, Seq, Store};
 
@@ -73,9 +74,8 @@ pub struct Session {
     out: BytesMut,
     /// The sequence number of this connection's latest write, for `WAIT`.
     last_write: Seq,
-    /// The latest position this connection's replies have shown it (its writes, and the
-    /// state its reads saw), for `LASTPOS`.
-    observed: Seq,
+    /// What this connection's replies have shown it (its writes, its reads), for `LASTPOS`.
+    observed: Observed,
     /// The position waits of the batch being planned (`WAITPOS`, `GET ... AFTER`).
     waits: Option<PositionWaits>,
     /// When the last batch was answered: with `last_read`, what `--timeout` measures from.
@@ -172,7 +172,7 @@ impl Session {
                 writer: Some(writer),
                 out: BytesMut::with_capacity(4096),
                 last_write: 0,
-                observed: 0,
+                observed: Observed::default(),
                 waits: None,
                 handshake: None,
                 replication: None,
@@ -355,14 +355,18 @@ impl Session {
         let confirm =
             (touches_store && self.config.node.confirms()).then(|| self.config.node.clone());
         let mut observed = self.observed;
+        let position = touches_store.then(|| self.config.node.position.clone());
         let serving = self.serving;
         let exec_groups = std::mem::take(&mut self.exec_groups);
         let mut last_write = self.last_write;
         let protocol = self.protocol;
         let work = async move {
-            let waited = match waits {
-                Some(waits) => Box::pin(waits.run()).await,
-                None => Vec::new(),
+            let (waited, refusal) = match waits {
+                Some(waits) => {
+                    let waited = Box::pin(waits.run()).await;
+                    (waited.outcomes, waited.refusal)
+                }
+                None => (Vec::new(), None),
             };
             let store_reply = match deferred {
                 Some((store, ops)) => Some(store.send(Batch { ops })),
@@ -380,26 +384,26 @@ impl Session {
                 }
                 None => (Vec::new(), 0, false),
             };
-            // No reply may show a mutation before it is as safe as the `--fsync` policy
-            // promises: on disk under `always`, handed to the operating system otherwise.
-            let mut not_safe = match durability.as_mut() {
-                // Closed to writes meanwhile (a failover): nothing was applied.
-                _ if refused => Some(ErrorReply::NoPrimary),
-                Some(durability) if !durability.is_safe(seen) => {
-                    Box::pin(durability.wait_safe(seen))
-                        .await
-                        .err()
-                        .map(ErrorReply::PersistenceFailed)
-                }
-                _ => None,
+            let safety = BatchSafety {
+                durability: durability.as_mut(),
+                confirm: confirm.as_ref(),
+                serving,
             };
-            // Then the replicas `--min-replicas-to-write` asks for, and the primary's lease.
-            if let (None, Some(node)) = (&not_safe, &confirm) {
-                not_safe = Box::pin(node.confirm(seen, serving)).await.err();
-            }
-            // What `LASTPOS` names: what replies before it showed (the batch's state, once a
-            // reply of the batch has shown it).
+            let mut not_safe = match safety.settled(seen, refused) {
+                true => None,
+                false => Box::pin(safety.check(seen, refused)).await,
+            };
+            // A node that may no longer serve reads after the batch's waits (see `Waited`).
+            not_safe = not_safe.or(refusal);
+            // What `LASTPOS` names: what replies before it showed (the batch's state, in the
+            // history of now, once a reply of the batch has shown it).
+            let version = position.as_ref().map_or(0, NodePosition::version);
             let batch_seen = if not_safe.is_none() { seen } else { 0 };
+            let note = |observed: &mut Observed| {
+                if batch_seen > 0 {
+                    observed.saw(version, batch_seen);
+                }
+            };
             let mut store_replies = Vec::new();
             let mut outcomes = outcomes.into_iter();
             let mut replies = Vec::with_capacity(steps.len());
@@ -415,10 +419,10 @@ impl Session {
                         _ => Reply::Ok,
                     },
                     Step::LastPos(position) => {
-                        Reply::Value(position.token(observed).to_string().into())
+                        Reply::Value(position.token_of(observed).to_string().into())
                     }
                     Step::Store { ops, fold, after } => {
-                        observed = observed.max(batch_seen);
+                        note(&mut observed);
                         let taken: Vec<Outcome> = outcomes.by_ref().take(ops).collect();
                         for outcome in &taken {
                             if let Some(seq) = outcome.applied() {
@@ -454,7 +458,7 @@ impl Session {
                     }
                 }
             }
-            observed = observed.max(batch_seen);
+            note(&mut observed);
             if protocol.is_resp() {
                 gather_exec_replies(&mut replies, &exec_groups);
             }
@@ -482,10 +486,7 @@ impl Session {
 
     /// Add a position wait to the batch being planned; answers its index among the waits.
     fn wait_for(&mut self, wait: PositionWait) -> usize {
-        let node = &self.config.node;
-        self.waits
-            .get_or_insert_with(|| PositionWaits::new(node.position.clone(), node.blocked.clone()))
-            .push(wait)
+        PositionWaits::add(&mut self.waits, &self.config.node, wait)
     }
 
     /// Take the writer back after a batch; close if asked or if the batch failed.

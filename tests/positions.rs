@@ -296,3 +296,29 @@ fn a_token_from_before_a_primary_crash_is_honoured_where_the_history_continues()
     );
     assert!(reply.starts_with("ERROR: NOHISTORY: "), "{reply}");
 }
+
+#[test]
+fn many_clients_wait_at_once_and_all_wake_when_the_position_arrives() {
+    let pair = Pair::start(&[]);
+    let mut primary = pair.primary.client();
+    pair.proxy.set(Mode::Blackhole);
+    let token = put_with_token(&mut primary, "k", "v");
+    let waiters: Vec<_> = (0..200)
+        .map(|_| {
+            let mut client = pair.replica.client();
+            client
+                .send(format!("GET k AFTER {token} 0").as_bytes())
+                .unwrap();
+            client.flush().unwrap();
+            client
+        })
+        .collect();
+    wait_until("every client waits on the replica", || {
+        info_field(&pair.replica, "blocked_clients") == 200
+    });
+    pair.proxy.set(Mode::Forward);
+    for mut client in waiters {
+        assert_eq!(text(client.read_reply().unwrap()), "v");
+    }
+    assert_eq!(info_field(&pair.replica, "blocked_clients"), 0);
+}

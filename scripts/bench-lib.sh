@@ -58,6 +58,22 @@ run() {
     return "$status"
 }
 
+# kvbench_json WHAT KVBENCH-FLAGS...: run target/release/kvbench --json with the flags and set
+# JSON to the line it printed; fail (saying WHAT) if it printed none, and log it if it exited
+# non-zero (errors in the load), which leaves its results usable.
+kvbench_json() {
+    local what=$1 status=0
+    shift
+    # Into a file, not $(...): bash could not run the trap while a command substitution runs.
+    run target/release/kvbench --json "$@" >"$WORK/bench.json" || status=$?
+    JSON=$(cat "$WORK/bench.json")
+    if [[ $JSON != \{* ]]; then
+        log "kvbench failed (status $status) on $what: $*"
+        return 1
+    fi
+    ((status == 0)) || log "kvbench reported errors (status $status) on $what: $JSON"
+}
+
 # start_node NAME KVNODE-FLAGS...: start a node on a free port (port 0; the bound address is
 # read from its log) with a fresh data dir. Sets NODE_PID, NODE_PORT and NODE_LOG.
 start_node() {

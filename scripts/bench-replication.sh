@@ -19,7 +19,7 @@ STARTUP_DEADLINE=30  # seconds a node gets to log "listening"
 REPLICAS_DEADLINE=30 # seconds the primary gets to report connected_replicas=2
 CONVERGE_DEADLINE=60 # seconds the three DIGEST lines get to become equal after the load
 
-# run, forget, cleanup, start_node, log: see bench-lib.sh.
+# run, forget, cleanup, start_node, kvbench_json, log: see bench-lib.sh.
 source scripts/bench-lib.sh
 bench_setup replication
 
@@ -46,19 +46,11 @@ ask() {
 # bench PORT LABEL-JSON KVBENCH-FLAGS...: run the SET load against the node, append its JSON
 # line (prefixed with the run's labels) to the raw file, and set RESULT to it.
 bench() {
-    local port=$1 labels=$2 json status=0
+    local port=$1 labels=$2
     shift 2
-    # Into a file, not $(...): bash could not run the trap while a command substitution runs.
-    run target/release/kvbench --port "$port" --json --workload set --conns "$CONNS" \
-        --pipeline 1 --duration "$DURATION" --keyspace 100000 --value-size 64 "$@" \
-        >"$WORK/bench.json" || status=$?
-    json=$(cat "$WORK/bench.json")
-    if [[ $json != \{* ]]; then
-        log "kvbench failed (status $status) with: $*"
-        return 1
-    fi
-    ((status == 0)) || log "kvbench reported errors (status $status): $json"
-    RESULT="{$labels,${json#\{}"
+    kvbench_json "the SET load" --port "$port" --workload set --conns "$CONNS" \
+        --pipeline 1 --duration "$DURATION" --keyspace 100000 --value-size 64 "$@"
+    RESULT="{$labels,${JSON#\{}"
     echo "$RESULT" >>"$RAW"
 }
 

@@ -1,18 +1,26 @@
-//! A short smoke run of `kvbench` against a test node, over both protocols.
+//! Short smoke runs of `kvbench` against test nodes, over both protocols: the pipelined
+//! workloads on one node, the cycle workloads on a primary and its replica.
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Output};
 
-use common::NodeProcess;
+use common::{pipeline, wait_until, NodeProcess};
 
-/// Run kvbench against `node` with `args` and `--json`; answers the JSON line.
-fn kvbench(node: &NodeProcess, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_kvbench"))
+/// Run kvbench against `node` with `args` and `--json`; answers its output, whatever its
+/// exit status.
+fn run_kvbench(node: &NodeProcess, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kvbench"))
         .args(["--port", &node.addr.port().to_string(), "--json"])
         .args(args)
         .output()
-        .expect("run kvbench");
+        .expect("run kvbench")
+}
+
+/// Run kvbench against `node` with `args` and `--json`, which must succeed; answers the JSON
+/// line.
+fn kvbench(node: &NodeProcess, args: &[&str]) -> String {
+    let output = run_kvbench(node, args);
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(
         output.status.success(),
@@ -86,4 +94,112 @@ fn kvbench_refuses_an_unreachable_node_with_a_clear_message() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&output.stderr).trim().is_empty());
+}
+
+/// A replica, and a primary streaming to it once it reports the replica connected.
+fn primary_and_replica() -> (NodeProcess, NodeProcess) {
+    let replica = NodeProcess::start(&["--role", "replica"]);
+    let primary = NodeProcess::start(&["--replica", &replica.addr.to_string()]);
+    wait_until("the primary has its replica", || {
+        let info = primary.client().request(b"INFO").unwrap();
+        String::from_utf8(info)
+            .unwrap()
+            .contains(" connected_replicas=1 ")
+    });
+    (primary, replica)
+}
+
+#[test]
+fn kvbench_cycles_write_on_the_primary_and_read_back_on_the_replica() {
+    let (primary, replica) = primary_and_replica();
+    let replica_addr = replica.addr.to_string();
+    for proto in ["line", "resp"] {
+        for workload in [
+            "set-wait",
+            "ryw-plain",
+            "ryw-after",
+            "ryw-waitpos",
+            "ryw-wait",
+        ] {
+            let json = kvbench(
+                &primary,
+                &[
+                    "--proto",
+                    proto,
+                    "--workload",
+                    workload,
+                    "--replica",
+                    &replica_addr,
+                    // Wait as long as it takes: a loaded machine must not fail the test.
+                    "--wait-timeout",
+                    "0",
+                    "--conns",
+                    "4",
+                    "--requests",
+                    "300",
+                    "--keyspace",
+                    "100",
+                ],
+            );
+            let what = format!("{proto} {workload}: {json}");
+            assert_eq!(field(&json, "errors"), 0, "{what}");
+            assert!(field(&json, "requests") >= 300, "{what}");
+            // kvbench fails a run whose promised reads miss their writes; the plain reads may.
+            if workload != "ryw-plain" {
+                assert_eq!(field(&json, "stale"), 0, "{what}");
+            }
+            // set-wait only writes; the others read every cycle on the replica.
+            let reads = field(&json, "read_p50_us");
+            assert_eq!(workload == "set-wait", reads == 0, "{what}");
+        }
+    }
+}
+
+/// kvbench's arguments for pipelined GETs that each wait for `token`.
+fn gets_after<'a>(proto: &'a str, token: &'a str) -> Vec<&'a str> {
+    vec![
+        "--proto",
+        proto,
+        "--workload",
+        "get",
+        "--after",
+        token,
+        "--pipeline",
+        "8",
+        "--conns",
+        "2",
+        "--requests",
+        "500",
+        "--keyspace",
+        "10",
+        // Wait as long as it takes for the replica to have the token.
+        "--wait-timeout",
+        "0",
+    ]
+}
+
+#[test]
+fn kvbench_gets_on_a_replica_with_a_token_and_counts_the_tokens_it_refuses() {
+    let (primary, replica) = primary_and_replica();
+    let replies = pipeline(&primary, &["PUT key:1 v".into(), "LASTPOS".into()]);
+    for proto in ["line", "resp"] {
+        let json = kvbench(&replica, &gets_after(proto, &replies[1]));
+        assert_eq!(field(&json, "errors"), 0, "{proto}: {json}");
+        let refused = run_kvbench(&replica, &gets_after(proto, "no-token"));
+        assert_eq!(refused.status.code(), Some(1), "{proto}: {refused:?}");
+        let json = String::from_utf8(refused.stdout).unwrap();
+        assert!(field(&json, "errors") >= 500, "{proto}: {json}");
+    }
+}
+
+#[test]
+fn kvbench_refuses_a_pipelined_cycle_workload_before_connecting() {
+    // No node listens on port 1: the options are refused before any connection is tried.
+    let output = Command::new(env!("CARGO_BIN_EXE_kvbench"))
+        .args(["--port", "1", "--workload", "set-wait", "--pipeline", "4"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--pipeline 1"), "{stderr}");
 }

@@ -39,7 +39,8 @@ pub struct Args {
     #[arg(long, value_name = "B", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     pub value_size: u64,
-    /// What to send: PUTs, GETs, or a random mix of both (see --set-ratio).
+    /// What to send: PUTs, GETs, a random mix of both (see --set-ratio), or cycles of a
+    /// write and a read of it (the `ryw-*` workloads, and `set-wait`).
     #[arg(long, value_enum, default_value_t = Workload::Set)]
     pub workload: Workload,
     /// Share of PUTs in the mixed workload, from 0 to 1.
@@ -60,6 +61,23 @@ pub struct Args {
     /// probes a second).
     #[arg(long, value_name = "HOST:PORT")]
     pub lag_probe: Option<String>,
+    /// A replica of the node, where the `ryw-*` workloads read back what they wrote on the
+    /// node: each connection opens a second connection, to it. Other workloads ignore it.
+    #[arg(long, value_name = "HOST:PORT", required_if_eq_any = [
+        ("workload", "ryw-plain"), ("workload", "ryw-after"),
+        ("workload", "ryw-waitpos"), ("workload", "ryw-wait"),
+    ])]
+    pub replica: Option<String>,
+    /// Send every GET as `GET key AFTER <TOKEN> <--wait-timeout>` (a position token, as
+    /// LASTPOS answers it): what a token costs a read that need not wait.
+    #[arg(long, value_name = "TOKEN")]
+    pub after: Option<String>,
+    /// The timeout, in ms, of every position wait (AFTER, WAITPOS) and WAIT.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub wait_timeout: u64,
+    /// The replicas every WAIT asks for (`set-wait`, `ryw-wait`).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub wait_replicas: u32,
 }
 
 /// The request mix, named as redis-benchmark's tests are.
@@ -71,6 +89,57 @@ pub enum Workload {
     Get,
     /// PUTs with probability `--set-ratio`, GETs otherwise.
     Mixed,
+    /// Cycles of `PUT` + `WAIT <--wait-replicas> <--wait-timeout>`, pipelined: a write made
+    /// safe the way Redis does it, with no read.
+    SetWait,
+    /// Cycles of a `PUT` on the node, then a plain `GET` of that key on `--replica`: no
+    /// guarantee, so the read may miss the write (counted as stale).
+    RywPlain,
+    /// Cycles of `PUT` + `LASTPOS` on the node, then `GET key AFTER <token> <timeout>` on
+    /// `--replica`: reading one's write with a position token, in one round trip.
+    RywAfter,
+    /// As `ryw-after`, but the read is `WAITPOS <token> <timeout>` + `GET key`, pipelined.
+    RywWaitpos,
+    /// Cycles of `PUT` + `WAIT <n> <timeout>` on the node, then a plain `GET` on `--replica`:
+    /// reading one's write the way Redis does it.
+    RywWait,
+}
+
+impl Args {
+    /// What clap cannot check: the options a workload takes. A cycle's read depends on its
+    /// write, so a cycle workload pipelines nothing, and `--after` is for plain GETs.
+    pub fn check(&self) -> Result<(), String> {
+        let cycle = self.workload.is_cycle();
+        if cycle && self.pipeline != 1 {
+            return Err("a cycle workload (set-wait, ryw-*) runs at --pipeline 1".into());
+        }
+        if cycle && self.after.is_some() {
+            return Err("--after is for GETs of the get and mixed workloads".into());
+        }
+        Ok(())
+    }
+}
+
+impl Workload {
+    /// Whether each request is a cycle of a write and, but for `set-wait`, a read of it,
+    /// on connections of its own (see `cycle`), rather than a single command.
+    pub fn is_cycle(self) -> bool {
+        !matches!(self, Workload::Set | Workload::Get | Workload::Mixed)
+    }
+
+    /// Whether the workload reads on `--replica`: all the `ryw-*` workloads.
+    pub fn reads_replica(self) -> bool {
+        self.is_cycle() && self != Workload::SetWait
+    }
+
+    /// Whether every read of the workload must see its cycle's own write (in a cycle with
+    /// no error): all the `ryw-*` workloads but `ryw-plain`.
+    pub fn promises_own_writes(self) -> bool {
+        matches!(
+            self,
+            Workload::RywAfter | Workload::RywWaitpos | Workload::RywWait
+        )
+    }
 }
 
 /// The wire protocol of every connection.

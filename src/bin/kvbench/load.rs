@@ -5,7 +5,8 @@
 //! the client then does not spend the cores the server needs on switching between threads
 //! of its own. Each keeps `--pipeline` requests in flight: it writes a batch with one write,
 //! then reads the batch's replies, and a request's latency is the time from its batch's
-//! write to its reply.
+//! write to its reply. The cycle workloads run a loop of their own on the same event loop
+//! (see `cycle`).
 
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -13,14 +14,15 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use crate::args::{Args, Proto, Workload, DEFAULT_REQUESTS};
 use crate::conn::IO_TIMEOUT;
+use crate::cycle;
 use crate::read_buf::ReadBuf;
 use crate::reply::Reply;
-use crate::request::push_request;
+use crate::request::{after_words, push_request};
 use crate::stats::Stats;
 
 /// Counters all connections share: requests handed out (so that `--requests` is a
@@ -34,11 +36,51 @@ pub struct Shared {
     pub running: AtomicUsize,
 }
 
-/// Run the loop of every connection in `streams` (non-blocking sockets) on one event loop,
-/// built before `ready` is waited on, so that the clock starts after; answers the results of
-/// each connection.
+/// One measured connection's sockets (non-blocking): to the node, and for the cycle
+/// workloads that read back, to `--replica`.
+pub struct Sockets {
+    /// The socket to the node.
+    pub node: std::net::TcpStream,
+    /// The socket to the replica, if the workload reads there.
+    pub replica: Option<std::net::TcpStream>,
+}
+
+/// When a connection stops claiming requests: after `--duration`, or once `--requests` are
+/// claimed by all connections together.
+pub struct Budget {
+    /// The end of a `--duration` run.
+    deadline: Option<Instant>,
+    /// The requests of a `--requests` run, over all connections.
+    total: u64,
+}
+
+impl Budget {
+    /// The budget the command line asks for, its clock starting now.
+    pub fn new(args: &Args) -> Budget {
+        let deadline = args
+            .duration
+            .map(|secs| Instant::now() + Duration::from_secs(secs));
+        let total = args.requests.unwrap_or(DEFAULT_REQUESTS);
+        Budget { deadline, total }
+    }
+
+    /// Claim up to `want` more requests: how many this connection may send (0: it is done).
+    pub fn claim(&self, shared: &Shared, want: u64) -> u64 {
+        match self.deadline {
+            Some(deadline) if Instant::now() >= deadline => 0,
+            Some(_) => want,
+            None => {
+                let before = shared.issued.fetch_add(want, Relaxed);
+                self.total.saturating_sub(before).min(want)
+            }
+        }
+    }
+}
+
+/// Run the loop of every connection in `streams` on one event loop, built before `ready` is
+/// waited on, so that the clock starts after; answers the results of each connection.
 pub fn drive(
-    streams: Vec<io::Result<std::net::TcpStream>>,
+    streams: Vec<io::Result<Sockets>>,
     args: &Args,
     shared: &Shared,
     ready: &Barrier,
@@ -58,11 +100,18 @@ pub fn drive(
     // One generator per connection, forked from one that fastrand seeds from the clock and
     // the thread: connections draw different keys, and every run draws afresh.
     let mut seeds = fastrand::Rng::new();
-    let connections = streams.into_iter().map(|stream| {
+    let connections = (0..).zip(streams).map(|(index, sockets)| {
         let rng = seeds.fork();
         async move {
-            match stream.and_then(TcpStream::from_std) {
-                Ok(stream) => run_conn(stream, args, shared, rng).await,
+            let links = sockets.and_then(|sockets| {
+                let replica = sockets.replica.map(Link::new).transpose()?;
+                Ok((Link::new(sockets.node)?, replica))
+            });
+            match links {
+                Ok((node, replica)) if args.workload.is_cycle() => {
+                    cycle::run(node, replica, index, args, shared).await
+                }
+                Ok((node, _)) => run_conn(node, args, shared, rng).await,
                 Err(error) => {
                     let mut stats = Stats::new();
                     stats.fail(&error);
@@ -78,50 +127,38 @@ pub fn drive(
 /// The measured loop of one connection: claim a batch (or, with `--duration`, check the
 /// clock), write it, read its replies, count them; until the requests or the time run out,
 /// or the connection fails.
-async fn run_conn(
-    stream: TcpStream,
-    args: &Args,
-    shared: &Shared,
-    mut rng: fastrand::Rng,
-) -> Stats {
-    let (mut reader, mut writer) = stream.into_split();
-    let mut replies = ReadBuf::new();
+async fn run_conn(mut link: Link, args: &Args, shared: &Shared, mut rng: fastrand::Rng) -> Stats {
     let value = vec![b'x'; args.value_size as usize];
+    let after = match &args.after {
+        Some(token) => after_words(args.proto, token, args.wait_timeout),
+        None => Vec::new(),
+    };
     let mut buf = Vec::new();
     let mut r = Stats::new();
-    let deadline = args
-        .duration
-        .map(|secs| Instant::now() + Duration::from_secs(secs));
-    let total = args.requests.unwrap_or(DEFAULT_REQUESTS);
+    let budget = Budget::new(args);
     'run: loop {
-        let batch = match deadline {
-            Some(deadline) if Instant::now() >= deadline => 0,
-            Some(_) => args.pipeline,
-            None => {
-                let before = shared.issued.fetch_add(args.pipeline, Relaxed);
-                total.saturating_sub(before).min(args.pipeline)
-            }
-        };
+        let batch = budget.claim(shared, args.pipeline);
         if batch == 0 {
             break;
         }
         buf.clear();
         for _ in 0..batch {
+            // The cycle workloads never come here (see `drive`).
             let put = match args.workload {
-                Workload::Set => true,
                 Workload::Get => false,
                 Workload::Mixed => rng.f64() < args.set_ratio,
+                _ => true,
             };
-            push_request(&mut buf, args.proto, put, rng.u64(..args.keyspace), &value);
+            let key = rng.u64(..args.keyspace);
+            push_request(&mut buf, args.proto, put, key, &value, &after);
         }
         let sent = Instant::now();
-        let written = tokio::time::timeout(IO_TIMEOUT, writer.write_all(&buf)).await;
-        if let Err(error) = flatten(written) {
+        if let Err(error) = link.send(&buf).await {
             r.fail(&error);
             break;
         }
         for _ in 0..batch {
-            let reply = match next_reply(&mut reader, &mut replies, args.proto).await {
+            let reply = match link.reply(args.proto, None).await {
                 Ok(reply) => reply,
                 Err(error) => {
                     r.fail(&error);
@@ -144,22 +181,51 @@ async fn run_conn(
     r
 }
 
-/// The next reply on an event-loop connection: from `replies` if a whole one is there, else
-/// after reading more, each read given `IO_TIMEOUT`.
-async fn next_reply(
-    reader: &mut OwnedReadHalf,
-    replies: &mut ReadBuf,
-    proto: Proto,
-) -> io::Result<Reply> {
-    loop {
-        if let Some((reply, _text)) = replies.next_reply(proto)? {
-            return Ok(reply);
-        }
-        let read = tokio::time::timeout(IO_TIMEOUT, reader.read(replies.space())).await;
-        match flatten(read) {
-            Ok(read) => replies.filled(read)?,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
+/// An event-loop connection: its socket's two halves, and the replies read and not yet taken.
+pub struct Link {
+    /// Where replies are read from.
+    reader: OwnedReadHalf,
+    /// Where requests are written.
+    writer: OwnedWriteHalf,
+    /// Replies read and not yet taken.
+    replies: ReadBuf,
+}
+
+impl Link {
+    /// A link over a non-blocking socket, registered with the current event loop.
+    fn new(stream: std::net::TcpStream) -> io::Result<Link> {
+        let (reader, writer) = TcpStream::from_std(stream)?.into_split();
+        let replies = ReadBuf::new();
+        Ok(Link {
+            reader,
+            writer,
+            replies,
+        })
+    }
+
+    /// Write `requests`, all of them, within `IO_TIMEOUT`.
+    pub async fn send(&mut self, requests: &[u8]) -> io::Result<()> {
+        flatten(tokio::time::timeout(IO_TIMEOUT, self.writer.write_all(requests)).await)
+    }
+
+    /// The next reply: from the buffer if a whole one is there, else after reading more, each
+    /// read given `IO_TIMEOUT`. With `text`, its text (see `reply::Parsed::text`) is copied
+    /// there; the pipelined load, which only counts replies, copies nothing.
+    pub async fn reply(&mut self, proto: Proto, text: Option<&mut Vec<u8>>) -> io::Result<Reply> {
+        loop {
+            if let Some((reply, bytes)) = self.replies.next_reply(proto)? {
+                if let Some(text) = text {
+                    text.clear();
+                    text.extend_from_slice(bytes);
+                }
+                return Ok(reply);
+            }
+            let read = tokio::time::timeout(IO_TIMEOUT, self.reader.read(self.replies.space()));
+            match flatten(read.await) {
+                Ok(read) => self.replies.filled(read)?,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
         }
     }
 }

@@ -12,19 +12,23 @@
 //! it includes the wait behind the earlier requests of the batch, as a real client sees it.
 //!
 //! With `--lag-probe HOST:PORT` (a replica of the node), one more thread measures replication
-//! lag while the load runs (see `lag`).
+//! lag while the load runs (see `lag`). The cycle workloads (`set-wait`, `ryw-*`) time a write
+//! on the node and a read of it on `--replica` instead of single requests (see `cycle`).
 //!
 //! Exit status: 0 when every request got a reply that is not an `ERROR` (and the lag probe, if
-//! any, did not fail), 1 when some did not (the results are still printed), 2 when the node or
-//! the replica could not be reached at all.
+//! any, did not fail, and no read of a `ryw-*` workload that promises to see its own write
+//! missed it), 1 when some did not (the results are still printed), 2 when the options do not
+//! go together or the node or the replica could not be reached at all.
 //!
 //! This file wires the run together: connect, prefill, measure, report. The modules:
 //! `args` (the command line), `request` (encoding requests), `reply` (the one reply parser),
 //! `read_buf` (reading replies into it), `conn` (blocking connections), `prefill`, `load`
-//! (the measured connections' event loop), `lag` (the lag probe) and `stats` (results).
+//! (the measured connections' event loop), `cycle` (the cycle workloads' loop), `lag` (the
+//! lag probe) and `stats` (results).
 
 mod args;
 mod conn;
+mod cycle;
 mod lag;
 mod load;
 mod prefill;
@@ -45,22 +49,26 @@ use clap::Parser;
 use args::Args;
 use conn::Conn;
 use lag::{Lag, LagProbe};
-use load::Shared;
+use load::{Shared, Sockets};
 use stats::Stats;
 
 /// Open every connection before anything is measured, so that a node that is not there is
-/// reported at once, as one line, with exit status 2.
-fn connect_all(args: &Args) -> Result<Vec<Conn>, ExitCode> {
-    (0..args.conns)
-        .map(|_| Conn::open((args.host.as_str(), args.port)))
-        .collect::<io::Result<Vec<_>>>()
-        .map_err(|error| {
-            let (host, port) = (&args.host, args.port);
-            eprintln!(
-                "kvbench: cannot connect to {host}:{port}: {error} (is kvnode running there?)"
-            );
+/// reported at once, as one line, with exit status 2: `--conns` to the node, and as many to
+/// `--replica` if the workload reads there (else none).
+fn connect_all(args: &Args) -> Result<(Vec<Conn>, Vec<Conn>), ExitCode> {
+    let open = |addr: &str, count: u64| {
+        let conns = (0..count).map(|_| Conn::open(addr));
+        conns.collect::<io::Result<Vec<_>>>().map_err(|error| {
+            eprintln!("kvbench: cannot connect to {addr}: {error} (is kvnode running there?)");
             ExitCode::from(2)
         })
+    };
+    let node = open(&format!("{}:{}", args.host, args.port), args.conns)?;
+    let replica = match &args.replica {
+        Some(replica) if args.workload.reads_replica() => open(replica, args.conns)?,
+        _ => Vec::new(),
+    };
+    Ok((node, replica))
 }
 
 /// With `--lag-probe`, open the probe's two connections; as in `connect_all`, a node or a
@@ -88,6 +96,7 @@ fn connect_probe(args: &Args) -> Result<Option<LagProbe>, ExitCode> {
 /// barrier, and return the time the clock started with the merged results and the lag.
 fn measure(
     conns: &mut [Conn],
+    replicas: &[Conn],
     probe: Option<&mut LagProbe>,
     args: &Args,
 ) -> (Instant, Stats, Option<Lag>) {
@@ -98,12 +107,16 @@ fn measure(
     };
     let barrier = Barrier::new(2 + usize::from(probe.is_some()));
     // The connections' sockets, for the event loop (the blocking handles stay open).
-    let streams: Vec<io::Result<std::net::TcpStream>> = conns
-        .iter()
-        .map(|conn| {
-            let stream = conn.try_clone_stream()?;
-            stream.set_nonblocking(true)?;
-            Ok(stream)
+    let socket = |conn: &Conn| -> io::Result<std::net::TcpStream> {
+        let stream = conn.try_clone_stream()?;
+        stream.set_nonblocking(true)?;
+        Ok(stream)
+    };
+    let streams: Vec<io::Result<Sockets>> = (0..conns.len())
+        .map(|i| {
+            let node = socket(&conns[i])?;
+            let replica = replicas.get(i).map(socket).transpose()?;
+            Ok(Sockets { node, replica })
         })
         .collect();
     thread::scope(|s| {
@@ -134,7 +147,11 @@ fn measure(
 /// Connect, optionally prefill, measure, report.
 fn main() -> ExitCode {
     let args = Args::parse();
-    let mut conns = match connect_all(&args) {
+    if let Err(message) = args.check() {
+        eprintln!("kvbench: {message}");
+        return ExitCode::from(2);
+    }
+    let (mut conns, replicas) = match connect_all(&args) {
         Ok(conns) => conns,
         Err(code) => return code,
     };
@@ -148,10 +165,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let (start, totals, lag) = measure(&mut conns, probe.as_mut(), &args);
+    let (start, totals, lag) = measure(&mut conns, &replicas, probe.as_mut(), &args);
     totals.print(&args, start, lag.as_ref());
     let lag_failed = lag.is_some_and(|lag| lag.failure.is_some());
-    if totals.errors > 0 || lag_failed {
+    if totals.errors > 0 || lag_failed || totals.broke_a_promise(&args) {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -52,7 +52,7 @@ fn prefill(
         buf.clear();
         let chunk: Vec<u64> = keys.by_ref().take(PREFILL_CHUNK).collect();
         for &key in &chunk {
-            push_request(&mut buf, proto, true, key, value);
+            push_request(&mut buf, proto, true, key, value, b"");
         }
         conn.send(&buf).map_err(|e| e.to_string())?;
         for _ in &chunk {

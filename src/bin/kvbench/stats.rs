@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use clap::ValueEnum;
+
 use crate::args::Args;
 use crate::lag::Lag;
 use crate::load::Shared;
@@ -31,6 +33,65 @@ pub struct Stats {
     pub not_found: u64,
     /// When the last reply came: the run ends with the last connection's.
     pub finished: Instant,
+    /// For the cycle workloads, their steps timed apart (a "request" is then a cycle).
+    pub steps: Option<Steps>,
+}
+
+/// The two steps of the cycles of a cycle workload, timed apart, and what their reads found.
+pub struct Steps {
+    /// Each cycle's write step on the node (the write, with its WAIT or LASTPOS), in µs.
+    pub write: Histogram<u64>,
+    /// Each cycle's read step on the replica (its position wait, if any, and the GET), in µs.
+    pub read: Histogram<u64>,
+    /// Reads, in cycles with no error reply, that did not see the cycle's own write (an older
+    /// value, or none): expected of `ryw-plain`, a broken promise in the other workloads.
+    pub stale: u64,
+}
+
+impl Steps {
+    /// Nothing timed yet.
+    pub fn new() -> Steps {
+        let (write, read) = (latency_histogram(), latency_histogram());
+        Steps {
+            write,
+            read,
+            stale: 0,
+        }
+    }
+
+    /// The steps' results as JSON fields, each after a comma.
+    fn json_fields(&self) -> String {
+        let q = |h: &Histogram<u64>, quantile| h.value_at_quantile(quantile);
+        let (w, r, stale) = (&self.write, &self.read, self.stale);
+        format!(
+            ",\"write_p50_us\":{},\"write_p99_us\":{},\"write_mean_us\":{:.0},\
+             \"read_p50_us\":{},\"read_p99_us\":{},\"read_mean_us\":{:.0},\"stale\":{stale}",
+            q(w, 0.5),
+            q(w, 0.99),
+            w.mean(),
+            q(r, 0.5),
+            q(r, 0.99),
+            r.mean()
+        )
+    }
+
+    /// The steps' results as text lines, under the cycles'.
+    fn print_text(&self) {
+        let ms = |h: &Histogram<u64>, quantile| h.value_at_quantile(quantile) as f64 / 1000.0;
+        for (name, h) in [("write step", &self.write), ("read step", &self.read)] {
+            if !h.is_empty() {
+                println!(
+                    "  {name} (ms): p50 {:.3}  p99 {:.3}  mean {:.3}",
+                    ms(h, 0.5),
+                    ms(h, 0.99),
+                    h.mean() / 1000.0
+                );
+            }
+        }
+        if !self.read.is_empty() {
+            println!("  reads that missed their own write: {}", self.stale);
+        }
+    }
 }
 
 /// An empty histogram of latencies in µs, from 1 µs to `MAX_LATENCY_US`.
@@ -52,6 +113,7 @@ impl Stats {
             failures,
             not_found,
             finished,
+            steps: None,
         }
     }
 
@@ -71,6 +133,22 @@ impl Stats {
         self.failures += other.failures;
         self.not_found += other.not_found;
         self.finished = self.finished.max(other.finished);
+        if let Some(other) = &other.steps {
+            let steps = self.steps.get_or_insert_with(Steps::new);
+            for (mine, theirs) in [
+                (&mut steps.write, &other.write),
+                (&mut steps.read, &other.read),
+            ] {
+                mine.add(theirs).expect("histograms share their bounds");
+            }
+            steps.stale += other.stale;
+        }
+    }
+
+    /// Whether a read of a workload that promises to see its own write missed it.
+    pub fn broke_a_promise(&self, args: &Args) -> bool {
+        let stale = self.steps.as_ref().map_or(0, |steps| steps.stale);
+        args.workload.promises_own_writes() && stale > 0
     }
 
     /// Print the results, and the lag probe's if there was one, as text, or as one JSON
@@ -88,25 +166,37 @@ impl Stats {
             not_found,
             ..
         } = *self;
-        let workload = format!("{:?}", args.workload).to_lowercase();
+        let workload = args
+            .workload
+            .to_possible_value()
+            .map_or(String::new(), |value| value.get_name().to_string());
         let proto = format!("{:?}", args.proto).to_lowercase();
         let (conns, pipeline, keyspace, size) =
             (args.conns, args.pipeline, args.keyspace, args.value_size);
         if args.json {
             let lag = lag.map_or(String::new(), Lag::json_fields);
+            let steps = self
+                .steps
+                .as_ref()
+                .map_or(String::new(), Steps::json_fields);
             println!(
                 "{{\"proto\":\"{proto}\",\"workload\":\"{workload}\",\"conns\":{conns},\"pipeline\":{pipeline},\
                  \"keyspace\":{keyspace},\"value_size\":{size},\"set_ratio\":{},\"requests\":{done},\
                  \"errors\":{errors},\"conn_failures\":{failures},\"not_found\":{not_found},\
                  \"seconds\":{seconds:.3},\"rps\":{rps:.0},\"p50_us\":{p50},\"p90_us\":{p90},\
-                 \"p99_us\":{p99},\"p999_us\":{p999},\"max_us\":{max},\"mean_us\":{mean:.0}{lag}}}",
+                 \"p99_us\":{p99},\"p999_us\":{p999},\"max_us\":{max},\"mean_us\":{mean:.0}{steps}{lag}}}",
                 args.set_ratio
             );
             return;
         }
         let ms = |us: u64| us as f64 / 1000.0;
         println!("{workload} ({proto}): {conns} conns, pipeline {pipeline}, keyspace {keyspace}, values of {size} B");
-        println!("  {done} requests in {seconds:.2} s: {rps:.0} requests/s");
+        let unit = if self.steps.is_some() {
+            "cycles"
+        } else {
+            "requests"
+        };
+        println!("  {done} {unit} in {seconds:.2} s: {rps:.0} {unit}/s");
         println!(
             "  latency (ms): p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
             ms(p50),
@@ -118,6 +208,9 @@ impl Stats {
         println!(
             "  errors: {errors} ({failures} failed connections); NOT_FOUND or nil replies: {not_found}"
         );
+        if let Some(steps) = &self.steps {
+            steps.print_text();
+        }
         if let (Some(lag), Some(replica)) = (lag, &args.lag_probe) {
             lag.print_text(replica);
         }

@@ -4,7 +4,10 @@
 //! under a `kill -9`, a pause and a cut of its primary, each of which must make the others
 //! elect a new one, also valid with nothing lost; and two reference runs against Redis that
 //! show the checker finds what it should: without an AOF, `kill -9` loses acknowledged
-//! writes; with `appendfsync always` and no faults, all is well.
+//! writes; with `appendfsync always` and no faults, all is well. And the read-your-writes
+//! workload (`--read-your-writes`: every client reads from the replicas with its position
+//! token): valid under kills and pauses of the replicas, and caught by the checker when the
+//! clients leave the token out of their reads while a replication link is cut.
 
 use std::process::Command;
 
@@ -46,16 +49,19 @@ fn kvchaos(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The number after `name=` in `line`, if it has one.
+fn number(line: &str, name: &str) -> Option<u64> {
+    line.split(' ')
+        .find_map(|f| f.strip_prefix(&format!("{name}=")))
+        .and_then(|n| n.parse().ok())
+}
+
 /// The number after `name=` in kvchaos's verdict line.
 fn count(report: &str, name: &str) -> u64 {
     report
         .lines()
         .next()
-        .and_then(|line| {
-            line.split(' ')
-                .find_map(|f| f.strip_prefix(&format!("{name}=")))
-        })
-        .and_then(|n| n.parse().ok())
+        .and_then(|line| number(line, name))
         .unwrap_or_else(|| panic!("no {name} in {report}"))
 }
 
@@ -75,6 +81,113 @@ fn our_node_survives(fault: &str, seed: &str) {
     assert!(count(&report, "answered") >= 100, "{report}");
     assert_eq!(count(&report, "lost_acknowledged_writes"), 0, "{report}");
     assert!(report.contains("converged=yes"), "{report}");
+}
+
+/// The number after `name=` in kvchaos's line on the reads with a token.
+fn token_count(report: &str, name: &str) -> u64 {
+    report
+        .lines()
+        .find(|line| line.starts_with("kvchaos: token_reads="))
+        .and_then(|line| number(line, name))
+        .unwrap_or_else(|| panic!("no {name} in {report}"))
+}
+
+/// The read-your-writes workload with tokens under `fault` of the replicas only: valid, every
+/// client read its own writes and never went back, the replicas answered reads with tokens,
+/// and the faults hit replicas and nothing else.
+fn reads_with_tokens_survive(fault: &str, seed: &str) {
+    let (status, report, faults) = kvchaos(&[
+        "--read-your-writes",
+        "--fault",
+        fault,
+        "--fault-target",
+        "replicas",
+        "--replica-reads",
+        "80",
+        "--seed",
+        seed,
+    ]);
+    assert_eq!(status, 0, "{report}");
+    assert!(report.starts_with("kvchaos: valid "), "{report}");
+    assert!(count(&report, "faults") >= 1, "{report}");
+    assert!(
+        !faults.contains("primary"),
+        "the primary was hit:\n{faults}"
+    );
+    assert_eq!(count(&report, "read_your_writes_violations"), 0, "{report}");
+    assert_eq!(count(&report, "monotonic_read_violations"), 0, "{report}");
+    assert!(token_count(&report, "by_replica") >= 100, "{report}");
+    assert!(report.contains("converged=yes"), "{report}");
+}
+
+#[test]
+fn reads_with_tokens_see_their_own_writes_through_replica_kills() {
+    reads_with_tokens_survive("kill", "7");
+}
+
+#[test]
+fn reads_with_tokens_see_their_own_writes_through_replica_pauses() {
+    reads_with_tokens_survive("pause", "7");
+}
+
+/// The checker catches a real bug: clients that keep their token but read without it, while
+/// the first fault (seed 2) cuts a replication link for 1.5 s, miss their own writes.
+#[test]
+fn reads_without_the_token_are_caught_missing_their_own_writes() {
+    let (status, report, faults) = kvchaos(&[
+        "--read-your-writes",
+        "without-tokens",
+        "--fault",
+        "partition",
+        "--fault-target",
+        "replicas",
+        "--replica-reads",
+        "80",
+        "--seed",
+        "2",
+    ]);
+    assert!(faults.contains("link primary <-> replica1"), "{faults}");
+    assert_eq!(status, 1, "{report}");
+    assert!(report.starts_with("kvchaos: INVALID "), "{report}");
+    assert!(
+        count(&report, "read_your_writes_violations") >= 1,
+        "{report}"
+    );
+    assert!(report.contains("did not read its own write"), "{report}");
+    // The primary's answers and the replicas' own promises still hold: only the clients'
+    // sessions were broken.
+    assert_eq!(count(&report, "lost_acknowledged_writes"), 0, "{report}");
+    assert_eq!(count(&report, "not_linearizable_keys"), 0, "{report}");
+}
+
+/// The read-your-writes workload in the failover cluster: a paused primary is deposed (seed 2:
+/// the first fault pauses it past the election), and the clients' tokens, taken on either
+/// side of the failover, still give every client its own writes and monotonic reads.
+#[test]
+fn reads_with_tokens_see_their_own_writes_across_a_failover() {
+    let (status, report, faults) = kvchaos(&[
+        "--target",
+        "cluster",
+        "--read-your-writes",
+        "--replica-reads",
+        "80",
+        "--fault",
+        "pause",
+        "--failover-timeout-ms",
+        "600",
+        "--duration",
+        "8",
+        "--seed",
+        "2",
+    ]);
+    assert_eq!(status, 0, "{report}");
+    assert!(report.starts_with("kvchaos: valid "), "{report}");
+    assert!(faults.contains("(the primary)"), "{faults}");
+    assert_eq!(count(&report, "read_your_writes_violations"), 0, "{report}");
+    assert_eq!(count(&report, "monotonic_read_violations"), 0, "{report}");
+    // Few under load (a paused primary holds every client for up to 2 s), but some.
+    assert!(token_count(&report, "by_replica") >= 5, "{report}");
+    assert_eq!(count(&report, "lost_acknowledged_writes"), 0, "{report}");
 }
 
 #[test]
@@ -208,6 +321,10 @@ fn bad_arguments_exit_with_2() {
         &["--fault", "meteor"][..],
         &["--fsync", "off"],
         &["--target", "redis", "--protocol", "line"],
+        &["--target", "redis", "--read-your-writes"],
+        &["--read-your-writes", "sometimes"],
+        &["--replicas", "0", "--read-your-writes"],
+        &["--replicas", "0", "--fault-target", "replicas"],
     ] {
         let status = Command::new(env!("CARGO_BIN_EXE_kvchaos"))
             .args(args)

@@ -68,6 +68,13 @@ pub struct Operation {
     pub completed: u64,
     /// What the client heard.
     pub outcome: Outcome,
+    /// A read-your-writes client's position token (`kvchaos --read-your-writes`) as it sent
+    /// this operation: the last `LASTPOS` answer it got, which covers every write it had
+    /// acknowledged and everything its reads had shown, so a read sent with it (`GET key
+    /// AFTER token`) must show all of that. `None`: not such a client, or one whose token no
+    /// longer covers all that (a `LASTPOS` answer was lost), which reads from the primary
+    /// until it has one again. `read_your_writes.rs` holds the reads that carry one to it.
+    pub token: Option<String>,
 }
 
 /// As a person would name it: `primary`, `replica 2`.
@@ -106,6 +113,9 @@ impl std::fmt::Display for Operation {
             Call::Put(value) => write!(f, "PUT {} {value}", self.key)?,
             Call::Get => write!(f, "GET {}", self.key)?,
             Call::Del => write!(f, "DEL {}", self.key)?,
+        }
+        if let Some(token) = &self.token {
+            write!(f, " [token {token}]")?;
         }
         match &self.outcome {
             Outcome::Written | Outcome::Deleted(true) => write!(f, " -> OK"),

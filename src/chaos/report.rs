@@ -8,6 +8,7 @@ use std::fmt;
 use crate::chaos::checker::smallest_violation;
 use crate::chaos::history::{Call, Node, Operation, Outcome};
 use crate::chaos::lost::proven_lost;
+use crate::chaos::read_your_writes::{session_violations, SessionViolation};
 use crate::chaos::replica::{replica_violations, ReplicaViolation};
 use crate::chaos::window::Window;
 
@@ -37,6 +38,9 @@ pub struct KeyReport {
     pub not_linearizable: Option<Window>,
     /// What the replicas' reads did wrong.
     pub replica_violations: Vec<ReplicaViolation>,
+    /// What the reads of clients with a position token did wrong (read-your-writes,
+    /// monotonic reads).
+    pub session_violations: Vec<SessionViolation>,
 }
 
 impl KeyReport {
@@ -45,6 +49,7 @@ impl KeyReport {
         self.lost_writes.is_empty()
             && self.not_linearizable.is_none()
             && self.replica_violations.is_empty()
+            && self.session_violations.is_empty()
     }
 }
 
@@ -64,6 +69,8 @@ pub enum Violation<'a> {
     NotLinearizable(&'a Window),
     /// A replica did something wrong.
     Replica(&'a ReplicaViolation),
+    /// A client with a position token missed its own write, or its reads went back.
+    Session(&'a SessionViolation),
 }
 
 /// Checks a whole history (every key, every node).
@@ -96,6 +103,7 @@ fn check_key(ops: &[Operation]) -> KeyReport {
         lost_writes,
         not_linearizable: smallest_violation(ops),
         replica_violations: replica_violations(ops),
+        session_violations: session_violations(ops),
     }
 }
 
@@ -130,13 +138,27 @@ impl Report {
             .sum()
     }
 
+    /// How many reads with a position token missed their client's own write.
+    pub fn read_your_writes_violations(&self) -> usize {
+        let missed = |v: &&SessionViolation| v.missed_own_write();
+        let each = |key: &KeyReport| key.session_violations.iter().filter(missed).count();
+        self.keys.iter().map(each).sum()
+    }
+
+    /// How many reads with a position token went back from an earlier read of their client.
+    pub fn monotonic_read_violations(&self) -> usize {
+        let all: usize = self.keys.iter().map(|k| k.session_violations.len()).sum();
+        all - self.read_your_writes_violations()
+    }
+
     /// Every violation, key by key.
     pub fn violations(&self) -> impl Iterator<Item = Violation<'_>> {
         self.keys.iter().flat_map(|key| {
             let lost = key.lost_writes.iter().map(Violation::LostWrite);
             let window = key.not_linearizable.iter().map(Violation::NotLinearizable);
             let replica = key.replica_violations.iter().map(Violation::Replica);
-            lost.chain(window).chain(replica)
+            let session = key.session_violations.iter().map(Violation::Session);
+            lost.chain(window).chain(replica).chain(session)
         })
     }
 }
@@ -177,6 +199,7 @@ impl fmt::Display for Violation<'_> {
                 write!(f, "{window}")
             }
             Violation::Replica(replica) => write!(f, "{replica}"),
+            Violation::Session(session) => write!(f, "{session}"),
         }
     }
 }
@@ -190,13 +213,16 @@ impl fmt::Display for Report {
         write!(
             f,
             "{}: {} keys, {} operations, {} lost acknowledged writes, {} keys not \
-             linearizable, {} replica violations",
+             linearizable, {} replica violations, {} read-your-writes violations, {} \
+             monotonic read violations",
             if self.is_valid() { "valid" } else { "INVALID" },
             self.keys.len(),
             self.operations(),
             self.lost_writes(),
             self.non_linearizable_keys(),
-            self.replica_violations()
+            self.replica_violations(),
+            self.read_your_writes_violations(),
+            self.monotonic_read_violations()
         )
     }
 }

@@ -4,6 +4,60 @@
 
 use crate::chaos::history::{Call, Node, Operation, Outcome};
 
+/// An operation of client `client` on key `k`, sent to the primary on connection `client`,
+/// invoked at `from`, completed (or, of unknown outcome, bounded) at `to`.
+pub(crate) fn op(client: usize, call: Call, from: u64, to: u64, outcome: Outcome) -> Operation {
+    Operation {
+        connection: client as u64,
+        node: Node::Primary,
+        client,
+        key: "k".into(),
+        call,
+        invoked: from,
+        completed: to,
+        outcome,
+        token: None,
+    }
+}
+
+/// The parts of an operation of the small random histories the read checks are held to their
+/// definitions on: its invocation, its completion (for an unknown outcome a bound soon or
+/// late, or none), one of four values, and its outcome.
+pub(crate) fn random_parts(rng: &mut fastrand::Rng) -> (u64, u64, &'static str, Outcome) {
+    let from = rng.u64(0..60);
+    let to = from + rng.u64(0..6);
+    let value = ["a", "b", "c", "d"][rng.usize(0..4)];
+    let outcome = [Outcome::Written, Outcome::Unknown, Outcome::Failed][rng.usize(0..3)].clone();
+    let to = match outcome {
+        Outcome::Unknown if rng.bool() => u64::MAX,
+        Outcome::Unknown => from + rng.u64(0..30),
+        _ => to,
+    };
+    (from, to, value, outcome)
+}
+
+/// The definition, by brute force, of an answered read showing something older than the
+/// instant `since`: a value every PUT of which (to the primary, not failed) could take effect
+/// only before then (completed, or was bounded); or nothing, with no DEL sent by the time the
+/// read completed that could take effect at or after then.
+pub(crate) fn older_by_definition(history: &[Operation], read: &Operation, since: u64) -> bool {
+    let done = || {
+        history
+            .iter()
+            .filter(|op| op.node == Node::Primary && op.outcome != Outcome::Failed)
+    };
+    match &read.outcome {
+        Outcome::Read(Some(value)) => {
+            let puts = done().filter(|op| op.call == Call::Put(value.clone()));
+            let last = puts.map(|put| put.completed).max();
+            last.is_some_and(|last| last < since)
+        }
+        _ => !done().any(|del| {
+            del.call == Call::Del && del.invoked <= read.completed && del.completed >= since
+        }),
+    }
+}
+
 /// The shape of a simulated history of one key.
 #[derive(Debug, Clone)]
 pub(crate) struct Shape {
@@ -121,6 +175,7 @@ pub(crate) fn simulate(rng: &mut fastrand::Rng, shape: &Shape) -> Simulated {
             invoked,
             completed,
             outcome,
+            token: None,
         });
     }
     effects.sort_unstable();

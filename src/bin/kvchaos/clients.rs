@@ -20,6 +20,9 @@ use kvstore::chaos::history::{Call, Node, Operation, Outcome};
 
 use crate::connection::{Connection, Protocol};
 use crate::route;
+use crate::token_reads::{ReadYourWrites, TokenCounts, NOTHING_SEEN};
+
+mod tokens;
 
 /// What every client is told: where to go, how fast, how to speak.
 #[derive(Debug, Clone)]
@@ -37,6 +40,11 @@ pub struct Plan {
     pub pace: Option<Duration>,
     /// The wire protocol.
     pub protocol: Protocol,
+    /// Whether each client reads its own writes from the replicas with position tokens
+    /// (`--read-your-writes`), and how.
+    pub read_your_writes: Option<ReadYourWrites>,
+    /// How long a replica may wait for a client's token before it answers `TIMEOUT`.
+    pub token_timeout_ms: u64,
     /// The run's clock.
     pub start: Instant,
 }
@@ -70,8 +78,16 @@ pub struct Opened {
     pub member: usize,
 }
 
-/// What a client recorded: its operations, and each of its connections by number.
-pub type Recorded = (Vec<Operation>, HashMap<u64, Opened>);
+/// What a client recorded.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// Its operations.
+    pub operations: Vec<Operation>,
+    /// Each of its connections, by number.
+    pub connections: HashMap<u64, Opened>,
+    /// What became of its reads with a token (`--read-your-writes`).
+    pub tokens: TokenCounts,
+}
 
 /// One client: a connection to each node it sends operations to.
 struct Client {
@@ -93,6 +109,12 @@ struct Client {
     history: Vec<Operation>,
     /// Its connections, by number.
     opened_at: HashMap<u64, Opened>,
+    /// With `--read-your-writes`: the last token `LASTPOS` gave it, which covers every write
+    /// it had acknowledged and everything its reads had shown (`0:-:0` before anything);
+    /// `None` once a `LASTPOS` answer was lost, until it has one again.
+    token: Option<String>,
+    /// What became of its reads with a token.
+    tokens: TokenCounts,
 }
 
 impl Client {
@@ -111,6 +133,8 @@ impl Client {
             written: 0,
             history: Vec::new(),
             opened_at: HashMap::new(),
+            token: Some(NOTHING_SEEN.to_string()),
+            tokens: TokenCounts::default(),
         }
     }
 
@@ -130,6 +154,13 @@ impl Client {
                 4..=7 => Call::Get,
                 _ => Call::Del,
             };
+            if let Some(mode) = self.plan.read_your_writes {
+                if !self.with_token(key, call, mode) {
+                    // Pacing of reconnection attempts while the node cannot be reached.
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                continue;
+            }
             let others = self.plan.members.len() - 1;
             let to_replica = self.rng.u8(0..100) < self.plan.replica_reads;
             let member = if call == Call::Get && others > 0 && to_replica {
@@ -143,7 +174,29 @@ impl Client {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        (self.history, self.opened_at)
+        self.recorded()
+    }
+
+    /// What it recorded.
+    fn recorded(self) -> Recorded {
+        Recorded {
+            operations: self.history,
+            connections: self.opened_at,
+            tokens: self.tokens,
+        }
+    }
+
+    /// The number of its connection to node `member`, opened now if it has none (the node
+    /// must answer a `PING` through it); `None` if it cannot be opened.
+    fn connect(&mut self, member: usize) -> Option<u64> {
+        if let Entry::Vacant(slot) = self.connections.entry(member) {
+            let connection = Connection::open(self.plan.members[member], self.plan.protocol)?;
+            self.opened += 1;
+            slot.insert((connection, self.opened));
+            let at = self.plan.start.elapsed().as_nanos() as u64;
+            self.opened_at.insert(self.opened, Opened { at, member });
+        }
+        self.connections.get(&member).map(|(_, id)| *id)
     }
 
     /// Make one operation on node `member` and record it; false if no connection could be
@@ -151,21 +204,13 @@ impl Client {
     /// with the node's role, tells the client where the primary is; a node that does not
     /// answer makes it try the next.
     fn call(&mut self, member: usize, key: String, call: Call) -> bool {
-        if let Entry::Vacant(slot) = self.connections.entry(member) {
-            let Some(connection) = Connection::open(self.plan.members[member], self.plan.protocol)
-            else {
-                self.lost(member);
-                return false;
-            };
-            self.opened += 1;
-            slot.insert((connection, self.opened));
-            let at = self.plan.start.elapsed().as_nanos() as u64;
-            self.opened_at.insert(self.opened, Opened { at, member });
-        }
-        let Some((connection, id)) = self.connections.get_mut(&member) else {
+        let Some(connection_id) = self.connect(member) else {
+            self.lost(member);
             return false;
         };
-        let connection_id = *id;
+        let Some((connection, _)) = self.connections.get_mut(&member) else {
+            return false;
+        };
         let invoked = self.plan.start.elapsed().as_nanos() as u64;
         let (outcome, node, answered) = match (&call, self.plan.failover) {
             (Call::Get, true) => {
@@ -213,6 +258,7 @@ impl Client {
             invoked,
             completed,
             outcome,
+            token: None,
         });
         true
     }
@@ -252,11 +298,11 @@ pub fn final_reads(plan: &Plan, client: usize) -> Recorded {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    (reader.history, reader.opened_at)
+    reader.recorded()
 }
 
 /// Write the history, one operation a line, in invocation order, with the node each
-/// operation's connection reached.
+/// operation's connection reached and the token its client held.
 pub fn save(
     history: &[Operation],
     opened: &HashMap<u64, Opened>,
@@ -270,8 +316,13 @@ pub fn save(
         let member = opened
             .get(&op.connection)
             .map_or("?".to_string(), |o| o.member.to_string());
+        // The token the client held as it sent it (`--read-your-writes`).
+        let token = op
+            .token
+            .as_deref()
+            .map_or(String::new(), |t| format!(" token={t}"));
         text.push_str(&format!(
-            "{} {} client={} connection={} member={member} node={:?} key={} {:?} -> {:?}\n",
+            "{} {} client={} connection={} member={member} node={:?} key={} {:?} -> {:?}{token}\n",
             op.invoked,
             op.completed,
             op.client,

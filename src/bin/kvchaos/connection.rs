@@ -67,18 +67,50 @@ impl Connection {
     /// Send `call` on `key` and say what it did. `Unknown` means the answer did not come (or
     /// made no sense): the connection should not be used again, as the answer may still come.
     pub fn call(&mut self, key: &str, call: &Call) -> Outcome {
-        let request = match (self.protocol, call) {
-            (Protocol::Line, Call::Put(value)) => format!("PUT {key} {value}\n"),
-            (Protocol::Line, Call::Get) => format!("GET {key}\n"),
-            (Protocol::Line, Call::Del) => format!("DEL {key}\n"),
-            (Protocol::Resp, Call::Put(value)) => resp(&["SET", key, value]),
-            (Protocol::Resp, Call::Get) => resp(&["GET", key]),
-            (Protocol::Resp, Call::Del) => resp(&["DEL", key]),
-        };
+        let request = encode(self.protocol, key, call, None);
         if self.stream.write_all(request.as_bytes()).is_err() {
             return Outcome::Unknown;
         }
         self.answer(call)
+    }
+
+    /// Send `call` on `key` with `LASTPOS` after it, and `ROLE` last if `role` (line
+    /// protocol), in one write, so all are answered in one batch: a read waits first for the
+    /// position `after` names, if any (`GET key AFTER token timeout-ms`). Answers what the
+    /// call did, the token `LASTPOS` answered (what the connection's replies have shown it,
+    /// the call's included) and the node's role, each if its answer came; without them the
+    /// connection should not be used again.
+    pub fn call_with_token(
+        &mut self,
+        key: &str,
+        call: &Call,
+        after: Option<(&str, u64)>,
+        role: bool,
+    ) -> (Outcome, Option<String>, Option<String>) {
+        let mut request = encode(self.protocol, key, call, after);
+        request.push_str(&match self.protocol {
+            Protocol::Line => "LASTPOS\n".to_string(),
+            Protocol::Resp => resp(&["LASTPOS"]),
+        });
+        if role {
+            request.push_str("ROLE\n");
+        }
+        if self.stream.write_all(request.as_bytes()).is_err() {
+            return (Outcome::Unknown, None, None);
+        }
+        let outcome = self.answer(call);
+        if outcome == Outcome::Unknown {
+            return (outcome, None, None);
+        }
+        let token = match self.protocol {
+            Protocol::Line => self.read_line().map(Reply::from_line),
+            Protocol::Resp => self.read_resp(),
+        };
+        let Some(Reply::Value(token)) = token else {
+            return (outcome, None, None);
+        };
+        let role = if role { self.read_line() } else { None };
+        (outcome, Some(token), role)
     }
 
     /// The answer to `call`, sent already.
@@ -149,6 +181,24 @@ impl Connection {
             }
             _ => None,
         }
+    }
+}
+
+/// The request for `call` on `key`; a read waits for the position `after` names first.
+fn encode(protocol: Protocol, key: &str, call: &Call, after: Option<(&str, u64)>) -> String {
+    match (protocol, call, after) {
+        (Protocol::Line, Call::Put(value), _) => format!("PUT {key} {value}\n"),
+        (Protocol::Line, Call::Get, None) => format!("GET {key}\n"),
+        (Protocol::Line, Call::Get, Some((token, ms))) => {
+            format!("GET {key} AFTER {token} {ms}\n")
+        }
+        (Protocol::Line, Call::Del, _) => format!("DEL {key}\n"),
+        (Protocol::Resp, Call::Put(value), _) => resp(&["SET", key, value]),
+        (Protocol::Resp, Call::Get, None) => resp(&["GET", key]),
+        (Protocol::Resp, Call::Get, Some((token, ms))) => {
+            resp(&["GET", key, "AFTER", token, &ms.to_string()])
+        }
+        (Protocol::Resp, Call::Del, _) => resp(&["DEL", key]),
     }
 }
 
@@ -269,6 +319,16 @@ mod tests {
         }
         // An answer that does not fit the call proves nothing either way.
         assert_eq!(Reply::Integer(1).outcome(&put), Outcome::Unknown);
+    }
+
+    #[test]
+    fn a_read_may_wait_for_a_token_in_both_protocols() {
+        let get_after = |protocol| encode(protocol, "k", &Call::Get, Some(("1:ab:7", 500)));
+        assert_eq!(get_after(Protocol::Line), "GET k AFTER 1:ab:7 500\n");
+        assert_eq!(
+            get_after(Protocol::Resp),
+            resp(&["GET", "k", "AFTER", "1:ab:7", "500"])
+        );
     }
 
     #[test]

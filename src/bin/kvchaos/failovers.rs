@@ -138,6 +138,7 @@ mod tests {
             invoked: completed - 1,
             completed,
             outcome: Outcome::Written,
+            token: None,
         }
     }
 

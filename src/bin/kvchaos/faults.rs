@@ -32,6 +32,19 @@ pub enum FaultKind {
     Mixed,
 }
 
+/// Which nodes the faults hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FaultTarget {
+    /// The primary half the time, otherwise a random replica (in a failover cluster, the
+    /// primary of the moment four times in five).
+    Any,
+    /// The primary (of the moment) only.
+    Primary,
+    /// The replicas only (in a failover cluster, the members that are not the primary), one
+    /// at random each time: what a client reading from replicas must ride out.
+    Replicas,
+}
+
 /// One fault as it happened: when (ns from the start of the run) and what.
 #[derive(Debug, Clone)]
 pub struct FaultRecord {
@@ -78,6 +91,8 @@ pub struct Injector {
     rng: fastrand::Rng,
     /// The run's clock.
     start: Instant,
+    /// Which nodes the faults hit.
+    aim: FaultTarget,
     /// In a failover cluster, the members' failover timeout: a pause or a cut of the primary
     /// is made to last longer than it (or, for some cuts, about as long, to heal during the
     /// election).
@@ -85,29 +100,41 @@ pub struct Injector {
 }
 
 impl Injector {
-    /// An injector for a run that started at `start`.
-    pub fn new(seed: u64, start: Instant, failover_timeout: Duration) -> Injector {
+    /// An injector for a run that started at `start`, aiming at `aim`.
+    pub fn new(
+        seed: u64,
+        start: Instant,
+        aim: FaultTarget,
+        failover_timeout: Duration,
+    ) -> Injector {
         Injector {
             rng: fastrand::Rng::with_seed(seed),
             start,
+            aim,
             failover_timeout,
         }
     }
 
-    /// The node a fault hits: the primary half the time (it is the node whose faults can lose
-    /// acknowledged writes), otherwise a random replica; in a failover cluster the primary of
-    /// the moment four times in five (its faults are the failovers), and whether it is that.
+    /// The node a fault hits: by default the primary half the time (it is the node whose
+    /// faults can lose acknowledged writes), otherwise a random replica; in a failover
+    /// cluster the primary of the moment four times in five (its faults are the failovers),
+    /// and whether it is that. `--fault-target` narrows it to the primary or the replicas.
     fn target(&mut self, cluster: &Cluster) -> (usize, bool) {
         let n = cluster.nodes.len();
         if !cluster.failover() {
-            let node = if n == 1 || self.rng.bool() {
-                0
-            } else {
-                self.rng.usize(1..n)
+            let primary = match self.aim {
+                FaultTarget::Any => n == 1 || self.rng.bool(),
+                FaultTarget::Primary => true,
+                FaultTarget::Replicas => n == 1,
             };
+            let node = if primary { 0 } else { self.rng.usize(1..n) };
             return (node, false);
         }
-        let hit_primary = self.rng.u8(0..5) > 0;
+        let hit_primary = match self.aim {
+            FaultTarget::Any => self.rng.u8(0..5) > 0,
+            FaultTarget::Primary => true,
+            FaultTarget::Replicas => false,
+        };
         let other = self.rng.usize(1..n);
         match cluster.wait_primary(2 * self.failover_timeout) {
             Some(primary) if hit_primary => (primary, true),

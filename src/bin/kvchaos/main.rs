@@ -9,6 +9,7 @@
 //! 2 for bad arguments, a run that could not start, or a fault that could not be injected.
 //! The last line printed is the verdict.
 
+mod bounds;
 mod clients;
 mod cluster;
 mod connection;
@@ -17,6 +18,7 @@ mod faults;
 mod members;
 mod node;
 mod route;
+mod token_reads;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -28,15 +30,16 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use kvstore::chaos::check;
-use kvstore::chaos::history::{Node, Operation, Outcome};
+use kvstore::chaos::history::{Operation, Outcome};
 use kvstore::chaos::report::Violation;
 use kvstore::chaos::window::Window;
 
 use crate::clients::{Opened, Plan};
 use crate::cluster::Cluster;
 use crate::connection::Protocol;
-use crate::faults::{FaultError, FaultKind, FaultRecord, Injector};
+use crate::faults::{FaultError, FaultKind, FaultRecord, FaultTarget, Injector};
 use crate::node::Program;
+use crate::token_reads::{ReadYourWrites, TokenCounts};
 
 /// How long the replicas get to converge once the faults are healed.
 const CONVERGE_DEADLINE: Duration = Duration::from_secs(60);
@@ -61,6 +64,9 @@ struct Args {
     /// The faults to inject, at random times from the seed.
     #[arg(long, value_enum, default_value_t = FaultKind::Kill)]
     fault: FaultKind,
+    /// Which nodes the faults hit.
+    #[arg(long, value_enum, default_value_t = FaultTarget::Any)]
+    fault_target: FaultTarget,
     /// How long to run, in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     duration: u64,
@@ -80,6 +86,17 @@ struct Args {
     /// than to the primary.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
     replica_reads: u8,
+    /// Every client reads its own writes from the replicas: it keeps the position token
+    /// `LASTPOS` gives it after each operation and reads with it (`GET key AFTER token`),
+    /// and the checker holds each client's reads to its own writes and earlier reads.
+    /// `without-tokens` leaves the token out of the reads: a deliberate bug the checker must
+    /// catch. Our node only (`--target kvstore` or `cluster`).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "tokens")]
+    read_your_writes: Option<ReadYourWrites>,
+    /// `--read-your-writes`: how long a replica may wait for a client's token before it
+    /// answers `TIMEOUT` (then the client reads from the primary).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1_500))]
+    token_timeout_ms: u64,
     /// The clients' protocol (default: the line protocol for our node, RESP for Redis).
     #[arg(long, value_enum)]
     protocol: Option<Protocol>,
@@ -126,6 +143,16 @@ fn main() -> ExitCode {
 
 /// What the arguments ask for, checked: the program to run and the clients' protocol.
 fn program(args: &Args) -> Result<(Program, Protocol), String> {
+    if args.read_your_writes.is_some() && (args.target == Target::Redis || args.replicas == 0) {
+        return Err(
+            "--read-your-writes needs our node (--target kvstore or cluster) and --replicas 1 \
+             or more"
+                .into(),
+        );
+    }
+    if args.fault_target == FaultTarget::Replicas && args.replicas == 0 {
+        return Err("--fault-target replicas needs --replicas 1 or more".into());
+    }
     match args.target {
         Target::Kvstore | Target::Cluster => {
             if args.target == Target::Cluster && args.protocol == Some(Protocol::Resp) {
@@ -200,12 +227,14 @@ fn run(args: &Args) -> Result<bool, String> {
         keys: args.keys as usize,
         pace: (args.rate > 0).then(|| Duration::from_secs(1) / args.rate as u32),
         protocol,
+        read_your_writes: args.read_your_writes,
+        token_timeout_ms: args.token_timeout_ms,
         start,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let workers = clients::start(&plan, args.clients as usize, seed, stop.clone());
     let failover_timeout = Duration::from_millis(args.failover_timeout_ms);
-    let mut injector = Injector::new(seed, start, failover_timeout);
+    let mut injector = Injector::new(seed, start, args.fault_target, failover_timeout);
     let mut faults: Vec<FaultRecord> = Vec::new();
     // What went wrong with the nodes themselves: crashes, failed restarts, unclean stops.
     let mut problems: Vec<String> = Vec::new();
@@ -237,18 +266,20 @@ fn run(args: &Args) -> Result<bool, String> {
     let end = start.elapsed().as_nanos() as u64;
     let mut history: Vec<Operation> = Vec::new();
     let mut opened: HashMap<u64, Opened> = HashMap::new();
+    let mut tokens = TokenCounts::default();
     for worker in workers {
-        let (operations, connections) = worker.join().map_err(|_| "a client thread panicked")?;
-        history.extend(operations);
-        opened.extend(connections);
+        let recorded = worker.join().map_err(|_| "a client thread panicked")?;
+        history.extend(recorded.operations);
+        opened.extend(recorded.connections);
+        tokens.add(&recorded.tokens);
     }
     let keys: Vec<String> = (0..args.keys).map(|k| format!("k{k}")).collect();
     let converged = match cluster.heal() {
         Ok(crashed) => {
             problems.extend(crashed);
-            let (reads, connections) = clients::final_reads(&plan, args.clients as usize);
-            history.extend(reads);
-            opened.extend(connections);
+            let reads = clients::final_reads(&plan, args.clients as usize);
+            history.extend(reads.operations);
+            opened.extend(reads.connections);
             converge(&cluster, &keys, protocol)
         }
         Err(error) => Err(format!("the cluster could not be healed: {error}")),
@@ -260,7 +291,7 @@ fn run(args: &Args) -> Result<bool, String> {
     let failovers = cluster
         .failover()
         .then(|| failovers::report(&failovers::measure(&history, &opened, &faults, end)));
-    bound_unknowns(&mut history, &opened, &faults);
+    bounds::bound_unknowns(&mut history, &opened, &faults);
     if let Some(error) = tool_failure {
         return Err(format!(
             "a fault could not be injected, so the run is not a test: {error} (the history \
@@ -272,6 +303,7 @@ fn run(args: &Args) -> Result<bool, String> {
         problems,
         converged,
         failovers,
+        tokens: args.read_your_writes.map(|_| tokens),
     };
     Ok(verdict(&history, &faults, checked, &out))
 }
@@ -303,65 +335,6 @@ fn check_tools(fault: FaultKind) -> Result<(), String> {
     Ok(())
 }
 
-/// Give each operation sent to the primary whose answer never came the latest time it can
-/// have taken effect: the moment the process its connection reached (the primary's, or in a
-/// failover cluster the member's it was sent to) was certainly dead, if it was killed. A
-/// connection through a proxy reaches one process, the one running when it was opened, and
-/// is never dialled again, so nothing sent on it can reach the node that starts after. One
-/// sent after that process was already dead did not happen at all. In a failover cluster,
-/// also the first write another member acknowledged after it was sent (a paused or cut-off
-/// primary that comes back has been deposed; see below). Without the bound an old unanswered
-/// write could be "maybe applied later" forever and explain away any later loss.
-fn bound_unknowns(
-    history: &mut [Operation],
-    opened: &HashMap<u64, Opened>,
-    faults: &[FaultRecord],
-) {
-    let deaths: Vec<(usize, u64)> = faults.iter().filter_map(|fault| fault.killed).collect();
-    let member_of = |op: &Operation| opened.get(&op.connection).map_or(0, |o| o.member);
-    // Writes a primary acknowledged, by when and on which member. A member acknowledges only
-    // while it holds its lease, and a new primary is named only after the old one's has
-    // ended; so once another member has acknowledged a write, a write sent earlier to member
-    // m either took effect before that (m applied it while it still led, and the new
-    // primary's history forks after it) or never will (m's tail past the fork is discarded).
-    let mut acknowledged: Vec<(u64, usize)> = history
-        .iter()
-        .filter(|op| op.node == Node::Primary)
-        .filter(|op| matches!(op.outcome, Outcome::Written | Outcome::Deleted(_)))
-        .map(|op| (op.completed, member_of(op)))
-        .collect();
-    acknowledged.sort_unstable();
-    for op in history
-        .iter_mut()
-        .filter(|op| op.outcome == Outcome::Unknown)
-    {
-        let Node::Primary = op.node else {
-            // Reads have no effect; their bound does not matter, and none is claimed.
-            op.completed = u64::MAX;
-            continue;
-        };
-        // A connection not in the map reached the primary of a run without failover.
-        let Opened { at: since, member } = opened.get(&op.connection).copied().unwrap_or(Opened {
-            at: op.invoked,
-            member: 0,
-        });
-        let death = deaths
-            .iter()
-            .filter(|&&(node, _)| node == member)
-            .map(|&(_, dead)| dead)
-            .find(|&dead| dead > since);
-        let elsewhere = acknowledged
-            .iter()
-            .find(|&&(at, by)| at > op.invoked && by != member)
-            .map(|&(at, _)| at);
-        match death {
-            Some(dead) if dead < op.invoked => op.outcome = Outcome::Failed,
-            Some(dead) => op.completed = dead.min(elsewhere.unwrap_or(u64::MAX)),
-            None => op.completed = elsewhere.unwrap_or(u64::MAX),
-        }
-    }
-}
-
 /// Wait until every replica shows what the primary shows; the last difference if they do not
 /// within the deadline.
 fn converge(cluster: &Cluster, keys: &[String], protocol: Protocol) -> Result<(), String> {
@@ -391,6 +364,8 @@ struct Checked {
     converged: Result<(), String>,
     /// The failovers' report (`failovers::report`), in a failover cluster.
     failovers: Option<String>,
+    /// With `--read-your-writes`: what became of the replica reads with a token.
+    tokens: Option<TokenCounts>,
 }
 
 /// Check the history; print every violation with the faults around it, the failovers'
@@ -401,6 +376,7 @@ fn verdict(history: &[Operation], faults: &[FaultRecord], checked: Checked, out:
         problems,
         converged,
         failovers,
+        tokens,
     } = checked;
     let report = check(history);
     // Writing to a String cannot fail.
@@ -413,6 +389,9 @@ fn verdict(history: &[Operation], faults: &[FaultRecord], checked: Checked, out:
         let _ = writeln!(text, "{problem}");
     }
     text.push_str(failovers.as_deref().unwrap_or_default());
+    if let Some(tokens) = tokens {
+        let _ = writeln!(text, "kvchaos: {tokens}");
+    }
     // A run in which nothing was answered checked nothing (every operation unknown), however
     // its history checks out.
     let answered = history
@@ -433,13 +412,16 @@ fn verdict(history: &[Operation], faults: &[FaultRecord], checked: Checked, out:
         text,
         "kvchaos: {} operations={} answered={answered} faults={} \
          lost_acknowledged_writes={} not_linearizable_keys={} replica_violations={} \
-         crashes={} converged={} out={}",
+         read_your_writes_violations={} monotonic_read_violations={} crashes={} converged={} \
+         out={}",
         if valid { "valid" } else { "INVALID" },
         history.len(),
         faults.len(),
         report.lost_writes(),
         report.non_linearizable_keys(),
         report.replica_violations(),
+        report.read_your_writes_violations(),
+        report.monotonic_read_violations(),
         problems.len(),
         if converged.is_ok() { "yes" } else { "no" },
         out.display()
@@ -460,6 +442,7 @@ fn window_of<'a>(violation: &Violation<'a>) -> &'a Window {
         Violation::LostWrite(lost) => &lost.window,
         Violation::NotLinearizable(window) => window,
         Violation::Replica(replica) => &replica.window,
+        Violation::Session(session) => &session.window,
     }
 }
 
@@ -477,83 +460,5 @@ fn faults_around(span: Range<u64>, faults: &[FaultRecord]) -> String {
         format!("  no fault during it; the last one before it: {before}\n")
     } else {
         "  no fault during it or before it\n".to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kvstore::chaos::history::Call;
-
-    fn unknown(node: Node, invoked: u64, connection: u64) -> Operation {
-        Operation {
-            client: 0,
-            connection,
-            node,
-            key: "k".into(),
-            call: Call::Put("v".into()),
-            invoked,
-            completed: invoked + 1,
-            outcome: Outcome::Unknown,
-        }
-    }
-
-    fn kill(node: usize, dead: u64) -> FaultRecord {
-        FaultRecord {
-            from: dead - 1,
-            to: dead + 10,
-            what: String::new(),
-            killed: Some((node, dead)),
-            primary: None,
-        }
-    }
-
-    #[test]
-    fn an_unanswered_write_is_bounded_by_the_death_of_the_primary_its_connection_reached() {
-        let mut history = vec![
-            unknown(Node::Primary, 5, 1),
-            unknown(Node::Primary, 25, 2),
-            unknown(Node::Primary, 45, 3),
-            unknown(Node::Replica(1), 5, 4),
-            // Sent at 22 on a connection opened at 15, to the process that died at 20.
-            unknown(Node::Primary, 22, 5),
-        ];
-        let opened = HashMap::from([(1, 4), (2, 24), (3, 44), (4, 4), (5, 15)])
-            .into_iter()
-            .map(|(connection, at)| (connection, Opened { at, member: 0 }))
-            .collect();
-        // The primary died at 20 and 40; a replica's death at 30 bounds nothing.
-        let faults = [kill(0, 20), kill(1, 30), kill(0, 40)];
-        bound_unknowns(&mut history, &opened, &faults);
-        let bounds: Vec<u64> = history[..4].iter().map(|op| op.completed).collect();
-        assert_eq!(bounds, [20, 40, u64::MAX, u64::MAX]);
-        // It never reached a live process: it did not happen.
-        assert_eq!(history[4].outcome, Outcome::Failed);
-    }
-
-    /// In a failover cluster, a write sent to a primary that was then paused or cut off is
-    /// bounded by the first write another member acknowledged after it was sent.
-    #[test]
-    fn an_unanswered_write_is_bounded_by_the_next_primary_acknowledging() {
-        let acked = |invoked, completed, connection| Operation {
-            completed,
-            outcome: Outcome::Written,
-            ..unknown(Node::Primary, invoked, connection)
-        };
-        let mut history = vec![
-            unknown(Node::Primary, 10, 1),
-            acked(11, 12, 1),
-            acked(40, 50, 2),
-            unknown(Node::Primary, 60, 2),
-        ];
-        let opened = HashMap::from([(1, (1, 0)), (2, (30, 1))])
-            .into_iter()
-            .map(|(connection, (at, member))| (connection, Opened { at, member }))
-            .collect();
-        bound_unknowns(&mut history, &opened, &[]);
-        // Member 0's own acknowledgement bounds nothing; member 1's, at 50, does.
-        assert_eq!(history[0].completed, 50);
-        // Nothing acknowledged elsewhere after it: no bound.
-        assert_eq!(history[3].completed, u64::MAX);
     }
 }

@@ -3,21 +3,9 @@
 
 use super::reference::{step, State};
 use super::*;
-use crate::chaos::history::{Call, Node};
+use crate::chaos::history::Call;
 
-/// An operation of client `client` on key `k`, invoked at `from`, completed at `to`.
-pub(super) fn op(client: usize, call: Call, from: u64, to: u64, outcome: Outcome) -> Operation {
-    Operation {
-        connection: client as u64,
-        node: Node::Primary,
-        client,
-        key: "k".into(),
-        call,
-        invoked: from,
-        completed: to,
-        outcome,
-    }
-}
+pub(super) use crate::chaos::testing::op;
 
 /// A PUT of `v`.
 pub(super) fn put(v: &str) -> Call {

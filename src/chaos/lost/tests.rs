@@ -3,23 +3,14 @@
 
 use super::*;
 use crate::chaos::checker::linearizable;
-use crate::chaos::testing::{simulate, Shape, TEN_MINUTES_OF_A_KEY};
+use crate::chaos::testing::{self, simulate, Shape, TEN_MINUTES_OF_A_KEY};
 
 /// No bound: an unknown operation may take effect any time after its invocation.
 const NEVER: u64 = u64::MAX;
 
 /// An operation on key "k" answered by the primary.
 fn op(call: Call, from: u64, to: u64, outcome: Outcome) -> Operation {
-    Operation {
-        connection: 0,
-        node: Node::Primary,
-        client: 0,
-        key: "k".into(),
-        call,
-        invoked: from,
-        completed: to,
-        outcome,
-    }
+    testing::op(0, call, from, to, outcome)
 }
 
 /// The definition, computed directly (as it first was): an acknowledged write, a read

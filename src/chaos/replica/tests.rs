@@ -3,20 +3,11 @@
 //! definition on random histories.
 
 use super::*;
-use crate::chaos::testing::{simulate, Shape};
+use crate::chaos::testing::{older_by_definition, op, random_parts, simulate, Shape};
 
 /// A primary operation on key "k".
 fn primary(call: Call, from: u64, to: u64, outcome: Outcome) -> Operation {
-    Operation {
-        client: 0,
-        connection: 0,
-        node: Node::Primary,
-        key: "k".into(),
-        call,
-        invoked: from,
-        completed: to,
-        outcome,
-    }
+    op(0, call, from, to, outcome)
 }
 
 /// A read of key "k" answered by replica 1 on connection `connection`.
@@ -30,6 +21,7 @@ fn replica_read(connection: u64, from: u64, to: u64, seen: Option<&str>) -> Oper
         invoked: from,
         completed: to,
         outcome: Outcome::Read(seen.map(str::to_string)),
+        token: None,
     }
 }
 
@@ -240,17 +232,7 @@ fn went_back_by_definition(history: &[Operation]) -> Vec<u64> {
             if earlier.connection != later.connection || earlier.completed > later.invoked {
                 return false;
             }
-            match &later.outcome {
-                Outcome::Read(Some(value)) => {
-                    let last = puts(value).iter().map(|put| put.completed).max();
-                    last.is_some_and(|last| last < first)
-                }
-                _ => !ops().any(|del| {
-                    del.call == Call::Del
-                        && del.invoked <= later.completed
-                        && del.completed >= first
-                }),
-            }
+            older_by_definition(history, later, first)
         });
         if went_back {
             back.push(later.invoked);
@@ -268,17 +250,7 @@ fn it_finds_exactly_the_reads_the_pairwise_definition_finds_on_random_histories(
         let n = rng.usize(1..=24);
         let history: Vec<Operation> = (0..n)
             .map(|_| {
-                let from = rng.u64(0..60);
-                let to = from + rng.u64(0..6);
-                let value = ["a", "b", "c", "d"][rng.usize(0..4)];
-                let outcome =
-                    [Outcome::Written, Outcome::Unknown, Outcome::Failed][rng.usize(0..3)].clone();
-                // An unknown outcome: bounded soon or late, or not at all.
-                let to = match outcome {
-                    Outcome::Unknown if rng.bool() => u64::MAX,
-                    Outcome::Unknown => from + rng.u64(0..30),
-                    _ => to,
-                };
+                let (from, to, value, outcome) = random_parts(&mut rng);
                 match rng.u8(0..6) {
                     0 | 1 => primary(Call::Put(value.into()), from, to, outcome),
                     2 => primary(Call::Del, from, to, outcome),

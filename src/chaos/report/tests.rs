@@ -16,6 +16,7 @@ fn op(node: Node, key: &str, call: Call, from: u64, to: u64, outcome: Outcome) -
         invoked: from,
         completed: to,
         outcome,
+        token: None,
     }
 }
 
@@ -137,8 +138,23 @@ lost acknowledged write on key k2: c was written, then a read showed b, and noth
 key k2 is not linearizable: no order of these operations explains every answer, whatever the key held before them:
     3.000000s..3.000001s client 0 conn 3 primary: PUT k2 c -> OK
     4.000000s..4.000002s client 0 conn 3 primary: GET k2 -> b
-INVALID: 1 keys, 3 operations, 1 lost acknowledged writes, 1 keys not linearizable, 0 replica violations";
+INVALID: 1 keys, 3 operations, 1 lost acknowledged writes, 1 keys not linearizable, 0 replica violations, 0 read-your-writes violations, 0 monotonic read violations";
     assert_eq!(printed, expected);
+}
+
+#[test]
+fn reads_with_a_token_are_held_to_their_clients_writes_and_counted() {
+    let mut stale = get(Node::Replica(1), "k", 50, 60, Some("a"));
+    stale.token = Some("1:aaaa:9".into());
+    let history = [put("k", "a", 10, 20), put("k", "b", 30, 40), stale.clone()];
+    let report = check(&history);
+    assert!(!report.is_valid());
+    assert_eq!(report.read_your_writes_violations(), 1, "{report}");
+    assert_eq!(report.monotonic_read_violations(), 0, "{report}");
+    assert_eq!(report.replica_violations(), 0, "{report}");
+    // The same read without a token is a lagging replica's, which is allowed.
+    stale.token = None;
+    assert!(check(&[history[0].clone(), history[1].clone(), stale]).is_valid());
 }
 
 #[test]

@@ -208,7 +208,11 @@ fn each_user_runs_what_its_rights_allow() {
             &["FLUSHALL"],
         ]),
     );
-    assert_eq!(replies, "+OK\r\n:1\r\n+OK\r\n");
+    // (The connection of the earlier exchange may not have left the registry yet.)
+    assert!(
+        replies == "+OK\r\n:1\r\n+OK\r\n" || replies == "+OK\r\n:2\r\n+OK\r\n",
+        "{replies}"
+    );
     line.clear();
     assert_eq!(
         app_reader.read_line(&mut line).unwrap(),

@@ -86,8 +86,6 @@ pub struct Accounts {
     verified: Mutex<HashMap<Arc<str>, Digest>>,
     /// Permits for Argon2 checks ([`HASHING_AT_ONCE`]).
     hashing: Semaphore,
-    /// Failed logins since the node started.
-    failures: AtomicU64,
 }
 
 impl fmt::Debug for Accounts {
@@ -122,7 +120,6 @@ impl Accounts {
             key,
             verified: Mutex::new(HashMap::new()),
             hashing: Semaphore::new(HASHING_AT_ONCE),
-            failures: AtomicU64::new(0),
         }
     }
 
@@ -158,11 +155,6 @@ impl Accounts {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Failed logins since the node started.
-    pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
-    }
-
     /// Who a new connection is: the `default` user with every right on a node without
     /// passwords; nobody (it must log in) otherwise.
     pub fn initial(&self) -> Option<Identity> {
@@ -192,14 +184,6 @@ impl Accounts {
 
     /// Check a login: `user` (none: `default`) with `password`.
     pub async fn verify(self: Arc<Self>, user: Option<Bytes>, password: Bytes) -> Verdict {
-        let verdict = self.check(user, password).await;
-        if verdict == Verdict::Refused {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        verdict
-    }
-
-    async fn check(&self, user: Option<Bytes>, password: Bytes) -> Verdict {
         let generation = self.generation();
         let users = self.users();
         let name = user.as_deref().unwrap_or(DEFAULT_USER.as_bytes());
@@ -333,7 +317,6 @@ mod tests {
         ));
         assert_eq!(verify(Some("app"), "app-pw ").await, Verdict::Refused);
         assert_eq!(verify(Some("nobody"), "app-pw").await, Verdict::Refused);
-        assert_eq!(accounts.failures(), 3);
 
         // A reload takes away what the file no longer grants.
         let line = format!("app read {}\n", hash(b"new-pw").unwrap());

@@ -192,18 +192,6 @@ impl From<PositionCommand> for Command {
 }
 
 impl Command {
-    /// Whether the command changes who the connection is, or the node's users: `AUTH`,
-    /// `HELLO ... AUTH`, `ACL LOAD`. The session answers it apart from the commands around it
-    /// (the ones after it are planned once it is decided).
-    pub fn is_login(&self) -> bool {
-        matches!(
-            self,
-            Command::Auth(_)
-                | Command::Acl(AclCommand::Load)
-                | Command::Hello { auth: Some(_), .. }
-        )
-    }
-
     /// Whether the command changes data, which a replica refuses.
     pub fn is_write(&self) -> bool {
         match self {

@@ -1,6 +1,7 @@
 //! Which rights each command needs (`auth/rights.rs`): what a user must hold for the session to
-//! run it, else `NOPERM`. Kept apart from the command table (`command.rs`), which it reads;
-//! the match is exhaustive, so a new command cannot be added without deciding its rights.
+//! run it, else `NOPERM`; and which commands are logins, which the session answers alone.
+//! Kept apart from the command table (`command.rs`), which it reads; the match is exhaustive,
+//! so a new command cannot be added without deciding its rights.
 //!
 //! - `read`: commands that show keys or values (`GET`, `MGET`, `EXISTS`, `TTL`, `SCAN`,
 //!   `KEYS`, `DBSIZE`, `WATCH`, ...).
@@ -21,6 +22,18 @@ use crate::auth::rights::Rights;
 use crate::store::Op;
 
 impl Command {
+    /// Whether the command changes who the connection is, or the node's users: `AUTH`,
+    /// `HELLO ... AUTH`, `ACL LOAD`. The session answers it apart from the commands around it
+    /// (the ones after it are planned once it is decided).
+    pub fn is_login(&self) -> bool {
+        matches!(
+            self,
+            Command::Auth(_)
+                | Command::Acl(AclCommand::Load)
+                | Command::Hello { auth: Some(_), .. }
+        )
+    }
+
     /// The rights a user must hold to run this command.
     pub fn rights(&self) -> Rights {
         match self {

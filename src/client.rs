@@ -8,6 +8,7 @@
 //! a write on the primary, waited for on a replica. [`crate::replica_reads`] builds reads from
 //! replicas with read-your-writes on them.
 
+use std::fmt;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -45,6 +46,66 @@ pub enum ClientError {
     /// The replicas to read from could not be found (`kvcli --read-from-replicas`).
     #[error("cannot find the replicas to read from: {0}")]
     Discovery(String),
+    /// The node refused the credentials (`WRONGPASS`), or they cannot be sent.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+}
+
+/// The environment variable clients read the password from (`kvcli`, `kvbench`), so that it
+/// need not be on their command line.
+pub const PASSWORD_ENV: &str = "KVSTORE_PASSWORD";
+/// The environment variable clients read the user from.
+pub const USER_ENV: &str = "KVSTORE_USER";
+
+/// A user and a password to log in with (`AUTH`), on a node started with `--requirepass` or
+/// `--users-file`. Its `Debug` does not show the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user; `None` logs in as `default` (`--requirepass`'s).
+    pub user: Option<String>,
+    /// The password.
+    password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// Log in as `user` (none: `default`) with `password`.
+    pub fn new(user: Option<String>, password: impl Into<String>) -> Credentials {
+        Credentials {
+            user,
+            password: password.into(),
+        }
+    }
+
+    /// The line-protocol `AUTH` request, or why these credentials cannot be sent in it: a
+    /// request is one line of words, so neither may hold a blank or a line break (over RESP
+    /// they may: use redis-cli).
+    pub fn auth_line(&self) -> Result<Vec<u8>, ClientError> {
+        let words: Vec<&str> = self
+            .user
+            .iter()
+            .map(String::as_str)
+            .chain([self.password.as_str()])
+            .collect();
+        if words
+            .iter()
+            .any(|w| w.is_empty() || w.contains([' ', '\t', '\n', '\r']))
+        {
+            return Err(ClientError::Auth(
+                "a user or password that is empty or holds a blank cannot be sent over the line \
+                 protocol; use redis-cli for it"
+                    .into(),
+            ));
+        }
+        Ok(format!("AUTH {}", words.join(" ")).into_bytes())
+    }
 }
 
 /// A connection to one node.
@@ -120,6 +181,28 @@ impl Client {
             }
         }
         Err(connect_error(last))
+    }
+
+    /// Connect to `addr` as [`Client::connect`] does, then log in with `credentials`, if any.
+    pub fn connect_as(
+        addr: &str,
+        timeout: Duration,
+        credentials: Option<&Credentials>,
+    ) -> Result<Client, ClientError> {
+        let mut client = Client::connect(addr, timeout)?;
+        if let Some(credentials) = credentials {
+            client.auth(credentials)?;
+        }
+        Ok(client)
+    }
+
+    /// `AUTH [user] password`: log this connection in; a refusal is [`ClientError::Auth`].
+    pub fn auth(&mut self, credentials: &Credentials) -> Result<(), ClientError> {
+        let reply = self.request(&credentials.auth_line()?)?;
+        match reply.as_slice() {
+            b"OK" => Ok(()),
+            _ => Err(ClientError::Auth(lossy(&reply))),
+        }
     }
 
     /// Queue one request line (without its `\n`); it goes out at the next [`Client::flush`] or

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, Credentials};
 
 /// How long a request may look for a primary (an election takes about the failover timeout).
 const FIND_PRIMARY: Duration = Duration::from_secs(10);
@@ -21,6 +21,8 @@ pub struct ClusterClient {
     members: Vec<String>,
     connect_timeout: Duration,
     current: Option<(String, Client)>,
+    /// What every connection logs in with, on members that ask for it.
+    credentials: Option<Credentials>,
 }
 
 impl ClusterClient {
@@ -31,7 +33,19 @@ impl ClusterClient {
             members,
             connect_timeout,
             current: None,
+            credentials: None,
         }
+    }
+
+    /// Log every connection in with `credentials` (none: do not log in).
+    pub fn with_credentials(mut self, credentials: Option<Credentials>) -> ClusterClient {
+        self.credentials = credentials;
+        self
+    }
+
+    /// What connections log in with, as given.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
     }
 
     /// The address of the primary this client talks to now, if it found one.
@@ -102,7 +116,9 @@ impl ClusterClient {
         loop {
             let candidates = hint.iter().chain(self.members.iter());
             for addr in candidates {
-                match Client::connect(addr, self.connect_timeout) {
+                match Client::connect_as(addr, self.connect_timeout, self.credentials.as_ref()) {
+                    // Wrong credentials are wrong on every member: no use looking further.
+                    Err(error @ ClientError::Auth(_)) => return Err(error),
                     Ok(mut client) => match client.request(b"ROLE") {
                         Ok(role) if role.starts_with(b"primary") => {
                             return Ok((addr.clone(), client))

@@ -8,6 +8,7 @@ use kv_actors::storage::durability::FsyncPolicy;
 use kv_actors::storage::recovery::RecoveryOptions;
 use kv_actors::storage::writer::WriterConfig;
 
+use crate::auth::{AuthArgs, AuthConfig, AuthConfigError, HashPasswordArgs};
 use crate::logging::LogLevel;
 
 /// The most either flag bounding a value may allow (512 MiB, as Redis's default
@@ -80,6 +81,10 @@ pub struct Cli {
 pub enum NodeCommand {
     /// Load a `key=value` seed file of the C++ store into a data directory, then exit.
     Import(ImportArgs),
+    /// Read a password (from the terminal without showing it, or the first line of stdin) and
+    /// print its Argon2 hash for the users file (--users-file), or with --user and --rights
+    /// the user's whole line.
+    HashPassword(HashPasswordArgs),
 }
 
 /// `kvnode import`'s arguments.
@@ -259,6 +264,9 @@ pub struct NodeArgs {
     /// encoding, not the Store, is what keeps a core busy (large values, many cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
     pub io_threads: Option<u64>,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 /// Everything a node needs to start, with every default resolved.
@@ -296,6 +304,8 @@ pub struct NodeConfig {
     pub sentinel_name: String,
     /// `--source-addr`.
     pub source_addr: Option<std::net::IpAddr>,
+    /// `--requirepass` (from the flag, its file or its variable) and `--users-file`.
+    pub auth: AuthConfig,
 }
 
 /// A combination of flags that cannot work together.
@@ -314,6 +324,8 @@ pub enum ConfigError {
     ControlPort(u16),
     #[error("--peers lists {0} more than once")]
     DuplicatePeer(String),
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
 }
 
 impl NodeConfig {
@@ -438,6 +450,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
             min_replicas_timeout: std::time::Duration::from_millis(args.min_replicas_timeout_ms),
             sentinel_name: args.sentinel_name,
             source_addr: args.source_addr,
+            auth: args.auth.resolve()?,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! The engine (actors, messages, codec) is the `kv_actors` crate; this crate puts its pieces
 //! together into the `kvnode` server and the `kvcli` client.
 
+pub mod auth;
 pub mod chaos;
 pub mod client;
 pub mod cluster;

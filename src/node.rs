@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_rt::Arbiter;
+use kv_actors::auth::accounts::Accounts;
+use kv_actors::auth::users::UsersError;
 use kv_actors::replication::auth::ClusterSecret;
 use kv_actors::replication::data_epoch::DataEpoch;
 use kv_actors::replication::follower::Follower;
@@ -58,6 +60,8 @@ pub enum NodeError {
     Failover(#[from] failover::FailoverError),
     #[error("--source-addr: {0}")]
     Source(#[from] kv_actors::outgoing::AlreadySet),
+    #[error(transparent)]
+    Users(#[from] UsersError),
 }
 
 impl NodeError {
@@ -100,6 +104,33 @@ fn redis_settings(config: &NodeConfig, addr: SocketAddr) -> Vec<(&'static str, S
         ),
         ("replica-read-only", "yes".into()),
     ]
+}
+
+/// The node's users, from `--requirepass` and `--users-file`; logs what clients must do, and
+/// warns of what client passwords do not protect.
+fn open_accounts(config: &NodeConfig, log: &Logger) -> Result<Accounts, NodeError> {
+    let requirepass = config.auth.requirepass.as_ref().map(|p| p.as_bytes());
+    let file = config.auth.users_file.clone();
+    let accounts = Accounts::new(requirepass, file.clone())?;
+    if !accounts.required() {
+        return Ok(accounts);
+    }
+    info!(log, "clients must log in"; "requirepass" => requirepass.is_some(),
+        "users_file" => file.as_ref().map(|f| f.display().to_string()),
+        "users" => accounts.users().len());
+    if let Some(file) = file.as_ref().filter(|f| crate::auth::readable_by_others(f)) {
+        warn!(log, "the users file is readable by every user of this machine: its hashes can be \
+            attacked offline; chmod 600 it"; "users_file" => %file.display());
+    }
+    let follows = config.role != Role::Primary || !config.peers.is_empty();
+    if follows && config.cluster_secret.is_none() {
+        warn!(
+            log,
+            "clients must log in, but without --cluster-secret the replication stream is \
+            not authenticated: anyone who can reach this port can replace this node's data"
+        );
+    }
+    Ok(accounts)
 }
 
 /// How long a stopping primary waits for its streaming replicas to catch up.
@@ -146,6 +177,8 @@ impl Node {
         let addr = socket
             .local_addr()
             .map_err(|source| NodeError::listen(config.listen, source))?;
+        // The users before the data: a users file with a mistake stops the start at once.
+        let accounts = Arc::new(open_accounts(config, &log)?);
         let dir = Arc::new(DataDir::open(&config.data_dir)?);
         // Off the System's thread: it blocks on the disk, and the nodes of a local cluster
         // recover side by side.
@@ -194,6 +227,7 @@ impl Node {
             min_replicas_timeout: config.min_replicas_timeout,
             sentinel_name: config.sentinel_name.as_str().into(),
             settings: Arc::new(redis_settings(config, addr)),
+            accounts,
             ..NodeContext::default()
         };
         // How far the node's history is safe, for `WAITPOS`; its history is set below.

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::client::PositionToken;
-use crate::client::{is_error, parse_token, server_error, value, Client, ClientError};
+use crate::client::{is_error, parse_token, server_error, value, Client, ClientError, Credentials};
 use crate::cluster_client::ClusterClient;
 
 /// How long a replica's reply may take beyond the read's wait before the replica is given up
@@ -38,14 +38,16 @@ const RETRY_DOWN: Duration = Duration::from_secs(1);
 /// Numbers the clients of this process, so that they start on different replicas.
 static CLIENTS: AtomicUsize = AtomicUsize::new(0);
 
-/// How a [`ReplicaReadClient`] waits.
-#[derive(Debug, Clone, Copy)]
+/// How a [`ReplicaReadClient`] waits, and logs in.
+#[derive(Debug, Clone)]
 pub struct ReplicaReadOptions {
     /// How long a read may wait, over all the replicas it tries, for one to reach the
     /// client's token before it goes to the primary.
     pub wait: Duration,
     /// How long opening a connection may take.
     pub connect_timeout: Duration,
+    /// What every connection (to the primary and to each replica) logs in with, if anything.
+    pub credentials: Option<Credentials>,
 }
 
 impl Default for ReplicaReadOptions {
@@ -55,6 +57,7 @@ impl Default for ReplicaReadOptions {
         ReplicaReadOptions {
             wait: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(5),
+            credentials: None,
         }
     }
 }
@@ -78,6 +81,8 @@ enum Primary {
         client: Option<Client>,
         /// How long opening the connection may take.
         connect_timeout: Duration,
+        /// What the connection logs in with.
+        credentials: Option<Credentials>,
     },
     /// A failover cluster's primary, wherever it is now.
     Cluster(ClusterClient),
@@ -92,10 +97,15 @@ impl Primary {
                 addr,
                 client,
                 connect_timeout,
+                credentials,
             } => {
                 let connection = match client {
                     Some(connection) => connection,
-                    None => client.insert(Client::connect(addr, *connect_timeout)?),
+                    None => client.insert(Client::connect_as(
+                        addr,
+                        *connect_timeout,
+                        credentials.as_ref(),
+                    )?),
                 };
                 let replies = connection.pipeline(lines);
                 if replies.is_err() {
@@ -111,7 +121,9 @@ impl Primary {
         match self {
             Primary::Node { client, .. } => *client = None,
             Primary::Cluster(cluster) => {
+                let credentials = cluster.credentials().cloned();
                 *cluster = ClusterClient::new(cluster.members().to_vec(), cluster.timeout())
+                    .with_credentials(credentials)
             }
         }
     }
@@ -168,7 +180,11 @@ impl ReplicaReadClient {
         replicas: Vec<String>,
         options: ReplicaReadOptions,
     ) -> Result<ReplicaReadClient, ClientError> {
-        let client = Client::connect(primary, options.connect_timeout)?;
+        let client = Client::connect_as(
+            primary,
+            options.connect_timeout,
+            options.credentials.as_ref(),
+        )?;
         Ok(ReplicaReadClient::of_node(
             primary, client, replicas, options,
         ))
@@ -180,7 +196,11 @@ impl ReplicaReadClient {
         primary: &str,
         options: ReplicaReadOptions,
     ) -> Result<ReplicaReadClient, ClientError> {
-        let mut client = Client::connect(primary, options.connect_timeout)?;
+        let mut client = Client::connect_as(
+            primary,
+            options.connect_timeout,
+            options.credentials.as_ref(),
+        )?;
         let role = client.request(b"ROLE")?;
         let replicas = replicas_in_role(&role)
             .map_err(|why| ClientError::Discovery(format!("{primary}: {why}")))?;
@@ -200,6 +220,7 @@ impl ReplicaReadClient {
             addr: primary.to_string(),
             client: Some(client),
             connect_timeout: options.connect_timeout,
+            credentials: options.credentials.clone(),
         };
         ReplicaReadClient::new(primary, replicas, options)
     }
@@ -217,7 +238,8 @@ impl ReplicaReadClient {
             true => members.clone(),
             false => replicas,
         };
-        let cluster = ClusterClient::new(members, options.connect_timeout);
+        let cluster = ClusterClient::new(members, options.connect_timeout)
+            .with_credentials(options.credentials.clone());
         ReplicaReadClient::new(Primary::Cluster(cluster), replicas, options)
     }
 
@@ -346,6 +368,7 @@ impl ReplicaReadClient {
         ]
         .concat();
         let connect_timeout = self.options.connect_timeout.min(left + REPLY_GRACE);
+        let credentials = self.options.credentials.as_ref();
         let replica = &mut self.replicas[index];
         if replica.down_until.is_some_and(|until| now < until) {
             return Attempt::PassedOver;
@@ -353,9 +376,11 @@ impl ReplicaReadClient {
         let answer = (|| {
             let client = match &mut replica.client {
                 Some(client) => client,
-                None => replica
-                    .client
-                    .insert(Client::connect(&replica.addr, connect_timeout)?),
+                None => replica.client.insert(Client::connect_as(
+                    &replica.addr,
+                    connect_timeout,
+                    credentials,
+                )?),
             };
             client.set_read_timeout(Some(left + REPLY_GRACE))?;
             client.pipeline(&[&line, b"LASTPOS"])

@@ -19,6 +19,8 @@
 //! - [`consensus`]: the failover control plane, on openraft: which node is primary for which
 //!   epoch, the lease that fences a primary, and the data-aware vote. Of the rest of the crate
 //!   it uses only [`outgoing`], to dial its peers.
+//! - [`auth`]: client authentication: the users (the users file, `--requirepass`), their
+//!   rights, and the checks of their passwords.
 //! - [`outgoing`]: how the node dials its peers (replication, Raft RPCs): from the source
 //!   address `--source-addr` names, if any.
 //!
@@ -31,6 +33,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod cluster;
 pub mod consensus;
 pub mod outgoing;

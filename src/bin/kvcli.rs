@@ -17,7 +17,7 @@ use std::thread;
 use std::time::Duration;
 
 use clap::Parser;
-use kvstore::client::{is_error, Client, ClientError};
+use kvstore::client::{is_error, Client, ClientError, Credentials, PASSWORD_ENV, USER_ENV};
 use kvstore::cluster_client::ClusterClient;
 use kvstore::replica_reads::{ReplicaReadClient, ReplicaReadOptions};
 use rustyline::error::ReadlineError;
@@ -64,6 +64,14 @@ struct Args {
         requires = "read_from_replicas"
     )]
     replica_wait_ms: u64,
+    /// The user to log in as, on a node that asks for a login (with --pass); without it,
+    /// `default`.
+    #[arg(long, value_name = "NAME", env = USER_ENV, requires = "pass")]
+    user: Option<String>,
+    /// The password to log in with (`AUTH`), on a node started with --requirepass or
+    /// --users-file. A flag shows in `ps`: prefer the KVSTORE_PASSWORD environment variable.
+    #[arg(long, short = 'a', value_name = "PASSWORD", env = PASSWORD_ENV, hide_env_values = true)]
+    pass: Option<String>,
     /// A command to run, such as `GET name` or `PUT name John Smith`. Without one, commands
     /// are read from stdin: interactively with a prompt when it is a terminal.
     #[arg(
@@ -72,6 +80,14 @@ struct Args {
         value_name = "COMMAND"
     )]
     command: Vec<String>,
+}
+
+impl Args {
+    /// What to log in with, if anything.
+    fn credentials(&self) -> Option<Credentials> {
+        let password = self.pass.clone()?;
+        Some(Credentials::new(self.user.clone(), password))
+    }
 }
 
 /// How a run ended, which decides the exit status.
@@ -92,7 +108,8 @@ fn main() -> ExitCode {
     } else if args.cluster.is_empty() {
         single(&args, &addr)
     } else {
-        let mut client = ClusterClient::new(args.cluster.clone(), CONNECT_TIMEOUT);
+        let mut client = ClusterClient::new(args.cluster.clone(), CONNECT_TIMEOUT)
+            .with_credentials(args.credentials());
         one_at_a_time(&args, &mut client, "cluster")
     };
     match result {
@@ -165,6 +182,7 @@ fn replica_reads(args: &Args, addr: &str) -> Result<Outcome, ClientError> {
     let options = ReplicaReadOptions {
         wait: Duration::from_millis(args.replica_wait_ms),
         connect_timeout: CONNECT_TIMEOUT,
+        credentials: args.credentials(),
     };
     let replicas = args.replicas.clone();
     let (mut client, name) = if !args.cluster.is_empty() {
@@ -184,7 +202,7 @@ fn replica_reads(args: &Args, addr: &str) -> Result<Outcome, ClientError> {
 
 /// Talk to one node; a script is pipelined.
 fn single(args: &Args, addr: &str) -> Result<Outcome, ClientError> {
-    let mut client = Client::connect(addr, CONNECT_TIMEOUT)?;
+    let mut client = Client::connect_as(addr, CONNECT_TIMEOUT, args.credentials().as_ref())?;
     match args.command.is_empty() && !io::stdin().is_terminal() {
         true => piped(client),
         false => one_at_a_time(args, &mut client, addr),
@@ -237,6 +255,14 @@ fn print_reply(reply: &[u8]) -> Result<(), ClientError> {
 /// Whether the server ignores this line (it only holds spaces, tabs or a `\r`).
 fn is_blank(line: &[u8]) -> bool {
     line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
+}
+
+/// Whether the line is an `AUTH`, which holds a password.
+fn is_auth(line: &[u8]) -> bool {
+    let line = line.trim_ascii_start();
+    line.get(..5).is_some_and(|verb| {
+        verb.eq_ignore_ascii_case(b"AUTH ") || verb.eq_ignore_ascii_case(b"AUTH\t")
+    })
 }
 
 fn is_exit(line: &[u8]) -> bool {
@@ -311,6 +337,8 @@ Commands:
                       wait until this node has reached the token's position
   GET <key> AFTER <token> <ms>
                       GET once this node has reached the token's position
+  AUTH [<user>] <pw>  log in (kvcli --user/--pass or KVSTORE_PASSWORD does it first)
+  ACL WHOAMI          the user this connection is logged in as
   EXIT                close the connection and quit (so does Ctrl-D)
   HELP                this text";
 
@@ -339,7 +367,10 @@ fn interactive(client: &mut impl Requests, addr: &str) -> Result<Outcome, Client
         if is_blank(line.as_bytes()) {
             continue;
         }
-        let _ = editor.add_history_entry(line.as_str());
+        // A password typed at the prompt must not end up in the history file.
+        if !is_auth(line.as_bytes()) {
+            let _ = editor.add_history_entry(line.as_str());
+        }
         if line.trim().eq_ignore_ascii_case("HELP") {
             println!("{HELP}");
             continue;

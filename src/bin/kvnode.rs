@@ -40,10 +40,25 @@ enum RunError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(NodeCommand::Import(args)) = cli.command {
-        return import(&args);
+    match cli.command {
+        Some(NodeCommand::Import(args)) => import(&args),
+        Some(NodeCommand::HashPassword(args)) => hash_password(&args),
+        None => serve(cli.node),
     }
-    serve(cli.node)
+}
+
+/// `kvnode hash-password`: print the hash (or the users file's line), then exit.
+fn hash_password(args: &kvstore::auth::HashPasswordArgs) -> ExitCode {
+    match kvstore::auth::hash_password(args) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("kvnode hash-password: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `kvnode import`: load a seed file, then exit.

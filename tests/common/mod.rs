@@ -117,10 +117,22 @@ impl NodeProcess {
         data_dir: &Path,
         extra: &[&str],
     ) -> Result<NodeProcess, StartFailure> {
+        NodeProcess::try_start_with(listen, data_dir, extra, &[])
+    }
+
+    /// Start a node on `listen` and `data_dir` with `env` set in its environment (a password
+    /// that must not be on its command line), or report how it exited instead.
+    pub fn try_start_with(
+        listen: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<NodeProcess, StartFailure> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kvnode"))
             .args(["--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -16,6 +16,8 @@
 
 use bytes::Bytes;
 
+use super::auth_commands::{self, acl_help, AuthCommand};
+pub use super::auth_commands::{AclCommand, Login};
 use super::client_commands::parse_resp_client;
 pub use super::client_commands::ClientCommand;
 pub use super::cluster_commands::SentinelQuery;
@@ -26,7 +28,7 @@ use super::expiry_commands::{expiry_op, LineExpiry};
 use super::keyspace_commands::keyspace_op;
 pub use super::position_commands::PositionWait;
 use super::position_commands::{self, PositionCommand};
-use super::reply::Reply;
+use super::reply::{ErrorReply, Reply};
 use super::string_commands::string_op;
 use super::words::printable;
 use crate::store::expiry::TtlQuery;
@@ -87,13 +89,20 @@ pub enum Command {
     Client(ClientCommand),
     /// Accepted and answered `OK` with no effect: `SELECT 0`.
     Accept,
-    /// RESP `HELLO [protover [SETNAME name]]`: switches to RESP3 or back to RESP2.
+    /// RESP `HELLO [protover [AUTH user password] [SETNAME name]]`: switches to RESP3 or
+    /// back to RESP2, logging in first with `AUTH`.
     Hello {
         /// The protocol version asked for, if any: 2 or 3; anything else is refused with `NOPROTO`.
         version: Option<u64>,
         /// `SETNAME`'s name for the connection, as `CLIENT SETNAME` gives it.
         name: Option<Bytes>,
+        /// `AUTH`'s user and password: the connection logs in as that user first.
+        auth: Option<Login>,
     },
+    /// `AUTH [user] password`: log the connection in.
+    Auth(Login),
+    /// `ACL LOAD`, `ACL WHOAMI`, `ACL HELP`.
+    Acl(AclCommand),
     /// RESP `TYPE key`: `string` or `none` (strings are the only type).
     Type(Bytes),
     /// RESP `TIME`: the server's clock, seconds and microseconds.
@@ -146,6 +155,24 @@ impl From<FailoverArgs> for Command {
         Command::Failover {
             to: args.to,
             timeout_ms: args.timeout_ms,
+        }
+    }
+}
+
+impl From<AuthCommand> for Command {
+    fn from(command: AuthCommand) -> Command {
+        match command {
+            AuthCommand::Auth(login) => Command::Auth(login),
+            AuthCommand::Acl(acl) => Command::Acl(acl),
+            AuthCommand::Hello {
+                version,
+                name,
+                auth,
+            } => Command::Hello {
+                version,
+                name,
+                auth,
+            },
         }
     }
 }
@@ -207,6 +234,8 @@ pub enum Plan {
     },
     /// `CLIENT ...`: by the session, from the node's registry of connections.
     Client(ClientCommand),
+    /// `ACL WHOAMI`: by the session, which knows its user.
+    WhoAmI,
     /// `Goodbye`, then the connection closes; nothing after it in the batch is answered.
     Exit,
     /// `WATCH` these keys, for this connection (which the session names to the Store).
@@ -339,7 +368,19 @@ impl Command {
                 replicas,
                 timeout_ms,
             }),
-            Command::Hello { version, name } => Plan::Hello { version, name },
+            Command::Hello {
+                version,
+                name,
+                auth: None,
+            } => Plan::Hello { version, name },
+            Command::Acl(AclCommand::WhoAmI) => Plan::WhoAmI,
+            Command::Acl(AclCommand::Help) => Plan::Reply(acl_help()),
+            // The session answers these apart (`is_login`): never planned.
+            Command::Auth(_) | Command::Acl(AclCommand::Load) | Command::Hello { .. } => {
+                Plan::Reply(Reply::Error(ErrorReply::Command(CommandError::Redis(
+                    "ERR Command not allowed inside a transaction".into(),
+                ))))
+            }
             Command::LastPos => Plan::LastPos,
             Command::WaitPos(wait) => Plan::WaitPos(wait),
             Command::After(wait, command) => Plan::After(wait, Box::new(command.plan(ops))),
@@ -392,45 +433,6 @@ impl Fold {
             },
         }
     }
-}
-
-/// RESP `HELLO <protover> [AUTH <user> <password>] [SETNAME <name>]`: the version, with
-/// `SETNAME` accepted (and ignored) and `AUTH` refused until authentication exists.
-fn parse_hello(args: &[Bytes]) -> Result<Command, CommandError> {
-    let version = std::str::from_utf8(&args[1])
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| {
-            CommandError::Redis("ERR Protocol version is not an integer or out of range".into())
-        })?;
-    let mut rest = args[2..].iter();
-    let mut name = None;
-    while let Some(option) = rest.next() {
-        let option = String::from_utf8_lossy(option).to_ascii_lowercase();
-        match (option.as_str(), rest.next()) {
-            ("setname", Some(given)) => {
-                match parse_resp_client(&[args[0].clone(), "setname".into(), given.clone()])? {
-                    ClientCommand::SetName(given) => name = Some(given),
-                    _ => return Err(CommandError::Redis("ERR internal: SETNAME".into())),
-                }
-            }
-            ("auth", Some(_)) if rest.next().is_some() => {
-                return Err(CommandError::Redis(
-                    "ERR AUTH is not supported yet: this server has no users or passwords".into(),
-                ))
-            }
-            _ => {
-                return Err(CommandError::Redis(format!(
-                    "ERR Syntax error in HELLO option '{}'",
-                    printable(option.as_bytes())
-                )))
-            }
-        }
-    }
-    Ok(Command::Hello {
-        version: Some(version),
-        name,
-    })
 }
 
 /// The most argument slots a connection keeps between requests.
@@ -561,11 +563,7 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
             Ok(0) => Ok(Command::Accept),
             _ => Err(CommandError::Redis("ERR DB index is out of range".into())),
         },
-        ("hello", 1) => Ok(Command::Hello {
-            version: None,
-            name: None,
-        }),
-        ("hello", _) => parse_hello(args),
+        ("auth" | "acl" | "hello", _) => auth_commands::parse_resp(name, args).map(Command::from),
         (
             "get" | "set" | "del" | "exists" | "mget" | "mset" | "dbsize" | "ping" | "echo"
             | "digest" | "resync" | "wait" | "client" | "select" | "role" | "sentinel" | "multi"

@@ -70,6 +70,8 @@ const STALE: &[&str] = &["loading", "stale"];
 const STALE_FAST: &[&str] = &["loading", "stale", "fast"];
 const NOSCRIPT: &[&str] = &["noscript", "loading", "stale", "fast"];
 const ADMIN: &[&str] = &["admin", "noscript", "loading", "stale"];
+/// What a connection may send before it has logged in (Redis's `no_auth` flag).
+const NO_AUTH: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth"];
 /// No key: positions 0, 0, 0.
 const NONE: (i64, i64, i64) = (0, 0, 0);
 /// One key, the first argument.
@@ -84,7 +86,9 @@ const PAIRS: (i64, i64, i64) = (1, -1, 2);
 /// Every command a node supports over RESP, sorted by name; `both` marks those the line
 /// protocol knows too (it spells `SET` and `QUIT` its own way: [`LINE_ONLY`]).
 pub const TABLE: &[CommandSpec] = &[
+    both(spec("acl", -2, STALE, NONE, "@admin")),
     spec("append", 3, WRITE_OOM_FAST, ONE, "@string"),
+    both(spec("auth", -2, NO_AUTH, NONE, "@connection")),
     spec("client", -2, STALE, NONE, "@connection"),
     spec("command", -1, STALE, NONE, "@connection"),
     spec("config", -2, ADMIN, NONE, "@admin"),
@@ -115,7 +119,7 @@ pub const TABLE: &[CommandSpec] = &[
     spec("getex", -2, WRITE_FAST, ONE, "@string"),
     spec("getrange", 4, READ, ONE, "@string"),
     spec("getset", 3, WRITE_OOM_FAST, ONE, "@string"),
-    spec("hello", -1, NOSCRIPT, NONE, "@connection"),
+    spec("hello", -1, NO_AUTH, NONE, "@connection"),
     spec("incr", 2, WRITE_OOM_FAST, ONE, "@string"),
     spec("incrby", 3, WRITE_OOM_FAST, ONE, "@string"),
     spec("incrbyfloat", 3, WRITE_OOM_FAST, ONE, "@string"),
@@ -133,7 +137,7 @@ pub const TABLE: &[CommandSpec] = &[
     both(spec("ping", -1, FAST, NONE, "@connection")),
     spec("psetex", 4, WRITE_OOM, ONE, "@string"),
     spec("pttl", 2, READ_FAST, ONE, "@keyspace"),
-    spec("quit", -1, NOSCRIPT, NONE, "@connection"),
+    spec("quit", -1, NO_AUTH, NONE, "@connection"),
     spec("randomkey", 1, READ, NONE, "@keyspace"),
     spec("rename", 3, WRITE, TWO, "@keyspace"),
     spec("renamenx", 3, WRITE_FAST, TWO, "@keyspace"),

@@ -1,6 +1,9 @@
 //! What can go wrong with a request, worded for the client: in the line protocol as the text
 //! after `ERROR: `, in RESP as Redis words it.
 
+use std::sync::Arc;
+
+use crate::auth::rights::Rights;
 use crate::replication::node_position::PositionError;
 use thiserror::Error;
 
@@ -96,6 +99,33 @@ pub enum ErrorReply {
     /// primary instead, or waits longer; it is never shown older data.
     #[error("{code}: {0}", code = .0.code())]
     Position(PositionError),
+    /// A request before the connection logged in, on a node that asks for it.
+    #[error("NOAUTH: authentication required")]
+    NoAuth,
+    /// `HELLO` without `AUTH` before the connection logged in.
+    #[error("NOAUTH: authentication required (HELLO <protover> AUTH <user> <password> logs in)")]
+    NoAuthHello,
+    /// A login with a wrong user or password (which of the two is not said).
+    #[error("WRONGPASS: invalid username-password pair or user is disabled")]
+    WrongPass,
+    /// A command the connection's user has not the rights for.
+    #[error(
+        "NOPERM: user {user} has no permission to run '{command}' (it needs the {missing} right)"
+    )]
+    NoPerm {
+        /// The connection's user.
+        user: Arc<str>,
+        /// The command, as Redis names it.
+        command: &'static str,
+        /// The rights it needs that the user does not hold.
+        missing: Rights,
+    },
+    /// `AUTH <password>` on a node that has no password.
+    #[error("AUTH: this node has no password (see --requirepass and --users-file)")]
+    NoPassword,
+    /// `ACL LOAD` could not put the users file in force.
+    #[error("ACL LOAD failed: {0}")]
+    UsersNotLoaded(Arc<str>),
 }
 
 impl ErrorReply {
@@ -121,6 +151,21 @@ impl ErrorReply {
             // Redis's word for "writes are stopped because persistence is failing".
             ErrorReply::WritesRefused(_) => format!("MISCONF {self}"),
             ErrorReply::Position(error) => format!("{} {error}", error.code()),
+            // Redis's words, which clients and tools recognise.
+            ErrorReply::NoAuth => "NOAUTH Authentication required.".into(),
+            ErrorReply::NoAuthHello => "NOAUTH HELLO must be called with the client already \
+                authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used \
+                to authenticate the client and select the RESP protocol version at the same time"
+                .into(),
+            ErrorReply::WrongPass => {
+                "WRONGPASS invalid username-password pair or user is disabled.".into()
+            }
+            ErrorReply::NoPerm { user, command, .. } => {
+                format!("NOPERM User {user} has no permissions to run the '{command}' command")
+            }
+            ErrorReply::NoPassword => "ERR AUTH <password> called without any password \
+                configured for the default user. Are you sure your configuration is correct?"
+                .into(),
             other => format!("ERR {other}"),
         }
     }

@@ -4,9 +4,11 @@
 //! `GET key`, `DEL key`, and the node's own commands. Expiry adds `PUTEX key seconds value`
 //! (not `PUT key value EX seconds`: the value is the rest of the line, so a value that ends in
 //! ` EX 10` would change meaning), `EXPIRE key seconds`, `TTL key` and `PERSIST key`.
+//! Authentication adds `AUTH [user] password` and `ACL LOAD|WHOAMI` (`auth_commands.rs`).
 
 use bytes::Bytes;
 
+use super::auth_commands;
 use super::cluster_commands::parse_failover;
 use super::command::{Command, CommandError};
 use super::expiry_commands::{self, LineExpiry};
@@ -46,6 +48,8 @@ pub fn parse(line: &Bytes) -> Option<Result<Command, CommandError>> {
         || verb.eq_ignore_ascii_case(b"WAITPOS")
     {
         position_commands::parse_line(verb, &line, verb_end).map(Command::from)
+    } else if verb.eq_ignore_ascii_case(b"AUTH") || verb.eq_ignore_ascii_case(b"ACL") {
+        auth_commands::parse_line(verb, &line, verb_end).map(Command::from)
     } else if verb.eq_ignore_ascii_case(b"PUT") {
         parse_put(&line, verb_end)
     } else if verb.eq_ignore_ascii_case(b"DEL") {

@@ -6,6 +6,8 @@
 //!   tests check the two agree) and its name in [`command_name`]. [`client_commands`],
 //!   [`string_commands`], [`expiry_commands`], [`keyspace_commands`] and [`cluster_commands`]
 //!   parse families of commands for it.
+//!   [`auth_commands`] parses `AUTH`, `ACL` and `HELLO`; [`command_rights`] says which right
+//!   each command needs.
 //!   [`position_commands`] parses `LASTPOS`, `WAITPOS` and `GET ... AFTER` (read-your-writes).
 //! - [`reply`]: replies, and how each is framed in either protocol; [`error`]: the errors a
 //!   client can be told.
@@ -14,11 +16,13 @@
 //! - [`codec`]: a connection's decoder: picks the protocol from the first line, and hands over
 //!   to the replication stream's decoder when a primary opens one.
 
+pub mod auth_commands;
 pub mod client_commands;
 pub mod cluster_commands;
 pub mod codec;
 pub mod command;
 pub mod command_name;
+pub mod command_rights;
 pub mod command_table;
 pub mod error;
 pub mod expiry_commands;

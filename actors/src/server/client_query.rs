@@ -2,8 +2,8 @@
 //! (`client_registry.rs`), as Redis gives them. They need nothing from the Store, so a session
 //! answers them at once, in request order.
 //!
-//! `CLIENT KILL` closes other clients' connections: an operator's command. Until the node has
-//! authentication (issue 17), any client that can connect may send it; docs/protocol.md says so.
+//! `CLIENT KILL` closes other clients' connections, and `CLIENT LIST` shows them: an operator's
+//! commands, which on a node with passwords need the `admin` right (`command_rights.rs`).
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -66,6 +66,8 @@ struct ClientState {
     last_active: Instant,
     /// How it speaks.
     protocol: Protocol,
+    /// The user it logged in as (`default` until it logs in, as Redis shows it).
+    user: Arc<str>,
 }
 
 /// A session's place in the registry: leaves it when dropped (with the session).
@@ -99,6 +101,7 @@ impl ClientRegistry {
                 last_command: "NULL",
                 last_active: now,
                 protocol: Protocol::Line,
+                user: "default".into(),
             }),
         });
         self.lock().insert(id, client.clone());
@@ -159,7 +162,7 @@ impl Client {
             && filter
                 .user
                 .as_ref()
-                .is_none_or(|user| &user[..] == b"default")
+                .is_none_or(|user| user[..] == *self.state().user.as_bytes())
             && filter
                 .max_age
                 .is_none_or(|max| now.duration_since(self.since).as_secs() > max)
@@ -203,6 +206,11 @@ impl Client {
         self.state().name = name;
     }
 
+    /// The user the connection logged in as (`user=`, `CLIENT KILL USER`).
+    pub fn set_user(&self, user: Arc<str>) {
+        self.state().user = user;
+    }
+
     /// `CLIENT SETINFO`: the library's name (`version` false) or version.
     pub fn set_library(&self, version: bool, value: Bytes) {
         let mut state = self.state();
@@ -226,7 +234,7 @@ impl Client {
         format!(
             "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db=0 sub=0 psub=0 \
              ssub=0 multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 \
-             obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} \
+             obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} \
              lib-name={} lib-ver={}",
             self.id,
             self.peer,
@@ -236,6 +244,7 @@ impl Client {
             now.saturating_duration_since(self.since).as_secs(),
             now.saturating_duration_since(state.last_active).as_secs(),
             state.last_command,
+            state.user,
             resp,
             text(&state.lib_name),
             text(&state.lib_ver),

@@ -12,9 +12,12 @@
 //! - [`node_query`]: the answers to commands about the node (`DBSIZE`, `INFO`, `DIGEST`,
 //!   `WAIT`, `HELLO`); [`info`] and [`digest`] compute the `INFO` and `DIGEST` ones.
 //! - [`position_waits`]: a batch's waits for positions (`WAITPOS`, `GET ... AFTER`).
+//! - [`auth`]: what a connection has logged in as, and what that lets it run (`NOAUTH`,
+//!   `NOPERM`); failed logins slowed down.
 //! - [`client_registry`]: the node's client connections, which sessions join and leave;
 //!   [`client_query`] answers `CLIENT ...` from it.
 
+pub mod auth;
 pub mod batch;
 pub mod client_query;
 pub mod client_registry;

@@ -10,6 +10,7 @@ use actix::prelude::*;
 use tokio::sync::watch;
 
 use super::client_registry::ClientRegistry;
+use crate::auth::accounts::Accounts;
 use crate::cluster::view::ClusterView;
 use crate::protocol::error::ErrorReply;
 use crate::replication::auth::ClusterSecret;
@@ -63,6 +64,9 @@ pub struct NodeContext {
     /// The history the node's data belongs to and how far it is safe: what `LASTPOS` names and
     /// `WAITPOS` waits for.
     pub position: NodePosition,
+    /// The node's users (`--requirepass`, `--users-file`), which sessions check logins and
+    /// rights against; without passwords, every connection may do everything.
+    pub accounts: Arc<Accounts>,
 }
 
 impl NodeContext {

@@ -147,3 +147,13 @@ pub fn hello(version: Option<u64>, id: u64, read_only: bool) -> Reply {
         (text("modules"), Reply::Array(Vec::new())),
     ])
 }
+
+/// The protocol a connection speaking `now` speaks after `HELLO version` (answered in it):
+/// RESP3 for 3, RESP2 for 2, as it was without a version.
+pub fn hello_protocol(version: Option<u64>, now: Protocol) -> Protocol {
+    match version {
+        Some(3) => Protocol::Resp3,
+        Some(2) => Protocol::Resp,
+        _ => now,
+    }
+}

@@ -15,6 +15,11 @@
 //! lines it answers (`session/replication.rs`).
 //!
 //! A client's session is in the node's registry of connections (`CLIENT LIST`) while it lives.
+//!
+//! On a node with passwords, what a connection may run depends on who it has logged in as
+//! ([`ConnectionAuth`]): refused requests are answered `NOAUTH` or `NOPERM` in their place. A
+//! login (`AUTH`, `HELLO ... AUTH`, or `ACL LOAD`) is answered on its own once it is decided
+//! (`session/login.rs`); the requests read after it wait until then.
 
 use std::cell::Cell;
 use std::io;
@@ -31,24 +36,26 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
-use super::batch::{Answered, BatchError, BatchSafety, Step};
+use super::auth::ConnectionAuth;
+use super::batch::{Answered, BatchError, Step};
 use super::client_query;
 use super::client_registry::{self, Kill, Registration};
 use super::node_query;
-use super::output;
 use super::position_waits::PositionWaits;
 use super::session_config::SessionConfig;
 pub use super::session_owner::{SessionClosed, SessionOwner, SessionReplicating, Shutdown};
-use super::transaction::{gather_exec_replies, size_exec, Planned, Transaction};
+use super::transaction::{size_exec, Planned, Transaction};
 use super::watched::Watched;
 use crate::protocol::codec::{CodecError, ConnectionCodec, Frame, Request};
 use crate::protocol::command::{Command, CommandError, Fold, Plan, PositionWait};
 use crate::protocol::line::LineTooLong;
 use crate::protocol::reply::{ErrorReply, Protocol, Reply};
-use crate::replication::node_position::{NodePosition, Observed};
+use crate::replication::node_position::Observed;
 use crate::replication::replica_link::{Handshake, ReplicaLink};
-use crate::store::{Batch, Op, Outcome, Seq, Store};
+use crate::store::{Batch, Op, Seq, Store};
 
+mod answer;
+mod login;
 mod replication;
 
 /// An output buffer that grew past this for one batch is released afterwards.
@@ -100,6 +107,10 @@ pub struct Session {
     exec_groups: Vec<(usize, usize)>,
     /// Its place in the node's registry of client connections; `None` for a replication stream.
     client: Option<Registration>,
+    /// Who the connection has logged in as, and its failed logins.
+    auth: ConnectionAuth,
+    /// Requests read after a login, planned once it is decided.
+    pending: Vec<Request>,
 }
 
 impl Session {
@@ -162,6 +173,7 @@ impl Session {
                     .client_registry
                     .join(id, (peer, local), fd, kill)
             });
+            let auth = ConnectionAuth::new(&config.node.accounts);
             Session {
                 id,
                 peer,
@@ -184,12 +196,14 @@ impl Session {
                 transaction: Transaction::default(),
                 exec_groups: Vec::new(),
                 client,
+                auth,
+                pending: Vec::new(),
             }
         }))
     }
 
     /// Answer one batch of requests, in order; close afterwards when `close` is set.
-    fn respond(&mut self, requests: Vec<Request>, mut close: bool, ctx: &mut Context<Self>) {
+    fn respond(&mut self, mut requests: Vec<Request>, mut close: bool, ctx: &mut Context<Self>) {
         if self.replication_only {
             // It took a place past the client limit by looking like a primary's stream.
             warn!(
@@ -203,6 +217,21 @@ impl Session {
             let last = requests.last().and_then(|r| r.as_ref().ok());
             client.client().note(last.map(Command::name), self.protocol);
         }
+        self.auth.refresh(&self.config.node.accounts, &self.log);
+        // A login is answered alone, once decided; the requests after it wait for it.
+        let login = requests
+            .iter()
+            .position(|r| r.as_ref().is_ok_and(Command::is_login));
+        if let Some(at) = login {
+            self.pending = requests.split_off(at.max(1));
+            // Inside `MULTI` it is planned, and refused, as the transaction's.
+            if let (0, false, Some(Ok(command))) =
+                (at, self.transaction.queuing(), requests.first())
+            {
+                let command = command.clone();
+                return self.log_in(command, ctx);
+            }
+        }
         let mut steps = Vec::with_capacity(requests.len());
         let mut ops = Vec::with_capacity(requests.len());
         let refuse_writes = self.config.durability.failure();
@@ -210,6 +239,9 @@ impl Session {
         self.serving = self.config.node.serving_epoch();
         let stale = self.config.node.read_refusal();
         let refused = |command: &Command| match command.is_write() {
+            _ if command.is_login() => Some(ErrorReply::Command(CommandError::Redis(
+                "ERR Command not allowed inside a transaction".into(),
+            ))),
             true => not_primary.clone().or_else(|| {
                 let reason = refuse_writes.clone()?;
                 Some(ErrorReply::WritesRefused(reason))
@@ -219,7 +251,12 @@ impl Session {
         // The `Op::Exec` of an `EXEC` being planned (its position in `ops`), and how many of its
         // commands are still to come: it is told how many ops they came to.
         let mut exec: Option<(usize, usize)> = None;
-        for planned in self.transaction.plan(requests, refused) {
+        let auth = &self.auth;
+        let admitted = requests.into_iter().map(|request| match request {
+            Ok(command) => auth.refusal(&command).map_or(Ok(command), Err),
+            Err(error) => Err(ErrorReply::from(error)),
+        });
+        for planned in self.transaction.plan(admitted, refused) {
             if let Some((at, 0)) = exec {
                 exec = None;
                 size_exec(&mut ops, at, self.id);
@@ -282,11 +319,7 @@ impl Session {
                         }
                         let hello = node_query::hello(version, self.id, not_primary.is_some());
                         // `HELLO 3` switches the connection to RESP3, its own reply included.
-                        match version {
-                            Some(3) => self.protocol = Protocol::Resp3,
-                            Some(2) => self.protocol = Protocol::Resp,
-                            _ => {}
-                        }
+                        self.protocol = node_query::hello_protocol(version, self.protocol);
                         Step::Reply(hello)
                     }
                     Plan::Watch(keys) => {
@@ -305,6 +338,10 @@ impl Session {
                             after: None,
                         }
                     }
+                    Plan::WhoAmI => Step::Reply(match self.auth.user() {
+                        Some(user) => Reply::Value(user.as_bytes().to_vec().into()),
+                        None => Reply::Error(ErrorReply::NoAuth),
+                    }),
                     Plan::Client(command) => Step::Reply(client_query::answer(
                         command,
                         self.client.as_ref(),
@@ -324,164 +361,6 @@ impl Session {
             size_exec(&mut ops, at, self.id);
         }
         self.answer(steps, ops, close, ctx);
-    }
-
-    /// Send `ops` to the Store, resolve every step in order, write the replies, and only then
-    /// let the session read again.
-    fn answer(&mut self, steps: Vec<Step>, ops: Vec<Op>, close: bool, ctx: &mut Context<Self>) {
-        let Some(mut writer) = self.writer.take() else {
-            // Unreachable by construction: batches never overlap.
-            ctx.stop();
-            return;
-        };
-        let mut out = std::mem::take(&mut self.out);
-        // A batch refused whole (closed to writes meanwhile) must still forget the watches its
-        // EXEC or UNWATCH would have: the transaction state already has.
-        let releases = ops
-            .iter()
-            .any(|op| matches!(op, Op::Unwatch(_) | Op::Exec(..)))
-            .then(|| (self.store.clone(), self.id));
-        // A batch with position waits goes to the Store once they are over; any other at once.
-        let waits = self.waits.take();
-        let touches_store = !ops.is_empty();
-        let (store_reply, deferred) = match (touches_store, &waits) {
-            (false, _) => (None, None),
-            (true, None) => (Some(self.store.send(Batch { ops })), None),
-            (true, Some(_)) => (None, Some((self.store.clone(), ops))),
-        };
-        let limit = self.config.output_limit;
-        // Only a batch the Store answers waits for the writer.
-        let mut durability = touches_store.then(|| self.config.durability.clone());
-        let confirm =
-            (touches_store && self.config.node.confirms()).then(|| self.config.node.clone());
-        let mut observed = self.observed;
-        let position = touches_store.then(|| self.config.node.position.clone());
-        let serving = self.serving;
-        let exec_groups = std::mem::take(&mut self.exec_groups);
-        let mut last_write = self.last_write;
-        let protocol = self.protocol;
-        let work = async move {
-            let (waited, refusal) = match waits {
-                Some(waits) => {
-                    let waited = Box::pin(waits.run()).await;
-                    (waited.outcomes, waited.refusal)
-                }
-                None => (Vec::new(), None),
-            };
-            let store_reply = match deferred {
-                Some((store, ops)) => Some(store.send(Batch { ops })),
-                None => store_reply,
-            };
-            let (outcomes, seen, refused) = match store_reply {
-                Some(reply) => {
-                    let result = reply.await?;
-                    if let (true, Some((store, id))) = (result.refused, releases) {
-                        store.do_send(Batch {
-                            ops: vec![Op::Unwatch(id)],
-                        });
-                    }
-                    (result.outcomes, result.seen, result.refused)
-                }
-                None => (Vec::new(), 0, false),
-            };
-            let safety = BatchSafety {
-                durability: durability.as_mut(),
-                confirm: confirm.as_ref(),
-                serving,
-            };
-            let mut not_safe = match safety.settled(seen, refused) {
-                true => None,
-                false => Box::pin(safety.check(seen, refused)).await,
-            };
-            // A node that may no longer serve reads after the batch's waits (see `Waited`).
-            not_safe = not_safe.or(refusal);
-            // What `LASTPOS` names: what replies before it showed (the batch's state, in the
-            // history of now, once a reply of the batch has shown it).
-            let version = position.as_ref().map_or(0, NodePosition::version);
-            let batch_seen = if not_safe.is_none() { seen } else { 0 };
-            let note = |observed: &mut Observed| {
-                if batch_seen > 0 {
-                    observed.saw(version, batch_seen);
-                }
-            };
-            let mut store_replies = Vec::new();
-            let mut outcomes = outcomes.into_iter();
-            let mut replies = Vec::with_capacity(steps.len());
-            for step in steps {
-                let reply = match step {
-                    Step::Reply(reply) => reply,
-                    Step::AfterOne(reply) => {
-                        outcomes.next();
-                        reply
-                    }
-                    Step::WaitPos(i) => match waited.get(i) {
-                        Some(Err(error)) => Reply::Error(error.clone()),
-                        _ => Reply::Ok,
-                    },
-                    Step::LastPos(position) => {
-                        Reply::Value(position.token_of(observed).to_string().into())
-                    }
-                    Step::Store { ops, fold, after } => {
-                        note(&mut observed);
-                        let taken: Vec<Outcome> = outcomes.by_ref().take(ops).collect();
-                        for outcome in &taken {
-                            if let Some(seq) = outcome.applied() {
-                                last_write = last_write.max(seq);
-                            }
-                        }
-                        store_replies.push(replies.len());
-                        let unreached = after.and_then(|i| waited.get(i)?.clone().err());
-                        match (&not_safe, unreached) {
-                            // A write whose durability is unknown, or a read that could show
-                            // such a write, is answered with the failure instead.
-                            (Some(error), _) => Reply::Error(error.clone()),
-                            // A read whose position was not reached shows nothing.
-                            (None, Some(error)) => Reply::Error(error),
-                            (None, None) => fold.reply(taken.into_iter()),
-                        }
-                    }
-                    // Boxed, so that the common batch's future (allocated for every batch)
-                    // stays small.
-                    Step::Node(query, store, config) => {
-                        let answer =
-                            node_query::answer(query, &store, &config.node, last_write, protocol);
-                        Box::pin(answer).await?
-                    }
-                };
-                replies.push(reply);
-            }
-            // A later step (a WAIT) may have outlasted the lease: check it again as they leave.
-            if let (None, Some(node)) = (&not_safe, &confirm) {
-                if let Err(error) = node.still_serving(serving) {
-                    for i in store_replies {
-                        replies[i] = Reply::Error(error.clone());
-                    }
-                }
-            }
-            note(&mut observed);
-            if protocol.is_resp() {
-                gather_exec_replies(&mut replies, &exec_groups);
-            }
-            let mut close = close;
-            let mut bytes = output::reply_bytes(&replies);
-            if bytes > limit {
-                replies = vec![Reply::Error(ErrorReply::OutputLimit { limit })];
-                bytes = 0;
-                close = true;
-            }
-            output::write(&mut writer, &mut out, &replies, bytes, protocol).await?;
-            Ok::<_, BatchError>(Answered {
-                writer,
-                out,
-                close,
-                last_write,
-                observed,
-            })
-        };
-        ctx.wait(
-            work.into_actor(self)
-                .map(|result, act, ctx| act.answered(result, ctx)),
-        );
     }
 
     /// Add a position wait to the batch being planned; answers its index among the waits.
@@ -505,6 +384,9 @@ impl Session {
                 self.observed = answered.observed;
                 if answered.close {
                     ctx.stop();
+                } else if !self.pending.is_empty() {
+                    let next = std::mem::take(&mut self.pending);
+                    self.respond(next, false, ctx);
                 }
             }
             Err(error) => {

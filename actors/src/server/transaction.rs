@@ -8,7 +8,6 @@
 //! watched key changed, and `EXEC` then answers a null array. `EXEC`, `DISCARD` and an aborted
 //! transaction forget the watches, as in Redis.
 
-use crate::protocol::codec::Request;
 use crate::protocol::command::{Command, CommandError};
 use crate::protocol::reply::{ErrorReply, Reply};
 use crate::store::watch::ClientId;
@@ -44,6 +43,11 @@ fn error(text: &str) -> Reply {
 }
 
 impl Transaction {
+    /// Whether the connection is between `MULTI` and `EXEC`, queuing commands.
+    pub fn queuing(&self) -> bool {
+        self.queued.is_some()
+    }
+
     /// Whether the connection watches keys now.
     pub fn watching(&self) -> bool {
         self.watching
@@ -60,13 +64,16 @@ impl Transaction {
     /// What to do with each request of a batch, in order (an `EXEC` expands into the commands
     /// it queued, after a [`Planned::Exec`] marker). `refused` says why a command would be
     /// refused on this node now (a write on a replica): inside `MULTI` that is answered at once
-    /// and aborts the transaction, so a transaction runs whole or not at all.
-    pub fn plan(
+    /// and aborts the transaction, so a transaction runs whole or not at all. A request that is
+    /// already an error (it did not parse, or the connection may not run it: `NOAUTH`,
+    /// `NOPERM`) is answered with it, and inside `MULTI` aborts the transaction too.
+    pub fn plan<E: Into<ErrorReply>>(
         &mut self,
-        requests: Vec<Request>,
+        requests: impl IntoIterator<Item = Result<Command, E>>,
         refused: impl Fn(&Command) -> Option<ErrorReply>,
     ) -> Vec<Planned> {
-        let mut planned = Vec::with_capacity(requests.len());
+        let requests = requests.into_iter();
+        let mut planned = Vec::with_capacity(requests.size_hint().0);
         for request in requests {
             match (&mut self.queued, request) {
                 (None, Ok(Command::Multi)) => {
@@ -185,6 +192,7 @@ pub fn gather_exec_replies(replies: &mut Vec<Reply>, groups: &[(usize, usize)]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::codec::Request;
     use bytes::Bytes;
 
     fn get(key: &str) -> Request {
@@ -220,10 +228,11 @@ mod tests {
     #[test]
     fn a_watched_transaction_refuses_commands_that_act_before_the_check() {
         let mut transaction = Transaction::default();
-        let watch = Ok(Command::Watch(vec![Bytes::from_static(b"k")]));
+        let watch: Request = Ok(Command::Watch(vec![Bytes::from_static(b"k")]));
         let hello = Ok(Command::Hello {
             version: Some(3),
             name: None,
+            auth: None,
         });
         let planned = transaction.plan(
             vec![watch, Ok(Command::Multi), hello, Ok(Command::Exec)],
@@ -235,9 +244,10 @@ mod tests {
         assert!(refusal.resp_text().contains("cannot be queued"));
         assert!(matches!(&planned[3], Planned::Unwatch(Reply::Error(_))));
         // Without WATCH nothing can abort the transaction, and HELLO is queued.
-        let hello = Ok(Command::Hello {
+        let hello: Request = Ok(Command::Hello {
             version: Some(3),
             name: None,
+            auth: None,
         });
         let planned = transaction.plan(vec![Ok(Command::Multi), hello], |_| None);
         assert!(matches!(planned[1], Planned::Reply(Reply::Queued)));
@@ -246,7 +256,7 @@ mod tests {
     #[test]
     fn a_refused_command_aborts_the_transaction() {
         let mut transaction = Transaction::default();
-        let bad = Err(CommandError::Usage("GET <key>"));
+        let bad: Request = Err(CommandError::Usage("GET <key>"));
         let planned = transaction.plan(
             vec![Ok(Command::Multi), bad, get("a"), Ok(Command::Exec)],
             |_| None,

@@ -78,6 +78,20 @@ pub struct Args {
     /// The replicas every WAIT asks for (`set-wait`, `ryw-wait`).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub wait_replicas: u32,
+    /// The user every connection logs in as, on a node that asks for a login (with --pass);
+    /// without it, `default`.
+    #[arg(long, value_name = "NAME", env = "KVSTORE_USER", requires = "pass")]
+    pub user: Option<String>,
+    /// The password every connection logs in with (`AUTH`) before the run, on a node (or a
+    /// Redis) started with a password. A flag shows in `ps`: prefer KVSTORE_PASSWORD.
+    #[arg(
+        long,
+        short = 'a',
+        value_name = "PASSWORD",
+        env = "KVSTORE_PASSWORD",
+        hide_env_values = true
+    )]
+    pub pass: Option<String>,
 }
 
 /// The request mix, named as redis-benchmark's tests are.

@@ -7,9 +7,10 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use crate::args::Proto;
+use crate::args::{Args, Proto};
 use crate::read_buf::ReadBuf;
 use crate::reply::Reply;
+use crate::request::push_command;
 
 /// How long to wait for each connection: a node that does not answer by then is not there.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,6 +44,25 @@ impl Conn {
             }
         }
         Err(last)
+    }
+
+    /// Connect to `addr`, and log in with `args`'s credentials if it has some: every
+    /// connection of a run, measured or not, logs in before anything is sent on it.
+    pub fn open_as(addr: impl ToSocketAddrs, args: &Args) -> io::Result<Conn> {
+        let mut conn = Conn::open(addr)?;
+        if let Some(password) = &args.pass {
+            let mut words: Vec<&[u8]> = vec![b"AUTH"];
+            words.extend(args.user.as_deref().map(str::as_bytes));
+            words.push(password.as_bytes());
+            let mut request = Vec::new();
+            push_command(&mut request, args.proto, &words);
+            let mut text = Vec::new();
+            if conn.request(args.proto, &request, &mut text)? == Reply::Error {
+                let refusal = String::from_utf8_lossy(&text).into_owned();
+                return Err(io::Error::new(io::ErrorKind::PermissionDenied, refusal));
+            }
+        }
+        Ok(conn)
     }
 
     /// A second handle on the socket, for the event loop of the measured load. The socket is

@@ -57,9 +57,16 @@ use stats::Stats;
 /// `--replica` if the workload reads there (else none).
 fn connect_all(args: &Args) -> Result<(Vec<Conn>, Vec<Conn>), ExitCode> {
     let open = |addr: &str, count: u64| {
-        let conns = (0..count).map(|_| Conn::open(addr));
+        let conns = (0..count).map(|_| Conn::open_as(addr, args));
         conns.collect::<io::Result<Vec<_>>>().map_err(|error| {
-            eprintln!("kvbench: cannot connect to {addr}: {error} (is kvnode running there?)");
+            match error.kind() {
+                io::ErrorKind::PermissionDenied => {
+                    eprintln!("kvbench: {addr} refused the login: {error} (see --user, --pass)")
+                }
+                _ => eprintln!(
+                    "kvbench: cannot connect to {addr}: {error} (is kvnode running there?)"
+                ),
+            }
             ExitCode::from(2)
         })
     };
@@ -81,9 +88,10 @@ fn connect_probe(args: &Args) -> Result<Option<LagProbe>, ExitCode> {
         eprintln!("kvbench: cannot connect to {what} for the lag probe: {error}");
         ExitCode::from(2)
     };
-    let primary = Conn::open((args.host.as_str(), args.port))
+    let primary = Conn::open_as((args.host.as_str(), args.port), args)
         .map_err(|error| unreachable(&format!("{}:{}", args.host, args.port), error))?;
-    let replica = Conn::open(replica.as_str()).map_err(|error| unreachable(replica, error))?;
+    let replica =
+        Conn::open_as(replica.as_str(), args).map_err(|error| unreachable(replica, error))?;
     let proto = args.proto;
     Ok(Some(LagProbe {
         primary,

@@ -144,7 +144,8 @@ fn redis_commands_map_onto_the_same_operations() {
         resp(&["HELLO", "3"]),
         Some(Ok(Command::Hello {
             version: Some(3),
-            name: None
+            name: None,
+            auth: None
         }))
     );
     assert_eq!(resp(&[]), None);

@@ -46,6 +46,8 @@ const REDIS_COMMANDS: &[&str] = &[
 /// One valid request per row of the table, and the name its command reports when that is
 /// another spelling (`UNLINK` is planned as `DEL`).
 const EXAMPLES: &[(&str, Option<&str>)] = &[
+    ("acl whoami", Some("acl|whoami")),
+    ("auth pw", None),
     ("append k v", None),
     ("client id", Some("client|id")),
     ("command count", Some("command|count")),

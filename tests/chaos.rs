@@ -196,6 +196,19 @@ fn kill_9_and_restart_of_any_node_leaves_a_valid_history() {
 }
 
 #[test]
+fn nodes_that_require_a_password_leave_a_valid_history_under_kills() {
+    // Every client logs in (`AUTH` before its first request); the nodes take the password
+    // from the environment.
+    let (status, report, _) = kvchaos(&[
+        "--fault", "kill", "--fsync", "always", "--seed", "7", "--pass", "s3cret",
+    ]);
+    assert_eq!(status, 0, "{report}");
+    assert!(report.starts_with("kvchaos: valid "), "{report}");
+    assert!(count(&report, "answered") >= 100, "{report}");
+    assert_eq!(count(&report, "lost_acknowledged_writes"), 0, "{report}");
+}
+
+#[test]
 fn pauses_leave_a_valid_history() {
     our_node_survives("pause", "8");
 }
@@ -325,6 +338,7 @@ fn bad_arguments_exit_with_2() {
         &["--read-your-writes", "sometimes"],
         &["--replicas", "0", "--read-your-writes"],
         &["--replicas", "0", "--fault-target", "replicas"],
+        &["--target", "redis", "--pass", "secret"],
     ] {
         let status = Command::new(env!("CARGO_BIN_EXE_kvchaos"))
             .args(args)

@@ -11,6 +11,20 @@ use kvstore::chaos::history::{Call, Outcome};
 /// How long a client waits for an answer before it counts the operation as unknown.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The password every connection logs in with (`--pass`), set once at start: the nodes the
+/// run starts require it.
+static PASSWORD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Log every connection of the run in with `password` (once, before any connection opens).
+pub fn set_password(password: String) {
+    let _ = PASSWORD.set(password);
+}
+
+/// The run's password, if it has one.
+pub fn password() -> Option<&'static str> {
+    PASSWORD.get().map(String::as_str)
+}
+
 /// The longest value a reply may carry (the values kvchaos writes are short).
 const MAX_REPLY_BYTES: usize = 1 << 20;
 
@@ -59,6 +73,16 @@ impl Connection {
             Protocol::Line => b"PING\n",
             Protocol::Resp => b"*1\r\n$4\r\nPING\r\n",
         };
+        if let Some(password) = password() {
+            // Logged in first, in the same write: the `PING` then proves the login too.
+            let auth = match protocol {
+                Protocol::Line => format!("AUTH {password}\n"),
+                Protocol::Resp => resp(&["AUTH", password]),
+            };
+            connection.stream.write_all(auth.as_bytes()).ok()?;
+            let ok = connection.read_line()?;
+            (ok == "OK" || ok == "+OK").then_some(())?;
+        }
         connection.stream.write_all(ping).ok()?;
         let pong = connection.read_line()?;
         (pong == "PONG" || pong == "+PONG").then_some(connection)

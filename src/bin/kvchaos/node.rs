@@ -16,6 +16,8 @@ use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::connection::password;
+
 /// How long a node gets to start answering.
 const START_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -200,6 +202,10 @@ impl Node {
                     command.args(["--role", if spec.replica { "replica" } else { "primary" }]);
                 }
                 command.arg("--data-dir").arg(&spec.data_dir);
+                if let Some(password) = password() {
+                    // From the environment, so it is not in `ps` output.
+                    command.env("KVSTORE_REQUIREPASS", password);
+                }
                 for link in &spec.links {
                     command.args(["--replica", &link.to_string()]);
                 }
@@ -223,6 +229,7 @@ impl Node {
                 if aof {
                     command.args(["--appendfsync", &spec.fsync]);
                 }
+
                 if let Some(primary) = spec.links.first() {
                     command.args([
                         "--replicaof",
@@ -493,7 +500,8 @@ fn copy_output(stdout: Option<ChildStdout>, stderr: Option<ChildStderr>, log: &A
     }
 }
 
-/// Whether the node answers an inline `PING` on a new connection.
+/// Whether the node answers an inline `PING` on a new connection (a node that requires a
+/// login answers `NOAUTH`, which shows it is up just as well).
 fn ping(addr: SocketAddr) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
@@ -502,5 +510,5 @@ fn ping(addr: SocketAddr) -> bool {
     let mut reply = [0u8; 4];
     stream.write_all(b"PING\r\n").is_ok()
         && stream.read_exact(&mut reply).is_ok()
-        && (&reply == b"PONG" || &reply == b"+PON")
+        && (&reply == b"PONG" || &reply == b"+PON" || &reply == b"-NOA")
 }

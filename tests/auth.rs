@@ -280,23 +280,36 @@ fn failed_logins_are_slowed_down_and_logged_without_holding_up_anyone_else() {
         assert!(line.starts_with("ERROR: WRONGPASS"), "{line}");
         answered.push(sent.elapsed());
     }
-    // 100 ms, then twice as long each time: 100 + 200 + 400 + 800.
-    assert!(answered[0] >= Duration::from_millis(100), "{answered:?}");
-    assert!(answered[3] >= Duration::from_millis(1500), "{answered:?}");
+    // The address's failures slow its next logins, right or wrong, node-wide: none before
+    // the first, then 100 ms, twice as long each time: 0 + 100 + 200 + 400.
+    assert!(answered[1] >= Duration::from_millis(100), "{answered:?}");
+    assert!(answered[3] >= Duration::from_millis(700), "{answered:?}");
     let other_done = other.join().unwrap();
     assert!(
         other_done < sent + answered[3],
         "the other client waited for the guesser"
     );
-    // Each failure is logged with the guesser's address; no password is.
+    // The first failure and each doubling are logged with the guesser's address (a guesser
+    // cannot flood the log); no password is.
     let peer = format!("peer: 127.0.0.1:{port}");
-    node.wait_for_log("failures_in_a_row: 4");
+    node.wait_for_log("recent_failures_of_this_address: 4");
     let log = node.log();
     let failures = log
         .lines()
         .filter(|l| l.contains("authentication failed") && l.contains(&peer))
         .count();
-    assert_eq!(failures, 4, "{log}");
+    assert_eq!(failures, 3, "{log}");
+
+    // A new connection from the same address is slowed as well: a guesser gains nothing by
+    // opening one per guess, nor by closing it when no answer came at once.
+    let started = Instant::now();
+    assert!(talk(
+        &node,
+        b"AUTH guess-5
+"
+    )
+    .starts_with("ERROR: WRONGPASS"));
+    assert!(started.elapsed() >= Duration::from_millis(800));
     assert!(!log.contains("guess-") && !log.contains(PASS), "{log}");
 }
 

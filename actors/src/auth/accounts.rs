@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
@@ -25,12 +25,18 @@ use tokio::sync::Semaphore;
 
 use super::password::{self, Digest, DigestKey};
 use super::rights::Rights;
+use super::throttle::LoginThrottle;
 use super::users::{Password, Users, UsersError, DEFAULT_USER};
 
 /// The most Argon2 checks running at once, node-wide: each takes a thread of the blocking pool
 /// and the hash's memory (19 MiB by default), so a flood of logins cannot take the node's
 /// memory or every core.
 pub const HASHING_AT_ONCE: usize = 2;
+
+/// The most logins waiting for an Argon2 check at once, node-wide: past it a login is answered
+/// that the node is busy, so a flood of wrong passwords cannot make a real first login wait
+/// for minutes.
+pub const HASHING_QUEUE: usize = 32;
 
 /// Who a connection is, once it has logged in (or from the start, on a node without
 /// passwords).
@@ -53,6 +59,8 @@ pub enum Verdict {
     Refused,
     /// `AUTH <password>` on a node that has no password (Redis answers it with an error).
     NotConfigured,
+    /// Not checked: too many logins are waiting for a password check already.
+    Busy,
 }
 
 /// Why the users could not be read again.
@@ -86,6 +94,10 @@ pub struct Accounts {
     verified: Mutex<HashMap<Arc<str>, Digest>>,
     /// Permits for Argon2 checks ([`HASHING_AT_ONCE`]).
     hashing: Semaphore,
+    /// Logins waiting for (or in) an Argon2 check now.
+    queued: AtomicUsize,
+    /// Failed logins by client address (`auth/throttle.rs`).
+    pub throttle: LoginThrottle,
 }
 
 impl fmt::Debug for Accounts {
@@ -120,6 +132,8 @@ impl Accounts {
             key,
             verified: Mutex::new(HashMap::new()),
             hashing: Semaphore::new(HASHING_AT_ONCE),
+            queued: AtomicUsize::new(0),
+            throttle: LoginThrottle::default(),
         }
     }
 
@@ -204,10 +218,13 @@ impl Accounts {
         };
         let right = match &entry.password {
             Password::Digest(digest) => self.key.matches(&password, digest),
-            Password::Hash(hash) => {
-                self.check_hash(&entry.name, hash, password, generation)
-                    .await
-            }
+            Password::Hash(hash) => match self
+                .check_hash(&entry.name, hash, password, generation)
+                .await
+            {
+                Some(right) => right,
+                None => return Verdict::Busy,
+            },
         };
         match right {
             true => Verdict::Accepted(Identity {
@@ -227,16 +244,18 @@ impl Accounts {
         hash: &Arc<str>,
         password: Bytes,
         generation: u64,
-    ) -> bool {
+    ) -> Option<bool> {
         if let Some(digest) = self.remembered(user) {
-            return self.key.matches(&password, &digest);
+            return Some(self.key.matches(&password, &digest));
         }
+        // Counted while it waits or runs (a client that leaves drops the future and its place).
+        let _place = Queued::enter(&self.queued)?;
         let Ok(_permit) = self.hashing.acquire().await else {
-            return false;
+            return Some(false);
         };
         // Another login of the same user may have been checked while this one waited.
         if let Some(digest) = self.remembered(user) {
-            return self.key.matches(&password, &digest);
+            return Some(self.key.matches(&password, &digest));
         }
         let (hash, checked) = (hash.clone(), password.clone());
         let right = tokio::task::spawn_blocking(move || password::verify(&hash, &checked))
@@ -249,7 +268,7 @@ impl Accounts {
                 verified.insert(user.clone(), self.key.digest(&password));
             }
         }
-        right
+        Some(right)
     }
 
     /// The digest of `user`'s password, if it passed its Argon2 check since the last reload.
@@ -275,6 +294,24 @@ impl Accounts {
         self.generation.fetch_add(1, Ordering::AcqRel);
         verified.clear();
         Ok(count)
+    }
+}
+
+/// A login's place among those waiting for an Argon2 check, given back when it is dropped.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    /// A place, if fewer than [`HASHING_QUEUE`] are taken.
+    fn enter(queued: &'a AtomicUsize) -> Option<Queued<'a>> {
+        let taken = queued.fetch_add(1, Ordering::AcqRel);
+        let place = Queued(queued);
+        (taken < HASHING_QUEUE).then_some(place)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

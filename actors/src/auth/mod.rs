@@ -4,6 +4,8 @@
 //! - [`password`]: how passwords are kept: Argon2id hashes in the users file, and a keyed
 //!   digest of the one password the node is given in clear (`--requirepass`).
 //! - [`users`]: the users file's format and the table of users it becomes.
+//! - [`throttle`]: failed logins counted per client address, which slow that address's
+//!   next logins down (node-wide, so new connections do not escape it).
 //! - [`accounts`]: the node's users as every session sees them: replaced whole by a reload
 //!   (`ACL LOAD`), and the password checks, which run off the node's threads.
 //!
@@ -14,4 +16,5 @@
 pub mod accounts;
 pub mod password;
 pub mod rights;
+pub mod throttle;
 pub mod users;

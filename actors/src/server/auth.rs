@@ -3,34 +3,27 @@
 //!
 //! On a node with passwords, a connection starts as nobody: until it logs in (`AUTH`, or
 //! `HELLO ... AUTH`), everything but `AUTH`, `HELLO` and `QUIT`/`EXIT` answers `NOAUTH`. Once
-//! logged in, a command its user has not the rights for answers `NOPERM`. A failed login is
-//! answered only after a delay that doubles with each failure in a row on the connection
-//! ([`FIRST_DELAY`] up to [`MAX_DELAY`]); the wait is part of the batch's future, so it holds
-//! no thread, only that connection. The login checks themselves are `auth/accounts.rs`.
+//! logged in, a command its user has not the rights for answers `NOPERM`. Logins from an
+//! address with recent failures wait before they are checked (`auth/throttle.rs`, node-wide);
+//! the wait is part of the batch's future, so it holds no thread, only that connection. The
+//! login checks themselves are `auth/accounts.rs`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use slog::{debug, info, warn, Logger};
 
 use crate::auth::accounts::{Accounts, Identity, Verdict};
 use crate::auth::rights::Rights;
+use crate::auth::throttle;
 use crate::protocol::command::Command;
 use crate::protocol::error::ErrorReply;
 use crate::protocol::words::printable;
-
-/// How long the first failed login of a connection waits before it is answered.
-pub const FIRST_DELAY: Duration = Duration::from_millis(100);
-/// The longest a failed login waits, however many came before it.
-pub const MAX_DELAY: Duration = Duration::from_secs(5);
 
 /// What one connection has proved.
 #[derive(Debug)]
 pub struct ConnectionAuth {
     /// Who the connection is; `None` until it logs in, on a node with passwords.
     identity: Option<Identity>,
-    /// Failed logins in a row on this connection.
-    failures: u32,
 }
 
 impl ConnectionAuth {
@@ -38,7 +31,6 @@ impl ConnectionAuth {
     pub fn new(accounts: &Accounts) -> ConnectionAuth {
         ConnectionAuth {
             identity: accounts.initial(),
-            failures: 0,
         }
     }
 
@@ -50,12 +42,13 @@ impl ConnectionAuth {
     /// Take a reload of the users (`ACL LOAD`) into account, at the start of a batch: the
     /// user's rights as the users file says now, or no user at all if it is gone. Costs one
     /// atomic read when nothing was reloaded.
-    pub fn refresh(&mut self, accounts: &Accounts, log: &Logger) {
+    /// Answers whether the connection was logged out by it.
+    pub fn refresh(&mut self, accounts: &Accounts, log: &Logger) -> bool {
         let Some(identity) = &self.identity else {
-            return;
+            return false;
         };
         if identity.generation == accounts.generation() {
-            return;
+            return false;
         }
         match accounts.refresh(identity) {
             Some(now) => {
@@ -64,11 +57,13 @@ impl ConnectionAuth {
                         "user" => %now.user, "rights" => %now.rights);
                 }
                 self.identity = Some(now);
+                false
             }
             None => {
                 warn!(log, "the users file was reloaded without this connection's user: it must log in again";
                     "user" => %identity.user);
                 self.identity = None;
+                true
             }
         }
     }
@@ -94,29 +89,22 @@ impl ConnectionAuth {
         })
     }
 
-    /// How long the next login, if it fails, waits before it is answered.
-    pub fn failure_delay(&self) -> Duration {
-        let doubled = FIRST_DELAY.saturating_mul(1 << self.failures.min(16));
-        doubled.min(MAX_DELAY)
-    }
-
-    /// Take a login's verdict: the connection is its user now, or one more failure (logged,
-    /// with the peer the session's logger names, and the delay it was answered after). A
-    /// failed login leaves a connection that was logged in as it was, as in Redis.
-    pub fn settle(&mut self, verdict: Verdict, user: Option<&[u8]>, delay: Duration, log: &Logger) {
+    /// Take a login's verdict: the connection is its user now, or a failure, the
+    /// `failures`th recent one of its address (logged, with the peer the session's logger
+    /// names, at the first and each doubling: a guesser cannot flood the log). A failed login
+    /// leaves a connection that was logged in as it was, as in Redis.
+    pub fn settle(&mut self, verdict: Verdict, user: Option<&[u8]>, failures: u32, log: &Logger) {
         let user = printable(user.unwrap_or(b"default"));
         match verdict {
             Verdict::Accepted(identity) => {
                 debug!(log, "logged in"; "user" => %identity.user, "rights" => %identity.rights);
-                self.failures = 0;
                 self.identity = Some(identity);
             }
-            Verdict::Refused => {
-                self.failures = self.failures.saturating_add(1);
+            Verdict::Refused if throttle::worth_logging(failures) => {
                 warn!(log, "authentication failed"; "user" => user,
-                    "failures_in_a_row" => self.failures, "delay_ms" => delay.as_millis() as u64);
+                    "recent_failures_of_this_address" => failures);
             }
-            Verdict::NotConfigured => {}
+            Verdict::Refused | Verdict::Busy | Verdict::NotConfigured => {}
         }
     }
 }
@@ -139,10 +127,7 @@ mod tests {
 
     #[test]
     fn nothing_but_logging_in_or_leaving_before_a_login() {
-        let auth = ConnectionAuth {
-            identity: None,
-            failures: 0,
-        };
+        let auth = ConnectionAuth { identity: None };
         let login = Login {
             user: None,
             password: Secret(Bytes::from_static(b"pw")),
@@ -164,7 +149,6 @@ mod tests {
     fn a_user_runs_what_its_rights_allow() {
         let reader = ConnectionAuth {
             identity: Some(identity(Rights::READ)),
-            failures: 0,
         };
         let key = Bytes::from_static(b"k");
         assert_eq!(reader.refusal(&Command::Get { key: key.clone() }), None);
@@ -182,29 +166,5 @@ mod tests {
             })
         );
         assert!(reader.refusal(&Command::Info).is_some());
-    }
-
-    #[test]
-    fn each_failure_in_a_row_waits_twice_as_long_up_to_a_limit() {
-        let mut auth = ConnectionAuth {
-            identity: None,
-            failures: 0,
-        };
-        let log = Logger::root(slog::Discard, slog::o!());
-        assert_eq!(auth.failure_delay(), FIRST_DELAY);
-        auth.settle(Verdict::Refused, Some(b"app"), FIRST_DELAY, &log);
-        assert_eq!(auth.failure_delay(), FIRST_DELAY * 2);
-        for _ in 0..40 {
-            auth.settle(Verdict::Refused, None, MAX_DELAY, &log);
-        }
-        assert_eq!(auth.failure_delay(), MAX_DELAY);
-        auth.settle(
-            Verdict::Accepted(identity(Rights::ALL)),
-            None,
-            MAX_DELAY,
-            &log,
-        );
-        assert_eq!(auth.failure_delay(), FIRST_DELAY);
-        assert_eq!(auth.user().map(|u| &**u), Some("app"));
     }
 }

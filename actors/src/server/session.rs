@@ -217,7 +217,15 @@ impl Session {
             let last = requests.last().and_then(|r| r.as_ref().ok());
             client.client().note(last.map(Command::name), self.protocol);
         }
-        self.auth.refresh(&self.config.node.accounts, &self.log);
+        if self.auth.refresh(&self.config.node.accounts, &self.log) {
+            // Logged out by a reload: its transaction and watches go with its login.
+            if self.transaction.watching() {
+                self.store.do_send(Batch {
+                    ops: vec![Op::Unwatch(self.id)],
+                });
+            }
+            self.transaction = Transaction::default();
+        }
         // A login is answered alone, once decided; the requests after it wait for it.
         let login = requests
             .iter()
@@ -238,10 +246,13 @@ impl Session {
         let not_primary = self.config.node.write_refusal(self.config.read_only);
         self.serving = self.config.node.serving_epoch();
         let stale = self.config.node.read_refusal();
+        let auth = &self.auth;
+        // Checked as a command is queued, and again at EXEC (rights may have been reloaded).
         let refused = |command: &Command| match command.is_write() {
             _ if command.is_login() => Some(ErrorReply::Command(CommandError::Redis(
                 "ERR Command not allowed inside a transaction".into(),
             ))),
+            _ if auth.refusal(command).is_some() => auth.refusal(command),
             true => not_primary.clone().or_else(|| {
                 let reason = refuse_writes.clone()?;
                 Some(ErrorReply::WritesRefused(reason))
@@ -251,7 +262,6 @@ impl Session {
         // The `Op::Exec` of an `EXEC` being planned (its position in `ops`), and how many of its
         // commands are still to come: it is told how many ops they came to.
         let mut exec: Option<(usize, usize)> = None;
-        let auth = &self.auth;
         let admitted = requests.into_iter().map(|request| match request {
             Ok(command) => auth.refusal(&command).map_or(Ok(command), Err),
             Err(error) => Err(ErrorReply::from(error)),

@@ -112,11 +112,16 @@ impl Transaction {
                     Some((_, true)) => planned.push(self.ending(error(
                         "EXECABORT Transaction discarded because of previous errors.",
                     ))),
-                    Some((commands, false)) => {
-                        self.watching = false;
-                        planned.push(Planned::Exec(commands.len()));
-                        planned.extend(commands.into_iter().map(Planned::Run));
-                    }
+                    // Refused now (rights reloaded, the node closed to writes): discarded whole,
+                    // as Redis's EXECABORT does.
+                    Some((commands, false)) => match commands.iter().find_map(&refused) {
+                        Some(why) => planned.push(self.ending(Reply::Error(why))),
+                        None => {
+                            self.watching = false;
+                            planned.push(Planned::Exec(commands.len()));
+                            planned.extend(commands.into_iter().map(Planned::Run));
+                        }
+                    },
                     None => {}
                 },
                 // QUIT inside a transaction ends the connection, as in Redis.
@@ -223,6 +228,24 @@ mod tests {
                 Planned::Run(_)
             ]
         ));
+    }
+
+    #[test]
+    fn a_command_refused_by_the_time_of_exec_discards_the_transaction_whole() {
+        // Queued while the user could run it; its rights were reloaded away before EXEC.
+        let mut transaction = Transaction::default();
+        transaction.plan(vec![Ok(Command::Multi), get("a"), get("b")], |_| None);
+        let planned = transaction.plan(vec![Ok(Command::Exec), get("c")], |command| {
+            matches!(command, Command::Get { key } if key == "b").then_some(ErrorReply::NoAuth)
+        });
+        assert!(matches!(
+            planned[..],
+            [
+                Planned::Reply(Reply::Error(ErrorReply::NoAuth)),
+                Planned::Run(_)
+            ]
+        ));
+        assert!(!transaction.queuing());
     }
 
     #[test]

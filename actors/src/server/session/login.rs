@@ -15,6 +15,7 @@ use slog::{info, warn};
 use super::Session;
 use crate::auth::accounts::Verdict;
 use crate::protocol::command::{AclCommand, Command, Login};
+use crate::protocol::error::CommandError;
 use crate::protocol::reply::{ErrorReply, Protocol, Reply};
 use crate::server::batch::{Answered, BatchError, Step};
 use crate::server::node_query::{self, hello_protocol};
@@ -43,7 +44,8 @@ impl Session {
     }
 
     /// Check `login` and answer it (`OK`, or with `hello`, `HELLO`'s reply in the protocol it
-    /// picks); a wrong password is answered `WRONGPASS` after the connection's failure delay.
+    /// picks; `WRONGPASS`). A login from an address with recent failures waits first, right
+    /// password or wrong (`auth/throttle.rs`).
     fn check_login(
         &mut self,
         login: Login,
@@ -51,7 +53,8 @@ impl Session {
         ctx: &mut Context<Self>,
     ) {
         let accounts = self.config.node.accounts.clone();
-        let delay = self.auth.failure_delay();
+        let address = self.peer.ip();
+        let delay = accounts.throttle.delay(address);
         let user = login.user.clone();
         let protocol = self.protocol;
         let read_only = self
@@ -62,32 +65,42 @@ impl Session {
         let id = self.id;
         let version = hello.as_ref().and_then(|(version, _)| *version);
         let work = async move {
-            let verdict = accounts.verify(login.user, login.password.0).await;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let verdict = accounts.clone().verify(login.user, login.password.0).await;
+            let failures = match verdict {
+                Verdict::Refused => accounts.throttle.failed(address),
+                _ => 0,
+            };
             let (reply, protocol) = match (&verdict, hello.is_some()) {
                 (Verdict::Accepted(_), false) => (Reply::Ok, protocol),
                 (Verdict::Accepted(_), true) => (
                     node_query::hello(version, id, read_only),
                     hello_protocol(version, protocol),
                 ),
-                (Verdict::Refused, _) => {
-                    tokio::time::sleep(delay).await;
-                    (Reply::Error(ErrorReply::WrongPass), protocol)
+                (Verdict::Refused, _) => (Reply::Error(ErrorReply::WrongPass), protocol),
+                (Verdict::Busy, _) => {
+                    let busy = "too many logins are being checked right now; retry shortly";
+                    let busy = ErrorReply::Command(CommandError::Invalid(busy.into()));
+                    (Reply::Error(busy), protocol)
                 }
                 (Verdict::NotConfigured, _) => (Reply::Error(ErrorReply::NoPassword), protocol),
             };
             let name = hello.and_then(|(_, name)| name);
-            (reply, protocol, (verdict, name))
+            (reply, protocol, (verdict, name, failures))
         };
         self.answer_later(
             work,
-            move |act, (verdict, name)| {
+            move |act, (verdict, name, failures)| {
                 if let (Verdict::Accepted(identity), Some(client)) = (&verdict, &act.client) {
                     client.client().set_user(identity.user.clone());
                     if let Some(name) = name {
                         client.client().set_name(name);
                     }
                 }
-                act.auth.settle(verdict, user.as_deref(), delay, &act.log);
+                act.auth
+                    .settle(verdict, user.as_deref(), failures, &act.log);
             },
             ctx,
         );

@@ -206,6 +206,50 @@ fn a_flipped_byte_before_the_tail_stops_recovery_naming_file_and_offset() {
     );
 }
 
+/// Found by the `log_recovery` fuzz target: a log that is not the newest, cut inside an atomic
+/// group, was refused naming the end of the file, not where `--truncate-corrupt-tail` cuts.
+#[test]
+fn an_older_log_cut_inside_a_group_names_the_start_of_the_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut mutations = history(6);
+    mutations[1].more = true;
+    mutations[2].more = true;
+    let (log, ends) = write_log(tmp.path(), &mutations[..4]);
+    let dir = DataDir::open(tmp.path()).unwrap();
+    let mut newer = Segment::create(&dir, 5).unwrap();
+    let mut buf = Vec::new();
+    for m in &mutations[4..] {
+        record::encode_mutation(m, &mut buf);
+    }
+    newer.append(&buf).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(ends[2])
+        .unwrap();
+    let error = match recover(&dir, RecoveryOptions::default(), &quiet()) {
+        Err(error) => error,
+        Ok(_) => panic!("recovery accepted a log cut inside a group before the newest log"),
+    };
+    assert!(
+        matches!(&error, StorageError::Corrupt { path, offset, .. } if *path == log && *offset == ends[0]),
+        "unexpected error: {error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("at byte offset {}, in an atomic group", ends[2])),
+        "{error}"
+    );
+    let options = RecoveryOptions {
+        truncate_corrupt_tail: true,
+    };
+    let recovered = recover(&dir, options, &quiet()).unwrap();
+    assert_eq!(recovered.last_seq, 1);
+    assert_eq!(fs::metadata(&log).unwrap().len(), ends[0]);
+}
+
 #[test]
 fn a_damaged_length_is_not_mistaken_for_a_torn_tail() {
     let tmp = tempfile::tempdir().unwrap();

@@ -158,24 +158,21 @@ impl ConnectionCodec {
     }
 
     fn decode_resp(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        // One request may carry several values (MSET), but not without bound: as Redis's
+        // client-query-buffer-limit, a request larger than this ends the connection.
+        let max_request = self
+            .max_value
+            .saturating_mul(2)
+            .saturating_add(self.lines.max_line());
         let mut batch = Vec::new();
         while batch.len() < self.max_batch && !src.is_empty() {
-            match self.resp.decode(src, self.max_value) {
+            match self.resp.decode(src, self.max_value, max_request) {
                 Ok(Some(args)) => batch.extend(command::from_resp(args)),
                 Ok(None) => break,
                 // Answer the requests before it first; the next call reports the error.
                 Err(_) if !batch.is_empty() => break,
                 Err(error) => return Err(error.into()),
             }
-        }
-        // One request may carry several values (MSET), but not without bound: as Redis's
-        // client-query-buffer-limit, an incomplete request this large ends the connection.
-        let max_request = self
-            .max_value
-            .saturating_mul(2)
-            .saturating_add(self.lines.max_line());
-        if batch.is_empty() && src.len() > max_request {
-            return Err(resp::ProtocolError("request too large".into()).into());
         }
         Ok((!batch.is_empty()).then_some(Frame::Resp(batch)))
     }
@@ -196,6 +193,11 @@ impl ConnectionCodec {
             };
             let end = scanned + offset;
             scanned = 0;
+            // Refused whatever it says, as it is while its end has not arrived: the protocol
+            // must not depend on how the bytes were cut into reads.
+            if end > self.lines.max_line() {
+                return Mode::Lines;
+            }
             match line_protocol(&src[..end]) {
                 Some(Protocol::Line) => return Mode::Lines,
                 Some(_) => return Mode::Resp,
@@ -376,6 +378,20 @@ mod tests {
             codec.decode(&mut buf),
             Err(CodecError::LineTooLong(_))
         ));
+    }
+
+    /// Found by the `connection` fuzz target: a first line over the limit ended by `\r\n`
+    /// was read as RESP when it arrived whole, but refused when its end came in a later read.
+    #[test]
+    fn a_first_line_over_the_limit_is_refused_however_it_arrives() {
+        for first in ["PING 123456789\r\n", "          \r\nPING\r\n"] {
+            let mut codec = ConnectionCodec::new(8, 10);
+            let mut buf = BytesMut::from(first);
+            assert!(
+                matches!(codec.decode(&mut buf), Err(CodecError::LineTooLong(_))),
+                "{first:?}"
+            );
+        }
     }
 
     #[test]

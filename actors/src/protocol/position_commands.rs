@@ -178,6 +178,21 @@ mod tests {
         assert!(bad.contains("milliseconds"), "{bad}");
     }
 
+    /// Found by the `commands` fuzz target: a bad token was echoed as sent, `\r` and all, in
+    /// the one line of an error reply (and RESP could carry a `\n` in it).
+    #[test]
+    fn a_bad_token_is_echoed_without_control_characters() {
+        let bad = line("GET k AFTER 0:\r:0 5").unwrap_err().to_string();
+        assert_eq!(bad, "invalid position token '0:?:0' (LASTPOS gives one)");
+        let bad = resp(&["WAITPOS", "1:\n\x1b[2J:0", "5"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            bad,
+            "invalid position token '1:??[2J:0' (LASTPOS gives one)"
+        );
+    }
+
     #[test]
     fn get_may_wait_for_a_position_first() {
         let token = format!("2:{ID}:9");

@@ -54,20 +54,39 @@ const KEEP_SPANS: usize = 1024;
 impl RequestDecoder {
     /// Decode one request from the front of `buf`, consuming it, and answer its arguments.
     /// Answers `None` while the request is incomplete (nothing is consumed then).
+    ///
+    /// Values longer than `max_bulk` are refused, and so is a request longer than
+    /// `max_request` bytes (as Redis's client-query-buffer-limit: one request may carry several
+    /// values, as `MSET` does, but not without bound). Only a request's first `max_request`
+    /// bytes are ever looked at: one that needs more is refused whether or not the rest has
+    /// arrived, so that how its bytes were cut into reads never changes the answer.
     pub fn decode(
         &mut self,
         buf: &mut BytesMut,
         max_bulk: usize,
+        max_request: usize,
     ) -> Result<Option<&mut Vec<Bytes>>, ProtocolError> {
+        // Where the bytes that may be looked at end; a request that needs bytes past it while
+        // there are some is too large.
+        let seen = buf.len().min(max_request);
+        let too_large = buf.len() > seen;
+        let wait = |partial: Option<Partial>, this: &mut RequestDecoder| match too_large {
+            true => Err(ProtocolError("request too large".into())),
+            false => {
+                this.partial = partial;
+                Ok(None)
+            }
+        };
         let mut partial = match self.partial.take() {
             Some(partial) => partial,
             // Not an array: an inline command (or a blank line, which has no arguments).
             None if buf.first().is_some_and(|b| *b != b'*') => {
-                let Some(end) = memchr::memchr(b'\n', buf) else {
-                    if buf.len() > inline::MAX_INLINE {
-                        return Err(ProtocolError("too big inline request".into()));
-                    }
-                    return Ok(None);
+                let end = memchr::memchr(b'\n', &buf[..seen]);
+                if end.unwrap_or(seen) > inline::MAX_INLINE {
+                    return Err(ProtocolError("too big inline request".into()));
+                }
+                let Some(end) = end else {
+                    return wait(None, self);
                 };
                 // Split before consuming: a bad line stays, to be reported on the next call.
                 self.args = inline::split(&buf[..end]).map_err(|e| ProtocolError(e.to_string()))?;
@@ -75,8 +94,8 @@ impl RequestDecoder {
                 return Ok(Some(&mut self.args));
             }
             None => {
-                let Some((count, pos)) = header(buf, 0, b'*', "multibulk")? else {
-                    return Ok(None);
+                let Some((count, pos)) = header(&buf[..seen], 0, b'*', "multibulk")? else {
+                    return wait(None, self);
                 };
                 if count < 0 {
                     // `*-1` is a null array: Redis ignores it as a request.
@@ -93,17 +112,15 @@ impl RequestDecoder {
             }
         };
         while self.spans.len() < partial.count {
-            let Some((len, start)) = header(buf, partial.pos, b'$', "bulk")? else {
-                self.partial = Some(partial);
-                return Ok(None);
+            let Some((len, start)) = header(&buf[..seen], partial.pos, b'$', "bulk")? else {
+                return wait(Some(partial), self);
             };
             if len < 0 || len as usize > max_bulk {
                 return Err(ProtocolError("invalid bulk length".into()));
             }
             let end = start + len as usize;
-            if buf.len() < end + 2 {
-                self.partial = Some(partial);
-                return Ok(None);
+            if seen < end + 2 {
+                return wait(Some(partial), self);
             }
             if &buf[end..end + 2] != b"\r\n" {
                 return Err(ProtocolError(
@@ -153,8 +170,9 @@ fn header(
     let mut value: i64 = 0;
     let mut end = digits;
     loop {
+        // At most `MAX_HEADER` bytes of sign and digits, then `\r`: until then a header waits
+        // for its next byte, however the bytes were cut into reads.
         match rest.get(end) {
-            None if end >= MAX_HEADER => return Err(invalid()),
             None => return Ok(None),
             Some(&b'\r') => break,
             Some(&digit @ b'0'..=b'9') if end < MAX_HEADER => {
@@ -255,7 +273,7 @@ mod tests {
 
     fn decode(bytes: &[u8]) -> Result<Option<Vec<Bytes>>, ProtocolError> {
         let mut decoder = RequestDecoder::default();
-        let decoded = decoder.decode(&mut BytesMut::from(bytes), 1 << 20)?;
+        let decoded = decoder.decode(&mut BytesMut::from(bytes), 1 << 20, 1 << 22)?;
         Ok(decoded.map(std::mem::take))
     }
 
@@ -274,7 +292,7 @@ mod tests {
             let mut buf = BytesMut::from(&frame[..cut]);
             let mut decoder = RequestDecoder::default();
             assert!(
-                matches!(decoder.decode(&mut buf, 1 << 20), Ok(None)),
+                matches!(decoder.decode(&mut buf, 1 << 20, 1 << 22), Ok(None)),
                 "cut at {cut}"
             );
             assert_eq!(buf.len(), cut, "nothing consumed");
@@ -282,7 +300,7 @@ mod tests {
             buf.extend_from_slice(&frame[cut..]);
             assert_eq!(
                 decoder
-                    .decode(&mut buf, 1 << 20)
+                    .decode(&mut buf, 1 << 20, 1 << 22)
                     .unwrap()
                     .map(|args| args.len()),
                 Some(3),
@@ -300,7 +318,7 @@ mod tests {
         let mut decoded = Vec::new();
         for &byte in frames.iter() {
             buf.extend_from_slice(&[byte]);
-            if let Some(args) = decoder.decode(&mut buf, 1 << 20).unwrap() {
+            if let Some(args) = decoder.decode(&mut buf, 1 << 20, 1 << 22).unwrap() {
                 decoded.push(std::mem::take(args));
             }
         }
@@ -340,6 +358,60 @@ mod tests {
             "more than an i64 holds"
         );
         assert_eq!(decode(b"*-1\r\n"), Ok(Some(Vec::new())), "a null array");
+    }
+
+    /// Found by the `connection` fuzz target: a request over the size limit was refused when
+    /// it arrived in pieces, but taken when it arrived in one read; and an inline line over
+    /// its limit, likewise.
+    #[test]
+    fn a_request_over_the_limits_is_refused_however_it_arrives() {
+        let long_array = b"*2\r\n$4\r\nECHO\r\n$30\r\n012345678901234567890123456789\r\n";
+        let long_inline = [&[b'x'; inline::MAX_INLINE + 1][..], b"\r\n"].concat();
+        for (frame, max_request, error) in [
+            (&long_array[..], 40, "Protocol error: request too large"),
+            (
+                &long_inline[..],
+                1 << 20,
+                "Protocol error: too big inline request",
+            ),
+            (
+                b"PING 0123456789012345678901234567890123456789\r\n",
+                40,
+                "Protocol error: request too large",
+            ),
+        ] {
+            for cut in [frame.len(), 1, max_request + 1] {
+                let mut decoder = RequestDecoder::default();
+                let mut buf = BytesMut::from(&frame[..cut.min(frame.len())]);
+                let mut decoded = decoder.decode(&mut buf, 1 << 20, max_request).map(|_| ());
+                if cut < frame.len() {
+                    buf.extend_from_slice(&frame[cut..]);
+                    decoded = decoder.decode(&mut buf, 1 << 20, max_request).map(|_| ());
+                }
+                assert_eq!(decoded.unwrap_err().to_string(), error, "cut at {cut}");
+            }
+        }
+        // At the limit exactly, it is taken.
+        let exact = long_array.len();
+        let mut buf = BytesMut::from(&long_array[..]);
+        let mut decoder = RequestDecoder::default();
+        let decoded = decoder.decode(&mut buf, 1 << 20, exact).unwrap();
+        assert_eq!(decoded.map(|args| args.len()), Some(2));
+    }
+
+    /// Found by the `resp` fuzz target: a header of the longest length accepted was refused
+    /// while its `\r` had not arrived, and taken when it came in the same read.
+    #[test]
+    fn a_header_of_the_longest_length_waits_for_its_end() {
+        let frame = [&b"*"[..], &[b'0'; MAX_HEADER], b"\r\n"].concat();
+        let mut decoder = RequestDecoder::default();
+        let mut buf = BytesMut::new();
+        for (at, &byte) in frame.iter().enumerate() {
+            buf.extend_from_slice(&[byte]);
+            let decoded = decoder.decode(&mut buf, 1 << 20, 1 << 22).unwrap();
+            let last = at + 1 == frame.len();
+            assert_eq!(decoded.map(|args| args.len()), last.then_some(0), "at {at}");
+        }
     }
 
     #[test]

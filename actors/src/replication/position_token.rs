@@ -57,7 +57,10 @@ impl FromStr for PositionToken {
     type Err = BadToken;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || BadToken(text.chars().take(100).collect());
+        // Shown back to the client in one reply line: control characters (a `\r`, or a `\n`
+        // that RESP can carry) must not break it or reach a terminal.
+        let shown = |c: char| if c.is_control() { '?' } else { c };
+        let bad = || BadToken(text.chars().take(100).map(shown).collect());
         // Replication ids are 40 lower-case hex digits; numbers are plain decimal digits.
         let is_id = |id: &str| {
             id.len() == 40

@@ -412,7 +412,10 @@ impl StreamDecoder {
     /// send a record the replica refuses forever.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<StreamFrame>, WireError> {
         if self.lines < 2 {
-            let Some(end) = memchr::memchr(b'\n', src) else {
+            // Only the longest line's worth is searched: a line over the limit is refused
+            // whether or not its end has arrived.
+            let searched = &src[..src.len().min(MAX_CONTROL_LINE + 1)];
+            let Some(end) = memchr::memchr(b'\n', searched) else {
                 if src.len() > MAX_CONTROL_LINE {
                     return Err(WireError::LineTooLong);
                 }
@@ -429,12 +432,16 @@ impl StreamDecoder {
         let mut entries = Vec::new();
         let mut used = 0;
         while entries.len() < self.max_batch {
-            match record::decode(&src[used..], record::MAX_BODY)? {
-                Some((entry, len)) => {
+            match record::decode(&src[used..], record::MAX_BODY) {
+                Ok(Some((entry, len))) => {
                     entries.push(entry);
                     used += len;
                 }
-                None => break,
+                Ok(None) => break,
+                // The good records before a damaged one are yielded first, as they would be
+                // had they arrived in an earlier read; the next call reports the damage.
+                Err(_) if !entries.is_empty() => break,
+                Err(error) => return Err(error.into()),
             }
         }
         let _ = src.split_to(used);
@@ -443,146 +450,4 @@ impl StreamDecoder {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_opening_round_trips_and_is_recognised_only_when_exact() {
-        let open = Replicate::new("0a1b");
-        assert_eq!(open.encode(), b"REPLICATE 0a1b\n");
-        assert_eq!(Replicate::parse(b"REPLICATE 0a1b"), Some(open));
-        let parse = |s: &'static str| Replicate::parse(s.as_bytes());
-        assert!(parse("  replicate\tx \r").is_some());
-        assert_eq!(parse("REPLICATE"), None);
-        assert_eq!(parse("REPLICATE a b"), None);
-        assert_eq!(parse("REPLICATEx a"), None);
-        assert_eq!(parse("GET a"), None);
-        assert!(Replicate::opens(b"REPLICATE "));
-        assert!(!Replicate::opens(b"*1\r\n$4\r\nPI"));
-    }
-
-    #[test]
-    fn control_lines_round_trip() {
-        for start in [
-            SyncStart::Full {
-                id: "abc".into(),
-                seq: 7,
-                previous: None,
-            },
-            SyncStart::Continue {
-                id: "abc".into(),
-                offset: 9,
-                previous: Some(Previous {
-                    id: "def".into(),
-                    offset: 8,
-                }),
-            },
-        ] {
-            let mut line = Vec::new();
-            start.encode(&mut line);
-            assert_eq!(line.last(), Some(&b'\n'));
-            assert_eq!(SyncStart::parse(&line[..line.len() - 1]), Ok(start));
-        }
-        assert!(SyncStart::parse(b"FULLSYNC abc x").is_err());
-        assert!(SyncStart::parse(b"FULLSYNC abc 7 def x").is_err());
-        for prove in [
-            Prove {
-                proof: None,
-                from: 0,
-            },
-            Prove {
-                proof: Some("ab".into()),
-                from: 42,
-            },
-        ] {
-            let line = prove.encode();
-            assert_eq!(Prove::parse(&line[..line.len() - 1]), Ok(prove));
-        }
-        assert!(Prove::parse(b"PROVE").is_err());
-        assert!(Prove::parse(b"PROVE - x").is_err());
-        assert!(ReplicaLine::parse("POSITION abc 3 1").is_err());
-        assert!(ReplicaLine::parse("POSITION abc 3 1 zz").is_err());
-        for line in [
-            ReplicaLine::Position {
-                id: Some("abc".into()),
-                offset: 3,
-                window: Some((1, 0xfeed)),
-            },
-            ReplicaLine::Position {
-                id: None,
-                offset: 0,
-                window: None,
-            },
-            ReplicaLine::Ack {
-                applied: 5,
-                durable: 4,
-            },
-            ReplicaLine::refused(Refusal::WrongSecret),
-            ReplicaLine::Challenge {
-                nonce: "ab".into(),
-                proof: Some("cd".into()),
-            },
-            ReplicaLine::Challenge {
-                nonce: "ab".into(),
-                proof: None,
-            },
-        ] {
-            let text = String::from_utf8(line.encode()).unwrap();
-            assert_eq!(ReplicaLine::parse(text.trim_end_matches('\n')), Ok(line));
-        }
-        assert!(ReplicaLine::parse("ACK 1").is_err());
-        assert!(ReplicaLine::parse("ACK 1 2 3").is_err());
-        assert!(ReplicaLine::parse("HELLO").is_err());
-    }
-
-    #[test]
-    fn the_stream_is_two_control_lines_then_records_in_batches() {
-        let mut decoder = StreamDecoder::new(10);
-        let mut buf = BytesMut::from("PROVE - 0\nFULLSYNC abc 7\n");
-        assert_eq!(
-            decoder.decode(&mut buf).unwrap(),
-            Some(StreamFrame::Prove(Prove {
-                proof: None,
-                from: 0
-            }))
-        );
-        assert_eq!(
-            decoder.decode(&mut buf).unwrap(),
-            Some(StreamFrame::Start(SyncStart::Full {
-                id: "abc".into(),
-                seq: 7,
-                previous: None,
-            }))
-        );
-        let mut records = Vec::new();
-        StreamEncoder::snapshot_end(7, 0, &mut records);
-        StreamEncoder::heartbeat(7, &mut records);
-        buf.extend_from_slice(&records[..records.len() - 1]);
-        assert_eq!(
-            decoder.decode(&mut buf).unwrap(),
-            Some(StreamFrame::Records(vec![Entry::End { seq: 7, count: 0 }]))
-        );
-        assert_eq!(decoder.decode(&mut buf).unwrap(), None);
-        buf.extend_from_slice(&records[records.len() - 1..]);
-        assert_eq!(
-            decoder.decode(&mut buf).unwrap(),
-            Some(StreamFrame::Records(vec![Entry::Heartbeat { seq: 7 }]))
-        );
-    }
-
-    #[test]
-    fn a_control_line_too_long_or_unknown_ends_the_stream() {
-        let mut buf = BytesMut::from(&[b'x'; MAX_CONTROL_LINE + 1][..]);
-        assert_eq!(
-            StreamDecoder::new(1).decode(&mut buf),
-            Err(WireError::LineTooLong)
-        );
-        let mut buf = BytesMut::from("PROVE - 0\nHELLO\n");
-        let mut decoder = StreamDecoder::new(1);
-        assert!(decoder.decode(&mut buf).is_ok());
-        assert!(matches!(
-            decoder.decode(&mut buf),
-            Err(WireError::Unexpected(_))
-        ));
-    }
-}
+mod tests;

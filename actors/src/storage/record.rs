@@ -236,9 +236,7 @@ impl<R: Read> RecordReader<R> {
         if !(MIN_BODY..=MAX_BODY).contains(&len) {
             return Err(Ok(RecordError::Malformed("impossible length")));
         }
-        self.body.clear();
-        self.body.resize(len, 0);
-        if read_full(&mut self.input, &mut self.body).map_err(Err)? < len {
+        if !self.read_body(len).map_err(Err)? {
             return Err(Ok(RecordError::Truncated));
         }
         if crc32fast::hash(&self.body) != body_crc {
@@ -247,6 +245,28 @@ impl<R: Read> RecordReader<R> {
         let entry = parse_body(&self.body).map_err(Ok)?;
         self.offset += (HEADER_LEN + len) as u64;
         Ok(Some(entry))
+    }
+
+    /// Read a body of `len` bytes into the reused buffer; `false` if the input ends first.
+    ///
+    /// The buffer grows as the bytes arrive (doubling from 1 MiB), never far past what the
+    /// input holds: a damaged length whose header still checks out (one damage in 2^32), or a
+    /// file cut short, must not make recovery set aside up to 2 GiB for bytes that are not
+    /// there. A whole record still costs its size and nothing more.
+    fn read_body(&mut self, len: usize) -> io::Result<bool> {
+        self.body.clear();
+        let mut step = len.min(1 << 20);
+        while self.body.len() < len {
+            let filled = self.body.len();
+            let want = (filled + step).min(len);
+            self.body.reserve_exact(want - filled);
+            self.body.resize(want, 0);
+            if read_full(&mut self.input, &mut self.body[filled..])? < want - filled {
+                return Ok(false);
+            }
+            step = want;
+        }
+        Ok(true)
     }
 }
 
@@ -445,6 +465,35 @@ mod tests {
         encode_parts(1, OP_PUT_EXPIRING, b"k", &[b"1234567"], &mut bytes);
         let (_, error, _) = read_all(&bytes);
         assert!(matches!(error, Some(RecordError::Malformed(_))));
+    }
+
+    /// Found by the `records` fuzz target (a run's memory reached 2 GB): a header whose
+    /// checksum holds but whose length is damaged made the reader allocate that length before
+    /// finding the input far shorter.
+    #[test]
+    fn a_damaged_length_costs_no_more_memory_than_the_input_holds() {
+        let len = (1u32 << 30).to_le_bytes();
+        let mut bytes = len.to_vec();
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&header_crc(len, 0).to_le_bytes());
+        bytes.extend_from_slice(&[7; 100]);
+        let mut reader = RecordReader::new(&bytes[..], 0);
+        assert_eq!(
+            reader.read_next().unwrap_err().ok(),
+            Some(RecordError::Truncated)
+        );
+        assert!(
+            reader.body.capacity() <= 1 << 20,
+            "{}",
+            reader.body.capacity()
+        );
+        // A record over the first step reads whole, into a buffer of its size.
+        let big = Mutation::new(1, Change::put(b"k", &vec![1; 3 << 20]));
+        let mut bytes = Vec::new();
+        encode_mutation(&big, &mut bytes);
+        let mut reader = RecordReader::new(&bytes[..], 0);
+        assert_eq!(reader.read_next().unwrap(), Some(Entry::Mutation(big)));
+        assert_eq!(reader.body.capacity(), bytes.len() - HEADER_LEN);
     }
 
     #[test]

@@ -302,10 +302,10 @@ fn replay_log(
             Err(Err(error)) => return Err(StorageError::io("read", path)(error)),
         };
         let offset = reader.offset();
+        // Back to the start of a group the damage cut into: none of it is kept.
+        let cut = if group.is_empty() { offset } else { group_at };
         let torn = is_last && is_torn_tail(path, offset, len, &error)?;
         if torn || options.truncate_corrupt_tail {
-            // Back to the start of a group the damage cut into: none of it is kept.
-            let cut = if group.is_empty() { offset } else { group_at };
             warn!(log, "truncating the log at a damaged record";
                 "file" => %path.display(), "offset" => cut, "reason" => %error,
                 "discarded_bytes" => len - cut, "group_mutations_discarded" => group.len(),
@@ -317,10 +317,19 @@ fn replay_log(
                 Replayed::CutShort(cut)
             });
         }
+        // The offset named is where `--truncate-corrupt-tail` would cut (found by the
+        // `log_recovery` fuzz target: it named the damage inside a group, past the cut).
+        let detail = match cut == offset {
+            true => error.to_string(),
+            false => format!(
+                "{error} at byte offset {offset}, in an atomic group that starts here \
+                 and is kept whole or not at all"
+            ),
+        };
         return Err(StorageError::Corrupt {
             path: path.to_path_buf(),
-            offset,
-            detail: error.to_string(),
+            offset: cut,
+            detail,
         });
     }
 }

@@ -98,6 +98,9 @@ pub struct Accounts {
     queued: AtomicUsize,
     /// Failed logins by client address (`auth/throttle.rs`).
     pub throttle: LoginThrottle,
+    /// Held by a reload from reading the file to putting it in force: two `ACL LOAD`s at once
+    /// cannot leave the older file in force.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for Accounts {
@@ -132,6 +135,7 @@ impl Accounts {
             key,
             verified: Mutex::new(HashMap::new()),
             hashing: Semaphore::new(HASHING_AT_ONCE),
+            reloading: tokio::sync::Mutex::new(()),
             queued: AtomicUsize::new(0),
             throttle: LoginThrottle::default(),
         }
@@ -196,8 +200,24 @@ impl Accounts {
         })
     }
 
-    /// Check a login: `user` (none: `default`) with `password`.
+    /// Check a login: `user` (none: `default`) with `password`, against the users in force
+    /// when the check ends: one that a reload overtook (the password may have changed while
+    /// Argon2 ran) is checked again.
     pub async fn verify(self: Arc<Self>, user: Option<Bytes>, password: Bytes) -> Verdict {
+        loop {
+            let generation = self.generation();
+            let verdict = self
+                .clone()
+                .verify_once(user.clone(), password.clone())
+                .await;
+            if self.generation() == generation {
+                return verdict;
+            }
+        }
+    }
+
+    /// [`Self::verify`] against the users in force when it starts.
+    async fn verify_once(self: Arc<Self>, user: Option<Bytes>, password: Bytes) -> Verdict {
         let generation = self.generation();
         let users = self.users();
         let name = user.as_deref().unwrap_or(DEFAULT_USER.as_bytes());
@@ -283,6 +303,7 @@ impl Accounts {
         let Some(file) = self.file.clone() else {
             return Err(ReloadError::NoFile);
         };
+        let _turn = self.reloading.lock().await;
         let requirepass = self.requirepass;
         let read = tokio::task::spawn_blocking(move || Users::read(requirepass, Some(&file)));
         let users = read.await.map_err(|_| ReloadError::Stopped)??;
@@ -330,6 +351,28 @@ mod tests {
 
     fn b(text: &str) -> Bytes {
         Bytes::copy_from_slice(text.as_bytes())
+    }
+
+    #[actix_rt::test]
+    async fn a_login_overtaken_by_a_reload_is_checked_against_the_new_users() {
+        let line = format!("app read,write {}\n", hash(b"old-pw").unwrap());
+        let (dir, accounts) = accounts(None, &line);
+        // Every Argon2 permit taken: the login waits for its check, the old users in hand.
+        let permits = accounts
+            .hashing
+            .acquire_many(HASHING_AT_ONCE as u32)
+            .await
+            .unwrap();
+        let login = actix_rt::spawn(accounts.clone().verify(Some(b("app")), b("old-pw")));
+        while accounts.queued.load(Ordering::Acquire) == 0 {
+            actix_rt::task::yield_now().await;
+        }
+        // The file changes the password while the old one waits to be checked.
+        let line = format!("app read,write {}\n", hash(b"new-pw").unwrap());
+        std::fs::write(dir.path().join("users"), line).unwrap();
+        accounts.clone().reload().await.unwrap();
+        drop(permits);
+        assert_eq!(login.await.unwrap(), Verdict::Refused);
     }
 
     #[actix_rt::test]

@@ -218,7 +218,11 @@ impl Session {
             client.client().note(last.map(Command::name), self.protocol);
         }
         if self.auth.refresh(&self.config.node.accounts, &self.log) {
-            // Logged out by a reload: its transaction and watches go with its login.
+            // Logged out by a reload: its transaction and watches go with its login, and
+            // `CLIENT LIST` shows it as before any login.
+            if let Some(client) = &self.client {
+                client.client().set_user("default".into());
+            }
             if self.transaction.watching() {
                 self.store.do_send(Batch {
                     ops: vec![Op::Unwatch(self.id)],

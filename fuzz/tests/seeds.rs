@@ -1,7 +1,7 @@
 //! The seed corpus, made by the encoders it exercises: requests as clients send them, logs
 //! and snapshots as the node writes them, a primary's stream as it sends it. The files are in
 //! the repository (`corpus/<target>/<name>`); `the_seeds_on_disk_are_these` checks they are
-//! what this file makes, and `cargo test -p kv-fuzz --test seeds -- --ignored` writes them
+//! what this file makes, and `KV_FUZZ_WRITE_SEEDS=1 cargo test -p kv-fuzz --test seeds` writes them
 //! again after a change here. A fuzzer's own finds are not kept in these folders (see
 //! docs/fuzzing.md): a run adds its new inputs to a scratch corpus.
 
@@ -182,9 +182,14 @@ fn the_seeds_on_disk_are_these() {
     }
 }
 
+/// Writes the seed corpus into the source tree, when asked to (`KV_FUZZ_WRITE_SEEDS=1`):
+/// after a change to what the seeds are made from. Otherwise it does nothing (the test above
+/// checks the files on disk).
 #[test]
-#[ignore = "writes the seed corpus into the source tree"]
 fn write_the_seeds() {
+    if std::env::var_os("KV_FUZZ_WRITE_SEEDS").is_none() {
+        return;
+    }
     for (target, name, bytes) in seeds() {
         let dir = corpus().join(target);
         fs::create_dir_all(&dir).unwrap();

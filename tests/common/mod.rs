@@ -20,6 +20,7 @@ use tempfile::TempDir;
 /// suite must pass on a loaded 2-core machine; a passing test never waits this long.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+pub mod certs;
 pub mod strace;
 
 /// Run `redis-cli` against `node` with `args`; answers its stdout.

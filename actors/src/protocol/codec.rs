@@ -511,6 +511,65 @@ mod tests {
     }
 
     #[test]
+    fn before_login_a_line_is_held_to_16_kib_and_after_it_to_the_node_limit() {
+        let logged_in = Arc::new(AtomicBool::new(false));
+        let mut codec = ConnectionCodec::new(1 << 20, 10).login_required(logged_in.clone());
+        let long = format!("PUT k {}\n", "x".repeat(UNAUTHENTICATED_LINE));
+        assert!(matches!(
+            codec.decode(&mut BytesMut::from(long.as_str())),
+            Err(CodecError::LineTooLongBeforeLogin(_))
+        ));
+        // A login and a long line in one read: the login is answered first, and the line is
+        // read under the limits in force once it is decided.
+        let mut codec = ConnectionCodec::new(1 << 20, 10).login_required(logged_in.clone());
+        let mut buf = BytesMut::from(format!("AUTH pw\n{long}").as_str());
+        assert!(matches!(codec.decode(&mut buf), Ok(Some(Frame::Requests(r))) if r.len() == 1));
+        logged_in.store(true, Ordering::Relaxed);
+        assert!(matches!(codec.decode(&mut buf), Ok(Some(Frame::Requests(r))) if r.len() == 1));
+    }
+
+    /// Records what a codec reports.
+    #[derive(Debug, Default)]
+    struct Meter(std::sync::Mutex<Vec<(usize, usize)>>);
+
+    impl ReadMeter for Meter {
+        fn reading(&self, buffered: usize, parsed: usize) {
+            self.0.lock().unwrap().push((buffered, parsed));
+        }
+
+        fn evicted(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn a_metered_codec_reports_its_buffer_and_what_it_parsed_and_releases_a_grown_buffer() {
+        let meter = Arc::new(Meter::default());
+        let mut codec = ConnectionCodec::new(1 << 20, 10)
+            .max_value(1 << 20)
+            .metered(meter.clone());
+        let value = "v".repeat(KEEP_READ_BUFFER);
+        let request = format!(
+            "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n{value}\r\n",
+            value.len()
+        );
+        let mut buf = BytesMut::with_capacity(2 * request.len());
+        buf.extend_from_slice(&request.as_bytes()[..100]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(&request.as_bytes()[100..]);
+        assert!(codec.decode(&mut buf).unwrap().is_some());
+        let reports = meter.0.lock().unwrap().clone();
+        assert_eq!(
+            reports[0],
+            (2 * request.len(), 0),
+            "a partial request: its buffer"
+        );
+        // The request handed out; its emptied buffer given back.
+        assert_eq!(reports[1], (FRESH_READ_BUFFER, request.len()));
+        assert_eq!(buf.capacity(), FRESH_READ_BUFFER);
+    }
+
+    #[test]
     fn a_peek_tells_the_protocol_once_the_first_line_is_there() {
         assert_eq!(protocol_of(b""), None);
         assert_eq!(protocol_of(b"*"), Some(Protocol::Resp));

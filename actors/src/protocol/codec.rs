@@ -82,6 +82,10 @@ pub trait ReadMeter: fmt::Debug {
 
     /// Whether the connection was evicted: what it sends from now on is dropped unread.
     fn evicted(&self) -> bool;
+
+    /// The connection's first line made it a RESP one (before its first request is whole, so
+    /// that an error can be worded for it while that request is still arriving).
+    fn speaks_resp(&self);
 }
 
 /// Verbs only the line protocol has (Redis has no such command, so no Redis tool sends one):
@@ -287,8 +291,11 @@ impl Decoder for ConnectionCodec {
             discard(src);
             return Ok(None);
         }
-        let before = src.len();
+        let (before, undecided) = (src.len(), matches!(self.mode, Mode::Start { .. }));
         let decoded = self.decode_limited(src);
+        if undecided && matches!(self.mode, Mode::Resp) {
+            meter.speaks_resp();
+        }
         if !matches!(self.mode, Mode::Replication(_)) {
             release_if_empty(src);
             meter.reading(src.capacity(), before.saturating_sub(src.len()));
@@ -540,6 +547,8 @@ mod tests {
         fn evicted(&self) -> bool {
             false
         }
+
+        fn speaks_resp(&self) {}
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct ClientBuffers {
     gone: AtomicBool,
     /// Set when it is evicted: its codec drops what it sends from then on.
     evicted: AtomicBool,
+    /// Its codec found it speaks RESP (its session may not know yet, in its first request).
+    resp: AtomicBool,
     /// Held while its count in the total changes, so that a change and an eviction or a
     /// close never interleave.
     counting: Mutex<()>,
@@ -116,6 +118,7 @@ impl ClientMemory {
             counted: AtomicUsize::new(0),
             gone: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
+            resp: AtomicBool::new(false),
             counting: Mutex::new(()),
             stop_writing: Notify::new(),
             session,
@@ -200,6 +203,11 @@ impl ClientBuffers {
         self.output.load(Ordering::Relaxed)
     }
 
+    /// Whether its codec found it speaks RESP.
+    pub fn speaks_resp(&self) -> bool {
+        self.resp.load(Ordering::Relaxed)
+    }
+
     /// A batch's replies of `bytes` are being written (0: they are written).
     pub fn writing(&self, bytes: usize) {
         self.output.store(bytes, Ordering::Relaxed);
@@ -257,6 +265,10 @@ impl ReadMeter for ClientBuffers {
 
     fn evicted(&self) -> bool {
         self.evicted.load(Ordering::Relaxed)
+    }
+
+    fn speaks_resp(&self) {
+        self.resp.store(true, Ordering::Relaxed);
     }
 }
 

@@ -527,9 +527,15 @@ impl Handler<Evict> for Session {
     /// dropped unread (its codec sees it evicted) until it closes, or for [`EVICTED_LINGER`],
     /// so that the line is not lost to a reset.
     fn handle(&mut self, _: Evict, ctx: &mut Self::Context) {
+        let buffers = self.client.as_ref().map(|c| c.client().buffers.clone());
+        let resp = buffers.is_some_and(|b| b.speaks_resp());
         if let Some(writer) = self.writer.take() {
+            let protocol = match (self.protocol, resp) {
+                (Protocol::Line, true) => Protocol::Resp,
+                (protocol, _) => protocol,
+            };
             let mut line = BytesMut::new();
-            Reply::Error(ErrorReply::Evicted).encode(self.protocol, &mut line);
+            Reply::Error(ErrorReply::Evicted).encode(protocol, &mut line);
             // Never waits: a client that reads nothing is not waited for.
             let _ = writer.try_write(&line);
             // Dropping the write half ends the stream to the client.

@@ -92,6 +92,7 @@ fn redis_settings(config: &NodeConfig, addr: SocketAddr) -> Vec<(&'static str, S
         ("timeout", config.idle_timeout.map_or("0".into(), seconds)),
         ("databases", "1".into()),
         ("maxclients", config.max_clients.to_string()),
+        ("maxmemory-clients", config.maxmemory_clients.to_string()),
         ("port", addr.port().to_string()),
         ("bind", addr.ip().to_string()),
         ("dir", config.data_dir.display().to_string()),
@@ -230,6 +231,10 @@ impl Node {
             accounts,
             ..NodeContext::default()
         };
+        node_context
+            .client_registry
+            .memory()
+            .set_limit(config.maxmemory_clients);
         // How far the node's history is safe, for `WAITPOS`; its history is set below.
         node_context.position.track(durability.clone());
         let mut lineage = None;

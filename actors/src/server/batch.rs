@@ -62,6 +62,9 @@ pub enum BatchError {
     /// The replication stream ended.
     #[error(transparent)]
     Replication(#[from] LinkError),
+    /// The client was evicted (`--maxmemory-clients`) while its replies were being written.
+    #[error("evicted while its replies were written (it was not reading them)")]
+    Evicted,
 }
 /// What a batch's work hands back to the session.
 pub struct Answered {

@@ -25,6 +25,7 @@ use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,8 +39,9 @@ use tokio_util::codec::FramedRead;
 
 use super::auth::ConnectionAuth;
 use super::batch::{Answered, BatchError, Step};
+use super::client_memory::Evict;
 use super::client_query;
-use super::client_registry::{self, Kill, Registration};
+use super::client_registry::{self, Closers, Kill, Registration};
 use super::node_query;
 use super::position_waits::PositionWaits;
 use super::session_config::SessionConfig;
@@ -60,6 +62,10 @@ mod replication;
 
 /// An output buffer that grew past this for one batch is released afterwards.
 const KEEP_BUFFER_BYTES: usize = 256 * 1024;
+
+/// How long an evicted connection stays open, its input dropped unread, for its client to
+/// read the error before the connection is closed.
+const EVICTED_LINGER: Duration = Duration::from_millis(500);
 
 /// One client connection.
 pub struct Session {
@@ -111,6 +117,9 @@ pub struct Session {
     auth: ConnectionAuth,
     /// Requests read after a login, planned once it is decided.
     pending: Vec<Request>,
+    /// On a node with passwords, whether the connection has logged in, as its codec reads it
+    /// (which takes only small requests until it has); set after every batch.
+    logged_in: Option<Arc<AtomicBool>>,
 }
 
 impl Session {
@@ -132,8 +141,28 @@ impl Session {
         let (reader, writer) = stream.into_split();
         let log = log.new(slog::o!("peer" => peer.to_string(), "session" => id));
         Ok(Session::create(move |ctx| {
-            let codec = ConnectionCodec::new(config.max_line_bytes, config.max_batch)
+            let client = (!replication_only).then(|| {
+                let closers = Closers {
+                    kill: ctx.address().downgrade().recipient(),
+                    evict: ctx.address().downgrade().recipient(),
+                };
+                let registry = &config.node.client_registry;
+                registry.join(id, (peer, local), fd, closers, log.clone())
+            });
+            let auth = ConnectionAuth::new(&config.node.accounts);
+            // Only on a node with passwords does the codec check anything about logins.
+            let logged_in = auth
+                .user()
+                .is_none()
+                .then(|| Arc::new(AtomicBool::new(false)));
+            let mut codec = ConnectionCodec::new(config.max_line_bytes, config.max_batch)
                 .max_value(config.max_value_bytes);
+            if let Some(client) = &client {
+                codec = codec.metered(client.client().buffers.clone());
+            }
+            if let Some(logged_in) = &logged_in {
+                codec = codec.login_required(logged_in.clone());
+            }
             let last_read = Rc::new(Cell::new(Instant::now()));
             let reader = Watched {
                 inner: reader,
@@ -166,14 +195,6 @@ impl Session {
                     }
                 });
             }
-            let client = (!replication_only).then(|| {
-                let kill = ctx.address().downgrade().recipient();
-                config
-                    .node
-                    .client_registry
-                    .join(id, (peer, local), fd, kill)
-            });
-            let auth = ConnectionAuth::new(&config.node.accounts);
             Session {
                 id,
                 peer,
@@ -197,6 +218,7 @@ impl Session {
                 exec_groups: Vec::new(),
                 client,
                 auth,
+                logged_in,
                 pending: Vec::new(),
             }
         }))
@@ -387,6 +409,9 @@ impl Session {
         if self.config.idle_timeout.is_some() {
             self.last_answered = Instant::now();
         }
+        if let Some(logged_in) = &self.logged_in {
+            logged_in.store(self.auth.user().is_some(), Ordering::Relaxed);
+        }
         match result {
             Ok(mut answered) => {
                 if answered.out.capacity() > KEEP_BUFFER_BYTES {
@@ -449,6 +474,16 @@ impl StreamHandler<Result<Frame, CodecError>> for Session {
                 let refusal = Step::Reply(Reply::Error(ErrorReply::LineTooLong { limit }));
                 self.answer(vec![refusal], Vec::new(), true, ctx);
             }
+            Err(CodecError::LineTooLongBeforeLogin(LineTooLong { limit })) => {
+                warn!(self.log, "line too long before login; closing connection"; "limit" => limit);
+                let refusal = ErrorReply::LineTooLongBeforeLogin { limit };
+                self.answer(
+                    vec![Step::Reply(Reply::Error(refusal))],
+                    Vec::new(),
+                    true,
+                    ctx,
+                );
+            }
             Err(CodecError::Resp(error)) => {
                 debug!(self.log, "malformed RESP; closing connection"; "error" => %error);
                 self.protocol = Protocol::Resp;
@@ -481,6 +516,33 @@ impl Handler<Kill> for Session {
     fn handle(&mut self, _: Kill, ctx: &mut Self::Context) {
         info!(self.log, "closing connection: CLIENT KILL");
         ctx.stop();
+    }
+}
+
+impl Handler<Evict> for Session {
+    type Result = ();
+
+    /// Evicted for memory (`server/client_memory.rs` logged it): the client is told, if its
+    /// socket takes the line at once, and gets the end of the stream; what it still sends is
+    /// dropped unread (its codec sees it evicted) until it closes, or for [`EVICTED_LINGER`],
+    /// so that the line is not lost to a reset.
+    fn handle(&mut self, _: Evict, ctx: &mut Self::Context) {
+        let buffers = self.client.as_ref().map(|c| c.client().buffers.clone());
+        let resp = buffers.is_some_and(|b| b.speaks_resp());
+        if let Some(writer) = self.writer.take() {
+            let protocol = match (self.protocol, resp) {
+                (Protocol::Line, true) => Protocol::Resp,
+                (protocol, _) => protocol,
+            };
+            let mut line = BytesMut::new();
+            Reply::Error(ErrorReply::Evicted).encode(protocol, &mut line);
+            // Never waits: a client that reads nothing is not waited for.
+            let _ = writer.try_write(&line);
+            // Dropping the write half ends the stream to the client.
+            drop(writer);
+        }
+        self.client = None;
+        ctx.run_later(EVICTED_LINGER, |_, ctx| ctx.stop());
     }
 }
 

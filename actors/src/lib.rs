@@ -42,3 +42,4 @@ pub mod replication;
 pub mod server;
 pub mod storage;
 pub mod store;
+pub mod tls;

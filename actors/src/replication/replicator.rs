@@ -168,7 +168,10 @@ impl Replicator {
         let attempt = self.attempt;
         let addr = self.config.replica.clone();
         let (secret, tls) = (self.config.secret.clone(), self.config.tls.clone());
-        let (timeout, at) = (self.config.timeout, (self.backlog.first(), self.config.epoch));
+        let (timeout, at) = (
+            self.config.timeout,
+            (self.backlog.first(), self.config.epoch),
+        );
         let handshake =
             async move { handshake::open(&addr, secret.as_ref(), tls.as_ref(), timeout, at).await };
         ctx.spawn(handshake.into_actor(self).map(move |result, act, ctx| {

@@ -43,6 +43,14 @@ pub fn line(node: &NodeContext, stats: StoreStats, follower: Option<FollowerInfo
         node.clients.load(Ordering::Relaxed),
         node.blocked.load(Ordering::Relaxed)
     );
+    match &node.tls {
+        Some(tls) => {
+            let port = node.tls_port.unwrap_or(0);
+            let auth = tls.auth_clients().as_str();
+            let _ = write!(line, " tls=yes tls_port={port} tls_auth_clients={auth}");
+        }
+        None => line.push_str(" tls=no"),
+    }
     if let Some(cluster) = &node.cluster {
         cluster_fields(&mut line, &cluster.state());
     }

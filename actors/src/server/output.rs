@@ -9,9 +9,9 @@ use std::io;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use crate::tls::WriteHalf;
 use crate::protocol::reply::{Protocol, Reply};
 use crate::protocol::resp;
+use crate::tls::WriteHalf;
 
 /// Reply bytes are handed to the socket whenever this many are buffered, so a batch with large
 /// replies is written in pieces rather than copied whole into memory.

@@ -68,6 +68,8 @@ pub struct TlsContext {
     settings: Arc<TlsSettings>,
     /// The current state, swapped whole by a reload.
     state: Arc<RwLock<Arc<TlsState>>>,
+    /// Where reloads are logged, whoever asks for them.
+    log: Logger,
 }
 
 impl fmt::Debug for TlsContext {
@@ -147,12 +149,14 @@ impl TlsState {
 }
 
 impl TlsContext {
-    /// Read the files of `settings`; fails, naming the file, if any cannot be used.
-    pub fn load(settings: TlsSettings) -> Result<TlsContext, TlsError> {
+    /// Read the files of `settings`; fails, naming the file, if any cannot be used. Reloads
+    /// are logged to `log`.
+    pub fn load(settings: TlsSettings, log: &Logger) -> Result<TlsContext, TlsError> {
         let state = TlsState::load(&settings)?;
         Ok(TlsContext {
             settings: Arc::new(settings),
             state: Arc::new(RwLock::new(Arc::new(state))),
+            log: log.clone(),
         })
     }
 
@@ -166,9 +170,10 @@ impl TlsContext {
     }
 
     /// Read the files again and, if every one can be used, make them the state new
-    /// connections take; otherwise keep the old state and answer why. Logged either way.
-    pub fn reload(&self, log: &Logger) -> Result<(), TlsError> {
-        let files = &self.settings.files;
+    /// connections take; otherwise keep the old state and answer why. Logged either way,
+    /// with what asked for it (`by`: `TLS RELOAD`, `SIGHUP`).
+    pub fn reload(&self, by: &'static str) -> Result<(), TlsError> {
+        let (files, log) = (&self.settings.files, &self.log);
         match TlsState::load(&self.settings) {
             Ok(state) => {
                 let state = Arc::new(state);
@@ -176,13 +181,14 @@ impl TlsContext {
                     Ok(mut current) => *current = state,
                     Err(poisoned) => *poisoned.into_inner() = state,
                 }
-                info!(log, "TLS certificates reloaded; new connections use them";
+                info!(log, "TLS certificates reloaded; new connections use them"; "by" => by,
                     "cert" => %files.cert.display(), "key" => %files.key.display(),
                     "ca" => files.ca.as_ref().map(|ca| ca.display().to_string()));
                 Ok(())
             }
             Err(error) => {
-                warn!(log, "TLS reload failed; keeping the certificates in use"; "error" => %error);
+                warn!(log, "TLS reload failed; keeping the certificates in use";
+                    "by" => by, "error" => %error);
                 Err(error)
             }
         }
@@ -207,5 +213,14 @@ impl TlsContext {
     /// The files and settings.
     pub fn settings(&self) -> &TlsSettings {
         &self.settings
+    }
+
+    /// Whether client-port clients must show a certificate, as it is in force: without an
+    /// authority, none is asked for.
+    pub fn auth_clients(&self) -> ClientAuth {
+        match self.settings.files.ca {
+            Some(_) => self.settings.auth_clients,
+            None => ClientAuth::No,
+        }
     }
 }

@@ -6,13 +6,13 @@
 use std::future::Future;
 use std::time::Duration;
 
-use actix::prelude::*;
-use slog::{info, warn};
 use super::{Session, SessionReplicating};
 use crate::replication::follower::Superseded;
 use crate::replication::replica_link::{self, ReplicaLink};
 use crate::replication::wire::{Prove, Refusal, ReplicaLine, Replicate, StreamFrame};
 use crate::server::batch::{Answered, BatchError};
+use actix::prelude::*;
+use slog::{info, warn};
 
 /// How often a replication stream acknowledges, and checks that its primary is alive.
 const REPLICATION_TICK: Duration = Duration::from_secs(1);

@@ -154,7 +154,8 @@ pub async fn start_member(
     let listener = tokio::net::TcpListener::bind(&listen_control)
         .await
         .map_err(|e| FailoverError::Consensus(format!("cannot listen on {listen_control}: {e}")))?;
-    let consensus_config = ConsensusConfig::from_failover_timeout(config.failover_timeout);
+    let consensus_config = ConsensusConfig::from_failover_timeout(config.failover_timeout)
+        .with_secret(config.cluster_secret.as_deref().map(ClusterSecret::new));
     let consensus = Consensus::start(
         id,
         &parts.dir.path().join("raft"),

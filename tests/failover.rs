@@ -130,9 +130,12 @@ fn get(client: &mut Client, key: &str) -> String {
     String::from_utf8(client.request(format!("GET {key}").as_bytes()).unwrap()).unwrap()
 }
 
+/// With the cluster secret, so both the control plane and the replication links run their
+/// challenge and response (a wrong secret is refused: actors/tests/consensus.rs and
+/// tests/replication.rs).
 #[test]
 fn three_members_elect_one_primary_and_the_others_replicate_it() {
-    let cluster = Cluster::start(&["--fsync", "always"]);
+    let cluster = Cluster::start(&["--fsync", "always", "--cluster-secret", "s3cret"]);
     put_acknowledged(&cluster, "greeting", "hello");
     let primary = cluster.wait_for_primary(None);
     let mut client = cluster.client(primary);

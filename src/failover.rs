@@ -199,6 +199,7 @@ pub async fn start_member(
             backlog_bytes: config.repl_backlog_bytes,
             full_sync_buffer_bytes: config.repl_full_sync_buffer_bytes,
             timeout: config.repl_timeout,
+            tls: context.tls.clone(),
         },
         position: context.position.clone(),
     };

@@ -45,7 +45,9 @@ impl Cluster {
                 replicas: Vec::new(),
                 // A fixed TLS port moves along with the client port.
                 tls: config.tls.clone().map(|mut tls| {
-                    tls.port = tls.port.map(|p| replica_addr(([0, 0, 0, 0], p).into(), index).port());
+                    tls.port = tls
+                        .port
+                        .map(|p| replica_addr(([0, 0, 0, 0], p).into(), index).port());
                     tls
                 }),
                 ..config.clone()

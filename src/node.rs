@@ -145,13 +145,24 @@ async fn open_tls(
     socket: TcpListener,
     addr: SocketAddr,
     log: &Logger,
-) -> Result<(Option<TlsContext>, Vec<(TcpListener, PortMode)>, Option<u16>), NodeError> {
+) -> Result<
+    (
+        Option<TlsContext>,
+        Vec<(TcpListener, PortMode)>,
+        Option<u16>,
+    ),
+    NodeError,
+> {
     let Some(tls) = &config.tls else {
         return Ok((None, vec![(socket, PortMode::Plain)], None));
     };
     let context = TlsContext::load(tls.settings.clone(), log)?;
     let Some(port) = tls.port else {
-        return Ok((Some(context), vec![(socket, PortMode::TlsOnly)], Some(addr.port())));
+        return Ok((
+            Some(context),
+            vec![(socket, PortMode::TlsOnly)],
+            Some(addr.port()),
+        ));
     };
     let wanted = SocketAddr::new(addr.ip(), port);
     let tls_socket = TcpListener::bind(wanted)
@@ -415,7 +426,8 @@ impl Node {
             tls: tls.clone(),
         };
         let listener = Listener::start(sockets, store.clone(), listener_config, &log);
-        info!(log, "listening"; "addr" => %addr, "tls_port" => tls_port,
+        info!(log, "listening"; "addr" => %addr,
+            "tls_port" => tls_port.map_or("-".to_string(), |p| p.to_string()),
             "tls_only" => tls.is_some() && config.tls.as_ref().is_some_and(|t| t.port.is_none()),
             "data_dir" => %config.data_dir.display(),
             "fsync" => %config.writer.fsync, "keys" => keys,

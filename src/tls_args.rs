@@ -180,7 +180,10 @@ mod tests {
         let yes_without_ca = [&pair[..], &["--tls-auth-clients", "yes"]].concat();
         assert!(resolve(&yes_without_ca, false).is_err());
         let no_without_ca = [&pair[..], &["--tls-auth-clients", "no", "--tls-port", "0"]].concat();
-        assert_eq!(resolve(&no_without_ca, false).unwrap().unwrap().port, Some(0));
+        assert_eq!(
+            resolve(&no_without_ca, false).unwrap().unwrap().port,
+            Some(0)
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 
 pub mod certs;
 pub mod strace;
+pub mod tls;
 
 /// Run `redis-cli` against `node` with `args`; answers its stdout.
 pub fn redis_cli(node: &NodeProcess, args: &[&str]) -> String {
@@ -65,6 +66,9 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 pub struct NodeProcess {
     child: Child,
     pub addr: SocketAddr,
+    /// The port clients reach over TLS, when the node has TLS (`--tls-port`, or the client
+    /// port when it speaks TLS only), read from its listening line.
+    pub tls_port: Option<u16>,
     pub data_dir: PathBuf,
     /// The data dir's owner when the node made its own.
     _own_dir: Option<TempDir>,
@@ -152,7 +156,7 @@ impl NodeProcess {
                 // started, every line up to its listening line is in its log.
                 let listening = line
                     .contains("INFO listening")
-                    .then(|| listening_addr(&line));
+                    .then(|| listening_addr(&line).map(|addr| (addr, listening_tls_port(&line))));
                 lines.lock().unwrap().push(line);
                 if let Some(addr) = listening {
                     let _ = found.send(addr);
@@ -163,6 +167,7 @@ impl NodeProcess {
         let mut node = NodeProcess {
             child,
             addr: "127.0.0.1:0".parse().unwrap(),
+            tls_port: None,
             data_dir: data_dir.to_path_buf(),
             _own_dir: None,
             log,
@@ -170,8 +175,9 @@ impl NodeProcess {
         let start = Instant::now();
         loop {
             match addr.recv_timeout(Duration::from_millis(20)) {
-                Ok(Some(addr)) => {
+                Ok(Some((addr, tls_port))) => {
                     node.addr = addr;
+                    node.tls_port = tls_port;
                     return Ok(node);
                 }
                 Ok(None) => panic!("unreadable listening line; log:\n{}", node.log()),
@@ -271,6 +277,14 @@ impl Drop for NodeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `tls_port` of a listening line, if the node has TLS.
+fn listening_tls_port(line: &str) -> Option<u16> {
+    let start = line.find("tls_port: ")? + "tls_port: ".len();
+    let rest = &line[start..];
+    let end = rest.find([',', ' ']).unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }
 
 fn listening_addr(line: &str) -> Option<SocketAddr> {

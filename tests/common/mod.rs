@@ -52,6 +52,24 @@ pub fn sorted_pairs(
     pairs
 }
 
+/// The control plane listens on the client port + 10000.
+pub const CONTROL_OFFSET: u16 = 10_000;
+
+/// Free client ports whose control ports (+10000) are free too. A port found free may be
+/// taken before the node binds it; the ports are drawn at random from a range the system
+/// does not hand out for outgoing connections (both below 32768), which makes that unlikely.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let mut ports = Vec::new();
+    while ports.len() < n {
+        let port = fastrand::u16(12_000..22_000);
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if !ports.contains(&port) && free(port) && free(port + CONTROL_OFFSET) {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
 /// Poll `condition` until it holds, failing the test with `what` at the deadline.
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();

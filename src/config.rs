@@ -10,6 +10,7 @@ use kv_actors::storage::writer::WriterConfig;
 
 use crate::auth::{AuthArgs, AuthConfig, AuthConfigError, HashPasswordArgs};
 use crate::logging::LogLevel;
+use crate::tls_args::{TlsArgs, TlsConfig, TlsConfigError};
 
 /// The most either flag bounding a value may allow (512 MiB, as Redis's default
 /// proto-max-bulk-len): a key and a value at this limit still fit in one log record.
@@ -276,6 +277,9 @@ pub struct NodeArgs {
 
     #[command(flatten)]
     pub auth: AuthArgs,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Everything a node needs to start, with every default resolved.
@@ -317,6 +321,8 @@ pub struct NodeConfig {
     pub source_addr: Option<std::net::IpAddr>,
     /// `--requirepass` (from the flag, its file or its variable) and `--users-file`.
     pub auth: AuthConfig,
+    /// `--tls-cert` and the other TLS flags; `None` without TLS.
+    pub tls: Option<TlsConfig>,
 }
 
 /// A combination of flags that cannot work together.
@@ -337,6 +343,8 @@ pub enum ConfigError {
     DuplicatePeer(String),
     #[error(transparent)]
     Auth(#[from] AuthConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
 }
 
 impl NodeConfig {
@@ -446,7 +454,11 @@ impl TryFrom<NodeArgs> for NodeConfig {
                 return Err(ConfigError::DuplicatePeer(twice.clone()));
             }
         }
+        let has_peers =
+            !args.peers.is_empty() || !args.replicas.is_empty() || args.role == Role::Cluster;
+        let tls = args.tls.resolve(has_peers)?;
         Ok(NodeConfig {
+            tls,
             role: args.role,
             listen,
             data_dir: args

@@ -14,3 +14,4 @@ pub mod import;
 pub mod logging;
 pub mod node;
 pub mod replica_reads;
+pub mod tls_args;

@@ -34,6 +34,7 @@ fn config() -> ConsensusConfig {
         election_min: Duration::from_millis(150),
         election_max: Duration::from_millis(300),
         secret: None,
+        tls: None,
     }
 }
 

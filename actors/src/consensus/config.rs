@@ -6,6 +6,7 @@ use std::time::Duration;
 use openraft::{Config, ConfigError, SnapshotPolicy};
 
 use crate::replication::auth::ClusterSecret;
+use crate::tls::TlsContext;
 
 /// The control plane builds a snapshot after this many applied entries. The state is tiny and
 /// a failover writes two or three entries, so snapshots are rare and cheap; they keep the log
@@ -33,6 +34,9 @@ pub struct ConsensusConfig {
     /// The cluster secret both ends of every control-plane connection prove before the first
     /// RPC (`handshake.rs`); `None` only where members run without one.
     pub secret: Option<ClusterSecret>,
+    /// The node's TLS: with it, every control-plane connection is TLS both ways (a peer must
+    /// show a certificate from `--tls-ca`), the secret's handshake on top.
+    pub tls: Option<TlsContext>,
 }
 
 impl ConsensusConfig {
@@ -45,12 +49,18 @@ impl ConsensusConfig {
             election_min: timeout / 2,
             election_max: timeout,
             secret: None,
+            tls: None,
         }
     }
 
     /// The same timing, with connections authenticated by `secret`.
     pub fn with_secret(self, secret: Option<ClusterSecret>) -> ConsensusConfig {
         ConsensusConfig { secret, ..self }
+    }
+
+    /// The same, with connections over TLS when `tls` is given.
+    pub fn with_tls(self, tls: Option<TlsContext>) -> ConsensusConfig {
+        ConsensusConfig { tls, ..self }
     }
 
     /// How long a confirmed lease lasts: `election_max` minus one `heartbeat`, the margin that

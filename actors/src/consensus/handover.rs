@@ -14,24 +14,24 @@ use crate::consensus::cluster_state::NodeId;
 use crate::consensus::handshake;
 use crate::consensus::wire::{read_frame, write_frame, NetError, RpcRequest, RpcResponse};
 use crate::replication::auth::ClusterSecret;
+use crate::tls::dial::dial;
+use crate::tls::TlsContext;
 
 /// Ask the member whose control plane is at `addr` to start an election now, within `timeout`,
-/// over a connection authenticated with `secret` like every other control-plane connection.
+/// over a connection authenticated with `secret`, and over `tls` if given, like every other
+/// control-plane connection.
 pub async fn ask_to_elect(
     addr: &str,
-    secret: Option<&ClusterSecret>,
+    (secret, tls): (Option<&ClusterSecret>, Option<&TlsContext>),
     from: NodeId,
     term: u64,
     timeout: Duration,
 ) -> Result<(), NetError> {
     let call = async {
-        let mut stream =
-            crate::outgoing::connect(addr)
-                .await
-                .map_err(|source| NetError::Connect {
-                    addr: addr.to_string(),
-                    source,
-                })?;
+        let mut stream = dial(addr, tls).await.map_err(|source| NetError::Connect {
+            addr: addr.to_string(),
+            source,
+        })?;
         handshake::call(&mut stream, secret).await?;
         write_frame(&mut stream, false, &RpcRequest::Elect { from, term }).await?;
         match read_frame::<_, RpcResponse>(&mut stream).await? {

@@ -116,6 +116,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     stream.write_all(OPENING).await?;
+    // Over TLS, written bytes wait in the session until flushed.
+    stream.flush().await?;
     let server_nonce = match next(stream).await? {
         Greeting::Challenge { nonce } if auth::is_nonce(&nonce) => nonce,
         other => {

@@ -19,7 +19,6 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use slog::{debug, warn, Logger};
-use tokio::net::TcpStream;
 
 use crate::consensus::cluster_state::ClusterState;
 use crate::consensus::cluster_state::{Member, NodeId};
@@ -29,6 +28,8 @@ use crate::consensus::stand_aside::StandAside;
 use crate::consensus::type_config::TypeConfig;
 use crate::consensus::wire::{read_frame, write_frame, NetError, RpcRequest, RpcResponse};
 use crate::replication::auth::ClusterSecret;
+use crate::tls::dial::dial;
+use crate::tls::{Stream, TlsContext};
 use tokio::sync::watch;
 
 /// How often a peer's failed handshakes are logged at warning level (the rest at debug).
@@ -68,6 +69,8 @@ pub struct TcpNetworkFactory {
     state: watch::Receiver<ClusterState>,
     /// The cluster secret each new connection proves before its first request.
     secret: Option<ClusterSecret>,
+    /// The node's TLS, which every new connection is made with, if it has any.
+    tls: Option<TlsContext>,
     /// Where connection trouble is logged (at debug: openraft retries on its own).
     log: Logger,
 }
@@ -80,7 +83,7 @@ impl TcpNetworkFactory {
         position: PositionFn,
         stand_aside: Arc<StandAside>,
         state: watch::Receiver<ClusterState>,
-        secret: Option<ClusterSecret>,
+        (secret, tls): (Option<ClusterSecret>, Option<TlsContext>),
         log: Logger,
     ) -> Self {
         TcpNetworkFactory {
@@ -89,6 +92,7 @@ impl TcpNetworkFactory {
             stand_aside,
             state,
             secret,
+            tls,
             log,
         }
     }
@@ -113,6 +117,7 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetworkFactory {
             stand_aside: self.stand_aside.clone(),
             state: self.state.clone(),
             secret: self.secret.clone(),
+            tls: self.tls.clone(),
             refusal_logged: None,
             log: self.log.new(slog::o!("peer" => target)),
         }
@@ -126,7 +131,7 @@ pub struct TcpNetwork {
     /// The peer's address, from the membership.
     addr: String,
     /// The pooled connection, absent while a call uses it or after an error.
-    conn: Option<TcpStream>,
+    conn: Option<Stream>,
     /// The node's partition switch.
     control: Arc<NetControl>,
     /// This node's data position.
@@ -137,6 +142,8 @@ pub struct TcpNetwork {
     state: watch::Receiver<ClusterState>,
     /// The cluster secret each new connection proves.
     secret: Option<ClusterSecret>,
+    /// The node's TLS, which each new connection is made with, if it has any.
+    tls: Option<TlsContext>,
     /// When a failed handshake was last logged, to log one per [`REFUSAL_LOG_EVERY`].
     refusal_logged: Option<Instant>,
     /// Logger with the peer's id.
@@ -159,15 +166,13 @@ impl TcpNetwork {
         let mut stream = match self.conn.take() {
             Some(s) => s,
             None => {
-                let mut s = crate::outgoing::connect(&self.addr)
+                // With no delay: latency matters more than packet count for a heartbeat.
+                let mut s = dial(&self.addr, self.tls.as_ref())
                     .await
                     .map_err(|source| NetError::Connect {
                         addr: self.addr.clone(),
                         source,
                     })?;
-                // Latency matters more than packet count for a heartbeat; a failure only costs
-                // some latency.
-                let _ = s.set_nodelay(true);
                 if let Err(e) = handshake::call(&mut s, self.secret.as_ref()).await {
                     self.note_refusal(&e);
                     return Err(e);

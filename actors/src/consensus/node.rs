@@ -97,7 +97,7 @@ impl Consensus {
             position.clone(),
             stand_aside.clone(),
             state.clone(),
-            config.secret.clone(),
+            (config.secret.clone(), config.tls.clone()),
             log.clone(),
         );
         let raft = Raft::new(id, raft_config, network, log_store, sm)
@@ -120,6 +120,7 @@ impl Consensus {
                     lease: lease.clone(),
                     on_vote_granted: Arc::default(),
                     secret: config.secret.clone(),
+                    tls: config.tls.clone(),
                     started: std::time::Instant::now(),
                     refusal_logged: Arc::default(),
                 },
@@ -340,10 +341,10 @@ impl Consensus {
         // node's vote (with the third member's), and a primary must not answer meanwhile.
         self.inner.lease.fence();
         let term = self.inner.raft.metrics().borrow().current_term;
-        let secret = self.inner.server.secret.as_ref();
+        let server = &self.inner.server;
         crate::consensus::handover::ask_to_elect(
             &addr,
-            secret,
+            (server.secret.as_ref(), server.tls.as_ref()),
             self.inner.id,
             term,
             self.inner.timeout,

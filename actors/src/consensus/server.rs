@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use openraft::raft::VoteRequest;
 use slog::{debug, info, warn, Logger};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::consensus::cluster_state::NodeId;
@@ -23,6 +24,7 @@ use crate::consensus::position::{DataPosition, PositionFn};
 use crate::consensus::type_config::Raft;
 use crate::consensus::wire::{read_frame, write_frame, NetError, RpcRequest, RpcResponse};
 use crate::replication::auth::ClusterSecret;
+use crate::tls::{Stream, TlsContext};
 
 /// How long a connection may take to send its opening line and prove the cluster secret, so
 /// that a stalled or stray connection does not hold a task for ever.
@@ -51,11 +53,34 @@ pub struct RpcServer {
     pub on_vote_granted: Arc<std::sync::OnceLock<VoteGranted>>,
     /// The cluster secret every caller must prove before its first request (`handshake.rs`).
     pub secret: Option<ClusterSecret>,
+    /// The node's TLS: with it, a caller must set up TLS with a certificate from `--tls-ca`
+    /// before anything else.
+    pub tls: Option<TlsContext>,
     /// When the server started, the origin of `refusal_logged`.
     pub started: Instant,
     /// Seconds after `started`, plus [`REFUSAL_LOG_EVERY`], at which a refusal was last
     /// logged at warning level (0: never).
     pub refusal_logged: Arc<AtomicU64>,
+}
+
+/// The connection as it is without TLS (`acceptor` `None`), or after a TLS handshake that
+/// requires the caller's certificate (`Some(None)`: TLS without an authority, refused).
+async fn secure(
+    stream: TcpStream,
+    acceptor: Option<Option<TlsAcceptor>>,
+) -> Result<Stream, NetError> {
+    match acceptor {
+        None => Ok(Stream::Plain(stream)),
+        Some(None) => Err(NetError::Unauthenticated(
+            "TLS on the control plane needs --tls-ca".into(),
+        )),
+        Some(Some(acceptor)) => match acceptor.accept(stream).await {
+            Ok(tls) => Ok(Stream::Tls(Box::new(tls.into()))),
+            Err(e) => Err(NetError::Unauthenticated(format!(
+                "TLS handshake failed: {e}"
+            ))),
+        },
+    }
 }
 
 /// What the data plane does when this node grants a vote: stop applying the current epoch's
@@ -103,13 +128,18 @@ impl RpcServer {
 
     /// Checks the opening and the caller's proof of the cluster secret, then answers requests
     /// in order.
-    async fn serve_conn(&self, mut stream: TcpStream) -> Result<(), NetError> {
+    async fn serve_conn(&self, stream: TcpStream) -> Result<(), NetError> {
+        // Heartbeat latency matters more than packet count; a failure only costs latency.
+        let _ = stream.set_nodelay(true);
+        // Taken now: a connection gets the certificates current when it arrives.
+        let acceptor = self.tls.as_ref().map(TlsContext::peer_acceptor);
+        let mut stream = tokio::time::timeout(OPENING_TIMEOUT, secure(stream, acceptor))
+            .await
+            .map_err(|_| NetError::Unauthenticated("no TLS handshake in time".into()))??;
         let greeted = handshake::accept(&mut stream, self.secret.as_ref());
         tokio::time::timeout(OPENING_TIMEOUT, greeted)
             .await
             .map_err(|_| NetError::BadOpening)??;
-        // Heartbeat latency matters more than packet count; a failure only costs latency.
-        let _ = stream.set_nodelay(true);
         while let Some(req) = read_frame::<_, RpcRequest>(&mut stream).await? {
             if self.control.is_isolated() {
                 return Err(NetError::Isolated);

@@ -192,6 +192,8 @@ where
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(&body);
     stream.write_all(&buf).await?;
+    // Over TLS, what the socket did not take yet waits in the session until flushed.
+    stream.flush().await?;
     Ok(())
 }
 

@@ -52,6 +52,14 @@ pub fn line(node: &NodeContext, stats: StoreStats, follower: Option<FollowerInfo
         memory.limit(),
         memory.evicted()
     );
+    match &node.tls {
+        Some(tls) => {
+            let port = node.tls_port.unwrap_or(0);
+            let auth = tls.auth_clients().as_str();
+            let _ = write!(line, " tls=yes tls_port={port} tls_auth_clients={auth}");
+        }
+        None => line.push_str(" tls=no"),
+    }
     if let Some(cluster) = &node.cluster {
         cluster_fields(&mut line, &cluster.state());
     }

@@ -33,8 +33,6 @@ use actix::prelude::*;
 use bytes::BytesMut;
 use slog::{debug, info, warn, Logger};
 
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 use super::auth::ConnectionAuth;
@@ -55,6 +53,7 @@ use crate::protocol::reply::{ErrorReply, Protocol, Reply};
 use crate::replication::node_position::Observed;
 use crate::replication::replica_link::{Handshake, ReplicaLink};
 use crate::store::{Batch, Op, Seq, Store};
+use crate::tls::{Stream, WriteHalf};
 
 mod answer;
 mod login;
@@ -82,7 +81,7 @@ pub struct Session {
     /// Logs with `peer` and `session` fields.
     log: Logger,
     /// The socket's write half; `None` only while replies are being written.
-    writer: Option<OwnedWriteHalf>,
+    writer: Option<WriteHalf>,
     /// The output buffer replies are encoded into, kept between batches.
     out: BytesMut,
     /// The sequence number of this connection's latest write, for `WAIT`.
@@ -120,6 +119,8 @@ pub struct Session {
     /// On a node with passwords, whether the connection has logged in, as its codec reads it
     /// (which takes only small requests until it has); set after every batch.
     logged_in: Option<Arc<AtomicBool>>,
+    /// Whether the connection is TLS: a node with TLS takes a replication stream only so.
+    tls: bool,
 }
 
 impl Session {
@@ -128,16 +129,18 @@ impl Session {
     /// finish its handshake in time, or it is closed.
     pub fn start(
         id: u64,
-        stream: TcpStream,
+        stream: Stream,
         store: Addr<Store>,
         owner: SessionOwner,
         config: Arc<SessionConfig>,
         replication_only: bool,
         log: &Logger,
     ) -> io::Result<Addr<Session>> {
-        let peer = stream.peer_addr()?;
-        let (local, fd) = (stream.local_addr()?, client_registry::fd(&stream));
-        stream.set_nodelay(true)?;
+        let tcp = stream.tcp();
+        let peer = tcp.peer_addr()?;
+        let (local, fd) = (tcp.local_addr()?, client_registry::fd(tcp));
+        tcp.set_nodelay(true)?;
+        let tls = stream.is_tls();
         let (reader, writer) = stream.into_split();
         let log = log.new(slog::o!("peer" => peer.to_string(), "session" => id));
         Ok(Session::create(move |ctx| {
@@ -220,6 +223,7 @@ impl Session {
                 auth,
                 logged_in,
                 pending: Vec::new(),
+                tls,
             }
         }))
     }
@@ -529,7 +533,7 @@ impl Handler<Evict> for Session {
     fn handle(&mut self, _: Evict, ctx: &mut Self::Context) {
         let buffers = self.client.as_ref().map(|c| c.client().buffers.clone());
         let resp = buffers.is_some_and(|b| b.speaks_resp());
-        if let Some(writer) = self.writer.take() {
+        if let Some(mut writer) = self.writer.take() {
             let protocol = match (self.protocol, resp) {
                 (Protocol::Line, true) => Protocol::Resp,
                 (protocol, _) => protocol,

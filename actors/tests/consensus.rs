@@ -45,6 +45,29 @@ fn logger() -> slog::Logger {
     slog::Logger::root(drain, slog::o!())
 }
 
+/// Counts the warnings whose message contains a text, and passes every record on.
+struct CountWarnings<D> {
+    /// The text counted.
+    text: &'static str,
+    /// How many so far.
+    count: Arc<std::sync::atomic::AtomicUsize>,
+    /// Where records go on.
+    next: D,
+}
+
+impl<D: slog::Drain<Ok = (), Err = slog::Never>> slog::Drain for CountWarnings<D> {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &slog::Record, values: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        if record.level() == slog::Level::Warning && record.msg().to_string().contains(self.text) {
+            self.count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.next.log(record, values)
+    }
+}
+
 /// Polls `f` until it returns `Some`, failing the test with `what` at the deadline.
 async fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + DEADLINE;
@@ -93,6 +116,11 @@ impl Cluster {
 
     /// As [`Cluster::start`], each node with its own cluster secret.
     async fn start_with_secrets(secrets: [Option<&'static str>; 3]) -> Cluster {
+        Cluster::start_logged(secrets, logger()).await
+    }
+
+    /// As [`Cluster::start_with_secrets`], every node logging to `log`.
+    async fn start_logged(secrets: [Option<&'static str>; 3], log: slog::Logger) -> Cluster {
         let mut listeners = Vec::new();
         for _ in 0..3 {
             listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
@@ -104,7 +132,7 @@ impl Cluster {
             positions: (0..3).map(|_| Arc::default()).collect(),
             nodes: vec![None, None, None],
             secrets,
-            log: logger(),
+            log,
         };
         for (i, listener) in listeners.into_iter().enumerate() {
             cluster.start_node(i as NodeId + 1, listener).await;
@@ -495,8 +523,17 @@ async fn a_tail_the_newest_epoch_discards_does_not_block_an_election() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_without_the_cluster_secret_takes_no_part_in_the_control_plane() {
+    let began = Instant::now();
+    let warnings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let decorator = slog_term::PlainSyncDecorator::new(slog_term::TestStdoutWriter);
+    let counted = CountWarnings {
+        text: "control-plane handshake failed",
+        count: warnings.clone(),
+        next: slog_term::FullFormat::new(decorator).build().fuse(),
+    };
+    let log = slog::Logger::root(counted.fuse(), slog::o!());
     let mut cluster =
-        Cluster::start_with_secrets([Some("s3cret"), Some("s3cret"), Some("guess")]).await;
+        Cluster::start_logged([Some("s3cret"), Some("s3cret"), Some("guess")], log).await;
     fn pair(c: &Cluster) -> Vec<&Consensus> {
         vec![c.node(1), c.node(2)]
     }
@@ -549,4 +586,14 @@ async fn a_member_without_the_cluster_secret_takes_no_part_in_the_control_plane(
     intruder.read_to_end(&mut rest).await.unwrap();
     assert!(rest.is_empty(), "nothing after the refusal");
     cluster.stop_all().await;
+
+    // Each caller warns about each peer that refuses it at most once per 10 s, although
+    // openraft makes a new client for every heartbeat round (20 a second here): four
+    // caller-peer pairs fail (1 and 2 to 3, 3 to 1 and 2).
+    let periods = 1 + began.elapsed().as_secs() as usize / 10;
+    let warned = warnings.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        warned <= 4 * periods,
+        "{warned} handshake warnings in {periods} periods of 10 s"
+    );
 }

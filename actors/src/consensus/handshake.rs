@@ -24,7 +24,7 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::consensus::wire::{read_frame, read_opening, write_frame, NetError, OPENING};
+use crate::consensus::wire::{read_frame_within, read_opening, write_frame, NetError, OPENING};
 use crate::replication::auth::{self, ClusterSecret, Side};
 
 /// One message of the handshake.
@@ -51,11 +51,22 @@ pub enum Greeting {
     Refused(String),
 }
 
+/// The largest handshake message read: two nonces and a proof fit with room to spare, and a
+/// peer that has not proved anything yet cannot make this side hold more.
+pub const MAX_GREETING: usize = 1024;
+
 /// Reads the next handshake message; the peer closing the connection is an error here.
 async fn next<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Greeting, NetError> {
-    read_frame(stream).await?.ok_or_else(|| {
-        NetError::Unauthenticated("the peer closed the connection during the handshake".into())
-    })
+    read_frame_within(stream, MAX_GREETING)
+        .await?
+        .ok_or_else(|| {
+            NetError::Unauthenticated("the peer closed the connection during the handshake".into())
+        })
+}
+
+/// `greeting` as the logs show it: at most 80 characters, whatever a peer put in it.
+fn shown(greeting: &Greeting) -> String {
+    format!("{greeting:?}").chars().take(80).collect()
 }
 
 /// The accepting side: reads the opening line, challenges the caller and checks its proof.
@@ -75,7 +86,8 @@ where
         Greeting::Proof { nonce, proof } if auth::is_nonce(&nonce) => (nonce, proof),
         other => {
             return Err(NetError::Unauthenticated(format!(
-                "expected the caller's proof, got {other:.80?}"
+                "expected the caller's proof, got {}",
+                shown(&other)
             )))
         }
     };
@@ -122,7 +134,8 @@ where
         Greeting::Challenge { nonce } if auth::is_nonce(&nonce) => nonce,
         other => {
             return Err(NetError::Unauthenticated(format!(
-                "expected the member's challenge, got {other:.80?}"
+                "expected the member's challenge, got {}",
+                shown(&other)
             )))
         }
     };
@@ -152,7 +165,8 @@ where
             "the member refused this one: {why:.200}"
         ))),
         (other, _) => Err(NetError::Unauthenticated(format!(
-            "expected the member's answer, got {other:.80?}"
+            "expected the member's answer, got {}",
+            shown(&other)
         ))),
     }
 }
@@ -160,6 +174,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::consensus::wire::read_frame;
 
     /// Runs both sides over an in-memory pipe; answers (accepting side, calling side).
     async fn shake(
@@ -229,5 +244,50 @@ mod tests {
         let (server, seen) = tokio::join!(accept(&mut a, Some(&secret)), old);
         assert!(server.is_err());
         assert!(matches!(seen, Ok(Some(Greeting::Challenge { .. }))));
+    }
+
+    /// Opens a handshake with a member that has a secret, as a caller without it, and sends
+    /// `answer` (raw bytes) to the challenge; answers the member's verdict.
+    async fn intrude(answer: Vec<u8>) -> Result<(), NetError> {
+        let (mut member, mut intruder) = tokio::io::duplex(1 << 16);
+        let secret = ClusterSecret::new("s3cret");
+        let intrude = async move {
+            intruder.write_all(OPENING).await.unwrap();
+            let challenge: Option<Greeting> = read_frame_within(&mut intruder, MAX_GREETING)
+                .await
+                .unwrap();
+            assert!(matches!(challenge, Some(Greeting::Challenge { .. })));
+            intruder.write_all(&answer).await.unwrap();
+            // Kept open, as a stalling caller does.
+            intruder
+        };
+        let (verdict, _intruder) = tokio::join!(accept(&mut member, Some(&secret)), intrude);
+        verdict
+    }
+
+    #[tokio::test]
+    async fn a_caller_without_the_secret_is_refused_on_a_greeting_s_length_before_its_bytes() {
+        // Declares 64 MiB and sends one byte: refused at once, nothing allocated or awaited.
+        let mut answer = (64u32 << 20).to_be_bytes().to_vec();
+        answer.push(b'{');
+        assert!(matches!(
+            intrude(answer).await,
+            Err(NetError::FrameTooLarge(len)) if len == 64 << 20
+        ));
+    }
+
+    #[tokio::test]
+    async fn what_a_caller_sends_reaches_the_member_s_log_cut_short() {
+        let mut answer = Vec::new();
+        let long = Greeting::Challenge {
+            nonce: "x".repeat(900),
+        };
+        write_frame(&mut answer, false, &long).await.unwrap();
+        let error = intrude(answer).await.unwrap_err().to_string();
+        assert!(
+            error.len() < 200,
+            "an error of {} bytes: {error}",
+            error.len()
+        );
     }
 }

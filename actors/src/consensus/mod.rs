@@ -14,7 +14,8 @@
 //! - [`record`]: the on-disk record framing; [`log_store`]: the durable Raft log and vote;
 //!   [`state_machine`]: the applied state and its snapshot.
 //! - [`wire`]: the RPC connection's opening line and frames; [`handshake`]: both ends prove
-//!   the cluster secret before the first RPC; [`network`]: the client side of
+//!   the cluster secret before the first RPC; [`admission`]: the deadline, the bound on
+//!   connections still setting up, and the pace of refusal logs; [`network`]: the client side of
 //!   Raft RPCs; [`server`]: the serving side, where the data-aware vote refuses candidates
 //!   that are behind; [`stand_aside`]: a refused candidate leaves the election to the voter
 //!   ahead for a while.
@@ -25,6 +26,7 @@
 //! their own paths, never through this one, so that no import cycle runs through `mod.rs`.
 //! Design notes and measured timings: `docs/consensus.md`.
 
+pub mod admission;
 pub mod cluster_state;
 pub mod config;
 pub mod error;

@@ -1,13 +1,18 @@
 //! The client side of Raft RPCs: openraft's `RaftNetworkFactory` and `RaftNetwork` over TCP,
 //! and the switch that cuts a node off for tests.
 //!
-//! Each `RaftNetwork` (one per peer) keeps one pooled connection and drops it on any error, or
-//! when openraft cancels a call by timeout, since a half-read reply would desynchronise framing.
+//! openraft makes a `RaftNetwork` per peer for each replication stream, and a fresh one for
+//! every lease confirmation and election round; the connections outlive them in a pool per
+//! peer ([`PeerPool`]), so a heartbeat does not pay a new connection, a TLS handshake and the
+//! secret's handshake. A connection leaves the pool for a call and returns only after a
+//! complete reply, and is dropped on any error or when openraft cancels a call by timeout,
+//! since a half-read reply would desynchronise framing.
 //! Every vote request carries this node's [`DataPosition`], for the data-aware vote.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use openraft::error::{
@@ -34,6 +39,51 @@ use tokio::sync::watch;
 
 /// How often a peer's failed handshakes are logged at warning level (the rest at debug).
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The most idle connections kept per peer: a replication stream and a lease confirmation or
+/// two may run at once; more are closed when their call ends.
+const MAX_IDLE_PER_PEER: usize = 4;
+
+/// What every client of one member shares, by peer: idle connections, and when a failed
+/// handshake with the peer was last logged at warning level.
+#[derive(Default)]
+pub struct PeerPool {
+    /// Connections with no call on them, each after a complete reply.
+    idle: Mutex<HashMap<NodeId, Vec<Stream>>>,
+    /// When a failed handshake with each peer was last logged at warning level.
+    warned: Mutex<HashMap<NodeId, Instant>>,
+}
+
+impl PeerPool {
+    /// An idle connection to `peer`, if there is one.
+    fn take(&self, peer: NodeId) -> Option<Stream> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.get_mut(&peer).and_then(Vec::pop)
+    }
+
+    /// Keep `conn` to `peer` for a later call, unless enough are kept already.
+    fn put(&self, peer: NodeId, conn: Stream) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let kept = idle.entry(peer).or_default();
+        if kept.len() < MAX_IDLE_PER_PEER {
+            kept.push(conn);
+        }
+    }
+
+    /// Whether a failed handshake with `peer` should be logged at warning level now (at most
+    /// once per [`REFUSAL_LOG_EVERY`] per peer).
+    fn warning_due(&self, peer: NodeId) -> bool {
+        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        match warned.get(&peer) {
+            Some(at) if now.duration_since(*at) < REFUSAL_LOG_EVERY => false,
+            _ => {
+                warned.insert(peer, now);
+                true
+            }
+        }
+    }
+}
 
 /// A switch that cuts a node off the network in both directions, to test partitions without
 /// root or iptables: outgoing calls fail as unreachable, incoming requests are dropped with
@@ -71,6 +121,8 @@ pub struct TcpNetworkFactory {
     secret: Option<ClusterSecret>,
     /// The node's TLS, which every new connection is made with, if it has any.
     tls: Option<TlsContext>,
+    /// Idle connections and refusal-log times, by peer, shared by every client.
+    pool: Arc<PeerPool>,
     /// Where connection trouble is logged (at debug: openraft retries on its own).
     log: Logger,
 }
@@ -93,6 +145,7 @@ impl TcpNetworkFactory {
             state,
             secret,
             tls,
+            pool: Arc::default(),
             log,
         }
     }
@@ -118,7 +171,7 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetworkFactory {
             state: self.state.clone(),
             secret: self.secret.clone(),
             tls: self.tls.clone(),
-            refusal_logged: None,
+            pool: self.pool.clone(),
             log: self.log.new(slog::o!("peer" => target)),
         }
     }
@@ -144,10 +197,20 @@ pub struct TcpNetwork {
     secret: Option<ClusterSecret>,
     /// The node's TLS, which each new connection is made with, if it has any.
     tls: Option<TlsContext>,
-    /// When a failed handshake was last logged, to log one per [`REFUSAL_LOG_EVERY`].
-    refusal_logged: Option<Instant>,
+    /// Where idle connections wait between clients, and the pace of refusal warnings.
+    pool: Arc<PeerPool>,
     /// Logger with the peer's id.
     log: Logger,
+}
+
+impl Drop for TcpNetwork {
+    /// The connection outlives this client in the pool: openraft makes a new client for each
+    /// lease confirmation, and a new connection each time would cost handshakes per heartbeat.
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.put(self.target, conn);
+        }
+    }
 }
 
 /// The error type openraft expects from an RPC returning `E` on the remote side.
@@ -163,7 +226,7 @@ impl TcpNetwork {
             self.conn = None;
             return Err(NetError::Isolated);
         }
-        let mut stream = match self.conn.take() {
+        let mut stream = match self.conn.take().or_else(|| self.pool.take(self.target)) {
             Some(s) => s,
             None => {
                 // With no delay: latency matters more than packet count for a heartbeat.
@@ -194,18 +257,10 @@ impl TcpNetwork {
     /// Logs a failed handshake at warning level, at most once per [`REFUSAL_LOG_EVERY`]: a
     /// misconfigured secret stops failover, so it must not hide at debug level, and openraft
     /// would otherwise have it logged on every retry.
-    fn note_refusal(&mut self, e: &NetError) {
-        if !matches!(e, NetError::Unauthenticated(_)) {
+    fn note_refusal(&self, e: &NetError) {
+        if !matches!(e, NetError::Unauthenticated(_)) || !self.pool.warning_due(self.target) {
             return;
         }
-        let now = Instant::now();
-        if self
-            .refusal_logged
-            .is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_EVERY)
-        {
-            return;
-        }
-        self.refusal_logged = Some(now);
         warn!(self.log, "control-plane handshake failed: a member refused this one, or failed to prove the cluster secret";
             "addr" => &self.addr, "error" => %e);
     }

@@ -6,16 +6,16 @@
 //! whose own position is strictly greater does not pass the request to Raft at all and answers
 //! a refusal, so the candidate does not get its vote. Otherwise Raft decides as usual.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use openraft::raft::VoteRequest;
 use slog::{debug, info, warn, Logger};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::consensus::admission::{Admission, HANDSHAKE_DEADLINE, MAX_SETTING_UP};
 use crate::consensus::cluster_state::NodeId;
 use crate::consensus::handshake;
 use crate::consensus::lease::PrimaryLease;
@@ -25,13 +25,6 @@ use crate::consensus::type_config::Raft;
 use crate::consensus::wire::{read_frame, write_frame, NetError, RpcRequest, RpcResponse};
 use crate::replication::auth::ClusterSecret;
 use crate::tls::{Stream, TlsContext};
-
-/// How long a connection may take to send its opening line and prove the cluster secret, so
-/// that a stalled or stray connection does not hold a task for ever.
-const OPENING_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How often refused connections are logged at warning level (the rest at debug).
-const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Everything needed to answer Raft RPCs for one node; cheap to clone into each connection.
 #[derive(Clone)]
@@ -56,11 +49,8 @@ pub struct RpcServer {
     /// The node's TLS: with it, a caller must set up TLS with a certificate from `--tls-ca`
     /// before anything else.
     pub tls: Option<TlsContext>,
-    /// When the server started, the origin of `refusal_logged`.
-    pub started: Instant,
-    /// Seconds after `started`, plus [`REFUSAL_LOG_EVERY`], at which a refusal was last
-    /// logged at warning level (0: never).
-    pub refusal_logged: Arc<AtomicU64>,
+    /// Places for connections still setting up, their deadline and the refusal log's pace.
+    pub admission: Arc<Admission>,
 }
 
 /// The connection as it is without TLS (`acceptor` `None`), or after a TLS handshake that
@@ -91,21 +81,31 @@ impl RpcServer {
     /// Serves one connection whose opening line has not been read yet, in a task of its own,
     /// until the peer closes it, an error occurs, or the node stops.
     pub fn serve(&self, stream: TcpStream) {
+        let peer = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let Some(place) = self.admission.place() else {
+            debug!(self.log, "closing a control-plane connection: too many are setting up";
+                "peer" => peer, "max" => MAX_SETTING_UP);
+            return;
+        };
         let server = self.clone();
         tokio::spawn(async move {
-            let peer = stream
-                .peer_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
             let result = tokio::select! {
-                result = server.serve_conn(stream) => result,
+                result = server.serve_conn(stream, place) => result,
                 () = server.stop.cancelled() => Ok(()),
             };
             match result {
-                Err(e @ NetError::Unauthenticated(_)) if server.refusal_log_due() => {
-                    warn!(server.log, "refused a control-plane connection (further refusals in the next 10 s are logged at debug level)";
-                        "peer" => peer, "error" => %e);
-                }
+                Err(e @ NetError::Unauthenticated(_)) => match server.admission.refusal_warning() {
+                    Some(quiet) => {
+                        warn!(server.log, "refused a control-plane connection (at most one such warning per 10 s)";
+                        "peer" => peer, "error" => %e, "refused_since_last_warning" => quiet)
+                    }
+                    None => {
+                        debug!(server.log, "refused a control-plane connection"; "peer" => peer, "error" => %e)
+                    }
+                },
                 Err(e) => {
                     debug!(server.log, "raft connection closed"; "peer" => peer, "error" => %e)
                 }
@@ -114,32 +114,32 @@ impl RpcServer {
         });
     }
 
-    /// Whether a refused connection should be logged at warning level now: at most once per
-    /// [`REFUSAL_LOG_EVERY`] for the whole node, so a scanner cannot flood the log.
-    fn refusal_log_due(&self) -> bool {
-        let now = self.started.elapsed().as_secs() + REFUSAL_LOG_EVERY.as_secs();
-        let last = self.refusal_logged.load(Ordering::Relaxed);
-        now >= last + REFUSAL_LOG_EVERY.as_secs()
-            && self
-                .refusal_logged
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-    }
-
     /// Checks the opening and the caller's proof of the cluster secret, then answers requests
     /// in order.
-    async fn serve_conn(&self, stream: TcpStream) -> Result<(), NetError> {
+    /// `place` is the connection's place among those setting up, freed once it has.
+    async fn serve_conn(
+        &self,
+        stream: TcpStream,
+        place: OwnedSemaphorePermit,
+    ) -> Result<(), NetError> {
         // Heartbeat latency matters more than packet count; a failure only costs latency.
         let _ = stream.set_nodelay(true);
         // Taken now: a connection gets the certificates current when it arrives.
         let acceptor = self.tls.as_ref().map(TlsContext::peer_acceptor);
-        let mut stream = tokio::time::timeout(OPENING_TIMEOUT, secure(stream, acceptor))
+        let set_up = async {
+            let mut stream = secure(stream, acceptor).await?;
+            handshake::accept(&mut stream, self.secret.as_ref()).await?;
+            Ok::<_, NetError>(stream)
+        };
+        let mut stream = tokio::time::timeout(HANDSHAKE_DEADLINE, set_up)
             .await
-            .map_err(|_| NetError::Unauthenticated("no TLS handshake in time".into()))??;
-        let greeted = handshake::accept(&mut stream, self.secret.as_ref());
-        tokio::time::timeout(OPENING_TIMEOUT, greeted)
-            .await
-            .map_err(|_| NetError::BadOpening)??;
+            .map_err(|_| {
+                NetError::Unauthenticated(format!(
+                    "no TLS and cluster-secret handshake within {} s",
+                    HANDSHAKE_DEADLINE.as_secs()
+                ))
+            })??;
+        drop(place);
         while let Some(req) = read_frame::<_, RpcRequest>(&mut stream).await? {
             if self.control.is_isolated() {
                 return Err(NetError::Isolated);

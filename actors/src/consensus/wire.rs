@@ -1,9 +1,9 @@
 //! What travels on a Raft RPC connection: its opening line, then one length-prefixed JSON frame
 //! per request and per response.
 //!
-//! The node serves Raft on its client port: its Listener peeks the first bytes of every
-//! connection, and hands those that start with [`OPENING`] to the consensus server. After the
-//! opening, frames are `len: u32 big-endian | JSON`. A connection carries one request at a
+//! A member serves Raft on a port of its own (its client port + 10000): a connection opens
+//! with [`OPENING`], then both ends prove the cluster secret (`handshake.rs`). After that,
+//! frames are `len: u32 big-endian | JSON`. A connection carries one request at a
 //! time (openraft runs one replication stream per follower and waits for each reply), so no
 //! request ids are needed.
 
@@ -22,10 +22,9 @@ use crate::consensus::cluster_state::NodeId;
 use crate::consensus::position::DataPosition;
 use crate::consensus::type_config::TypeConfig;
 
-/// Opening line of a Raft RPC connection: the node serves Raft on its client port, and its
-/// Listener peeks the first bytes of every connection. No client command starts this way (the
-/// line protocol has no `RAFT` command, RESP starts with `*`), and the version lets a future
-/// format be told apart: version 2 authenticates both ends before the first request
+/// Opening line of a Raft RPC connection. No client command starts this way (the line
+/// protocol has no `RAFT` command, RESP starts with `*`), so a client that dials the control
+/// port by mistake is closed at once, and the version lets a future format be told apart: version 2 authenticates both ends before the first request
 /// (`handshake.rs`), and a version 1 caller is closed at its opening.
 pub const OPENING: &[u8] = b"RAFT 2\n";
 
@@ -166,10 +165,15 @@ impl RpcResponse {
 pub async fn read_opening<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(), NetError> {
     let mut head = [0u8; OPENING.len()];
     stream.read_exact(&mut head).await?;
-    if head == OPENING {
-        Ok(())
-    } else {
-        Err(NetError::BadOpening)
+    match &head[..] {
+        OPENING => Ok(()),
+        // Not an intruder but a member of an older version: say so where it will be seen.
+        b"RAFT 1\n" => Err(NetError::Unauthenticated(
+            "the caller speaks an older control protocol (RAFT 1, no handshake): run one \
+             version on every member"
+                .into(),
+        )),
+        _ => Err(NetError::BadOpening),
     }
 }
 
@@ -203,6 +207,17 @@ where
     S: AsyncRead + Unpin,
     T: DeserializeOwned,
 {
+    read_frame_within(stream, MAX_FRAME).await
+}
+
+/// Reads one frame of at most `max` bytes; `Ok(None)` on a clean end of stream between frames.
+/// A longer frame is refused on its length field, before its body is read, and the body's
+/// buffer grows as bytes arrive: a length alone never makes this side allocate.
+pub async fn read_frame_within<S, T>(stream: &mut S, max: usize) -> Result<Option<T>, NetError>
+where
+    S: AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
     let mut len4 = [0u8; 4];
     match stream.read_exact(&mut len4).await {
         Ok(_) => {}
@@ -210,13 +225,23 @@ where
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_be_bytes(len4) as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(NetError::FrameTooLarge(len));
     }
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).await?;
+    let mut body = Vec::with_capacity(len.min(FIRST_READ));
+    (&mut *stream)
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() < len {
+        let cut = io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-frame");
+        return Err(cut.into());
+    }
     Ok(Some(serde_json::from_slice(&body)?))
 }
+
+/// How much of a frame's body is allocated before any of it arrived.
+const FIRST_READ: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -247,10 +272,27 @@ mod tests {
         );
         assert_eq!(read_frame::<_, u64>(&mut r).await.unwrap(), Some(42));
         assert_eq!(read_frame::<_, u64>(&mut r).await.unwrap(), None);
-        let mut bad = &b"RAFT 1\nxxxx"[..];
+        let mut bad = &b"PUT a1\nxxxx"[..];
         assert!(matches!(
             read_opening(&mut bad).await,
             Err(NetError::BadOpening)
+        ));
+        let mut old = &b"RAFT 1\nxxxx"[..];
+        let older = read_opening(&mut old).await.unwrap_err().to_string();
+        assert!(older.contains("older control protocol"), "{older}");
+        // A frame longer than its reader allows is refused on its length, and a frame cut
+        // short is an error, not a frame.
+        let mut long = Vec::new();
+        write_frame(&mut long, false, &"x".repeat(100))
+            .await
+            .unwrap();
+        assert!(matches!(
+            read_frame_within::<_, String>(&mut &long[..], 50).await,
+            Err(NetError::FrameTooLarge(102))
+        ));
+        assert!(matches!(
+            read_frame::<_, String>(&mut &long[..60]).await,
+            Err(NetError::Io(_))
         ));
         let mut huge = &[0xffu8, 0xff, 0xff, 0xff][..];
         assert!(matches!(

@@ -198,6 +198,7 @@ impl Session {
                     }
                 });
             }
+            let max_queued = config.output_limit;
             Session {
                 id,
                 peer,
@@ -217,7 +218,7 @@ impl Session {
                 protocol: Protocol::Line,
                 last_read,
                 serving: None,
-                transaction: Transaction::default(),
+                transaction: Transaction::new(max_queued),
                 exec_groups: Vec::new(),
                 client,
                 auth,
@@ -254,7 +255,7 @@ impl Session {
                     ops: vec![Op::Unwatch(self.id)],
                 });
             }
-            self.transaction = Transaction::default();
+            self.transaction = Transaction::new(self.config.output_limit);
         }
         // A login is answered alone, once decided; the requests after it wait for it.
         let login = requests
@@ -399,6 +400,12 @@ impl Session {
         if let Some((at, _)) = exec {
             // The last command of the batch was the transaction's last.
             size_exec(&mut ops, at, self.id);
+        }
+        if let Some(client) = &self.client {
+            client
+                .client()
+                .buffers
+                .queuing(self.transaction.queued_bytes());
         }
         self.answer(steps, ops, close, ctx);
     }

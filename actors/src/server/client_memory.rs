@@ -276,7 +276,12 @@ impl ClientBuffers {
         self.settle();
     }
 
-    /// Resolves once the connection is evicted, ending a write its client does not read.
+    /// Whether the node caps client memory: only then can the connection be evicted.
+    pub fn capped(&self) -> bool {
+        self.memory.limit() != 0
+    }
+
+    /// Resolves once the connection is evicted, ending the batch it is answering.
     pub async fn until_evicted(&self) {
         self.stop_writing.notified().await;
     }

@@ -130,3 +130,40 @@ fn without_a_password_big_requests_are_taken_from_the_first_byte() {
     let line = format!("PUT line {}\nEXIT\n", &big[..512 * 1024]);
     assert_eq!(talk(&node, line.as_bytes()), "OK\nGoodbye\n");
 }
+
+#[test]
+fn before_login_an_inline_command_is_held_to_the_same_small_limits() {
+    let node = NodeProcess::start(&["--requirepass", PASS]);
+    // A RESP connection (its first line ends with \r\n), then an inline DEL of eleven
+    // arguments: refused as a multibulk one of eleven is, and the connection closed.
+    let eleven = format!("PING\r\nDEL{}\r\nPING\r\n", " k".repeat(10));
+    assert_eq!(
+        talk(&node, eleven.as_bytes()),
+        "-NOAUTH Authentication required.\r\n\
+         -ERR Protocol error: unauthenticated multibulk length\r\n"
+    );
+    // An inline line over 16 KiB, ended or not.
+    let long = format!("PING\r\nECHO {}\r\n", "v".repeat(16 * 1024));
+    let refused = "-NOAUTH Authentication required.\r\n\
+                   -ERR Protocol error: unauthenticated inline length\r\n";
+    assert_eq!(talk(&node, long.as_bytes()), refused);
+    assert_eq!(talk(&node, &long.as_bytes()[..long.len() - 2]), refused);
+    // Once logged in, the node's own inline limits apply.
+    let logged_in = format!("AUTH {PASS}\r\nDEL{}\r\nQUIT\r\n", " k".repeat(100));
+    assert_eq!(talk(&node, logged_in.as_bytes()), "+OK\r\n:0\r\n+OK\r\n");
+}
+
+#[test]
+fn a_login_by_hello_lifts_the_small_limits_for_what_follows() {
+    let node = NodeProcess::start(&["--requirepass", PASS]);
+    let big = "b".repeat(64 * 1024);
+    let mut requests = resp(&["HELLO", "2", "AUTH", "default", PASS]);
+    requests.extend(resp(&["SET", "big", &big]));
+    requests.extend(resp(&["STRLEN", "big"]));
+    let replies = talk(&node, &requests);
+    assert!(
+        replies.ends_with("+OK\r\n:65536\r\n"),
+        "{:?}",
+        &replies[..replies.len().min(300)]
+    );
+}

@@ -283,12 +283,14 @@ impl Decoder for ConnectionCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
-        let Some(meter) = self.meter.clone() else {
+        // Taken out while decoding and put back, not cloned: this runs for every read.
+        let Some(meter) = self.meter.take() else {
             return self.decode_limited(src);
         };
         if meter.evicted() {
             // Its answer is written; what it sends until it is closed is dropped unread.
             discard(src);
+            self.meter = Some(meter);
             return Ok(None);
         }
         let (before, undecided) = (src.len(), matches!(self.mode, Mode::Start { .. }));
@@ -300,6 +302,7 @@ impl Decoder for ConnectionCodec {
             release_if_empty(src);
             meter.reading(src.capacity(), before.saturating_sub(src.len()));
         }
+        self.meter = Some(meter);
         decoded
     }
 }

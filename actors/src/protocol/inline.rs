@@ -24,14 +24,24 @@ pub const MAX_INLINE: usize = 64 * 1024;
 /// The arguments of one inline request `line` (without its `\n`; a trailing `\r` is
 /// dropped); none for a blank line.
 pub fn split(line: &[u8]) -> Result<Vec<Bytes>, UnbalancedQuotes> {
+    Ok(split_at_most(line, usize::MAX)?.unwrap_or_default())
+}
+
+/// The arguments of `line`, as [`split`] answers them, or `None` as soon as it finds it has
+/// more than `max_args` (before a login: no more is split, or allocated, than the few a
+/// request may have then).
+pub fn split_at_most(line: &[u8], max_args: usize) -> Result<Option<Vec<Bytes>>, UnbalancedQuotes> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut args = Vec::new();
     let mut rest = line;
     loop {
         rest = trim_start(rest);
         let Some(&first) = rest.first() else {
-            return Ok(args);
+            return Ok(Some(args));
         };
+        if args.len() == max_args {
+            return Ok(None);
+        }
         let (arg, after) = match first {
             b'"' => double_quoted(&rest[1..])?,
             b'\'' => single_quoted(&rest[1..])?,
@@ -143,6 +153,16 @@ mod tests {
         assert!(words("").is_empty());
         assert!(words("\r").is_empty());
         assert!(words(" \t ").is_empty());
+    }
+
+    #[test]
+    fn splitting_stops_past_the_most_arguments_asked_for() {
+        assert_eq!(
+            split_at_most(b"DEL a b", 3).unwrap().map(|a| a.len()),
+            Some(3)
+        );
+        assert_eq!(split_at_most(b"DEL a b c ", 3), Ok(None));
+        assert_eq!(split_at_most(b"  ", 0), Ok(Some(Vec::new())));
     }
 
     #[test]

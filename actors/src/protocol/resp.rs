@@ -97,15 +97,26 @@ impl RequestDecoder {
             Some(partial) => partial,
             // Not an array: an inline command (or a blank line, which has no arguments).
             None if buf.first().is_some_and(|b| *b != b'*') => {
+                // Before a login, as small as a multibulk request may be then.
+                let (max_line, max_args) = match self.before_login {
+                    true => (UNAUTHENTICATED_BULK, UNAUTHENTICATED_ARGS),
+                    false => (inline::MAX_INLINE, MAX_ARGS),
+                };
                 let end = memchr::memchr(b'\n', &buf[..seen]);
-                if end.unwrap_or(seen) > inline::MAX_INLINE {
-                    return Err(ProtocolError("too big inline request".into()));
+                if end.unwrap_or(seen) > max_line {
+                    return Err(ProtocolError(match self.before_login {
+                        true => "unauthenticated inline length".into(),
+                        false => "too big inline request".into(),
+                    }));
                 }
                 let Some(end) = end else {
                     return wait(None, self);
                 };
                 // Split before consuming: a bad line stays, to be reported on the next call.
-                self.args = inline::split(&buf[..end]).map_err(|e| ProtocolError(e.to_string()))?;
+                let split = inline::split_at_most(&buf[..end], max_args);
+                self.args = split
+                    .map_err(|e| ProtocolError(e.to_string()))?
+                    .ok_or_else(|| ProtocolError("unauthenticated multibulk length".into()))?;
                 let _ = buf.split_to(end + 1);
                 return Ok(Some(&mut self.args));
             }
@@ -489,5 +500,40 @@ mod tests {
             integer(&mut out, n);
             assert_eq!(out, format!(":{n}\r\n").as_bytes(), "{n}");
         }
+    }
+
+    /// Before a login an inline command is held to what a multibulk one is: a line of at
+    /// most 16 KiB and 10 arguments (else 64 KiB and a million arguments, each allocated).
+    #[test]
+    fn before_login_an_inline_command_is_held_to_the_small_limits_too() {
+        let mut decoder = RequestDecoder::default();
+        decoder.before_login(true);
+        let mut decode = |line: &str| {
+            let mut buf = BytesMut::from(line);
+            decoder
+                .decode(&mut buf, 1 << 20, 1 << 21)
+                .map(|args| args.map(|a| a.len()))
+        };
+        let ten = format!("DEL{}\r\n", " k".repeat(9));
+        assert_eq!(decode(&ten), Ok(Some(10)));
+        let eleven = format!("DEL{}\r\n", " k".repeat(10));
+        let refused = ProtocolError("unauthenticated multibulk length".into());
+        assert_eq!(decode(&eleven), Err(refused));
+        // 60 KiB of arguments: refused on its length alone.
+        let wide = format!("DEL{}\r\n", " k".repeat(30_000));
+        let refused = ProtocolError("unauthenticated inline length".into());
+        assert_eq!(decode(&wide), Err(refused));
+        let long = format!("ECHO {}\r\n", "v".repeat(UNAUTHENTICATED_BULK));
+        let refused = ProtocolError("unauthenticated inline length".into());
+        assert_eq!(decode(&long), Err(refused.clone()));
+        // A line that has not ended is refused as soon as it is too long.
+        assert_eq!(decode(&long[..UNAUTHENTICATED_BULK + 2]), Err(refused));
+        decoder.before_login(false);
+        assert_eq!(
+            decoder
+                .decode(&mut BytesMut::from(wide.as_str()), 1 << 20, 1 << 21)
+                .map(|a| a.map(|a| a.len())),
+            Ok(Some(30_001))
+        );
     }
 }

@@ -9,6 +9,7 @@ use actix::prelude::*;
 use bytes::BytesMut;
 use thiserror::Error;
 
+use super::client_memory::ClientBuffers;
 use super::node_context::NodeContext;
 use super::node_query::QueryError;
 use super::session_config::SessionConfig;
@@ -78,6 +79,8 @@ pub struct Answered {
     pub last_write: Seq,
     /// The latest position the connection's replies have shown it, including the batch's.
     pub observed: Observed,
+    /// What the connection's buffers hold, back from the batch (none: not a client).
+    pub buffers: Option<Arc<ClientBuffers>>,
 }
 
 /// What must hold before the replies of a batch that reached the Store may leave.

@@ -251,10 +251,12 @@ impl Client {
     /// fields a node has no counterpart for hold the value Redis shows for an ordinary idle
     /// client: see docs/protocol.md.
     pub fn line(&self, now: Instant) -> String {
-        let (qbuf, argv, omem) = (
-            self.buffers.input(),
-            self.buffers.parsed(),
-            self.buffers.output(),
+        let buffers = &self.buffers;
+        let (qbuf, argv, multi, omem) = (
+            buffers.input(),
+            buffers.parsed(),
+            buffers.multi(),
+            buffers.output(),
         );
         let state = self.state();
         let text = |bytes: &Bytes| String::from_utf8_lossy(bytes).into_owned();
@@ -265,7 +267,7 @@ impl Client {
         };
         format!(
             "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db=0 sub=0 psub=0 \
-             ssub=0 multi=-1 watch=0 qbuf={} qbuf-free=0 argv-mem={} multi-mem=0 rbs=0 rbp=0 \
+             ssub=0 multi=-1 watch=0 qbuf={} qbuf-free=0 argv-mem={} multi-mem={} rbs=0 rbp=0 \
              obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user={} redir=-1 resp={} \
              lib-name={} lib-ver={}",
             self.id,
@@ -277,8 +279,9 @@ impl Client {
             now.saturating_duration_since(state.last_active).as_secs(),
             qbuf,
             argv,
+            multi,
             omem,
-            qbuf + argv + omem,
+            qbuf + argv + multi + omem,
             state.last_command,
             state.user,
             resp,

@@ -47,8 +47,9 @@ pub fn line(node: &NodeContext, stats: StoreStats, follower: Option<FollowerInfo
     let memory = node.client_registry.memory();
     let _ = write!(
         line,
-        " mem_clients_normal={} maxmemory_clients={} evicted_clients={}",
+        " mem_clients_normal={} mem_clients_peak={} maxmemory_clients={} evicted_clients={}",
         memory.total(),
+        memory.peak(),
         memory.limit(),
         memory.evicted()
     );

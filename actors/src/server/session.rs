@@ -37,7 +37,7 @@ use tokio_util::codec::FramedRead;
 
 use super::auth::ConnectionAuth;
 use super::batch::{Answered, BatchError, Step};
-use super::client_memory::Evict;
+use super::client_memory::{ClientBuffers, Evict};
 use super::client_query;
 use super::client_registry::{self, Closers, Kill, Registration};
 use super::node_query;
@@ -112,6 +112,9 @@ pub struct Session {
     exec_groups: Vec<(usize, usize)>,
     /// Its place in the node's registry of client connections; `None` for a replication stream.
     client: Option<Registration>,
+    /// What its buffers hold (its registration's), handed to each batch and back; `None` for a
+    /// replication stream and while a batch is answered.
+    buffers: Option<Arc<ClientBuffers>>,
     /// Who the connection has logged in as, and its failed logins.
     auth: ConnectionAuth,
     /// Requests read after a login, planned once it is decided.
@@ -198,6 +201,8 @@ impl Session {
                     }
                 });
             }
+            let max_queued = config.output_limit;
+            let buffers = client.as_ref().map(|c| c.client().buffers.clone());
             Session {
                 id,
                 peer,
@@ -217,9 +222,10 @@ impl Session {
                 protocol: Protocol::Line,
                 last_read,
                 serving: None,
-                transaction: Transaction::default(),
+                transaction: Transaction::new(max_queued),
                 exec_groups: Vec::new(),
                 client,
+                buffers,
                 auth,
                 logged_in,
                 pending: Vec::new(),
@@ -254,7 +260,7 @@ impl Session {
                     ops: vec![Op::Unwatch(self.id)],
                 });
             }
-            self.transaction = Transaction::default();
+            self.transaction = Transaction::new(self.config.output_limit);
         }
         // A login is answered alone, once decided; the requests after it wait for it.
         let login = requests
@@ -400,6 +406,9 @@ impl Session {
             // The last command of the batch was the transaction's last.
             size_exec(&mut ops, at, self.id);
         }
+        if let Some(buffers) = &self.buffers {
+            buffers.queuing(self.transaction.queued_bytes());
+        }
         self.answer(steps, ops, close, ctx);
     }
 
@@ -425,6 +434,7 @@ impl Session {
                 self.out = answered.out;
                 self.last_write = answered.last_write;
                 self.observed = answered.observed;
+                self.buffers = answered.buffers;
                 if answered.close {
                     ctx.stop();
                 } else if !self.pending.is_empty() {
@@ -531,8 +541,7 @@ impl Handler<Evict> for Session {
     /// dropped unread (its codec sees it evicted) until it closes, or for [`EVICTED_LINGER`],
     /// so that the line is not lost to a reset.
     fn handle(&mut self, _: Evict, ctx: &mut Self::Context) {
-        let buffers = self.client.as_ref().map(|c| c.client().buffers.clone());
-        let resp = buffers.is_some_and(|b| b.speaks_resp());
+        let resp = self.buffers.take().is_some_and(|b| b.speaks_resp());
         if let Some(mut writer) = self.writer.take() {
             let protocol = match (self.protocol, resp) {
                 (Protocol::Line, true) => Protocol::Resp,

@@ -7,17 +7,33 @@
 //! session adds an `Op::Exec` before the transaction's ops, which the Store skips whole if a
 //! watched key changed, and `EXEC` then answers a null array. `EXEC`, `DISCARD` and an aborted
 //! transaction forget the watches, as in Redis.
+//!
+//! The queue is memory a client makes the node hold for as long as it likes: what its
+//! commands hold ([`held_bytes`]) counts against `--maxmemory-clients` (`multi-mem`, the
+//! session reports it), and one transaction may queue at most `--client-output-limit` bytes
+//! (what it could answer anyway): past that it is discarded at once and `EXEC` answers
+//! `EXECABORT`. Watched keys are not counted: the Store holds them (a copy of each key,
+//! at most `--max-value-bytes` each, once per connection and key).
 
+use bytes::Bytes;
+
+use crate::protocol::client_commands::ClientCommand;
 use crate::protocol::command::{Command, CommandError};
+use crate::protocol::expiry_commands::LineExpiry;
 use crate::protocol::reply::{ErrorReply, Reply};
 use crate::store::watch::ClientId;
 use crate::store::Op;
 
 /// A connection's transaction state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Transaction {
-    /// Between `MULTI` and `EXEC`/`DISCARD`: the commands queued, and whether one was refused.
+    /// Between `MULTI` and `EXEC`/`DISCARD`: the commands queued, and whether one was refused
+    /// (then nothing more is kept: the transaction will be discarded).
     queued: Option<(Vec<Command>, bool)>,
+    /// What the queued commands hold, by [`held_bytes`].
+    queued_bytes: usize,
+    /// The most bytes one transaction may queue.
+    max_queued: usize,
     /// Keys are watched: the Store must be told to forget them when the connection closes.
     watching: bool,
 }
@@ -43,6 +59,21 @@ fn error(text: &str) -> Reply {
 }
 
 impl Transaction {
+    /// No transaction yet; one may queue up to `max_queued` bytes of commands.
+    pub fn new(max_queued: usize) -> Transaction {
+        Transaction {
+            queued: None,
+            queued_bytes: 0,
+            max_queued,
+            watching: false,
+        }
+    }
+
+    /// What the commands queued now hold, in bytes (`multi-mem`).
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
     /// Whether the connection is between `MULTI` and `EXEC`, queuing commands.
     pub fn queuing(&self) -> bool {
         self.queued.is_some()
@@ -144,14 +175,62 @@ impl Transaction {
                         *failed = true;
                         planned.push(Planned::Reply(Reply::Error(error)));
                     }
-                    None => {
-                        commands.push(command);
-                        planned.push(Planned::Reply(Reply::Queued));
-                    }
+                    // Discarded at `EXEC` whatever it is: not kept meanwhile.
+                    None if *failed => planned.push(Planned::Reply(Reply::Queued)),
+                    None => match self.queued_bytes + held_bytes(&command) {
+                        bytes if bytes > self.max_queued => {
+                            *failed = true;
+                            *commands = Vec::new();
+                            self.queued_bytes = 0;
+                            planned.push(Planned::Reply(queue_too_large(self.max_queued)));
+                        }
+                        bytes => {
+                            self.queued_bytes = bytes;
+                            commands.push(command);
+                            planned.push(Planned::Reply(Reply::Queued));
+                        }
+                    },
                 },
             }
         }
+        if self.queued.is_none() {
+            self.queued_bytes = 0;
+        }
         planned
+    }
+}
+
+/// A transaction's queue would pass `limit` bytes: it is discarded now, and `EXEC` says so.
+fn queue_too_large(limit: usize) -> Reply {
+    Reply::Error(ErrorReply::Command(CommandError::Redis(format!(
+        "ERR transaction queue over {limit} bytes (--client-output-limit): the transaction \
+         is discarded, EXEC will answer EXECABORT"
+    ))))
+}
+
+/// What a queued command holds: its keys, values and other arguments, and the command itself.
+/// (Its arguments are slices of the buffer they were read into; what they keep of it beyond
+/// their own bytes is not counted.)
+pub fn held_bytes(command: &Command) -> usize {
+    let keys = |keys: &[Bytes]| keys.iter().map(Bytes::len).sum::<usize>();
+    let own = std::mem::size_of::<Command>();
+    own + match command {
+        Command::Put { key, value } => key.len() + value.len(),
+        Command::Get { key } | Command::Del { key } => key.len(),
+        Command::Echo(b) | Command::Type(b) => b.len(),
+        Command::DelMany(k)
+        | Command::Exists(k)
+        | Command::MGet(k)
+        | Command::ConfigGet(k)
+        | Command::Watch(k) => keys(k),
+        Command::MSet(pairs) => pairs.iter().map(|(k, v)| k.len() + v.len()).sum(),
+        Command::StringOp(op) | Command::LineExpiry(LineExpiry::Expire(op)) => op.arg_bytes(),
+        Command::LineExpiry(LineExpiry::Ttl(k) | LineExpiry::Persist(k)) => k.len(),
+        Command::Client(ClientCommand::SetName(b) | ClientCommand::SetInfo(_, b)) => b.len(),
+        Command::Hello { name, .. } => name.as_ref().map_or(0, Bytes::len),
+        Command::Failover { to, .. } => to.as_ref().map_or(0, String::len),
+        Command::After(_, command) => held_bytes(command),
+        _ => 0,
     }
 }
 
@@ -208,7 +287,7 @@ mod tests {
 
     #[test]
     fn commands_between_multi_and_exec_are_queued_then_run_together() {
-        let mut transaction = Transaction::default();
+        let mut transaction = Transaction::new(1 << 20);
         let planned = transaction.plan(vec![Ok(Command::Multi), get("a"), get("b")], |_| None);
         assert!(matches!(
             planned[..],
@@ -233,7 +312,7 @@ mod tests {
     #[test]
     fn a_command_refused_by_the_time_of_exec_discards_the_transaction_whole() {
         // Queued while the user could run it; its rights were reloaded away before EXEC.
-        let mut transaction = Transaction::default();
+        let mut transaction = Transaction::new(1 << 20);
         transaction.plan(vec![Ok(Command::Multi), get("a"), get("b")], |_| None);
         let planned = transaction.plan(vec![Ok(Command::Exec), get("c")], |command| {
             matches!(command, Command::Get { key } if key == "b").then_some(ErrorReply::NoAuth)
@@ -250,7 +329,7 @@ mod tests {
 
     #[test]
     fn a_watched_transaction_refuses_commands_that_act_before_the_check() {
-        let mut transaction = Transaction::default();
+        let mut transaction = Transaction::new(1 << 20);
         let watch: Request = Ok(Command::Watch(vec![Bytes::from_static(b"k")]));
         let hello = Ok(Command::Hello {
             version: Some(3),
@@ -278,7 +357,7 @@ mod tests {
 
     #[test]
     fn a_refused_command_aborts_the_transaction() {
-        let mut transaction = Transaction::default();
+        let mut transaction = Transaction::new(1 << 20);
         let bad: Request = Err(CommandError::Usage("GET <key>"));
         let planned = transaction.plan(
             vec![Ok(Command::Multi), bad, get("a"), Ok(Command::Exec)],
@@ -298,5 +377,36 @@ mod tests {
         let planned = transaction.plan(requests, |_| None);
         assert!(matches!(planned[2], Planned::Reply(Reply::Ok)));
         assert!(matches!(planned[3], Planned::Reply(Reply::Error(_))));
+    }
+
+    #[test]
+    fn a_queue_past_its_limit_is_discarded_at_once_and_exec_aborts() {
+        let mut transaction = Transaction::new(300);
+        let set = |value: &str| {
+            Ok::<_, CommandError>(Command::Put {
+                key: Bytes::from_static(b"k"),
+                value: Bytes::copy_from_slice(value.as_bytes()),
+            })
+        };
+        let planned = transaction.plan(vec![Ok(Command::Multi), set("small")], |_| None);
+        assert!(matches!(planned[1], Planned::Reply(Reply::Queued)));
+        let held = transaction.queued_bytes();
+        assert_eq!(held, held_bytes(&set("small").unwrap()));
+        let big = "v".repeat(300);
+        let planned = transaction.plan(vec![set(&big), set("after")], |_| None);
+        let Planned::Reply(Reply::Error(refusal)) = &planned[0] else {
+            panic!("{planned:?}");
+        };
+        assert!(refusal
+            .resp_text()
+            .contains("transaction queue over 300 bytes"));
+        // What follows is answered as queued but not kept: the transaction is discarded.
+        assert!(matches!(planned[1], Planned::Reply(Reply::Queued)));
+        assert_eq!(transaction.queued_bytes(), 0);
+        let planned = transaction.plan(vec![Ok::<_, CommandError>(Command::Exec)], |_| None);
+        let Planned::Reply(Reply::Error(abort)) = &planned[0] else {
+            panic!("{planned:?}");
+        };
+        assert!(abort.resp_text().starts_with("EXECABORT"));
     }
 }

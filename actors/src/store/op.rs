@@ -113,6 +113,40 @@ impl Op {
     }
 }
 
+impl Op {
+    /// The bytes its keys and values hold: what a `MULTI` queue counts it for (against
+    /// `--maxmemory-clients` and a transaction's own limit).
+    pub fn arg_bytes(&self) -> usize {
+        let pairs = |pairs: &[(Bytes, Bytes)]| pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+        match self {
+            Op::Get(k)
+            | Op::Del(k)
+            | Op::Incr(k, _)
+            | Op::StrLen(k)
+            | Op::GetDel(k)
+            | Op::Expire(k, ..)
+            | Op::Persist(k)
+            | Op::Ttl(k, _)
+            | Op::GetEx(k, _)
+            | Op::GetRange(k, ..)
+            | Op::Keys(k) => k.len(),
+            Op::Put(k, v)
+            | Op::Append(k, v)
+            | Op::SetNx(k, v)
+            | Op::GetSet(k, v)
+            | Op::Rename(k, v, _)
+            | Op::Copy(k, v, _)
+            | Op::IncrByFloat(k, v)
+            | Op::SetRange(k, _, v) => k.len() + v.len(),
+            Op::MSetNx(p) | Op::MSet(p) => pairs(p),
+            Op::DelMany(keys) | Op::Watch(_, keys) => keys.iter().map(Bytes::len).sum(),
+            Op::Set(args) => args.key.len() + args.value.len(),
+            Op::Scan(args) => args.pattern.as_ref().map_or(0, Bytes::len),
+            Op::Unwatch(_) | Op::Exec(..) | Op::RandomKey | Op::Clear => 0,
+        }
+    }
+}
+
 /// What one [`Op`] came to, in the same position as the op in its batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -55,7 +55,11 @@ impl Session {
         let exec_groups = std::mem::take(&mut self.exec_groups);
         let mut last_write = self.last_write;
         let protocol = self.protocol;
-        let buffers = self.client.as_ref().map(|c| c.client().buffers.clone());
+        // Not cloned for every batch: it travels with the batch and comes back in `Answered`.
+        let buffers = self.buffers.take();
+        // Under a cap, an eviction ends the batch wherever it is (a `WAIT`, a durability wait,
+        // a write its client does not read), so that what it holds is let go at once.
+        let guard = buffers.as_ref().filter(|b| b.capped()).cloned();
         let work = async move {
             let (waited, refusal) = match waits {
                 Some(waits) => {
@@ -165,15 +169,11 @@ impl Session {
                 bytes = 0;
                 close = true;
             }
-            match (bytes >= output::FLUSH_BYTES, buffers) {
-                // Large replies count against `--maxmemory-clients` until written, and an
-                // eviction ends a write the client does not read.
+            match (bytes >= output::FLUSH_BYTES, &buffers) {
+                // Large replies count against `--maxmemory-clients` until written.
                 (true, Some(buffers)) => {
                     buffers.writing(bytes);
-                    tokio::select! {
-                        written = output::write(&mut writer, &mut out, &replies, bytes, protocol) => written?,
-                        () = buffers.until_evicted() => return Err(BatchError::Evicted),
-                    }
+                    output::write(&mut writer, &mut out, &replies, bytes, protocol).await?;
                     buffers.writing(0);
                 }
                 _ => output::write(&mut writer, &mut out, &replies, bytes, protocol).await?,
@@ -184,10 +184,21 @@ impl Session {
                 close,
                 last_write,
                 observed,
+                buffers,
             })
         };
+        let guarded = async move {
+            match guard {
+                Some(guard) => tokio::select! {
+                    answered = work => answered,
+                    () = guard.until_evicted() => Err(BatchError::Evicted),
+                },
+                None => work.await,
+            }
+        };
         ctx.wait(
-            work.into_actor(self)
+            guarded
+                .into_actor(self)
                 .map(|result, act, ctx| act.answered(result, ctx)),
         );
     }

@@ -147,6 +147,7 @@ impl Session {
         };
         let mut out = std::mem::take(&mut self.out);
         let (last_write, observed) = (self.last_write, self.observed);
+        let buffers = self.buffers.take();
         let work = async move {
             let (reply, protocol, taken) = work.await;
             let replies = [reply];
@@ -158,6 +159,7 @@ impl Session {
                 close: false,
                 last_write,
                 observed,
+                buffers,
             };
             Ok::<_, BatchError>((answered, protocol, taken))
         };

@@ -74,6 +74,7 @@ impl Session {
             .do_send(SessionReplicating { id: self.id });
         // Nor is it listed among the clients (`CLIENT LIST`), or closed by `CLIENT KILL`.
         self.client = None;
+        self.buffers = None;
         let me = ctx.address().recipient();
         let Some(mut writer) = self.writer.take() else {
             return ctx.stop();
@@ -124,6 +125,7 @@ impl Session {
         };
         let out = std::mem::take(&mut self.out);
         let (last_write, observed) = (self.last_write, self.observed);
+        let buffers = self.buffers.take();
         let work = async move {
             let line = line.await?;
             writer.send(&line).await?;
@@ -133,6 +135,7 @@ impl Session {
                 close,
                 last_write,
                 observed,
+                buffers,
             })
         };
         ctx.wait(work.into_actor(self).map(|result, act, ctx| {

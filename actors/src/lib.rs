@@ -23,6 +23,7 @@
 //!   rights, and the checks of their passwords.
 //! - [`tls`]: TLS on every link: the certificate files, the reloadable configs, a stream that
 //!   is plain or TLS, accepting and dialing over it.
+//! - [`log_pace`]: warnings anyone on the network can cause, at most one per period.
 //! - [`outgoing`]: how the node dials its peers (replication, Raft RPCs): from the source
 //!   address `--source-addr` names, if any.
 //!
@@ -38,6 +39,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod consensus;
+pub mod log_pace;
 pub mod outgoing;
 pub mod protocol;
 pub mod replication;

@@ -463,10 +463,14 @@ impl Node {
         })
     }
 
-    /// Read the TLS files again for new connections (SIGHUP); `None` for a node without TLS.
-    /// A failure keeps the certificates in use; either way it is logged.
-    pub fn reload_tls(&self) -> Option<Result<(), TlsError>> {
-        self.tls.as_ref().map(|tls| tls.reload("SIGHUP"))
+    /// Read the TLS files again for new connections (SIGHUP), off the caller's thread; `None`
+    /// for a node without TLS. A failure keeps the certificates in use; either way it is
+    /// logged.
+    pub async fn reload_tls(&self) -> Option<Result<(), TlsError>> {
+        match &self.tls {
+            Some(tls) => Some(tls.reload_off_thread("SIGHUP").await),
+            None => None,
+        }
     }
 
     /// Give streaming replicas a moment to acknowledge everything up to `seq` before the

@@ -197,6 +197,15 @@ impl TlsContext {
         }
     }
 
+    /// [`TlsContext::reload`] on a thread that may block (it reads files), so that the
+    /// caller's thread (the Store's, or the main one) goes on serving meanwhile.
+    pub async fn reload_off_thread(&self, by: &'static str) -> Result<(), TlsError> {
+        let tls = self.clone();
+        tokio::task::spawn_blocking(move || tls.reload(by))
+            .await
+            .unwrap_or_else(|e| Err(TlsError::Config(e.to_string())))
+    }
+
     /// What the client port accepts TLS connections with now.
     pub fn client_acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(self.current().clients.clone())

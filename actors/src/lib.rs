@@ -18,7 +18,7 @@
 //!   (`INFO`, `DIGEST`).
 //! - [`consensus`]: the failover control plane, on openraft: which node is primary for which
 //!   epoch, the lease that fences a primary, and the data-aware vote. Of the rest of the crate
-//!   it uses only [`outgoing`] and [`tls`], to dial and accept its peers.
+//!   it uses only [`outgoing`] and [`tls`], to dial and accept its peers, and [`log_pace`].
 //! - [`auth`]: client authentication: the users (the users file, `--requirepass`), their
 //!   rights, and the checks of their passwords.
 //! - [`tls`]: TLS on every link: the certificate files, the reloadable configs, a stream that

@@ -454,8 +454,10 @@ impl TryFrom<NodeArgs> for NodeConfig {
                 return Err(ConfigError::DuplicatePeer(twice.clone()));
             }
         }
-        let has_peers =
-            !args.peers.is_empty() || !args.replicas.is_empty() || args.role == Role::Cluster;
+        // A replica checks its primary's certificate, as a primary checks its replicas'.
+        let has_peers = !args.peers.is_empty()
+            || !args.replicas.is_empty()
+            || matches!(args.role, Role::Cluster | Role::Replica);
         let tls = args.tls.resolve(has_peers)?;
         Ok(NodeConfig {
             tls,

@@ -6,8 +6,9 @@
 //! Threads: the Store, the sessions, and the replicators (or the follower) share one arbiter,
 //! as Redis serves everything from one thread: on a small machine, waking another thread costs
 //! more than the work handed to it. Only the persistence writer, whose file calls block, has
-//! an arbiter of its own. `io_threads` above 1 adds arbiters that take sessions too. The
-//! Listener runs on the arbiter that calls [`Node::start`].
+//! an arbiter of its own, and so do TLS handshakes, whose cryptography would hold up the
+//! Store. `io_threads` above 1 adds arbiters that take sessions too. The Listener runs on the
+//! arbiter that calls [`Node::start`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -414,6 +415,8 @@ impl Node {
         let session_arbiters = std::iter::once(store_arbiter.handle())
             .chain(io_arbiters.iter().map(Arbiter::handle))
             .collect();
+        // TLS handshakes' cryptography gets a thread of its own, off the Store's.
+        let handshake_arbiter = tls.as_ref().map(|_| Arbiter::new());
         let listener_config = ListenerConfig {
             arbiters: session_arbiters,
             max_clients: config.max_clients,
@@ -429,6 +432,7 @@ impl Node {
             }),
             clients: node_context.clients.clone(),
             tls: tls.clone(),
+            handshake_arbiter: handshake_arbiter.as_ref().map(Arbiter::handle),
         };
         let listener = Listener::start(sockets, store.clone(), listener_config, &log);
         info!(log, "listening"; "addr" => %addr,
@@ -439,6 +443,7 @@ impl Node {
             "io_threads" => io_arbiters.len() + 1);
 
         let mut arbiters = io_arbiters;
+        arbiters.extend(handshake_arbiter);
         arbiters.push(store_arbiter);
         arbiters.push(writer_arbiter);
         Ok(Node {
@@ -458,10 +463,14 @@ impl Node {
         })
     }
 
-    /// Read the TLS files again for new connections (SIGHUP); `None` for a node without TLS.
-    /// A failure keeps the certificates in use; either way it is logged.
-    pub fn reload_tls(&self) -> Option<Result<(), TlsError>> {
-        self.tls.as_ref().map(|tls| tls.reload("SIGHUP"))
+    /// Read the TLS files again for new connections (SIGHUP), off the caller's thread; `None`
+    /// for a node without TLS. A failure keeps the certificates in use; either way it is
+    /// logged.
+    pub async fn reload_tls(&self) -> Option<Result<(), TlsError>> {
+        match &self.tls {
+            Some(tls) => Some(tls.reload_off_thread("SIGHUP").await),
+            None => None,
+        }
     }
 
     /// Give streaming replicas a moment to acknowledge everything up to `seq` before the

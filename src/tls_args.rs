@@ -43,8 +43,8 @@ pub struct TlsArgs {
     pub tls_key: Option<PathBuf>,
 
     /// The certificate authority (PEM) that clients' certificates (see --tls-auth-clients)
-    /// and peers' certificates (replicas, cluster members) must be signed by. Required when
-    /// the node has peers.
+    /// and peers' certificates (primaries, replicas, cluster members) must be signed by.
+    /// Required when the node has peers (a replica included).
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
 
@@ -81,15 +81,15 @@ pub enum TlsConfigError {
     #[error("--tls-auth-clients {0} needs --tls-ca to check client certificates against")]
     AuthWithoutCa(&'static str),
     #[error(
-        "a node with TLS and peers (--replica, --peers, --role cluster) needs --tls-ca: \
-         it checks every peer's certificate against it"
+        "a node with TLS and peers (--replica, --peers, --role cluster or replica) needs \
+         --tls-ca: it checks every peer's certificate against it, its primary's included"
     )]
     PeersWithoutCa,
 }
 
 impl TlsArgs {
-    /// The flags checked: `None` without TLS. A node that dials peers (`has_peers`) needs an
-    /// authority to check their certificates by.
+    /// The flags checked: `None` without TLS. A node with peers (`has_peers`: it dials them,
+    /// or takes a primary's stream) needs an authority to check their certificates by.
     pub fn resolve(self, has_peers: bool) -> Result<Option<TlsConfig>, TlsConfigError> {
         let (cert, key) = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => (cert, key),

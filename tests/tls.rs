@@ -202,3 +202,81 @@ fn a_node_without_tls_says_so_at_tls_reload() {
     assert!(reply.contains("TLS is not enabled on this node"), "{reply}");
     assert!(redis_cli(&node, &["INFO"]).contains("tls:no"));
 }
+
+/// A load balancer's health check or a port scanner opens and closes TCP connections on the
+/// TLS port all day: each is closed quietly, and other failures are warned of at most once
+/// per 10 s, with a count of the quiet ones.
+#[test]
+fn connections_that_close_before_the_tls_handshake_do_not_each_log_a_warning() {
+    let world = TlsWorld::new("ca");
+    let node = start(&world, Some(&world), &["--tls-auth-clients", "no"]);
+    let port = node.tls_port.unwrap();
+    for _ in 0..30 {
+        drop(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    }
+    for _ in 0..5 {
+        let mut garbage = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        garbage.write_all(b"\x16\x03\x01\x00\x05hello").unwrap();
+    }
+    // Every probe has been handled once only the INFO connection itself is left.
+    wait_until("the probes are closed", || {
+        tls_cli(port, &world.ca_file, None, &["INFO"])
+            .lines()
+            .any(|l| l.trim() == "connected_clients:1")
+    });
+    let warnings = node.log().matches("did not set up TLS").count();
+    assert!(
+        warnings <= 1,
+        "{warnings} warnings for 35 probes:\n{}",
+        node.log()
+    );
+    assert!(pongs(port, &world.ca_file, None), "the node still serves");
+}
+
+/// How long `node` takes to exit after SIGTERM while a silent TCP connection to `port` is
+/// open (it sends the first byte of a TLS handshake 8 s in, and nothing more), and its log.
+fn stop_with_a_silent_connection(
+    mut node: NodeProcess,
+    port: u16,
+    info: impl Fn(&NodeProcess) -> String,
+) -> (std::time::Duration, String) {
+    let idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut late = idle.try_clone().unwrap();
+    // Part of the scenario, not a wait for a condition: a handshake that starts late.
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(8));
+        let _ = late.write_all(&[0x16]);
+    });
+    wait_until("the node counts the silent connection", || {
+        info(&node)
+            .lines()
+            .any(|l| l.trim() == "connected_clients:2")
+    });
+    let start = std::time::Instant::now();
+    node.signal("TERM");
+    node.wait_exit();
+    drop(idle);
+    (start.elapsed(), node.log())
+}
+
+/// A connection that has not finished its TLS handshake (a scanner, a health check that holds
+/// the socket, a client that has not typed yet) is not a session yet; shutdown closes it at
+/// once, as it closes an idle plain client, and the shutdown stays clean.
+#[test]
+fn a_silent_connection_on_the_tls_port_does_not_hold_up_a_clean_shutdown() {
+    let plain = NodeProcess::start(&[]);
+    let port = plain.addr.port();
+    let info = |node: &NodeProcess| redis_cli(node, &["INFO"]);
+    let (took, log) = stop_with_a_silent_connection(plain, port, info);
+    assert!(took.as_secs() < 5, "plain: {took:?}\n{log}");
+
+    let world = TlsWorld::new("ca");
+    let node = start(&world, Some(&world), &["--tls-auth-clients", "no"]);
+    let port = node.tls_port.unwrap();
+    let info = |_: &NodeProcess| tls_cli(port, &world.ca_file, None, &["INFO"]);
+    let (took, log) = stop_with_a_silent_connection(node, port, info);
+    assert!(
+        took.as_secs() < 5 && !log.contains("sessions still open after the grace period"),
+        "TLS: shutdown took {took:?}\n{log}"
+    );
+}

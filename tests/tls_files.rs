@@ -106,4 +106,7 @@ fn a_node_with_bad_tls_flags_or_files_does_not_start_and_says_why_in_one_line() 
     let tls = ["--tls-cert", path(&cert), "--tls-key", path(&key)];
     let log = refused(&[&tls[..], &["--replica", "127.0.0.1:1"]].concat());
     assert!(log.contains("needs --tls-ca"), "{log}");
+    // A replica checks its primary's certificate against it.
+    let log = refused(&[&tls[..], &["--role", "replica"]].concat());
+    assert!(log.contains("needs --tls-ca"), "{log}");
 }

@@ -18,11 +18,12 @@
 //!   (`INFO`, `DIGEST`).
 //! - [`consensus`]: the failover control plane, on openraft: which node is primary for which
 //!   epoch, the lease that fences a primary, and the data-aware vote. Of the rest of the crate
-//!   it uses only [`outgoing`] and [`tls`], to dial and accept its peers.
+//!   it uses only [`outgoing`] and [`tls`], to dial and accept its peers, and [`log_pace`].
 //! - [`auth`]: client authentication: the users (the users file, `--requirepass`), their
 //!   rights, and the checks of their passwords.
 //! - [`tls`]: TLS on every link: the certificate files, the reloadable configs, a stream that
 //!   is plain or TLS, accepting and dialing over it.
+//! - [`log_pace`]: warnings anyone on the network can cause, at most one per period.
 //! - [`outgoing`]: how the node dials its peers (replication, Raft RPCs): from the source
 //!   address `--source-addr` names, if any.
 //!
@@ -38,6 +39,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod consensus;
+pub mod log_pace;
 pub mod outgoing;
 pub mod protocol;
 pub mod replication;

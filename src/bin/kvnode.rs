@@ -1,5 +1,6 @@
 //! `kvnode`: run one node of kvstore. See `kvnode --help`.
 
+use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -129,14 +130,18 @@ impl StopSignals {
     }
 
     /// Resolves on the first stop signal, naming it; runs `reload_tls` at every SIGHUP
-    /// meanwhile (which logs how it went; a node without TLS says it has none to reload).
-    async fn wait<R>(mut self, log: &Logger, reload_tls: impl Fn() -> Option<R>) -> &'static str {
+    /// meanwhile, off this thread (it logs how it went; a node without TLS says it has none to
+    /// reload).
+    async fn wait<R, F>(mut self, log: &Logger, reload_tls: impl Fn() -> F) -> &'static str
+    where
+        F: Future<Output = Option<R>>,
+    {
         loop {
             tokio::select! {
                 _ = self.interrupt.recv() => return "SIGINT",
                 _ = self.terminate.recv() => return "SIGTERM",
                 _ = self.hangup.recv() => {
-                    if reload_tls().is_none() {
+                    if reload_tls().await.is_none() {
                         info!(log, "SIGHUP: this node has no TLS to reload");
                     }
                 }

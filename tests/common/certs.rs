@@ -68,9 +68,13 @@ impl TestCa {
     /// `localhost` and `127.0.0.1`, for server and client use, signed by this CA and written
     /// to `dir/<name>.crt` and `dir/<name>.key`.
     pub fn issue(&self, dir: &Path, name: &str) -> CertFiles {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .expect("certificate parameters");
+        self.issue_for(dir, name, &["localhost", "127.0.0.1"])
+    }
+
+    /// As [`TestCa::issue`], but valid only for the host names and IP addresses `sans`.
+    pub fn issue_for(&self, dir: &Path, name: &str, sans: &[&str]) -> CertFiles {
+        let sans = sans.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut params = CertificateParams::new(sans).expect("certificate parameters");
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![

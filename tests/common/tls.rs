@@ -32,6 +32,11 @@ impl TlsWorld {
     pub fn issue(&self, name: &str) -> CertFiles {
         self.ca.issue(self.dir.path(), name)
     }
+
+    /// A certificate for `name`, signed by this authority, valid only for `sans`.
+    pub fn issue_for(&self, name: &str, sans: &[&str]) -> CertFiles {
+        self.ca.issue_for(self.dir.path(), name, sans)
+    }
 }
 
 /// The flags of a node showing `files`, checking peers and clients against `ca` if given.

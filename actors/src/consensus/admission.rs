@@ -8,11 +8,12 @@
 //! for its own heartbeats, and so its lease. Members that know the secret finish their
 //! handshake in two round trips, far inside the deadline, and never wait for a place.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::log_pace::LogPace;
 
 /// How long a connection may take to set up TLS and prove the cluster secret, all of it.
 pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(3);
@@ -22,31 +23,21 @@ pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(3);
 /// dozens of members.
 pub const MAX_SETTING_UP: usize = 64;
 
-/// How often refused connections are logged at warning level (the rest at debug level, with
-/// a count in the next warning).
-pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
-
 /// The control plane's admission state, shared by every connection a member serves.
 #[derive(Debug)]
 pub struct Admission {
     /// Places for connections that have not finished their handshake.
     setting_up: Arc<Semaphore>,
-    /// The origin of `refusal_logged`.
-    started: Instant,
-    /// Seconds after `started`, plus [`REFUSAL_LOG_EVERY`], at which a refusal was last
-    /// logged at warning level (0: never).
-    refusal_logged: AtomicU64,
-    /// Refusals logged at debug level since the last warning.
-    quiet_refusals: AtomicU64,
+    /// Refusals are logged at warning level at most once per 10 s (the rest at debug level,
+    /// with a count in the next warning).
+    refusals: LogPace,
 }
 
 impl Default for Admission {
     fn default() -> Self {
         Admission {
             setting_up: Arc::new(Semaphore::new(MAX_SETTING_UP)),
-            started: Instant::now(),
-            refusal_logged: AtomicU64::new(0),
-            quiet_refusals: AtomicU64::new(0),
+            refusals: LogPace::default(),
         }
     }
 }
@@ -60,22 +51,9 @@ impl Admission {
 
     /// A refusal happened: answers `Some(count of refusals not logged at warning level since
     /// the last warning)` when this one should be logged at warning level, at most once per
-    /// [`REFUSAL_LOG_EVERY`] for the whole member; `None` when it goes to debug level.
+    /// 10 s for the whole member; `None` when it goes to debug level.
     pub fn refusal_warning(&self) -> Option<u64> {
-        let now = self.started.elapsed().as_secs() + REFUSAL_LOG_EVERY.as_secs();
-        let last = self.refusal_logged.load(Ordering::Relaxed);
-        let due = now >= last + REFUSAL_LOG_EVERY.as_secs()
-            && self
-                .refusal_logged
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok();
-        match due {
-            true => Some(self.quiet_refusals.swap(0, Ordering::Relaxed)),
-            false => {
-                self.quiet_refusals.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-        }
+        self.refusals.warning()
     }
 }
 
@@ -91,14 +69,5 @@ mod tests {
         assert!(admission.place().is_none(), "one more waits for nothing");
         drop(held);
         assert!(admission.place().is_some());
-    }
-
-    #[test]
-    fn one_refusal_per_period_is_a_warning_and_it_counts_the_quiet_ones() {
-        let admission = Admission::default();
-        assert_eq!(admission.refusal_warning(), Some(0));
-        assert_eq!(admission.refusal_warning(), None);
-        assert_eq!(admission.refusal_warning(), None);
-        assert_eq!(admission.quiet_refusals.load(Ordering::Relaxed), 2);
     }
 }

@@ -24,7 +24,7 @@ use crate::consensus::position::{DataPosition, PositionFn};
 use crate::consensus::type_config::Raft;
 use crate::consensus::wire::{read_frame, write_frame, NetError, RpcRequest, RpcResponse};
 use crate::replication::auth::ClusterSecret;
-use crate::tls::{Stream, TlsContext};
+use crate::tls::{Socket, Stream, TlsContext};
 
 /// Everything needed to answer Raft RPCs for one node; cheap to clone into each connection.
 #[derive(Clone)]
@@ -64,7 +64,7 @@ async fn secure(
         Some(None) => Err(NetError::Unauthenticated(
             "TLS on the control plane needs --tls-ca".into(),
         )),
-        Some(Some(acceptor)) => match acceptor.accept(stream).await {
+        Some(Some(acceptor)) => match acceptor.accept(Socket::from(stream)).await {
             Ok(tls) => Ok(Stream::Tls(Box::new(tls.into()))),
             Err(e) => Err(NetError::Unauthenticated(format!(
                 "TLS handshake failed: {e}"

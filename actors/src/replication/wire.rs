@@ -249,6 +249,10 @@ pub enum Refusal {
     /// A node with TLS takes a replication stream only over TLS.
     #[error("replication refused: this node takes replication only over TLS")]
     NotTls,
+    /// Over TLS, the primary showed no certificate from this node's `--tls-ca`: whoever knows
+    /// the secret, or anyone on a node without one, must not replace the node's data.
+    #[error("replication refused: a primary must show a certificate from this node's --tls-ca")]
+    Uncertified,
 }
 
 /// A line the replica sends back to its primary.

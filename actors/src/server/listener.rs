@@ -7,8 +7,8 @@
 //!
 //! One Listener serves every client port of a node (the plain `--listen` port and the TLS
 //! `--tls-port`), so the client limit counts them together. On a port that speaks TLS, the
-//! handshake runs on the session's arbiter before the session starts, off the accept loop; the
-//! connection holds its place among the clients meanwhile.
+//! handshake runs before the session starts, off the accept loop and off the Store's thread
+//! ([`super::handshakes`]); the connection holds its place among the clients meanwhile.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -26,13 +26,14 @@ use slog::{debug, info, warn, Logger};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::handshakes::Handshakes;
 use super::session::{self, Session, SessionClosed, SessionOwner, SessionReplicating};
 use super::session_config::SessionConfig;
 use crate::protocol::codec::protocol_of;
 use crate::protocol::reply::{ErrorReply, Protocol, Reply};
 use crate::replication::wire::Replicate;
 use crate::store::Store;
-use crate::tls::accept::{self, PortMode, HANDSHAKE_BYTE};
+use crate::tls::accept::{PortMode, HANDSHAKE_BYTE};
 use crate::tls::TlsContext;
 
 /// How long to back off after `accept` fails (for example when out of file descriptors), so
@@ -63,6 +64,8 @@ pub struct ListenerConfig {
     pub clients: Arc<AtomicUsize>,
     /// The node's TLS, for the ports that speak it; `None`: every port is plain.
     pub tls: Option<TlsContext>,
+    /// Where TLS handshakes run, off the Store's thread; `None`: on the session's arbiter.
+    pub handshake_arbiter: Option<ArbiterHandle>,
 }
 
 /// Stop accepting, ask every session to finish, and answer once all have.
@@ -112,6 +115,8 @@ pub struct Listener {
     drained: Vec<oneshot::Sender<()>>,
     /// Refused connections waiting to show which protocol they speak.
     refusing: Arc<AtomicUsize>,
+    /// Connections setting up (TLS or plain text, the TLS handshake) before their session.
+    handshakes: Handshakes,
 }
 
 impl Listener {
@@ -132,6 +137,7 @@ impl Listener {
                 ctx.add_stream(incoming)
             });
             let accepting = Some(handles.collect());
+            let handshakes = Handshakes::new(config.handshake_arbiter.clone());
             Listener {
                 store,
                 config,
@@ -144,6 +150,7 @@ impl Listener {
                 accepting,
                 drained: Vec::new(),
                 refusing: Arc::new(AtomicUsize::new(0)),
+                handshakes,
             }
         })
     }
@@ -201,37 +208,22 @@ impl Listener {
         let log = self.log.clone();
         // Taken now: a connection gets the certificates current when it arrives.
         let acceptor = self.config.tls.as_ref().map(TlsContext::client_acceptor);
-        let spawned = arbiter.spawn(async move {
-            let tcp = TcpStream::from_std(stream);
-            let stream = match tcp {
-                Ok(tcp) => accept::accept(tcp, mode, acceptor).await,
-                Err(error) => {
-                    debug!(log, "connection lost before its session started"; "peer" => %peer, "error" => %error);
-                    return me.do_send(SessionClosed { id });
-                }
+        let closed = me.clone();
+        let lost = move || closed.do_send(SessionClosed { id });
+        let start = move |stream| {
+            let owner = SessionOwner {
+                closed: me.clone().recipient(),
+                replicating: me.clone().recipient(),
             };
-            let stream = match stream {
-                Ok(stream) => stream,
-                Err(error) => {
-                    warn!(log, "closing a connection that did not set up TLS"; "peer" => %peer, "reason" => %error);
-                    return me.do_send(SessionClosed { id });
-                }
-            };
-            let started = {
-                let owner = SessionOwner {
-                    closed: me.clone().recipient(),
-                    replicating: me.clone().recipient(),
-                };
-                Session::start(
-                    id,
-                    stream,
-                    store,
-                    owner,
-                    session_config,
-                    replication_only,
-                    &log,
-                )
-            };
+            let started = Session::start(
+                id,
+                stream,
+                store,
+                owner,
+                session_config,
+                replication_only,
+                &log,
+            );
             match started {
                 Ok(addr) => me.do_send(SessionStarted { id, addr }),
                 Err(error) => {
@@ -239,7 +231,11 @@ impl Listener {
                     me.do_send(SessionClosed { id });
                 }
             }
-        });
+        };
+        let connection = (stream, peer, mode);
+        let spawned =
+            self.handshakes
+                .spawn(connection, acceptor, arbiter, (start, lost), &self.log);
         if !spawned {
             warn!(self.log, "I/O arbiter is gone; dropping connection"; "peer" => %peer);
             self.sessions.remove(&id);
@@ -450,6 +446,8 @@ impl Handler<StopAccepting> for Listener {
             for handle in handles {
                 ctx.cancel_future(handle);
             }
+            // Connections still setting up are not sessions yet: nothing else stops them.
+            self.handshakes.stop();
             info!(self.log, "stopped accepting connections"; "open_sessions" => self.sessions.len());
             for addr in self.sessions.values().flatten() {
                 addr.do_send(session::Shutdown);

@@ -5,6 +5,8 @@
 //! - [`session`]: one client connection: batches of requests to the Store, replies in order;
 //!   or, when a primary opens a replication stream on it, the glue to
 //!   [`crate::replication::replica_link`].
+//! - [`handshakes`]: telling TLS from plain text and the TLS handshake, off the Store's thread,
+//!   before a session starts.
 //! - [`session_config`]: the settings every session of a node shares.
 //! - [`watched`]: a socket's read half that notes when bytes last arrived.
 //! - [`output`]: writing a batch's replies to the socket.
@@ -25,6 +27,7 @@ pub mod client_query;
 pub mod client_registry;
 pub mod cluster_query;
 pub mod digest;
+pub mod handshakes;
 pub mod info;
 pub mod listener;
 pub mod node_context;

@@ -18,7 +18,6 @@ use crate::protocol::reply::{ErrorReply, Protocol, Reply};
 use crate::replication::follower::Resync;
 use crate::store::glob::Glob;
 use crate::store::{Seq, Stats, Store};
-use crate::tls::TlsError;
 
 /// Why a node query could not be answered; ends the session that asked.
 #[derive(Debug, Error)]
@@ -68,13 +67,7 @@ pub async fn answer(
         NodeQuery::Sentinel(query) => cluster_query::sentinel(node, query),
         NodeQuery::TlsReload => match &node.tls {
             // Off the session's thread (the Store's, usually): it reads files.
-            Some(tls) => match tokio::task::spawn_blocking({
-                let tls = tls.clone();
-                move || tls.reload("TLS RELOAD")
-            })
-            .await
-            .unwrap_or_else(|e| Err(TlsError::Config(e.to_string())))
-            {
+            Some(tls) => match tls.reload_off_thread("TLS RELOAD").await {
                 Ok(()) => Reply::Ok,
                 Err(error) => Reply::Error(ErrorReply::Command(CommandError::Invalid(format!(
                     "TLS reload failed: {error}"

@@ -124,6 +124,8 @@ pub struct Session {
     logged_in: Option<Arc<AtomicBool>>,
     /// Whether the connection is TLS: a node with TLS takes a replication stream only so.
     tls: bool,
+    /// Whether it showed a certificate from `--tls-ca`, which a primary's stream must.
+    certified: bool,
 }
 
 impl Session {
@@ -139,11 +141,10 @@ impl Session {
         replication_only: bool,
         log: &Logger,
     ) -> io::Result<Addr<Session>> {
-        let tcp = stream.tcp();
+        let tcp = stream.tcp()?;
         let peer = tcp.peer_addr()?;
         let (local, fd) = (tcp.local_addr()?, client_registry::fd(tcp));
-        tcp.set_nodelay(true)?;
-        let tls = stream.is_tls();
+        let (tls, certified) = (stream.is_tls(), stream.peer_certified());
         let (reader, writer) = stream.into_split();
         let log = log.new(slog::o!("peer" => peer.to_string(), "session" => id));
         Ok(Session::create(move |ctx| {
@@ -230,6 +231,7 @@ impl Session {
                 logged_in,
                 pending: Vec::new(),
                 tls,
+                certified,
             }
         }))
     }
@@ -551,8 +553,8 @@ impl Handler<Evict> for Session {
             Reply::Error(ErrorReply::Evicted).encode(protocol, &mut line);
             // Never waits: a client that reads nothing is not waited for.
             let _ = writer.try_write(&line);
-            // Dropping the write half ends the stream to the client.
-            drop(writer);
+            // Ends the stream to the client (for TLS, dropping the half alone would not).
+            writer.try_close();
         }
         self.client = None;
         ctx.run_later(EVICTED_LINGER, |_, ctx| ctx.stop());

@@ -1,22 +1,31 @@
 //! Accepting a connection on a port that may speak TLS: tell a TLS client from a plain one by
-//! its first byte, and run the handshake within a deadline. Runs per connection, off the
-//! accept loop, so a slow or silent client never holds up the next one.
+//! its first byte, and run the handshake, both within one deadline. Runs per connection, off
+//! the accept loop, so a slow or silent client never holds up the next one; only so many
+//! handshakes run at once, so that a flood of them cannot take every core.
 
 use std::io;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::time::{timeout_at, Instant};
 use tokio_rustls::TlsAcceptor;
 
-use super::stream::Stream;
+use super::stream::{Socket, Stream};
 
 /// A TLS connection opens with a handshake record, whose first byte is this; no command of
 /// either text protocol starts with it.
 pub const HANDSHAKE_BYTE: u8 = 0x16;
 
-/// How long a client is given to start and finish its TLS handshake.
+/// How long a client is given to start and finish its TLS handshake, from when it is
+/// accepted.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most TLS handshakes a node runs at once; a connection that opens one past it is
+/// closed. Its cryptography is the costliest thing a client can make a node do before it has
+/// proved anything.
+pub const MAX_HANDSHAKES: usize = 64;
 
 /// What a plain-text client on a TLS-only port is told before it is closed: one line that
 /// `nc` shows as it is and `redis-cli` shows as an error.
@@ -53,20 +62,30 @@ pub enum AcceptError {
     /// The handshake failed: an untrusted or missing certificate, no common protocol ...
     #[error("TLS handshake failed: {0}")]
     Handshake(io::Error),
+    /// [`MAX_HANDSHAKES`] were running already.
+    #[error("{MAX_HANDSHAKES} TLS handshakes running already; closed")]
+    Busy,
 }
 
 /// Make `tcp`, accepted on a port in `mode`, a [`Stream`]: as it is on a plain port; on the
-/// others, TLS by `acceptor` when its first byte opens a handshake.
+/// others, TLS by `acceptor` when its first byte opens a handshake, which then needs one of
+/// the `handshakes` places. Telling which and the handshake share one deadline,
+/// [`HANDSHAKE_TIMEOUT`] from now.
 pub async fn accept(
     tcp: TcpStream,
     mode: PortMode,
     acceptor: Option<TlsAcceptor>,
+    handshakes: &Semaphore,
 ) -> Result<Stream, AcceptError> {
+    // Before the handshake, whose flights then go out without waiting for acknowledgements.
+    // Best effort: a socket that cannot take it is gone, and its first read will say so.
+    let _ = tcp.set_nodelay(true);
     let Some(acceptor) = acceptor.filter(|_| mode != PortMode::Plain) else {
         return Ok(Stream::Plain(tcp));
     };
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut first = [0u8; 1];
-    let peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await;
+    let peeked = timeout_at(deadline, tcp.peek(&mut first)).await;
     match (peeked, mode) {
         // Silence on a port that also speaks plain text is a plain client not typing yet.
         (Err(_), PortMode::Either) => return Ok(Stream::Plain(tcp)),
@@ -82,7 +101,11 @@ pub async fn accept(
         }
         (Ok(Ok(_)), _) => {}
     }
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    // Taken only once a handshake opens: a silent connection costs no place.
+    let Ok(_place) = handshakes.try_acquire() else {
+        return Err(AcceptError::Busy);
+    };
+    match timeout_at(deadline, acceptor.accept(Socket::from(tcp))).await {
         Ok(Ok(tls)) => Ok(Stream::Tls(Box::new(tls.into()))),
         Ok(Err(error)) => Err(AcceptError::Handshake(error)),
         Err(_) => Err(AcceptError::Timeout),

@@ -25,7 +25,8 @@ pub enum ClientAuth {
     Required,
     /// A certificate is asked for; one that is shown must be from the authority.
     Optional,
-    /// Clients are not asked for a certificate.
+    /// Clients need no certificate. With an authority they are still asked for one (a
+    /// primary's replication stream must show one), and one that is shown must be from it.
     No,
 }
 
@@ -101,16 +102,18 @@ fn server_config(
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(refused)?;
-    let builder = match (roots, auth) {
-        (Some(roots), ClientAuth::Required | ClientAuth::Optional) => {
+    // With an authority, every client is asked for a certificate, even when it needs none:
+    // a replication stream arrives on this port, and its primary must show one.
+    let builder = match roots {
+        Some(roots) => {
             let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider);
             let verifier = match auth {
-                ClientAuth::Optional => verifier.allow_unauthenticated(),
-                _ => verifier,
+                ClientAuth::Required => verifier,
+                ClientAuth::Optional | ClientAuth::No => verifier.allow_unauthenticated(),
             };
             builder.with_client_cert_verifier(verifier.build().map_err(refused)?)
         }
-        _ => builder.with_no_client_auth(),
+        None => builder.with_no_client_auth(),
     };
     let resolver = Arc::new(SingleCertAndKey::from(identity.clone()));
     Ok(Arc::new(builder.with_cert_resolver(resolver)))
@@ -192,6 +195,15 @@ impl TlsContext {
                 Err(error)
             }
         }
+    }
+
+    /// [`TlsContext::reload`] on a thread that may block (it reads files), so that the
+    /// caller's thread (the Store's, or the main one) goes on serving meanwhile.
+    pub async fn reload_off_thread(&self, by: &'static str) -> Result<(), TlsError> {
+        let tls = self.clone();
+        tokio::task::spawn_blocking(move || tls.reload(by))
+            .await
+            .unwrap_or_else(|e| Err(TlsError::Config(e.to_string())))
     }
 
     /// What the client port accepts TLS connections with now.

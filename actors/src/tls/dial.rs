@@ -7,7 +7,7 @@ use std::io;
 use rustls::pki_types::ServerName;
 
 use super::context::TlsContext;
-use super::stream::Stream;
+use super::stream::{Socket, Stream};
 
 /// The host part of `host:port` (brackets of an IPv6 address removed), which the peer's
 /// certificate must name.
@@ -33,7 +33,7 @@ pub async fn dial(addr: &str, tls: Option<&TlsContext>) -> io::Result<Stream> {
             format!("{addr}: not a host name a certificate can name: {e}"),
         )
     })?;
-    let stream = connector.connect(name, tcp).await?;
+    let stream = connector.connect(name, Socket::from(tcp)).await?;
     Ok(Stream::Tls(Box::new(stream.into())))
 }
 

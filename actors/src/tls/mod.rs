@@ -5,7 +5,7 @@
 //!   errors that name the file and what is wrong;
 //! - [`context`]: the reloadable state: the configs the node accepts and dials with, replaced
 //!   whole by a reload, kept when a reload fails;
-//! - [`stream`]: a connection that is plain or TLS, and its halves;
+//! - [`stream`]: a connection that is plain or TLS, its halves, and parked between threads;
 //! - [`accept`]: telling TLS clients from plain ones on a port and running the handshake;
 //! - [`dial`]: connecting to a peer over TLS.
 //!
@@ -19,4 +19,4 @@ pub mod stream;
 
 pub use context::{ClientAuth, TlsContext, TlsSettings};
 pub use files::{TlsError, TlsFiles};
-pub use stream::{ReadHalf, Stream, WriteHalf};
+pub use stream::{Parked, ReadHalf, Socket, Stream, WriteHalf};

@@ -26,6 +26,11 @@ impl Session {
         if node.tls.is_some() && !self.tls {
             return self.refuse_stream(Refusal::NotTls, ctx);
         }
+        // The client port asks every client for a certificate once the node has an authority,
+        // whatever `--tls-auth-clients` says, so that a primary's can be checked here.
+        if self.tls && !self.certified {
+            return self.refuse_stream(Refusal::Uncertified, ctx);
+        }
         // In a failover cluster, the primary takes no stream.
         let follower = node
             .follower

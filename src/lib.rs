@@ -14,3 +14,5 @@ pub mod import;
 pub mod logging;
 pub mod node;
 pub mod replica_reads;
+pub mod tls_client;
+pub mod tls_stream;

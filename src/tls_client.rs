@@ -106,11 +106,20 @@ pub struct TlsArgs {
     /// INSECURE: accept any server certificate, signed by anyone, for any name. The traffic
     /// is encrypted but anyone on the path can pretend to be the server and read it. For a
     /// first try only; give --tls-ca instead.
-    #[arg(long, requires = "tls")]
+    #[arg(long, requires = "tls", conflicts_with = "tls_ca")]
     pub insecure: bool,
 }
 
 impl TlsArgs {
+    /// What a client should say on stderr before it connects: that `--insecure` checks
+    /// nothing, so that nobody mistakes it for a secure connection.
+    pub fn warning(&self) -> Option<&'static str> {
+        (self.tls && self.insecure).then_some(
+            "warning: --insecure: the server's certificate is not checked; anyone on the path \
+             can pretend to be the server",
+        )
+    }
+
     /// The client TLS these flags ask for: `None` without `--tls`.
     pub fn client_tls(&self) -> Result<Option<ClientTls>, TlsError> {
         if !self.tls {

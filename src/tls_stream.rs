@@ -296,9 +296,7 @@ impl Incoming {
                 0 => self.end,
                 taken => self.start + taken,
             };
-            connection
-                .process_new_packets()
-                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+            connection.process_new_packets().map_err(tls_failure)?;
         }
     }
 
@@ -313,11 +311,21 @@ impl Incoming {
     pub fn filled(&mut self, connection: &mut ClientConnection, read: usize) -> io::Result<()> {
         if read == 0 {
             connection.read_tls(&mut io::empty())?;
-            connection
-                .process_new_packets()
-                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+            connection.process_new_packets().map_err(tls_failure)?;
         }
         self.end = read;
         Ok(())
     }
+}
+
+/// A TLS error on an open connection as an I/O error, with what to do about the one a user
+/// can fix: a server that wants a client certificate says so only after the handshake.
+fn tls_failure(error: rustls::Error) -> io::Error {
+    let hint = match error {
+        rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired) => {
+            " (the server asks for a client certificate: give --tls-cert and --tls-key)"
+        }
+        _ => "",
+    };
+    io::Error::new(io::ErrorKind::InvalidData, format!("{error}{hint}"))
 }

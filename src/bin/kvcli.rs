@@ -192,11 +192,7 @@ fn one_at_a_time(
 }
 
 /// Write to the primary and read from its replicas, with position tokens.
-fn replica_reads(
-    args: &Args,
-    addr: &str,
-    tls: Option<ClientTls>,
-) -> Result<Outcome, ClientError> {
+fn replica_reads(args: &Args, addr: &str, tls: Option<ClientTls>) -> Result<Outcome, ClientError> {
     let options = ReplicaReadOptions {
         wait: Duration::from_millis(args.replica_wait_ms),
         connect_timeout: CONNECT_TIMEOUT,

@@ -46,11 +46,7 @@ impl Conn {
     /// Connect to `addr`, and log in with `args`'s credentials if it has some: every
     /// connection of a run, measured or not, logs in before anything is sent on it. A
     /// refused login is [`ClientError::Auth`].
-    pub fn open_as(
-        addr: &str,
-        args: &Args,
-        tls: Option<&ClientTls>,
-    ) -> Result<Conn, ClientError> {
+    pub fn open_as(addr: &str, args: &Args, tls: Option<&ClientTls>) -> Result<Conn, ClientError> {
         let mut conn = Conn::open(addr, tls)?;
         if let Some(password) = &args.pass {
             let mut words: Vec<&[u8]> = vec![b"AUTH"];

@@ -58,10 +58,7 @@ use stats::Stats;
 /// reported at once, as one line, with exit status 2: `--conns` to the node, and as many to
 /// `--replica` if the workload reads there (else none). Over TLS, every handshake is done
 /// here, outside the measurement.
-fn connect_all(
-    args: &Args,
-    tls: Option<&ClientTls>,
-) -> Result<(Vec<Conn>, Vec<Conn>), ExitCode> {
+fn connect_all(args: &Args, tls: Option<&ClientTls>) -> Result<(Vec<Conn>, Vec<Conn>), ExitCode> {
     let open = |addr: &str, count: u64| {
         let conns = (0..count).map(|_| Conn::open_as(addr, args, tls));
         conns.collect::<Result<Vec<_>, _>>().map_err(|error| {

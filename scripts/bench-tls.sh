@@ -52,16 +52,18 @@ CA=$CERTS/ca.crt
 SERVER_TLS=(--tls-cert "$CERTS/node.crt" --tls-key "$CERTS/node.key")
 CLIENT_TLS=(--tls --tls-ca "$CA")
 
-free_ports 3
-OURS_TLS_PORT=$BASE REDIS_PORT=$((BASE + 1)) REDIS_TLS_PORT=$((BASE + 2))
-
-# ---- Ours: plain with a TLS port beside it, and TLS only.
-start_node both --fsync everysec "${SERVER_TLS[@]}" --tls-port "$OURS_TLS_PORT"
+# ---- Ours: plain with a TLS port beside it (the system picks it; the node logs it), and TLS
+# only.
+start_node both --fsync everysec "${SERVER_TLS[@]}" --tls-port 0
 OURS_PORT=$NODE_PORT OURS_PIDS=$NODE_PID
+OURS_TLS_PORT=$(grep -o 'tls_port: [0-9]*' "$NODE_LOG" | head -n1 | cut -d' ' -f2)
+[[ -n $OURS_TLS_PORT ]] || { log "no tls_port in $NODE_LOG"; exit 1; }
 start_node tls-only --fsync everysec "${SERVER_TLS[@]}"
 OURS_ONLY_PORT=$NODE_PORT OURS_PIDS+=" $NODE_PID"
 
 # ---- Redis: a plain port and a TLS port (clients are not asked for certificates).
+free_ports 2
+REDIS_PORT=$BASE REDIS_TLS_PORT=$((BASE + 1))
 mkdir -p "$WORK/redis"
 redis-server --port "$REDIS_PORT" --tls-port "$REDIS_TLS_PORT" --bind 127.0.0.1 \
     --tls-cert-file "$CERTS/node.crt" --tls-key-file "$CERTS/node.key" \

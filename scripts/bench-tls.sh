@@ -24,8 +24,8 @@ VALUE=64
 STARTUP_DEADLINE=30 # seconds a node gets to log "listening"
 DEADLINE=60         # seconds a server gets to answer on its TLS port
 
-# run, forget, cleanup, log, start_node, kvbench_json, need_packages, free_ports, until_true:
-# see bench-lib.sh.
+# run, forget, cleanup, log, start_node, kvbench_json, need_packages, free_ports, until_true,
+# med, sum: see bench-lib.sh.
 source scripts/bench-lib.sh
 bench_setup tls
 
@@ -139,14 +139,7 @@ for ROUND in $(seq 1 "$ROUNDS"); do
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# med KEY: the median of VALUES[KEY] ("" if none).
-med() {
-    printf '%s\n' ${VALUES[$1]:-} | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR == 0) { print ""; exit }
-        print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 ms() { [[ -z $1 ]] && echo "–" || awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
-sum() { printf '%s\n' ${VALUES[$1]:-} | awk '{ s += $1 } END { print s + 0 }'; }
 # cost TLS PLAIN: how much lower TLS's throughput is, in percent.
 cost() { awk -v t="$1" -v p="$2" 'BEGIN { if (p > 0) printf "%.0f%%", 100 * (1 - t / p); else print "–" }'; }
 

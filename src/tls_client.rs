@@ -12,6 +12,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -111,9 +112,23 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
+    /// The client TLS these flags ask for, as a client program (`program`, for the messages)
+    /// takes it: the `--insecure` warning, or the error as one line on stderr, whereupon the
+    /// program exits with the status this answers (2, the clients' for a connection that
+    /// cannot be made).
+    pub fn for_program(&self, program: &str) -> Result<Option<ClientTls>, ExitCode> {
+        if let Some(warning) = self.warning() {
+            eprintln!("{program}: {warning}");
+        }
+        self.client_tls().map_err(|error| {
+            eprintln!("{program}: {error}");
+            ExitCode::from(2)
+        })
+    }
+
     /// What a client should say on stderr before it connects: that `--insecure` checks
     /// nothing, so that nobody mistakes it for a secure connection.
-    pub fn warning(&self) -> Option<&'static str> {
+    fn warning(&self) -> Option<&'static str> {
         (self.tls && self.insecure).then_some(
             "warning: --insecure: the server's certificate is not checked; anyone on the path \
              can pretend to be the server",

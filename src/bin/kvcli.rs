@@ -105,15 +105,9 @@ fn main() -> ExitCode {
         eprintln!("kvcli: {error}");
         return ExitCode::from(2);
     }
-    if let Some(warning) = args.tls.warning() {
-        eprintln!("kvcli: {warning}");
-    }
-    let tls = match args.tls.client_tls() {
+    let tls = match args.tls.for_program("kvcli") {
         Ok(tls) => tls,
-        Err(error) => {
-            eprintln!("kvcli: {error}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let addr = format!("{}:{}", args.host, args.port);
     let result = if args.read_from_replicas {

@@ -43,6 +43,13 @@ impl Cluster {
                 listen: replica_addr(config.listen, index),
                 data_dir: root.join(format!("replica{}", index + 1)),
                 replicas: Vec::new(),
+                // A fixed TLS port moves along with the client port.
+                tls: config.tls.clone().map(|mut tls| {
+                    tls.port = tls
+                        .port
+                        .map(|p| replica_addr(([0, 0, 0, 0], p).into(), index).port());
+                    tls
+                }),
                 ..config.clone()
             })
             .collect();
@@ -78,6 +85,17 @@ impl Cluster {
     }
 
     /// Stop the primary first (so its last writes reach the replicas' logs), then the replicas.
+    /// Read the TLS files again in every node (SIGHUP); answers the first failure, if any
+    /// (every node keeps its certificates then). `None` without TLS.
+    pub fn reload_tls(&self) -> Option<Result<(), kv_actors::tls::TlsError>> {
+        let nodes = std::iter::once(&self.primary).chain(&self.replicas);
+        let results: Vec<_> = nodes.filter_map(Node::reload_tls).collect();
+        match results.is_empty() {
+            true => None,
+            false => Some(results.into_iter().collect()),
+        }
+    }
+
     pub async fn shutdown(self, grace: Duration) {
         self.primary.shutdown(grace).await;
         for replica in self.replicas {

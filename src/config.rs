@@ -10,6 +10,7 @@ use kv_actors::storage::writer::WriterConfig;
 
 use crate::auth::{AuthArgs, AuthConfig, AuthConfigError, HashPasswordArgs};
 use crate::logging::LogLevel;
+use crate::tls_args::{TlsArgs, TlsConfig, TlsConfigError};
 
 /// The most either flag bounding a value may allow (512 MiB, as Redis's default
 /// proto-max-bulk-len): a key and a value at this limit still fit in one log record.
@@ -238,6 +239,15 @@ pub struct NodeArgs {
           value_parser = clap::value_parser!(u64).range(1024..))]
     pub client_output_limit: u64,
 
+    /// Most bytes all client connections' buffers may hold together (read buffers, requests
+    /// read and not answered, replies not written yet), as Redis's `maxmemory-clients`; past
+    /// it, the clients holding the most are disconnected until the rest fit. Replication links
+    /// are not counted. A number of bytes, or with a unit: `KiB`, `MiB`, `GiB` (`kb`, `mb`,
+    /// `gb` mean the same). 0, the default as in Redis, is no cap: a right cap depends on the
+    /// machine's memory, which the node does not know; see docs/security.md.
+    #[arg(long, value_name = "BYTES", default_value = "0", value_parser = byte_size)]
+    pub maxmemory_clients: u64,
+
     /// When the log is forced to disk: `always` acknowledges a write only once it is on disk;
     /// `everysec` fsyncs once a second; `no` leaves it to the operating system.
     #[arg(long, value_enum, default_value_t = Fsync::Everysec)]
@@ -267,6 +277,9 @@ pub struct NodeArgs {
 
     #[command(flatten)]
     pub auth: AuthArgs,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Everything a node needs to start, with every default resolved.
@@ -280,6 +293,8 @@ pub struct NodeConfig {
     pub max_value_bytes: usize,
     pub max_clients: usize,
     pub client_output_limit: usize,
+    /// `--maxmemory-clients` in bytes (0: no cap).
+    pub maxmemory_clients: usize,
     pub io_threads: usize,
     pub writer: WriterConfig,
     pub recovery: RecoveryOptions,
@@ -306,6 +321,8 @@ pub struct NodeConfig {
     pub source_addr: Option<std::net::IpAddr>,
     /// `--requirepass` (from the flag, its file or its variable) and `--users-file`.
     pub auth: AuthConfig,
+    /// `--tls-cert` and the other TLS flags; `None` without TLS.
+    pub tls: Option<TlsConfig>,
 }
 
 /// A combination of flags that cannot work together.
@@ -326,6 +343,8 @@ pub enum ConfigError {
     DuplicatePeer(String),
     #[error(transparent)]
     Auth(#[from] AuthConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
 }
 
 impl NodeConfig {
@@ -374,6 +393,26 @@ fn host_port_any(text: &str) -> Result<(), String> {
     }
 }
 
+/// A size in bytes: a number, or a number and a unit (`KiB`, `MiB`, `GiB`, or as Redis writes
+/// them `kb`, `mb`, `gb`: all powers of 1024, in any case).
+fn byte_size(text: &str) -> Result<u64, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "kb" => 1 << 10,
+        "mib" | "mb" => 1 << 20,
+        "gib" | "gb" => 1 << 30,
+        _ => return Err(format!("'{unit}' is not a unit of bytes (KiB, MiB, GiB)")),
+    };
+    let number: u64 = digits.trim().parse().map_err(|_| {
+        format!("'{text}' is not a size in bytes (for example 268435456 or 256MiB)")
+    })?;
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
 fn to_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
@@ -415,7 +454,11 @@ impl TryFrom<NodeArgs> for NodeConfig {
                 return Err(ConfigError::DuplicatePeer(twice.clone()));
             }
         }
+        let has_peers =
+            !args.peers.is_empty() || !args.replicas.is_empty() || args.role == Role::Cluster;
+        let tls = args.tls.resolve(has_peers)?;
         Ok(NodeConfig {
+            tls,
             role: args.role,
             listen,
             data_dir: args
@@ -426,6 +469,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
             max_value_bytes: to_usize(args.max_value_bytes),
             max_clients: to_usize(args.max_clients),
             client_output_limit: to_usize(args.client_output_limit),
+            maxmemory_clients: to_usize(args.maxmemory_clients),
             io_threads: args.io_threads.map_or(1, to_usize),
             writer: WriterConfig {
                 fsync: args.fsync.into(),
@@ -468,6 +512,10 @@ mod tests {
         assert_eq!(replica.listen, "127.0.0.1:12346".parse().unwrap());
         assert_eq!(replica.max_line_bytes, 1024 * 1024);
         assert_eq!(replica.max_clients, 10_000);
+        assert_eq!(
+            replica.maxmemory_clients, 0,
+            "no cap unless asked for, as Redis"
+        );
     }
 
     #[test]
@@ -507,6 +555,23 @@ mod tests {
         let twice = "127.0.0.1:7001,127.0.0.1:7001";
         let args = NodeArgs::parse_from(["kvnode", "--peers", twice, "--listen", "127.0.0.1:7001"]);
         assert!(NodeConfig::try_from(args).is_err());
+    }
+
+    #[test]
+    fn client_memory_takes_sizes_with_units() {
+        let cap = |text: &str| {
+            NodeArgs::try_parse_from(["kvnode", "--maxmemory-clients", text])
+                .map(|args| args.maxmemory_clients)
+        };
+        assert_eq!(cap("0").unwrap(), 0);
+        assert_eq!(cap("4096").unwrap(), 4096);
+        assert_eq!(cap("32MiB").unwrap(), 32 << 20);
+        assert_eq!(cap("32mb").unwrap(), 32 << 20);
+        assert_eq!(cap("2GiB").unwrap(), 2 << 30);
+        assert_eq!(cap("64kib").unwrap(), 64 << 10);
+        for bad in ["", "MiB", "32 parsecs", "-1", "99999999999GiB"] {
+            assert!(cap(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -154,7 +154,9 @@ pub async fn start_member(
     let listener = tokio::net::TcpListener::bind(&listen_control)
         .await
         .map_err(|e| FailoverError::Consensus(format!("cannot listen on {listen_control}: {e}")))?;
-    let consensus_config = ConsensusConfig::from_failover_timeout(config.failover_timeout);
+    let consensus_config = ConsensusConfig::from_failover_timeout(config.failover_timeout)
+        .with_secret(config.cluster_secret.as_deref().map(ClusterSecret::new))
+        .with_tls(context.tls.clone());
     let consensus = Consensus::start(
         id,
         &parts.dir.path().join("raft"),
@@ -198,6 +200,7 @@ pub async fn start_member(
             backlog_bytes: config.repl_backlog_bytes,
             full_sync_buffer_bytes: config.repl_full_sync_buffer_bytes,
             timeout: config.repl_timeout,
+            tls: context.tls.clone(),
         },
         position: context.position.clone(),
     };

@@ -32,6 +32,8 @@ use kv_actors::storage::data_dir::{DataDir, StorageError};
 use kv_actors::storage::recovery;
 use kv_actors::storage::writer::{SyncNow, Writer};
 use kv_actors::store::{SetWrites, Stats, Store, Subscribe};
+use kv_actors::tls::accept::PortMode;
+use kv_actors::tls::{TlsContext, TlsError};
 use slog::{info, warn, Logger};
 use std::sync::atomic::AtomicUsize;
 use thiserror::Error;
@@ -62,6 +64,8 @@ pub enum NodeError {
     Source(#[from] kv_actors::outgoing::AlreadySet),
     #[error(transparent)]
     Users(#[from] UsersError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 impl NodeError {
@@ -92,6 +96,7 @@ fn redis_settings(config: &NodeConfig, addr: SocketAddr) -> Vec<(&'static str, S
         ("timeout", config.idle_timeout.map_or("0".into(), seconds)),
         ("databases", "1".into()),
         ("maxclients", config.max_clients.to_string()),
+        ("maxmemory-clients", config.maxmemory_clients.to_string()),
         ("port", addr.port().to_string()),
         ("bind", addr.ip().to_string()),
         ("dir", config.data_dir.display().to_string()),
@@ -133,6 +138,46 @@ fn open_accounts(config: &NodeConfig, log: &Logger) -> Result<Accounts, NodeErro
     Ok(accounts)
 }
 
+/// The node's TLS, if it has any, and the client sockets with what each speaks: the `--listen`
+/// socket, TLS only when there is no `--tls-port`, and the TLS port's (on the same address),
+/// with the TLS port clients reach for `INFO`.
+async fn open_tls(
+    config: &NodeConfig,
+    socket: TcpListener,
+    addr: SocketAddr,
+    log: &Logger,
+) -> Result<
+    (
+        Option<TlsContext>,
+        Vec<(TcpListener, PortMode)>,
+        Option<u16>,
+    ),
+    NodeError,
+> {
+    let Some(tls) = &config.tls else {
+        return Ok((None, vec![(socket, PortMode::Plain)], None));
+    };
+    let context = TlsContext::load(tls.settings.clone(), log)?;
+    let Some(port) = tls.port else {
+        return Ok((
+            Some(context),
+            vec![(socket, PortMode::TlsOnly)],
+            Some(addr.port()),
+        ));
+    };
+    let wanted = SocketAddr::new(addr.ip(), port);
+    let tls_socket = TcpListener::bind(wanted)
+        .await
+        .map_err(|source| NodeError::listen(wanted, source))?;
+    let tls_port = tls_socket
+        .local_addr()
+        .map_err(|source| NodeError::listen(wanted, source))?
+        .port();
+    // The plain port takes TLS too, so peers listed by that address still link over TLS.
+    let sockets = vec![(socket, PortMode::Either), (tls_socket, PortMode::TlsOnly)];
+    Ok((Some(context), sockets, Some(tls_port)))
+}
+
 /// How long a stopping primary waits for its streaming replicas to catch up.
 const REPLICA_CATCH_UP: Duration = Duration::from_secs(2);
 
@@ -157,6 +202,8 @@ pub struct Node {
     position: NodePosition,
     /// A failover-cluster member's control plane.
     member: Option<failover::ControlPlane>,
+    /// The node's TLS, reloaded by SIGHUP.
+    tls: Option<TlsContext>,
 }
 
 impl Node {
@@ -177,6 +224,8 @@ impl Node {
         let addr = socket
             .local_addr()
             .map_err(|source| NodeError::listen(config.listen, source))?;
+        // The TLS files and port before the data too, for the same reason.
+        let (tls, sockets, tls_port) = open_tls(config, socket, addr, &log).await?;
         // The users before the data: a users file with a mistake stops the start at once.
         let accounts = Arc::new(open_accounts(config, &log)?);
         let dir = Arc::new(DataDir::open(&config.data_dir)?);
@@ -228,8 +277,14 @@ impl Node {
             sentinel_name: config.sentinel_name.as_str().into(),
             settings: Arc::new(redis_settings(config, addr)),
             accounts,
+            tls: tls.clone(),
+            tls_port,
             ..NodeContext::default()
         };
+        node_context
+            .client_registry
+            .memory()
+            .set_limit(config.maxmemory_clients);
         // How far the node's history is safe, for `WAITPOS`; its history is set below.
         node_context.position.track(durability.clone());
         let mut lineage = None;
@@ -276,6 +331,7 @@ impl Node {
                         timeout: config.repl_timeout,
                         epoch: 0,
                         authoritative: false,
+                        tls: tls.clone(),
                     };
                     let (replicator, progress) = Replicator::new(
                         replicator_config,
@@ -372,9 +428,13 @@ impl Node {
                 ..SessionConfig::default()
             }),
             clients: node_context.clients.clone(),
+            tls: tls.clone(),
         };
-        let listener = Listener::start(socket, store.clone(), listener_config, &log);
-        info!(log, "listening"; "addr" => %addr, "data_dir" => %config.data_dir.display(),
+        let listener = Listener::start(sockets, store.clone(), listener_config, &log);
+        info!(log, "listening"; "addr" => %addr,
+            "tls_port" => tls_port.map_or("-".to_string(), |p| p.to_string()),
+            "tls_only" => tls.is_some() && config.tls.as_ref().is_some_and(|t| t.port.is_none()),
+            "data_dir" => %config.data_dir.display(),
             "fsync" => %config.writer.fsync, "keys" => keys,
             "io_threads" => io_arbiters.len() + 1);
 
@@ -394,7 +454,14 @@ impl Node {
             context: node_context,
             stopping,
             member,
+            tls,
         })
+    }
+
+    /// Read the TLS files again for new connections (SIGHUP); `None` for a node without TLS.
+    /// A failure keeps the certificates in use; either way it is logged.
+    pub fn reload_tls(&self) -> Option<Result<(), TlsError>> {
+        self.tls.as_ref().map(|tls| tls.reload("SIGHUP"))
     }
 
     /// Give streaming replicas a moment to acknowledge everything up to `seq` before the

@@ -4,32 +4,13 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{wait_until, NodeProcess};
+use common::{free_ports, wait_until, NodeProcess};
 use kvstore::client::Client;
 use kvstore::replica_reads::{ReplicaReadClient, ReplicaReadOptions};
 use tempfile::TempDir;
-
-/// The control plane listens on the client port + 10000.
-const CONTROL_OFFSET: u16 = 10_000;
-
-/// Free client ports whose control ports (+10000) are free too. A port found free may be
-/// taken before the node binds it; the ports are drawn at random from a range the system
-/// does not hand out for outgoing connections (both below 32768), which makes that unlikely.
-fn free_ports(n: usize) -> Vec<u16> {
-    let mut ports = Vec::new();
-    while ports.len() < n {
-        let port = fastrand::u16(12_000..22_000);
-        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
-        if !ports.contains(&port) && free(port) && free(port + CONTROL_OFFSET) {
-            ports.push(port);
-        }
-    }
-    ports
-}
 
 /// A three-member failover cluster of `kvnode` processes, killed when dropped.
 struct Cluster {
@@ -130,9 +111,12 @@ fn get(client: &mut Client, key: &str) -> String {
     String::from_utf8(client.request(format!("GET {key}").as_bytes()).unwrap()).unwrap()
 }
 
+/// With the cluster secret, so both the control plane and the replication links run their
+/// challenge and response (a wrong secret is refused: actors/tests/consensus.rs and
+/// tests/replication.rs).
 #[test]
 fn three_members_elect_one_primary_and_the_others_replicate_it() {
-    let cluster = Cluster::start(&["--fsync", "always"]);
+    let cluster = Cluster::start(&["--fsync", "always", "--cluster-secret", "s3cret"]);
     put_acknowledged(&cluster, "greeting", "hello");
     let primary = cluster.wait_for_primary(None);
     let mut client = cluster.client(primary);

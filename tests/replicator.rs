@@ -107,6 +107,7 @@ async fn every_keys_history_arrives_in_order() {
         timeout: Duration::from_secs(30),
         epoch: 0,
         authoritative: false,
+        tls: None,
     };
     let log = Logger::root(Discard, o!());
     let (replicator, progress) =

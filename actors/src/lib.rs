@@ -18,9 +18,11 @@
 //!   (`INFO`, `DIGEST`).
 //! - [`consensus`]: the failover control plane, on openraft: which node is primary for which
 //!   epoch, the lease that fences a primary, and the data-aware vote. Of the rest of the crate
-//!   it uses only [`outgoing`], to dial its peers.
+//!   it uses only [`outgoing`] and [`tls`], to dial and accept its peers.
 //! - [`auth`]: client authentication: the users (the users file, `--requirepass`), their
 //!   rights, and the checks of their passwords.
+//! - [`tls`]: TLS on every link: the certificate files, the reloadable configs, a stream that
+//!   is plain or TLS, accepting and dialing over it.
 //! - [`outgoing`]: how the node dials its peers (replication, Raft RPCs): from the source
 //!   address `--source-addr` names, if any.
 //!
@@ -42,3 +44,4 @@ pub mod replication;
 pub mod server;
 pub mod storage;
 pub mod store;
+pub mod tls;

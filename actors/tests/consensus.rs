@@ -11,9 +11,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kv_actors::consensus::handshake::Greeting;
+use kv_actors::consensus::wire::{read_frame, write_frame, OPENING};
 use kv_actors::consensus::{
     Consensus, ConsensusConfig, ConsensusError, DataPosition, Member, NodeId,
 };
+use kv_actors::replication::auth::ClusterSecret;
 use slog::Drain;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,6 +33,8 @@ fn config() -> ConsensusConfig {
         heartbeat: Duration::from_millis(50),
         election_min: Duration::from_millis(150),
         election_max: Duration::from_millis(300),
+        secret: None,
+        tls: None,
     }
 }
 
@@ -75,12 +80,19 @@ struct Cluster {
     addrs: Vec<SocketAddr>,
     positions: Vec<Arc<Mutex<DataPosition>>>,
     nodes: Vec<Option<Consensus>>,
+    /// Each node's cluster secret (all `None` unless a test says otherwise).
+    secrets: [Option<&'static str>; 3],
     log: slog::Logger,
 }
 
 impl Cluster {
     /// Binds three listeners on port 0 and starts a node on each.
     async fn start() -> Cluster {
+        Cluster::start_with_secrets([None; 3]).await
+    }
+
+    /// As [`Cluster::start`], each node with its own cluster secret.
+    async fn start_with_secrets(secrets: [Option<&'static str>; 3]) -> Cluster {
         let mut listeners = Vec::new();
         for _ in 0..3 {
             listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
@@ -91,6 +103,7 @@ impl Cluster {
             addrs,
             positions: (0..3).map(|_| Arc::default()).collect(),
             nodes: vec![None, None, None],
+            secrets,
             log: logger(),
         };
         for (i, listener) in listeners.into_iter().enumerate() {
@@ -122,7 +135,7 @@ impl Cluster {
         let node = Consensus::start(
             id,
             &self.base.path().join(format!("n{id}")),
-            config(),
+            config().with_secret(self.secrets[i].map(ClusterSecret::new)),
             self.members(),
             Arc::new(move || *cell.lock().unwrap()),
             &self.log,
@@ -477,5 +490,63 @@ async fn a_tail_the_newest_epoch_discards_does_not_block_an_election() {
     cluster.node(b).set_isolated(false);
     let (elected, _) = cluster.name_primary(10).await;
     assert_eq!(elected, c, "only C's Raft log is complete");
+    cluster.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_without_the_cluster_secret_takes_no_part_in_the_control_plane() {
+    let mut cluster =
+        Cluster::start_with_secrets([Some("s3cret"), Some("s3cret"), Some("guess")]).await;
+    fn pair(c: &Cluster) -> Vec<&Consensus> {
+        vec![c.node(1), c.node(2)]
+    }
+    let (leader, epoch) = retry(
+        "name a primary among the members with the secret",
+        || async {
+            let leader = poll("a leader of the two", || {
+                Cluster::agreed_leader(&pair(&cluster))
+            })
+            .await;
+            Ok((leader, cluster.node(leader).name_self_primary(0).await?))
+        },
+    )
+    .await;
+    assert_ne!(leader, 3);
+    poll("the epoch applied on both", || {
+        pair(&cluster)
+            .iter()
+            .all(|n| n.state().borrow().epoch == epoch)
+            .then_some(())
+    })
+    .await;
+    // The third member heard nothing: no leader, no epoch, although the other two were
+    // elected and named a primary over several heartbeats.
+    assert_eq!(cluster.node(3).state().borrow().epoch, 0);
+    assert_ne!(cluster.node(3).leadership().borrow().leader, Some(leader));
+
+    // Someone without the secret who speaks the protocol gets a challenge, a refusal and a
+    // closed connection, never an answer to a request.
+    let mut intruder = TcpStream::connect(cluster.addrs[leader as usize - 1])
+        .await
+        .unwrap();
+    intruder.write_all(OPENING).await.unwrap();
+    let challenge: Option<Greeting> = read_frame(&mut intruder).await.unwrap();
+    assert!(
+        matches!(challenge, Some(Greeting::Challenge { .. })),
+        "{challenge:?}"
+    );
+    let guess = Greeting::Proof {
+        nonce: "00".repeat(16),
+        proof: Some("ab".repeat(32)),
+    };
+    write_frame(&mut intruder, false, &guess).await.unwrap();
+    let answer: Option<Greeting> = read_frame(&mut intruder).await.unwrap();
+    assert!(
+        matches!(&answer, Some(Greeting::Refused(why)) if why.contains("--cluster-secret")),
+        "{answer:?}"
+    );
+    let mut rest = Vec::new();
+    intruder.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "nothing after the refusal");
     cluster.stop_all().await;
 }

@@ -8,7 +8,7 @@ use kvstore::cluster::Cluster;
 use kvstore::config::{Cli, ImportArgs, NodeArgs, NodeCommand, NodeConfig, Role};
 use kvstore::logging::stderr_logger;
 use kvstore::node::Node;
-use slog::{error, info};
+use slog::{error, info, Logger};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// jemalloc, as Redis uses: a node allocates on one thread (the Store's: every key and value)
@@ -84,13 +84,13 @@ fn serve(args: NodeArgs) -> ExitCode {
         let signals = StopSignals::install().map_err(RunError::Signals)?;
         if config.role == Role::Cluster {
             let cluster = Cluster::start(&config, &log).await?;
-            let signal = signals.wait().await;
+            let signal = signals.wait(&log, || cluster.reload_tls()).await;
             info!(log, "stop signal received"; "signal" => signal);
             cluster.shutdown(SHUTDOWN_GRACE).await;
             return Ok(());
         }
         let node = Node::start(&config, &log).await?;
-        let signal = signals.wait().await;
+        let signal = signals.wait(&log, || node.reload_tls()).await;
         info!(log, "stop signal received"; "signal" => signal);
         node.shutdown(SHUTDOWN_GRACE).await;
         Ok::<_, RunError>(())
@@ -104,10 +104,12 @@ fn serve(args: NodeArgs) -> ExitCode {
     }
 }
 
-/// SIGINT (Ctrl-C) and SIGTERM, caught from the moment they are installed.
+/// SIGINT (Ctrl-C) and SIGTERM, caught from the moment they are installed; and SIGHUP, which
+/// reloads the TLS certificates (as Redis 8 does for its TLS files).
 struct StopSignals {
     interrupt: Signal,
     terminate: Signal,
+    hangup: Signal,
     /// SIGXFSZ is caught (and ignored) so that a file size limit makes a log write fail with
     /// an error the writer handles, rather than kill the process.
     _file_size: Signal,
@@ -121,15 +123,24 @@ impl StopSignals {
         Ok(StopSignals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
             _file_size: signal(SignalKind::from_raw(SIGXFSZ))?,
         })
     }
 
-    /// Resolves on the first stop signal, naming it.
-    async fn wait(mut self) -> &'static str {
-        tokio::select! {
-            _ = self.interrupt.recv() => "SIGINT",
-            _ = self.terminate.recv() => "SIGTERM",
+    /// Resolves on the first stop signal, naming it; runs `reload_tls` at every SIGHUP
+    /// meanwhile (which logs how it went; a node without TLS says it has none to reload).
+    async fn wait<R>(mut self, log: &Logger, reload_tls: impl Fn() -> Option<R>) -> &'static str {
+        loop {
+            tokio::select! {
+                _ = self.interrupt.recv() => return "SIGINT",
+                _ = self.terminate.recv() => return "SIGTERM",
+                _ = self.hangup.recv() => {
+                    if reload_tls().is_none() {
+                        info!(log, "SIGHUP: this node has no TLS to reload");
+                    }
+                }
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 pub mod certs;
 pub mod redis_server;
 pub mod strace;
+pub mod tls;
 
 /// Run `redis-cli` against `node` with `args`; answers its stdout.
 pub fn redis_cli(node: &NodeProcess, args: &[&str]) -> String {
@@ -52,6 +53,24 @@ pub fn sorted_pairs(
     pairs
 }
 
+/// The control plane listens on the client port + 10000.
+pub const CONTROL_OFFSET: u16 = 10_000;
+
+/// Free client ports whose control ports (+10000) are free too. A port found free may be
+/// taken before the node binds it; the ports are drawn at random from a range the system
+/// does not hand out for outgoing connections (both below 32768), which makes that unlikely.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let mut ports = Vec::new();
+    while ports.len() < n {
+        let port = fastrand::u16(12_000..22_000);
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if !ports.contains(&port) && free(port) && free(port + CONTROL_OFFSET) {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
 /// Poll `condition` until it holds, failing the test with `what` at the deadline.
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -66,6 +85,9 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 pub struct NodeProcess {
     child: Child,
     pub addr: SocketAddr,
+    /// The port clients reach over TLS, when the node has TLS (`--tls-port`, or the client
+    /// port when it speaks TLS only), read from its listening line.
+    pub tls_port: Option<u16>,
     pub data_dir: PathBuf,
     /// The data dir's owner when the node made its own.
     _own_dir: Option<TempDir>,
@@ -153,7 +175,7 @@ impl NodeProcess {
                 // started, every line up to its listening line is in its log.
                 let listening = line
                     .contains("INFO listening")
-                    .then(|| listening_addr(&line));
+                    .then(|| listening_addr(&line).map(|addr| (addr, listening_tls_port(&line))));
                 lines.lock().unwrap().push(line);
                 if let Some(addr) = listening {
                     let _ = found.send(addr);
@@ -164,6 +186,7 @@ impl NodeProcess {
         let mut node = NodeProcess {
             child,
             addr: "127.0.0.1:0".parse().unwrap(),
+            tls_port: None,
             data_dir: data_dir.to_path_buf(),
             _own_dir: None,
             log,
@@ -171,8 +194,9 @@ impl NodeProcess {
         let start = Instant::now();
         loop {
             match addr.recv_timeout(Duration::from_millis(20)) {
-                Ok(Some(addr)) => {
+                Ok(Some((addr, tls_port))) => {
                     node.addr = addr;
+                    node.tls_port = tls_port;
                     return Ok(node);
                 }
                 Ok(None) => panic!("unreadable listening line; log:\n{}", node.log()),
@@ -272,6 +296,14 @@ impl Drop for NodeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `tls_port` of a listening line, if the node has TLS.
+fn listening_tls_port(line: &str) -> Option<u16> {
+    let start = line.find("tls_port: ")? + "tls_port: ".len();
+    let rest = &line[start..];
+    let end = rest.find([',', ' ']).unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }
 
 fn listening_addr(line: &str) -> Option<SocketAddr> {

@@ -31,20 +31,60 @@ type HmacSha256 = Hmac<Sha256>;
 /// node's memory.
 const MAX_MEMORY_KIB: u32 = 64 * 1024;
 
+/// The most passes one hash may ask for (the default is 2): each pass is another sweep over
+/// the memory, so this bounds the time of a check as the memory bound bounds its size.
+const MAX_PASSES: u32 = 16;
+
+/// The most lanes one hash may ask for (the default is 1). The node computes lanes one after
+/// the other, on the two threads it lends Argon2, so each lane adds a full pass's time.
+const MAX_LANES: u32 = 8;
+
 /// Why a password could not be hashed, or a hash cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PasswordError {
     /// The text is not a PHC string of Argon2 (what `kvnode hash-password` prints).
     #[error("not an Argon2 hash as `kvnode hash-password` prints it ($argon2id$v=19$m=...,t=...,p=...$<salt>$<hash>): {0}")]
     Format(String),
-    /// Its parameters would cost the node too much at every check.
-    #[error(
-        "the hash asks for {0} KiB of memory per check; at most {MAX_MEMORY_KIB} KiB is accepted"
-    )]
-    TooCostly(u32),
+    /// Its parameters would cost the node too much at every check: which one, and its value.
+    #[error("the hash asks for {1} {0} per check; at most {limit} is accepted", limit = .0.limit())]
+    TooCostly(Cost, u32),
     /// Hashing failed (no random salt, or a password Argon2 refuses).
     #[error("cannot hash the password: {0}")]
     Hash(String),
+}
+
+/// A parameter of an Argon2 hash that costs the node at every check, bounded when the users
+/// file is read so that a mistyped or hostile file cannot make logins take the node's memory
+/// or threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cost {
+    /// `m`: memory, in KiB.
+    MemoryKib,
+    /// `t`: passes over the memory.
+    Passes,
+    /// `p`: lanes.
+    Lanes,
+}
+
+impl Cost {
+    /// The most this parameter may ask for.
+    fn limit(self) -> u32 {
+        match self {
+            Cost::MemoryKib => MAX_MEMORY_KIB,
+            Cost::Passes => MAX_PASSES,
+            Cost::Lanes => MAX_LANES,
+        }
+    }
+}
+
+impl fmt::Display for Cost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Cost::MemoryKib => "KiB of memory (m)",
+            Cost::Passes => "passes (t)",
+            Cost::Lanes => "lanes (p)",
+        })
+    }
 }
 
 /// An Argon2id hash of `password` with the crate's default parameters (OWASP's
@@ -66,8 +106,13 @@ pub fn check_hash(text: &str) -> Result<(), PasswordError> {
     let parsed = PasswordHash::new(text).map_err(format)?;
     argon2::Algorithm::try_from(parsed.algorithm).map_err(format)?;
     let params = Params::try_from(&parsed).map_err(format)?;
-    if params.m_cost() > MAX_MEMORY_KIB {
-        return Err(PasswordError::TooCostly(params.m_cost()));
+    let costs = [
+        (Cost::MemoryKib, params.m_cost()),
+        (Cost::Passes, params.t_cost()),
+        (Cost::Lanes, params.p_cost()),
+    ];
+    if let Some((cost, asked)) = costs.into_iter().find(|(cost, v)| *v > cost.limit()) {
+        return Err(PasswordError::TooCostly(cost, asked));
     }
     if parsed.hash.is_none() {
         return Err(PasswordError::Format("it has no hash part".into()));
@@ -156,7 +201,24 @@ mod tests {
         assert!(check_hash(bcrypt).is_err());
         let costly = "$argon2id$v=19$m=1048576,t=2,p=1$c2FsdHNhbHRzYWx0$\
                       aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
-        assert_eq!(check_hash(costly), Err(PasswordError::TooCostly(1_048_576)));
+        assert_eq!(
+            check_hash(costly),
+            Err(PasswordError::TooCostly(Cost::MemoryKib, 1_048_576))
+        );
+        let slow = "$argon2id$v=19$m=19456,t=1000,p=1$c2FsdHNhbHRzYWx0$\
+                    aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        let refused = check_hash(slow).unwrap_err();
+        assert_eq!(refused, PasswordError::TooCostly(Cost::Passes, 1000));
+        assert_eq!(
+            refused.to_string(),
+            "the hash asks for 1000 passes (t) per check; at most 16 is accepted"
+        );
+        let wide = "$argon2id$v=19$m=19456,t=2,p=64$c2FsdHNhbHRzYWx0$\
+                    aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        assert_eq!(
+            check_hash(wide),
+            Err(PasswordError::TooCostly(Cost::Lanes, 64))
+        );
     }
 
     #[test]

@@ -30,7 +30,6 @@ use slog::{info, warn, Logger};
 pub use super::switchover::Failover;
 use super::view::{ClusterView, FailoverRecord, MemberInfo};
 use crate::consensus::{ClusterState, Consensus, Leadership, NodeId};
-use crate::replication::auth::ClusterSecret;
 use crate::replication::data_epoch::DataEpoch;
 use crate::replication::follower::{Fence, Follower, Rebase};
 use crate::replication::node_position::NodePosition;
@@ -38,6 +37,7 @@ use crate::replication::position_token::History;
 use crate::replication::progress::LinkState;
 use crate::replication::replication_id::{self, Previous, ReplicationState};
 use crate::replication::replicator::{Replicator, ReplicatorConfig, StopReplicating};
+pub use crate::replication::replicator_config::ReplicationSettings;
 use crate::storage::durability::Durability;
 use crate::storage::writer::{Follow, Writer};
 use crate::store::{Seq, SetWrites, Store, Subscribe};
@@ -52,19 +52,6 @@ type AppliedHistory = (Seq, Vec<Arc<[crate::store::Mutation]>>);
 const GIVE_UP_AFTER: u32 = 3;
 /// A handover waits this much past the leader's vote lease, for the clocks' sake.
 const ELECTABLE_MARGIN: Duration = Duration::from_millis(50);
-
-/// What every replicator this node starts as a primary is configured with.
-#[derive(Debug, Clone)]
-pub struct ReplicationSettings {
-    /// The cluster secret the links prove.
-    pub secret: Option<ClusterSecret>,
-    /// `--repl-backlog-bytes`.
-    pub backlog_bytes: usize,
-    /// `--repl-full-sync-buffer-bytes`.
-    pub full_sync_buffer_bytes: usize,
-    /// `--repl-timeout`.
-    pub timeout: Duration,
-}
 
 /// What the Coordinator works with: the node's actors and the control plane.
 pub struct CoordinatorParts {
@@ -322,6 +309,7 @@ impl Coordinator {
                 timeout: settings.timeout,
                 epoch,
                 authoritative: true,
+                tls: settings.tls.clone(),
             };
             let (replicator, progress) = Replicator::new(
                 config,

@@ -1,9 +1,12 @@
-//! The control plane's timing, and the openraft configuration derived from it.
+//! The control plane's timing and secret, and the openraft configuration derived from them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::{Config, ConfigError, SnapshotPolicy};
+
+use crate::replication::auth::ClusterSecret;
+use crate::tls::TlsContext;
 
 /// The control plane builds a snapshot after this many applied entries. The state is tiny and
 /// a failover writes two or three entries, so snapshots are rare and cheap; they keep the log
@@ -14,11 +17,12 @@ pub const SNAPSHOT_EVERY: u64 = 32;
 /// rather than by a snapshot transfer.
 pub const KEEP_BEHIND_SNAPSHOT: u64 = 8;
 
-/// How fast the control plane reacts: openraft's heartbeat and election timeouts.
+/// How fast the control plane reacts (openraft's heartbeat and election timeouts), and the
+/// secret its connections prove.
 ///
-/// The leader lease follows from them (see [`ConsensusConfig::lease`]); a failover takes about
-/// `election_max + rand(election_min, election_max)` plus one vote round.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The leader lease follows from the timeouts (see [`ConsensusConfig::lease`]); a failover
+/// takes about `election_max + rand(election_min, election_max)` plus one vote round.
+#[derive(Debug, Clone)]
 pub struct ConsensusConfig {
     /// How often the leader sends heartbeats, and how often the lease keeper confirms the lease.
     pub heartbeat: Duration,
@@ -27,6 +31,12 @@ pub struct ConsensusConfig {
     /// The longest it waits; also how long a follower refuses votes after a heartbeat (openraft
     /// 0.9's leader lease), on which our lease rests.
     pub election_max: Duration,
+    /// The cluster secret both ends of every control-plane connection prove before the first
+    /// RPC (`handshake.rs`); `None` only where members run without one.
+    pub secret: Option<ClusterSecret>,
+    /// The node's TLS: with it, every control-plane connection is TLS both ways (a peer must
+    /// show a certificate from `--tls-ca`), the secret's handshake on top.
+    pub tls: Option<TlsContext>,
 }
 
 impl ConsensusConfig {
@@ -38,7 +48,19 @@ impl ConsensusConfig {
             heartbeat: (timeout / 6).max(Duration::from_millis(10)),
             election_min: timeout / 2,
             election_max: timeout,
+            secret: None,
+            tls: None,
         }
+    }
+
+    /// The same timing, with connections authenticated by `secret`.
+    pub fn with_secret(self, secret: Option<ClusterSecret>) -> ConsensusConfig {
+        ConsensusConfig { secret, ..self }
+    }
+
+    /// The same, with connections over TLS when `tls` is given.
+    pub fn with_tls(self, tls: Option<TlsContext>) -> ConsensusConfig {
+        ConsensusConfig { tls, ..self }
     }
 
     /// How long a confirmed lease lasts: `election_max` minus one `heartbeat`, the margin that

@@ -10,26 +10,30 @@
 
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-
 use crate::consensus::cluster_state::NodeId;
+use crate::consensus::handshake;
 use crate::consensus::wire::{read_frame, write_frame, NetError, RpcRequest, RpcResponse};
+use crate::replication::auth::ClusterSecret;
+use crate::tls::dial::dial;
+use crate::tls::TlsContext;
 
-/// Ask the member whose control plane is at `addr` to start an election now, within `timeout`.
+/// Ask the member whose control plane is at `addr` to start an election now, within `timeout`,
+/// over a connection authenticated with `secret`, and over `tls` if given, like every other
+/// control-plane connection.
 pub async fn ask_to_elect(
     addr: &str,
+    (secret, tls): (Option<&ClusterSecret>, Option<&TlsContext>),
     from: NodeId,
     term: u64,
     timeout: Duration,
 ) -> Result<(), NetError> {
     let call = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|source| NetError::Connect {
-                addr: addr.to_string(),
-                source,
-            })?;
-        write_frame(&mut stream, true, &RpcRequest::Elect { from, term }).await?;
+        let mut stream = dial(addr, tls).await.map_err(|source| NetError::Connect {
+            addr: addr.to_string(),
+            source,
+        })?;
+        handshake::call(&mut stream, secret).await?;
+        write_frame(&mut stream, false, &RpcRequest::Elect { from, term }).await?;
         match read_frame::<_, RpcResponse>(&mut stream).await? {
             Some(RpcResponse::Elect(Ok(()))) => Ok(()),
             Some(RpcResponse::Elect(Err(e))) => Err(NetError::Refused(e)),

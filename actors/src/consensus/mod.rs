@@ -13,7 +13,8 @@
 //!   [`type_config`]: the openraft type configuration; [`config`]: timing; [`error`].
 //! - [`record`]: the on-disk record framing; [`log_store`]: the durable Raft log and vote;
 //!   [`state_machine`]: the applied state and its snapshot.
-//! - [`wire`]: the RPC connection's opening line and frames; [`network`]: the client side of
+//! - [`wire`]: the RPC connection's opening line and frames; [`handshake`]: both ends prove
+//!   the cluster secret before the first RPC; [`network`]: the client side of
 //!   Raft RPCs; [`server`]: the serving side, where the data-aware vote refuses candidates
 //!   that are behind; [`stand_aside`]: a refused candidate leaves the election to the voter
 //!   ahead for a while.
@@ -28,6 +29,7 @@ pub mod cluster_state;
 pub mod config;
 pub mod error;
 pub mod handover;
+pub mod handshake;
 pub mod leadership;
 pub mod lease;
 pub mod log_store;

@@ -8,6 +8,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -17,16 +18,22 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use slog::{debug, Logger};
-use tokio::net::TcpStream;
+use slog::{debug, warn, Logger};
 
 use crate::consensus::cluster_state::ClusterState;
 use crate::consensus::cluster_state::{Member, NodeId};
+use crate::consensus::handshake;
 use crate::consensus::position::{DataPosition, PositionFn};
 use crate::consensus::stand_aside::StandAside;
 use crate::consensus::type_config::TypeConfig;
 use crate::consensus::wire::{read_frame, write_frame, NetError, RpcRequest, RpcResponse};
+use crate::replication::auth::ClusterSecret;
+use crate::tls::dial::dial;
+use crate::tls::{Stream, TlsContext};
 use tokio::sync::watch;
+
+/// How often a peer's failed handshakes are logged at warning level (the rest at debug).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A switch that cuts a node off the network in both directions, to test partitions without
 /// root or iptables: outgoing calls fail as unreachable, incoming requests are dropped with
@@ -60,18 +67,23 @@ pub struct TcpNetworkFactory {
     stand_aside: Arc<StandAside>,
     /// The applied cluster state: the newest epoch this node knows, sent with its votes.
     state: watch::Receiver<ClusterState>,
+    /// The cluster secret each new connection proves before its first request.
+    secret: Option<ClusterSecret>,
+    /// The node's TLS, which every new connection is made with, if it has any.
+    tls: Option<TlsContext>,
     /// Where connection trouble is logged (at debug: openraft retries on its own).
     log: Logger,
 }
 
 impl TcpNetworkFactory {
-    /// A factory whose clients obey `control`, send `position` with their vote requests and
-    /// tell `stand_aside` of refusals.
+    /// A factory whose clients obey `control`, send `position` with their vote requests, tell
+    /// `stand_aside` of refusals and prove `secret` on each new connection.
     pub fn new(
         control: Arc<NetControl>,
         position: PositionFn,
         stand_aside: Arc<StandAside>,
         state: watch::Receiver<ClusterState>,
+        (secret, tls): (Option<ClusterSecret>, Option<TlsContext>),
         log: Logger,
     ) -> Self {
         TcpNetworkFactory {
@@ -79,6 +91,8 @@ impl TcpNetworkFactory {
             position,
             stand_aside,
             state,
+            secret,
+            tls,
             log,
         }
     }
@@ -102,6 +116,9 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetworkFactory {
             position: self.position.clone(),
             stand_aside: self.stand_aside.clone(),
             state: self.state.clone(),
+            secret: self.secret.clone(),
+            tls: self.tls.clone(),
+            refusal_logged: None,
             log: self.log.new(slog::o!("peer" => target)),
         }
     }
@@ -114,7 +131,7 @@ pub struct TcpNetwork {
     /// The peer's address, from the membership.
     addr: String,
     /// The pooled connection, absent while a call uses it or after an error.
-    conn: Option<TcpStream>,
+    conn: Option<Stream>,
     /// The node's partition switch.
     control: Arc<NetControl>,
     /// This node's data position.
@@ -123,6 +140,12 @@ pub struct TcpNetwork {
     stand_aside: Arc<StandAside>,
     /// The applied cluster state, for the newest epoch known.
     state: watch::Receiver<ClusterState>,
+    /// The cluster secret each new connection proves.
+    secret: Option<ClusterSecret>,
+    /// The node's TLS, which each new connection is made with, if it has any.
+    tls: Option<TlsContext>,
+    /// When a failed handshake was last logged, to log one per [`REFUSAL_LOG_EVERY`].
+    refusal_logged: Option<Instant>,
     /// Logger with the peer's id.
     log: Logger,
 }
@@ -133,28 +156,31 @@ type RpcResult<T, E = RaftError<NodeId>> = Result<T, RPCError<NodeId, Member, E>
 impl TcpNetwork {
     /// Sends one request and reads its reply. The connection is taken out of the pool for the
     /// call and only put back after a complete reply, so a cancelled call cannot leave a
-    /// stale reply on a pooled connection. A new connection starts with the opening line.
+    /// stale reply on a pooled connection. A new connection first runs the handshake (both ends
+    /// prove the cluster secret).
     async fn call(&mut self, req: RpcRequest) -> Result<RpcResponse, NetError> {
         if self.control.is_isolated() {
             self.conn = None;
             return Err(NetError::Isolated);
         }
-        let (mut stream, opening) = match self.conn.take() {
-            Some(s) => (s, false),
+        let mut stream = match self.conn.take() {
+            Some(s) => s,
             None => {
-                let s = crate::outgoing::connect(&self.addr)
+                // With no delay: latency matters more than packet count for a heartbeat.
+                let mut s = dial(&self.addr, self.tls.as_ref())
                     .await
                     .map_err(|source| NetError::Connect {
                         addr: self.addr.clone(),
                         source,
                     })?;
-                // Latency matters more than packet count for a heartbeat; a failure only costs
-                // some latency.
-                let _ = s.set_nodelay(true);
-                (s, true)
+                if let Err(e) = handshake::call(&mut s, self.secret.as_ref()).await {
+                    self.note_refusal(&e);
+                    return Err(e);
+                }
+                s
             }
         };
-        write_frame(&mut stream, opening, &req).await?;
+        write_frame(&mut stream, false, &req).await?;
         let resp = read_frame(&mut stream).await?.ok_or_else(|| {
             NetError::Io(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -165,12 +191,33 @@ impl TcpNetwork {
         Ok(resp)
     }
 
+    /// Logs a failed handshake at warning level, at most once per [`REFUSAL_LOG_EVERY`]: a
+    /// misconfigured secret stops failover, so it must not hide at debug level, and openraft
+    /// would otherwise have it logged on every retry.
+    fn note_refusal(&mut self, e: &NetError) {
+        if !matches!(e, NetError::Unauthenticated(_)) {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .refusal_logged
+            .is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_EVERY)
+        {
+            return;
+        }
+        self.refusal_logged = Some(now);
+        warn!(self.log, "control-plane handshake failed: a member refused this one, or failed to prove the cluster secret";
+            "addr" => &self.addr, "error" => %e);
+    }
+
     /// Maps a transport error to openraft's kinds: unreachable peers are backed off, other
     /// failures (a refused vote among them) are plain network errors.
     fn rpc_err<E: std::error::Error>(&self, e: NetError) -> RPCError<NodeId, Member, E> {
         debug!(self.log, "raft rpc failed"; "addr" => &self.addr, "error" => %e);
         match e {
-            NetError::Isolated | NetError::Connect { .. } => {
+            // A peer that refuses this member (or fails to prove the secret) will not change
+            // its mind soon: back off as from an unreachable one.
+            NetError::Isolated | NetError::Connect { .. } | NetError::Unauthenticated(_) => {
                 RPCError::Unreachable(Unreachable::new(&e))
             }
             _ => RPCError::Network(NetworkError::new(&e)),

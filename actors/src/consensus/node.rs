@@ -97,6 +97,7 @@ impl Consensus {
             position.clone(),
             stand_aside.clone(),
             state.clone(),
+            (config.secret.clone(), config.tls.clone()),
             log.clone(),
         );
         let raft = Raft::new(id, raft_config, network, log_store, sm)
@@ -118,6 +119,10 @@ impl Consensus {
                     log: log.clone(),
                     lease: lease.clone(),
                     on_vote_granted: Arc::default(),
+                    secret: config.secret.clone(),
+                    tls: config.tls.clone(),
+                    started: std::time::Instant::now(),
+                    refusal_logged: Arc::default(),
                 },
                 raft,
                 state,
@@ -336,9 +341,16 @@ impl Consensus {
         // node's vote (with the third member's), and a primary must not answer meanwhile.
         self.inner.lease.fence();
         let term = self.inner.raft.metrics().borrow().current_term;
-        crate::consensus::handover::ask_to_elect(&addr, self.inner.id, term, self.inner.timeout)
-            .await
-            .map_err(|e| handover(e.to_string()))
+        let server = &self.inner.server;
+        crate::consensus::handover::ask_to_elect(
+            &addr,
+            (server.secret.as_ref(), server.tls.as_ref()),
+            self.inner.id,
+            term,
+            self.inner.timeout,
+        )
+        .await
+        .map_err(|e| handover(e.to_string()))
     }
 
     /// Cuts this node off (tests): outgoing RPCs fail, incoming requests are dropped with their

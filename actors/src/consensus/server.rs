@@ -6,27 +6,32 @@
 //! whose own position is strictly greater does not pass the request to Raft at all and answers
 //! a refusal, so the candidate does not get its vote. Otherwise Raft decides as usual.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::raft::VoteRequest;
-use slog::{debug, info, Logger};
+use slog::{debug, info, warn, Logger};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::consensus::cluster_state::NodeId;
+use crate::consensus::handshake;
 use crate::consensus::lease::PrimaryLease;
 use crate::consensus::network::NetControl;
 use crate::consensus::position::{DataPosition, PositionFn};
 use crate::consensus::type_config::Raft;
-use crate::consensus::wire::{
-    read_frame, read_opening, write_frame, NetError, RpcRequest, RpcResponse,
-};
+use crate::consensus::wire::{read_frame, write_frame, NetError, RpcRequest, RpcResponse};
+use crate::replication::auth::ClusterSecret;
+use crate::tls::{Stream, TlsContext};
 
-/// How long a connection may take to send its opening line. The Listener hands over a
-/// connection once it has peeked the opening's first bytes, so this only bounds a peer that
-/// stalls mid-line.
+/// How long a connection may take to send its opening line and prove the cluster secret, so
+/// that a stalled or stray connection does not hold a task for ever.
 const OPENING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often refused connections are logged at warning level (the rest at debug).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Everything needed to answer Raft RPCs for one node; cheap to clone into each connection.
 #[derive(Clone)]
@@ -46,6 +51,36 @@ pub struct RpcServer {
     /// Told when this node grants a vote (set by the node assembly; see
     /// [`crate::consensus::Consensus::on_vote_granted`]).
     pub on_vote_granted: Arc<std::sync::OnceLock<VoteGranted>>,
+    /// The cluster secret every caller must prove before its first request (`handshake.rs`).
+    pub secret: Option<ClusterSecret>,
+    /// The node's TLS: with it, a caller must set up TLS with a certificate from `--tls-ca`
+    /// before anything else.
+    pub tls: Option<TlsContext>,
+    /// When the server started, the origin of `refusal_logged`.
+    pub started: Instant,
+    /// Seconds after `started`, plus [`REFUSAL_LOG_EVERY`], at which a refusal was last
+    /// logged at warning level (0: never).
+    pub refusal_logged: Arc<AtomicU64>,
+}
+
+/// The connection as it is without TLS (`acceptor` `None`), or after a TLS handshake that
+/// requires the caller's certificate (`Some(None)`: TLS without an authority, refused).
+async fn secure(
+    stream: TcpStream,
+    acceptor: Option<Option<TlsAcceptor>>,
+) -> Result<Stream, NetError> {
+    match acceptor {
+        None => Ok(Stream::Plain(stream)),
+        Some(None) => Err(NetError::Unauthenticated(
+            "TLS on the control plane needs --tls-ca".into(),
+        )),
+        Some(Some(acceptor)) => match acceptor.accept(stream).await {
+            Ok(tls) => Ok(Stream::Tls(Box::new(tls.into()))),
+            Err(e) => Err(NetError::Unauthenticated(format!(
+                "TLS handshake failed: {e}"
+            ))),
+        },
+    }
 }
 
 /// What the data plane does when this node grants a vote: stop applying the current epoch's
@@ -66,19 +101,45 @@ impl RpcServer {
                 result = server.serve_conn(stream) => result,
                 () = server.stop.cancelled() => Ok(()),
             };
-            if let Err(e) = result {
-                debug!(server.log, "raft connection closed"; "peer" => peer, "error" => %e);
+            match result {
+                Err(e @ NetError::Unauthenticated(_)) if server.refusal_log_due() => {
+                    warn!(server.log, "refused a control-plane connection (further refusals in the next 10 s are logged at debug level)";
+                        "peer" => peer, "error" => %e);
+                }
+                Err(e) => {
+                    debug!(server.log, "raft connection closed"; "peer" => peer, "error" => %e)
+                }
+                Ok(()) => {}
             }
         });
     }
 
-    /// Checks the opening, then answers requests in order.
-    async fn serve_conn(&self, mut stream: TcpStream) -> Result<(), NetError> {
-        tokio::time::timeout(OPENING_TIMEOUT, read_opening(&mut stream))
-            .await
-            .map_err(|_| NetError::BadOpening)??;
+    /// Whether a refused connection should be logged at warning level now: at most once per
+    /// [`REFUSAL_LOG_EVERY`] for the whole node, so a scanner cannot flood the log.
+    fn refusal_log_due(&self) -> bool {
+        let now = self.started.elapsed().as_secs() + REFUSAL_LOG_EVERY.as_secs();
+        let last = self.refusal_logged.load(Ordering::Relaxed);
+        now >= last + REFUSAL_LOG_EVERY.as_secs()
+            && self
+                .refusal_logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Checks the opening and the caller's proof of the cluster secret, then answers requests
+    /// in order.
+    async fn serve_conn(&self, stream: TcpStream) -> Result<(), NetError> {
         // Heartbeat latency matters more than packet count; a failure only costs latency.
         let _ = stream.set_nodelay(true);
+        // Taken now: a connection gets the certificates current when it arrives.
+        let acceptor = self.tls.as_ref().map(TlsContext::peer_acceptor);
+        let mut stream = tokio::time::timeout(OPENING_TIMEOUT, secure(stream, acceptor))
+            .await
+            .map_err(|_| NetError::Unauthenticated("no TLS handshake in time".into()))??;
+        let greeted = handshake::accept(&mut stream, self.secret.as_ref());
+        tokio::time::timeout(OPENING_TIMEOUT, greeted)
+            .await
+            .map_err(|_| NetError::BadOpening)??;
         while let Some(req) = read_frame::<_, RpcRequest>(&mut stream).await? {
             if self.control.is_isolated() {
                 return Err(NetError::Isolated);

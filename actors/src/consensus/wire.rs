@@ -25,8 +25,9 @@ use crate::consensus::type_config::TypeConfig;
 /// Opening line of a Raft RPC connection: the node serves Raft on its client port, and its
 /// Listener peeks the first bytes of every connection. No client command starts this way (the
 /// line protocol has no `RAFT` command, RESP starts with `*`), and the version lets a future
-/// format be told apart.
-pub const OPENING: &[u8] = b"RAFT 1\n";
+/// format be told apart: version 2 authenticates both ends before the first request
+/// (`handshake.rs`), and a version 1 caller is closed at its opening.
+pub const OPENING: &[u8] = b"RAFT 2\n";
 
 /// Whether a connection whose first bytes are `head` is (or may still turn out to be) a Raft
 /// RPC connection, for a Listener that peeks.
@@ -68,6 +69,10 @@ pub enum NetError {
     /// The connection did not start with [`OPENING`].
     #[error("connection did not open with the Raft opening line")]
     BadOpening,
+    /// The handshake failed: a peer without the cluster secret, or one that does not follow the
+    /// handshake (`handshake.rs`).
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
     /// The peer answered a different kind of RPC than was asked.
     #[error("response does not match the request")]
     Mismatch,
@@ -187,6 +192,8 @@ where
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(&body);
     stream.write_all(&buf).await?;
+    // Over TLS, what the socket did not take yet waits in the session until flushed.
+    stream.flush().await?;
     Ok(())
 }
 
@@ -218,12 +225,12 @@ mod tests {
     #[test]
     fn opens_accepts_prefixes_of_the_opening_and_streams_behind_it() {
         assert!(opens(b"R"));
-        assert!(opens(b"RAFT 1"));
+        assert!(opens(b"RAFT 2"));
         assert!(opens(OPENING));
-        assert!(opens(b"RAFT 1\n\0\0\0\x05{...}"));
+        assert!(opens(b"RAFT 2\n\0\0\0\x05{...}"));
         assert!(!opens(b""));
         assert!(!opens(b"PUT a 1\n"));
-        assert!(!opens(b"RAFT 2\n"));
+        assert!(!opens(b"RAFT 1\n"));
         assert!(!opens(b"*1\r\n$4\r\nPING\r\n"));
     }
 
@@ -240,7 +247,7 @@ mod tests {
         );
         assert_eq!(read_frame::<_, u64>(&mut r).await.unwrap(), Some(42));
         assert_eq!(read_frame::<_, u64>(&mut r).await.unwrap(), None);
-        let mut bad = &b"RAFT 2\nxxxx"[..];
+        let mut bad = &b"RAFT 1\nxxxx"[..];
         assert!(matches!(
             read_opening(&mut bad).await,
             Err(NetError::BadOpening)

@@ -7,6 +7,14 @@
 //! batches of the same [`Request`]s. A connection that opens with `REPLICATE` is a primary's
 //! replication stream: from then on the replication stream's decoder
 //! ([`crate::replication::wire::StreamDecoder`]) reads it.
+//!
+//! A client connection's codec also tells the node how much memory its reading holds (a
+//! [`ReadMeter`], for `--maxmemory-clients`), and on a node that asks for a password holds a
+//! connection that has not logged in to small requests ([`ConnectionCodec::login_required`]).
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use thiserror::Error;
@@ -38,6 +46,10 @@ pub enum CodecError {
     /// A request line too long; the client is told and the connection closed.
     #[error(transparent)]
     LineTooLong(#[from] LineTooLong),
+    /// A request line longer than a connection may send before it logs in
+    /// ([`UNAUTHENTICATED_LINE`]); the client is told and the connection closed.
+    #[error("line too long before login (limit {} bytes)", .0.limit)]
+    LineTooLongBeforeLogin(LineTooLong),
     /// A replication stream that does not follow the protocol.
     #[error("bad replication stream: {0}")]
     Replication(#[from] WireError),
@@ -47,6 +59,33 @@ pub enum CodecError {
     /// Reading the socket failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// The longest line the line protocol takes from a connection that has not logged in, on a
+/// node that asks for a password (RESP's limits then are [`resp::UNAUTHENTICATED_ARGS`] and
+/// [`resp::UNAUTHENTICATED_BULK`]).
+pub const UNAUTHENTICATED_LINE: usize = 16 * 1024;
+
+/// A read buffer left empty with more than this allocated (after a large request) is
+/// released, so that an idle connection does not keep the memory of its largest request.
+const KEEP_READ_BUFFER: usize = 256 * 1024;
+/// What a released read buffer starts again with (what `FramedRead` starts with).
+const FRESH_READ_BUFFER: usize = 8 * 1024;
+
+/// Told, after every decode of a client connection, what its reading holds: how the node
+/// counts client memory (`--maxmemory-clients`) without the protocol knowing what it is
+/// counted for. Called once per read, never per request.
+pub trait ReadMeter: fmt::Debug {
+    /// The read buffer has `buffered` bytes allocated; `parsed` bytes were just handed out as
+    /// a batch of requests, which the connection holds until it has answered them (0: none).
+    fn reading(&self, buffered: usize, parsed: usize);
+
+    /// Whether the connection was evicted: what it sends from now on is dropped unread.
+    fn evicted(&self) -> bool;
+
+    /// The connection's first line made it a RESP one (before its first request is whole, so
+    /// that an error can be worded for it while that request is still arriving).
+    fn speaks_resp(&self);
 }
 
 /// Verbs only the line protocol has (Redis has no such command, so no Redis tool sends one):
@@ -135,6 +174,13 @@ pub struct ConnectionCodec {
     max_value: usize,
     /// Where an incomplete RESP request's parse stopped.
     resp: resp::RequestDecoder,
+    /// The longest line accepted once logged in (`lines` holds the limit in force).
+    max_line: usize,
+    /// Told what the reading holds, for a client connection whose memory is counted.
+    meter: Option<Arc<dyn ReadMeter + Send + Sync>>,
+    /// On a node that asks for a password: whether the connection has logged in (its session
+    /// sets it). Until it has, only small requests are taken.
+    logged_in: Option<Arc<AtomicBool>>,
 }
 
 impl ConnectionCodec {
@@ -148,12 +194,31 @@ impl ConnectionCodec {
             max_batch: max_batch.max(1),
             max_value: max_line,
             resp: resp::RequestDecoder::default(),
+            max_line,
+            meter: None,
+            logged_in: None,
         }
     }
 
     /// Accept RESP values of up to `max_value` bytes (by default, as long as a line).
     pub fn max_value(mut self, max_value: usize) -> Self {
         self.max_value = max_value;
+        self
+    }
+
+    /// Tell `meter` what the reading holds after every decode (not for a replication stream,
+    /// which is not a client).
+    pub fn metered(mut self, meter: Arc<dyn ReadMeter + Send + Sync>) -> Self {
+        self.meter = Some(meter);
+        self
+    }
+
+    /// The node asks for a password: while `logged_in` is false, requests are held to a few
+    /// small arguments over RESP and to [`UNAUTHENTICATED_LINE`] bytes over the line
+    /// protocol, as Redis holds clients that have not authenticated. Without this (a node
+    /// with no password) nothing is checked.
+    pub fn login_required(mut self, logged_in: Arc<AtomicBool>) -> Self {
+        self.logged_in = Some(logged_in);
         self
     }
 
@@ -218,6 +283,64 @@ impl Decoder for ConnectionCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        let Some(meter) = self.meter.clone() else {
+            return self.decode_limited(src);
+        };
+        if meter.evicted() {
+            // Its answer is written; what it sends until it is closed is dropped unread.
+            discard(src);
+            return Ok(None);
+        }
+        let (before, undecided) = (src.len(), matches!(self.mode, Mode::Start { .. }));
+        let decoded = self.decode_limited(src);
+        if undecided && matches!(self.mode, Mode::Resp) {
+            meter.speaks_resp();
+        }
+        if !matches!(self.mode, Mode::Replication(_)) {
+            release_if_empty(src);
+            meter.reading(src.capacity(), before.saturating_sub(src.len()));
+        }
+        decoded
+    }
+}
+
+/// Drop what a read buffer holds, keeping at most a small allocation for the next reads.
+fn discard(src: &mut BytesMut) {
+    match src.capacity() > FRESH_READ_BUFFER {
+        true => *src = BytesMut::with_capacity(FRESH_READ_BUFFER),
+        false => src.clear(),
+    }
+}
+
+/// Give back the allocation of an empty read buffer that a large request grew.
+fn release_if_empty(src: &mut BytesMut) {
+    if src.is_empty() && src.capacity() > KEEP_READ_BUFFER {
+        *src = BytesMut::with_capacity(FRESH_READ_BUFFER);
+    }
+}
+
+impl ConnectionCodec {
+    /// Decode under the limits in force: the node's, or before a login the small ones.
+    fn decode_limited(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        let Some(logged_in) = &self.logged_in else {
+            return self.decode_frame(src);
+        };
+        let before_login = !logged_in.load(Ordering::Relaxed);
+        self.resp.before_login(before_login);
+        self.lines.set_max_line(match before_login {
+            true => self.max_line.min(UNAUTHENTICATED_LINE),
+            false => self.max_line,
+        });
+        match self.decode_frame(src) {
+            Err(CodecError::LineTooLong(too_long)) if before_login => {
+                Err(CodecError::LineTooLongBeforeLogin(too_long))
+            }
+            decoded => decoded,
+        }
+    }
+
+    /// Decode the next frame, whatever the connection speaks.
+    fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
         if let Some(replicate) = self.replicate.take() {
             return Ok(Some(self.replicating(replicate)));
         }
@@ -392,6 +515,67 @@ mod tests {
                 "{first:?}"
             );
         }
+    }
+
+    #[test]
+    fn before_login_a_line_is_held_to_16_kib_and_after_it_to_the_node_limit() {
+        let logged_in = Arc::new(AtomicBool::new(false));
+        let mut codec = ConnectionCodec::new(1 << 20, 10).login_required(logged_in.clone());
+        let long = format!("PUT k {}\n", "x".repeat(UNAUTHENTICATED_LINE));
+        assert!(matches!(
+            codec.decode(&mut BytesMut::from(long.as_str())),
+            Err(CodecError::LineTooLongBeforeLogin(_))
+        ));
+        // A login and a long line in one read: the login is answered first, and the line is
+        // read under the limits in force once it is decided.
+        let mut codec = ConnectionCodec::new(1 << 20, 10).login_required(logged_in.clone());
+        let mut buf = BytesMut::from(format!("AUTH pw\n{long}").as_str());
+        assert!(matches!(codec.decode(&mut buf), Ok(Some(Frame::Requests(r))) if r.len() == 1));
+        logged_in.store(true, Ordering::Relaxed);
+        assert!(matches!(codec.decode(&mut buf), Ok(Some(Frame::Requests(r))) if r.len() == 1));
+    }
+
+    /// Records what a codec reports.
+    #[derive(Debug, Default)]
+    struct Meter(std::sync::Mutex<Vec<(usize, usize)>>);
+
+    impl ReadMeter for Meter {
+        fn reading(&self, buffered: usize, parsed: usize) {
+            self.0.lock().unwrap().push((buffered, parsed));
+        }
+
+        fn evicted(&self) -> bool {
+            false
+        }
+
+        fn speaks_resp(&self) {}
+    }
+
+    #[test]
+    fn a_metered_codec_reports_its_buffer_and_what_it_parsed_and_releases_a_grown_buffer() {
+        let meter = Arc::new(Meter::default());
+        let mut codec = ConnectionCodec::new(1 << 20, 10)
+            .max_value(1 << 20)
+            .metered(meter.clone());
+        let value = "v".repeat(KEEP_READ_BUFFER);
+        let request = format!(
+            "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n{value}\r\n",
+            value.len()
+        );
+        let mut buf = BytesMut::with_capacity(2 * request.len());
+        buf.extend_from_slice(&request.as_bytes()[..100]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(&request.as_bytes()[100..]);
+        assert!(codec.decode(&mut buf).unwrap().is_some());
+        let reports = meter.0.lock().unwrap().clone();
+        assert_eq!(
+            reports[0],
+            (2 * request.len(), 0),
+            "a partial request: its buffer"
+        );
+        // The request handed out; its emptied buffer given back.
+        assert_eq!(reports[1], (FRESH_READ_BUFFER, request.len()));
+        assert_eq!(buf.capacity(), FRESH_READ_BUFFER);
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub use super::position_commands::PositionWait;
 use super::position_commands::{self, PositionCommand};
 use super::reply::{ErrorReply, Reply};
 use super::string_commands::string_op;
+pub use super::tls_commands::TlsCommand;
+use super::tls_commands::{self, tls_help};
 use super::words::printable;
 use crate::store::expiry::TtlQuery;
 use crate::store::{Op, Outcome};
@@ -103,6 +105,8 @@ pub enum Command {
     Auth(Login),
     /// `ACL LOAD`, `ACL WHOAMI`, `ACL HELP`.
     Acl(AclCommand),
+    /// `TLS RELOAD`, `TLS HELP`.
+    Tls(TlsCommand),
     /// RESP `TYPE key`: `string` or `none` (strings are the only type).
     Type(Bytes),
     /// RESP `TIME`: the server's clock, seconds and microseconds.
@@ -281,6 +285,8 @@ pub enum NodeQuery {
     },
     /// `SENTINEL ...`.
     Sentinel(SentinelQuery),
+    /// `TLS RELOAD`.
+    TlsReload,
 }
 
 /// How the outcomes of one command's Store operations become its reply.
@@ -375,6 +381,8 @@ impl Command {
             } => Plan::Hello { version, name },
             Command::Acl(AclCommand::WhoAmI) => Plan::WhoAmI,
             Command::Acl(AclCommand::Help) => Plan::Reply(acl_help()),
+            Command::Tls(TlsCommand::Reload) => Plan::Node(NodeQuery::TlsReload),
+            Command::Tls(TlsCommand::Help) => Plan::Reply(tls_help()),
             // The session answers these apart (`is_login`): never planned.
             Command::Auth(_) | Command::Acl(AclCommand::Load) | Command::Hello { .. } => {
                 Plan::Reply(Reply::Error(ErrorReply::Command(CommandError::Redis(
@@ -564,6 +572,7 @@ fn parse_resp(args: &mut Vec<Bytes>) -> Option<Result<Command, CommandError>> {
             _ => Err(CommandError::Redis("ERR DB index is out of range".into())),
         },
         ("auth" | "acl" | "hello", _) => auth_commands::parse_resp(name, args).map(Command::from),
+        ("tls", _) => tls_commands::parse_resp(args).map(Command::Tls),
         (
             "get" | "set" | "del" | "exists" | "mget" | "mset" | "dbsize" | "ping" | "echo"
             | "digest" | "resync" | "wait" | "client" | "select" | "role" | "sentinel" | "multi"

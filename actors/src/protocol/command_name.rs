@@ -2,7 +2,7 @@
 //! command (`cmd=`). Kept apart from the command table (`command.rs`), which it reads; the
 //! match is exhaustive, so a new command cannot be added without a name.
 
-use super::command::{AclCommand, Command};
+use super::command::{AclCommand, Command, TlsCommand};
 use super::command_table::TableQuery;
 use super::expiry_commands::LineExpiry;
 use crate::store::expiry::{Expiry, TtlQuery};
@@ -42,6 +42,8 @@ impl Command {
             Command::Acl(AclCommand::Load) => "acl|load",
             Command::Acl(AclCommand::WhoAmI) => "acl|whoami",
             Command::Acl(AclCommand::Help) => "acl|help",
+            Command::Tls(TlsCommand::Reload) => "tls|reload",
+            Command::Tls(TlsCommand::Help) => "tls|help",
             Command::Type(_) => "type",
             Command::Time => "time",
             Command::ConfigGet(_) => "config|get",

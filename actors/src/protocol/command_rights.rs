@@ -16,7 +16,7 @@
 //!   have logged in for them, where the node asks for it.
 
 use super::client_commands::ClientCommand;
-use super::command::{AclCommand, Command};
+use super::command::{AclCommand, Command, TlsCommand};
 use super::expiry_commands::LineExpiry;
 use crate::auth::rights::Rights;
 use crate::store::Op;
@@ -57,7 +57,8 @@ impl Command {
             | Command::ConfigGet(_)
             | Command::Resync
             | Command::Client(ClientCommand::List(_) | ClientCommand::Kill { .. })
-            | Command::Acl(AclCommand::Load) => Rights::ADMIN,
+            | Command::Acl(AclCommand::Load)
+            | Command::Tls(TlsCommand::Reload) => Rights::ADMIN,
             Command::Ping
             | Command::Exit
             | Command::Wait { .. }
@@ -68,6 +69,7 @@ impl Command {
             | Command::Hello { .. }
             | Command::Auth(_)
             | Command::Acl(_)
+            | Command::Tls(TlsCommand::Help)
             | Command::Time
             | Command::Multi
             | Command::Exec

@@ -153,6 +153,7 @@ pub const TABLE: &[CommandSpec] = &[
     spec("strlen", 2, READ_FAST, ONE, "@string"),
     spec("substr", 4, READ, ONE, "@string"),
     spec("time", 1, STALE_FAST, NONE, "@server"),
+    both(spec("tls", -2, ADMIN, NONE, "@admin")),
     both(spec("ttl", 2, READ_FAST, ONE, "@keyspace")),
     spec("type", 2, READ_FAST, ONE, "@keyspace"),
     spec("unlink", -2, WRITE_FAST, ALL, "@keyspace"),

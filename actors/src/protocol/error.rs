@@ -68,6 +68,17 @@ pub enum ErrorReply {
         /// The longest line accepted, in bytes (`--max-line-bytes`), shown to the client.
         limit: usize,
     },
+    /// A request line longer than a connection may send before it logs in, on a node that
+    /// asks for a password; the connection closes after it.
+    #[error("line too long before login (limit {limit} bytes until AUTH); closing the connection")]
+    LineTooLongBeforeLogin {
+        /// The longest line accepted before a login, in bytes.
+        limit: usize,
+    },
+    /// The connection was closed to bring the memory of all clients' buffers back under
+    /// `--maxmemory-clients` (it held the most).
+    #[error("client evicted: node-wide client buffer memory over --maxmemory-clients")]
+    Evicted,
     /// The node already serves `--max-clients` clients.
     #[error("max clients reached")]
     MaxClients,

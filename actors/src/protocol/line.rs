@@ -58,6 +58,12 @@ impl LineDecoder {
         self.max_line
     }
 
+    /// Refuse lines longer than `max_line` from now on (a connection's limit shrinks before it
+    /// logs in and grows back after).
+    pub fn set_max_line(&mut self, max_line: usize) {
+        self.max_line = max_line;
+    }
+
     /// Take every complete line at the front of `src`, up to the batch limit, or up to and
     /// including a replication opening. A line too long is reported once the requests before
     /// it are answered: only when nothing else is in the batch.

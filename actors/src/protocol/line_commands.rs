@@ -13,6 +13,7 @@ use super::cluster_commands::parse_failover;
 use super::command::{Command, CommandError};
 use super::expiry_commands::{self, LineExpiry};
 use super::position_commands;
+use super::tls_commands;
 use super::words::{printable, token};
 
 pub(crate) const PUT_USAGE: &str = "PUT <key> <value>";
@@ -50,6 +51,8 @@ pub fn parse(line: &Bytes) -> Option<Result<Command, CommandError>> {
         position_commands::parse_line(verb, &line, verb_end).map(Command::from)
     } else if verb.eq_ignore_ascii_case(b"AUTH") || verb.eq_ignore_ascii_case(b"ACL") {
         auth_commands::parse_line(verb, &line, verb_end).map(Command::from)
+    } else if verb.eq_ignore_ascii_case(b"TLS") {
+        tls_commands::parse_line(&line, verb_end).map(Command::Tls)
     } else if verb.eq_ignore_ascii_case(b"PUT") {
         parse_put(&line, verb_end)
     } else if verb.eq_ignore_ascii_case(b"DEL") {

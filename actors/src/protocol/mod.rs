@@ -34,4 +34,5 @@ pub mod position_commands;
 pub mod reply;
 pub mod resp;
 pub mod string_commands;
+pub mod tls_commands;
 pub mod words;

@@ -19,6 +19,12 @@ pub struct ProtocolError(pub String);
 pub const MAX_ARGS: usize = 1024 * 1024;
 /// The longest header line (`*<count>` or `$<len>`).
 const MAX_HEADER: usize = 32;
+/// The most arguments a request may have before the connection has logged in, on a node that
+/// asks for it (as Redis): a client without a password cannot make the node hold more than a
+/// few small arguments.
+pub const UNAUTHENTICATED_ARGS: usize = 10;
+/// The largest value a request may carry before the connection has logged in (as Redis).
+pub const UNAUTHENTICATED_BULK: usize = 16 * 1024;
 
 /// Decodes requests (arrays of bulk strings) from the front of a buffer, one at a time.
 ///
@@ -37,6 +43,9 @@ pub struct RequestDecoder {
     /// The arguments of the request just decoded, for the caller to take out (which leaves
     /// the list's memory for the next request).
     args: Vec<Bytes>,
+    /// The connection has not logged in yet on a node that asks for it: requests are held to
+    /// [`UNAUTHENTICATED_ARGS`] arguments of at most [`UNAUTHENTICATED_BULK`] bytes.
+    before_login: bool,
 }
 
 /// How far into an incomplete request the decoder got.
@@ -52,6 +61,13 @@ struct Partial {
 const KEEP_SPANS: usize = 1024;
 
 impl RequestDecoder {
+    /// Hold requests to the small ones a connection may send before it logs in (`true`), or
+    /// to the node's limits (`false`, the default). A request whose header was accepted stays
+    /// accepted: the limits apply to headers read from now on.
+    pub fn before_login(&mut self, before_login: bool) {
+        self.before_login = before_login;
+    }
+
     /// Decode one request from the front of `buf`, consuming it, and answer its arguments.
     /// Answers `None` while the request is incomplete (nothing is consumed then).
     ///
@@ -107,6 +123,9 @@ impl RequestDecoder {
                 if count > MAX_ARGS {
                     return Err(ProtocolError("invalid multibulk length".into()));
                 }
+                if self.before_login && count > UNAUTHENTICATED_ARGS {
+                    return Err(ProtocolError("unauthenticated multibulk length".into()));
+                }
                 self.spans.clear();
                 Partial { count, pos }
             }
@@ -117,6 +136,9 @@ impl RequestDecoder {
             };
             if len < 0 || len as usize > max_bulk {
                 return Err(ProtocolError("invalid bulk length".into()));
+            }
+            if self.before_login && len as usize > UNAUTHENTICATED_BULK {
+                return Err(ProtocolError("unauthenticated bulk length".into()));
             }
             let end = start + len as usize;
             if seen < end + 2 {
@@ -412,6 +434,41 @@ mod tests {
             let last = at + 1 == frame.len();
             assert_eq!(decoded.map(|args| args.len()), last.then_some(0), "at {at}");
         }
+    }
+
+    #[test]
+    fn before_login_only_small_requests_are_taken() {
+        let mut decoder = RequestDecoder::default();
+        decoder.before_login(true);
+        let eleven = [&b"*11\r\n"[..], &b"$1\r\nx\r\n".repeat(11)].concat();
+        let big = format!("*2\r\n$4\r\nECHO\r\n$16385\r\n{}\r\n", "x".repeat(16385));
+        let at_the_limits = format!("*1\r\n$16384\r\n{}\r\n", "x".repeat(16384));
+        for (frame, error) in [
+            (
+                &eleven[..],
+                "Protocol error: unauthenticated multibulk length",
+            ),
+            (
+                big.as_bytes(),
+                "Protocol error: unauthenticated bulk length",
+            ),
+        ] {
+            let refused = decoder.decode(&mut BytesMut::from(frame), 1 << 20, 1 << 22);
+            assert_eq!(refused.unwrap_err().to_string(), error);
+            // After a login, the node's limits apply.
+            let mut logged_in = RequestDecoder::default();
+            let taken = logged_in.decode(&mut BytesMut::from(frame), 1 << 20, 1 << 22);
+            assert!(taken.unwrap().is_some());
+        }
+        let taken = decoder.decode(
+            &mut BytesMut::from(at_the_limits.as_bytes()),
+            1 << 20,
+            1 << 22,
+        );
+        assert_eq!(taken.unwrap().map(|args| args.len()), Some(1));
+        let ten = [&b"*10\r\n"[..], &b"$1\r\nx\r\n".repeat(10)].concat();
+        let taken = decoder.decode(&mut BytesMut::from(&ten[..]), 1 << 20, 1 << 22);
+        assert_eq!(taken.unwrap().map(|args| args.len()), Some(10));
     }
 
     #[test]

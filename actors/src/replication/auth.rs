@@ -1,4 +1,5 @@
-//! Mutual authentication of a replication link by challenge and response.
+//! Mutual authentication of a peer link by challenge and response: the replication link here,
+//! and the control plane's Raft connections (`consensus/handshake.rs`), with one cluster secret.
 //!
 //! Each side sends a fresh random nonce, and proves that it knows the cluster secret by an
 //! HMAC-SHA256 over both nonces, with a label per role so that one side's proof is never valid
@@ -9,9 +10,12 @@
 //! anything else (an impostor replica learns nothing), then sends its own proof; the replica
 //! checks that before it says where it stands or takes a record.
 //!
+//! The control plane runs the same exchange with its own two labels, with the accepting side's
+//! nonce first, so that no proof from one kind of link is ever valid on the other.
+//!
 //! What this does not do: protect the stream after the handshake against someone who can
 //! change bytes on the path (that takes TLS), or authenticate anything without a secret. See
-//! docs/replication.md, "Threat model".
+//! docs/replication.md, "Threat model", and docs/security.md.
 
 use std::fmt;
 
@@ -24,13 +28,17 @@ type HmacSha256 = Hmac<Sha256>;
 /// Bytes in a nonce (sent as twice as many hex digits).
 const NONCE_BYTES: usize = 16;
 
-/// Which side of the link a proof comes from; part of what is signed.
+/// Which side of which kind of link a proof comes from; part of what is signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     /// The primary, which streams.
     Primary,
     /// The replica, which receives.
     Replica,
+    /// A control-plane member that accepted a Raft connection.
+    ControlServer,
+    /// A control-plane member that dialed one (to send Raft RPCs or a switchover request).
+    ControlCaller,
 }
 
 impl Side {
@@ -39,6 +47,8 @@ impl Side {
         match self {
             Side::Primary => b"kvstore replication primary\0",
             Side::Replica => b"kvstore replication replica\0",
+            Side::ControlServer => b"kvstore control plane server\0",
+            Side::ControlCaller => b"kvstore control plane caller\0",
         }
     }
 }
@@ -62,41 +72,36 @@ impl ClusterSecret {
         ClusterSecret(secret.as_bytes().to_vec())
     }
 
-    /// The MAC of `side` over the primary's and the replica's nonces.
-    fn mac(&self, side: Side, primary_nonce: &str, replica_nonce: &str) -> HmacSha256 {
+    /// The MAC of `side` over the handshake's two nonces: the one sent first (the primary's on
+    /// a replication link, the accepting member's on the control plane) and the one answered.
+    fn mac(&self, side: Side, first_nonce: &str, second_nonce: &str) -> HmacSha256 {
         // Any key length is valid for HMAC, so this cannot fail.
         let mut mac = match HmacSha256::new_from_slice(&self.0) {
             Ok(mac) => mac,
             Err(_) => unreachable!("HMAC takes keys of any length"),
         };
         mac.update(side.label());
-        mac.update(primary_nonce.as_bytes());
+        mac.update(first_nonce.as_bytes());
         mac.update(b"\0");
-        mac.update(replica_nonce.as_bytes());
+        mac.update(second_nonce.as_bytes());
         mac
     }
 
     /// `side`'s proof for a handshake with these nonces, as hex.
-    pub fn proof(&self, side: Side, primary_nonce: &str, replica_nonce: &str) -> String {
+    pub fn proof(&self, side: Side, first_nonce: &str, second_nonce: &str) -> String {
         let bytes = self
-            .mac(side, primary_nonce, replica_nonce)
+            .mac(side, first_nonce, second_nonce)
             .finalize()
             .into_bytes();
         hex(&bytes)
     }
 
     /// Whether `proof` (hex) is `side`'s proof for these nonces; compared in constant time.
-    pub fn verify(
-        &self,
-        side: Side,
-        primary_nonce: &str,
-        replica_nonce: &str,
-        proof: &str,
-    ) -> bool {
+    pub fn verify(&self, side: Side, first_nonce: &str, second_nonce: &str, proof: &str) -> bool {
         let Some(bytes) = unhex(proof) else {
             return false;
         };
-        self.mac(side, primary_nonce, replica_nonce)
+        self.mac(side, first_nonce, second_nonce)
             .verify_slice(&bytes)
             .is_ok()
     }
@@ -151,6 +156,11 @@ mod tests {
         assert!(
             !secret.verify(Side::Primary, &p, &r, &proof),
             "not the other side's"
+        );
+        assert!(
+            !secret.verify(Side::ControlCaller, &p, &r, &proof)
+                && !secret.verify(Side::ControlServer, &p, &r, &proof),
+            "not valid on the control plane"
         );
         assert!(
             !secret.verify(Side::Replica, &nonce(), &r, &proof),

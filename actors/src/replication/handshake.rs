@@ -5,21 +5,20 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::{FramedRead, LinesCodec};
 
 use super::auth::{self, ClusterSecret, Side};
 use super::wire::{Prove, ReplicaLine, Replicate, MAX_CONTROL_LINE};
 use crate::store::Seq;
+use crate::tls::{ReadHalf, TlsContext, WriteHalf};
 
 /// A link whose handshake finished: the replica's lines to come (`ACK`), the socket to stream
 /// to, and where the replica stands.
 pub struct Opened {
     /// The replica's lines from now on.
-    pub lines: FramedRead<OwnedReadHalf, LinesCodec>,
+    pub lines: FramedRead<ReadHalf, LinesCodec>,
     /// The socket's write half, for the stream.
-    pub writer: OwnedWriteHalf,
+    pub writer: WriteHalf,
     /// The history the replica's data belongs to (`None`: none).
     pub id: Option<String>,
     /// How far its data goes.
@@ -32,26 +31,26 @@ pub struct Opened {
 /// it that the primary's backlog holds everything after `from` (what the replica then
 /// fingerprints for the primary to check). With
 /// a `secret`, the replica must prove it knows it before it is sent anything else (an
-/// impostor learns nothing), and the primary then proves it in turn. Answers why it failed,
-/// as one line for the log.
+/// impostor learns nothing), and the primary then proves it in turn. With `tls`, the link is
+/// TLS, the replica's certificate checked against `--tls-ca`, under the same handshake.
+/// Answers why it failed, as one line for the log.
 pub async fn open(
     addr: &str,
     secret: Option<&ClusterSecret>,
+    tls: Option<&TlsContext>,
     timeout: Duration,
-    from: Seq,
-    epoch: u64,
+    (from, epoch): (Seq, u64),
 ) -> Result<Opened, String> {
-    let stream = tokio::time::timeout(timeout, crate::outgoing::connect(addr))
+    let stream = tokio::time::timeout(timeout, crate::tls::dial::dial(addr, tls))
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| format!("connect failed: {e}"))?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let (reader, mut writer) = stream.into_split();
     let opening = Replicate::with_epoch(&auth::nonce(), epoch);
     // The proofs cover the nonce bound to the epoch, so the epoch cannot be altered in flight.
     let primary_nonce = opening.bound_nonce();
     writer
-        .write_all(&opening.encode())
+        .send(&opening.encode())
         .await
         .map_err(|e| format!("handshake failed: {e}"))?;
     let mut lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_CONTROL_LINE));
@@ -80,7 +79,7 @@ pub async fn open(
         (None, None) => None,
     };
     writer
-        .write_all(&Prove { proof, from }.encode())
+        .send(&Prove { proof, from }.encode())
         .await
         .map_err(|e| format!("handshake failed: {e}"))?;
     match next_line(&mut lines, timeout).await? {
@@ -97,7 +96,7 @@ pub async fn open(
 
 /// The replica's next line in the handshake, within `timeout`.
 async fn next_line(
-    lines: &mut FramedRead<OwnedReadHalf, LinesCodec>,
+    lines: &mut FramedRead<ReadHalf, LinesCodec>,
     timeout: Duration,
 ) -> Result<ReplicaLine, String> {
     let line = tokio::time::timeout(timeout, lines.next())

@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use slog::{debug, error, info, warn, Logger};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::watch;
 use tokio_util::codec::LinesCodecError;
 
@@ -31,11 +29,12 @@ use super::resync;
 use super::wire::{ReplicaLine, StreamEncoder, SyncStart};
 use crate::storage::durability::Durability;
 use crate::store::{Applied, Mutation, Seq, Store, StoreSnapshot, TakeSnapshot};
+use crate::tls::WriteHalf;
 
 /// A live connection to the replica.
 struct Link {
     /// `None` while a write is in flight.
-    writer: Option<OwnedWriteHalf>,
+    writer: Option<WriteHalf>,
     /// The write in flight, cancelled with the link (a stalled replica never finishes it).
     writing: Option<SpawnHandle>,
     /// The stream of the replica's lines (`ACK`), cancelled with the link.
@@ -168,12 +167,13 @@ impl Replicator {
         self.attempt += 1;
         let attempt = self.attempt;
         let addr = self.config.replica.clone();
-        let secret = self.config.secret.clone();
-        let timeout = self.config.timeout;
-        let from = self.backlog.first();
-        let epoch = self.config.epoch;
+        let (secret, tls) = (self.config.secret.clone(), self.config.tls.clone());
+        let (timeout, at) = (
+            self.config.timeout,
+            (self.backlog.first(), self.config.epoch),
+        );
         let handshake =
-            async move { handshake::open(&addr, secret.as_ref(), timeout, from, epoch).await };
+            async move { handshake::open(&addr, secret.as_ref(), tls.as_ref(), timeout, at).await };
         ctx.spawn(handshake.into_actor(self).map(move |result, act, ctx| {
             if attempt != act.attempt {
                 return;
@@ -329,12 +329,12 @@ impl Replicator {
                     StreamEncoder::snapshot_pair(seq, pair, &mut buf);
                     count += 1;
                     if buf.len() >= CHUNK_BYTES {
-                        writer.write_all(&buf).await?;
+                        writer.send(&buf).await?;
                         buf.clear();
                     }
                 }
                 StreamEncoder::snapshot_end(seq, count, &mut buf);
-                writer.write_all(&buf).await?;
+                writer.send(&buf).await?;
                 Ok::<_, std::io::Error>((writer, seq, count))
             };
             let handle = ctx.spawn(send.into_actor(act).map(move |result, act, ctx| {
@@ -410,7 +410,7 @@ impl Replicator {
         };
         let attempt = self.attempt;
         let write = async move {
-            let result = writer.write_all(&bytes).await;
+            let result = writer.send(&bytes).await;
             (writer, result)
         };
         let done = write

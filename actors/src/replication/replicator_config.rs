@@ -10,6 +10,7 @@ use super::auth::ClusterSecret;
 use super::replication_id::Previous;
 use super::wire::SyncStart;
 use crate::store::Seq;
+use crate::tls::TlsContext;
 
 /// How a replicator reaches its replica.
 #[derive(Debug, Clone)]
@@ -39,6 +40,9 @@ pub struct ReplicatorConfig {
     /// full resync, and the offsets it loses are counted, instead of being refused until an
     /// operator decides.
     pub authoritative: bool,
+    /// The node's TLS: with it, the link is TLS (this node's certificate shown as a client
+    /// certificate, the replica's checked against `--tls-ca`), the handshake above on top.
+    pub tls: Option<TlsContext>,
 }
 
 impl ReplicatorConfig {
@@ -51,6 +55,21 @@ impl ReplicatorConfig {
             previous: self.previous.clone(),
         }
     }
+}
+
+/// What every replicator a failover-cluster member starts as a primary is configured with.
+#[derive(Debug, Clone)]
+pub struct ReplicationSettings {
+    /// The cluster secret the links prove.
+    pub secret: Option<ClusterSecret>,
+    /// `--repl-backlog-bytes`.
+    pub backlog_bytes: usize,
+    /// `--repl-full-sync-buffer-bytes`.
+    pub full_sync_buffer_bytes: usize,
+    /// `--repl-timeout`.
+    pub timeout: Duration,
+    /// The node's TLS, for every link (see [`ReplicatorConfig::tls`]).
+    pub tls: Option<TlsContext>,
 }
 
 /// Stop replicating (this node is no longer the primary): the link closes with the actor.

@@ -246,6 +246,9 @@ pub enum Refusal {
     /// The opening's nonce is not a nonce: not a primary of ours.
     #[error("replication refused: malformed handshake")]
     Malformed,
+    /// A node with TLS takes a replication stream only over TLS.
+    #[error("replication refused: this node takes replication only over TLS")]
+    NotTls,
 }
 
 /// A line the replica sends back to its primary.

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytes::BytesMut;
 use thiserror::Error;
-use tokio::net::tcp::OwnedWriteHalf;
 
 use super::node_context::NodeContext;
 use super::node_query::QueryError;
@@ -19,6 +18,7 @@ use crate::replication::node_position::{NodePosition, Observed};
 use crate::replication::replica_link::LinkError;
 use crate::storage::durability::Durability;
 use crate::store::{Seq, Store};
+use crate::tls::WriteHalf;
 
 /// What answers one request.
 pub enum Step {
@@ -62,11 +62,14 @@ pub enum BatchError {
     /// The replication stream ended.
     #[error(transparent)]
     Replication(#[from] LinkError),
+    /// The client was evicted (`--maxmemory-clients`) while its replies were being written.
+    #[error("evicted while its replies were written (it was not reading them)")]
+    Evicted,
 }
 /// What a batch's work hands back to the session.
 pub struct Answered {
     /// The socket's write half, back from the batch.
-    pub writer: OwnedWriteHalf,
+    pub writer: WriteHalf,
     /// The output buffer, back from the batch.
     pub out: BytesMut,
     /// Whether the session ends now (EXIT, an error that closes).

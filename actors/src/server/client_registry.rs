@@ -6,6 +6,9 @@
 //! once when it closes, and by the rare commands that list or kill. What changes per request
 //! (the last command, when it ran, the protocol) lives in the connection's own [`Client`],
 //! behind a lock that only its session and those rare commands take.
+//!
+//! The registry also counts what the connections' buffers hold, against
+//! `--maxmemory-clients` ([`ClientMemory`]): a connection is counted while it is registered.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,7 +18,9 @@ use std::time::Instant;
 use actix::prelude::*;
 use actix::WeakRecipient;
 use bytes::Bytes;
+use slog::Logger;
 
+use super::client_memory::{ClientBuffers, ClientMemory, Evict};
 use crate::protocol::client_commands::{ClientFilter, ClientKind};
 use crate::protocol::reply::Protocol;
 
@@ -30,6 +35,8 @@ pub struct Kill;
 #[derive(Debug, Default)]
 pub struct ClientRegistry {
     clients: Mutex<BTreeMap<u64, Arc<Client>>>,
+    /// What the registered connections' buffers hold, and the cap on it.
+    memory: Arc<ClientMemory>,
 }
 
 /// One client connection as `CLIENT LIST` shows it.
@@ -47,6 +54,9 @@ pub struct Client {
     pub since: Instant,
     /// Closes the session; weak, so the registry never keeps a session alive.
     kill: WeakRecipient<Kill>,
+    /// What its buffers hold (`qbuf`, `omem`, `tot-mem`), counted against
+    /// `--maxmemory-clients`.
+    pub buffers: Arc<ClientBuffers>,
     /// What changes while it is connected.
     state: Mutex<ClientState>,
 }
@@ -77,14 +87,25 @@ pub struct Registration {
     client: Arc<Client>,
 }
 
+/// How a registered session is told to close: by `CLIENT KILL`, or evicted for memory.
+#[derive(Debug)]
+pub struct Closers {
+    /// `CLIENT KILL`.
+    pub kill: WeakRecipient<Kill>,
+    /// `--maxmemory-clients`.
+    pub evict: WeakRecipient<Evict>,
+}
+
 impl ClientRegistry {
-    /// Add connection `id` (from `peer` to `local`, socket `fd`), closed by `kill`.
+    /// Add connection `id` (from `peer` to `local`, socket `fd`), closed through `closers`;
+    /// its eviction, if it comes, is logged to `log`.
     pub fn join(
         self: &Arc<Self>,
         id: u64,
         (peer, local): (SocketAddr, SocketAddr),
         fd: i64,
-        kill: WeakRecipient<Kill>,
+        closers: Closers,
+        log: Logger,
     ) -> Registration {
         let now = Instant::now();
         let client = Arc::new(Client {
@@ -93,7 +114,8 @@ impl ClientRegistry {
             local,
             fd,
             since: now,
-            kill,
+            kill: closers.kill,
+            buffers: self.memory.join(id, closers.evict, log),
             state: Mutex::new(ClientState {
                 name: Bytes::new(),
                 lib_name: Bytes::new(),
@@ -125,6 +147,11 @@ impl ClientRegistry {
             .filter(|client| client.passes(filter, me, now))
             .cloned()
             .collect()
+    }
+
+    /// What the connections' buffers hold, and the cap on it.
+    pub fn memory(&self) -> &ClientMemory {
+        &self.memory
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Arc<Client>>> {
@@ -224,6 +251,11 @@ impl Client {
     /// fields a node has no counterpart for hold the value Redis shows for an ordinary idle
     /// client: see docs/protocol.md.
     pub fn line(&self, now: Instant) -> String {
+        let (qbuf, argv, omem) = (
+            self.buffers.input(),
+            self.buffers.parsed(),
+            self.buffers.output(),
+        );
         let state = self.state();
         let text = |bytes: &Bytes| String::from_utf8_lossy(bytes).into_owned();
         let resp = match state.protocol {
@@ -233,8 +265,8 @@ impl Client {
         };
         format!(
             "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db=0 sub=0 psub=0 \
-             ssub=0 multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 \
-             obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} \
+             ssub=0 multi=-1 watch=0 qbuf={} qbuf-free=0 argv-mem={} multi-mem=0 rbs=0 rbp=0 \
+             obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user={} redir=-1 resp={} \
              lib-name={} lib-ver={}",
             self.id,
             self.peer,
@@ -243,6 +275,10 @@ impl Client {
             text(&state.name),
             now.saturating_duration_since(self.since).as_secs(),
             now.saturating_duration_since(state.last_active).as_secs(),
+            qbuf,
+            argv,
+            omem,
+            qbuf + argv + omem,
             state.last_command,
             state.user,
             resp,
@@ -271,6 +307,7 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.client.id);
+        self.registry.memory.leave(self.client.id);
     }
 }
 
@@ -298,15 +335,27 @@ mod tests {
         }
     }
 
+    impl Handler<Evict> for Session {
+        type Result = ();
+
+        fn handle(&mut self, _: Evict, ctx: &mut Context<Self>) {
+            ctx.stop();
+        }
+    }
+
     #[test]
     fn connections_are_listed_while_registered_filtered_and_killed() {
         System::new().block_on(async {
             let kills = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let session = Session(kills.clone()).start();
             let registry = Arc::new(ClientRegistry::default());
-            let kill = || session.downgrade().recipient();
-            let a = registry.join(1, (addr(5001), addr(6379)), 7, kill());
-            let b = registry.join(2, (addr(5002), addr(6379)), 8, kill());
+            let log = Logger::root(slog::Discard, slog::o!());
+            let closers = || Closers {
+                kill: session.downgrade().recipient(),
+                evict: session.downgrade().recipient(),
+            };
+            let a = registry.join(1, (addr(5001), addr(6379)), 7, closers(), log.clone());
+            let b = registry.join(2, (addr(5002), addr(6379)), 8, closers(), log);
             let ids = |filter: &ClientFilter, me| -> Vec<u64> {
                 registry.matching(filter, me).iter().map(|c| c.id).collect()
             };

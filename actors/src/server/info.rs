@@ -43,6 +43,23 @@ pub fn line(node: &NodeContext, stats: StoreStats, follower: Option<FollowerInfo
         node.clients.load(Ordering::Relaxed),
         node.blocked.load(Ordering::Relaxed)
     );
+    // Redis's names: what client buffers hold, the cap, and the clients evicted for it.
+    let memory = node.client_registry.memory();
+    let _ = write!(
+        line,
+        " mem_clients_normal={} maxmemory_clients={} evicted_clients={}",
+        memory.total(),
+        memory.limit(),
+        memory.evicted()
+    );
+    match &node.tls {
+        Some(tls) => {
+            let port = node.tls_port.unwrap_or(0);
+            let auth = tls.auth_clients().as_str();
+            let _ = write!(line, " tls=yes tls_port={port} tls_auth_clients={auth}");
+        }
+        None => line.push_str(" tls=no"),
+    }
     if let Some(cluster) = &node.cluster {
         cluster_fields(&mut line, &cluster.state());
     }

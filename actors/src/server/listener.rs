@@ -4,6 +4,11 @@
 //! so a request never crosses threads; with `--io-threads` above 1, further arbiters share the
 //! parsing and socket work. The Listener also enforces the client limit and, at shutdown,
 //! stops accepting and waits for every session to finish.
+//!
+//! One Listener serves every client port of a node (the plain `--listen` port and the TLS
+//! `--tls-port`), so the client limit counts them together. On a port that speaks TLS, the
+//! handshake runs on the session's arbiter before the session starts, off the accept loop; the
+//! connection holds its place among the clients meanwhile.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -27,6 +32,8 @@ use crate::protocol::codec::protocol_of;
 use crate::protocol::reply::{ErrorReply, Protocol, Reply};
 use crate::replication::wire::Replicate;
 use crate::store::Store;
+use crate::tls::accept::{self, PortMode, HANDSHAKE_BYTE};
+use crate::tls::TlsContext;
 
 /// How long to back off after `accept` fails (for example when out of file descriptors), so
 /// the failure does not turn into a busy loop.
@@ -54,6 +61,8 @@ pub struct ListenerConfig {
     pub session: Arc<SessionConfig>,
     /// Kept equal to the number of open client connections, for `INFO`.
     pub clients: Arc<AtomicUsize>,
+    /// The node's TLS, for the ports that speak it; `None`: every port is plain.
+    pub tls: Option<TlsContext>,
 }
 
 /// Stop accepting, ask every session to finish, and answer once all have.
@@ -96,8 +105,9 @@ pub struct Listener {
     next_id: u64,
     /// Which arbiter the next session goes to (modulo their number), so they take turns.
     next_arbiter: usize,
-    /// The stream of accepted connections; `None` once shutdown began, so none is accepted.
-    accepting: Option<SpawnHandle>,
+    /// The streams of accepted connections, one per port; `None` once shutdown began, so
+    /// none is accepted.
+    accepting: Option<Vec<SpawnHandle>>,
     /// Who waits for the last session to end, once shutdown began.
     drained: Vec<oneshot::Sender<()>>,
     /// Refused connections waiting to show which protocol they speak.
@@ -105,20 +115,23 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Start accepting on `socket`, on the current arbiter.
+    /// Start accepting on `sockets`, each speaking what its mode says, on the current arbiter.
     pub fn start(
-        socket: TcpListener,
+        sockets: Vec<(TcpListener, PortMode)>,
         store: Addr<Store>,
         config: ListenerConfig,
         log: &Logger,
     ) -> Addr<Listener> {
         let log = log.clone();
         Listener::create(move |ctx| {
-            let incoming = stream::unfold(socket, |socket| async move {
-                let accepted = socket.accept().await;
-                Some((accepted, socket))
+            let handles = sockets.into_iter().map(|(socket, mode)| {
+                let incoming = stream::unfold(socket, move |socket| async move {
+                    let accepted = socket.accept().await;
+                    Some(((mode, accepted), socket))
+                });
+                ctx.add_stream(incoming)
             });
-            let accepting = Some(ctx.add_stream(incoming));
+            let accepting = Some(handles.collect());
             Listener {
                 store,
                 config,
@@ -135,27 +148,35 @@ impl Listener {
         })
     }
 
-    fn accept(&mut self, stream: TcpStream, peer: SocketAddr, ctx: &mut Context<Self>) {
+    fn accept(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        mode: PortMode,
+        ctx: &mut Context<Self>,
+    ) {
         if self.client_count() >= self.config.max_clients {
             warn!(self.log, "refusing connection: max clients reached";
                 "peer" => %peer, "max_clients" => self.config.max_clients);
             // Waiting to see a refused client's protocol holds its socket; only so many wait.
             let peek = (self.refusing.load(Ordering::Relaxed) < MAX_REFUSING)
                 .then(|| Refusing::new(self.refusing.clone()));
-            actix_rt::spawn(refuse(stream, peer, peek, ctx.address()));
+            let tls = mode != PortMode::Plain && self.config.tls.is_some();
+            actix_rt::spawn(refuse(stream, peer, peek, tls, ctx.address()));
             return;
         }
-        let _ = self.start_session(stream, peer, false, ctx);
+        let _ = self.start_session(stream, peer, false, mode, ctx);
     }
 
-    /// Give `stream` a session on the next arbiter in turn.
-    /// Start a session for `stream` on the next arbiter; answers its id, or `None` if the
+    /// Start a session for `stream` (accepted on a port in `mode`) on the next arbiter in
+    /// turn, after its TLS handshake if it has one; answers its id, or `None` if the
     /// connection was lost first.
     fn start_session(
         &mut self,
         stream: TcpStream,
         peer: SocketAddr,
         replication_only: bool,
+        mode: PortMode,
         ctx: &mut Context<Self>,
     ) -> Option<u64> {
         // Move the socket to the session's arbiter as a std socket, so that it registers with
@@ -178,8 +199,25 @@ impl Listener {
         let me = ctx.address();
         let session_config = self.config.session.clone();
         let log = self.log.clone();
+        // Taken now: a connection gets the certificates current when it arrives.
+        let acceptor = self.config.tls.as_ref().map(TlsContext::client_acceptor);
         let spawned = arbiter.spawn(async move {
-            let started = TcpStream::from_std(stream).and_then(|stream| {
+            let tcp = TcpStream::from_std(stream);
+            let stream = match tcp {
+                Ok(tcp) => accept::accept(tcp, mode, acceptor).await,
+                Err(error) => {
+                    debug!(log, "connection lost before its session started"; "peer" => %peer, "error" => %error);
+                    return me.do_send(SessionClosed { id });
+                }
+            };
+            let stream = match stream {
+                Ok(stream) => stream,
+                Err(error) => {
+                    warn!(log, "closing a connection that did not set up TLS"; "peer" => %peer, "reason" => %error);
+                    return me.do_send(SessionClosed { id });
+                }
+            };
+            let started = {
                 let owner = SessionOwner {
                     closed: me.clone().recipient(),
                     replicating: me.clone().recipient(),
@@ -193,7 +231,7 @@ impl Listener {
                     replication_only,
                     &log,
                 )
-            });
+            };
             match started {
                 Ok(addr) => me.do_send(SessionStarted { id, addr }),
                 Err(error) => {
@@ -257,6 +295,9 @@ struct AdmitReplication {
     stream: TcpStream,
     /// The primary's address, for the logs.
     peer: SocketAddr,
+    /// `TlsOnly` when it opened a TLS handshake (its `REPLICATE` is then checked by the
+    /// session, after the handshake), `Plain` when its `REPLICATE` was seen.
+    mode: PortMode,
 }
 
 /// Tell a client over the limit why it is refused, then close: in RESP if what arrives within
@@ -265,11 +306,14 @@ struct AdmitReplication {
 /// protocol otherwise (nothing, or not yet a whole first line, included), or at once when
 /// `peek` is `None` (too many refusals are waiting already). A connection that opens with
 /// `REPLICATE` is handed back to the `listener` instead: a replica whose clients fill its
-/// places must still let its primary reconnect.
+/// places must still let its primary reconnect. On a port with `tls`, so is one that opens a
+/// TLS handshake: its session then admits only a replication stream, and tells a client that
+/// it is refused over TLS, where it can read it.
 async fn refuse(
     mut stream: TcpStream,
     peer: SocketAddr,
     peek: Option<Refusing>,
+    tls: bool,
     listener: Addr<Listener>,
 ) {
     let mut protocol = Protocol::Line;
@@ -280,8 +324,13 @@ async fn refuse(
             Ok(Ok(n)) => &head[..n],
             _ => &[][..],
         };
-        if Replicate::opens(&head[..head.len().min(10)]) {
-            listener.do_send(AdmitReplication { stream, peer });
+        let mode = match head.first() {
+            Some(&HANDSHAKE_BYTE) if tls => Some(PortMode::TlsOnly),
+            _ if Replicate::opens(&head[..head.len().min(10)]) => Some(PortMode::Plain),
+            _ => None,
+        };
+        if let Some(mode) = mode {
+            listener.do_send(AdmitReplication { stream, peer, mode });
             return;
         }
         protocol = protocol_of(head).unwrap_or(Protocol::Line);
@@ -306,10 +355,13 @@ impl Actor for Listener {
     type Context = Context<Self>;
 }
 
-impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for Listener {
-    fn handle(&mut self, item: io::Result<(TcpStream, SocketAddr)>, ctx: &mut Self::Context) {
+/// A connection accepted on a port in the given mode.
+type Accepted = (PortMode, io::Result<(TcpStream, SocketAddr)>);
+
+impl StreamHandler<Accepted> for Listener {
+    fn handle(&mut self, (mode, item): Accepted, ctx: &mut Self::Context) {
         match item {
-            Ok((stream, peer)) => self.accept(stream, peer, ctx),
+            Ok((stream, peer)) => self.accept(stream, peer, mode, ctx),
             Err(error) => {
                 warn!(self.log, "accept failed; backing off"; "error" => %error);
                 ctx.wait(actix::clock::sleep(ACCEPT_BACKOFF).into_actor(self));
@@ -375,7 +427,7 @@ impl Handler<AdmitReplication> for Listener {
         }
         info!(self.log, "a replication stream arrives while client places are full; admitting it";
             "peer" => %msg.peer);
-        if let Some(id) = self.start_session(msg.stream, msg.peer, true, ctx) {
+        if let Some(id) = self.start_session(msg.stream, msg.peer, true, msg.mode, ctx) {
             self.unauthenticated.insert(id);
         }
     }
@@ -393,9 +445,11 @@ impl Handler<StopAccepting> for Listener {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: StopAccepting, ctx: &mut Self::Context) -> Self::Result {
-        if let Some(handle) = self.accepting.take() {
-            // Dropping the accept stream closes the listening socket.
-            ctx.cancel_future(handle);
+        if let Some(handles) = self.accepting.take() {
+            // Dropping an accept stream closes its listening socket.
+            for handle in handles {
+                ctx.cancel_future(handle);
+            }
             info!(self.log, "stopped accepting connections"; "open_sessions" => self.sessions.len());
             for addr in self.sessions.values().flatten() {
                 addr.do_send(session::Shutdown);

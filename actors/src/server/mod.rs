@@ -15,10 +15,12 @@
 //! - [`auth`]: what a connection has logged in as, and what that lets it run (`NOAUTH`,
 //!   `NOPERM`); failed logins slowed down.
 //! - [`client_registry`]: the node's client connections, which sessions join and leave;
-//!   [`client_query`] answers `CLIENT ...` from it.
+//!   [`client_query`] answers `CLIENT ...` from it; [`client_memory`] counts what their
+//!   buffers hold and evicts the largest past `--maxmemory-clients`.
 
 pub mod auth;
 pub mod batch;
+pub mod client_memory;
 pub mod client_query;
 pub mod client_registry;
 pub mod cluster_query;

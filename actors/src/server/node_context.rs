@@ -19,6 +19,7 @@ use crate::replication::node_position::NodePosition;
 use crate::replication::progress::ReplicaProgress;
 use crate::replication::wait;
 use crate::store::Seq;
+use crate::tls::TlsContext;
 
 /// Facts about the node that every session can report.
 #[derive(Debug, Clone, Default)]
@@ -67,6 +68,12 @@ pub struct NodeContext {
     /// The node's users (`--requirepass`, `--users-file`), which sessions check logins and
     /// rights against; without passwords, every connection may do everything.
     pub accounts: Arc<Accounts>,
+    /// The node's TLS (`--tls-cert` ...), which `TLS RELOAD` reloads and `INFO` reports;
+    /// `None` for a node without TLS.
+    pub tls: Option<TlsContext>,
+    /// The port clients reach over TLS (`--tls-port`, or the client port when it speaks TLS
+    /// only), for `INFO`.
+    pub tls_port: Option<u16>,
 }
 
 impl NodeContext {

@@ -1,5 +1,5 @@
 //! Answers to the commands about the node rather than its data: `DBSIZE`, `INFO`, `DIGEST`,
-//! `WAIT`, `RESYNC` ([`NodeQuery`]), and `HELLO`. They are rare, so a session clones what they need only
+//! `WAIT`, `RESYNC`, `TLS RELOAD` ([`NodeQuery`]), and `HELLO`. They are rare, so a session clones what they need only
 //! when a client asks one, and their futures are boxed, keeping the future of an ordinary
 //! batch small.
 
@@ -18,6 +18,7 @@ use crate::protocol::reply::{ErrorReply, Protocol, Reply};
 use crate::replication::follower::Resync;
 use crate::store::glob::Glob;
 use crate::store::{Seq, Stats, Store};
+use crate::tls::TlsError;
 
 /// Why a node query could not be answered; ends the session that asked.
 #[derive(Debug, Error)]
@@ -65,6 +66,24 @@ pub async fn answer(
             cluster_query::role(node, offset, follower, protocol)
         }
         NodeQuery::Sentinel(query) => cluster_query::sentinel(node, query),
+        NodeQuery::TlsReload => match &node.tls {
+            // Off the session's thread (the Store's, usually): it reads files.
+            Some(tls) => match tokio::task::spawn_blocking({
+                let tls = tls.clone();
+                move || tls.reload("TLS RELOAD")
+            })
+            .await
+            .unwrap_or_else(|e| Err(TlsError::Config(e.to_string())))
+            {
+                Ok(()) => Reply::Ok,
+                Err(error) => Reply::Error(ErrorReply::Command(CommandError::Invalid(format!(
+                    "TLS reload failed: {error}"
+                )))),
+            },
+            None => Reply::Error(ErrorReply::Command(CommandError::Invalid(
+                "TLS is not enabled on this node (start it with --tls-cert and --tls-key)".into(),
+            ))),
+        },
         NodeQuery::ConfigGet(patterns) => {
             // Redis's glob, case-insensitive for parameter names, as Redis matches them.
             let globs: Vec<Glob> = patterns.iter().map(|p| Glob::nocase(p)).collect();

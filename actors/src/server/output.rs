@@ -8,10 +8,10 @@ use std::io;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::protocol::reply::{Protocol, Reply};
 use crate::protocol::resp;
+use crate::tls::WriteHalf;
 
 /// Reply bytes are handed to the socket whenever this many are buffered, so a batch with large
 /// replies is written in pieces rather than copied whole into memory.
@@ -32,7 +32,7 @@ pub fn reply_bytes(replies: &[Reply]) -> usize {
 /// Encode `replies` (which take `bytes` on the wire, by [`reply_bytes`]) through `out` and
 /// write them all.
 pub async fn write(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut WriteHalf,
     out: &mut BytesMut,
     replies: &[Reply],
     bytes: usize,
@@ -57,7 +57,7 @@ pub async fn write(
 /// Encode `replies` into `out` and write them, handing large values to the socket directly
 /// instead of copying them, inside arrays too.
 async fn write_large(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut WriteHalf,
     out: &mut BytesMut,
     replies: &[Reply],
     protocol: Protocol,
@@ -78,7 +78,7 @@ async fn write_large(
 
 /// Write one reply (not an array of large values: arrays inside arrays are small).
 async fn write_one(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut WriteHalf,
     out: &mut BytesMut,
     reply: &Reply,
     protocol: Protocol,
@@ -103,11 +103,12 @@ async fn write_one(
     Ok(())
 }
 
-/// Write what `out` holds and empty it.
-pub async fn flush(writer: &mut OwnedWriteHalf, out: &mut BytesMut) -> io::Result<()> {
+/// Write what `out` holds and empty it, then flush: over TLS, what the socket did not take
+/// yet waits in the TLS session until flushed (over plain TCP the flush does nothing).
+pub async fn flush(writer: &mut WriteHalf, out: &mut BytesMut) -> io::Result<()> {
     if !out.is_empty() {
         writer.write_all(out).await?;
         out.clear();
     }
-    Ok(())
+    writer.flush().await
 }

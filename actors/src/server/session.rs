@@ -25,6 +25,7 @@ use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,14 +33,13 @@ use actix::prelude::*;
 use bytes::BytesMut;
 use slog::{debug, info, warn, Logger};
 
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 use super::auth::ConnectionAuth;
 use super::batch::{Answered, BatchError, Step};
+use super::client_memory::Evict;
 use super::client_query;
-use super::client_registry::{self, Kill, Registration};
+use super::client_registry::{self, Closers, Kill, Registration};
 use super::node_query;
 use super::position_waits::PositionWaits;
 use super::session_config::SessionConfig;
@@ -53,6 +53,7 @@ use crate::protocol::reply::{ErrorReply, Protocol, Reply};
 use crate::replication::node_position::Observed;
 use crate::replication::replica_link::{Handshake, ReplicaLink};
 use crate::store::{Batch, Op, Seq, Store};
+use crate::tls::{Stream, WriteHalf};
 
 mod answer;
 mod login;
@@ -60,6 +61,10 @@ mod replication;
 
 /// An output buffer that grew past this for one batch is released afterwards.
 const KEEP_BUFFER_BYTES: usize = 256 * 1024;
+
+/// How long an evicted connection stays open, its input dropped unread, for its client to
+/// read the error before the connection is closed.
+const EVICTED_LINGER: Duration = Duration::from_millis(500);
 
 /// One client connection.
 pub struct Session {
@@ -76,7 +81,7 @@ pub struct Session {
     /// Logs with `peer` and `session` fields.
     log: Logger,
     /// The socket's write half; `None` only while replies are being written.
-    writer: Option<OwnedWriteHalf>,
+    writer: Option<WriteHalf>,
     /// The output buffer replies are encoded into, kept between batches.
     out: BytesMut,
     /// The sequence number of this connection's latest write, for `WAIT`.
@@ -111,6 +116,11 @@ pub struct Session {
     auth: ConnectionAuth,
     /// Requests read after a login, planned once it is decided.
     pending: Vec<Request>,
+    /// On a node with passwords, whether the connection has logged in, as its codec reads it
+    /// (which takes only small requests until it has); set after every batch.
+    logged_in: Option<Arc<AtomicBool>>,
+    /// Whether the connection is TLS: a node with TLS takes a replication stream only so.
+    tls: bool,
 }
 
 impl Session {
@@ -119,21 +129,43 @@ impl Session {
     /// finish its handshake in time, or it is closed.
     pub fn start(
         id: u64,
-        stream: TcpStream,
+        stream: Stream,
         store: Addr<Store>,
         owner: SessionOwner,
         config: Arc<SessionConfig>,
         replication_only: bool,
         log: &Logger,
     ) -> io::Result<Addr<Session>> {
-        let peer = stream.peer_addr()?;
-        let (local, fd) = (stream.local_addr()?, client_registry::fd(&stream));
-        stream.set_nodelay(true)?;
+        let tcp = stream.tcp();
+        let peer = tcp.peer_addr()?;
+        let (local, fd) = (tcp.local_addr()?, client_registry::fd(tcp));
+        tcp.set_nodelay(true)?;
+        let tls = stream.is_tls();
         let (reader, writer) = stream.into_split();
         let log = log.new(slog::o!("peer" => peer.to_string(), "session" => id));
         Ok(Session::create(move |ctx| {
-            let codec = ConnectionCodec::new(config.max_line_bytes, config.max_batch)
+            let client = (!replication_only).then(|| {
+                let closers = Closers {
+                    kill: ctx.address().downgrade().recipient(),
+                    evict: ctx.address().downgrade().recipient(),
+                };
+                let registry = &config.node.client_registry;
+                registry.join(id, (peer, local), fd, closers, log.clone())
+            });
+            let auth = ConnectionAuth::new(&config.node.accounts);
+            // Only on a node with passwords does the codec check anything about logins.
+            let logged_in = auth
+                .user()
+                .is_none()
+                .then(|| Arc::new(AtomicBool::new(false)));
+            let mut codec = ConnectionCodec::new(config.max_line_bytes, config.max_batch)
                 .max_value(config.max_value_bytes);
+            if let Some(client) = &client {
+                codec = codec.metered(client.client().buffers.clone());
+            }
+            if let Some(logged_in) = &logged_in {
+                codec = codec.login_required(logged_in.clone());
+            }
             let last_read = Rc::new(Cell::new(Instant::now()));
             let reader = Watched {
                 inner: reader,
@@ -166,14 +198,6 @@ impl Session {
                     }
                 });
             }
-            let client = (!replication_only).then(|| {
-                let kill = ctx.address().downgrade().recipient();
-                config
-                    .node
-                    .client_registry
-                    .join(id, (peer, local), fd, kill)
-            });
-            let auth = ConnectionAuth::new(&config.node.accounts);
             Session {
                 id,
                 peer,
@@ -197,7 +221,9 @@ impl Session {
                 exec_groups: Vec::new(),
                 client,
                 auth,
+                logged_in,
                 pending: Vec::new(),
+                tls,
             }
         }))
     }
@@ -387,6 +413,9 @@ impl Session {
         if self.config.idle_timeout.is_some() {
             self.last_answered = Instant::now();
         }
+        if let Some(logged_in) = &self.logged_in {
+            logged_in.store(self.auth.user().is_some(), Ordering::Relaxed);
+        }
         match result {
             Ok(mut answered) => {
                 if answered.out.capacity() > KEEP_BUFFER_BYTES {
@@ -449,6 +478,16 @@ impl StreamHandler<Result<Frame, CodecError>> for Session {
                 let refusal = Step::Reply(Reply::Error(ErrorReply::LineTooLong { limit }));
                 self.answer(vec![refusal], Vec::new(), true, ctx);
             }
+            Err(CodecError::LineTooLongBeforeLogin(LineTooLong { limit })) => {
+                warn!(self.log, "line too long before login; closing connection"; "limit" => limit);
+                let refusal = ErrorReply::LineTooLongBeforeLogin { limit };
+                self.answer(
+                    vec![Step::Reply(Reply::Error(refusal))],
+                    Vec::new(),
+                    true,
+                    ctx,
+                );
+            }
             Err(CodecError::Resp(error)) => {
                 debug!(self.log, "malformed RESP; closing connection"; "error" => %error);
                 self.protocol = Protocol::Resp;
@@ -481,6 +520,33 @@ impl Handler<Kill> for Session {
     fn handle(&mut self, _: Kill, ctx: &mut Self::Context) {
         info!(self.log, "closing connection: CLIENT KILL");
         ctx.stop();
+    }
+}
+
+impl Handler<Evict> for Session {
+    type Result = ();
+
+    /// Evicted for memory (`server/client_memory.rs` logged it): the client is told, if its
+    /// socket takes the line at once, and gets the end of the stream; what it still sends is
+    /// dropped unread (its codec sees it evicted) until it closes, or for [`EVICTED_LINGER`],
+    /// so that the line is not lost to a reset.
+    fn handle(&mut self, _: Evict, ctx: &mut Self::Context) {
+        let buffers = self.client.as_ref().map(|c| c.client().buffers.clone());
+        let resp = buffers.is_some_and(|b| b.speaks_resp());
+        if let Some(mut writer) = self.writer.take() {
+            let protocol = match (self.protocol, resp) {
+                (Protocol::Line, true) => Protocol::Resp,
+                (protocol, _) => protocol,
+            };
+            let mut line = BytesMut::new();
+            Reply::Error(ErrorReply::Evicted).encode(protocol, &mut line);
+            // Never waits: a client that reads nothing is not waited for.
+            let _ = writer.try_write(&line);
+            // Dropping the write half ends the stream to the client.
+            drop(writer);
+        }
+        self.client = None;
+        ctx.run_later(EVICTED_LINGER, |_, ctx| ctx.stop());
     }
 }
 

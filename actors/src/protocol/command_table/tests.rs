@@ -47,6 +47,7 @@ const REDIS_COMMANDS: &[&str] = &[
 /// another spelling (`UNLINK` is planned as `DEL`).
 const EXAMPLES: &[(&str, Option<&str>)] = &[
     ("acl whoami", Some("acl|whoami")),
+    ("tls reload", Some("tls|reload")),
     ("auth pw", None),
     ("append k v", None),
     ("client id", Some("client|id")),

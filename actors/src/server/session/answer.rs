@@ -55,6 +55,7 @@ impl Session {
         let exec_groups = std::mem::take(&mut self.exec_groups);
         let mut last_write = self.last_write;
         let protocol = self.protocol;
+        let buffers = self.client.as_ref().map(|c| c.client().buffers.clone());
         let work = async move {
             let (waited, refusal) = match waits {
                 Some(waits) => {
@@ -164,7 +165,19 @@ impl Session {
                 bytes = 0;
                 close = true;
             }
-            output::write(&mut writer, &mut out, &replies, bytes, protocol).await?;
+            match (bytes >= output::FLUSH_BYTES, buffers) {
+                // Large replies count against `--maxmemory-clients` until written, and an
+                // eviction ends a write the client does not read.
+                (true, Some(buffers)) => {
+                    buffers.writing(bytes);
+                    tokio::select! {
+                        written = output::write(&mut writer, &mut out, &replies, bytes, protocol) => written?,
+                        () = buffers.until_evicted() => return Err(BatchError::Evicted),
+                    }
+                    buffers.writing(0);
+                }
+                _ => output::write(&mut writer, &mut out, &replies, bytes, protocol).await?,
+            }
             Ok::<_, BatchError>(Answered {
                 writer,
                 out,

@@ -6,15 +6,13 @@
 use std::future::Future;
 use std::time::Duration;
 
-use actix::prelude::*;
-use slog::{info, warn};
-use tokio::io::AsyncWriteExt;
-
 use super::{Session, SessionReplicating};
 use crate::replication::follower::Superseded;
 use crate::replication::replica_link::{self, ReplicaLink};
 use crate::replication::wire::{Prove, Refusal, ReplicaLine, Replicate, StreamFrame};
 use crate::server::batch::{Answered, BatchError};
+use actix::prelude::*;
+use slog::{info, warn};
 
 /// How often a replication stream acknowledges, and checks that its primary is alive.
 const REPLICATION_TICK: Duration = Duration::from_secs(1);
@@ -25,6 +23,9 @@ impl Session {
     /// timeout.
     pub(super) fn start_replication(&mut self, opening: Replicate, ctx: &mut Context<Self>) {
         let node = &self.config.node;
+        if node.tls.is_some() && !self.tls {
+            return self.refuse_stream(Refusal::NotTls, ctx);
+        }
         // In a failover cluster, the primary takes no stream.
         let follower = node
             .follower
@@ -79,7 +80,7 @@ impl Session {
         };
         let work = async move {
             let (link, position) = ReplicaLink::attach(follower, me, from, epoch).await?;
-            if let Err(error) = writer.write_all(&position).await {
+            if let Err(error) = writer.send(&position).await {
                 // The Follower must not keep waiting for a stream that will never start.
                 link.detach();
                 return Err(error.into());
@@ -125,7 +126,7 @@ impl Session {
         let (last_write, observed) = (self.last_write, self.observed);
         let work = async move {
             let line = line.await?;
-            writer.write_all(&line).await?;
+            writer.send(&line).await?;
             Ok(Answered {
                 writer,
                 out,

@@ -1,0 +1,102 @@
+//! Accepting a connection on a port that may speak TLS: tell a TLS client from a plain one by
+//! its first byte, and run the handshake within a deadline. Runs per connection, off the
+//! accept loop, so a slow or silent client never holds up the next one.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::stream::Stream;
+
+/// A TLS connection opens with a handshake record, whose first byte is this; no command of
+/// either text protocol starts with it.
+pub const HANDSHAKE_BYTE: u8 = 0x16;
+
+/// How long a client is given to start and finish its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a plain-text client on a TLS-only port is told before it is closed: one line that
+/// `nc` shows as it is and `redis-cli` shows as an error.
+pub const NOT_TLS: &[u8] = b"-ERR this port speaks TLS only; connect with TLS\r\n";
+
+/// How long a refused plain-text client's input is read before closing, so that the close
+/// does not reset the connection and drop the error line unread.
+const DRAIN: Duration = Duration::from_millis(100);
+
+/// What a listening socket speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortMode {
+    /// Plain text only: the node has no TLS.
+    Plain,
+    /// Plain text, or TLS when the client opens with a handshake: the plain port of a node
+    /// that also has a TLS port, so peers listed by that address still link over TLS.
+    Either,
+    /// TLS only.
+    TlsOnly,
+}
+
+/// Why an accepted connection did not become a session.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// A plain-text client on a TLS-only port; it was told so.
+    #[error("a plain-text client on a TLS-only port; told it to use TLS and closed")]
+    NotTls,
+    /// No (whole) handshake in time.
+    #[error("no TLS handshake within {} ms", HANDSHAKE_TIMEOUT.as_millis())]
+    Timeout,
+    /// The client left before saying anything.
+    #[error("closed before the TLS handshake")]
+    Closed,
+    /// The handshake failed: an untrusted or missing certificate, no common protocol ...
+    #[error("TLS handshake failed: {0}")]
+    Handshake(io::Error),
+}
+
+/// Make `tcp`, accepted on a port in `mode`, a [`Stream`]: as it is on a plain port; on the
+/// others, TLS by `acceptor` when its first byte opens a handshake.
+pub async fn accept(
+    tcp: TcpStream,
+    mode: PortMode,
+    acceptor: Option<TlsAcceptor>,
+) -> Result<Stream, AcceptError> {
+    let Some(acceptor) = acceptor.filter(|_| mode != PortMode::Plain) else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await;
+    match (peeked, mode) {
+        // Silence on a port that also speaks plain text is a plain client not typing yet.
+        (Err(_), PortMode::Either) => return Ok(Stream::Plain(tcp)),
+        (Err(_), _) => return Err(AcceptError::Timeout),
+        (Ok(Ok(0)), _) => return Err(AcceptError::Closed),
+        (Ok(Err(error)), _) => return Err(AcceptError::Handshake(error)),
+        (Ok(Ok(_)), PortMode::Either) if first[0] != HANDSHAKE_BYTE => {
+            return Ok(Stream::Plain(tcp))
+        }
+        (Ok(Ok(_)), _) if first[0] != HANDSHAKE_BYTE => {
+            refuse_plain(tcp).await;
+            return Err(AcceptError::NotTls);
+        }
+        (Ok(Ok(_)), _) => {}
+    }
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Ok(Stream::Tls(Box::new(tls.into()))),
+        Ok(Err(error)) => Err(AcceptError::Handshake(error)),
+        Err(_) => Err(AcceptError::Timeout),
+    }
+}
+
+/// Tell a plain-text client that this port speaks TLS only, then close.
+async fn refuse_plain(mut tcp: TcpStream) {
+    // The client may already be gone; there is nobody left to tell.
+    let _ = tcp.write_all(NOT_TLS).await;
+    let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(DRAIN, async {
+        while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}

@@ -5,6 +5,10 @@
 //!
 //! Redis answers kvcli's and the library's request lines too, as inline commands (`PING` is
 //! `+PONG`), so they can be tried against it as well.
+//!
+//! Then against our own node: a TLS-only client port, a TLS port beside the plain one, a node
+//! that asks for client certificates, and a primary and replica read through with position
+//! tokens, every connection over TLS.
 
 mod common;
 
@@ -14,8 +18,10 @@ use std::thread;
 
 use common::certs::{CertFiles, TestCa};
 use common::redis_server::RedisServer;
+use common::NodeProcess;
 use kvstore::client::Client;
-use kvstore::tls_client::{TlsArgs, TlsError};
+use kvstore::replica_reads::{ReplicaReadClient, ReplicaReadOptions};
+use kvstore::tls_client::{ClientTls, TlsArgs, TlsError};
 use tempfile::TempDir;
 
 /// One test's certificates: a CA, a server and a client certificate it signed, and a CA
@@ -264,4 +270,173 @@ fn tls_flags_without_tls_are_a_usage_error() {
     assert!(text(&output.stderr).contains("--tls"));
     let output = common::kvcli(&["--tls", "--insecure", "--tls-ca", "ca.crt", "PING"], "");
     assert_eq!(output.status.code(), Some(2), "{output:?}");
+}
+
+// ---- Against our own node (kvnode --tls-cert/--tls-key, --tls-port, --tls-ca).
+
+/// The node's TLS port, as its listening line logs it.
+fn tls_port(node: &NodeProcess) -> u16 {
+    let log = node.log();
+    let start = log.find("tls_port: ").expect("a tls_port in the log") + "tls_port: ".len();
+    let digits: String = log[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
+/// The flags of a node serving `world.server`'s certificate, and more.
+fn node_tls<'a>(world: &'a World, more: &[&'a str]) -> Vec<&'a str> {
+    let server = ["--tls-cert", path(&world.server.cert), "--tls-key"];
+    [&server[..], &[path(&world.server.key)], more].concat()
+}
+
+fn client_tls(world: &World, identity: bool) -> ClientTls {
+    let args = TlsArgs {
+        tls: true,
+        tls_ca: Some(world.ca.clone()),
+        tls_cert: identity.then(|| world.client.cert.clone()),
+        tls_key: identity.then(|| world.client.key.clone()),
+        ..TlsArgs::default()
+    };
+    args.client_tls().unwrap().unwrap()
+}
+
+#[test]
+fn kvcli_talks_to_a_tls_only_node_and_a_plain_kvcli_cannot() {
+    let world = World::new();
+    let node = NodeProcess::start(&node_tls(&world, &[]));
+    let port = node.addr.port().to_string();
+    let tls = ["--port", &port, "--tls", "--tls-ca", path(&world.ca)];
+    let output = common::kvcli(&tls, "PUT city Oslo\nGET city\n");
+    assert_eq!(text(&output.stdout), "OK\nOslo\n", "{output:?}");
+    let output = common::kvcli(
+        &[&tls[..], &["--host", "localhost", "GET", "city"]].concat(),
+        "",
+    );
+    assert_eq!(text(&output.stdout), "Oslo\n", "{output:?}");
+    // A plain client is told, in the one line it can read, to use TLS.
+    let output = common::kvcli(&["--port", &port, "GET", "city"], "");
+    assert!(text(&output.stdout).contains("TLS only"), "{output:?}");
+    let output = common::kvcli(
+        &[
+            "--port",
+            &port,
+            "--tls",
+            "--tls-ca",
+            path(&world.stranger_ca),
+            "GET",
+            "city",
+        ],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(text(&output.stderr).contains("UnknownIssuer"), "{output:?}");
+}
+
+#[test]
+fn kvcli_proves_itself_to_a_node_that_asks_for_client_certificates() {
+    let world = World::new();
+    let node = NodeProcess::start(&node_tls(&world, &["--tls-ca", path(&world.ca)]));
+    let port = node.addr.port().to_string();
+    let tls = ["--port", &port, "--tls", "--tls-ca", path(&world.ca)];
+    let identity = [
+        "--tls-cert",
+        path(&world.client.cert),
+        "--tls-key",
+        path(&world.client.key),
+    ];
+    let output = common::kvcli(&[&tls[..], &identity, &["PING"]].concat(), "");
+    assert_eq!(text(&output.stdout), "PONG\n", "{output:?}");
+    let output = common::kvcli(&[&tls[..], &["PING"]].concat(), "");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        text(&output.stderr).contains("client certificate"),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn the_library_client_uses_a_tls_port_beside_the_plain_one() {
+    let world = World::new();
+    let node = NodeProcess::start(&node_tls(&world, &["--tls-port", "0"]));
+    let tls = client_tls(&world, false);
+    let addr = format!("127.0.0.1:{}", tls_port(&node));
+    let mut client = Client::connect_with(&addr, common::DEADLINE, Some(&tls), None).unwrap();
+    client.put(b"k", b"over tls").unwrap();
+    assert_eq!(node.client().get(b"k").unwrap(), Some(b"over tls".to_vec()));
+    let (mut writer, mut reader) = client.into_split();
+    let sender = thread::spawn(move || {
+        for i in 0..20_000 {
+            writer
+                .send(format!("PUT k{i} {i:0>100}").as_bytes())
+                .unwrap();
+        }
+        writer.flush().unwrap();
+    });
+    for _ in 0..20_000 {
+        assert_eq!(reader.read_reply().unwrap(), b"OK");
+    }
+    sender.join().unwrap();
+    assert_eq!(
+        node.client().get(b"k7").unwrap(),
+        Some(format!("{:0>100}", 7).into_bytes())
+    );
+}
+
+#[test]
+fn kvbench_drives_a_tls_node_over_both_protocols() {
+    let world = World::new();
+    let node = NodeProcess::start(&node_tls(&world, &[]));
+    for proto in ["line", "resp"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_kvbench"))
+            .args(["--port", &node.addr.port().to_string(), "--proto", proto])
+            .args([
+                "--tls",
+                "--tls-ca",
+                path(&world.ca),
+                "--conns",
+                "4",
+                "--requests",
+                "2000",
+            ])
+            .args([
+                "--workload",
+                "mixed",
+                "--pipeline",
+                "8",
+                "--prefill",
+                "--keyspace",
+                "500",
+            ])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{proto}: {output:?}");
+        assert!(text(&output.stdout).contains("2000 requests"), "{output:?}");
+    }
+}
+
+#[test]
+fn replica_reads_go_over_tls_to_the_primary_and_its_replica() {
+    let world = World::new();
+    let peers = ["--tls-ca", path(&world.ca)];
+    let replica = NodeProcess::start(&node_tls(
+        &world,
+        &[&peers[..], &["--role", "replica"]].concat(),
+    ));
+    let replica_addr = replica.addr.to_string();
+    let primary = NodeProcess::start(&node_tls(
+        &world,
+        &[&peers[..], &["--replica", &replica_addr]].concat(),
+    ));
+    let tls = client_tls(&world, true);
+    let options = ReplicaReadOptions {
+        wait: common::DEADLINE,
+        tls: Some(tls),
+        ..ReplicaReadOptions::default()
+    };
+    let mut client = ReplicaReadClient::discover(&primary.addr.to_string(), options).unwrap();
+    client.put(b"city", b"Oslo").unwrap();
+    assert_eq!(client.get(b"city").unwrap(), Some(b"Oslo".to_vec()));
+    assert_eq!(client.stats().from_replicas, 1);
 }

@@ -2,7 +2,6 @@
 //! a server nobody here wrote. It is killed when dropped, on every path a test can take.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -10,7 +9,7 @@ use std::time::Instant;
 use tempfile::TempDir;
 
 use super::certs::CertFiles;
-use super::DEADLINE;
+use super::{free_ports, DEADLINE};
 
 /// A `redis-server` on a TLS port of its own (its plain port off), killed when dropped.
 pub struct RedisServer {
@@ -32,7 +31,7 @@ impl RedisServer {
         loop {
             let dir = tempfile::tempdir().expect("redis-server's directory");
             let log = dir.path().join("redis.log");
-            let port = free_port();
+            let port = free_ports(1)[0];
             let child = Command::new("redis-server")
                 .args(["--port", "0", "--tls-port", &port.to_string()])
                 .arg("--tls-cert-file")
@@ -98,10 +97,4 @@ impl Drop for RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("its address").port()
 }

@@ -150,3 +150,13 @@ until_true() {
         sleep "${POLL:-0.05}"
     done
 }
+
+# The scripts that keep one number per round in VALUES[KEY] (space-separated) summarise them:
+# med KEY: their median ("" if none).
+med() {
+    printf '%s\n' ${VALUES[$1]:-} | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print ""; exit }
+        print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# sum KEY: their sum (0 if none).
+sum() { printf '%s\n' ${VALUES[$1]:-} | awk '{ s += $1 } END { print s + 0 }'; }

@@ -28,8 +28,8 @@ VALUE=64
 STARTUP_DEADLINE=30 # seconds a node gets to log "listening"
 DEADLINE=60         # seconds for replicas to connect and catch up
 
-# run, forget, cleanup, log, start_node, kvbench_json, need_packages, free_ports, until_true:
-# see bench-lib.sh.
+# run, forget, cleanup, log, start_node, kvbench_json, need_packages, free_ports, until_true,
+# med, sum: see bench-lib.sh.
 source scripts/bench-lib.sh
 bench_setup positions
 
@@ -134,14 +134,7 @@ for ROUND in $(seq 1 "$ROUNDS"); do
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# med KEY: the median of VALUES[KEY] ("" if none).
-med() {
-    printf '%s\n' ${VALUES[$1]:-} | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR == 0) { print ""; exit }
-        print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 ms() { [[ -z $1 ]] && echo "–" || awk -v us="$1" 'BEGIN { printf "%.3f", us / 1000 }'; }
-sum() { printf '%s\n' ${VALUES[$1]:-} | awk '{ s += $1 } END { print s + 0 }'; }
 
 echo "### Read your writes: $DURATION s per run, RESP, pipeline 1, 64-byte values, medians of $ROUNDS rounds"
 echo

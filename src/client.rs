@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::tls_client::{ClientTls, TlsError};
+use crate::tls_stream::{ReadHalf, Stream, WriteHalf};
+
 /// A position token as `LASTPOS` answers it (`<epoch>:<replication id>:<offset>`, and the
 /// history it continues when it continues one): the engine's own type, so that the client
 /// parses and prints tokens exactly as the nodes do.
@@ -49,6 +52,9 @@ pub enum ClientError {
     /// The node refused the credentials (`WRONGPASS`), or they cannot be sent.
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// The TLS options, their files, or the handshake.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// The environment variable clients read the password from (`kvcli`, `kvbench`), so that it
@@ -116,10 +122,10 @@ pub struct Client {
 
 /// The sending half of a connection, for callers that write requests on one thread while
 /// another reads the replies.
-pub struct RequestWriter(io::BufWriter<TcpStream>);
+pub struct RequestWriter(io::BufWriter<WriteHalf>);
 
 /// The receiving half of a connection.
-pub struct ReplyReader(BufReader<TcpStream>);
+pub struct ReplyReader(BufReader<ReadHalf>);
 
 impl RequestWriter {
     /// Queue one request line (without its `\n`). A final `\r` (a script with Windows line
@@ -163,24 +169,7 @@ pub fn is_error(reply: &[u8]) -> bool {
 impl Client {
     /// Connect to `addr` (`host:port`), waiting at most `timeout` for the connection.
     pub fn connect(addr: &str, timeout: Duration) -> Result<Client, ClientError> {
-        let connect_error = |source| ClientError::Connect {
-            addr: addr.to_string(),
-            source,
-        };
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address found");
-        for candidate in addr.to_socket_addrs().map_err(connect_error)? {
-            match TcpStream::connect_timeout(&candidate, timeout) {
-                Ok(stream) => {
-                    stream.set_nodelay(true)?;
-                    return Ok(Client {
-                        reader: ReplyReader(BufReader::new(stream.try_clone()?)),
-                        writer: RequestWriter(io::BufWriter::new(stream)),
-                    });
-                }
-                Err(error) => last = error,
-            }
-        }
-        Err(connect_error(last))
+        Client::connect_with(addr, timeout, None, None)
     }
 
     /// Connect to `addr` as [`Client::connect`] does, then log in with `credentials`, if any.
@@ -189,7 +178,23 @@ impl Client {
         timeout: Duration,
         credentials: Option<&Credentials>,
     ) -> Result<Client, ClientError> {
-        let mut client = Client::connect(addr, timeout)?;
+        Client::connect_with(addr, timeout, None, credentials)
+    }
+
+    /// Connect to `addr` over TLS if `tls` is given (plain TCP if not), waiting at most
+    /// `timeout` for the connection and then for each step of the handshake, then log in with
+    /// `credentials`, if any.
+    pub fn connect_with(
+        addr: &str,
+        timeout: Duration,
+        tls: Option<&ClientTls>,
+        credentials: Option<&Credentials>,
+    ) -> Result<Client, ClientError> {
+        let (reader, writer) = connect_stream(addr, timeout, tls)?.split()?;
+        let mut client = Client {
+            reader: ReplyReader(BufReader::new(reader)),
+            writer: RequestWriter(io::BufWriter::new(writer)),
+        };
         if let Some(credentials) = credentials {
             client.auth(credentials)?;
         }
@@ -254,7 +259,7 @@ impl Client {
     /// takes, the default): the read fails with [`ClientError::Io`], and the connection must
     /// then be dropped, since the late reply may still arrive.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
-        Ok(self.reader.0.get_ref().set_read_timeout(timeout)?)
+        Ok(self.reader.0.get_ref().socket().set_read_timeout(timeout)?)
     }
 
     /// `PUT key value`.
@@ -311,6 +316,34 @@ impl Client {
         line.extend_from_slice(format!(" AFTER {token} {timeout_ms}").as_bytes());
         Ok(value(self.call(&line)?))
     }
+}
+
+/// A connection to `addr` (`host:port`) with TCP_NODELAY (a lone request must not wait for
+/// Nagle), over TLS if `tls` is given: `timeout` bounds the connection and each step of the
+/// handshake.
+pub fn connect_stream(
+    addr: &str,
+    timeout: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<Stream, ClientError> {
+    let connect_error = |source| ClientError::Connect {
+        addr: addr.to_string(),
+        source,
+    };
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address found");
+    for candidate in addr.to_socket_addrs().map_err(connect_error)? {
+        match TcpStream::connect_timeout(&candidate, timeout) {
+            Ok(socket) => {
+                socket.set_nodelay(true)?;
+                return Ok(match tls {
+                    None => Stream::Plain(socket),
+                    Some(tls) => Stream::handshake(socket, tls, addr, timeout)?,
+                });
+            }
+            Err(error) => last = error,
+        }
+    }
+    Err(connect_error(last))
 }
 
 /// The error an `ERROR` reply line stands for: a position wait's `TIMEOUT` and `NOHISTORY`

@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use crate::client::{Client, ClientError, Credentials};
+use crate::tls_client::ClientTls;
 
 /// How long a request may look for a primary (an election takes about the failover timeout).
 const FIND_PRIMARY: Duration = Duration::from_secs(10);
@@ -23,6 +24,8 @@ pub struct ClusterClient {
     current: Option<(String, Client)>,
     /// What every connection logs in with, on members that ask for it.
     credentials: Option<Credentials>,
+    /// TLS for every connection, if the members speak it.
+    tls: Option<ClientTls>,
 }
 
 impl ClusterClient {
@@ -34,6 +37,7 @@ impl ClusterClient {
             connect_timeout,
             current: None,
             credentials: None,
+            tls: None,
         }
     }
 
@@ -41,6 +45,17 @@ impl ClusterClient {
     pub fn with_credentials(mut self, credentials: Option<Credentials>) -> ClusterClient {
         self.credentials = credentials;
         self
+    }
+
+    /// Open every connection over TLS with `tls` (none: plain TCP).
+    pub fn with_tls(mut self, tls: Option<ClientTls>) -> ClusterClient {
+        self.tls = tls;
+        self
+    }
+
+    /// The TLS connections are opened with, as given.
+    pub fn tls(&self) -> Option<&ClientTls> {
+        self.tls.as_ref()
     }
 
     /// What connections log in with, as given.
@@ -116,7 +131,8 @@ impl ClusterClient {
         loop {
             let candidates = hint.iter().chain(self.members.iter());
             for addr in candidates {
-                match Client::connect_as(addr, self.connect_timeout, self.credentials.as_ref()) {
+                let (tls, credentials) = (self.tls.as_ref(), self.credentials.as_ref());
+                match Client::connect_with(addr, self.connect_timeout, tls, credentials) {
                     // Wrong credentials are wrong on every member: no use looking further.
                     Err(error @ ClientError::Auth(_)) => return Err(error),
                     Ok(mut client) => match client.request(b"ROLE") {

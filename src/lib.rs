@@ -15,3 +15,5 @@ pub mod logging;
 pub mod node;
 pub mod replica_reads;
 pub mod tls_args;
+pub mod tls_client;
+pub mod tls_stream;

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use crate::client::PositionToken;
 use crate::client::{is_error, parse_token, server_error, value, Client, ClientError, Credentials};
 use crate::cluster_client::ClusterClient;
+use crate::tls_client::ClientTls;
 
 /// How long a replica's reply may take beyond the read's wait before the replica is given up
 /// (the reply's trip over the network, on a loaded machine).
@@ -48,6 +49,8 @@ pub struct ReplicaReadOptions {
     pub connect_timeout: Duration,
     /// What every connection (to the primary and to each replica) logs in with, if anything.
     pub credentials: Option<Credentials>,
+    /// TLS for every connection, if the nodes speak it.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ReplicaReadOptions {
@@ -58,6 +61,7 @@ impl Default for ReplicaReadOptions {
             wait: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(5),
             credentials: None,
+            tls: None,
         }
     }
 }
@@ -83,6 +87,8 @@ enum Primary {
         connect_timeout: Duration,
         /// What the connection logs in with.
         credentials: Option<Credentials>,
+        /// TLS for the connection, if any.
+        tls: Option<ClientTls>,
     },
     /// A failover cluster's primary, wherever it is now.
     Cluster(ClusterClient),
@@ -98,12 +104,14 @@ impl Primary {
                 client,
                 connect_timeout,
                 credentials,
+                tls,
             } => {
                 let connection = match client {
                     Some(connection) => connection,
-                    None => client.insert(Client::connect_as(
+                    None => client.insert(Client::connect_with(
                         addr,
                         *connect_timeout,
+                        tls.as_ref(),
                         credentials.as_ref(),
                     )?),
                 };
@@ -122,8 +130,10 @@ impl Primary {
             Primary::Node { client, .. } => *client = None,
             Primary::Cluster(cluster) => {
                 let credentials = cluster.credentials().cloned();
+                let tls = cluster.tls().cloned();
                 *cluster = ClusterClient::new(cluster.members().to_vec(), cluster.timeout())
                     .with_credentials(credentials)
+                    .with_tls(tls)
             }
         }
     }
@@ -180,9 +190,10 @@ impl ReplicaReadClient {
         replicas: Vec<String>,
         options: ReplicaReadOptions,
     ) -> Result<ReplicaReadClient, ClientError> {
-        let client = Client::connect_as(
+        let client = Client::connect_with(
             primary,
             options.connect_timeout,
+            options.tls.as_ref(),
             options.credentials.as_ref(),
         )?;
         Ok(ReplicaReadClient::of_node(
@@ -196,9 +207,10 @@ impl ReplicaReadClient {
         primary: &str,
         options: ReplicaReadOptions,
     ) -> Result<ReplicaReadClient, ClientError> {
-        let mut client = Client::connect_as(
+        let mut client = Client::connect_with(
             primary,
             options.connect_timeout,
+            options.tls.as_ref(),
             options.credentials.as_ref(),
         )?;
         let role = client.request(b"ROLE")?;
@@ -221,6 +233,7 @@ impl ReplicaReadClient {
             client: Some(client),
             connect_timeout: options.connect_timeout,
             credentials: options.credentials.clone(),
+            tls: options.tls.clone(),
         };
         ReplicaReadClient::new(primary, replicas, options)
     }
@@ -239,7 +252,8 @@ impl ReplicaReadClient {
             false => replicas,
         };
         let cluster = ClusterClient::new(members, options.connect_timeout)
-            .with_credentials(options.credentials.clone());
+            .with_credentials(options.credentials.clone())
+            .with_tls(options.tls.clone());
         ReplicaReadClient::new(Primary::Cluster(cluster), replicas, options)
     }
 
@@ -369,6 +383,7 @@ impl ReplicaReadClient {
         .concat();
         let connect_timeout = self.options.connect_timeout.min(left + REPLY_GRACE);
         let credentials = self.options.credentials.as_ref();
+        let tls = self.options.tls.as_ref();
         let replica = &mut self.replicas[index];
         if replica.down_until.is_some_and(|until| now < until) {
             return Attempt::PassedOver;
@@ -376,9 +391,10 @@ impl ReplicaReadClient {
         let answer = (|| {
             let client = match &mut replica.client {
                 Some(client) => client,
-                None => replica.client.insert(Client::connect_as(
+                None => replica.client.insert(Client::connect_with(
                     &replica.addr,
                     connect_timeout,
+                    tls,
                     credentials,
                 )?),
             };

@@ -20,6 +20,7 @@ use clap::Parser;
 use kvstore::client::{is_error, Client, ClientError, Credentials, PASSWORD_ENV, USER_ENV};
 use kvstore::cluster_client::ClusterClient;
 use kvstore::replica_reads::{ReplicaReadClient, ReplicaReadOptions};
+use kvstore::tls_client::{ClientTls, TlsArgs};
 use rustyline::error::ReadlineError;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -72,6 +73,8 @@ struct Args {
     /// --users-file. A flag shows in `ps`: prefer the KVSTORE_PASSWORD environment variable.
     #[arg(long, short = 'a', value_name = "PASSWORD", env = PASSWORD_ENV, hide_env_values = true)]
     pass: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// A command to run, such as `GET name` or `PUT name John Smith`. Without one, commands
     /// are read from stdin: interactively with a prompt when it is a terminal.
     #[arg(
@@ -102,14 +105,19 @@ fn main() -> ExitCode {
         eprintln!("kvcli: {error}");
         return ExitCode::from(2);
     }
+    let tls = match args.tls.for_program("kvcli") {
+        Ok(tls) => tls,
+        Err(code) => return code,
+    };
     let addr = format!("{}:{}", args.host, args.port);
     let result = if args.read_from_replicas {
-        replica_reads(&args, &addr)
+        replica_reads(&args, &addr, tls)
     } else if args.cluster.is_empty() {
-        single(&args, &addr)
+        single(&args, &addr, tls.as_ref())
     } else {
         let mut client = ClusterClient::new(args.cluster.clone(), CONNECT_TIMEOUT)
-            .with_credentials(args.credentials());
+            .with_credentials(args.credentials())
+            .with_tls(tls);
         one_at_a_time(&args, &mut client, "cluster")
     };
     match result {
@@ -178,11 +186,12 @@ fn one_at_a_time(
 }
 
 /// Write to the primary and read from its replicas, with position tokens.
-fn replica_reads(args: &Args, addr: &str) -> Result<Outcome, ClientError> {
+fn replica_reads(args: &Args, addr: &str, tls: Option<ClientTls>) -> Result<Outcome, ClientError> {
     let options = ReplicaReadOptions {
         wait: Duration::from_millis(args.replica_wait_ms),
         connect_timeout: CONNECT_TIMEOUT,
         credentials: args.credentials(),
+        tls,
     };
     let replicas = args.replicas.clone();
     let (mut client, name) = if !args.cluster.is_empty() {
@@ -201,8 +210,9 @@ fn replica_reads(args: &Args, addr: &str) -> Result<Outcome, ClientError> {
 }
 
 /// Talk to one node; a script is pipelined.
-fn single(args: &Args, addr: &str) -> Result<Outcome, ClientError> {
-    let mut client = Client::connect_as(addr, CONNECT_TIMEOUT, args.credentials().as_ref())?;
+fn single(args: &Args, addr: &str, tls: Option<&ClientTls>) -> Result<Outcome, ClientError> {
+    let credentials = args.credentials();
+    let mut client = Client::connect_with(addr, CONNECT_TIMEOUT, tls, credentials.as_ref())?;
     match args.command.is_empty() && !io::stdin().is_terminal() {
         true => piped(client),
         false => one_at_a_time(args, &mut client, addr),

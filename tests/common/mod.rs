@@ -21,6 +21,7 @@ use tempfile::TempDir;
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
 pub mod certs;
+pub mod redis_server;
 pub mod strace;
 pub mod tls;
 

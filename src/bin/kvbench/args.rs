@@ -4,6 +4,7 @@
 //! so that a mistyped number is a one-line usage error rather than a strange benchmark.
 
 use clap::{Parser, ValueEnum};
+use kvstore::tls_client::TlsArgs;
 
 /// `--requests` when neither it nor `--duration` is given.
 pub const DEFAULT_REQUESTS: u64 = 100_000;
@@ -92,6 +93,9 @@ pub struct Args {
         hide_env_values = true
     )]
     pub pass: Option<String>,
+    /// TLS to the node and the replicas (the handshakes happen before the clock starts).
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// The request mix, named as redis-benchmark's tests are.

@@ -4,8 +4,13 @@
 //! measured load uses the same sockets from an event loop instead (see `load`).
 
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::time::Duration;
+
+use kvstore::client::{connect_stream, ClientError};
+use kvstore::tls_client::ClientTls;
+use kvstore::tls_stream::Stream;
+use rustls::ClientConnection;
 
 use crate::args::{Args, Proto};
 use crate::read_buf::ReadBuf;
@@ -18,38 +23,31 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// that the benchmark ends instead of hanging.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One connection to the node, with a read buffer so that many small replies cost few
-/// system calls.
+/// One connection to the node, plain or TLS, with a read buffer so that many small replies
+/// cost few system calls.
 pub struct Conn {
-    /// The socket, in blocking mode with `IO_TIMEOUT` on every read and write.
-    stream: TcpStream,
+    /// The connection, in blocking mode with `IO_TIMEOUT` on every read and write.
+    stream: Stream,
     /// Replies read and not yet taken.
     buf: ReadBuf,
 }
 
 impl Conn {
-    /// Connect with a timeout and TCP_NODELAY (a lone request must not wait for Nagle).
-    pub fn open(addr: impl ToSocketAddrs) -> io::Result<Conn> {
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
-        for addr in addr.to_socket_addrs()? {
-            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-                Ok(stream) => {
-                    stream.set_nodelay(true)?;
-                    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-                    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-                    let buf = ReadBuf::new();
-                    return Ok(Conn { stream, buf });
-                }
-                Err(error) => last = error,
-            }
-        }
-        Err(last)
+    /// Connect with a timeout, over TLS if `tls` is given (the handshake done here, before
+    /// anything is measured).
+    pub fn open(addr: &str, tls: Option<&ClientTls>) -> Result<Conn, ClientError> {
+        let stream = connect_stream(addr, CONNECT_TIMEOUT, tls)?;
+        stream.socket().set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.socket().set_write_timeout(Some(IO_TIMEOUT))?;
+        let buf = ReadBuf::new();
+        Ok(Conn { stream, buf })
     }
 
     /// Connect to `addr`, and log in with `args`'s credentials if it has some: every
-    /// connection of a run, measured or not, logs in before anything is sent on it.
-    pub fn open_as(addr: impl ToSocketAddrs, args: &Args) -> io::Result<Conn> {
-        let mut conn = Conn::open(addr)?;
+    /// connection of a run, measured or not, logs in before anything is sent on it. A
+    /// refused login is [`ClientError::Auth`].
+    pub fn open_as(addr: &str, args: &Args, tls: Option<&ClientTls>) -> Result<Conn, ClientError> {
+        let mut conn = Conn::open(addr, tls)?;
         if let Some(password) = &args.pass {
             let mut words: Vec<&[u8]> = vec![b"AUTH"];
             words.extend(args.user.as_deref().map(str::as_bytes));
@@ -59,16 +57,18 @@ impl Conn {
             let mut text = Vec::new();
             if conn.request(args.proto, &request, &mut text)? == Reply::Error {
                 let refusal = String::from_utf8_lossy(&text).into_owned();
-                return Err(io::Error::new(io::ErrorKind::PermissionDenied, refusal));
+                return Err(ClientError::Auth(refusal));
             }
         }
         Ok(conn)
     }
 
-    /// A second handle on the socket, for the event loop of the measured load. The socket is
-    /// shared: once the event loop makes it non-blocking, this connection is done with.
-    pub fn try_clone_stream(&self) -> io::Result<TcpStream> {
-        self.stream.try_clone()
+    /// The socket, non-blocking, and the TLS state if any, for the event loop of the
+    /// measured load, which goes on with the connection where this one left it.
+    pub fn into_parts(self) -> io::Result<(TcpStream, Option<ClientConnection>)> {
+        let (socket, tls) = self.stream.into_parts();
+        socket.set_nonblocking(true)?;
+        Ok((socket, tls))
     }
 
     /// Write encoded requests, all of them.

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use kvstore::tls_stream::{take_outgoing, Incoming};
+use rustls::ClientConnection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -36,13 +38,17 @@ pub struct Shared {
     pub running: AtomicUsize,
 }
 
-/// One measured connection's sockets (non-blocking): to the node, and for the cycle
-/// workloads that read back, to `--replica`.
+/// A connection as the event loop takes it over: its socket (non-blocking) and, over TLS,
+/// the state of the session its handshake opened.
+pub type Parts = (std::net::TcpStream, Option<ClientConnection>);
+
+/// One measured connection's sockets: to the node, and for the cycle workloads that read
+/// back, to `--replica`.
 pub struct Sockets {
-    /// The socket to the node.
-    pub node: std::net::TcpStream,
-    /// The socket to the replica, if the workload reads there.
-    pub replica: Option<std::net::TcpStream>,
+    /// The connection to the node.
+    pub node: Parts,
+    /// The connection to the replica, if the workload reads there.
+    pub replica: Option<Parts>,
 }
 
 /// When a connection stops claiming requests: after `--duration`, or once `--requests` are
@@ -181,7 +187,8 @@ async fn run_conn(mut link: Link, args: &Args, shared: &Shared, mut rng: fastran
     r
 }
 
-/// An event-loop connection: its socket's two halves, and the replies read and not yet taken.
+/// An event-loop connection: its socket's two halves, the replies read and not yet taken,
+/// and over TLS the session that encrypts and decrypts them.
 pub struct Link {
     /// Where replies are read from.
     reader: OwnedReadHalf,
@@ -189,23 +196,55 @@ pub struct Link {
     writer: OwnedWriteHalf,
     /// Replies read and not yet taken.
     replies: ReadBuf,
+    /// The TLS session, if the connection is one.
+    tls: Option<Box<Tls>>,
+}
+
+/// A TLS session driven from the event loop: rustls encrypts and decrypts, the link moves
+/// the bytes.
+struct Tls {
+    /// The session, its handshake done by the blocking connection.
+    session: ClientConnection,
+    /// Bytes read from the socket and not yet decrypted.
+    incoming: Incoming,
+    /// Encrypted requests on their way to the socket.
+    outgoing: Vec<u8>,
 }
 
 impl Link {
-    /// A link over a non-blocking socket, registered with the current event loop.
-    fn new(stream: std::net::TcpStream) -> io::Result<Link> {
+    /// A link over a non-blocking socket, registered with the current event loop, going on
+    /// with the TLS session, if any.
+    fn new((stream, session): Parts) -> io::Result<Link> {
         let (reader, writer) = TcpStream::from_std(stream)?.into_split();
         let replies = ReadBuf::new();
+        let tls = session.map(|session| {
+            let (incoming, outgoing) = (Incoming::new(), Vec::new());
+            Box::new(Tls {
+                session,
+                incoming,
+                outgoing,
+            })
+        });
         Ok(Link {
             reader,
             writer,
             replies,
+            tls,
         })
     }
 
-    /// Write `requests`, all of them, within `IO_TIMEOUT`.
+    /// Write `requests`, all of them (encrypted, over TLS), within `IO_TIMEOUT`.
     pub async fn send(&mut self, requests: &[u8]) -> io::Result<()> {
-        flatten(tokio::time::timeout(IO_TIMEOUT, self.writer.write_all(requests)).await)
+        let bytes = match self.tls.as_deref_mut() {
+            None => requests,
+            Some(tls) => {
+                std::io::Write::write_all(&mut tls.session.writer(), requests)?;
+                tls.outgoing.clear();
+                take_outgoing(&mut tls.session, &mut tls.outgoing)?;
+                &tls.outgoing
+            }
+        };
+        timed(self.writer.write_all(bytes)).await
     }
 
     /// The next reply: from the buffer if a whole one is there, else after reading more, each
@@ -220,14 +259,36 @@ impl Link {
                 }
                 return Ok(reply);
             }
-            let read = tokio::time::timeout(IO_TIMEOUT, self.reader.read(self.replies.space()));
-            match flatten(read.await) {
+            let read = match self.tls.as_deref_mut() {
+                None => timed(self.reader.read(self.replies.space())).await,
+                Some(tls) => tls.read(&mut self.reader, self.replies.space()).await,
+            };
+            match read {
                 Ok(read) => self.replies.filled(read)?,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error),
             }
         }
     }
+}
+
+impl Tls {
+    /// Decrypted bytes into `buf`, reading the socket as often as it takes to have some (0:
+    /// the server closed the connection), each read given `IO_TIMEOUT`.
+    async fn read(&mut self, socket: &mut OwnedReadHalf, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(read) = self.incoming.read(&mut self.session, buf)? {
+                return Ok(read);
+            }
+            let read = timed(socket.read(self.incoming.space())).await?;
+            self.incoming.filled(&mut self.session, read)?;
+        }
+    }
+}
+
+/// An I/O call given `IO_TIMEOUT`.
+async fn timed<T>(call: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
+    flatten(tokio::time::timeout(IO_TIMEOUT, call).await)
 }
 
 /// A timed-out I/O call as an I/O error.

@@ -10,6 +10,9 @@
 //! reads their replies. (Prefill and the lag probe use blocking connections of their own.)
 //! A request's latency is the time from its batch's write to its reply, so with a pipeline
 //! it includes the wait behind the earlier requests of the batch, as a real client sees it.
+//! With `--tls` every connection is TLS, its handshake made before the clock starts (the
+//! event loop goes on with the session the blocking connection opened), so that a run
+//! measures what encrypting the traffic costs, not connecting.
 //!
 //! With `--lag-probe HOST:PORT` (a replica of the node), one more thread measures replication
 //! lag while the load runs (see `lag`). The cycle workloads (`set-wait`, `ryw-*`) time a write
@@ -45,6 +48,8 @@ use std::thread;
 use std::time::Instant;
 
 use clap::Parser;
+use kvstore::client::ClientError;
+use kvstore::tls_client::ClientTls;
 
 use args::Args;
 use conn::Conn;
@@ -54,18 +59,17 @@ use stats::Stats;
 
 /// Open every connection before anything is measured, so that a node that is not there is
 /// reported at once, as one line, with exit status 2: `--conns` to the node, and as many to
-/// `--replica` if the workload reads there (else none).
-fn connect_all(args: &Args) -> Result<(Vec<Conn>, Vec<Conn>), ExitCode> {
+/// `--replica` if the workload reads there (else none). Over TLS, every handshake is done
+/// here, outside the measurement.
+fn connect_all(args: &Args, tls: Option<&ClientTls>) -> Result<(Vec<Conn>, Vec<Conn>), ExitCode> {
     let open = |addr: &str, count: u64| {
-        let conns = (0..count).map(|_| Conn::open_as(addr, args));
-        conns.collect::<io::Result<Vec<_>>>().map_err(|error| {
-            match error.kind() {
-                io::ErrorKind::PermissionDenied => {
-                    eprintln!("kvbench: {addr} refused the login: {error} (see --user, --pass)")
+        let conns = (0..count).map(|_| Conn::open_as(addr, args, tls));
+        conns.collect::<Result<Vec<_>, _>>().map_err(|error| {
+            match error {
+                ClientError::Auth(refusal) => {
+                    eprintln!("kvbench: {addr} refused the login: {refusal} (see --user, --pass)")
                 }
-                _ => eprintln!(
-                    "kvbench: cannot connect to {addr}: {error} (is kvnode running there?)"
-                ),
+                error => eprintln!("kvbench: {error}"),
             }
             ExitCode::from(2)
         })
@@ -80,18 +84,17 @@ fn connect_all(args: &Args) -> Result<(Vec<Conn>, Vec<Conn>), ExitCode> {
 
 /// With `--lag-probe`, open the probe's two connections; as in `connect_all`, a node or a
 /// replica that is not there ends the run at once, with exit status 2.
-fn connect_probe(args: &Args) -> Result<Option<LagProbe>, ExitCode> {
+fn connect_probe(args: &Args, tls: Option<&ClientTls>) -> Result<Option<LagProbe>, ExitCode> {
     let Some(replica) = &args.lag_probe else {
         return Ok(None);
     };
-    let unreachable = |what: &str, error: io::Error| {
-        eprintln!("kvbench: cannot connect to {what} for the lag probe: {error}");
+    let unreachable = |error: ClientError| {
+        eprintln!("kvbench: the lag probe: {error}");
         ExitCode::from(2)
     };
-    let primary = Conn::open_as((args.host.as_str(), args.port), args)
-        .map_err(|error| unreachable(&format!("{}:{}", args.host, args.port), error))?;
-    let replica =
-        Conn::open_as(replica.as_str(), args).map_err(|error| unreachable(replica, error))?;
+    let node = format!("{}:{}", args.host, args.port);
+    let primary = Conn::open_as(&node, args, tls).map_err(unreachable)?;
+    let replica = Conn::open_as(replica, args, tls).map_err(unreachable)?;
     let proto = args.proto;
     Ok(Some(LagProbe {
         primary,
@@ -103,8 +106,8 @@ fn connect_probe(args: &Args) -> Result<Option<LagProbe>, ExitCode> {
 /// Run every connection's loop, and the lag probe if there is one, started together behind a
 /// barrier, and return the time the clock started with the merged results and the lag.
 fn measure(
-    conns: &mut [Conn],
-    replicas: &[Conn],
+    conns: Vec<Conn>,
+    replicas: Vec<Conn>,
     probe: Option<&mut LagProbe>,
     args: &Args,
 ) -> (Instant, Stats, Option<Lag>) {
@@ -114,16 +117,13 @@ fn measure(
         running: AtomicUsize::new(conns.len()),
     };
     let barrier = Barrier::new(2 + usize::from(probe.is_some()));
-    // The connections' sockets, for the event loop (the blocking handles stay open).
-    let socket = |conn: &Conn| -> io::Result<std::net::TcpStream> {
-        let stream = conn.try_clone_stream()?;
-        stream.set_nonblocking(true)?;
-        Ok(stream)
-    };
-    let streams: Vec<io::Result<Sockets>> = (0..conns.len())
-        .map(|i| {
-            let node = socket(&conns[i])?;
-            let replica = replicas.get(i).map(socket).transpose()?;
+    // The connections, handed over to the event loop.
+    let mut replicas = replicas.into_iter();
+    let streams: Vec<io::Result<Sockets>> = conns
+        .into_iter()
+        .map(|conn| {
+            let node = conn.into_parts()?;
+            let replica = replicas.next().map(Conn::into_parts).transpose()?;
             Ok(Sockets { node, replica })
         })
         .collect();
@@ -159,11 +159,15 @@ fn main() -> ExitCode {
         eprintln!("kvbench: {message}");
         return ExitCode::from(2);
     }
-    let (mut conns, replicas) = match connect_all(&args) {
+    let tls = match args.tls.for_program("kvbench") {
+        Ok(tls) => tls,
+        Err(code) => return code,
+    };
+    let (mut conns, replicas) = match connect_all(&args, tls.as_ref()) {
         Ok(conns) => conns,
         Err(code) => return code,
     };
-    let mut probe = match connect_probe(&args) {
+    let mut probe = match connect_probe(&args, tls.as_ref()) {
         Ok(probe) => probe,
         Err(code) => return code,
     };
@@ -173,7 +177,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let (start, totals, lag) = measure(&mut conns, &replicas, probe.as_mut(), &args);
+    let (start, totals, lag) = measure(conns, replicas, probe.as_mut(), &args);
     totals.print(&args, start, lag.as_ref());
     let lag_failed = lag.is_some_and(|lag| lag.failure.is_some());
     if totals.errors > 0 || lag_failed || totals.broke_a_promise(&args) {

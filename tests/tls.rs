@@ -69,12 +69,12 @@ fn a_plain_text_client_on_a_tls_only_port_is_told_to_use_tls_and_the_node_stays_
     let node = start(&world, None, &[]);
     let mut raw = TcpStream::connect(node.addr).unwrap();
     raw.set_read_timeout(Some(DEADLINE)).unwrap();
-    raw.write_all(b"PING\r\n").unwrap();
+    raw.write_all(b"PING\n").unwrap();
     let mut reply = String::new();
     let _ = raw.read_to_string(&mut reply);
     assert_eq!(
         reply,
-        "-ERR this port speaks TLS only; connect with TLS\r\n"
+        "ERROR: this port speaks TLS only; connect with TLS\n"
     );
     let plain = Command::new("redis-cli")
         .args(["-p", &node.addr.port().to_string(), "PING"])

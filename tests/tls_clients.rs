@@ -317,7 +317,12 @@ fn kvcli_talks_to_a_tls_only_node_and_a_plain_kvcli_cannot() {
     assert_eq!(text(&output.stdout), "Oslo\n", "{output:?}");
     // A plain client is told, in the one line it can read, to use TLS.
     let output = common::kvcli(&["--port", &port, "GET", "city"], "");
-    assert!(text(&output.stdout).contains("TLS only"), "{output:?}");
+    let shown = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(shown.contains("TLS only"), "{output:?}");
+    assert!(
+        !output.status.success(),
+        "an error, not an answer: {output:?}"
+    );
     let output = common::kvcli(
         &[
             "--port",

@@ -55,12 +55,17 @@ pub enum Greeting {
 /// peer that has not proved anything yet cannot make this side hold more.
 pub const MAX_GREETING: usize = 1024;
 
-/// Reads the next handshake message; the peer closing the connection is an error here.
+/// Reads the next handshake message. The peer closing the connection is an error here, but a
+/// network one (a member killed or cut off mid-handshake), not a refusal: refusals say so
+/// ([`Greeting::Refused`]) and are what the logs warn about.
 async fn next<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Greeting, NetError> {
     read_frame_within(stream, MAX_GREETING)
         .await?
         .ok_or_else(|| {
-            NetError::Unauthenticated("the peer closed the connection during the handshake".into())
+            NetError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the peer closed the connection during the handshake",
+            ))
         })
 }
 

@@ -27,9 +27,13 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// proved anything.
 pub const MAX_HANDSHAKES: usize = 64;
 
-/// What a plain-text client on a TLS-only port is told before it is closed: one line that
-/// `nc` shows as it is and `redis-cli` shows as an error.
-pub const NOT_TLS: &[u8] = b"-ERR this port speaks TLS only; connect with TLS\r\n";
+/// What a plain-text RESP client (its request opens with `*`) on a TLS-only port is told
+/// before it is closed: an error `redis-cli` and client libraries show as one.
+pub const NOT_TLS_RESP: &[u8] = b"-ERR this port speaks TLS only; connect with TLS\r\n";
+
+/// What any other plain-text client (the line protocol, `nc`) is told: an error line as the
+/// line protocol writes them, which `kvcli` reports as an error.
+pub const NOT_TLS_LINE: &[u8] = b"ERROR: this port speaks TLS only; connect with TLS\n";
 
 /// How long a refused plain-text client's input is read before closing, so that the close
 /// does not reset the connection and drop the error line unread.
@@ -96,7 +100,7 @@ pub async fn accept(
             return Ok(Stream::Plain(tcp))
         }
         (Ok(Ok(_)), _) if first[0] != HANDSHAKE_BYTE => {
-            refuse_plain(tcp).await;
+            refuse_plain(tcp, first[0] == b'*').await;
             return Err(AcceptError::NotTls);
         }
         (Ok(Ok(_)), _) => {}
@@ -112,10 +116,15 @@ pub async fn accept(
     }
 }
 
-/// Tell a plain-text client that this port speaks TLS only, then close.
-async fn refuse_plain(mut tcp: TcpStream) {
+/// Tell a plain-text client, in its protocol (`resp`: RESP), that this port speaks TLS only,
+/// then close.
+async fn refuse_plain(mut tcp: TcpStream, resp: bool) {
+    let told = match resp {
+        true => NOT_TLS_RESP,
+        false => NOT_TLS_LINE,
+    };
     // The client may already be gone; there is nobody left to tell.
-    let _ = tcp.write_all(NOT_TLS).await;
+    let _ = tcp.write_all(told).await;
     let _ = tcp.shutdown().await;
     let mut sink = [0u8; 4096];
     let _ = tokio::time::timeout(DRAIN, async {

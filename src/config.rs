@@ -190,6 +190,12 @@ pub struct NodeArgs {
           value_parser = clap::value_parser!(u64).range(1024..))]
     pub repl_backlog_bytes: u64,
 
+    /// Of the backlog, how many bytes a primary keeps of what a connected replica has already
+    /// made durable (as Redis's 1 MiB backlog): a caught-up cluster holds this much per
+    /// replica, not `--repl-backlog-bytes`. Set it to the backlog's size to keep it all.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    pub repl_backlog_min_bytes: u64,
+
     /// The most bytes of writes a primary keeps for one replica while its full resync is sent
     /// and until it catches up (as Redis's replica output buffer limit), so that a full resync
     /// under load converges. A replica that needs more is dropped and tried again.
@@ -300,6 +306,7 @@ pub struct NodeConfig {
     pub recovery: RecoveryOptions,
     pub cluster_secret: Option<String>,
     pub repl_backlog_bytes: usize,
+    pub repl_backlog_min_bytes: usize,
     pub repl_full_sync_buffer_bytes: usize,
     pub repl_timeout: std::time::Duration,
     pub repl_handshake_timeout: std::time::Duration,
@@ -483,6 +490,7 @@ impl TryFrom<NodeArgs> for NodeConfig {
             },
             cluster_secret: args.cluster_secret,
             repl_backlog_bytes: to_usize(args.repl_backlog_bytes),
+            repl_backlog_min_bytes: to_usize(args.repl_backlog_min_bytes),
             repl_full_sync_buffer_bytes: to_usize(args.repl_full_sync_buffer_bytes),
             repl_timeout: std::time::Duration::from_millis(args.repl_timeout_ms),
             repl_handshake_timeout: std::time::Duration::from_millis(

@@ -198,6 +198,7 @@ pub async fn start_member(
         replication: ReplicationSettings {
             secret: config.cluster_secret.as_deref().map(ClusterSecret::new),
             backlog_bytes: config.repl_backlog_bytes,
+            backlog_min_bytes: config.repl_backlog_min_bytes,
             full_sync_buffer_bytes: config.repl_full_sync_buffer_bytes,
             timeout: config.repl_timeout,
             tls: context.tls.clone(),

@@ -328,6 +328,7 @@ impl Node {
                         replication_id: id.clone(),
                         previous: history.previous.clone(),
                         backlog_bytes: config.repl_backlog_bytes,
+                        backlog_min_bytes: config.repl_backlog_min_bytes,
                         full_sync_buffer_bytes: config.repl_full_sync_buffer_bytes,
                         timeout: config.repl_timeout,
                         epoch: 0,

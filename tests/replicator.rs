@@ -103,6 +103,7 @@ async fn every_keys_history_arrives_in_order() {
         replication_id: "test-id".into(),
         previous: None,
         backlog_bytes: 64 * 1024 * 1024,
+        backlog_min_bytes: 1024 * 1024,
         full_sync_buffer_bytes: 64 * 1024 * 1024,
         timeout: Duration::from_secs(30),
         epoch: 0,

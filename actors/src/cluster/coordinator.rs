@@ -305,6 +305,7 @@ impl Coordinator {
                 replication_id: id.clone(),
                 previous: previous.clone(),
                 backlog_bytes: settings.backlog_bytes,
+                backlog_min_bytes: settings.backlog_min_bytes,
                 full_sync_buffer_bytes: settings.full_sync_buffer_bytes,
                 timeout: settings.timeout,
                 epoch,

@@ -4,6 +4,12 @@
 //! long as the backlog still holds every mutation after `n`; otherwise it needs a full resync.
 //! The backlog keeps the Store's published batches themselves (`Arc<[Mutation]>`): replicators
 //! of the same node hold the same batches, so their backlogs share memory.
+//!
+//! A replicator's backlog serves one replica, so it keeps only what that replica may still
+//! need: once the replica has said what it made durable (its `ACK`), what came before that is
+//! kept only up to a small margin ([`Backlog::with_margin`]); the limit bounds the rest. A
+//! connected, caught-up replica then costs the margin, not the limit, while one that drops
+//! out can still resume from what it acknowledged as long as the writes since fit the limit.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -24,10 +30,13 @@ fn weight(mutation: &Mutation) -> usize {
 /// A bounded window of the latest mutations, in sequence order with no gaps.
 pub struct Backlog {
     /// The Store's published batches, oldest first, each with when it arrived: what `lag_ms`
-    /// is measured from.
-    batches: VecDeque<(Arc<[Mutation]>, Instant)>,
+    /// is measured from. The third field is the weight of every batch ever pushed up to and including this one,
+    /// so the weight of any run of batches is a subtraction.
+    batches: VecDeque<(Arc<[Mutation]>, Instant, u64)>,
     /// The weight of every mutation held (see `weight`), kept under `limit`.
     bytes: usize,
+    /// The weight of every batch ever pushed, dropped ones included.
+    pushed: u64,
     /// The most bytes held (`--repl-backlog-bytes`); past it the oldest batches go...
     limit: usize,
     /// ...unless a full resync (or the catch-up after it) still needs them: then up to this
@@ -40,6 +49,12 @@ pub struct Backlog {
     before: Seq,
     /// The last sequence number in the window (`before` when it is empty).
     last: Seq,
+    /// The replica made every mutation up to this one durable (its last `ACK`): it never
+    /// resumes from before it, so what lies before is kept only up to `margin` bytes...
+    floor: Option<Seq>,
+    /// ...(`--repl-backlog-min-bytes`), for a quick reconnect's fingerprint window and
+    /// whatever else reads just behind the replica; unbounded (`usize::MAX`) by default.
+    margin: usize,
 }
 
 impl Backlog {
@@ -54,7 +69,24 @@ impl Backlog {
             hold_after: None,
             before: last_seq,
             last: last_seq,
+            pushed: 0,
+            floor: None,
+            margin: usize::MAX,
         }
+    }
+
+    /// This backlog, keeping at most `margin` bytes of batches its replica has acknowledged
+    /// as durable ([`Backlog::acknowledged`]); without it, only the limit trims.
+    pub fn with_margin(mut self, margin: usize) -> Self {
+        self.margin = margin;
+        self
+    }
+
+    /// The replica made every mutation up to `durable` durable (`None`: where it stands is
+    /// not known, as during a full resync): what lies before it is trimmed to the margin.
+    pub fn acknowledged(&mut self, durable: Option<Seq>) {
+        self.floor = durable;
+        self.trim();
     }
 
     /// Add a batch the Store applied. The oldest batches go once the limit is passed (the
@@ -62,20 +94,45 @@ impl Backlog {
     pub fn push(&mut self, batch: Arc<[Mutation]>) {
         let Some(last) = batch.last() else { return };
         self.last = last.seq;
-        self.bytes += batch.iter().map(weight).sum::<usize>();
-        self.batches.push_back((batch, Instant::now()));
-        while self.bytes > self.limit && self.batches.len() > 1 {
-            let held = match (self.hold_after, self.batches.front()) {
-                (Some(after), Some((oldest, _))) => oldest.last().is_some_and(|m| m.seq > after),
-                _ => false,
+        let added = batch.iter().map(weight).sum::<usize>();
+        self.bytes += added;
+        self.pushed += added as u64;
+        self.batches.push_back((batch, Instant::now(), self.pushed));
+        self.trim();
+    }
+
+    /// Drop the oldest batches while the backlog is over its limit (unless a hold keeps them,
+    /// up to the hold limit), or while more than the margin lies before the replica's floor.
+    fn trim(&mut self) {
+        while self.batches.len() > 1 {
+            let Some(oldest) = self.batches.front().and_then(|(b, _, _)| b.last()) else {
+                break;
             };
-            if held && self.bytes <= self.hold_limit {
+            let held = self.hold_after.is_some_and(|after| oldest.seq > after);
+            let over_limit = self.bytes > self.limit && !(held && self.bytes <= self.hold_limit);
+            let settled = !held
+                && self.floor.is_some_and(|floor| {
+                    oldest.seq <= floor && self.bytes_upto(floor) > self.margin
+                });
+            if !over_limit && !settled {
                 break;
             }
-            if let Some((old, _)) = self.batches.pop_front() {
-                self.bytes -= old.iter().map(weight).sum::<usize>();
+            if let Some((old, _, end)) = self.batches.pop_front() {
+                self.bytes = (self.pushed - end) as usize;
                 self.before = old.last().map_or(self.before, |m| m.seq);
             }
+        }
+    }
+
+    /// The weight of the batches held that end at or before `seq`.
+    fn bytes_upto(&self, seq: Seq) -> usize {
+        let upto = self
+            .batches
+            .partition_point(|(batch, _, _)| batch.last().is_some_and(|m| m.seq <= seq));
+        let dropped = self.pushed - self.bytes as u64;
+        match upto.checked_sub(1).and_then(|i| self.batches.get(i)) {
+            Some((_, _, end)) => (end - dropped) as usize,
+            None => 0,
         }
     }
 
@@ -83,7 +140,7 @@ impl Backlog {
     pub fn batches(&self) -> Vec<Arc<[Mutation]>> {
         self.batches
             .iter()
-            .map(|(batch, _)| batch.clone())
+            .map(|(batch, _, _)| batch.clone())
             .collect()
     }
 
@@ -93,7 +150,7 @@ impl Backlog {
     /// resumes from them by a partial resync. Unchanged unless they reach exactly to where
     /// this backlog starts.
     pub fn seeded(self, before: Seq, batches: Vec<Arc<[Mutation]>>) -> Backlog {
-        let mut seeded = Backlog::new(self.limit, self.hold_limit, before);
+        let mut seeded = Backlog::new(self.limit, self.hold_limit, before).with_margin(self.margin);
         for batch in batches {
             seeded.push(batch);
         }
@@ -105,7 +162,7 @@ impl Backlog {
 
     /// An empty backlog with the same limits, continuing after `seq` (the data was replaced).
     pub fn emptied_at(&self, seq: Seq) -> Backlog {
-        Backlog::new(self.limit, self.hold_limit, seq)
+        Backlog::new(self.limit, self.hold_limit, seq).with_margin(self.margin)
     }
 
     /// Hold every mutation after `seq` (a full resync as of `seq` is on its way to a replica,
@@ -128,11 +185,11 @@ impl Backlog {
         }
         let first = self
             .batches
-            .partition_point(|(batch, _)| batch.last().is_some_and(|m| m.seq <= start));
+            .partition_point(|(batch, _, _)| batch.last().is_some_and(|m| m.seq <= start));
         let mutations = self
             .batches
             .range(first..)
-            .flat_map(|(batch, _)| batch.iter())
+            .flat_map(|(batch, _, _)| batch.iter())
             .filter(|m| m.seq > start)
             .take_while(|m| m.seq <= end);
         Some(fingerprint::over(mutations.map(fingerprint::of)))
@@ -157,12 +214,12 @@ impl Backlog {
     pub fn after(&self, seq: Seq, max_bytes: usize) -> Vec<Mutation> {
         let start = self
             .batches
-            .partition_point(|(batch, _)| batch.last().is_some_and(|m| m.seq <= seq));
+            .partition_point(|(batch, _, _)| batch.last().is_some_and(|m| m.seq <= seq));
         let mut taken = Vec::new();
         let mut bytes = 0;
         // A batch is everything the Store applied in one turn, which can be large: stop
         // inside it, not after it.
-        'batches: for (batch, _) in self.batches.range(start..) {
+        'batches: for (batch, _, _) in self.batches.range(start..) {
             for mutation in batch.iter().filter(|m| m.seq > seq) {
                 bytes += weight(mutation);
                 taken.push(mutation.clone());
@@ -178,8 +235,8 @@ impl Backlog {
     pub fn applied_at(&self, seq: Seq) -> Option<Instant> {
         let index = self
             .batches
-            .partition_point(|(batch, _)| batch.last().is_some_and(|m| m.seq <= seq));
-        self.batches.get(index).map(|(_, at)| *at)
+            .partition_point(|(batch, _, _)| batch.last().is_some_and(|m| m.seq <= seq));
+        self.batches.get(index).map(|(_, at, _)| *at)
     }
 
     /// Bytes held.
@@ -254,5 +311,87 @@ mod tests {
         backlog.hold_after(None);
         backlog.push(batch(41..=41));
         assert!(backlog.within_limit(), "released, it shrinks back");
+    }
+
+    #[test]
+    fn while_streaming_it_keeps_what_follows_the_acknowledged_offset_plus_the_margin() {
+        // About 150 bytes a mutation: a 500-byte margin is 3 of them.
+        let mut backlog = Backlog::new(1 << 20, 1 << 20, 0).with_margin(500);
+        for seq in 1..=100 {
+            backlog.push(batch(seq..=seq));
+        }
+        assert_eq!(
+            backlog.first(),
+            0,
+            "no acknowledgement yet: the limit alone trims"
+        );
+        backlog.acknowledged(Some(90));
+        assert!(
+            backlog.covers(90) && backlog.covers(87),
+            "the margin before the ack stays"
+        );
+        assert!(!backlog.covers(86) && backlog.bytes() <= 500 + 10 * 160);
+        backlog.push(batch(101..=101));
+        assert!(
+            backlog.covers(87),
+            "a new batch after the ack trims nothing more"
+        );
+    }
+
+    #[test]
+    fn while_the_replica_is_away_it_keeps_from_its_last_ack_up_to_the_limit() {
+        let mut backlog = Backlog::new(5000, 5000, 0).with_margin(0);
+        for seq in 1..=10 {
+            backlog.push(batch(seq..=seq));
+        }
+        backlog.acknowledged(Some(5));
+        assert_eq!(backlog.first(), 5, "what the replica made durable goes");
+        // The link is down: nothing more is acknowledged, and writes go on.
+        for seq in 11..=35 {
+            backlog.push(batch(seq..=seq));
+            assert!(
+                backlog.covers(5),
+                "it can resume from its ack while the writes fit"
+            );
+        }
+        for seq in 36..=60 {
+            backlog.push(batch(seq..=seq));
+        }
+        assert!(
+            !backlog.covers(5) && backlog.within_limit(),
+            "past the limit, as before"
+        );
+    }
+
+    #[test]
+    fn nothing_the_replica_has_not_acknowledged_is_dropped_within_the_limit() {
+        let mut backlog = Backlog::new(20_000, 20_000, 0).with_margin(0);
+        let mut acked = 0;
+        for seq in 1..=500 {
+            backlog.push(batch(seq..=seq));
+            if seq % 7 == 0 {
+                acked = seq - 3;
+                backlog.acknowledged(Some(acked));
+            }
+            let after: usize = backlog.after(acked, usize::MAX).iter().map(weight).sum();
+            assert!(after > 20_000 || backlog.covers(acked), "seq {seq}");
+            assert!(backlog.bytes() <= 20_000);
+        }
+    }
+
+    #[test]
+    fn a_full_resync_hold_outlasts_the_margin() {
+        let mut backlog = Backlog::new(1000, 5000, 0).with_margin(0);
+        backlog.acknowledged(None);
+        backlog.hold_after(Some(5));
+        for seq in 1..=20 {
+            backlog.push(batch(seq..=seq));
+        }
+        // An acknowledgement past the hold (the replica acks its old data) drops none of it.
+        backlog.acknowledged(Some(12));
+        assert!(backlog.covers(5), "everything after the snapshot is held");
+        backlog.hold_after(None);
+        backlog.acknowledged(Some(20));
+        assert_eq!(backlog.first(), 19, "released, the acknowledged part goes");
     }
 }

@@ -50,4 +50,24 @@ pub struct ReplicaProgress {
     /// Offsets of the replica's own data that full resyncs replaced because this primary's
     /// history did not contain them (a deposed primary rejoining, in a failover cluster).
     pub discarded: u64,
+    /// Bytes of mutations the replicator keeps for this replica (its backlog; replicators
+    /// share the batches, so the node holds the largest of these, not their sum).
+    pub backlog_bytes: usize,
+}
+
+impl ReplicaProgress {
+    /// A replica not connected yet, of a primary whose last mutation is `last_seq`.
+    pub fn connecting(addr: String, last_seq: Seq) -> Self {
+        ReplicaProgress {
+            addr,
+            state: LinkState::Connecting,
+            acked: 0,
+            durable: 0,
+            lag_offsets: last_seq,
+            lag_ms: 0,
+            refused: None,
+            discarded: 0,
+            backlog_bytes: 0,
+        }
+    }
 }

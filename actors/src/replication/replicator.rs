@@ -96,22 +96,15 @@ impl Replicator {
         last_seq: Seq,
         log: &Logger,
     ) -> (Replicator, watch::Receiver<ReplicaProgress>) {
-        let (progress, watcher) = watch::channel(ReplicaProgress {
-            addr: config.replica.clone(),
-            state: LinkState::Connecting,
-            acked: 0,
-            durable: 0,
-            lag_offsets: last_seq,
-            lag_ms: 0,
-            refused: None,
-            discarded: 0,
-        });
+        let progress = ReplicaProgress::connecting(config.replica.clone(), last_seq);
+        let (progress, watcher) = watch::channel(progress);
         let replicator = Replicator {
             backlog: Backlog::new(
                 config.backlog_bytes,
                 config.full_sync_buffer_bytes,
                 last_seq,
-            ),
+            )
+            .with_margin(config.backlog_min_bytes),
             log: log.new(slog::o!("replica" => config.replica.to_string())),
             config,
             store,
@@ -159,6 +152,7 @@ impl Replicator {
             lag_ms,
             refused: self.refused,
             discarded: self.discarded,
+            backlog_bytes: self.backlog.bytes(),
         });
     }
 
@@ -308,6 +302,7 @@ impl Replicator {
             // What comes after the snapshot is held until the replica has it (up to the hold
             // limit), however long the transfer takes: the resync converges.
             act.backlog.hold_after(Some(seq));
+            act.backlog.acknowledged(None);
             let Some(mut writer) = act.link.as_mut().and_then(|l| l.writer.take()) else {
                 return;
             };
@@ -440,7 +435,6 @@ impl Replicator {
         }
     }
 
-    /// End the current link (if any) and reconnect after the backoff.
     /// After a full resync, the backlog holds what the replica still needs until it has
     /// caught up to within the backlog's own limit (`sent` is what it has been sent).
     fn release_hold(&mut self, sent: Seq) {
@@ -455,6 +449,7 @@ impl Replicator {
         }
     }
 
+    /// End the current link (if any) and reconnect after the backoff.
     fn drop_link(&mut self, reason: &str, ctx: &mut Context<Self>) {
         self.backlog.hold_after(None);
         self.catching_up = false;
@@ -587,6 +582,10 @@ impl StreamHandler<Result<String, LinesCodecError>> for Replicator {
         self.durable = durable.min(self.acked);
         if let Some(link) = self.link.as_mut() {
             link.last_heard = Instant::now();
+            // What a streaming replica made durable, it resumes after, even from a restart.
+            if link.state == LinkState::Streaming {
+                self.backlog.acknowledged(Some(self.durable));
+            }
         }
         self.publish();
     }

@@ -27,6 +27,9 @@ pub struct ReplicatorConfig {
     pub previous: Option<Previous>,
     /// The most bytes of recent mutations kept for partial resyncs and slow replicas.
     pub backlog_bytes: usize,
+    /// The most bytes of mutations the replica has acknowledged as durable that are kept
+    /// all the same (`--repl-backlog-min-bytes`): the rest of the backlog is what it lacks.
+    pub backlog_min_bytes: usize,
     /// The most bytes of mutations kept for a replica while its full resync is sent and
     /// until it catches up (at least `backlog_bytes`).
     pub full_sync_buffer_bytes: usize,
@@ -64,6 +67,8 @@ pub struct ReplicationSettings {
     pub secret: Option<ClusterSecret>,
     /// `--repl-backlog-bytes`.
     pub backlog_bytes: usize,
+    /// `--repl-backlog-min-bytes`.
+    pub backlog_min_bytes: usize,
     /// `--repl-full-sync-buffer-bytes`.
     pub full_sync_buffer_bytes: usize,
     /// `--repl-timeout`.

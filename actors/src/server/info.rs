@@ -70,22 +70,27 @@ pub fn line(node: &NodeContext, stats: StoreStats, follower: Option<FollowerInfo
             .iter()
             .filter(|r| r.borrow().state == LinkState::Streaming)
             .count();
+        // Replicators share the Store's batches and every backlog ends at the latest one, so
+        // the node holds the largest backlog, not the sum.
+        let backlog = replicas.iter().map(|r| r.borrow().backlog_bytes).max();
         let _ = write!(
             line,
-            " connected_replicas={connected} configured_replicas={}",
-            replicas.len()
+            " connected_replicas={connected} configured_replicas={} repl_backlog_bytes={}",
+            replicas.len(),
+            backlog.unwrap_or(0)
         );
         for (i, replica) in replicas.iter().enumerate() {
             let p = replica.borrow().clone();
             let _ = write!(
                 line,
-                " replica{i}_addr={} replica{i}_state={} replica{i}_acked={} replica{i}_durable={} replica{i}_lag_offsets={} replica{i}_lag_ms={}",
+                " replica{i}_addr={} replica{i}_state={} replica{i}_acked={} replica{i}_durable={} replica{i}_lag_offsets={} replica{i}_lag_ms={} replica{i}_backlog_bytes={}",
                 p.addr,
                 p.state.as_str(),
                 p.acked,
                 p.durable,
                 p.lag_offsets,
-                p.lag_ms
+                p.lag_ms,
+                p.backlog_bytes
             );
             if let Some(reason) = p.refused {
                 let _ = write!(line, " replica{i}_refused={reason}");

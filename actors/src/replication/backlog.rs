@@ -29,9 +29,9 @@ fn weight(mutation: &Mutation) -> usize {
 
 /// A bounded window of the latest mutations, in sequence order with no gaps.
 pub struct Backlog {
-    /// The Store's published batches, oldest first, each with when it arrived: what `lag_ms`
-    /// is measured from. The third field is the weight of every batch ever pushed up to and including this one,
-    /// so the weight of any run of batches is a subtraction.
+    /// The Store's published batches, oldest first, each with when it arrived (what `lag_ms`
+    /// is measured from) and the weight of every batch ever pushed up to and including it (so
+    /// the weight of any run of batches is a subtraction).
     batches: VecDeque<(Arc<[Mutation]>, Instant, u64)>,
     /// The weight of every mutation held (see `weight`), kept under `limit`.
     bytes: usize,

@@ -254,10 +254,11 @@ impl Node {
                 false => store,
             }
         });
-        let writer_arbiter = Arbiter::new();
+        // The writer shares the Store's thread: a batch is applied, logged and answered in one
+        // turn of it; its fsyncs run on a thread of its own (`storage/syncer.rs`).
         let (writer, durability) =
             Writer::new(dir.clone(), &recovered, config.writer, store.clone(), &log)?;
-        let writer = Writer::start_in_arbiter(&writer_arbiter.handle(), move |_| writer);
+        let writer = Writer::start_in_arbiter(&store_arbiter.handle(), move |_| writer);
         // Subscribed before any client can write, so the log misses nothing.
         let from = store
             .send(Subscribe(writer.clone().recipient()))
@@ -287,7 +288,9 @@ impl Node {
             .memory()
             .set_limit(config.maxmemory_clients);
         // How far the node's history is safe, for `WAITPOS`; its history is set below.
-        node_context.position.track(durability.clone());
+        node_context
+            .position
+            .track(durability.clone(), &store_arbiter.handle());
         let mut lineage = None;
         let mut member = None;
         let role = match config.peers.is_empty() {
@@ -446,7 +449,6 @@ impl Node {
         let mut arbiters = io_arbiters;
         arbiters.extend(handshake_arbiter);
         arbiters.push(store_arbiter);
-        arbiters.push(writer_arbiter);
         Ok(Node {
             addr,
             store,

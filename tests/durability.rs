@@ -246,7 +246,8 @@ fn with_fsync_always_no_read_shows_a_write_that_is_not_yet_on_disk() {
     wait_until("the writer has written y's record", || {
         fs::metadata(&log).unwrap().len() > before
     });
-    // v2 is applied in memory, but the writer cannot even write it before the stall ends.
+    // v2 is applied in memory and written to the log while that fdatasync runs, but it is
+    // not on disk before the next one.
     let mut a = node.raw();
     send(&mut a, "PUT x v2\n");
     let mut b = node.raw();
@@ -256,9 +257,15 @@ fn with_fsync_always_no_read_shows_a_write_that_is_not_yet_on_disk() {
     node.signal("KILL");
     drop(strace);
     drop(node);
-    // What a read could have shown was never on disk: it is gone, as the read said nothing.
+    // Neither v2 nor a read of it was acknowledged, so whether it survives (here the page
+    // cache outlives the process, and it may) breaks no promise; what must hold is the read
+    // above, which said nothing.
     let node = NodeProcess::start_in(dir.path(), &["--fsync", "always"]);
-    assert_eq!(node.client().get(b"x").unwrap(), Some(b"v1".to_vec()));
+    let x = node.client().get(b"x").unwrap();
+    assert!(
+        x == Some(b"v1".to_vec()) || x == Some(b"v2".to_vec()),
+        "x is {x:?}"
+    );
 }
 
 #[test]
@@ -313,31 +320,32 @@ fn a_full_disk_refuses_writes_shows_no_write_it_could_not_persist_and_recovers()
 #[test]
 fn with_fsync_everysec_a_stalled_fsync_makes_new_writes_wait() {
     let node = NodeProcess::start(&["--fsync", "everysec"]);
-    // Every fdatasync takes 3 s: the writer's next once-a-second fsync stalls it.
+    // Every fdatasync takes 4 s: the writer's next once-a-second fsync stalls.
     let trace_dir = tempfile::tempdir().unwrap();
-    let strace = delay_every_fdatasync(&node, trace_dir.path(), Duration::from_secs(3));
+    let strace = delay_every_fdatasync(&node, trace_dir.path(), Duration::from_secs(4));
     // One client writing in sequence, noting when each write is acknowledged.
     let mut client = node.client();
     let start = std::time::Instant::now();
     let mut acks = Vec::new();
     let mut i = 0;
-    while start.elapsed() < Duration::from_secs(6) {
+    while start.elapsed() < Duration::from_secs(8) {
         client.put(format!("k{i}").as_bytes(), b"v").unwrap();
         acks.push(start.elapsed());
         i += 1;
     }
     drop(strace);
-    // While the writer was stalled, nothing new could be written, so nothing new was
-    // acknowledged: what an everysec crash can lose stays about a second, however long the
-    // disk stalls, and what waits in memory is one batch per client.
+    // Writes go on while an fsync runs, but not once the oldest write it has not covered is
+    // two seconds old: then nothing new is written until it ends, so nothing new is
+    // acknowledged. What an everysec crash can lose stays about two seconds, however long
+    // the disk stalls, and what waits in memory is one batch per client.
     let longest = acks
         .windows(2)
         .map(|pair| pair[1] - pair[0])
         .max()
         .unwrap_or_default();
     assert!(
-        longest >= Duration::from_millis(2500),
-        "writes went on being acknowledged during a 3 s fsync stall (longest gap {longest:?})"
+        longest >= Duration::from_millis(1500),
+        "writes went on being acknowledged during a 4 s fsync stall (longest gap {longest:?})"
     );
     assert!(node.answers_ping());
 }

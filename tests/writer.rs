@@ -198,3 +198,42 @@ async fn compaction_under_writes_keeps_every_key_and_shrinks_the_files() {
     assert_eq!(recovered.last_seq, live.seq);
     assert_eq!(sorted(&recovered.keyspace), expected);
 }
+
+#[actix_rt::test]
+async fn writes_that_arrive_while_the_log_is_closed_for_a_compaction_are_written_once_it_is() {
+    // Compaction is due after every write: each new write finds the log being closed (its
+    // fsync asked for, new writes held) and must still be written and reported, with nothing
+    // else arriving to push it along.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Arc::new(DataDir::open(tmp.path()).unwrap());
+    let store_arbiter = Arbiter::new();
+    let store = Store::start_in_arbiter(&store_arbiter.handle(), |_| Store::new());
+    for fsync in [FsyncPolicy::EverySec, FsyncPolicy::Always, FsyncPolicy::No] {
+        let sub = Arc::new(DataDir::open(&tmp.path().join(format!("{fsync}"))).unwrap());
+        let config = WriterConfig {
+            fsync,
+            compact_min_bytes: 1,
+            compact_ratio: 0,
+        };
+        let (writer, mut durability, arbiter) = start_writer(&sub, config, store.clone());
+        for seq in 1..=30u64 {
+            writer.do_send(Applied {
+                mutations: vec![Mutation {
+                    more: false,
+                    seq,
+                    change: Change::put(b"k", format!("v{seq}").as_bytes()),
+                }]
+                .into(),
+            });
+            let safe = tokio::time::timeout(Duration::from_secs(30), durability.wait_safe(seq));
+            assert!(
+                matches!(safe.await, Ok(Ok(()))),
+                "{fsync}: write {seq} was never reported safe"
+            );
+        }
+        assert_eq!(writer.send(SyncNow).await.unwrap(), Ok(30));
+        arbiter.stop();
+    }
+    store_arbiter.stop();
+    drop(dir);
+}

@@ -240,11 +240,12 @@ impl NodePosition {
         }
     }
 
-    /// Copy the writer's progress here, from a task of its own, until the writer stops.
-    pub fn track(&self, durability: Durability) {
+    /// Copy the writer's progress here, from a task of its own on `thread` (the writer's, so
+    /// that each step of progress wakes no other thread), until the writer stops.
+    pub fn track(&self, durability: Durability, thread: &actix::ArbiterHandle) {
         let position = self.clone();
         let mut durability = durability;
-        tokio::spawn(async move {
+        thread.spawn(async move {
             loop {
                 let state = durability.current();
                 if state.failure.is_none() {

@@ -7,6 +7,7 @@
 //! - [`record`]: the record format shared by the log, snapshots and the replication stream.
 //! - [`segment`]: one log file being appended to.
 //! - [`snapshot_file`]: writing and reading a snapshot file.
+//! - [`syncer`]: the fsync thread, which syncs the log while the writer goes on appending.
 //! - [`data_dir`]: the data directory: file names, its lock, storage errors.
 //! - [`recovery`]: rebuilding the data from a data directory at start-up.
 
@@ -16,5 +17,6 @@ pub mod record;
 pub mod recovery;
 pub mod segment;
 pub mod snapshot_file;
+pub mod syncer;
 pub mod writer;
 pub mod writer_messages;

@@ -6,6 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::storage::data_dir::{DataDir, StorageError};
 use crate::store::Seq;
@@ -16,8 +17,9 @@ pub const LOG_MAGIC: &[u8; 8] = b"KVLOG\x00\x00\x01";
 /// A log file open for appending.
 #[derive(Debug)]
 pub struct Segment {
-    /// The open file, positioned at `len`: the next append goes there.
-    file: File,
+    /// The open file, positioned at `len`: the next append goes there. Shared with the fsync
+    /// thread (`syncer.rs`), which syncs it while the writer goes on appending.
+    file: Arc<File>,
     /// Where the file is, for error messages and for the writer's list of logs.
     path: PathBuf,
     /// The first mutation the log holds (or will hold): the number in its name.
@@ -41,7 +43,7 @@ impl Segment {
             .map_err(StorageError::io("write", &path))?;
         dir.sync()?;
         Ok(Segment {
-            file,
+            file: Arc::new(file),
             path,
             first_seq,
             len: LOG_MAGIC.len() as u64,
@@ -55,7 +57,7 @@ impl Segment {
             .open(path)
             .map_err(StorageError::io("open", path))?;
         let mut segment = Segment {
-            file,
+            file: Arc::new(file),
             path: path.to_path_buf(),
             first_seq,
             len,
@@ -89,7 +91,7 @@ impl Segment {
 
     /// Append `bytes` at the end; on failure, cut the file back so nothing partial remains.
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self.file.write_all(bytes) {
+        match (&*self.file).write_all(bytes) {
             Ok(()) => {
                 self.len += bytes.len() as u64;
                 Ok(())
@@ -108,6 +110,12 @@ impl Segment {
         self.file.sync_data()
     }
 
+    /// The file, for the fsync thread: syncing it covers every append made before the sync
+    /// started, whatever is appended while it runs.
+    pub fn shared_file(&self) -> Arc<File> {
+        self.file.clone()
+    }
+
     /// Cut the file to `len` bytes: everything after that was never acknowledged as written.
     pub fn rollback_to(&mut self, len: u64) -> io::Result<()> {
         self.len = len.min(self.len);
@@ -117,7 +125,7 @@ impl Segment {
     fn truncate(&mut self) -> io::Result<()> {
         use std::io::Seek;
         self.file.set_len(self.len)?;
-        self.file.seek(io::SeekFrom::Start(self.len))?;
+        (&*self.file).seek(io::SeekFrom::Start(self.len))?;
         Ok(())
     }
 }

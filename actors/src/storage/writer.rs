@@ -1,15 +1,23 @@
 //! The persistence writer: appends every mutation the Store publishes to the log, with group
-//! commit, an fsync policy, and compaction into snapshots.
+//! commit, an fsync policy, and compaction into snapshots (`writer/compaction.rs`).
 //!
-//! It runs on an arbiter of its own, so its blocking file calls never hold up the Store or a
-//! session. Group commit falls out of the actor model: `Applied` messages that arrive while a
-//! write or fsync is running wait in the mailbox, and the next flush writes them all at once
-//! and covers them with one fsync.
+//! It runs on the Store's thread, as the sessions and replicators do, and hands each group of
+//! writes to the operating system there (a `write` into the page cache, as Redis writes its
+//! AOF from its event loop): a batch is applied, logged and answered in one turn of that
+//! thread, with no wake-up of another thread and back. What can take as long as the disk
+//! wants, `fdatasync`, runs on the fsync thread (`syncer.rs`), which the writer keeps busy
+//! with one sync at a time while it goes on appending: under `--fsync always` the group that
+//! arrives during an fsync is written at once and covered by the next. Group commit falls out
+//! of the actor model: `Applied` messages that arrive meanwhile wait in the mailbox, and the
+//! next flush writes them all at once.
 //!
 //! Bytes written but not yet fsynced are kept in memory until an fsync succeeds. After a write
 //! or fsync error the writer cuts the log back to its last durable length and writes them
 //! again, so a failure never leaves a hole or half a record in the log, and the data the
 //! kernel may have dropped after a failed fsync is rewritten rather than trusted.
+
+mod compaction;
+mod resync;
 
 use std::mem;
 use std::path::PathBuf;
@@ -19,50 +27,37 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use slog::{error, info, warn, Logger};
 
-use crate::replication::replication_id::{self, ReplicationState};
-use crate::storage::data_dir::{DataDir, FileKind, StorageError};
+use crate::storage::data_dir::{DataDir, StorageError};
 use crate::storage::durability::{Durability, DurableSender, DurableState, FsyncPolicy};
 use crate::storage::record;
 use crate::storage::recovery::Recovered;
 use crate::storage::segment::Segment;
-use crate::storage::snapshot_file::{self, Generation};
+use crate::storage::snapshot_file::Generation;
+use crate::storage::syncer::{SyncJob, Synced, Syncer};
 pub use crate::storage::writer_messages::{
     Follow, GetWriterStats, Reset, SyncNow, WriterConfig, WriterStats,
 };
-use crate::store::{Applied, Seq, Store, StoreSnapshot, TakeSnapshot};
+use crate::store::{Applied, Seq, Store};
 
 /// How often the writer fsyncs under `everysec`, and retries after a failure.
 const TICK: Duration = Duration::from_secs(1);
 /// The most bytes written but not yet fsynced that the writer keeps for a rewrite; past it,
-/// it fsyncs at once.
+/// it asks for an fsync at once, and while that runs it writes no more (what arrives waits,
+/// and so do its replies).
 const MAX_UNSYNCED_BYTES: usize = 8 * 1024 * 1024;
+/// Under `everysec`, how old the oldest write not yet known to be on disk may get while a
+/// sync runs before the writer writes no more until it ends: a crash of the machine loses at
+/// most about this much, however long the disk stalls (Redis's bound for `everysec`, too).
+const MAX_EXPOSURE: Duration = Duration::from_secs(2);
 /// What a record buffer starts with, and what an empty one may keep; a burst of writes that
 /// grew one past this gives the memory back rather than keep it for the life of the node.
 const BUFFER_BYTES: usize = 64 * 1024;
-/// How long to wait before trying again after a compaction failed.
-const COMPACTION_RETRY: Duration = Duration::from_secs(30);
 
 /// Sent by the writer to itself on an `Applied`: handled once the mailbox is empty, it writes
 /// everything received meanwhile at once (group commit).
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Flush;
-
-/// Sent by the snapshot thread to the writer when a compaction's snapshot is written, or failed.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct SnapshotWritten {
-    /// The snapshot's path and size in bytes, or why it could not be written.
-    result: Result<(PathBuf, u64), StorageError>,
-    /// The logs closed before the snapshot was taken: it covers them, so they can go.
-    covered_logs: Vec<PathBuf>,
-    /// The last mutation the snapshot includes.
-    seq: Seq,
-    /// When the compaction started, to log how long it took.
-    started: Instant,
-    /// The data generation the snapshot was taken in (see `Writer::generation`).
-    generation: u64,
-}
 
 /// The persistence writer actor.
 pub struct Writer {
@@ -90,7 +85,8 @@ pub struct Writer {
     pending: Vec<u8>,
     /// The last sequence number received: `written` becomes it once `pending` is written.
     pending_last: Seq,
-    /// Records written since the last fsync, kept to be rewritten after a failure.
+    /// Records written since the last fsync, kept to be rewritten after a failure: the bytes
+    /// of the segment from `synced_len` on.
     unsynced: Vec<u8>,
     /// Length of the segment known to be on disk.
     synced_len: u64,
@@ -120,6 +116,22 @@ pub struct Writer {
     /// Bumped by every [`Reset`]: a snapshot taken before it describes replaced data. Shared
     /// with the snapshot thread, which checks it and renames its file under one lock.
     generation: Arc<Generation>,
+    /// The fsync thread (none until the actor starts, or if it could not be started: then
+    /// the writer syncs in place).
+    syncer: Option<Syncer>,
+    /// A sync job is running: at most one at a time.
+    syncing: bool,
+    /// Bumped whenever the segment is replaced or cut back: a job's result from before names
+    /// bytes that are no longer the log's, and is ignored.
+    sync_epoch: u64,
+    /// The log is being closed for a compaction: nothing more is written to it, and the
+    /// compaction goes on once a sync has made it durable.
+    rotating: bool,
+    /// Everything written before this instant is on disk: when the last sync that succeeded
+    /// was asked for.
+    durable_as_of: Instant,
+    /// When the running sync was asked for.
+    sync_asked: Instant,
 }
 
 impl Writer {
@@ -165,6 +177,12 @@ impl Writer {
             reset_failed: false,
             fsync_failed: false,
             resets: 0,
+            syncer: None,
+            syncing: false,
+            sync_epoch: 0,
+            rotating: false,
+            durable_as_of: Instant::now(),
+            sync_asked: Instant::now(),
         };
         Ok((writer, durability))
     }
@@ -200,16 +218,55 @@ impl Writer {
         Ok(())
     }
 
+    /// Fsync in place, on this thread: at shutdown, after a failure, and if the fsync thread
+    /// could not be started. Everything written is durable once it returns.
     fn sync(&mut self) -> std::io::Result<()> {
         if self.written == self.synced && self.unsynced.is_empty() {
             return Ok(());
         }
+        let asked = Instant::now();
         self.segment.sync()?;
         self.synced = self.written;
         self.synced_len = self.segment.len();
+        self.durable_as_of = asked;
         self.unsynced.clear();
         release_if_large(&mut self.unsynced);
         Ok(())
+    }
+
+    /// Have everything written so far made durable by the fsync thread, unless a sync is
+    /// running (its end starts the next one, if one is wanted then).
+    fn start_sync(&mut self) {
+        if self.syncing || (self.written == self.synced && self.unsynced.is_empty()) {
+            return;
+        }
+        let job = SyncJob {
+            file: self.segment.shared_file(),
+            seq: self.written,
+            len: self.segment.len(),
+            epoch: self.sync_epoch,
+        };
+        match self.syncer.as_ref().map(|syncer| syncer.submit(job)) {
+            Some(Ok(())) => {
+                self.syncing = true;
+                self.sync_asked = Instant::now();
+            }
+            // No fsync thread: sync here.
+            _ => match self.sync() {
+                Ok(()) => self.publish(),
+                Err(error) => self.fail("fsync", error),
+            },
+        }
+    }
+
+    /// Whether new records must wait in `pending`: the log is being closed, or, until the
+    /// running sync ends, the bytes kept for a rewrite are at their limit or (`everysec`) the
+    /// oldest write it would lose in a crash is [`MAX_EXPOSURE`] old: a stalled disk stops
+    /// new writes (and so their replies) rather than let what is at risk grow.
+    fn holding_writes(&self) -> bool {
+        let stalled = self.config.fsync == FsyncPolicy::EverySec
+            && self.durable_as_of.elapsed() >= MAX_EXPOSURE;
+        self.rotating || (self.syncing && (stalled || self.unsynced.len() >= MAX_UNSYNCED_BYTES))
     }
 
     fn fail(&mut self, what: &str, error: std::io::Error) {
@@ -220,16 +277,20 @@ impl Writer {
         if what == "fsync" {
             self.fsync_failed = true;
         }
+        // A compaction waiting for the log to be durable starts again once the disk recovers.
+        self.rotating = false;
         self.publish();
     }
 
     /// After a failure: write again what the failure may have lost, then what is pending.
     fn try_recover(&mut self) {
-        if self.reset_failed {
+        if self.reset_failed || self.syncing {
             // The files the writer was appending to are gone: nothing here can be trusted to
-            // reach the disk. Only a restart (which resyncs in full) clears it.
+            // reach the disk. Only a restart (which resyncs in full) clears it. (Or a sync is
+            // still running: the log is not cut back under it; the next tick tries again.)
             return;
         }
+        self.sync_epoch += 1;
         let attempt = (|| {
             if self.fsync_failed {
                 // After a failed fsync the kernel may have dropped pages it had not written
@@ -256,6 +317,7 @@ impl Writer {
         })();
         match attempt {
             Ok(()) => {
+                self.durable_as_of = Instant::now();
                 info!(self.log, "persistence recovered; accepting writes again";
                     "synced_seq" => self.synced);
                 self.failure = None;
@@ -267,102 +329,55 @@ impl Writer {
         }
     }
 
+    /// Compact if it is time, write what is pending (unless writes are held), ask for the
+    /// fsync the policy wants, and publish the progress.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.failure.is_some() {
             return; // the tick retries
         }
-        if let Err(error) = self.write_pending() {
-            return self.fail("write", error);
+        // First, so that what is pending goes to the new log once the old one is closed.
+        self.maybe_compact(ctx);
+        if self.failure.is_some() {
+            return;
+        }
+        if !self.holding_writes() {
+            if let Err(error) = self.write_pending() {
+                return self.fail("write", error);
+            }
         }
         // Under `everysec`, written bytes are kept until fsynced; a burst of large writes
         // fsyncs early rather than let that copy grow with the write rate.
         let sync_now =
             self.config.fsync == FsyncPolicy::Always || self.unsynced.len() >= MAX_UNSYNCED_BYTES;
         if sync_now {
-            if let Err(error) = self.sync() {
-                return self.fail("fsync", error);
+            self.start_sync();
+            if self.failure.is_some() {
+                return;
             }
         }
         self.publish();
-        self.maybe_compact(ctx);
     }
 
-    fn maybe_compact(&mut self, ctx: &mut Context<Self>) {
-        let threshold = self.config.compact_min_bytes.max(
-            self.config
-                .compact_ratio
-                .saturating_mul(self.snapshot_bytes),
-        );
-        let recently_failed = self
-            .compaction_failed_at
-            .is_some_and(|at| at.elapsed() < COMPACTION_RETRY);
-        if self.compacting
-            || self.failure.is_some()
-            || recently_failed
-            || self.log_bytes < threshold
-            // A fresh log has nothing for a snapshot to cover yet.
-            || self.segment.is_empty()
-        {
-            return;
+    /// A sync job ended: what it covered is durable (unless the log changed under it, or the
+    /// writer has failed meanwhile: then nothing is taken from it), and what waited for it
+    /// goes on.
+    fn synced(&mut self, done: Synced, ctx: &mut Context<Self>) {
+        self.syncing = false;
+        if done.epoch != self.sync_epoch || self.failure.is_some() {
+            return self.flush(ctx);
         }
-        // Close the current log durably and continue in a new one: the snapshot will cover
-        // every log before the new one.
-        if let Err(error) = self.sync() {
+        if let Err(error) = done.result {
             return self.fail("fsync", error);
         }
-        let next = match Segment::create(&self.dir, self.written + 1) {
-            Ok(next) => next,
-            Err(error) => {
-                warn!(self.log, "cannot start a new log for compaction"; "error" => %error);
-                self.compaction_failed_at = Some(Instant::now());
-                return;
-            }
-        };
-        let closed = mem::replace(&mut self.segment, next);
-        self.synced_len = self.segment.len();
-        self.older_logs.push(closed.path().to_path_buf());
-        self.compacting = true;
-        let covered_logs = self.older_logs.clone();
-        let started = Instant::now();
-        info!(self.log, "compaction started"; "log_bytes" => self.log_bytes,
-            "snapshot_bytes" => self.snapshot_bytes, "threshold" => threshold);
-        let dir = self.dir.clone();
-        let me = ctx.address();
-        let generation = self.generation.current();
-        let current = self.generation.clone();
-        let take = self
-            .store
-            .send(TakeSnapshot)
-            .into_actor(self)
-            .map(move |snapshot, act, _| match snapshot {
-                Ok(StoreSnapshot { data, seq }) => {
-                    // Serialising runs on a thread of its own, so the writer keeps appending.
-                    let spawned = std::thread::Builder::new()
-                        .name("kv-snapshot".into())
-                        .spawn(move || {
-                            let taken_in = Some((&*current, generation));
-                            let result = snapshot_file::write(&dir, &data, seq, taken_in);
-                            me.do_send(SnapshotWritten {
-                                result,
-                                covered_logs,
-                                seq,
-                                started,
-                                generation,
-                            });
-                        });
-                    if let Err(error) = spawned {
-                        warn!(act.log, "cannot start the snapshot thread"; "error" => %error);
-                        act.compacting = false;
-                        act.compaction_failed_at = Some(Instant::now());
-                    }
-                }
-                Err(error) => {
-                    warn!(act.log, "the store did not answer for a snapshot"; "error" => %error);
-                    act.compacting = false;
-                    act.compaction_failed_at = Some(Instant::now());
-                }
-            });
-        ctx.spawn(take);
+        if done.len > self.synced_len {
+            let covered = usize::try_from(done.len - self.synced_len).unwrap_or(usize::MAX);
+            self.unsynced.drain(..covered.min(self.unsynced.len()));
+            self.synced_len = done.len;
+            release_if_large(&mut self.unsynced);
+        }
+        self.synced = self.synced.max(done.seq);
+        self.durable_as_of = self.durable_as_of.max(self.sync_asked);
+        self.flush(ctx);
     }
 }
 
@@ -380,14 +395,16 @@ impl Actor for Writer {
         // Applied messages must never be refused for a full mailbox (the Store uses
         // `do_send`, which ignores capacity, but keep the intent explicit).
         ctx.set_mailbox_capacity(64 * 1024);
+        match Syncer::start(ctx.address().recipient()) {
+            Ok(syncer) => self.syncer = Some(syncer),
+            Err(error) => warn!(self.log, "cannot start the fsync thread; fsyncing in place";
+                "error" => %error),
+        }
         ctx.run_interval(TICK, |act, _| {
             if act.failure.is_some() {
                 act.try_recover();
             } else if act.config.fsync == FsyncPolicy::EverySec && act.written > act.synced {
-                match act.sync() {
-                    Ok(()) => act.publish(),
-                    Err(error) => act.fail("fsync", error),
-                }
+                act.start_sync();
             }
         });
         info!(self.log, "persistence writer started"; "fsync" => %self.config.fsync,
@@ -420,6 +437,14 @@ impl Handler<Flush> for Writer {
     }
 }
 
+impl Handler<Synced> for Writer {
+    type Result = ();
+
+    fn handle(&mut self, done: Synced, ctx: &mut Self::Context) {
+        self.synced(done, ctx);
+    }
+}
+
 impl Handler<SyncNow> for Writer {
     type Result = Result<Seq, String>;
 
@@ -449,152 +474,5 @@ impl Handler<GetWriterStats> for Writer {
             snapshot_bytes: self.snapshot_bytes,
             compactions: self.compactions,
         }
-    }
-}
-
-impl Handler<SnapshotWritten> for Writer {
-    type Result = ();
-
-    fn handle(&mut self, msg: SnapshotWritten, _: &mut Self::Context) {
-        self.compacting = false;
-        if msg.generation != self.generation.current() {
-            // The data was replaced while this snapshot was written: it is stale.
-            if let Ok((path, _)) = &msg.result {
-                if self.snapshot_path.as_ref() != Some(path) {
-                    let _ = std::fs::remove_file(path);
-                }
-            }
-            return;
-        }
-        let (path, size) = match msg.result {
-            Ok(written) => written,
-            Err(error) => {
-                warn!(self.log, "compaction failed; keeping the logs"; "error" => %error);
-                self.compaction_failed_at = Some(Instant::now());
-                return;
-            }
-        };
-        let mut obsolete = msg.covered_logs.clone();
-        if let Some(previous) = self.snapshot_path.replace(path.clone()) {
-            if previous != path {
-                obsolete.push(previous);
-            }
-        }
-        for file in &obsolete {
-            if let Err(error) = std::fs::remove_file(file) {
-                warn!(self.log, "cannot remove a file the snapshot covers";
-                    "file" => %file.display(), "error" => %error);
-            }
-        }
-        let _ = self.dir.sync();
-        self.older_logs
-            .retain(|log| !msg.covered_logs.contains(log));
-        let remaining_older: u64 = self
-            .older_logs
-            .iter()
-            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
-            .sum();
-        self.log_bytes = remaining_older + self.segment.len();
-        self.snapshot_bytes = size;
-        self.compactions += 1;
-        info!(self.log, "compaction finished"; "snapshot" => %path.display(),
-            "snapshot_seq" => msg.seq, "snapshot_bytes" => size,
-            "removed_files" => obsolete.len(), "log_bytes" => self.log_bytes,
-            "duration_ms" => msg.started.elapsed().as_millis() as u64);
-    }
-}
-
-impl Writer {
-    fn reset(&mut self, msg: Reset) -> Result<(), StorageError> {
-        // Until the new data is on disk, what the directory holds is disposable: after a crash
-        // here the replica asks for a full resync again.
-        // Positions from here on count in the new history: waiters on the old one are told.
-        self.resets += 1;
-        replication_id::save(&self.dir, &ReplicationState::Resyncing)?;
-        // Under the lock a compaction renames under: a snapshot of the old data either went
-        // into place before this (and is deleted below) or never will.
-        self.generation.bump();
-        // Everything pending belongs to the history being replaced.
-        self.pending.clear();
-        self.unsynced.clear();
-        // Logs before snapshots: a Reset cut short then leaves a snapshot without the logs
-        // after it (a consistent, if older, directory), never logs without their snapshot.
-        let files = self.dir.files()?;
-        let logs = files.iter().filter(|(k, _)| matches!(k, FileKind::Log(_)));
-        let snapshots = files
-            .iter()
-            .filter(|(k, _)| matches!(k, FileKind::Snapshot(_)));
-        for (_, path) in logs.chain(snapshots) {
-            std::fs::remove_file(path).map_err(StorageError::io("remove", path))?;
-        }
-        let (path, size) = snapshot_file::write(&self.dir, &msg.data, msg.seq, None)?;
-        self.segment = Segment::create(&self.dir, msg.seq + 1)?;
-        self.older_logs.clear();
-        self.log_bytes = self.segment.len();
-        self.snapshot_bytes = size;
-        self.snapshot_path = Some(path);
-        self.synced_len = self.segment.len();
-        self.written = msg.seq;
-        self.synced = msg.seq;
-        self.pending_last = msg.seq;
-        self.failure = None;
-        replication_id::save(
-            &self.dir,
-            &ReplicationState::Following {
-                id: msg.replication_id,
-            },
-        )?;
-        self.publish();
-        Ok(())
-    }
-}
-
-impl Handler<Reset> for Writer {
-    type Result = Result<(), String>;
-
-    fn handle(&mut self, msg: Reset, _: &mut Self::Context) -> Self::Result {
-        let seq = msg.seq;
-        let keys = msg.data.len();
-        match self.reset(msg) {
-            Ok(()) => {
-                info!(self.log, "data replaced by a full resync"; "seq" => seq, "keys" => keys);
-                Ok(())
-            }
-            Err(error) => {
-                error!(self.log, "could not store a full resync; restart this replica to resync it";
-                    "error" => %error);
-                // The old logs may be gone and the new one not there: nothing written from now
-                // on would be durable. The failure stays (no write, read or acknowledgement of
-                // durability) until a restart, which finds the directory `resyncing` and asks
-                // for a full resync.
-                self.reset_failed = true;
-                self.failure = Some(
-                    format!("could not store a full resync ({error}); restart this replica").into(),
-                );
-                self.publish();
-                Err(error.to_string())
-            }
-        }
-    }
-}
-
-impl Handler<Follow> for Writer {
-    type Result = Result<(), String>;
-
-    fn handle(&mut self, msg: Follow, _: &mut Self::Context) -> Result<(), String> {
-        let result = replication_id::save(&self.dir, &msg.0);
-        if let Err(error) = &result {
-            // The directory would go on naming a history its data no longer is: stop, as
-            // after a failed full resync, until a restart (which the primaries then judge on
-            // what the file says, and refuse rather than mix histories).
-            error!(self.log, "cannot record the primary's new replication id; restart this replica";
-                "error" => %error);
-            self.reset_failed = true;
-            self.failure = Some(
-                format!("cannot record the replication id ({error}); restart this replica").into(),
-            );
-            self.publish();
-        }
-        result.map_err(|e| e.to_string())
     }
 }

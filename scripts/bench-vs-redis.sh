@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Compare kvstore with Redis on this machine, in one run (issue 6):
-#   a. our local cluster (`kvnode --role cluster`, a primary and two replicas, --fsync everysec)
-#      against a Redis primary with two Redis replicas (appendonly yes, appendfsync everysec):
-#      SET and GET, 50 connections, pipeline 1 and 16, keyspace 100000, 64-byte values, driven
-#      by kvbench over RESP for both (and over the line protocol for ours), by redis-benchmark
+# Compare kvstore with Redis on this machine, in one run (issues 6 and 18), for each deployment
+# in DEPLOY: `processes` (a primary and two replicas as three kvnode processes, as a user
+# deploys it) and `cluster` (`kvnode --role cluster`, the three nodes in one process):
+#   a. ours (--fsync everysec) against a Redis primary with two Redis replicas (appendonly
+#      yes, appendfsync everysec): SET, GET and a 90% GET / 10% SET mix, 50 connections,
+#      pipeline 1 and 16 (the mix at pipeline 1), keyspace 100000, 64-byte values, driven by
+#      kvbench over RESP for both (and over the line protocol for ours), by redis-benchmark
 #      (-t set,get) for both, and kvbench's replication lag probe under a SET load; the systems
 #      alternate within each round, ROUNDS rounds, medians reported;
 #   b. the same clusters with --fsync always / appendfsync always, SET only;
@@ -16,7 +18,7 @@
 #
 # Knobs (environment): ROUNDS (3), DURATION (3 s per kvbench run), RB_REQUESTS (200000 per
 # redis-benchmark test at pipeline 1, ten times that at pipeline 16), BIG_KEYS (1000000),
-# CHART (docs/benchmarks-vs-redis.png).
+# DEPLOY ("processes cluster"), CHART (docs/benchmarks-vs-redis.png).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -25,6 +27,7 @@ DURATION=${DURATION:-3}
 RB_REQUESTS=${RB_REQUESTS:-200000}
 BIG_KEYS=${BIG_KEYS:-1000000}
 CHART=${CHART:-docs/benchmarks-vs-redis.png}
+DEPLOY=${DEPLOY:-processes cluster}
 CONNS=50
 KEYSPACE=100000
 VALUE=64
@@ -71,12 +74,12 @@ start_redis() {
     PIDS+=("$PID")
 }
 
-# start_ours NAME ROLE PORT FSYNC: a kvnode (cluster or primary) with its data under
-# $WORK/ours-NAME (kept if it exists). Sets PID.
+# start_ours NAME ROLE PORT FSYNC [FLAGS...]: a kvnode (cluster, primary or replica) with its
+# data under $WORK/ours-NAME (kept if it exists). Sets PID.
 start_ours() {
     local name=$1 role=$2 port=$3 fsync=$4
     "$KVNODE" --role "$role" --listen "127.0.0.1:$port" --data-dir "$WORK/ours-$name" \
-        --fsync "$fsync" 2>>"$OUT/ours-$name-$STAMP.log" &
+        --fsync "$fsync" "${@:5}" 2>>"$OUT/ours-$name-$STAMP.log" &
     PID=$!
     PIDS+=("$PID")
 }
@@ -124,8 +127,8 @@ bench() {
     add "$system|$test|cpu" "$cpu"
     add "$system|$test|errors" "$(field "$json" errors)"
     if [[ -n $(field "$json" lag_p99_us) ]]; then
-        add "$system|lag|p50" "$(field "$json" lag_p50_us)"
-        add "$system|lag|p99" "$(field "$json" lag_p99_us)"
+        add "$system|$DEP:lag|p50" "$(field "$json" lag_p50_us)"
+        add "$system|$DEP:lag|p99" "$(field "$json" lag_p99_us)"
     fi
     log "round $ROUND: $system $test: $(field "$json" rps) req/s, p99 $(field "$json" p99_us) µs, server CPU $cpu µs/req, errors $(field "$json" errors)"
 }
@@ -139,7 +142,7 @@ rbench() {
     while IFS=, read -r test rps _ _ _ _ p99 _; do
         test=${test//\"/} rps=${rps//\"/} p99=${p99//\"/}
         [[ $test == SET || $test == GET ]] || continue
-        test="${test,,}-p$pipeline"
+        test="$DEP:${test,,}-p$pipeline"
         p99=$(awk -v ms="$p99" 'BEGIN { printf "%.0f", ms * 1000 }')
         echo "{\"system\":\"$system\",\"test\":\"$test\",\"round\":$ROUND,\"tool\":\"redis-benchmark\",\"rps\":$rps,\"p99_us\":$p99}" >>"$RAW"
         add "$system|$test|rps" "${rps%.*}"
@@ -155,14 +158,25 @@ median() {
 }
 med() { median "${VALUES[$1]:-}"; }
 
-# start_clusters FSYNC: ours (cluster) and Redis (primary + 2 replicas), fresh data, synced.
-# Sets OURS_PORT OURS_PID REDIS_PORT REDIS_PIDS.
+# start_clusters FSYNC TAG: ours ($DEP: one cluster process, or a primary and two replica
+# processes) and Redis (primary + 2 replicas), fresh data, synced. Sets OURS_PORT OURS_PIDS
+# REDIS_PORT REDIS_PIDS.
 start_clusters() {
-    local fsync=$1 tag=$2
+    local fsync=$1 tag=$DEP-$2
     free_ports 3
     OURS_PORT=$BASE
-    start_ours "$tag" cluster "$OURS_PORT" "$fsync"
-    OURS_PID=$PID
+    if [[ $DEP == cluster ]]; then
+        start_ours "$tag" cluster "$OURS_PORT" "$fsync"
+        OURS_PIDS=$PID
+    else
+        start_ours "$tag-replica1" replica $((OURS_PORT + 1)) "$fsync"
+        OURS_PIDS=$PID
+        start_ours "$tag-replica2" replica $((OURS_PORT + 2)) "$fsync"
+        OURS_PIDS+=" $PID"
+        start_ours "$tag-primary" primary "$OURS_PORT" "$fsync" \
+            --replica "127.0.0.1:$((OURS_PORT + 1))" --replica "127.0.0.1:$((OURS_PORT + 2))"
+        OURS_PIDS="$PID $OURS_PIDS"
+    fi
     free_ports 3
     REDIS_PORT=$BASE
     start_redis "$tag-primary" "$REDIS_PORT" "$fsync"
@@ -171,19 +185,21 @@ start_clusters() {
     REDIS_PIDS+=" $PID"
     start_redis "$tag-replica2" $((REDIS_PORT + 2)) "$fsync" "$REDIS_PORT"
     REDIS_PIDS+=" $PID"
-    WATCH=$OURS_PID until_true "our cluster ($tag) to connect its replicas" \
+    WATCH=$OURS_PIDS until_true "our cluster ($tag) to connect its replicas" \
         ours_synced "$OURS_PORT"
     WATCH=$REDIS_PIDS until_true "the Redis replicas ($tag) to sync" \
         redis_synced "$REDIS_PORT" $((REDIS_PORT + 1)) $((REDIS_PORT + 2))
-    log "$tag: ours on $OURS_PORT (pid $OURS_PID), Redis on $REDIS_PORT (pids $REDIS_PIDS)"
+    log "$tag: ours on $OURS_PORT (pids $OURS_PIDS), Redis on $REDIS_PORT (pids $REDIS_PIDS)"
 }
 
 stop_clusters() {
     local pid
-    stop "$OURS_PID"
-    for pid in $REDIS_PIDS; do stop "$pid"; done
+    for pid in $OURS_PIDS $REDIS_PIDS; do stop "$pid"; done
 }
 
+# deployment DEP: sections a and b for one of the DEPLOY deployments.
+deployment() {
+DEP=$1
 # ---- a. everysec: the main matrix.
 start_clusters everysec everysec
 ROUND=0
@@ -195,18 +211,21 @@ run "$KVBENCH" --port "$REDIS_PORT" --proto resp --prefill --keyspace "$KEYSPACE
 for ROUND in $(seq 1 "$ROUNDS"); do
     # Alternate who goes first, so that a drift on the machine does not favour one side.
     if ((ROUND % 2)); then order="redis ours"; else order="ours redis"; fi
-    for workload in set get; do
+    for workload in set get mix; do
         for pipeline in 1 16; do
-            test="$workload-p$pipeline"
+            [[ $workload != mix || $pipeline == 1 ]] || continue
+            test="$DEP:$workload-p$pipeline"
+            flags=(--workload "$workload")
+            [[ $workload != mix ]] || flags=(--workload mixed --set-ratio 0.1)
             for system in $order; do
                 if [[ $system == redis ]]; then
                     bench redis "$test" "$REDIS_PORT" "$REDIS_PIDS" --proto resp \
-                        --workload "$workload" --pipeline "$pipeline"
+                        "${flags[@]}" --pipeline "$pipeline"
                 else
-                    bench ours-resp "$test" "$OURS_PORT" "$OURS_PID" --proto resp \
-                        --workload "$workload" --pipeline "$pipeline"
-                    bench ours-line "$test" "$OURS_PORT" "$OURS_PID" --proto line \
-                        --workload "$workload" --pipeline "$pipeline"
+                    bench ours-resp "$test" "$OURS_PORT" "$OURS_PIDS" --proto resp \
+                        "${flags[@]}" --pipeline "$pipeline"
+                    bench ours-line "$test" "$OURS_PORT" "$OURS_PIDS" --proto line \
+                        "${flags[@]}" --pipeline "$pipeline"
                 fi
             done
         done
@@ -214,10 +233,10 @@ for ROUND in $(seq 1 "$ROUNDS"); do
     for system in $order; do
         # Replication lag to the first replica under the SET load (pipeline 1).
         if [[ $system == redis ]]; then
-            bench redis set-p1-lag "$REDIS_PORT" "$REDIS_PIDS" --proto resp --workload set \
+            bench redis "$DEP:set-p1-lag" "$REDIS_PORT" "$REDIS_PIDS" --proto resp --workload set \
                 --lag-probe "127.0.0.1:$((REDIS_PORT + 1))"
         else
-            bench ours-resp set-p1-lag "$OURS_PORT" "$OURS_PID" --proto resp --workload set \
+            bench ours-resp "$DEP:set-p1-lag" "$OURS_PORT" "$OURS_PIDS" --proto resp --workload set \
                 --lag-probe "127.0.0.1:$((OURS_PORT + 1))"
         fi
     done
@@ -240,18 +259,20 @@ for ROUND in $(seq 1 "$ROUNDS"); do
     for pipeline in 1 16; do
         for system in $order; do
             if [[ $system == redis ]]; then
-                bench redis "always-set-p$pipeline" "$REDIS_PORT" "$REDIS_PIDS" --proto resp \
+                bench redis "$DEP:always-set-p$pipeline" "$REDIS_PORT" "$REDIS_PIDS" --proto resp \
                     --workload set --pipeline "$pipeline"
             else
-                bench ours-resp "always-set-p$pipeline" "$OURS_PORT" "$OURS_PID" --proto resp \
+                bench ours-resp "$DEP:always-set-p$pipeline" "$OURS_PORT" "$OURS_PIDS" --proto resp \
                     --workload set --pipeline "$pipeline"
-                bench ours-line "always-set-p$pipeline" "$OURS_PORT" "$OURS_PID" --proto line \
+                bench ours-line "$DEP:always-set-p$pipeline" "$OURS_PORT" "$OURS_PIDS" --proto line \
                     --workload set --pipeline "$pipeline"
             fi
         done
     done
 done
 stop_clusters
+}
+for DEP in $DEPLOY; do deployment "$DEP"; done
 
 # ---- c. Memory with BIG_KEYS keys of 100 bytes, and restart time, one primary each.
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
@@ -288,24 +309,21 @@ for system in ours redis; do
     stop "$PID"
 done
 
-# ---- d. The table and the chart.
+# ---- d. The tables and the chart.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "–"; else printf "%.2f", a / b }'; }
 fmt() { awk -v v="$1" 'BEGIN { if (v == "") print "–"; else printf "%\047d", v }'; }
 msf() { awk -v v="$1" 'BEGIN { if (v == "") print "–"; else printf "%.2f", v / 1000 }'; }
 name() {
-    local t=$1
+    local t=${1#*:}
     t=${t/always-/fsync always, }
     t=${t/set-/SET, pipeline }
     t=${t/get-/GET, pipeline }
+    t=${t/mix-/90% GET \/ 10% SET, pipeline }
     echo "${t/pipeline p/pipeline }"
 }
 
 CHART_DATA="$WORK/chart.dat"
 : >"$CHART_DATA"
-echo "### Versus Redis: medians of $ROUNDS rounds ($DURATION s per kvbench run, $CONNS connections, keyspace $KEYSPACE, $VALUE-byte values)"
-echo
-echo "| test | client, our protocol | ours req/s | Redis req/s | ratio | ours p99 ms | Redis p99 ms | ratio | server CPU µs/req, ours / Redis |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 # table_row TEST OURS-SYSTEM REDIS-SYSTEM CLIENT-LABEL CHART-LABEL
 table_row() {
     local test=$1 o=$2 r=$3 rps_o rps_r p99_o p99_r cpu
@@ -314,58 +332,67 @@ table_row() {
     cpu="$(med "$o|$test|cpu") / $(med "$r|$test|cpu")"
     [[ $cpu != " / " ]] || cpu="–"
     echo "| $(name "$test") | $4 | $(fmt "$rps_o") | $(fmt "$rps_r") | $(ratio "$rps_o" "$rps_r") | $(msf "$p99_o") | $(msf "$p99_r") | $(ratio "$p99_o" "$p99_r") | $cpu |"
-    [[ -z $rps_o || -z $rps_r ]] ||
-        echo "\"$5\" $rps_o $rps_r $(msf "$p99_o") $(msf "$p99_r")" >>"$CHART_DATA"
+    [[ -z $rps_o || -z $rps_r || -z $p99_o || -z $p99_r ]] ||
+        echo "\"$5\" $(ratio "$rps_o" "$rps_r") $(ratio "$p99_r" "$p99_o")" >>"$CHART_DATA"
 }
-for test in set-p1 set-p16 get-p1 get-p16; do
-    short=${test^^}
-    short=${short/-P/ P}
-    table_row "$test" ours-resp redis "kvbench, RESP" "$short resp"
-    table_row "$test" ours-line redis "kvbench, line" "$short line"
-    table_row "$test" rb-ours rb-redis "redis-benchmark" "$short r-b"
-done
-for test in always-set-p1 always-set-p16; do
-    short="ALWAYS SET P${test##*-p}"
-    table_row "$test" ours-resp redis "kvbench, RESP" "$short resp"
-    table_row "$test" ours-line redis "kvbench, line" "$short line"
-done
-lag_o=$(med "ours-resp|lag|p99") lag_r=$(med "redis|lag|p99")
-echo "| replication lag p99 (SET, pipeline 1, kvbench --lag-probe), ms | kvbench, RESP | | | | $(msf "$lag_o") | $(msf "$lag_r") | $(ratio "$lag_o" "$lag_r") | |"
-rss_o=$(med "ours|big|rss") rss_r=$(med "redis|big|rss")
-echo "| primary RSS with $(fmt "$BIG_KEYS") keys of 100 B, MiB | – | $(awk -v k="$rss_o" 'BEGIN { printf "%.0f", k / 1024 }') | $(awk -v k="$rss_r" 'BEGIN { printf "%.0f", k / 1024 }') | $(ratio "$rss_o" "$rss_r") | | | | |"
-rs_o=$(med "ours|big|restart") rs_r=$(med "redis|big|restart")
-echo "| restart with $(fmt "$BIG_KEYS") keys, until PING answers, ms | – | $rs_o | $rs_r | $(ratio "$rs_o" "$rs_r") | | | | |"
-echo
-echo "Ratio = ours / Redis: at least 1.0 is the target for req/s, at most 1.0 for p99, RSS and restart time."
-echo "Server CPU = user + system time of the server processes (our one cluster process; the three"
-echo "Redis processes) per request. Lag p50, ms: ours $(msf "$(med "ours-resp|lag|p50")"), Redis $(msf "$(med "redis|lag|p50")")."
-echo
-for s in ours-resp ours-line redis; do
-    for t in set-p1 set-p16 get-p1 get-p16 always-set-p1 always-set-p16 set-p1-lag; do
-        e=$(median "${VALUES[$s|$t|errors]:-}")
-        [[ -z $e || $e == 0 ]] || echo "**Errors:** $s $t: ${VALUES[$s|$t|errors]}"
+for DEP in $DEPLOY; do
+    case $DEP in
+    processes) what="a primary and two replicas as three kvnode processes" short=3p ;;
+    *) what="kvnode --role cluster (the three nodes in one process)" short=1p ;;
+    esac
+    echo "### Versus Redis, ours as $what: medians of $ROUNDS rounds ($DURATION s per kvbench run, $CONNS connections, keyspace $KEYSPACE, $VALUE-byte values)"
+    echo
+    echo "| test | client, our protocol | ours req/s | Redis req/s | ratio | ours p99 ms | Redis p99 ms | ratio | server CPU µs/req, ours / Redis |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    for test in set-p1 get-p1 mix-p1 set-p16 get-p16; do
+        label="$short ${test^^}"
+        table_row "$DEP:$test" ours-resp redis "kvbench, RESP" "$label"
+        table_row "$DEP:$test" ours-line redis "kvbench, line" "$label line"
+        [[ $test == mix-p1 ]] || table_row "$DEP:$test" rb-ours rb-redis "redis-benchmark" "$label r-b"
     done
+    for test in always-set-p1 always-set-p16; do
+        label="$short ALWAYS SET P${test##*-p}"
+        table_row "$DEP:$test" ours-resp redis "kvbench, RESP" "$label"
+        table_row "$DEP:$test" ours-line redis "kvbench, line" "$label line"
+    done
+    lag_o=$(med "ours-resp|$DEP:lag|p99") lag_r=$(med "redis|$DEP:lag|p99")
+    echo "| replication lag p99 (SET, pipeline 1, kvbench --lag-probe), ms | kvbench, RESP | | | | $(msf "$lag_o") | $(msf "$lag_r") | $(ratio "$lag_o" "$lag_r") | |"
+    echo
+    echo "Lag p50, ms: ours $(msf "$(med "ours-resp|$DEP:lag|p50")"), Redis $(msf "$(med "redis|$DEP:lag|p50")")."
+    echo
+done
+rss_o=$(med "ours|big|rss") rss_r=$(med "redis|big|rss")
+rs_o=$(med "ours|big|restart") rs_r=$(med "redis|big|restart")
+echo "| one primary, no replicas | ours | Redis | ratio |"
+echo "|---|---:|---:|---:|"
+echo "| RSS with $(fmt "$BIG_KEYS") keys of 100 B, MiB | $(awk -v k="$rss_o" 'BEGIN { printf "%.0f", k / 1024 }') | $(awk -v k="$rss_r" 'BEGIN { printf "%.0f", k / 1024 }') | $(ratio "$rss_o" "$rss_r") |"
+echo "| restart with $(fmt "$BIG_KEYS") keys, until PING answers, ms | $rs_o | $rs_r | $(ratio "$rs_o" "$rs_r") |"
+echo
+echo "Ratio = ours / Redis: above 1.0 is better for req/s, below 1.0 for p99, RSS and restart time."
+echo "Server CPU = user + system time of all the server processes of the deployment per request."
+echo
+for key in "${!VALUES[@]}"; do
+    [[ $key == *"|errors" ]] || continue
+    e=$(median "${VALUES[$key]}")
+    [[ -z $e || $e == 0 ]] || echo "**Errors:** ${key%|errors}: ${VALUES[$key]}"
 done
 
 gnuplot <<EOF
-set terminal pngcairo size 1500,620 font "sans,10"
+set terminal pngcairo size 1600,680 font "sans,10"
 set output "$CHART"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
 set grid ytics
-set key top left
-set bmargin 7
-set rmargin 6
-set xtics rotate by -40 nomirror
-set multiplot layout 1,2 title "kvstore cluster vs Redis primary + 2 replicas, $CONNS conns, $VALUE-byte values (medians of $ROUNDS rounds)"
-set title "throughput (requests/s, higher is better)"
-set format y "%.1s%c"
-plot "$CHART_DATA" using 2:xtic(1) title "ours" lc rgb "#1f77b4", "" using 3 title "Redis" lc rgb "#d62728"
-set title "p99 latency (ms, lower is better)"
-set format y "%g"
-plot "$CHART_DATA" using 4:xtic(1) title "ours" lc rgb "#1f77b4", "" using 5 title "Redis" lc rgb "#d62728"
-unset multiplot
+set key top right
+set bmargin 9
+set rmargin 12
+set xtics rotate by -45 nomirror
+set yrange [0:*]
+set arrow from graph 0, first 1 to graph 1, first 1 nohead lc rgb "black" lw 2 front
+set title "ours / Redis (medians of $ROUNDS rounds, $CONNS connections, $VALUE-byte values): above the line at 1.0, ours is ahead\n3p: ours as three processes, 1p: --role cluster; P1, P16: pipeline depth; MIX: 90% GET, 10% SET; ALWAYS: --fsync always / appendfsync always (else everysec)\nload from kvbench over RESP, except 'line' (kvbench, our line protocol) and 'r-b' (redis-benchmark, RESP)"
+plot "$CHART_DATA" using 2:xtic(1) title "throughput: ours req/s / Redis req/s" lc rgb "#1f77b4", \
+     "" using 3 title "p99 latency: Redis p99 / ours p99" lc rgb "#ff7f0e"
 EOF
 echo "Chart: $CHART. Raw results: $RAW; server logs: $OUT/{ours,redis}-*-$STAMP.log"

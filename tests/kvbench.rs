@@ -203,3 +203,43 @@ fn kvbench_refuses_a_pipelined_cycle_workload_before_connecting() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--pipeline 1"), "{stderr}");
 }
+
+#[test]
+fn kvbench_with_a_rate_sends_no_faster_than_it_and_refuses_a_bad_one() {
+    let node = NodeProcess::start(&[]);
+    // 100 requests a second over 4 connections for 1 s: each connection sends one request
+    // every 40 ms, starting within the first period, so at most 4 x 26 requests in all.
+    let json = kvbench(
+        &node,
+        &[
+            "--workload",
+            "set",
+            "--rate",
+            "100",
+            "--conns",
+            "4",
+            "--duration",
+            "1",
+        ],
+    );
+    let requests = field(&json, "requests");
+    assert!(
+        (1..=104).contains(&requests),
+        "{requests} requests at 100 a second for 1 s: {json}"
+    );
+    for bad in ["0", "-5", "lots", "inf"] {
+        let output = run_kvbench(&node, &[&format!("--rate={bad}")]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "--rate {bad} was taken");
+        assert!(
+            stderr.contains("is not a positive number of requests a second"),
+            "--rate {bad}: {stderr}"
+        );
+    }
+    let output = run_kvbench(&node, &["--workload", "set-wait", "--rate", "10"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--rate is for the set, get and mixed workloads"),
+        "{stderr}"
+    );
+}

@@ -44,6 +44,13 @@ pub struct Args {
     /// write and a read of it (the `ryw-*` workloads, and `set-wait`).
     #[arg(long, value_enum, default_value_t = Workload::Set)]
     pub workload: Workload,
+    /// Send at most this many requests a second in all, spread evenly over the connections
+    /// (each sends its next batch when it is due, or at once if it is late), rather than as
+    /// fast as replies come back: latency and replication lag at a load below the maximum.
+    /// Latencies then count from when each batch was due, so a server falling behind shows
+    /// in them (no coordinated omission).
+    #[arg(long, value_name = "REQ/S", value_parser = parse_rate)]
+    pub rate: Option<f64>,
     /// Share of PUTs in the mixed workload, from 0 to 1.
     #[arg(long, default_value_t = 0.5, value_parser = parse_ratio)]
     pub set_ratio: f64,
@@ -131,6 +138,9 @@ impl Args {
         if cycle && self.pipeline != 1 {
             return Err("a cycle workload (set-wait, ryw-*) runs at --pipeline 1".into());
         }
+        if cycle && self.rate.is_some() {
+            return Err("--rate is for the set, get and mixed workloads".into());
+        }
         if cycle && self.after.is_some() {
             return Err("--after is for GETs of the get and mixed workloads".into());
         }
@@ -174,5 +184,15 @@ fn parse_ratio(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
         _ => Err(format!("{text:?} is not a number from 0 to 1")),
+    }
+}
+
+/// `--rate` must be a positive number of requests a second.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{text:?} is not a positive number of requests a second"
+        )),
     }
 }

@@ -142,7 +142,16 @@ async fn run_conn(mut link: Link, args: &Args, shared: &Shared, mut rng: fastran
     let mut buf = Vec::new();
     let mut r = Stats::new();
     let budget = Budget::new(args);
+    // With `--rate`: how often this connection sends a batch, and when the next one is due.
+    let every = args
+        .rate
+        .map(|rate| Duration::from_secs_f64(args.pipeline as f64 * args.conns as f64 / rate));
+    // Connections start spread over one period, not all at once.
+    let mut due = Instant::now() + every.map_or(Duration::ZERO, |e| e.mul_f64(rng.f64()));
     'run: loop {
+        if every.is_some() {
+            tokio::time::sleep_until(due.into()).await;
+        }
         let batch = budget.claim(shared, args.pipeline);
         if batch == 0 {
             break;
@@ -158,7 +167,15 @@ async fn run_conn(mut link: Link, args: &Args, shared: &Shared, mut rng: fastran
             let key = rng.u64(..args.keyspace);
             push_request(&mut buf, args.proto, put, key, &value, &after);
         }
-        let sent = Instant::now();
+        // Paced, a batch counts from when it was due: a late one has waited already.
+        let sent = match every {
+            Some(every) => {
+                let was_due = due;
+                due += every;
+                was_due
+            }
+            None => Instant::now(),
+        };
         if let Err(error) = link.send(&buf).await {
             r.fail(&error);
             break;

@@ -3,6 +3,9 @@
 //! checked (durability, replicas, the primary's lease), and the replies written; the session
 //! reads nothing meanwhile. Kept apart from the planning (`session.rs`), which calls it.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use actix::prelude::*;
 
 use super::Session;
@@ -12,7 +15,7 @@ use crate::server::batch::{Answered, BatchError, BatchSafety, Step};
 use crate::server::node_query;
 use crate::server::output;
 use crate::server::transaction::gather_exec_replies;
-use crate::store::{Batch, Op, Outcome};
+use crate::store::{Batch, Op};
 
 impl Session {
     /// Send `ops` to the Store, resolve every step in order, write the replies, and only then
@@ -37,7 +40,7 @@ impl Session {
             .any(|op| matches!(op, Op::Unwatch(_) | Op::Exec(..)))
             .then(|| (self.store.clone(), self.id));
         // A batch with position waits goes to the Store once they are over; any other at once.
-        let waits = self.waits.take();
+        let waits = self.waits.take().map(Box::new);
         let touches_store = !ops.is_empty();
         let (store_reply, deferred) = match (touches_store, &waits) {
             (false, _) => (None, None),
@@ -47,8 +50,8 @@ impl Session {
         let limit = self.config.output_limit;
         // Only a batch the Store answers waits for the writer.
         let mut durability = touches_store.then(|| self.config.durability.clone());
-        let confirm =
-            (touches_store && self.config.node.confirms()).then(|| self.config.node.clone());
+        let confirm = (touches_store && self.config.node.confirms())
+            .then(|| Box::new(self.config.node.clone()));
         let mut observed = self.observed;
         let position = touches_store.then(|| self.config.node.position.clone());
         let serving = self.serving;
@@ -86,7 +89,7 @@ impl Session {
             };
             let safety = BatchSafety {
                 durability: durability.as_mut(),
-                confirm: confirm.as_ref(),
+                confirm: confirm.as_deref(),
                 serving,
             };
             let mut not_safe = match safety.settled(seen, refused) {
@@ -123,22 +126,29 @@ impl Session {
                     }
                     Step::Store { ops, fold, after } => {
                         note(&mut observed);
-                        let taken: Vec<Outcome> = outcomes.by_ref().take(ops).collect();
-                        for outcome in &taken {
+                        let mine = &outcomes.as_slice()[..ops.min(outcomes.len())];
+                        for outcome in mine {
                             if let Some(seq) = outcome.applied() {
                                 last_write = last_write.max(seq);
                             }
                         }
-                        store_replies.push(replies.len());
+                        if confirm.is_some() {
+                            store_replies.push(replies.len());
+                        }
                         let unreached = after.and_then(|i| waited.get(i)?.clone().err());
-                        match (&not_safe, unreached) {
+                        // This step's outcomes, taken in place (no allocation per step); what
+                        // the fold leaves is dropped, so the next step starts at its own.
+                        let mut taken = outcomes.by_ref().take(ops);
+                        let reply = match (&not_safe, unreached) {
                             // A write whose durability is unknown, or a read that could show
                             // such a write, is answered with the failure instead.
                             (Some(error), _) => Reply::Error(error.clone()),
                             // A read whose position was not reached shows nothing.
                             (None, Some(error)) => Reply::Error(error),
-                            (None, None) => fold.reply(taken.into_iter()),
-                        }
+                            (None, None) => fold.reply(&mut taken),
+                        };
+                        taken.for_each(drop);
+                        reply
                     }
                     // Boxed, so that the common batch's future (allocated for every batch)
                     // stays small.
@@ -187,17 +197,21 @@ impl Session {
                 buffers,
             })
         };
-        let guarded = async move {
-            match guard {
-                Some(guard) => tokio::select! {
+        // Allocated once, at its size: the batch's future is the one allocation every batch
+        // pays for by size (a copy of it is most of what boxing costs), so the rare parts it
+        // carries (the position waits, the node for a confirmation) are boxed apart, and the
+        // eviction guard wraps it only when there is a cap.
+        let batch: Pin<Box<dyn Future<Output = Result<Answered, BatchError>>>> = match guard {
+            Some(guard) => Box::pin(async move {
+                tokio::select! {
                     answered = work => answered,
                     () = guard.until_evicted() => Err(BatchError::Evicted),
-                },
-                None => work.await,
-            }
+                }
+            }),
+            None => Box::pin(work),
         };
         ctx.wait(
-            guarded
+            batch
                 .into_actor(self)
                 .map(|result, act, ctx| act.answered(result, ctx)),
         );

@@ -5,9 +5,9 @@
 //!
 //! Threads: the Store, the sessions, and the replicators (or the follower) share one arbiter,
 //! as Redis serves everything from one thread: on a small machine, waking another thread costs
-//! more than the work handed to it. Only the persistence writer, whose file calls block, has
-//! an arbiter of its own, and so do TLS handshakes, whose cryptography would hold up the
-//! Store. `io_threads` above 1 adds arbiters that take sessions too. The Listener runs on the
+//! more than the work handed to it. The persistence writer shares it too (its `write`s go to
+//! the page cache); its fsyncs run on a `kv-fsync` thread. TLS handshakes, whose cryptography
+//! would hold up the Store, have an arbiter of their own. `io_threads` above 1 adds arbiters that take sessions too. The Listener runs on the
 //! arbiter that calls [`Node::start`].
 
 use std::io;

@@ -430,3 +430,37 @@ fn with_fsync_everysec_writes_acknowledged_before_the_disk_filled_survive_a_kill
         "a write acknowledged before the disk filled was lost"
     );
 }
+
+#[test]
+fn shutdown_during_a_stalled_fsync_waits_for_it_and_keeps_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::start_in(dir.path(), &["--fsync", "always"]);
+    node.client().put(b"before", b"1").unwrap();
+    // Every fdatasync now takes 2 s: the next write's sync job stalls on the fsync thread.
+    let trace_dir = tempfile::tempdir().unwrap();
+    let strace = delay_every_fdatasync(&node, trace_dir.path(), Duration::from_secs(2));
+    let log = log_files(dir.path()).pop().unwrap();
+    let before = fs::metadata(&log).unwrap().len();
+    let mut writer = node.raw();
+    send(&mut writer, "PUT during 2\n");
+    wait_until("the writer has written the record", || {
+        fs::metadata(&log).unwrap().len() > before
+    });
+    // The final sync of a shutdown waits for the running one (two fsyncs of one file at once
+    // could leave the one that says "done" not knowing of the other's error), then syncs.
+    node.signal("TERM");
+    let status = node.wait_exit();
+    drop(strace);
+    assert!(
+        status.success(),
+        "shutdown during a stalled fsync: {status}"
+    );
+    assert_eq!(
+        reply_within(&mut writer, Duration::from_secs(5)).as_deref(),
+        Some("OK"),
+        "the write was acknowledged before the node stopped"
+    );
+    let node = NodeProcess::start_in(dir.path(), &["--fsync", "always"]);
+    assert_eq!(node.client().get(b"during").unwrap(), Some(b"2".to_vec()));
+    assert_eq!(node.client().get(b"before").unwrap(), Some(b"1".to_vec()));
+}

@@ -17,7 +17,7 @@ pub enum ClientCommand {
     /// `CLIENT INFO`: this connection's `CLIENT LIST` line.
     Info,
     /// `CLIENT LIST [TYPE type] [ID id ...]`: one line per connection that matches.
-    List(ClientFilter),
+    List(Box<ClientFilter>),
     /// `CLIENT GETNAME`: this connection's name, or nil.
     GetName,
     /// `CLIENT SETNAME name`: name this connection (an empty name removes it).
@@ -27,7 +27,7 @@ pub enum ClientCommand {
     /// `CLIENT KILL ...`: close the connections that match.
     Kill {
         /// Which connections.
-        filter: ClientFilter,
+        filter: Box<ClientFilter>,
         /// `CLIENT KILL ip:port`, Redis's old form: answers `OK` or an error rather than a
         /// count.
         old_form: bool,
@@ -126,16 +126,16 @@ pub fn parse_resp_client(args: &[Bytes]) -> Result<ClientCommand, CommandError> 
             ))
         }
         ("setinfo", 4) => parse_setinfo(&args[2], &args[3])?,
-        ("list", _) => ClientCommand::List(parse_list(&args[2..])?),
+        ("list", _) => ClientCommand::List(Box::new(parse_list(&args[2..])?)),
         ("kill", 3) => ClientCommand::Kill {
-            filter: ClientFilter {
+            filter: Box::new(ClientFilter {
                 addr: Some(args[2].clone()),
                 ..ClientFilter::default()
-            },
+            }),
             old_form: true,
         },
         ("kill", n) if n > 3 => ClientCommand::Kill {
-            filter: parse_kill(&args[2..])?,
+            filter: Box::new(parse_kill(&args[2..])?),
             old_form: false,
         },
         ("id" | "info" | "getname" | "help" | "setname" | "setinfo" | "kill", _) => {

@@ -99,7 +99,7 @@ pub enum Command {
         /// `SETNAME`'s name for the connection, as `CLIENT SETNAME` gives it.
         name: Option<Bytes>,
         /// `AUTH`'s user and password: the connection logs in as that user first.
-        auth: Option<Login>,
+        auth: Option<Box<Login>>,
     },
     /// `AUTH [user] password`: log the connection in.
     Auth(Login),
@@ -175,7 +175,7 @@ impl From<AuthCommand> for Command {
             } => Command::Hello {
                 version,
                 name,
-                auth,
+                auth: auth.map(Box::new),
             },
         }
     }

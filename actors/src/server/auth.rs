@@ -139,7 +139,7 @@ mod tests {
             name: None,
             auth,
         };
-        assert_eq!(auth.refusal(&hello(Some(login))), None);
+        assert_eq!(auth.refusal(&hello(Some(Box::new(login)))), None);
         assert_eq!(auth.refusal(&hello(None)), Some(ErrorReply::NoAuthHello));
         assert_eq!(auth.refusal(&Command::Ping), Some(ErrorReply::NoAuth));
         assert_eq!(auth.refusal(&Command::Multi), Some(ErrorReply::NoAuth));

@@ -22,7 +22,8 @@ use crate::store::Seq;
 pub enum FsyncPolicy {
     /// Before a reply shows a mutation: nothing acknowledged or read is ever lost.
     Always,
-    /// At most once a second: a crash loses at most about a second of writes.
+    /// At most once a second: a crash of the machine loses at most about a second of
+    /// writes (two while the disk stalls); a crash of the process, none.
     #[default]
     EverySec,
     /// Never explicitly: the operating system decides.

@@ -132,6 +132,8 @@ pub struct Writer {
     durable_as_of: Instant,
     /// When the running sync was asked for.
     sync_asked: Instant,
+    /// [`SyncNow`]s waiting for the running sync job to end.
+    sync_now: Vec<tokio::sync::oneshot::Sender<Result<Seq, String>>>,
 }
 
 impl Writer {
@@ -183,6 +185,7 @@ impl Writer {
             rotating: false,
             durable_as_of: Instant::now(),
             sync_asked: Instant::now(),
+            sync_now: Vec::new(),
         };
         Ok((writer, durability))
     }
@@ -200,6 +203,11 @@ impl Writer {
     fn write_pending(&mut self) -> std::io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
+        }
+        if self.written == self.synced && self.unsynced.is_empty() {
+            // Everything before this write is on disk now: the first write after a quiet
+            // spell is not held as if a sync were overdue.
+            self.durable_as_of = Instant::now();
         }
         self.segment.append(&self.pending)?;
         self.log_bytes += self.pending.len() as u64;
@@ -261,8 +269,8 @@ impl Writer {
 
     /// Whether new records must wait in `pending`: the log is being closed, or, until the
     /// running sync ends, the bytes kept for a rewrite are at their limit or (`everysec`) the
-    /// oldest write it would lose in a crash is [`MAX_EXPOSURE`] old: a stalled disk stops
-    /// new writes (and so their replies) rather than let what is at risk grow.
+    /// last point known to be on disk (`durable_as_of`) is [`MAX_EXPOSURE`] old: a stalled
+    /// disk stops new writes (and so their replies) rather than let what is at risk grow.
     fn holding_writes(&self) -> bool {
         let stalled = self.config.fsync == FsyncPolicy::EverySec
             && self.durable_as_of.elapsed() >= MAX_EXPOSURE;
@@ -292,6 +300,9 @@ impl Writer {
         }
         self.sync_epoch += 1;
         let attempt = (|| {
+            // A failed append whose cut-back failed too may have left the file longer than
+            // the log, or its position past the end: put both back first.
+            self.segment.rollback_to(self.segment.len())?;
             if self.fsync_failed {
                 // After a failed fsync the kernel may have dropped pages it had not written
                 // back: what is not known to be on disk is written again, into the space it
@@ -363,11 +374,19 @@ impl Writer {
     /// goes on.
     fn synced(&mut self, done: Synced, ctx: &mut Context<Self>) {
         self.syncing = false;
+        if done.epoch == self.sync_epoch && done.result.is_err() && self.failure.is_some() {
+            // Failed already (a write): this fsync's error is the only report the kernel
+            // gives of pages it dropped (the next fsync of the file succeeds), so recovery
+            // must write again everything after the last good sync, not trust it.
+            self.fsync_failed = true;
+        }
         if done.epoch != self.sync_epoch || self.failure.is_some() {
+            self.answer_sync_now();
             return self.flush(ctx);
         }
         if let Err(error) = done.result {
-            return self.fail("fsync", error);
+            self.fail("fsync", error);
+            return self.answer_sync_now();
         }
         if done.len > self.synced_len {
             let covered = usize::try_from(done.len - self.synced_len).unwrap_or(usize::MAX);
@@ -377,7 +396,46 @@ impl Writer {
         }
         self.synced = self.synced.max(done.seq);
         self.durable_as_of = self.durable_as_of.max(self.sync_asked);
+        // Before the flush, which may start another sync that a SyncNow would wait for.
+        self.answer_sync_now();
         self.flush(ctx);
+        // After a slow sync, what was written meanwhile is not left for the next tick.
+        let overdue = self.config.fsync == FsyncPolicy::EverySec
+            && self.written > self.synced
+            && self.durable_as_of.elapsed() >= TICK;
+        if overdue && self.failure.is_none() {
+            self.start_sync();
+        }
+    }
+
+    /// Answer the [`SyncNow`]s that waited for the running sync, now that none runs.
+    fn answer_sync_now(&mut self) {
+        if self.syncing || self.sync_now.is_empty() {
+            return;
+        }
+        let result = self.sync_in_place();
+        for waiter in self.sync_now.drain(..) {
+            let _ = waiter.send(result.clone());
+        }
+    }
+
+    /// Write everything and fsync it here, now (no sync job may be running: two fsyncs of
+    /// one file at once could leave the one that says "done" not knowing of the other's
+    /// error). Answers the last durable sequence number.
+    fn sync_in_place(&mut self) -> Result<Seq, String> {
+        if self.failure.is_some() {
+            self.try_recover();
+        }
+        if let Some(failure) = &self.failure {
+            return Err(failure.to_string());
+        }
+        let result = self.write_pending().and_then(|()| self.sync());
+        if let Err(error) = result {
+            self.fail("fsync", error);
+            return Err(self.failure.as_deref().unwrap_or_default().to_string());
+        }
+        self.publish();
+        Ok(self.synced)
     }
 }
 
@@ -446,22 +504,20 @@ impl Handler<Synced> for Writer {
 }
 
 impl Handler<SyncNow> for Writer {
-    type Result = Result<Seq, String>;
+    type Result = ResponseFuture<Result<Seq, String>>;
 
+    /// At once, or once the running sync job has ended.
     fn handle(&mut self, _: SyncNow, _: &mut Self::Context) -> Self::Result {
-        if self.failure.is_some() {
-            self.try_recover();
+        if !self.syncing {
+            let result = self.sync_in_place();
+            return Box::pin(async move { result });
         }
-        if let Some(failure) = &self.failure {
-            return Err(failure.to_string());
-        }
-        let result = self.write_pending().and_then(|()| self.sync());
-        if let Err(error) = result {
-            self.fail("fsync", error);
-            return Err(self.failure.as_deref().unwrap_or_default().to_string());
-        }
-        self.publish();
-        Ok(self.synced)
+        let (tell, told) = tokio::sync::oneshot::channel();
+        self.sync_now.push(tell);
+        Box::pin(async move {
+            told.await
+                .unwrap_or_else(|_| Err("the writer stopped".to_string()))
+        })
     }
 }
 

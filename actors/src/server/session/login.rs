@@ -36,7 +36,7 @@ impl Session {
                     let refusal = node_query::hello(version, self.id, false);
                     self.answer(vec![Step::Reply(refusal)], Vec::new(), false, ctx)
                 }
-                _ => self.check_login(login, Some((version, name)), ctx),
+                _ => self.check_login(*login, Some((version, name)), ctx),
             },
             Command::Acl(AclCommand::Load) => self.reload_users(ctx),
             other => self.respond(vec![Ok(other)], false, ctx),

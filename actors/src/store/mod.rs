@@ -200,7 +200,7 @@ pub struct Store {
     subscribers: Vec<Recipient<Applied>>,
     /// Mutations applied since the last publication.
     pending: Vec<Mutation>,
-    /// A [`Publish`] is queued behind the messages in the mailbox.
+    /// A [`Publish`] is on its way (see [`Store::schedule_publish`]).
     publish_scheduled: bool,
     /// Client writes are refused ([`SetWrites`]). A closed Store does not author history, so
     /// it never deletes an expired key either: it hides it until its primary's delete arrives.
@@ -217,8 +217,8 @@ pub struct Store {
     watches: Watches,
 }
 
-/// Sent by the Store to itself: handled once the mailbox is empty, it publishes everything
-/// applied since the last publication.
+/// Sent by the Store to itself at the end of a pass of its thread's event loop: it publishes
+/// everything applied since the last publication.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Publish;
@@ -331,16 +331,27 @@ impl Store {
         self.last_seq
     }
 
-    /// Publish what is pending once the messages already in the mailbox are handled, or at
-    /// once when a turn has gathered [`MAX_PENDING`] mutations: sessions on other threads
-    /// (`--io-threads` above 1) could otherwise keep the mailbox from ever emptying.
+    /// Publish what is pending once every task the thread can run now has run (and the
+    /// batches they send are applied), or at once when [`MAX_PENDING`] mutations have
+    /// gathered: sessions on other threads (`--io-threads` above 1) could otherwise keep it
+    /// from ever publishing.
     fn schedule_publish(&mut self, ctx: &mut Context<Self>) {
         if self.pending.len() >= MAX_PENDING {
             return self.publish();
         }
         if !self.pending.is_empty() && !self.publish_scheduled {
             self.publish_scheduled = true;
-            ctx.notify(Publish);
+            // After every task the thread can run now (the sessions woken by the same
+            // readiness events send their batches first), so that one publication, one write
+            // and one replication send carry a whole pass of the event loop.
+            let me = ctx.address();
+            ctx.spawn(
+                async move {
+                    tokio::task::yield_now().await;
+                    me.do_send(Publish);
+                }
+                .into_actor(self),
+            );
         }
     }
 

@@ -33,9 +33,9 @@ use watch::Watches;
 
 /// Mutations the Store applied, in apply order, shared by every subscriber.
 ///
-/// The Store publishes once it has emptied its mailbox, not after every message: the batches
-/// of every client that wrote in the meantime go out as one `Applied`, so a subscriber on
-/// another thread is woken once per Store turn rather than once per request.
+/// The Store publishes once per pass of its thread's event loop, not after every message: the
+/// batches of every client that wrote in the meantime go out as one `Applied`, so the writer
+/// writes, and each replicator sends, once per pass rather than once per request.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct Applied {
@@ -341,9 +341,10 @@ impl Store {
         }
         if !self.pending.is_empty() && !self.publish_scheduled {
             self.publish_scheduled = true;
-            // After every task the thread can run now (the sessions woken by the same
-            // readiness events send their batches first), so that one publication, one write
-            // and one replication send carry a whole pass of the event loop.
+            // After the tasks the thread can run now (tokio wakes a yielded task once the
+            // current tick, at most 61 task polls, is over): the sessions woken by the same
+            // readiness events send their batches first, so that one publication, one write
+            // and one replication send carry a pass of the event loop.
             let me = ctx.address();
             ctx.spawn(
                 async move {

@@ -27,6 +27,22 @@ fn sorted(keyspace: &Keyspace) -> Vec<(Bytes, Bytes)> {
     common::sorted_pairs(&keyspace.snapshot())
 }
 
+/// The data directory at `path` once its last writer has let it go (the lock is released
+/// when the writer's thread ends).
+async fn reopen(path: &std::path::Path) -> DataDir {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match DataDir::open(path) {
+            Ok(dir) => return dir,
+            Err(_) if std::time::Instant::now() < deadline => {
+                // Poll interval of the deadline-bounded wait for the lock.
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 /// A writer for a fresh directory, on an arbiter of its own as in a node.
 fn start_writer(
     dir: &Arc<DataDir>,
@@ -98,17 +114,7 @@ async fn fed_mutations_become_durable_in_order_and_replay_exactly() {
 
     // A fresh recovery (the writer's lock is released with its directory handle).
     drop(dir);
-    let wait = std::time::Instant::now();
-    let dir = loop {
-        match DataDir::open(tmp.path()) {
-            Ok(dir) => break dir,
-            Err(_) if wait.elapsed() < Duration::from_secs(60) => {
-                // Poll interval: the lock is released once the writer's thread ends.
-                tokio::time::sleep(Duration::from_millis(10)).await
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let dir = reopen(tmp.path()).await;
     let recovered = recover(&dir, RecoveryOptions::default(), &quiet()).unwrap();
     assert_eq!(recovered.last_seq, seq);
     assert_eq!(
@@ -182,17 +188,7 @@ async fn compaction_under_writes_keeps_every_key_and_shrinks_the_files() {
     writer_arbiter.stop();
     store_arbiter.stop();
     drop((writer, store, dir));
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let dir = loop {
-        match DataDir::open(tmp.path()) {
-            Ok(dir) => break dir,
-            Err(_) if std::time::Instant::now() < deadline => {
-                // Poll interval: the lock is released once the writer's thread ends.
-                tokio::time::sleep(Duration::from_millis(10)).await
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let dir = reopen(tmp.path()).await;
     let recovered = recover(&dir, RecoveryOptions::default(), &quiet()).unwrap();
     assert!(recovered.snapshot_seq > 0, "a snapshot was written");
     assert_eq!(recovered.last_seq, live.seq);
@@ -204,36 +200,49 @@ async fn writes_that_arrive_while_the_log_is_closed_for_a_compaction_are_written
     // Compaction is due after every write: each new write finds the log being closed (its
     // fsync asked for, new writes held) and must still be written and reported, with nothing
     // else arriving to push it along.
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = Arc::new(DataDir::open(tmp.path()).unwrap());
-    let store_arbiter = Arbiter::new();
-    let store = Store::start_in_arbiter(&store_arbiter.handle(), |_| Store::new());
     for fsync in [FsyncPolicy::EverySec, FsyncPolicy::Always, FsyncPolicy::No] {
-        let sub = Arc::new(DataDir::open(&tmp.path().join(format!("{fsync}"))).unwrap());
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Arc::new(DataDir::open(tmp.path()).unwrap());
+        let store_arbiter = Arbiter::new();
+        let store = Store::start_in_arbiter(&store_arbiter.handle(), |_| Store::new());
         let config = WriterConfig {
             fsync,
             compact_min_bytes: 1,
             compact_ratio: 0,
         };
-        let (writer, mut durability, arbiter) = start_writer(&sub, config, store.clone());
-        for seq in 1..=30u64 {
-            writer.do_send(Applied {
-                mutations: vec![Mutation {
-                    more: false,
-                    seq,
-                    change: Change::put(b"k", format!("v{seq}").as_bytes()),
-                }]
-                .into(),
-            });
+        let (writer, mut durability, arbiter) = start_writer(&dir, config, store.clone());
+        store
+            .send(Subscribe(writer.clone().recipient()))
+            .await
+            .unwrap();
+        for i in 1..=30u64 {
+            let ops = vec![Op::Put(b(format!("k{}", i % 4)), b(format!("v{i}")))];
+            let seq = store.send(Batch { ops }).await.unwrap().seen;
             let safe = tokio::time::timeout(Duration::from_secs(30), durability.wait_safe(seq));
             assert!(
                 matches!(safe.await, Ok(Ok(()))),
                 "{fsync}: write {seq} was never reported safe"
             );
         }
+        // The logs were closed for compactions along the way (else the test proves nothing).
         assert_eq!(writer.send(SyncNow).await.unwrap(), Ok(30));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while writer.send(GetWriterStats).await.unwrap().compactions == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{fsync}: no compaction"
+            );
+            // Poll interval of the deadline-bounded wait for a compaction to finish.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let live = store.send(TakeSnapshot).await.unwrap();
+        let expected = common::sorted_pairs(&live.data);
         arbiter.stop();
+        store_arbiter.stop();
+        drop((writer, store, dir));
+        let dir = reopen(tmp.path()).await;
+        let recovered = recover(&dir, RecoveryOptions::default(), &quiet()).unwrap();
+        assert_eq!(recovered.last_seq, 30, "{fsync}");
+        assert_eq!(sorted(&recovered.keyspace), expected, "{fsync}");
     }
-    store_arbiter.stop();
-    drop(dir);
 }

@@ -204,7 +204,7 @@ impl Writer {
         if self.pending.is_empty() {
             return Ok(());
         }
-        if self.written == self.synced && self.unsynced.is_empty() {
+        if self.all_durable() {
             // Everything before this write is on disk now: the first write after a quiet
             // spell is not held as if a sync were overdue.
             self.durable_as_of = Instant::now();
@@ -229,7 +229,7 @@ impl Writer {
     /// Fsync in place, on this thread: at shutdown, after a failure, and if the fsync thread
     /// could not be started. Everything written is durable once it returns.
     fn sync(&mut self) -> std::io::Result<()> {
-        if self.written == self.synced && self.unsynced.is_empty() {
+        if self.all_durable() {
             return Ok(());
         }
         let asked = Instant::now();
@@ -242,10 +242,15 @@ impl Writer {
         Ok(())
     }
 
+    /// Whether everything written is known to be on disk: nothing for a sync to do.
+    fn all_durable(&self) -> bool {
+        self.written == self.synced && self.unsynced.is_empty()
+    }
+
     /// Have everything written so far made durable by the fsync thread, unless a sync is
     /// running (its end starts the next one, if one is wanted then).
     fn start_sync(&mut self) {
-        if self.syncing || (self.written == self.synced && self.unsynced.is_empty()) {
+        if self.syncing || self.all_durable() {
             return;
         }
         let job = SyncJob {

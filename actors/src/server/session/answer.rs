@@ -197,10 +197,11 @@ impl Session {
                 buffers,
             })
         };
-        // Allocated once, at its size: the batch's future is the one allocation every batch
-        // pays for by size (a copy of it is most of what boxing costs), so the rare parts it
+        // Allocated at its size: the batch's future is the one allocation every batch pays
+        // for by size (a copy of it is most of what boxing costs), so the rare parts it
         // carries (the position waits, the node for a confirmation) are boxed apart, and the
-        // eviction guard wraps it only when there is a cap.
+        // eviction guard wraps it only when there is a cap. (An `Either` of the two, boxed
+        // once by the context, measured 2% more instructions per GET than this.)
         let batch: Pin<Box<dyn Future<Output = Result<Answered, BatchError>>>> = match guard {
             Some(guard) => Box::pin(async move {
                 tokio::select! {

@@ -60,6 +60,15 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Fail for good: no write, read or acknowledgement of durability until a restart.
+    fn fail_until_restart(&mut self, reason: String) {
+        self.reset_failed = true;
+        self.failure = Some(reason.into());
+        self.publish();
+    }
+}
+
 impl Handler<Reset> for Writer {
     type Result = Result<(), String>;
 
@@ -78,11 +87,9 @@ impl Handler<Reset> for Writer {
                 // on would be durable. The failure stays (no write, read or acknowledgement of
                 // durability) until a restart, which finds the directory `resyncing` and asks
                 // for a full resync.
-                self.reset_failed = true;
-                self.failure = Some(
-                    format!("could not store a full resync ({error}); restart this replica").into(),
-                );
-                self.publish();
+                self.fail_until_restart(format!(
+                    "could not store a full resync ({error}); restart this replica"
+                ));
                 Err(error.to_string())
             }
         }
@@ -100,11 +107,9 @@ impl Handler<Follow> for Writer {
             // what the file says, and refuse rather than mix histories).
             error!(self.log, "cannot record the primary's new replication id; restart this replica";
                 "error" => %error);
-            self.reset_failed = true;
-            self.failure = Some(
-                format!("cannot record the replication id ({error}); restart this replica").into(),
-            );
-            self.publish();
+            self.fail_until_restart(format!(
+                "cannot record the replication id ({error}); restart this replica"
+            ));
         }
         result.map_err(|e| e.to_string())
     }
